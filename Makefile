@@ -1,0 +1,86 @@
+# Makefile - shunt. `make` builds build/shunt, `make check` runs every test, `make demo`
+# shows pairing on loopback. Missing Debian packages are installed by scripts/deps.sh.
+
+CC       ?= cc
+PKGS     := libuv
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc $(PKG_CFLAGS)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LIBS     := -lpthread
+
+BUILD    ?= build
+LIB_SRC  := $(filter-out src/cli/main.c,$(wildcard src/*/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(BUILD)/obj/src/cli/main.o
+UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+# The parts the fuzzers and parser benchmarks need: core and http, nothing with I/O.
+PURE_SRC := $(wildcard src/core/*.c src/http/*.c)
+
+.PHONY: all deps check demo fuzz bench clean unit asan format
+.DELETE_ON_ERROR:
+
+all: deps
+	@$(MAKE) --no-print-directory $(BUILD)/shunt
+
+deps:
+	@scripts/deps.sh build
+
+$(BUILD)/shunt: $(CLI_OBJ) $(BUILD)/libshunt.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) $(LIBS)
+
+$(BUILD)/libshunt.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libshunt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libshunt.a $(PKG_LIBS) -lcmocka $(LIBS)
+
+unit: $(UNIT_BIN)
+
+# libFuzzer drivers: clang, with ASan and UBSan; only core/ and http/ are linked in.
+$(BUILD)/fuzz/%: fuzz/%.c $(PURE_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $< $(PURE_SRC)
+
+FUZZ_SECONDS ?= 600
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/http.dict $(BUILD)/fuzz/corpus-$$n \
+	      fuzz/corpus/$${n#fuzz_} || exit 1; done
+
+# Everything: unit tests (plain and ASan/UBSan), integration tests, a 60 s fuzz run.
+check:
+	@scripts/deps.sh check
+	@$(MAKE) --no-print-directory $(BUILD)/shunt unit
+	@$(MAKE) --no-print-directory BUILD=build-asan \
+	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    build-asan/shunt unit
+	@CC=clang $(MAKE) --no-print-directory $(FUZZ_BIN)
+	@tests/run
+
+demo: all
+	@scripts/deps.sh demo
+	@scripts/demo.sh
+
+bench: all
+	@scripts/deps.sh bench
+	@bench/run
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

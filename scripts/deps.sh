@@ -1,0 +1,45 @@
+#!/bin/sh
+# scripts/deps.sh - make sure the Debian packages a make target needs are installed.
+# usage: scripts/deps.sh build|check|demo|bench
+# Installs what is missing with apt-get when run as root, saying what it does; otherwise
+# prints the exact install line and fails. Only Debian packages, nothing vendored.
+set -eu
+
+build="gcc make pkg-config libc6-dev libuv1-dev"
+check="$build libcmocka-dev python3 python3-pytest curl nginx-light openssl tshark clang libclang-rt-14-dev python3-websockets procps iproute2"
+demo="$build curl nginx-light"
+bench="$build wrk nginx-light haproxy tinyproxy mitmproxy privoxy curl linux-perf"
+
+case "${1:-build}" in
+build) want=$build ;;
+check) want=$check ;;
+demo) want=$demo ;;
+bench) want=$bench ;;
+*) echo "usage: $0 build|check|demo|bench" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+    # nginx-light, nginx-core and nginx-full all provide /usr/sbin/nginx.
+    if [ "$p" = nginx-light ] && [ -x /usr/sbin/nginx ]; then continue; fi
+    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$st" in *"ok installed"*) ;; *) missing="$missing $p" ;; esac
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "shunt: missing Debian packages:$missing" >&2
+    echo "shunt: install them with: sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+echo "shunt: installing missing Debian packages:$missing"
+export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture; answer for it.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+# shellcheck disable=SC2086
+if ! apt-get install -y --no-install-recommends $missing; then
+    echo "shunt: refreshing the package lists (apt-get update) and trying again"
+    apt-get update
+    # shellcheck disable=SC2086
+    apt-get install -y --no-install-recommends $missing
+fi

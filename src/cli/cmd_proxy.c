@@ -1,0 +1,233 @@
+/* src/cli/cmd_proxy.c - `shunt proxy`: reads the options into a configuration and runs it. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "core/log.h"
+#include "proxy/proxy.h"
+
+static const char help[] =
+    "usage: shunt proxy [options]\n"
+    "\n"
+    "A forward proxy (absolute-form requests and CONNECT) on 127.0.0.1:8888, or with --reverse\n"
+    "a reverse proxy for one origin. Each client connection gets its own upstream connection,\n"
+    "kept for its life; closes are mirrored (FIN for FIN, RST for RST).\n"
+    "\n"
+    "options:\n"
+    "  --listen ADDR:PORT       where to listen (default 127.0.0.1:8888; [::1]:8888 for IPv6;\n"
+    "                           port 0 picks a free one)\n"
+    "  --allow CIDR[,CIDR]      clients allowed; required to listen on a non-loopback address\n"
+    "                           (others get 403)\n"
+    "  --reverse http://HOST:PORT  send every request to this origin\n"
+    "  --reverse-host           with --reverse: set Host to the origin's (default: keep the\n"
+    "                           client's)\n"
+    "  --via                    add a Via header (off: Via makes IIS drop NTLM persistence)\n"
+    "  --no-proxy-support       don't add Proxy-Support: Session-Based-Authentication to\n"
+    "                           NTLM/Negotiate 401s (forward mode)\n"
+    "  --workers N              event loops (default: the number of cores)\n"
+    "  --grace SECONDS          on SIGINT/SIGTERM, time left to finish exchanges (default 5)\n"
+    "  --header-timeout S       a request head must arrive within S (default 30)\n"
+    "  --idle-timeout S         idle keep-alive connections close after S (default 120)\n"
+    "  --connect-timeout S      upstream connect timeout (default 10)\n"
+    "  --response-timeout S     upstream silence allowed while a response is due (default 120)\n"
+    "  --max-line N             request/status line limit in bytes (default 8192)\n"
+    "  --max-head N             header section limit in bytes (default 65536)\n"
+    "  --max-headers N          header count limit (default 100)\n"
+    "  -v, --verbose            one line per exchange on stderr (-vv: debug)\n"
+    "  -h, --help               this text\n"
+    "\n"
+    "examples:\n"
+    "  shunt proxy &  curl -x http://127.0.0.1:8888 http://127.0.0.1:8080/\n"
+    "  shunt proxy --listen 127.0.0.1:9000 --reverse http://127.0.0.1:8080 -v\n";
+
+/* -v: the exchange line. */
+static void log_exchange(const struct shunt_event *ev, void *ud)
+{
+    (void)ud;
+    shunt_log_raw("shunt: exchange conn=%" PRIu64 " client=%d upstream=%d idx=%" PRIu64
+                  " %s %s %d bytes=%" PRIu64 " ms=%.1f%s%s",
+                  ev->conn_id, ev->peer_port, ev->local_port, ev->exchange, ev->method, ev->url,
+                  ev->status, ev->resp_bytes, (double)ev->duration_us / 1000.0,
+                  ev->error ? " error=" : "", ev->error ? ev->error : "");
+}
+
+static int bad(const char *opt, const char *val, const char *why)
+{
+    fprintf(stderr, "shunt proxy: %s %s: %s\n", opt, val ? val : "", why);
+    return 2;
+}
+
+static int parse_num(const char *s, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_reverse(struct shunt_proxy_config *cfg, const char *url)
+{
+    if (strncmp(url, "http://", 7) != 0)
+        return -1;
+    const char *a = url + 7;
+    const char *end = a + strcspn(a, "/");
+    if (*end == '/' && end[1] != '\0')
+        return -1; /* a path would be silently ignored: refuse it */
+    char auth[300];
+    size_t l = (size_t)(end - a);
+    if (l == 0 || l >= sizeof(auth))
+        return -1;
+    memcpy(auth, a, l);
+    auth[l] = '\0';
+    char *host = auth, *port = NULL;
+    if (auth[0] == '[') {
+        char *close = strchr(auth, ']');
+        if (close == NULL)
+            return -1;
+        *close = '\0';
+        host = auth + 1;
+        if (close[1] == ':')
+            port = close + 2;
+        else if (close[1] != '\0')
+            return -1;
+    } else {
+        port = strchr(auth, ':');
+        if (port != NULL)
+            *port++ = '\0';
+    }
+    double p = 80;
+    if (port != NULL && parse_num(port, 1, 65535, &p) != 0)
+        return -1;
+    if (*host == '\0' || strlen(host) >= sizeof(cfg->reverse_host))
+        return -1;
+    snprintf(cfg->reverse_host, sizeof(cfg->reverse_host), "%s", host);
+    cfg->reverse_port = (int)p;
+    cfg->reverse = 1;
+    return 0;
+}
+
+int shunt_cmd_proxy(int argc, char **argv)
+{
+    static struct shunt_proxy_config cfg; /* process lifetime: the workers read it */
+    shunt_proxy_config_init(&cfg);
+    const char *listen_text = "127.0.0.1:8888";
+    int verbose = 0;
+    for (int i = 1; i < argc; i++) {
+        char *opt = argv[i], *val = NULL;
+        char *eq = strncmp(opt, "--", 2) == 0 ? strchr(opt, '=') : NULL;
+        if (eq != NULL) {
+            *eq = '\0';
+            val = eq + 1;
+        }
+#define NEED_VAL()                                                                                 \
+    do {                                                                                           \
+        if (val == NULL) {                                                                         \
+            if (i + 1 >= argc)                                                                     \
+                return bad(opt, NULL, "needs a value");                                            \
+            val = argv[++i];                                                                       \
+        }                                                                                          \
+    } while (0)
+        double d;
+        if (strcmp(opt, "-h") == 0 || strcmp(opt, "--help") == 0) {
+            fputs(help, stdout);
+            return 0;
+        } else if (strcmp(opt, "-v") == 0 || strcmp(opt, "--verbose") == 0) {
+            verbose++;
+        } else if (strcmp(opt, "-vv") == 0) {
+            verbose += 2;
+        } else if (strcmp(opt, "--listen") == 0) {
+            NEED_VAL();
+            if (shunt_addr_parse(val, &cfg.listen) != 0)
+                return bad(opt, val, "expected ADDR:PORT, e.g. 127.0.0.1:8888 or [::1]:8888");
+            listen_text = val;
+        } else if (strcmp(opt, "--allow") == 0) {
+            NEED_VAL();
+            char buf[1024];
+            snprintf(buf, sizeof(buf), "%s", val);
+            for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                if (cfg.n_allow == SHUNT_PROXY_MAX_ALLOW)
+                    return bad(opt, val, "too many networks");
+                if (shunt_cidr_parse(tok, &cfg.allow[cfg.n_allow]) != 0)
+                    return bad(opt, tok, "expected a CIDR such as 10.0.0.0/8 or ::1/128");
+                cfg.n_allow++;
+            }
+            if (cfg.n_allow == 0)
+                return bad(opt, val, "expected at least one CIDR");
+        } else if (strcmp(opt, "--reverse") == 0) {
+            NEED_VAL();
+            if (parse_reverse(&cfg, val) != 0)
+                return bad(opt, val, "expected http://HOST:PORT");
+        } else if (strcmp(opt, "--reverse-host") == 0) {
+            cfg.reverse_host_header = 1;
+        } else if (strcmp(opt, "--via") == 0) {
+            cfg.via = 1;
+        } else if (strcmp(opt, "--no-proxy-support") == 0) {
+            cfg.proxy_support = 0;
+        } else if (strcmp(opt, "--workers") == 0) {
+            NEED_VAL();
+            if (parse_num(val, 1, 256, &d) != 0 || d != (int)d)
+                return bad(opt, val, "expected a whole number from 1 to 256");
+            cfg.workers = (int)d;
+        } else if (strcmp(opt, "--grace") == 0) {
+            NEED_VAL();
+            if (parse_num(val, 0, 86400, &cfg.grace_s) != 0)
+                return bad(opt, val, "expected seconds");
+        } else if (strcmp(opt, "--header-timeout") == 0 || strcmp(opt, "--idle-timeout") == 0 ||
+                   strcmp(opt, "--connect-timeout") == 0 ||
+                   strcmp(opt, "--response-timeout") == 0) {
+            NEED_VAL();
+            if (parse_num(val, 0.001, 86400, &d) != 0)
+                return bad(opt, val, "expected seconds (> 0)");
+            uint64_t ms = (uint64_t)(d * 1000.0 + 0.5);
+            if (ms == 0)
+                ms = 1;
+            if (opt[2] == 'h')
+                cfg.header_timeout_ms = ms;
+            else if (opt[2] == 'i')
+                cfg.idle_timeout_ms = ms;
+            else if (opt[2] == 'c')
+                cfg.connect_timeout_ms = ms;
+            else
+                cfg.response_timeout_ms = ms;
+        } else if (strcmp(opt, "--max-line") == 0 || strcmp(opt, "--max-head") == 0 ||
+                   strcmp(opt, "--max-headers") == 0) {
+            NEED_VAL();
+            int headers = strcmp(opt, "--max-headers") == 0;
+            if (parse_num(val, headers ? 1 : 64, headers ? 10000 : 64 * 1024 * 1024, &d) != 0 ||
+                d != (double)(size_t)d)
+                return bad(opt, val, headers ? "expected 1 to 10000" : "expected 64 to 67108864");
+            if (headers)
+                cfg.limits.max_headers = (size_t)d;
+            else if (strcmp(opt, "--max-line") == 0)
+                cfg.limits.max_line = (size_t)d;
+            else
+                cfg.limits.max_head = (size_t)d;
+        } else {
+            fprintf(stderr, "shunt proxy: unknown option '%s' (see shunt proxy --help)\n", opt);
+            return 2;
+        }
+#undef NEED_VAL
+    }
+    if (cfg.reverse_host_header && !cfg.reverse)
+        return bad("--reverse-host", NULL, "only makes sense with --reverse");
+    if (!shunt_addr_is_loopback((struct sockaddr *)&cfg.listen) && cfg.n_allow == 0) {
+        fprintf(stderr,
+                "shunt proxy: %s is not a loopback address: anyone who can reach it could use "
+                "this proxy. Say who may, with --allow CIDR (e.g. --allow 10.0.0.0/8).\n",
+                listen_text);
+        return 2;
+    }
+    if (verbose >= 2)
+        shunt_log_threshold = SHUNT_LOG_DEBUG;
+    else if (verbose == 1)
+        shunt_log_threshold = SHUNT_LOG_INFO;
+    if (verbose && shunt_proxy_subscribe(&cfg, log_exchange, NULL, 1u << SHUNT_EV_EXCHANGE_DONE))
+        return 1;
+    return shunt_proxy_run(&cfg) == 0 ? 0 : 1;
+}

@@ -1,0 +1,11 @@
+/* src/cli/commands.h - the `shunt <command>` entry points, one file each. */
+#ifndef SHUNT_CLI_COMMANDS_H
+#define SHUNT_CLI_COMMANDS_H
+
+#define SHUNT_VERSION "0.1.0"
+
+/* Each takes the arguments after the command name (argv[0] is the command) and returns the
+ * process exit status: 0 success, 1 failure, 2 bad usage. */
+int shunt_cmd_proxy(int argc, char **argv);
+
+#endif

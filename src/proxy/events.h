@@ -1,0 +1,106 @@
+/* src/proxy/events.h - what the proxy reports as traffic flows: the interface that the
+ * capture, the rules and the UI subscribe to. */
+#ifndef SHUNT_PROXY_EVENTS_H
+#define SHUNT_PROXY_EVENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/slice.h"
+#include "http/parser.h"
+
+/* Event types; a subscriber says which it wants with a mask of (1u << type). */
+enum shunt_ev_type {
+    SHUNT_EV_CONN_OPEN,      /* a client connection was accepted */
+    SHUNT_EV_UPSTREAM_OPEN,  /* an upstream connection was established for a client one */
+    SHUNT_EV_REQUEST_HEAD,   /* a request head: as received and as sent */
+    SHUNT_EV_RESPONSE_HEAD,  /* a response head (1xx included): as received and as sent */
+    SHUNT_EV_BODY,           /* body bytes as on the wire, in either direction */
+    SHUNT_EV_CHANGE,         /* shunt changed a head: which header, why */
+    SHUNT_EV_EXCHANGE_DONE,  /* an exchange ended (complete, failed or cut short) */
+    SHUNT_EV_UPSTREAM_CLOSE, /* an upstream connection closed */
+    SHUNT_EV_CONN_CLOSE,     /* a client connection closed, with who closed first and how */
+};
+
+#define SHUNT_EV_MASK_ALL 0x1ffu
+
+/* Who closed a connection first. */
+enum shunt_closer { SHUNT_CLOSER_NONE, SHUNT_CLOSER_CLIENT, SHUNT_CLOSER_SERVER, SHUNT_CLOSER_PROXY };
+/* How. */
+enum shunt_close_how {
+    SHUNT_CLOSE_NONE,
+    SHUNT_CLOSE_FIN,
+    SHUNT_CLOSE_RST,
+    SHUNT_CLOSE_TIMEOUT,
+    SHUNT_CLOSE_ERROR,
+};
+
+/* Returns "client", "server", "proxy" or "-". */
+const char *shunt_closer_name(enum shunt_closer c);
+/* Returns "FIN", "RST", "timeout", "error" or "-". */
+const char *shunt_close_how_name(enum shunt_close_how h);
+
+/* A head as it went out: the pieces handed to one writev, in order. */
+struct shunt_ev_iov {
+    const struct shunt_slice *parts;
+    size_t n_parts;
+};
+
+/* One event. Every pointer is borrowed for the duration of the callback only; a subscriber
+ * copies what it keeps. Fields not listed for a type are zero. */
+struct shunt_event {
+    enum shunt_ev_type type;
+    uint64_t conn_id;     /* client connection id, unique in the process, from 1 */
+    uint64_t upstream_id; /* upstream connection id (UPSTREAM_*, heads, DONE), 0 when none */
+    uint64_t exchange;    /* exchange index on the client connection, from 1 (heads, BODY, DONE) */
+    uint64_t time_us;     /* monotonic microseconds */
+
+    /* CONN_OPEN, UPSTREAM_OPEN, closes: the endpoints as text ("127.0.0.1", "::1") and ports */
+    const char *peer_addr; /* client address (CONN_*) or upstream address (UPSTREAM_*) */
+    int peer_port;
+    const char *local_addr; /* our side of that connection */
+    int local_port;
+
+    /* REQUEST_HEAD, RESPONSE_HEAD */
+    struct shunt_slice raw;             /* head bytes as received */
+    const struct shunt_http_head *head; /* parsed view of <raw> */
+    struct shunt_ev_iov sent;           /* head as sent */
+
+    /* BODY */
+    int from_client;         /* 1: client to upstream, 0: upstream to client */
+    struct shunt_slice data; /* wire bytes (chunk framing included) */
+
+    /* CHANGE */
+    const char *what;  /* e.g. "remove Proxy-Connection", "add Proxy-Support" */
+    const char *by;    /* "proxy" for shunt itself, a rule's name later */
+    int in_request;    /* 1: the request head, 0: the response head */
+
+    /* EXCHANGE_DONE */
+    const char *method;  /* NUL-terminated copies, possibly truncated */
+    const char *url;
+    int status;          /* final status sent to the client, 0 when none */
+    uint64_t req_bytes;  /* request bytes received from the client (head + body) */
+    uint64_t resp_bytes; /* response bytes sent to the client (head + body) */
+    uint64_t duration_us;
+    int upstream_reused; /* 1 when the upstream connection had carried an exchange before */
+    const char *error;   /* NULL, or what went wrong ("upstream refused", "client reset") */
+
+    /* UPSTREAM_CLOSE, CONN_CLOSE */
+    enum shunt_closer closer;
+    enum shunt_close_how how;
+    uint64_t bytes_in;  /* bytes received from the peer of this connection */
+    uint64_t bytes_out; /* bytes sent to it */
+    int tunnel;         /* 1 when the connection became a byte tunnel (CONNECT, Upgrade) */
+};
+
+/* Receives events. Called on a worker thread, from its loop: it must not block. */
+typedef void (*shunt_event_cb)(const struct shunt_event *ev, void *ud);
+
+/* A subscriber: the callback, its data and the event types it wants. */
+struct shunt_event_sub {
+    shunt_event_cb cb;
+    void *ud;
+    unsigned mask; /* (1u << SHUNT_EV_*) bits */
+};
+
+#endif

@@ -1,0 +1,62 @@
+/* src/proxy/proxy.h - the proxy: configuration, and running it until a signal stops it. */
+#ifndef SHUNT_PROXY_PROXY_H
+#define SHUNT_PROXY_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/errors.h"
+#include "http/parser.h"
+#include "net/addr.h"
+#include "proxy/events.h"
+
+#define SHUNT_PROXY_MAX_ALLOW 32
+#define SHUNT_PROXY_MAX_SUBS 8
+
+/* Everything `shunt proxy` is told. Plain data, filled by the command line (cli/) and read
+ * by every worker; not changed once the proxy runs. */
+struct shunt_proxy_config {
+    struct sockaddr_storage listen; /* where to accept clients */
+    struct shunt_cidr allow[SHUNT_PROXY_MAX_ALLOW];
+    size_t n_allow; /* 0: only loopback listening is allowed, and any client is accepted */
+
+    int reverse;             /* 1: every request goes to reverse_host:reverse_port */
+    char reverse_host[256];  /* origin host (name or literal, no brackets) */
+    int reverse_port;
+    int reverse_host_header; /* 1: rewrite Host to the origin's (--reverse-host) */
+
+    int via;           /* 1: add a Via header (--via) */
+    int proxy_support; /* 1: add Proxy-Support to NTLM/Negotiate 401s in forward mode */
+
+    int workers;      /* event loops, one thread each */
+    double grace_s;   /* how long in-flight exchanges may finish after SIGINT/SIGTERM */
+    uint64_t header_timeout_ms;   /* a request head must arrive within this */
+    uint64_t idle_timeout_ms;     /* keep-alive connections idle longer are closed */
+    uint64_t connect_timeout_ms;  /* upstream connect (and name resolution) */
+    uint64_t response_timeout_ms; /* upstream silence while a response is awaited */
+    struct shunt_http_limits limits;
+
+    int verbose; /* -v: one log line per exchange */
+
+    struct shunt_event_sub subs[SHUNT_PROXY_MAX_SUBS]; /* event subscribers */
+    size_t n_subs;
+};
+
+/* Fills <cfg> with the defaults (127.0.0.1:8888, forward mode, 30/120/10/120 s, limits). */
+void shunt_proxy_config_init(struct shunt_proxy_config *cfg);
+
+/* Adds a subscriber to <cfg>. Returns 0, or SHUNT_ETOOBIG when the table is full. */
+SHUNT_MUST_CHECK int shunt_proxy_subscribe(struct shunt_proxy_config *cfg, shunt_event_cb cb,
+                                           void *ud, unsigned mask);
+
+/*
+ * Binds, starts cfg->workers event loops and serves until SIGINT or SIGTERM, then stops
+ * accepting and lets in-flight exchanges finish for up to cfg->grace_s seconds.
+ * Once listening, prints "shunt: listening on ADDR:PORT" on stdout.
+ * Returns 0 after a clean stop, or a negative code when it could not start (the reason is
+ * logged). Call from the main thread, once.
+ */
+SHUNT_MUST_CHECK int shunt_proxy_run(const struct shunt_proxy_config *cfg);
+
+#endif

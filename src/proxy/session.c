@@ -1,0 +1,1884 @@
+/* src/proxy/session.c - one client connection and the upstream connections paired with it:
+ * the exchange state machine, forward and reverse modes, CONNECT and Upgrade tunnels, and
+ * close mirroring (FIN for FIN, RST for RST). */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/mem.h"
+#include "proxy/internal.h"
+
+#define MAX_UPSTREAMS 8 /* origins kept per client connection; the oldest idle one goes */
+
+/* ------------------------------------------------------------------------ types */
+
+/* A connection's input: bytes in [off, len) are unconsumed. Not shared, never pinned: a
+ * write that cannot complete at once copies its remainder (see send_bufs()). */
+struct iobuf {
+    char *base; /* NULL when the connection holds no buffer (idle) */
+    size_t off;
+    size_t len;
+    size_t cap;
+};
+
+enum req_state {
+    RQ_IDLE,       /* waiting for (more of) a request head */
+    RQ_CONNECTING, /* head complete and left in the buffer; upstream connecting */
+    RQ_BODY,       /* head sent; forwarding the body */
+    RQ_DONE,       /* request forwarded whole */
+};
+
+enum resp_state {
+    RS_NONE, /* no exchange */
+    RS_WAIT, /* waiting for a (final) response head */
+    RS_BODY, /* forwarding the body */
+    RS_DONE, /* response delivered */
+};
+
+enum timer_kind { T_NONE, T_FIRST, T_IDLE, T_HEADER, T_CONNECT, T_RESPONSE, T_LINGER, T_TUNNEL };
+
+struct upstream {
+    uv_tcp_t tcp;
+    struct session *s; /* NULL once the session let go of it */
+    uint64_t id;
+    char host[256]; /* origin, as named in the request (lower case) */
+    int port;
+    struct iobuf in;
+    uv_connect_t creq;
+    uv_getaddrinfo_t gai;
+    uv_shutdown_t sreq;
+    int refs; /* handle + pending getaddrinfo; freed at 0 */
+    unsigned connected : 1, connecting : 1, rd_eof : 1, wr_shut : 1, closing : 1, reading : 1;
+    unsigned shut_done : 1; /* our FIN went out */
+    unsigned resolving : 1; /* a getaddrinfo request is pending */
+    size_t last_len;        /* parser resume point over the response head being read */
+    uint64_t n_exchanges;   /* requests sent on it */
+    char addr[64]; /* remote address as text */
+    int remote_port;
+    int local_port;
+    uint64_t bytes_in, bytes_out;
+    enum shunt_closer closer;
+    enum shunt_close_how how;
+};
+
+struct session {
+    uv_tcp_t tcp;
+    struct worker *w;
+    struct session *prev, *next;
+    uint64_t id;
+    struct iobuf in;
+    uv_timer_t timer;
+    enum timer_kind tkind;
+    int route_port;        /* origin port of the exchange in flight */
+    char route_host[256];  /* origin host of the exchange in flight (lower case) */
+    uv_shutdown_t sreq;
+    char peer_addr[64];
+    int peer_port;
+    char local_addr[64];
+    int local_port;
+
+    struct upstream *ups[MAX_UPSTREAMS];
+    int n_ups;
+    struct upstream *cur; /* upstream of the exchange in flight, or of the last one */
+
+    unsigned rd_eof : 1;   /* the client sent FIN */
+    unsigned wr_shut : 1;  /* we sent FIN to the client */
+    unsigned closing : 1;  /* uv_close called */
+    unsigned reading : 1;
+    unsigned tunnel : 1;   /* bytes flow both ways unparsed */
+    unsigned ending : 1;   /* the connection ends after the exchange in flight */
+    unsigned finishing : 1; /* no more exchanges; waiting for both sides to close */
+    unsigned wr_shut_done : 1; /* our FIN to the client went out */
+    int refs_handles;          /* tcp and timer handles still open; freed at 0 */
+    unsigned in_exchange : 1;  /* an exchange began and its DONE event is still owed */
+
+    enum shunt_closer closer; /* who closed first */
+    enum shunt_close_how how;
+
+    /* the exchange in flight */
+    enum req_state rq;
+    enum resp_state rs;
+    struct shunt_http_body req_body, resp_body;
+    unsigned req_is_head : 1, req_is_connect : 1, req_upgrade : 1, resp_started : 1;
+    uint64_t idx; /* exchanges begun on this connection */
+    uint64_t t_start;
+    uint64_t req_bytes, resp_bytes;
+    int status;
+    size_t last_len; /* parser resume point over the head being read */
+    const char *error;
+    char method[24];
+    char url[512];
+    char line[96]; /* scratch for a rewritten Host line; lives while the head is sent */
+    char *reqline; /* rewritten request line (forward mode), allocated on first use */
+    size_t reqline_cap;
+
+    uint64_t bytes_in, bytes_out;
+};
+
+static void process_client(struct session *s);
+static void process_upstream(struct upstream *u);
+static void update_reading(struct session *s);
+static void session_close(struct session *s, int reset_client, int reset_upstreams);
+static void upstream_close(struct upstream *u, int reset);
+static void finish(struct session *s);
+static void maybe_done(struct session *s);
+static void check_finished(struct session *s);
+static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static uint64_t next_conn_id(void)
+{
+    static _Atomic uint64_t n;
+    return ++n;
+}
+
+static uint64_t now_us(void)
+{
+    return uv_hrtime() / 1000;
+}
+
+static void set_closer(struct session *s, enum shunt_closer who, enum shunt_close_how how)
+{
+    if (s->closer == SHUNT_CLOSER_NONE) {
+        s->closer = who;
+        s->how = how;
+    }
+}
+
+/* ------------------------------------------------------------------------ buffers */
+
+static void buf_release(struct worker *w, struct iobuf *b)
+{
+    if (b->base == NULL)
+        return;
+    if (b->cap == SHUNT_PROXY_BUF && w->n_pool < 256)
+        w->pool[w->n_pool++] = b->base;
+    else
+        free(b->base);
+    b->base = NULL;
+    b->off = b->len = b->cap = 0;
+}
+
+/* Marks <n> bytes consumed; gives the buffer back once it is empty. */
+static void buf_consume(struct worker *w, struct iobuf *b, size_t n)
+{
+    b->off += n;
+    assert(b->off <= b->len);
+    if (b->off == b->len)
+        buf_release(w, b);
+}
+
+static size_t buf_max(const struct worker *w)
+{
+    const struct shunt_http_limits *l = &w->cfg->limits;
+    size_t m = l->max_head + l->max_line + 4096;
+    return m < SHUNT_PROXY_BUF ? SHUNT_PROXY_BUF : m;
+}
+
+/* Returns free space at the end of <b>, making some when it can (compaction, growth). */
+static void buf_reserve(struct worker *w, struct iobuf *b, uv_buf_t *out)
+{
+    if (b->base == NULL) {
+        b->base = w->n_pool > 0 ? w->pool[--w->n_pool] : malloc(SHUNT_PROXY_BUF);
+        b->cap = b->base ? SHUNT_PROXY_BUF : 0;
+        b->off = b->len = 0;
+    }
+    if (b->base != NULL && b->cap - b->len < 2048) {
+        if (b->off > 0) {
+            memmove(b->base, b->base + b->off, b->len - b->off);
+            b->len -= b->off;
+            b->off = 0;
+        }
+        if (b->cap - b->len < 2048 && b->cap < buf_max(w)) {
+            size_t ncap = b->cap * 2 > buf_max(w) ? buf_max(w) : b->cap * 2;
+            char *n = realloc(b->base, ncap);
+            if (n != NULL) {
+                b->base = n;
+                b->cap = ncap;
+            }
+        }
+    }
+    if (b->base == NULL || b->len == b->cap) {
+        *out = uv_buf_init(NULL, 0);
+        return;
+    }
+    *out = uv_buf_init(b->base + b->len, (unsigned)(b->cap - b->len));
+}
+
+/* True when <b> is at its maximum and full: reading more must wait. */
+static int buf_full(const struct worker *w, const struct iobuf *b)
+{
+    return b->base != NULL && b->off == 0 && b->len == b->cap && b->cap >= buf_max(w);
+}
+
+/* ------------------------------------------------------------------------ writes */
+
+/* A write that could not complete at once, with a copy of its remaining bytes. */
+struct wblock {
+    uv_write_t req;
+    size_t len;
+    char data[];
+};
+
+static void client_write_cb(uv_write_t *req, int status);
+static void upstream_write_cb(uv_write_t *req, int status);
+
+/*
+ * Sends <n> buffers on <st>: a synchronous try first (the usual case on a fast peer, no
+ * copy); what remains is copied and queued, so the caller's bytes are free on return.
+ * Returns 0, or a libuv error when the peer is gone.
+ */
+static int send_bufs(uv_stream_t *st, const uv_buf_t *bufs, unsigned n, uv_write_cb cb)
+{
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    if (total == 0)
+        return 0;
+    int r = uv_try_write(st, bufs, n);
+    if (r == (int)total)
+        return 0;
+    if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS)
+        return r;
+    size_t done = r > 0 ? (size_t)r : 0;
+    struct wblock *wb = malloc(sizeof(*wb) + (total - done));
+    if (wb == NULL)
+        return UV_ENOMEM;
+    wb->len = 0;
+    for (unsigned i = 0; i < n; i++) {
+        size_t l = bufs[i].len;
+        const char *p = bufs[i].base;
+        if (done >= l) {
+            done -= l;
+            continue;
+        }
+        memcpy(wb->data + wb->len, p + done, l - done);
+        wb->len += l - done;
+        done = 0;
+    }
+    uv_buf_t b = uv_buf_init(wb->data, (unsigned)wb->len);
+    r = uv_write(&wb->req, st, &b, 1, cb);
+    if (r != 0) {
+        free(wb);
+        return r;
+    }
+    return 0;
+}
+
+static int send_client(struct session *s, const uv_buf_t *bufs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        s->bytes_out += bufs[i].len;
+    return send_bufs((uv_stream_t *)&s->tcp, bufs, n, client_write_cb);
+}
+
+static int send_upstream(struct upstream *u, const uv_buf_t *bufs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        u->bytes_out += bufs[i].len;
+    return send_bufs((uv_stream_t *)&u->tcp, bufs, n, upstream_write_cb);
+}
+
+static size_t queued(uv_tcp_t *t)
+{
+    return uv_stream_get_write_queue_size((uv_stream_t *)t);
+}
+
+/* ------------------------------------------------------------------------ events */
+
+static void fill_conn_event(struct session *s, struct shunt_event *ev, enum shunt_ev_type t)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->type = t;
+    ev->conn_id = s->id;
+    ev->time_us = now_us();
+    ev->exchange = s->idx;
+    ev->upstream_id = s->cur ? s->cur->id : 0;
+}
+
+static void emit_change(struct session *s, int in_request, const char *what)
+{
+    if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_CHANGE))
+        return;
+    struct shunt_event ev;
+    fill_conn_event(s, &ev, SHUNT_EV_CHANGE);
+    ev.what = what;
+    ev.by = "proxy";
+    ev.in_request = in_request;
+    shunt_proxy__emit(s->w->cfg, &ev);
+}
+
+static void emit_head(struct session *s, enum shunt_ev_type t, const struct shunt_http_head *h,
+                      const char *raw, const uv_buf_t *iov, size_t n_iov)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    if (!shunt_proxy__wants(cfg, t))
+        return;
+    struct shunt_event ev;
+    fill_conn_event(s, &ev, t);
+    ev.raw = shunt_slice_make(raw, h->head_len);
+    ev.head = h;
+    struct shunt_slice *parts = s->w->iov_slices;
+    for (size_t i = 0; i < n_iov; i++)
+        parts[i] = shunt_slice_make(iov[i].base, iov[i].len);
+    ev.sent.parts = parts;
+    ev.sent.n_parts = n_iov;
+    shunt_proxy__emit(cfg, &ev);
+}
+
+static void emit_body(struct session *s, int from_client, const char *p, size_t n)
+{
+    if (n == 0 || !shunt_proxy__wants(s->w->cfg, SHUNT_EV_BODY))
+        return;
+    struct shunt_event ev;
+    fill_conn_event(s, &ev, SHUNT_EV_BODY);
+    ev.from_client = from_client;
+    ev.data = shunt_slice_make(p, n);
+    shunt_proxy__emit(s->w->cfg, &ev);
+}
+
+/* ------------------------------------------------------------------------ timers */
+
+static void timer_cb(uv_timer_t *t);
+
+static void arm(struct session *s, enum timer_kind k, uint64_t ms)
+{
+    s->tkind = k;
+    uv_timer_start(&s->timer, timer_cb, ms, 0);
+}
+
+static void disarm(struct session *s)
+{
+    s->tkind = T_NONE;
+    uv_timer_stop(&s->timer);
+}
+
+/* ------------------------------------------------------------------------ closing */
+
+static void session_handle_closed(uv_handle_t *h)
+{
+    struct session *s = h->data;
+    if (--s->refs_handles == 0) {
+        buf_release(s->w, &s->in);
+        free(s->reqline);
+        free(s);
+    }
+}
+
+static void upstream_unref(struct upstream *u)
+{
+    if (--u->refs == 0) {
+        free(u->in.base);
+        free(u);
+    }
+}
+
+static void upstream_handle_closed(uv_handle_t *h)
+{
+    upstream_unref(SHUNT_CONTAINER_OF(h, struct upstream, tcp));
+}
+
+static void emit_upstream_close(struct session *s, struct upstream *u)
+{
+    if (!u->connected || !shunt_proxy__wants(s->w->cfg, SHUNT_EV_UPSTREAM_CLOSE))
+        return;
+    struct shunt_event ev;
+    fill_conn_event(s, &ev, SHUNT_EV_UPSTREAM_CLOSE);
+    ev.upstream_id = u->id;
+    ev.peer_addr = u->addr;
+    ev.peer_port = u->remote_port;
+    ev.local_port = u->local_port;
+    ev.closer = u->closer;
+    ev.how = u->how;
+    ev.bytes_in = u->bytes_in;
+    ev.bytes_out = u->bytes_out;
+    shunt_proxy__emit(s->w->cfg, &ev);
+}
+
+/* Closes <u>, with a reset when <reset>, and detaches it from its session. The memory goes
+ * once the handle is closed and no getaddrinfo request is pending. */
+static void upstream_close(struct upstream *u, int reset)
+{
+    if (u->closing)
+        return;
+    u->closing = 1;
+    struct session *s = u->s;
+    if (u->closer == SHUNT_CLOSER_NONE) {
+        u->closer = SHUNT_CLOSER_PROXY;
+        u->how = reset ? SHUNT_CLOSE_RST : SHUNT_CLOSE_FIN;
+    }
+    if (s != NULL) {
+        emit_upstream_close(s, u);
+        for (int i = 0; i < s->n_ups; i++) {
+            if (s->ups[i] == u) {
+                s->ups[i] = s->ups[--s->n_ups];
+                break;
+            }
+        }
+        if (s->cur == u)
+            s->cur = NULL;
+        u->s = NULL;
+        buf_release(s->w, &u->in);
+    }
+    if (u->resolving)
+        uv_cancel((uv_req_t *)&u->gai);
+    if (!(reset && u->connected && uv_tcp_close_reset(&u->tcp, upstream_handle_closed) == 0))
+        uv_close((uv_handle_t *)&u->tcp, upstream_handle_closed);
+}
+
+static void emit_exchange_done(struct session *s)
+{
+    if (!s->in_exchange)
+        return;
+    s->in_exchange = 0;
+    if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_EXCHANGE_DONE))
+        return;
+    struct shunt_event ev;
+    fill_conn_event(s, &ev, SHUNT_EV_EXCHANGE_DONE);
+    ev.method = s->method;
+    ev.url = s->url;
+    ev.status = s->status;
+    ev.req_bytes = s->req_bytes;
+    ev.resp_bytes = s->resp_bytes;
+    ev.duration_us = ev.time_us - s->t_start;
+    ev.peer_port = s->peer_port;
+    ev.local_port = s->cur ? s->cur->local_port : 0;
+    ev.upstream_reused = s->cur && s->cur->n_exchanges > 1;
+    ev.error = s->error;
+    ev.tunnel = s->tunnel;
+    shunt_proxy__emit(s->w->cfg, &ev);
+}
+
+/* Closes the client connection and every upstream one, at once. */
+static void session_close(struct session *s, int reset_client, int reset_upstreams)
+{
+    if (s->closing)
+        return;
+    if (s->in_exchange && s->error == NULL)
+        s->error = "connection closed during the exchange";
+    emit_exchange_done(s);
+    while (s->n_ups > 0)
+        upstream_close(s->ups[0], reset_upstreams);
+    s->closing = 1;
+    if (s->closer == SHUNT_CLOSER_NONE)
+        set_closer(s, SHUNT_CLOSER_PROXY, reset_client ? SHUNT_CLOSE_RST : SHUNT_CLOSE_FIN);
+    struct worker *w = s->w;
+    if (shunt_proxy__wants(w->cfg, SHUNT_EV_CONN_CLOSE)) {
+        struct shunt_event ev;
+        fill_conn_event(s, &ev, SHUNT_EV_CONN_CLOSE);
+        ev.peer_addr = s->peer_addr;
+        ev.peer_port = s->peer_port;
+        ev.local_addr = s->local_addr;
+        ev.local_port = s->local_port;
+        ev.closer = s->closer;
+        ev.how = s->how;
+        ev.bytes_in = s->bytes_in;
+        ev.bytes_out = s->bytes_out;
+        ev.tunnel = s->tunnel;
+        shunt_proxy__emit(w->cfg, &ev);
+    }
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    w->n_sessions--;
+    buf_release(w, &s->in);
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, session_handle_closed);
+    if (!(reset_client && uv_tcp_close_reset(&s->tcp, session_handle_closed) == 0))
+        uv_close((uv_handle_t *)&s->tcp, session_handle_closed);
+    if (w->draining && w->n_sessions == 0)
+        shunt_proxy__close_all(w);
+}
+
+static void client_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    struct session *s = SHUNT_CONTAINER_OF(req, struct session, sreq);
+    if (s->closing)
+        return;
+    s->wr_shut_done = 1;
+    check_finished(s);
+}
+
+static void shutdown_client(struct session *s)
+{
+    if (s->wr_shut || s->closing)
+        return;
+    s->wr_shut = 1;
+    if (uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, client_shutdown_cb) != 0)
+        s->wr_shut_done = 1; /* the client is gone already */
+}
+
+static void upstream_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    struct upstream *u = SHUNT_CONTAINER_OF(req, struct upstream, sreq);
+    if (u->closing || u->s == NULL)
+        return;
+    u->shut_done = 1;
+    check_finished(u->s);
+}
+
+static void shutdown_upstream(struct upstream *u)
+{
+    if (u->wr_shut || u->closing || !u->connected)
+        return;
+    u->wr_shut = 1;
+    if (uv_shutdown(&u->sreq, (uv_stream_t *)&u->tcp, upstream_shutdown_cb) != 0)
+        u->shut_done = 1;
+}
+
+/* Closes what has finished both ways: upstreams that sent and got FIN, then the client once
+ * it sent FIN, got ours and no upstream remains. The client gets its FIN when the last
+ * upstream is gone, which mirrors the server's FIN. */
+static void check_finished(struct session *s)
+{
+    if (s->closing || !(s->finishing || s->tunnel))
+        return;
+    for (int i = s->n_ups - 1; i >= 0; i--) {
+        struct upstream *u = s->ups[i];
+        if (u->rd_eof && (u->shut_done || !u->connected))
+            upstream_close(u, 0);
+        else if (!u->connected && !u->connecting && !u->resolving)
+            upstream_close(u, 0);
+    }
+    if (s->n_ups == 0 && !s->wr_shut && (s->finishing || s->tunnel))
+        shutdown_client(s);
+    if (s->rd_eof && s->wr_shut_done && s->n_ups == 0)
+        session_close(s, 0, 0);
+}
+
+/*
+ * No more exchanges on this connection. When the client began it (its FIN), the upstreams
+ * get FIN and the client gets its own once they answer with theirs; otherwise (the server
+ * said close, or the proxy decided) both sides get FIN now. A linger timer bounds the wait.
+ */
+static void finish(struct session *s)
+{
+    if (s->closing)
+        return;
+    if (!s->finishing) {
+        s->finishing = 1;
+        buf_release(s->w, &s->in);
+        if (s->rd_eof) {
+            for (int i = s->n_ups - 1; i >= 0; i--) {
+                if (s->ups[i]->connected)
+                    shutdown_upstream(s->ups[i]);
+                else
+                    upstream_close(s->ups[i], 0);
+            }
+        } else {
+            while (s->n_ups > 0)
+                upstream_close(s->ups[0], 0);
+            shutdown_client(s);
+        }
+        arm(s, T_LINGER, 5000);
+    }
+    check_finished(s);
+    update_reading(s);
+}
+
+/* Ends the exchange in flight and decides what the connection does next. */
+static void exchange_done(struct session *s)
+{
+    emit_exchange_done(s);
+    s->rq = RQ_IDLE;
+    s->rs = RS_NONE;
+    s->status = 0;
+    s->error = NULL;
+    s->resp_started = 0;
+    s->req_is_head = s->req_is_connect = s->req_upgrade = 0;
+    s->req_bytes = s->resp_bytes = 0;
+    s->last_len = 0;
+}
+
+static void maybe_done(struct session *s)
+{
+    if (s->closing || s->tunnel)
+        return;
+    if (s->rs == RS_DONE && s->rq != RQ_DONE) {
+        /* The response ended before the request did (an early 4xx, say): the rest of the
+         * request cannot be told from a next one, so the connection ends here. */
+        s->ending = 1;
+        s->rq = RQ_DONE;
+    }
+    if (s->rq != RQ_DONE || s->rs != RS_DONE)
+        return;
+    exchange_done(s);
+    if (s->ending || s->rd_eof || s->w->draining) {
+        finish(s);
+        return;
+    }
+    arm(s, T_IDLE, s->w->cfg->idle_timeout_ms);
+    process_client(s); /* a pipelined request may be waiting */
+}
+
+/* ------------------------------------------------------------------------ own answers */
+
+/* Sends a short text response of the proxy's own and ends the connection after it. Used for
+ * 400, 403, 408, 501, 502 and 504; the body says why, starting with "shunt:". */
+static void answer(struct session *s, int status, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void answer(struct session *s, int status, const char *reason, const char *fmt, ...)
+{
+    char body[1200], head[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int bl = vsnprintf(body, sizeof(body) - 1, fmt, ap);
+    va_end(ap);
+    if (bl < 0)
+        bl = 0;
+    if ((size_t)bl > sizeof(body) - 2)
+        bl = (int)sizeof(body) - 2;
+    body[bl++] = '\n';
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                      "Content-Length: %d\r\nConnection: close\r\n\r\n",
+                      status, reason, bl);
+    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl), uv_buf_init(body, (unsigned)bl)};
+    if (!s->resp_started && !s->wr_shut && !s->closing) {
+        s->status = status;
+        s->resp_bytes += (uint64_t)hl + (uint64_t)bl;
+        (void)send_client(s, bufs, 2); /* a client gone already changes nothing */
+    }
+    s->resp_started = 1;
+    if (s->error == NULL)
+        s->error = reason;
+    s->ending = 1;
+    set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
+    s->rq = RQ_DONE;
+    s->rs = RS_DONE;
+    if (s->in_exchange)
+        maybe_done(s);
+    else
+        finish(s);
+}
+
+/* Starts an exchange: its index, start time and a printable method and URL for the log. */
+static void begin_exchange(struct session *s, const struct shunt_http_head *h)
+{
+    s->idx++;
+    s->in_exchange = 1;
+    s->t_start = now_us();
+    s->error = NULL;
+    size_t ml = h->method.len < sizeof(s->method) - 1 ? h->method.len : sizeof(s->method) - 1;
+    memcpy(s->method, h->method.base, ml);
+    s->method[ml] = '\0';
+    size_t ul = h->target.len < sizeof(s->url) - 1 ? h->target.len : sizeof(s->url) - 1;
+    memcpy(s->url, h->target.base, ul);
+    s->url[ul] = '\0';
+}
+
+/* ------------------------------------------------------------------------ routing */
+
+/* Where a request goes, and how its start line and Host must change to get there. */
+struct route {
+    char host[256];          /* lower case, no brackets */
+    int port;
+    struct shunt_slice authority; /* as written in an absolute-form target */
+    struct shunt_slice path;      /* origin-form to send ("/" when the target had none) */
+    int absolute;                 /* the target was absolute-form */
+    int path_needs_slash;         /* "http://h?q": the path is "/" + <path> */
+};
+
+static int parse_authority(struct shunt_slice a, int default_port, struct route *rt)
+{
+    const char *p = a.base, *end = a.base + a.len, *hs, *he;
+    if (a.len == 0)
+        return -1;
+    if (*p == '[') {
+        hs = p + 1;
+        he = memchr(hs, ']', (size_t)(end - hs));
+        if (he == NULL)
+            return -1;
+        p = he + 1;
+    } else {
+        hs = p;
+        he = memchr(hs, ':', (size_t)(end - hs));
+        if (he == NULL)
+            he = end;
+        p = he;
+    }
+    if (he == hs || (size_t)(he - hs) >= sizeof(rt->host))
+        return -1;
+    for (size_t i = 0; i < (size_t)(he - hs); i++) {
+        char c = hs[i];
+        if (c == '@' || c == '/' || c == '\\')
+            return -1;
+        rt->host[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    rt->host[he - hs] = '\0';
+    rt->port = default_port;
+    if (p < end) {
+        if (*p != ':' || p + 1 == end)
+            return -1;
+        int port = 0;
+        for (p++; p < end; p++) {
+            if (*p < '0' || *p > '9' || port > 65535)
+                return -1;
+            port = port * 10 + (*p - '0');
+        }
+        if (port == 0 || port > 65535)
+            return -1;
+        rt->port = port;
+    }
+    return rt->port > 0 ? 0 : -1;
+}
+
+/* When <t> is an absolute-form http URL, fills the authority and path of <rt> and returns 1. */
+static int split_absolute(struct shunt_slice t, struct route *rt)
+{
+    if (t.len < 7 || !shunt_slice_ieq(shunt_slice_make(t.base, 7), "http://", 7))
+        return 0;
+    const char *a = t.base + 7, *end = t.base + t.len, *q = a;
+    while (q < end && *q != '/' && *q != '?' && *q != '#')
+        q++;
+    rt->absolute = 1;
+    rt->authority = shunt_slice_make(a, (size_t)(q - a));
+    rt->path = q == end ? SHUNT_SLICE_LIT("/") : shunt_slice_make(q, (size_t)(end - q));
+    rt->path_needs_slash = q != end && *q != '/';
+    return 1;
+}
+
+/* Decides where <h> goes. Returns 0, or answers the client itself and returns -1. */
+static int route_request(struct session *s, const struct shunt_http_head *h, struct route *rt)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    struct shunt_slice t = h->target;
+    memset(rt, 0, sizeof(*rt));
+    if (SHUNT_SLICE_IEQ_LIT(h->method, "CONNECT")) {
+        if (cfg->reverse) {
+            answer(s, 405, "Method Not Allowed",
+                   "shunt: CONNECT needs a forward proxy; this one is a reverse proxy for %s:%d",
+                   cfg->reverse_host, cfg->reverse_port);
+            return -1;
+        }
+        rt->authority = t;
+        if (parse_authority(t, 0, rt) != 0) {
+            answer(s, 400, "Bad Request",
+                   "shunt: CONNECT needs a target of the form host:port, got \"%.*s\"",
+                   (int)(t.len > 200 ? 200 : t.len), t.base);
+            return -1;
+        }
+        return 0;
+    }
+    if (split_absolute(t, rt)) {
+        if (memchr(rt->authority.base, '@', rt->authority.len) != NULL ||
+            parse_authority(rt->authority, 80, rt) != 0) {
+            answer(s, 400, "Bad Request",
+                   "shunt: cannot read the host and port in \"%.*s\" (user info is not allowed)",
+                   (int)(t.len > 200 ? 200 : t.len), t.base);
+            return -1;
+        }
+    } else if (t.len >= 8 && shunt_slice_ieq(shunt_slice_make(t.base, 8), "https://", 8)) {
+        answer(s, 501, "Not Implemented",
+               "shunt: https:// in a request line is not supported; clients send CONNECT for "
+               "https (curl -x does)");
+        return -1;
+    } else if (t.base[0] == '/' || shunt_slice_eq(t, "*", 1)) {
+        if (!cfg->reverse) {
+            answer(s, 400, "Bad Request",
+                   "shunt: this is a forward proxy: requests must use absolute-form "
+                   "(GET http://host:port/path HTTP/1.1, as curl -x sends them), or CONNECT; "
+                   "to serve origin-form requests start shunt with --reverse http://HOST:PORT");
+            return -1;
+        }
+        rt->path = t;
+    } else {
+        answer(s, 400, "Bad Request", "shunt: the request target \"%.*s\" is not a URL or path",
+               (int)(t.len > 200 ? 200 : t.len), t.base);
+        return -1;
+    }
+    if (cfg->reverse) {
+        snprintf(rt->host, sizeof(rt->host), "%s", cfg->reverse_host);
+        rt->port = cfg->reverse_port;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ upstreams */
+
+static void upstream_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+static void upstream_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out);
+static void connect_cb(uv_connect_t *req, int status);
+static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+static void send_request(struct session *s);
+
+static uint64_t next_upstream_id(void)
+{
+    static _Atomic uint64_t n;
+    return ++n;
+}
+
+static struct upstream *find_upstream(struct session *s, const char *host, int port)
+{
+    for (int i = 0; i < s->n_ups; i++) {
+        struct upstream *u = s->ups[i];
+        if (u->port == port && !u->rd_eof && !u->wr_shut && strcmp(u->host, host) == 0)
+            return u;
+    }
+    return NULL;
+}
+
+static void do_connect(struct upstream *u, const struct sockaddr *sa)
+{
+    struct session *s = u->s;
+    u->remote_port = shunt_addr_format(sa, u->addr, sizeof(u->addr));
+    u->connecting = 1;
+    int r = uv_tcp_connect(&u->creq, &u->tcp, sa, connect_cb);
+    if (r != 0) {
+        u->connecting = 0;
+        answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)", u->host, u->port,
+               uv_strerror(r), uv_err_name(r));
+        upstream_close(u, 0);
+    }
+}
+
+/* Opens a new upstream connection for the exchange in flight; the client connection keeps
+ * it for its life (pairing). */
+static void open_upstream(struct session *s, const struct route *rt)
+{
+    struct worker *w = s->w;
+    if (s->n_ups == MAX_UPSTREAMS) {
+        /* the oldest origin that is not in use gives way */
+        for (int i = 0; i < s->n_ups; i++) {
+            if (s->ups[i] != s->cur) {
+                upstream_close(s->ups[i], 0);
+                break;
+            }
+        }
+    }
+    struct upstream *u = shunt_xcalloc(sizeof(*u));
+    u->s = s;
+    u->id = next_upstream_id();
+    snprintf(u->host, sizeof(u->host), "%s", rt->host);
+    u->port = rt->port;
+    u->refs = 1;
+    uv_tcp_init(&w->loop, &u->tcp);
+    s->ups[s->n_ups++] = u;
+    s->cur = u;
+    s->rq = RQ_CONNECTING;
+    arm(s, T_CONNECT, w->cfg->connect_timeout_ms);
+
+    struct sockaddr_storage ss;
+    if (w->cfg->reverse) {
+        do_connect(u, (const struct sockaddr *)&w->reverse_addr);
+        return;
+    }
+    if (uv_ip4_addr(u->host, u->port, (struct sockaddr_in *)&ss) == 0 ||
+        uv_ip6_addr(u->host, u->port, (struct sockaddr_in6 *)&ss) == 0) {
+        do_connect(u, (const struct sockaddr *)&ss);
+        return;
+    }
+    char port[8];
+    snprintf(port, sizeof(port), "%d", u->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    u->resolving = 1;
+    u->refs++;
+    int r = uv_getaddrinfo(&w->loop, &u->gai, resolve_cb, u->host, port, &hints);
+    if (r != 0) {
+        u->resolving = 0;
+        u->refs--;
+        answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s", u->host, uv_strerror(r));
+        upstream_close(u, 0);
+    }
+}
+
+static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct upstream *u = SHUNT_CONTAINER_OF(req, struct upstream, gai);
+    u->resolving = 0;
+    if (u->s != NULL && !u->closing) {
+        if (status < 0 || res == NULL) {
+            struct session *s = u->s;
+            upstream_close(u, 0);
+            answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s (%s)", u->host,
+                   uv_strerror(status), uv_err_name(status));
+        } else {
+            do_connect(u, res->ai_addr);
+        }
+    }
+    uv_freeaddrinfo(res);
+    upstream_unref(u);
+}
+
+static void establish_tunnel(struct session *s);
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+    struct upstream *u = SHUNT_CONTAINER_OF(req, struct upstream, creq);
+    u->connecting = 0;
+    struct session *s = u->s;
+    if (s == NULL || u->closing || status == UV_ECANCELED)
+        return;
+    if (status < 0) {
+        upstream_close(u, 0);
+        answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)", u->host, u->port,
+               uv_strerror(status), uv_err_name(status));
+        return;
+    }
+    u->connected = 1;
+    uv_tcp_nodelay(&u->tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char local[64];
+    if (uv_tcp_getsockname(&u->tcp, (struct sockaddr *)&ss, &len) == 0)
+        u->local_port = shunt_addr_format((struct sockaddr *)&ss, local, sizeof(local));
+    if (shunt_proxy__wants(s->w->cfg, SHUNT_EV_UPSTREAM_OPEN)) {
+        struct shunt_event ev;
+        fill_conn_event(s, &ev, SHUNT_EV_UPSTREAM_OPEN);
+        ev.upstream_id = u->id;
+        ev.peer_addr = u->addr;
+        ev.peer_port = u->remote_port;
+        ev.local_addr = local;
+        ev.local_port = u->local_port;
+        shunt_proxy__emit(s->w->cfg, &ev);
+    }
+    u->reading = 1;
+    uv_read_start((uv_stream_t *)&u->tcp, upstream_alloc_cb, upstream_read_cb);
+    disarm(s);
+    if (s->rq != RQ_CONNECTING)
+        return;
+    if (s->req_is_connect)
+        establish_tunnel(s);
+    else
+        send_request(s);
+    process_client(s);
+}
+
+/* ------------------------------------------------------------------------ requests */
+
+static int parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    size_t avail = s->in.len - s->in.off;
+    return shunt_http_parse_request(s->in.base + s->in.off, avail, s->last_len, h, s->w->hdrs,
+                                    cfg->limits.max_headers, &cfg->limits, e);
+}
+
+/* A dry run of the body bytes already here, so that a malformed chunked body is refused
+ * before anything reaches the other side. Returns 0 or -1 with <e> set. */
+static int prescan_body(struct shunt_http_body *b, const char *p, size_t n,
+                        struct shunt_http_error *e)
+{
+    struct shunt_http_body copy = *b;
+    return shunt_http_body_scan(&copy, p, n, NULL, NULL, e) < 0 ? -1 : 0;
+}
+
+static void start_request(struct session *s)
+{
+    struct shunt_http_head h;
+    struct shunt_http_error e = {0};
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    int r = parse_request(s, &h, &e);
+    size_t avail = s->in.len - s->in.off;
+    if (r == 0) {
+        s->last_len = avail;
+        if (s->tkind == T_IDLE || s->tkind == T_FIRST)
+            arm(s, T_HEADER, cfg->header_timeout_ms);
+        return;
+    }
+    if (r < 0) {
+        s->idx++;
+        s->in_exchange = 1;
+        s->t_start = now_us();
+        snprintf(s->method, sizeof(s->method), "-");
+        snprintf(s->url, sizeof(s->url), "-");
+        s->req_bytes = avail;
+        answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
+               shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
+        return;
+    }
+    begin_exchange(s, &h);
+    s->req_is_head = SHUNT_SLICE_IEQ_LIT(h.method, "HEAD");
+    s->req_is_connect = SHUNT_SLICE_IEQ_LIT(h.method, "CONNECT");
+    s->req_upgrade = h.has_upgrade && h.conn_upgrade;
+    struct route rt;
+    if (route_request(s, &h, &rt) != 0)
+        return;
+    shunt_http_body_init(&s->req_body, h.framing, h.content_length, &cfg->limits);
+    if (prescan_body(&s->req_body, s->in.base + s->in.off + h.head_len, avail - h.head_len, &e)) {
+        answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
+               shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
+        return;
+    }
+    snprintf(s->route_host, sizeof(s->route_host), "%s", rt.host);
+    s->route_port = rt.port;
+    struct upstream *u = find_upstream(s, rt.host, rt.port);
+    if (u == NULL) {
+        open_upstream(s, &rt);
+        return;
+    }
+    s->cur = u;
+    s->rq = RQ_CONNECTING;
+    if (u->connected) {
+        if (s->req_is_connect)
+            establish_tunnel(s);
+        else
+            send_request(s);
+    }
+}
+
+/* Appends the field lines of <h> to <iov> from index <from> to <to>, merging runs that are
+ * contiguous in the buffer into one entry. */
+static size_t add_lines(uv_buf_t *iov, size_t n, const struct shunt_http_header *hs, size_t from,
+                        size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        const struct shunt_slice *l = &hs[i].line;
+        if (n > 0 && iov[n - 1].base + iov[n - 1].len == l->base)
+            iov[n - 1].len += l->len;
+        else
+            iov[n++] = uv_buf_init((char *)l->base, (unsigned)l->len);
+    }
+    return n;
+}
+
+static int is_header(const struct shunt_http_header *f, const char *name, size_t len)
+{
+    return shunt_slice_ieq(f->name, name, len);
+}
+
+/* Sends the head of the request at the start of the client buffer to s->cur, as the
+ * origin must see it: origin-form in forward mode, Host set to the target's, the headers
+ * addressed to the proxy removed, everything else byte for byte. */
+static void send_request(struct session *s)
+{
+    struct worker *w = s->w;
+    const struct shunt_proxy_config *cfg = w->cfg;
+    struct upstream *u = s->cur;
+    struct shunt_http_head h;
+    struct shunt_http_error e;
+    struct route rt;
+    s->last_len = 0;
+    int r = parse_request(s, &h, &e); /* the same bytes as before: the same head */
+    assert(r > 0);
+    (void)r;
+    memset(&rt, 0, sizeof(rt));
+    split_absolute(h.target, &rt); /* start_request() checked the rest */
+    const char *p = s->in.base + s->in.off;
+    uv_buf_t *iov = w->iov;
+    size_t n = 0;
+    if (rt.absolute) {
+        size_t need = h.method.len + rt.path.len + 16;
+        if (need > s->reqline_cap) {
+            free(s->reqline);
+            s->reqline = shunt_xcalloc(need);
+            s->reqline_cap = need;
+        }
+        int l = snprintf(s->reqline, need, "%.*s %s%.*s HTTP/1.%d\r\n", (int)h.method.len,
+                         h.method.base, rt.path_needs_slash ? "/" : "", (int)rt.path.len,
+                         rt.path.base, h.minor_version);
+        iov[n++] = uv_buf_init(s->reqline, (unsigned)l);
+        emit_change(s, 1, "request line to origin-form");
+    } else {
+        iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
+    }
+    /* Host: an absolute-form target decides it (RFC 9112 3.2.2); --reverse-host too. */
+    struct shunt_slice want_host = {NULL, 0};
+    if (rt.absolute)
+        want_host = rt.authority;
+    else if (cfg->reverse && cfg->reverse_host_header)
+        want_host = shunt_slice_make(w->reverse_authority, strlen(w->reverse_authority));
+    int host_done = 0;
+    size_t run = 0;
+    for (size_t i = 0; i < h.n_headers; i++) {
+        const struct shunt_http_header *f = &h.headers[i];
+        int drop = 0;
+        if (is_header(f, "Proxy-Connection", 16)) {
+            drop = 1;
+            emit_change(s, 1, "remove Proxy-Connection");
+        } else if (is_header(f, "Proxy-Authorization", 19)) {
+            drop = 1;
+            emit_change(s, 1, "remove Proxy-Authorization");
+        } else if (want_host.base != NULL && is_header(f, "Host", 4)) {
+            host_done = 1;
+            if (!shunt_slice_ieq(f->value, want_host.base, want_host.len)) {
+                n = add_lines(iov, n, h.headers, run, i);
+                int l = snprintf(s->line, sizeof(s->line), "%.*s: %.*s\r\n", (int)f->name.len,
+                                 f->name.base, (int)want_host.len, want_host.base);
+                if (l > 0 && (size_t)l < sizeof(s->line)) {
+                    iov[n++] = uv_buf_init(s->line, (unsigned)l);
+                    emit_change(s, 1, "set Host to the target's");
+                    run = i + 1;
+                }
+            }
+        }
+        if (drop) {
+            n = add_lines(iov, n, h.headers, run, i);
+            run = i + 1;
+        }
+    }
+    n = add_lines(iov, n, h.headers, run, h.n_headers);
+    if (want_host.base != NULL && !host_done) {
+        int l = snprintf(s->line, sizeof(s->line), "Host: %.*s\r\n", (int)want_host.len,
+                         want_host.base);
+        if (l > 0 && (size_t)l < sizeof(s->line)) {
+            iov[n++] = uv_buf_init(s->line, (unsigned)l);
+            emit_change(s, 1, "add Host");
+        }
+    }
+    if (cfg->via) {
+        static const char via[] = "Via: 1.1 shunt\r\n";
+        iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
+        emit_change(s, 1, "add Via");
+    }
+    iov[n++] = uv_buf_init((char *)"\r\n", 2);
+    emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, p, iov, n);
+
+    s->req_bytes += h.head_len;
+    u->n_exchanges++;
+    int wr = send_upstream(u, iov, (unsigned)n);
+    buf_consume(w, &s->in, h.head_len);
+    s->last_len = 0;
+    s->rs = RS_WAIT;
+    u->last_len = 0;
+    arm(s, T_RESPONSE, cfg->response_timeout_ms);
+    if (wr != 0) {
+        upstream_close(u, 1);
+        answer(s, 502, "Bad Gateway", "shunt: cannot send the request to %s:%d: %s", u->host,
+               u->port, uv_strerror(wr));
+        return;
+    }
+    if (s->req_body.done) {
+        s->rq = RQ_DONE;
+        if (s->rd_eof)
+            shutdown_upstream(u);
+    } else {
+        s->rq = RQ_BODY;
+    }
+}
+
+/* Forwards the request body bytes in the client buffer. Returns 1 on progress. */
+static int forward_request_body(struct session *s)
+{
+    struct upstream *u = s->cur;
+    const char *p = s->in.base + s->in.off;
+    size_t avail = s->in.len - s->in.off;
+    struct shunt_http_error e = {0};
+    long n = shunt_http_body_scan(&s->req_body, p, avail, NULL, NULL, &e);
+    if (n < 0) {
+        /* the head went out already: the origin gets a reset, the client a 400 */
+        upstream_close(u, 1);
+        answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s)",
+               shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason));
+        return 0;
+    }
+    if (n > 0) {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        emit_body(s, 1, p, (size_t)n);
+        s->req_bytes += (uint64_t)n;
+        int wr = send_upstream(u, &b, 1);
+        buf_consume(s->w, &s->in, (size_t)n);
+        if (wr != 0) {
+            upstream_close(u, 1);
+            answer(s, 502, "Bad Gateway", "shunt: the upstream went away while receiving the body");
+            return 0;
+        }
+    }
+    if (s->req_body.done) {
+        s->rq = RQ_DONE;
+        if (s->rd_eof)
+            shutdown_upstream(u);
+        maybe_done(s);
+        return 0;
+    }
+    return n > 0;
+}
+
+/* ------------------------------------------------------------------------ tunnels */
+
+/* The CONNECT target is reached: tell the client, then pass bytes both ways. */
+static void establish_tunnel(struct session *s)
+{
+    static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
+    struct shunt_http_head h;
+    struct shunt_http_error e;
+    s->last_len = 0;
+    int r = parse_request(s, &h, &e);
+    assert(r > 0);
+    (void)r;
+    s->req_bytes += h.head_len;
+    s->cur->n_exchanges++;
+    buf_consume(s->w, &s->in, h.head_len);
+    uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
+    s->status = 200;
+    s->resp_bytes += b.len;
+    s->resp_started = 1;
+    if (send_client(s, &b, 1) != 0) {
+        set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
+        session_close(s, 0, 1);
+        return;
+    }
+    s->rq = RQ_DONE;
+    s->rs = RS_DONE;
+    s->tunnel = 1;
+    emit_exchange_done(s);
+    arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
+}
+
+/* Moves the bytes of <from> to <to>'s stream; returns 1 when something moved. */
+static int pump(struct session *s, struct iobuf *from, uv_tcp_t *to, int from_client)
+{
+    if (from->base == NULL || from->off == from->len || queued(to) > 0)
+        return 0;
+    const char *p = from->base + from->off;
+    size_t n = from->len - from->off;
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    emit_body(s, from_client, p, n);
+    int r = from_client ? send_upstream(s->cur, &b, 1) : send_client(s, &b, 1);
+    buf_consume(s->w, from, n);
+    if (r != 0) {
+        set_closer(s, from_client ? SHUNT_CLOSER_SERVER : SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
+        session_close(s, !from_client, from_client);
+        return 0;
+    }
+    arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ responses */
+
+static int has_session_auth_challenge(const struct shunt_http_head *h)
+{
+    for (size_t i = 0; i < h->n_headers; i++) {
+        const struct shunt_http_header *f = &h->headers[i];
+        if (is_header(f, "Proxy-Support", 13))
+            return 0;
+    }
+    for (size_t i = 0; i < h->n_headers; i++) {
+        const struct shunt_http_header *f = &h->headers[i];
+        if (!is_header(f, "WWW-Authenticate", 16))
+            continue;
+        struct shunt_slice v = f->value;
+        if ((v.len >= 4 && shunt_slice_ieq(shunt_slice_make(v.base, 4), "NTLM", 4) &&
+             (v.len == 4 || v.base[4] == ' ')) ||
+            (v.len >= 9 && shunt_slice_ieq(shunt_slice_make(v.base, 9), "Negotiate", 9) &&
+             (v.len == 9 || v.base[9] == ' ')))
+            return 1;
+    }
+    return 0;
+}
+
+/* Handles a response head at the start of <u>'s buffer. Returns 1 when it was consumed. */
+static int handle_response_head(struct session *s, struct upstream *u)
+{
+    struct worker *w = s->w;
+    const struct shunt_proxy_config *cfg = w->cfg;
+    const char *p = u->in.base + u->in.off;
+    size_t avail = u->in.len - u->in.off;
+    struct shunt_http_head h;
+    struct shunt_http_error e = {0};
+    int r = shunt_http_parse_response(p, avail, u->last_len, &h, w->hdrs, cfg->limits.max_headers,
+                                      &cfg->limits, &e);
+    if (r == 0) {
+        u->last_len = avail;
+        return 0;
+    }
+    if (r < 0) {
+        upstream_close(u, 0);
+        answer(s, 502, "Bad Gateway",
+               "shunt: the response from %s:%d cannot be parsed: %s (%s) at byte %zu", u->host,
+               u->port, shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason),
+               e.offset);
+        return 0;
+    }
+    u->last_len = 0;
+    uv_buf_t *iov = w->iov;
+    size_t n = 0;
+    int final = h.status >= 200 || h.status == 101;
+    enum shunt_http_framing fr = shunt_http_response_framing(&h, s->req_is_head, s->req_is_connect);
+    if (final && fr == SHUNT_HTTP_BODY_CHUNKED) {
+        struct shunt_http_body b;
+        shunt_http_body_init(&b, fr, 0, &cfg->limits);
+        if (prescan_body(&b, p + h.head_len, avail - (size_t)r, &e) != 0) {
+            upstream_close(u, 0);
+            answer(s, 502, "Bad Gateway", "shunt: the response body from %s:%d is malformed: %s",
+                   u->host, u->port, shunt_http_reason_str(e.reason));
+            return 0;
+        }
+    }
+    iov[n++] = uv_buf_init((char *)p, (unsigned)(h.head_len - 2));
+    if (h.status == 401 && !cfg->reverse && cfg->proxy_support && has_session_auth_challenge(&h)) {
+        /* Pairing makes connection-bound authentication work through us; say so, as Fiddler
+         * does, or .NET clients will not authenticate through a proxy. */
+        static const char ps[] = "Proxy-Support: Session-Based-Authentication\r\n";
+        iov[n++] = uv_buf_init((char *)ps, sizeof(ps) - 1);
+        emit_change(s, 0, "add Proxy-Support: Session-Based-Authentication");
+    }
+    if (cfg->via && final) {
+        static const char via[] = "Via: 1.1 shunt\r\n";
+        iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
+        emit_change(s, 0, "add Via");
+    }
+    iov[n++] = uv_buf_init((char *)"\r\n", 2);
+    if (n == 2) { /* nothing added: one piece */
+        iov[0].len += 2;
+        n = 1;
+    }
+    emit_head(s, SHUNT_EV_RESPONSE_HEAD, &h, p, iov, n);
+    size_t before = s->bytes_out;
+    int wr = send_client(s, iov, (unsigned)n);
+    s->resp_bytes += s->bytes_out - before;
+    u->bytes_in += 0;
+    buf_consume(w, &u->in, h.head_len);
+    s->resp_started = 1;
+    s->status = h.status;
+    if (wr != 0) {
+        set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
+        session_close(s, 0, 1);
+        return 0;
+    }
+    if (!final) {
+        s->resp_started = 0; /* a 1xx is interim: the final answer is still to come */
+        return 1;
+    }
+    if (h.status == 101) {
+        s->rs = RS_DONE;
+        s->rq = RQ_DONE;
+        s->tunnel = 1;
+        emit_exchange_done(s);
+        arm(s, T_TUNNEL, cfg->idle_timeout_ms);
+        pump(s, &s->in, &u->tcp, 1);
+        return 1;
+    }
+    if (!shunt_http_keeps_alive(&h) || fr == SHUNT_HTTP_BODY_CLOSE)
+        s->ending = 1; /* Connection: close, HTTP/1.0 without keep-alive, or close-framed */
+    shunt_http_body_init(&s->resp_body, fr, h.content_length, &cfg->limits);
+    s->rs = s->resp_body.done ? RS_DONE : RS_BODY;
+    if (s->rs == RS_DONE)
+        maybe_done(s);
+    return 1;
+}
+
+/* Forwards response body bytes in <u>'s buffer. Returns 1 on progress. */
+static int forward_response_body(struct session *s, struct upstream *u)
+{
+    const char *p = u->in.base + u->in.off;
+    size_t avail = u->in.len - u->in.off;
+    struct shunt_http_error e = {0};
+    long n = shunt_http_body_scan(&s->resp_body, p, avail, NULL, NULL, &e);
+    if (n < 0) {
+        /* the head went out already: mirror as a reset, which is what the client would
+         * have needed to see to know the message is broken */
+        s->error = "malformed response body";
+        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
+        session_close(s, 1, 1);
+        return 0;
+    }
+    if (n > 0) {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        emit_body(s, 0, p, (size_t)n);
+        s->resp_bytes += (uint64_t)n;
+        int wr = send_client(s, &b, 1);
+        buf_consume(s->w, &u->in, (size_t)n);
+        if (wr != 0) {
+            set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
+            session_close(s, 0, 1);
+            return 0;
+        }
+    }
+    if (s->resp_body.done) {
+        s->rs = RS_DONE;
+        maybe_done(s);
+        return 0;
+    }
+    return n > 0;
+}
+
+static void process_upstream(struct upstream *u)
+{
+    struct session *s = u->s;
+    if (s == NULL || s->closing)
+        return;
+    for (;;) {
+        if (s->closing || u->s == NULL)
+            return;
+        if (u->in.base == NULL || u->in.off == u->in.len)
+            break;
+        if (s->tunnel) {
+            pump(s, &u->in, &s->tcp, 0);
+            break;
+        }
+        if (u != s->cur || s->rs == RS_NONE || s->rs == RS_DONE || s->finishing) {
+            /* bytes nobody asked for (a 408 on an idle connection, say): not forwarded,
+             * since the client could not tell them from the next response */
+            buf_release(s->w, &u->in);
+            break;
+        }
+        if (s->rs == RS_WAIT) {
+            if (!handle_response_head(s, u))
+                break;
+            continue;
+        }
+        if (queued(&s->tcp) > 0)
+            break; /* resumes from client_write_cb */
+        if (!forward_response_body(s, u))
+            break;
+    }
+    if (!s->closing)
+        update_reading(s);
+}
+
+/* ------------------------------------------------------------------------ the client side */
+
+static void process_client(struct session *s)
+{
+    for (;;) {
+        if (s->closing)
+            return;
+        if (s->finishing) {
+            buf_release(s->w, &s->in);
+            break;
+        }
+        if (s->in.base == NULL || s->in.off == s->in.len)
+            break;
+        if (s->tunnel) {
+            if (s->cur != NULL)
+                pump(s, &s->in, &s->cur->tcp, 1);
+            break;
+        }
+        if (s->rq == RQ_IDLE) {
+            if (s->ending) {
+                buf_release(s->w, &s->in);
+                break;
+            }
+            enum req_state before = s->rq;
+            uint64_t idx = s->idx;
+            start_request(s);
+            if (s->rq == before && s->idx == idx)
+                break; /* more bytes needed */
+            continue;
+        }
+        if (s->rq == RQ_BODY) {
+            if (s->cur == NULL || queued(&s->cur->tcp) > 0)
+                break; /* resumes from upstream_write_cb */
+            if (!forward_request_body(s))
+                break;
+            continue;
+        }
+        break; /* connecting, or waiting for the response */
+    }
+    update_reading(s);
+}
+
+static void client_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
+{
+    struct session *s = SHUNT_CONTAINER_OF(h, struct session, tcp);
+    buf_reserve(s->w, &s->in, out);
+}
+
+static void upstream_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
+{
+    struct upstream *u = SHUNT_CONTAINER_OF(h, struct upstream, tcp);
+    static char discard[4096]; /* for an upstream whose session let go: read and drop */
+    if (u->s == NULL) {
+        *out = uv_buf_init(discard, sizeof(discard));
+        return;
+    }
+    buf_reserve(u->s->w, &u->in, out);
+}
+
+/* Decides, for the client and each upstream, whether to read: not while the other side
+ * still has queued bytes (backpressure), nor while a buffer is full. */
+static void update_reading(struct session *s)
+{
+    if (s->closing)
+        return;
+    struct worker *w = s->w;
+    int want = !s->rd_eof && !buf_full(w, &s->in);
+    if (!s->finishing) {
+        if (s->rq == RQ_CONNECTING)
+            want = 0;
+        if ((s->rq == RQ_BODY || s->tunnel) && (s->cur == NULL || queued(&s->cur->tcp) > 0))
+            want = 0;
+    }
+    if (want && !s->reading) {
+        s->reading = 1;
+        uv_read_start((uv_stream_t *)&s->tcp, client_alloc_cb, client_read_cb);
+    } else if (!want && s->reading) {
+        s->reading = 0;
+        uv_read_stop((uv_stream_t *)&s->tcp);
+    }
+    for (int i = 0; i < s->n_ups; i++) {
+        struct upstream *u = s->ups[i];
+        int uw = u->connected && !u->rd_eof && !buf_full(w, &u->in);
+        if (u == s->cur && (s->tunnel || s->rs == RS_BODY) && queued(&s->tcp) > 0)
+            uw = 0;
+        if (uw && !u->reading) {
+            u->reading = 1;
+            uv_read_start((uv_stream_t *)&u->tcp, upstream_alloc_cb, upstream_read_cb);
+        } else if (!uw && u->reading) {
+            u->reading = 0;
+            uv_read_stop((uv_stream_t *)&u->tcp);
+        }
+    }
+}
+
+static void on_client_eof(struct session *s)
+{
+    s->rd_eof = 1;
+    set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_FIN);
+    if (s->tunnel) {
+        if (s->cur != NULL)
+            shutdown_upstream(s->cur); /* half-close, mirrored */
+        if (s->cur == NULL || s->cur->rd_eof)
+            s->finishing = 1;
+        check_finished(s);
+        return;
+    }
+    if (s->finishing) {
+        check_finished(s);
+        return;
+    }
+    switch (s->rq) {
+    case RQ_IDLE:
+        if (s->in.base != NULL && s->in.off < s->in.len && s->in_exchange == 0) {
+            /* an unfinished head: nothing was forwarded, nothing will be */
+            buf_release(s->w, &s->in);
+        }
+        finish(s);
+        break;
+    case RQ_CONNECTING:
+        break; /* the request goes out once connected, then the FIN */
+    case RQ_BODY:
+        s->error = "client closed before the end of the request body";
+        s->rq = RQ_DONE;
+        if (s->cur != NULL)
+            shutdown_upstream(s->cur);
+        break;
+    case RQ_DONE:
+        if (s->cur != NULL)
+            shutdown_upstream(s->cur);
+        break;
+    }
+}
+
+static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct session *s = SHUNT_CONTAINER_OF(st, struct session, tcp);
+    if (nread > 0) {
+        s->in.len += (size_t)nread;
+        s->bytes_in += (uint64_t)nread;
+        process_client(s);
+        return;
+    }
+    if (s->in.base != NULL && s->in.off == s->in.len)
+        buf_release(s->w, &s->in);
+    if (nread == 0)
+        return;
+    if (nread == UV_EOF) {
+        s->reading = 0;
+        uv_read_stop(st);
+        on_client_eof(s);
+        return;
+    }
+    if (nread == UV_ENOBUFS) {
+        s->reading = 0;
+        uv_read_stop(st);
+        return;
+    }
+    set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
+    if (s->in_exchange && s->error == NULL)
+        s->error = "client reset the connection";
+    session_close(s, 0, 1); /* RST for RST */
+}
+
+static void on_upstream_error(struct upstream *u, int err)
+{
+    struct session *s = u->s;
+    if (u->closer == SHUNT_CLOSER_NONE) {
+        u->closer = SHUNT_CLOSER_SERVER;
+        u->how = SHUNT_CLOSE_RST;
+    }
+    if (s == NULL) {
+        upstream_close(u, 0);
+        return;
+    }
+    if (u == s->cur && s->in_exchange && !s->resp_started && !s->tunnel) {
+        upstream_close(u, 0);
+        answer(s, 502, "Bad Gateway", "shunt: %s:%d reset the connection before responding (%s)",
+               u->host, u->port, uv_err_name(err));
+        return;
+    }
+    if (u != s->cur && !s->tunnel && s->n_ups > 1) {
+        upstream_close(u, 0);
+        return;
+    }
+    set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_RST);
+    if (s->in_exchange && s->error == NULL)
+        s->error = "server reset the connection";
+    upstream_close(u, 0);
+    session_close(s, 1, 1); /* RST for RST */
+}
+
+static void on_upstream_eof(struct upstream *u)
+{
+    struct session *s = u->s;
+    u->rd_eof = 1;
+    if (u->closer == SHUNT_CLOSER_NONE) {
+        u->closer = SHUNT_CLOSER_SERVER;
+        u->how = SHUNT_CLOSE_FIN;
+    }
+    if (s == NULL) {
+        upstream_close(u, 0);
+        return;
+    }
+    if (s->tunnel) {
+        shutdown_client(s); /* half-close, mirrored */
+        if (s->rd_eof)
+            s->finishing = 1;
+        check_finished(s);
+        return;
+    }
+    if (s->finishing) {
+        check_finished(s);
+        return;
+    }
+    if (u != s->cur && s->n_ups > 1) {
+        upstream_close(u, 0); /* another origin's idle connection: nothing to mirror */
+        return;
+    }
+    if (!s->in_exchange || s->rs == RS_NONE) {
+        /* the server closed an idle connection: the client sees the same */
+        set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
+        if (s->in_exchange)
+            s->error = "server closed the connection before the request was sent";
+        finish(s);
+        return;
+    }
+    if (s->rs == RS_WAIT) {
+        int partial = u->in.base != NULL && u->in.off < u->in.len;
+        set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
+        upstream_close(u, 0);
+        answer(s, 502, "Bad Gateway", "shunt: %s:%d closed the connection %s", u->host, u->port,
+               partial ? "in the middle of the response head" : "without responding");
+        return;
+    }
+    set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
+    if (s->rs == RS_BODY && !shunt_http_body_eof(&s->resp_body))
+        s->error = "server closed the connection before the end of the response body";
+    s->rs = RS_DONE;
+    s->ending = 1;
+    maybe_done(s);
+}
+
+static void upstream_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct upstream *u = SHUNT_CONTAINER_OF(st, struct upstream, tcp);
+    if (u->s == NULL) {
+        if (nread < 0 && nread != UV_ENOBUFS)
+            upstream_close(u, 0);
+        return;
+    }
+    struct session *s = u->s;
+    if (nread > 0) {
+        u->in.len += (size_t)nread;
+        u->bytes_in += (uint64_t)nread;
+        if (u == s->cur && (s->rs == RS_WAIT || s->rs == RS_BODY))
+            arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
+        process_upstream(u);
+        return;
+    }
+    if (u->in.base != NULL && u->in.off == u->in.len)
+        buf_release(s->w, &u->in);
+    if (nread == 0)
+        return;
+    if (nread == UV_EOF) {
+        u->reading = 0;
+        uv_read_stop(st);
+        on_upstream_eof(u);
+        return;
+    }
+    if (nread == UV_ENOBUFS) {
+        u->reading = 0;
+        uv_read_stop(st);
+        return;
+    }
+    on_upstream_error(u, (int)nread);
+}
+
+static void client_write_cb(uv_write_t *req, int status)
+{
+    struct wblock *wb = SHUNT_CONTAINER_OF(req, struct wblock, req);
+    struct session *s = SHUNT_CONTAINER_OF(req->handle, struct session, tcp);
+    free(wb);
+    if (s->closing || status == UV_ECANCELED)
+        return;
+    if (status < 0) {
+        set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
+        session_close(s, 0, 1);
+        return;
+    }
+    if (queued(&s->tcp) == 0 && s->cur != NULL)
+        process_upstream(s->cur);
+    else
+        update_reading(s);
+}
+
+static void upstream_write_cb(uv_write_t *req, int status)
+{
+    struct wblock *wb = SHUNT_CONTAINER_OF(req, struct wblock, req);
+    struct upstream *u = SHUNT_CONTAINER_OF(req->handle, struct upstream, tcp);
+    free(wb);
+    if (u->s == NULL || u->closing || status == UV_ECANCELED)
+        return;
+    if (status < 0) {
+        on_upstream_error(u, status);
+        return;
+    }
+    if (queued(&u->tcp) == 0)
+        process_client(u->s);
+}
+
+/* ------------------------------------------------------------------------ timers */
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct session *s = SHUNT_CONTAINER_OF(t, struct session, timer);
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    enum timer_kind k = s->tkind;
+    s->tkind = T_NONE;
+    switch (k) {
+    case T_FIRST:
+    case T_IDLE:
+        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
+        finish(s);
+        break;
+    case T_HEADER:
+        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
+        s->idx++;
+        s->in_exchange = 1;
+        s->t_start = now_us();
+        snprintf(s->method, sizeof(s->method), "-");
+        snprintf(s->url, sizeof(s->url), "-");
+        answer(s, 408, "Request Timeout", "shunt: the request head did not arrive within %.0f s",
+               (double)cfg->header_timeout_ms / 1000.0);
+        break;
+    case T_CONNECT:
+        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
+        if (s->cur != NULL)
+            upstream_close(s->cur, 0);
+        answer(s, 504, "Gateway Timeout", "shunt: connecting to %s:%d timed out after %.0f s",
+               s->route_host, s->route_port, (double)cfg->connect_timeout_ms / 1000.0);
+        break;
+    case T_RESPONSE:
+        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
+        if (!s->resp_started) {
+            if (s->cur != NULL)
+                upstream_close(s->cur, 0);
+            answer(s, 504, "Gateway Timeout", "shunt: %s:%d did not respond within %.0f s",
+                   s->route_host, s->route_port, (double)cfg->response_timeout_ms / 1000.0);
+        } else {
+            s->error = "response timed out";
+            session_close(s, 0, 0);
+        }
+        break;
+    case T_TUNNEL:
+        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
+        session_close(s, 0, 0);
+        break;
+    case T_LINGER:
+        session_close(s, 0, 0);
+        break;
+    case T_NONE:
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------ accept, drain */
+
+static void refuse(struct session *s)
+{
+    static const char msg[] = "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n"
+                              "Content-Length: 42\r\nConnection: close\r\n\r\n"
+                              "shunt: your address is not in --allow\r\n\r\n";
+    uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
+    shunt_log(SHUNT_LOG_WARN, "conn %" PRIu64 ": refused %s port %d: not in --allow", s->id,
+              s->peer_addr, s->peer_port);
+    (void)send_client(s, &b, 1);
+    set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
+    finish(s);
+}
+
+void shunt_proxy__accept(struct worker *w)
+{
+    const struct shunt_proxy_config *cfg = w->cfg;
+    struct session *s = shunt_xcalloc(sizeof(*s));
+    s->w = w;
+    uv_tcp_init(&w->loop, &s->tcp);
+    uv_timer_init(&w->loop, &s->timer);
+    s->tcp.data = s;
+    s->timer.data = s;
+    s->refs_handles = 2;
+    if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&s->tcp) != 0) {
+        s->closing = 1;
+        uv_close((uv_handle_t *)&s->timer, session_handle_closed);
+        uv_close((uv_handle_t *)&s->tcp, session_handle_closed);
+        return;
+    }
+    s->id = next_conn_id();
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+    w->n_sessions++;
+    uv_tcp_nodelay(&s->tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
+        s->peer_port = shunt_addr_format((struct sockaddr *)&ss, s->peer_addr, sizeof(s->peer_addr));
+    int allowed = cfg->n_allow == 0;
+    for (size_t i = 0; i < cfg->n_allow && !allowed; i++)
+        allowed = shunt_cidr_match(&cfg->allow[i], (struct sockaddr *)&ss);
+    len = sizeof(ss);
+    if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
+        s->local_port = shunt_addr_format((struct sockaddr *)&ss, s->local_addr,
+                                          sizeof(s->local_addr));
+    if (shunt_proxy__wants(cfg, SHUNT_EV_CONN_OPEN)) {
+        struct shunt_event ev;
+        fill_conn_event(s, &ev, SHUNT_EV_CONN_OPEN);
+        ev.peer_addr = s->peer_addr;
+        ev.peer_port = s->peer_port;
+        ev.local_addr = s->local_addr;
+        ev.local_port = s->local_port;
+        shunt_proxy__emit(cfg, &ev);
+    }
+    s->reading = 1;
+    uv_read_start((uv_stream_t *)&s->tcp, client_alloc_cb, client_read_cb);
+    if (!allowed) {
+        refuse(s);
+        return;
+    }
+    arm(s, T_FIRST, cfg->header_timeout_ms);
+}
+
+void shunt_proxy__drain(struct worker *w)
+{
+    struct session *s = w->sessions, *next;
+    for (; s != NULL; s = next) {
+        next = s->next;
+        if (!s->in_exchange && !s->tunnel) {
+            set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
+            finish(s);
+        } else {
+            s->ending = 1;
+        }
+    }
+}
+
+void shunt_proxy__close_all(struct worker *w)
+{
+    while (w->sessions != NULL) {
+        struct session *s = w->sessions;
+        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
+        session_close(s, 0, 0);
+    }
+    if (!uv_is_closing((uv_handle_t *)&w->grace_timer))
+        uv_close((uv_handle_t *)&w->grace_timer, NULL);
+}
