@@ -73,6 +73,8 @@ struct session {
     struct iobuf in;
     uv_timer_t timer;
     enum timer_kind tkind;
+    uint64_t deadline;  /* loop ms when <tkind> expires */
+    uint64_t timer_due; /* loop ms when the libuv timer fires (<= deadline) */
     int route_port;        /* origin port of the exchange in flight */
     char route_host[256];  /* origin host of the exchange in flight (lower case) */
     uv_shutdown_t sreq;
@@ -344,16 +346,26 @@ static void emit_body(struct session *s, int from_client, const char *p, size_t 
 
 static void timer_cb(uv_timer_t *t);
 
+/*
+ * Sets the session's one deadline. The libuv timer is lazy: it is restarted only when the
+ * new deadline is earlier than the pending one; when it fires early it re-arms itself for
+ * the rest. Keep-alive traffic moves the deadline twice per exchange, and this keeps that
+ * off the timer heap.
+ */
 static void arm(struct session *s, enum timer_kind k, uint64_t ms)
 {
+    uint64_t now = uv_now(&s->w->loop);
     s->tkind = k;
-    uv_timer_start(&s->timer, timer_cb, ms, 0);
+    s->deadline = now + ms;
+    if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->deadline) {
+        s->timer_due = s->deadline;
+        uv_timer_start(&s->timer, timer_cb, ms, 0);
+    }
 }
 
 static void disarm(struct session *s)
 {
     s->tkind = T_NONE;
-    uv_timer_stop(&s->timer);
 }
 
 /* ------------------------------------------------------------------------ closing */
@@ -1026,17 +1038,37 @@ static void start_request(struct session *s)
 
 /* Appends the field lines of <h> to <iov> from index <from> to <to>, merging runs that are
  * contiguous in the buffer into one entry. */
+static size_t iov_add(uv_buf_t *iov, size_t n, const char *base, size_t len)
+{
+    if (len == 0)
+        return n;
+    if (n > 0 && iov[n - 1].base + iov[n - 1].len == base)
+        iov[n - 1].len += len;
+    else
+        iov[n++] = uv_buf_init((char *)base, (unsigned)len);
+    return n;
+}
+
 static size_t add_lines(uv_buf_t *iov, size_t n, const struct shunt_http_header *hs, size_t from,
                         size_t to)
 {
-    for (size_t i = from; i < to; i++) {
-        const struct shunt_slice *l = &hs[i].line;
-        if (n > 0 && iov[n - 1].base + iov[n - 1].len == l->base)
-            iov[n - 1].len += l->len;
-        else
-            iov[n++] = uv_buf_init((char *)l->base, (unsigned)l->len);
-    }
+    for (size_t i = from; i < to; i++)
+        n = iov_add(iov, n, hs[i].line.base, hs[i].line.len);
     return n;
+}
+
+/* Frames the body bytes that arrived with a head (at <p>, <avail> bytes) so that they go out
+ * in the same writev as the head: one system call for a small message. Returns how many
+ * belong to the body; <body> was prescanned, so this cannot fail. */
+static size_t body_with_head(struct session *s, struct shunt_http_body *body, const char *p,
+                             size_t avail, int from_client)
+{
+    struct shunt_http_error e;
+    long n = avail > 0 ? shunt_http_body_scan(body, p, avail, NULL, NULL, &e) : 0;
+    if (n <= 0)
+        return 0;
+    emit_body(s, from_client, p, (size_t)n);
+    return (size_t)n;
 }
 
 static int is_header(const struct shunt_http_header *f, const char *name, size_t len)
@@ -1128,13 +1160,16 @@ static void send_request(struct session *s)
         iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
         emit_change(s, 1, "add Via");
     }
-    iov[n++] = uv_buf_init((char *)"\r\n", 2);
+    n = iov_add(iov, n, p + h.head_len - 2, 2);
     emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, p, iov, n);
+    size_t nb = body_with_head(s, &s->req_body, p + h.head_len,
+                               s->in.len - s->in.off - h.head_len, 1);
+    n = iov_add(iov, n, p + h.head_len, nb);
 
-    s->req_bytes += h.head_len;
+    s->req_bytes += h.head_len + nb;
     u->n_exchanges++;
     int wr = send_upstream(u, iov, (unsigned)n);
-    buf_consume(w, &s->in, h.head_len);
+    buf_consume(w, &s->in, h.head_len + nb);
     s->last_len = 0;
     s->rs = RS_WAIT;
     u->last_len = 0;
@@ -1316,17 +1351,18 @@ static int handle_response_head(struct session *s, struct upstream *u)
         iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
         emit_change(s, 0, "add Via");
     }
-    iov[n++] = uv_buf_init((char *)"\r\n", 2);
-    if (n == 2) { /* nothing added: one piece */
-        iov[0].len += 2;
-        n = 1;
-    }
+    n = iov_add(iov, n, p + h.head_len - 2, 2);
     emit_head(s, SHUNT_EV_RESPONSE_HEAD, &h, p, iov, n);
+    size_t nb = 0;
+    if (final && h.status != 101) {
+        shunt_http_body_init(&s->resp_body, fr, h.content_length, &cfg->limits);
+        nb = body_with_head(s, &s->resp_body, p + h.head_len, avail - h.head_len, 0);
+        n = iov_add(iov, n, p + h.head_len, nb);
+    }
     size_t before = s->bytes_out;
     int wr = send_client(s, iov, (unsigned)n);
     s->resp_bytes += s->bytes_out - before;
-    u->bytes_in += 0;
-    buf_consume(w, &u->in, h.head_len);
+    buf_consume(w, &u->in, h.head_len + nb);
     s->resp_started = 1;
     s->status = h.status;
     if (wr != 0) {
@@ -1349,7 +1385,6 @@ static int handle_response_head(struct session *s, struct upstream *u)
     }
     if (!shunt_http_keeps_alive(&h) || fr == SHUNT_HTTP_BODY_CLOSE)
         s->ending = 1; /* Connection: close, HTTP/1.0 without keep-alive, or close-framed */
-    shunt_http_body_init(&s->resp_body, fr, h.content_length, &cfg->limits);
     s->rs = s->resp_body.done ? RS_DONE : RS_BODY;
     if (s->rs == RS_DONE)
         maybe_done(s);
@@ -1742,6 +1777,14 @@ static void timer_cb(uv_timer_t *t)
 {
     struct session *s = SHUNT_CONTAINER_OF(t, struct session, timer);
     const struct shunt_proxy_config *cfg = s->w->cfg;
+    uint64_t now = uv_now(&s->w->loop);
+    if (s->tkind == T_NONE)
+        return;
+    if (now < s->deadline) {
+        s->timer_due = s->deadline;
+        uv_timer_start(&s->timer, timer_cb, s->deadline - now, 0);
+        return;
+    }
     enum timer_kind k = s->tkind;
     s->tkind = T_NONE;
     switch (k) {
