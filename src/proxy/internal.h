@@ -40,6 +40,8 @@ void shunt_proxy__accept(struct worker *w);
 /* Begins a graceful stop of every session of <w> (idle ones close, busy ones end after their
  * exchange). Loop thread. */
 void shunt_proxy__drain(struct worker *w);
+/* Returns how many sessions of <w> are in an exchange or a tunnel. Loop thread. */
+size_t shunt_proxy__busy(const struct worker *w);
 /* Closes every session of <w> at once. Loop thread. */
 void shunt_proxy__close_all(struct worker *w);
 /* Emits <ev> to the subscribers of <cfg> that want its type. */

@@ -79,9 +79,10 @@ static void on_connection(uv_stream_t *l, int status)
 static void grace_cb(uv_timer_t *t)
 {
     struct worker *w = SHUNT_CONTAINER_OF(t, struct worker, grace_timer);
-    if (w->n_sessions > 0)
-        shunt_log(SHUNT_LOG_WARN, "worker %d: %zu connections still open after the grace period;"
-                  " closing them", w->index, w->n_sessions);
+    size_t busy = shunt_proxy__busy(w);
+    if (busy > 0)
+        shunt_log(SHUNT_LOG_WARN, "worker %d: %zu exchanges or tunnels still open after the grace"
+                  " period; closing them", w->index, busy);
     shunt_proxy__close_all(w);
 }
 

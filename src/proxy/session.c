@@ -1925,3 +1925,11 @@ void shunt_proxy__close_all(struct worker *w)
     if (!uv_is_closing((uv_handle_t *)&w->grace_timer))
         uv_close((uv_handle_t *)&w->grace_timer, NULL);
 }
+
+size_t shunt_proxy__busy(const struct worker *w)
+{
+    size_t n = 0;
+    for (const struct session *s = w->sessions; s != NULL; s = s->next)
+        n += s->in_exchange || s->tunnel;
+    return n;
+}
