@@ -106,7 +106,7 @@ static int parse_reverse(struct shunt_proxy_config *cfg, const char *url)
         return -1;
     if (*host == '\0' || strlen(host) >= sizeof(cfg->reverse_host))
         return -1;
-    snprintf(cfg->reverse_host, sizeof(cfg->reverse_host), "%s", host);
+    memcpy(cfg->reverse_host, host, strlen(host) + 1); /* length checked above */
     cfg->reverse_port = (int)p;
     cfg->reverse = 1;
     return 0;
