@@ -142,6 +142,10 @@ struct shunt_http_head {
 /*
  * Parses a request head at the start of <buf> (<len> bytes).
  * <last_len> is the <len> of the previous call over the same message, 0 the first time.
+ * Pass the same <head> to every call over one message: between calls that return 0 it keeps
+ * the resume point (its private _scan_* fields), so a head arriving in many pieces is scanned
+ * once overall. With <last_len> 0 <head> need not be initialised; with another <head> the
+ * call is still correct, it just validates from the start.
  * <headers>/<max_headers> is the array to fill; the configured limit is lim->max_headers
  * and <max_headers> must be at least that.
  * Returns the head length (>0) when a complete head was parsed and <head> is filled;

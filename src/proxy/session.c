@@ -41,6 +41,15 @@ enum resp_state {
 
 enum timer_kind { T_NONE, T_FIRST, T_IDLE, T_HEADER, T_CONNECT, T_RESPONSE, T_LINGER, T_TUNNEL };
 
+/* A head that arrived in pieces, with a header array of its own so that the parser can resume
+ * where it stopped (the worker's array is shared by every connection of the loop). Made on
+ * the first incomplete parse, freed once the head is complete or the connection goes. */
+struct partial {
+    size_t last_len; /* bytes seen by the last parse */
+    struct shunt_http_head head;
+    struct shunt_http_header hdrs[];
+};
+
 struct upstream {
     uv_tcp_t tcp;
     struct session *s; /* NULL once the session let go of it */
@@ -55,7 +64,7 @@ struct upstream {
     unsigned connected : 1, connecting : 1, rd_eof : 1, wr_shut : 1, closing : 1, reading : 1;
     unsigned shut_done : 1; /* our FIN went out */
     unsigned resolving : 1; /* a getaddrinfo request is pending */
-    size_t last_len;        /* parser resume point over the response head being read */
+    struct partial *partial; /* a response head that arrived in pieces, or NULL */
     uint64_t n_exchanges;   /* requests sent on it */
     char addr[64]; /* remote address as text */
     int remote_port;
@@ -110,7 +119,7 @@ struct session {
     uint64_t t_start;
     uint64_t req_bytes, resp_bytes;
     int status;
-    size_t last_len; /* parser resume point over the head being read */
+    struct partial *partial; /* a request head that arrived in pieces, or NULL */
     const char *error;
     char method[24];
     char url[512];
@@ -180,9 +189,11 @@ static size_t buf_max(const struct worker *w)
     return m < SHUNT_PROXY_BUF ? SHUNT_PROXY_BUF : m;
 }
 
-/* Returns free space at the end of <b>, making some when it can (compaction, growth). */
-static void buf_reserve(struct worker *w, struct iobuf *b, uv_buf_t *out)
+/* Returns free space at the end of <b>, making some when it can (compaction, growth).
+ * Returns 1 when the bytes moved, which invalidates slices into them. */
+static int buf_reserve(struct worker *w, struct iobuf *b, uv_buf_t *out)
 {
+    int moved = 0;
     if (b->base == NULL) {
         b->base = w->n_pool > 0 ? w->pool[--w->n_pool] : malloc(SHUNT_PROXY_BUF);
         b->cap = b->base ? SHUNT_PROXY_BUF : 0;
@@ -193,21 +204,23 @@ static void buf_reserve(struct worker *w, struct iobuf *b, uv_buf_t *out)
             memmove(b->base, b->base + b->off, b->len - b->off);
             b->len -= b->off;
             b->off = 0;
+            moved = 1;
         }
         if (b->cap - b->len < 2048 && b->cap < buf_max(w)) {
             size_t ncap = b->cap * 2 > buf_max(w) ? buf_max(w) : b->cap * 2;
             char *n = realloc(b->base, ncap);
             if (n != NULL) {
+                moved = 1;
                 b->base = n;
                 b->cap = ncap;
             }
         }
     }
-    if (b->base == NULL || b->len == b->cap) {
+    if (b->base == NULL || b->len == b->cap)
         *out = uv_buf_init(NULL, 0);
-        return;
-    }
-    *out = uv_buf_init(b->base + b->len, (unsigned)(b->cap - b->len));
+    else
+        *out = uv_buf_init(b->base + b->len, (unsigned)(b->cap - b->len));
+    return moved;
 }
 
 /* True when <b> is at its maximum and full: reading more must wait. */
@@ -375,6 +388,7 @@ static void session_handle_closed(uv_handle_t *h)
     struct session *s = h->data;
     if (--s->refs_handles == 0) {
         buf_release(s->w, &s->in);
+        free(s->partial);
         free(s->reqline);
         free(s);
     }
@@ -384,6 +398,7 @@ static void upstream_unref(struct upstream *u)
 {
     if (--u->refs == 0) {
         free(u->in.base);
+        free(u->partial);
         free(u);
     }
 }
@@ -605,7 +620,6 @@ static void exchange_done(struct session *s)
     s->resp_started = 0;
     s->req_is_head = s->req_is_connect = s->req_upgrade = 0;
     s->req_bytes = s->resp_bytes = 0;
-    s->last_len = 0;
 }
 
 static void maybe_done(struct session *s)
@@ -965,12 +979,50 @@ static void connect_cb(uv_connect_t *req, int status)
 
 /* ------------------------------------------------------------------------ requests */
 
+typedef int (*parse_fn)(const char *, size_t, size_t, struct shunt_http_head *,
+                        struct shunt_http_header *, size_t, const struct shunt_http_limits *,
+                        struct shunt_http_error *);
+
+/*
+ * Parses the head at <p> (<avail> bytes) into <h>, whose fields point into the worker's
+ * header array. A head complete in one read (the usual case) costs one parse and nothing
+ * else; an incomplete one gets a struct partial (*<pp>) so that later calls resume.
+ * Returns what the parser returns.
+ */
+static int parse_head(struct worker *w, parse_fn fn, struct partial **pp, const char *p,
+                      size_t avail, struct shunt_http_head *h, struct shunt_http_error *e)
+{
+    const struct shunt_proxy_config *cfg = w->cfg;
+    size_t max = cfg->limits.max_headers;
+    struct partial *pt = *pp;
+    int r;
+    if (pt == NULL) {
+        r = fn(p, avail, 0, h, w->hdrs, max, &cfg->limits, e);
+        if (r != 0)
+            return r;
+        pt = shunt_xcalloc(sizeof(*pt) + max * sizeof(pt->hdrs[0]));
+        *pp = pt;
+        r = fn(p, avail, 0, &pt->head, pt->hdrs, max, &cfg->limits, e);
+    } else {
+        r = fn(p, avail, pt->last_len, &pt->head, pt->hdrs, max, &cfg->limits, e);
+        if (r > 0) {
+            *h = pt->head;
+            memcpy(w->hdrs, pt->hdrs, h->n_headers * sizeof(w->hdrs[0]));
+            h->headers = w->hdrs;
+        }
+    }
+    pt->last_len = avail;
+    if (r != 0) {
+        free(pt);
+        *pp = NULL;
+    }
+    return r;
+}
+
 static int parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e)
 {
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    size_t avail = s->in.len - s->in.off;
-    return shunt_http_parse_request(s->in.base + s->in.off, avail, s->last_len, h, s->w->hdrs,
-                                    cfg->limits.max_headers, &cfg->limits, e);
+    return parse_head(s->w, shunt_http_parse_request, &s->partial, s->in.base + s->in.off,
+                      s->in.len - s->in.off, h, e);
 }
 
 /* A dry run of the body bytes already here, so that a malformed chunked body is refused
@@ -990,7 +1042,6 @@ static void start_request(struct session *s)
     int r = parse_request(s, &h, &e);
     size_t avail = s->in.len - s->in.off;
     if (r == 0) {
-        s->last_len = avail;
         if (s->tkind == T_IDLE || s->tkind == T_FIRST)
             arm(s, T_HEADER, cfg->header_timeout_ms);
         return;
@@ -1087,7 +1138,6 @@ static void send_request(struct session *s)
     struct shunt_http_head h;
     struct shunt_http_error e;
     struct route rt;
-    s->last_len = 0;
     int r = parse_request(s, &h, &e); /* the same bytes as before: the same head */
     assert(r > 0);
     (void)r;
@@ -1170,9 +1220,7 @@ static void send_request(struct session *s)
     u->n_exchanges++;
     int wr = send_upstream(u, iov, (unsigned)n);
     buf_consume(w, &s->in, h.head_len + nb);
-    s->last_len = 0;
     s->rs = RS_WAIT;
-    u->last_len = 0;
     arm(s, T_RESPONSE, cfg->response_timeout_ms);
     if (wr != 0) {
         upstream_close(u, 1);
@@ -1234,7 +1282,6 @@ static void establish_tunnel(struct session *s)
     static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
     struct shunt_http_head h;
     struct shunt_http_error e;
-    s->last_len = 0;
     int r = parse_request(s, &h, &e);
     assert(r > 0);
     (void)r;
@@ -1309,12 +1356,9 @@ static int handle_response_head(struct session *s, struct upstream *u)
     size_t avail = u->in.len - u->in.off;
     struct shunt_http_head h;
     struct shunt_http_error e = {0};
-    int r = shunt_http_parse_response(p, avail, u->last_len, &h, w->hdrs, cfg->limits.max_headers,
-                                      &cfg->limits, &e);
-    if (r == 0) {
-        u->last_len = avail;
+    int r = parse_head(w, shunt_http_parse_response, &u->partial, p, avail, &h, &e);
+    if (r == 0)
         return 0;
-    }
     if (r < 0) {
         upstream_close(u, 0);
         answer(s, 502, "Bad Gateway",
@@ -1323,7 +1367,6 @@ static int handle_response_head(struct session *s, struct upstream *u)
                e.offset);
         return 0;
     }
-    u->last_len = 0;
     uv_buf_t *iov = w->iov;
     size_t n = 0;
     int final = h.status >= 200 || h.status == 101;
@@ -1505,7 +1548,10 @@ static void process_client(struct session *s)
 static void client_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
 {
     struct session *s = SHUNT_CONTAINER_OF(h, struct session, tcp);
-    buf_reserve(s->w, &s->in, out);
+    if (buf_reserve(s->w, &s->in, out)) {
+        free(s->partial); /* its slices pointed at the old place: parse again from the start */
+        s->partial = NULL;
+    }
 }
 
 static void upstream_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
@@ -1516,7 +1562,10 @@ static void upstream_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
         *out = uv_buf_init(discard, sizeof(discard));
         return;
     }
-    buf_reserve(u->s->w, &u->in, out);
+    if (buf_reserve(u->s->w, &u->in, out)) {
+        free(u->partial);
+        u->partial = NULL;
+    }
 }
 
 /* Decides, for the client and each upstream, whether to read: not while the other side
