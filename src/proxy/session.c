@@ -590,6 +590,7 @@ static void finish(struct session *s)
         return;
     if (!s->finishing) {
         s->finishing = 1;
+        int unread = s->in.base != NULL && s->in.off < s->in.len;
         buf_release(s->w, &s->in);
         if (s->rd_eof) {
             for (int i = s->n_ups - 1; i >= 0; i--) {
@@ -601,6 +602,13 @@ static void finish(struct session *s)
         } else {
             while (s->n_ups > 0)
                 upstream_close(s->ups[0], 0);
+            if (queued(&s->tcp) == 0 && !unread) {
+                /* Everything went out and nothing unread is waiting: close() sends the
+                 * FIN at once, without a shutdown and a wait for the client's own. (With
+                 * unread bytes close() would send a RST, hence the lingering path.) */
+                session_close(s, 0, 0);
+                return;
+            }
             shutdown_client(s);
         }
         arm(s, T_LINGER, 5000);
@@ -950,11 +958,13 @@ static void connect_cb(uv_connect_t *req, int status)
     }
     u->connected = 1;
     uv_tcp_nodelay(&u->tcp, 1);
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    char local[64];
-    if (uv_tcp_getsockname(&u->tcp, (struct sockaddr *)&ss, &len) == 0)
-        u->local_port = shunt_addr_format((struct sockaddr *)&ss, local, sizeof(local));
+    char local[64] = "";
+    if (s->w->cfg->n_subs > 0) {
+        struct sockaddr_storage ss;
+        int len = sizeof(ss);
+        if (uv_tcp_getsockname(&u->tcp, (struct sockaddr *)&ss, &len) == 0)
+            u->local_port = shunt_addr_format((struct sockaddr *)&ss, local, sizeof(local));
+    }
     if (shunt_proxy__wants(s->w->cfg, SHUNT_EV_UPSTREAM_OPEN)) {
         struct shunt_event ev;
         fill_conn_event(s, &ev, SHUNT_EV_UPSTREAM_OPEN);
@@ -1577,8 +1587,8 @@ static void update_reading(struct session *s)
     struct worker *w = s->w;
     int want = !s->rd_eof && !buf_full(w, &s->in);
     if (!s->finishing) {
-        if (s->rq == RQ_CONNECTING)
-            want = 0;
+        /* While connecting the head stays at the front of the buffer; reading on is
+         * harmless since send_request() parses it again from wherever it is then. */
         if ((s->rq == RQ_BODY || s->tunnel) && (s->cur == NULL || queued(&s->cur->tcp) > 0))
             want = 0;
     }
@@ -1921,17 +1931,21 @@ void shunt_proxy__accept(struct worker *w)
     w->sessions = s;
     w->n_sessions++;
     uv_tcp_nodelay(&s->tcp, 1);
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
-        s->peer_port = shunt_addr_format((struct sockaddr *)&ss, s->peer_addr, sizeof(s->peer_addr));
+    /* The addresses cost two system calls a connection: only when someone reads them. */
     int allowed = cfg->n_allow == 0;
-    for (size_t i = 0; i < cfg->n_allow && !allowed; i++)
-        allowed = shunt_cidr_match(&cfg->allow[i], (struct sockaddr *)&ss);
-    len = sizeof(ss);
-    if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
-        s->local_port = shunt_addr_format((struct sockaddr *)&ss, s->local_addr,
-                                          sizeof(s->local_addr));
+    if (cfg->n_allow > 0 || cfg->n_subs > 0) {
+        struct sockaddr_storage ss;
+        int len = sizeof(ss);
+        if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
+            s->peer_port = shunt_addr_format((struct sockaddr *)&ss, s->peer_addr,
+                                             sizeof(s->peer_addr));
+        for (size_t i = 0; i < cfg->n_allow && !allowed; i++)
+            allowed = shunt_cidr_match(&cfg->allow[i], (struct sockaddr *)&ss);
+        len = sizeof(ss);
+        if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
+            s->local_port = shunt_addr_format((struct sockaddr *)&ss, s->local_addr,
+                                              sizeof(s->local_addr));
+    }
     if (shunt_proxy__wants(cfg, SHUNT_EV_CONN_OPEN)) {
         struct shunt_event ev;
         fill_conn_event(s, &ev, SHUNT_EV_CONN_OPEN);
