@@ -32,8 +32,12 @@ struct worker {
     char reverse_authority[300];          /* "host[:port]" for --reverse-host */
 };
 
-/* Size of a connection's input buffer; heads larger than this grow it up to the limits. */
-#define SHUNT_PROXY_BUF 16384
+/* Size of a connection's input buffer; heads larger than this grow it up to the limits.
+ * 64 KiB: a 64 KiB response crosses in two reads instead of five (bench/RESULTS.md); an idle
+ * connection holds none, since an empty buffer goes back to the worker's pool. */
+#define SHUNT_PROXY_BUF 65536
+/* Spare buffers a worker keeps (at most 4 MiB). */
+#define SHUNT_PROXY_POOL 64
 
 /* Accepts a client from <w>'s listener into a new session. Loop thread. */
 void shunt_proxy__accept(struct worker *w);

@@ -186,7 +186,7 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
         w->hdrs = shunt_xcalloc(sizeof(*w->hdrs) * cfg->limits.max_headers);
         w->iov = shunt_xcalloc(sizeof(*w->iov) * (cfg->limits.max_headers + 8));
         w->iov_slices = shunt_xcalloc(sizeof(*w->iov_slices) * (cfg->limits.max_headers + 8));
-        w->pool = shunt_xcalloc(sizeof(*w->pool) * 256);
+        w->pool = shunt_xcalloc(sizeof(*w->pool) * SHUNT_PROXY_POOL);
         uv_loop_init(&w->loop);
         uv_tcp_init(&w->loop, &w->listener);
         uv_tcp_open(&w->listener, w->listen_fd);

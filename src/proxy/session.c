@@ -165,7 +165,7 @@ static void buf_release(struct worker *w, struct iobuf *b)
 {
     if (b->base == NULL)
         return;
-    if (b->cap == SHUNT_PROXY_BUF && w->n_pool < 256)
+    if (b->cap == SHUNT_PROXY_BUF && w->n_pool < SHUNT_PROXY_POOL)
         w->pool[w->n_pool++] = b->base;
     else
         free(b->base);
