@@ -634,11 +634,13 @@ static void maybe_done(struct session *s)
 {
     if (s->closing || s->tunnel)
         return;
-    if (s->rs == RS_DONE && s->rq != RQ_DONE) {
-        /* The response ended before the request did (an early 4xx, say): the rest of the
-         * request cannot be told from a next one, so the connection ends here. */
-        s->ending = 1;
-        s->rq = RQ_DONE;
+    if (s->rs == RS_DONE && s->rq == RQ_BODY) {
+        /* The response came before the end of the request body (IIS answers a POST with its
+         * NTLM challenge early, say): the body still goes to the server, which decides
+         * whether the connection lives on. A client that stops sending meets the idle
+         * timeout. */
+        arm(s, T_IDLE, s->w->cfg->idle_timeout_ms);
+        return;
     }
     if (s->rq != RQ_DONE || s->rs != RS_DONE)
         return;
