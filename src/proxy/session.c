@@ -3,6 +3,8 @@
  * close mirroring (FIN for FIN, RST for RST). */
 #include <assert.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +159,21 @@ static void set_closer(struct session *s, enum shunt_closer who, enum shunt_clos
         s->closer = who;
         s->how = how;
     }
+}
+
+/* After a read returned end-of-file, tells a FIN from a reset. The kernel hands out a reset
+ * as ECONNRESET once; when something consumed that error first (a write that failed, say),
+ * the next read returns 0 as for a FIN. The TCP state still tells: CLOSE after a reset,
+ * CLOSE_WAIT after a FIN. */
+static int was_reset(uv_tcp_t *t)
+{
+    uv_os_fd_t fd;
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (uv_fileno((uv_handle_t *)t, &fd) != 0 ||
+        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        return 0;
+    return ti.tcpi_state == TCP_CLOSE;
 }
 
 /* ------------------------------------------------------------------------ buffers */
@@ -602,10 +619,11 @@ static void finish(struct session *s)
         } else {
             while (s->n_ups > 0)
                 upstream_close(s->ups[0], 0);
-            if (queued(&s->tcp) == 0 && !unread) {
+            if (queued(&s->tcp) == 0 && !unread && s->idx > 0 && !s->in_exchange) {
                 /* Everything went out and nothing unread is waiting: close() sends the
                  * FIN at once, without a shutdown and a wait for the client's own. (With
-                 * unread bytes close() would send a RST, hence the lingering path.) */
+                 * unread bytes close() would send a RST, hence the lingering path; so too
+                 * before any exchange, when a request may be on its way.) */
                 session_close(s, 0, 0);
                 return;
             }
@@ -1668,6 +1686,8 @@ static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         buf_release(s->w, &s->in);
     if (nread == 0)
         return;
+    if (nread == UV_EOF && was_reset(&s->tcp))
+        nread = UV_ECONNRESET;
     if (nread == UV_EOF) {
         s->reading = 0;
         uv_read_stop(st);
@@ -1785,6 +1805,8 @@ static void upstream_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf
         buf_release(s->w, &u->in);
     if (nread == 0)
         return;
+    if (nread == UV_EOF && was_reset(&u->tcp))
+        nread = UV_ECONNRESET;
     if (nread == UV_EOF) {
         u->reading = 0;
         uv_read_stop(st);
@@ -1900,8 +1922,8 @@ static void timer_cb(uv_timer_t *t)
 static void refuse(struct session *s)
 {
     static const char msg[] = "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n"
-                              "Content-Length: 42\r\nConnection: close\r\n\r\n"
-                              "shunt: your address is not in --allow\r\n\r\n";
+                              "Content-Length: 38\r\nConnection: close\r\n\r\n"
+                              "shunt: your address is not in --allow\n";
     uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
     shunt_log(SHUNT_LOG_WARN, "conn %" PRIu64 ": refused %s port %d: not in --allow", s->id,
               s->peer_addr, s->peer_port);
