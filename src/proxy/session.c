@@ -125,9 +125,13 @@ struct session {
     const char *error;
     char method[24];
     char url[512];
-    char line[96]; /* scratch for a rewritten Host line; lives while the head is sent */
     char *reqline; /* rewritten request line (forward mode), allocated on first use */
     size_t reqline_cap;
+    char *hostline; /* rewritten Host line, allocated on first use */
+    size_t hostline_cap;
+    int ex_upstream_port; /* local port of the upstream that carried the exchange */
+    int ex_reused;        /* that upstream had carried an exchange before */
+    char errbuf[200];     /* the cause of a failed exchange, for the event and -v */
 
     uint64_t bytes_in, bytes_out;
 };
@@ -141,6 +145,7 @@ static void finish(struct session *s);
 static void maybe_done(struct session *s);
 static void check_finished(struct session *s);
 static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+static int pump(struct session *s, struct iobuf *from, uv_tcp_t *to, int from_client);
 
 static uint64_t next_conn_id(void)
 {
@@ -163,10 +168,13 @@ static void set_closer(struct session *s, enum shunt_closer who, enum shunt_clos
 
 /* After a read returned end-of-file, tells a FIN from a reset. The kernel hands out a reset
  * as ECONNRESET once; when something consumed that error first (a write that failed, say),
- * the next read returns 0 as for a FIN. The TCP state still tells: CLOSE after a reset,
- * CLOSE_WAIT after a FIN. */
-static int was_reset(uv_tcp_t *t)
+ * the next read returns 0 as for a FIN. The TCP state still tells, as long as we had not
+ * sent our own FIN (<fin_sent>): CLOSE_WAIT after a FIN, CLOSE after a reset. (After our
+ * FIN, a FIN also leaves the socket CLOSE: Linux moves it to a time-wait mini socket.) */
+static int was_reset(uv_tcp_t *t, int fin_sent)
 {
+    if (fin_sent)
+        return 0;
     uv_os_fd_t fd;
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
@@ -407,6 +415,7 @@ static void session_handle_closed(uv_handle_t *h)
         buf_release(s->w, &s->in);
         free(s->partial);
         free(s->reqline);
+        free(s->hostline);
         free(s);
     }
 }
@@ -489,8 +498,8 @@ static void emit_exchange_done(struct session *s)
     ev.resp_bytes = s->resp_bytes;
     ev.duration_us = ev.time_us - s->t_start;
     ev.peer_port = s->peer_port;
-    ev.local_port = s->cur ? s->cur->local_port : 0;
-    ev.upstream_reused = s->cur && s->cur->n_exchanges > 1;
+    ev.local_port = s->ex_upstream_port;
+    ev.upstream_reused = s->ex_reused;
     ev.error = s->error;
     ev.tunnel = s->tunnel;
     shunt_proxy__emit(s->w->cfg, &ev);
@@ -629,10 +638,26 @@ static void finish(struct session *s)
             }
             shutdown_client(s);
         }
-        arm(s, T_LINGER, 5000);
+        /* a slow reader still getting the response is not lingering */
+        arm(s, T_LINGER, queued(&s->tcp) > 0 ? s->w->cfg->idle_timeout_ms : 5000);
     }
     check_finished(s);
     update_reading(s);
+}
+
+static int has_input(const struct session *s)
+{
+    return s->in.base != NULL && s->in.off < s->in.len;
+}
+
+/* Passes the client's FIN on to the server, once everything the client sent before it has
+ * been forwarded: pipelined requests still in the buffer go first. */
+static void mirror_client_fin(struct session *s)
+{
+    if (!s->rd_eof || s->cur == NULL || has_input(s))
+        return;
+    if (s->tunnel || s->rq == RQ_DONE)
+        shutdown_upstream(s->cur);
 }
 
 /* Ends the exchange in flight and decides what the connection does next. */
@@ -646,6 +671,8 @@ static void exchange_done(struct session *s)
     s->resp_started = 0;
     s->req_is_head = s->req_is_connect = s->req_upgrade = 0;
     s->req_bytes = s->resp_bytes = 0;
+    s->ex_upstream_port = 0;
+    s->ex_reused = 0;
 }
 
 static void maybe_done(struct session *s)
@@ -663,7 +690,7 @@ static void maybe_done(struct session *s)
     if (s->rq != RQ_DONE || s->rs != RS_DONE)
         return;
     exchange_done(s);
-    if (s->ending || s->rd_eof || s->w->draining) {
+    if (s->ending || s->w->draining || (s->rd_eof && !has_input(s))) {
         finish(s);
         return;
     }
@@ -701,8 +728,12 @@ static void answer(struct session *s, int status, const char *reason, const char
         (void)send_client(s, bufs, 2); /* a client gone already changes nothing */
     }
     s->resp_started = 1;
-    if (s->error == NULL)
-        s->error = reason;
+    if (s->error == NULL) {
+        /* the cause, for the event and -v: the body without "shunt: " and the newline */
+        const char *m = strncmp(body, "shunt: ", 7) == 0 ? body + 7 : body;
+        snprintf(s->errbuf, sizeof(s->errbuf), "%.*s", (int)(body + bl - 1 - m), m);
+        s->error = s->errbuf;
+    }
     s->ending = 1;
     set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
     s->rq = RQ_DONE;
@@ -1119,6 +1150,17 @@ static void start_request(struct session *s)
 
 /* Appends the field lines of <h> to <iov> from index <from> to <to>, merging runs that are
  * contiguous in the buffer into one entry. */
+/* Returns a buffer of at least <need> bytes in *<p> (capacity *<cap>), grown as needed. */
+static char *scratch(char **p, size_t *cap, size_t need)
+{
+    if (need > *cap) {
+        free(*p);
+        *p = shunt_xcalloc(need);
+        *cap = need;
+    }
+    return *p;
+}
+
 static size_t iov_add(uv_buf_t *iov, size_t n, const char *base, size_t len)
 {
     if (len == 0)
@@ -1178,11 +1220,7 @@ static void send_request(struct session *s)
     size_t n = 0;
     if (rt.absolute) {
         size_t need = h.method.len + rt.path.len + 16;
-        if (need > s->reqline_cap) {
-            free(s->reqline);
-            s->reqline = shunt_xcalloc(need);
-            s->reqline_cap = need;
-        }
+        scratch(&s->reqline, &s->reqline_cap, need);
         int l = snprintf(s->reqline, need, "%.*s %s%.*s HTTP/1.%d\r\n", (int)h.method.len,
                          h.method.base, rt.path_needs_slash ? "/" : "", (int)rt.path.len,
                          rt.path.base, h.minor_version);
@@ -1212,13 +1250,13 @@ static void send_request(struct session *s)
             host_done = 1;
             if (!shunt_slice_ieq(f->value, want_host.base, want_host.len)) {
                 n = add_lines(iov, n, h.headers, run, i);
-                int l = snprintf(s->line, sizeof(s->line), "%.*s: %.*s\r\n", (int)f->name.len,
+                size_t need = f->name.len + want_host.len + 8;
+                scratch(&s->hostline, &s->hostline_cap, need);
+                int l = snprintf(s->hostline, need, "%.*s: %.*s\r\n", (int)f->name.len,
                                  f->name.base, (int)want_host.len, want_host.base);
-                if (l > 0 && (size_t)l < sizeof(s->line)) {
-                    iov[n++] = uv_buf_init(s->line, (unsigned)l);
-                    emit_change(s, 1, "set Host to the target's");
-                    run = i + 1;
-                }
+                iov[n++] = uv_buf_init(s->hostline, (unsigned)l);
+                emit_change(s, 1, "set Host to the target's");
+                run = i + 1;
             }
         }
         if (drop) {
@@ -1228,12 +1266,12 @@ static void send_request(struct session *s)
     }
     n = add_lines(iov, n, h.headers, run, h.n_headers);
     if (want_host.base != NULL && !host_done) {
-        int l = snprintf(s->line, sizeof(s->line), "Host: %.*s\r\n", (int)want_host.len,
+        size_t need = want_host.len + 16;
+        scratch(&s->hostline, &s->hostline_cap, need);
+        int l = snprintf(s->hostline, need, "Host: %.*s\r\n", (int)want_host.len,
                          want_host.base);
-        if (l > 0 && (size_t)l < sizeof(s->line)) {
-            iov[n++] = uv_buf_init(s->line, (unsigned)l);
-            emit_change(s, 1, "add Host");
-        }
+        iov[n++] = uv_buf_init(s->hostline, (unsigned)l);
+        emit_change(s, 1, "add Host");
     }
     if (cfg->via) {
         static const char via[] = "Via: 1.1 shunt\r\n";
@@ -1248,6 +1286,8 @@ static void send_request(struct session *s)
 
     s->req_bytes += h.head_len + nb;
     u->n_exchanges++;
+    s->ex_upstream_port = u->local_port;
+    s->ex_reused = u->n_exchanges > 1;
     int wr = send_upstream(u, iov, (unsigned)n);
     buf_consume(w, &s->in, h.head_len + nb);
     s->rs = RS_WAIT;
@@ -1260,8 +1300,7 @@ static void send_request(struct session *s)
     }
     if (s->req_body.done) {
         s->rq = RQ_DONE;
-        if (s->rd_eof)
-            shutdown_upstream(u);
+        mirror_client_fin(s);
     } else {
         s->rq = RQ_BODY;
     }
@@ -1288,6 +1327,8 @@ static int forward_request_body(struct session *s)
         s->req_bytes += (uint64_t)n;
         int wr = send_upstream(u, &b, 1);
         buf_consume(s->w, &s->in, (size_t)n);
+        if (s->rs == RS_WAIT) /* a slow upload is progress, not a silent server */
+            arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
         if (wr != 0) {
             upstream_close(u, 1);
             answer(s, 502, "Bad Gateway", "shunt: the upstream went away while receiving the body");
@@ -1296,8 +1337,7 @@ static int forward_request_body(struct session *s)
     }
     if (s->req_body.done) {
         s->rq = RQ_DONE;
-        if (s->rd_eof)
-            shutdown_upstream(u);
+        mirror_client_fin(s);
         maybe_done(s);
         return 0;
     }
@@ -1305,6 +1345,15 @@ static int forward_request_body(struct session *s)
 }
 
 /* ------------------------------------------------------------------------ tunnels */
+
+/* A tunnel uses one upstream; other origins' idle connections end here, since the client
+ * connection can carry nothing else from now on. */
+static void keep_only_cur(struct session *s)
+{
+    for (int i = s->n_ups - 1; i >= 0; i--)
+        if (s->ups[i] != s->cur)
+            upstream_close(s->ups[i], 0);
+}
 
 /* The CONNECT target is reached: tell the client, then pass bytes both ways. */
 static void establish_tunnel(struct session *s)
@@ -1317,6 +1366,7 @@ static void establish_tunnel(struct session *s)
     (void)r;
     s->req_bytes += h.head_len;
     s->cur->n_exchanges++;
+    s->ex_upstream_port = s->cur->local_port;
     buf_consume(s->w, &s->in, h.head_len);
     uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
     s->status = 200;
@@ -1330,8 +1380,11 @@ static void establish_tunnel(struct session *s)
     s->rq = RQ_DONE;
     s->rs = RS_DONE;
     s->tunnel = 1;
+    keep_only_cur(s);
     emit_exchange_done(s);
     arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
+    if (!pump(s, &s->in, &s->cur->tcp, 1))
+        mirror_client_fin(s);
 }
 
 /* Moves the bytes of <from> to <to>'s stream; returns 1 when something moved. */
@@ -1351,6 +1404,8 @@ static int pump(struct session *s, struct iobuf *from, uv_tcp_t *to, int from_cl
         return 0;
     }
     arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
+    if (from_client)
+        mirror_client_fin(s);
     return 1;
 }
 
@@ -1437,7 +1492,8 @@ static int handle_response_head(struct session *s, struct upstream *u)
     s->resp_bytes += s->bytes_out - before;
     buf_consume(w, &u->in, h.head_len + nb);
     s->resp_started = 1;
-    s->status = h.status;
+    if (final)
+        s->status = h.status;
     if (wr != 0) {
         set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
         session_close(s, 0, 1);
@@ -1451,9 +1507,11 @@ static int handle_response_head(struct session *s, struct upstream *u)
         s->rs = RS_DONE;
         s->rq = RQ_DONE;
         s->tunnel = 1;
+        keep_only_cur(s);
         emit_exchange_done(s);
         arm(s, T_TUNNEL, cfg->idle_timeout_ms);
-        pump(s, &s->in, &u->tcp, 1);
+        if (!pump(s, &s->in, &u->tcp, 1))
+            mirror_client_fin(s);
         return 1;
     }
     if (!shunt_http_keeps_alive(&h) || fr == SHUNT_HTTP_BODY_CLOSE)
@@ -1519,13 +1577,13 @@ static void process_upstream(struct upstream *u)
             buf_release(s->w, &u->in);
             break;
         }
+        if (queued(&s->tcp) > 0)
+            break; /* resumes from client_write_cb: the client reads slower than we get */
         if (s->rs == RS_WAIT) {
             if (!handle_response_head(s, u))
                 break;
             continue;
         }
-        if (queued(&s->tcp) > 0)
-            break; /* resumes from client_write_cb */
         if (!forward_response_body(s, u))
             break;
     }
@@ -1559,8 +1617,11 @@ static void process_client(struct session *s)
             enum req_state before = s->rq;
             uint64_t idx = s->idx;
             start_request(s);
-            if (s->rq == before && s->idx == idx)
+            if (s->rq == before && s->idx == idx) {
+                if (s->rd_eof) /* an unfinished head, and nothing more will come */
+                    finish(s);
                 break; /* more bytes needed */
+            }
             continue;
         }
         if (s->rq == RQ_BODY) {
@@ -1622,8 +1683,8 @@ static void update_reading(struct session *s)
     for (int i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
         int uw = u->connected && !u->rd_eof && !buf_full(w, &u->in);
-        if (u == s->cur && (s->tunnel || s->rs == RS_BODY) && queued(&s->tcp) > 0)
-            uw = 0;
+        if (u == s->cur && queued(&s->tcp) > 0)
+            uw = 0; /* backpressure, for 1xx heads as for bodies */
         if (uw && !u->reading) {
             u->reading = 1;
             uv_read_start((uv_stream_t *)&u->tcp, upstream_alloc_cb, upstream_read_cb);
@@ -1663,12 +1724,11 @@ static void on_client_eof(struct session *s)
     case RQ_BODY:
         s->error = "client closed before the end of the request body";
         s->rq = RQ_DONE;
-        if (s->cur != NULL)
-            shutdown_upstream(s->cur);
+        mirror_client_fin(s);
+        maybe_done(s); /* the response may be complete already */
         break;
     case RQ_DONE:
-        if (s->cur != NULL)
-            shutdown_upstream(s->cur);
+        mirror_client_fin(s); /* unless pipelined requests wait in the buffer */
         break;
     }
 }
@@ -1686,7 +1746,7 @@ static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         buf_release(s->w, &s->in);
     if (nread == 0)
         return;
-    if (nread == UV_EOF && was_reset(&s->tcp))
+    if (nread == UV_EOF && was_reset(&s->tcp, s->wr_shut))
         nread = UV_ECONNRESET;
     if (nread == UV_EOF) {
         s->reading = 0;
@@ -1805,7 +1865,7 @@ static void upstream_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf
         buf_release(s->w, &u->in);
     if (nread == 0)
         return;
-    if (nread == UV_EOF && was_reset(&u->tcp))
+    if (nread == UV_EOF && was_reset(&u->tcp, u->wr_shut))
         nread = UV_ECONNRESET;
     if (nread == UV_EOF) {
         u->reading = 0;
