@@ -69,6 +69,8 @@ struct upstream {
     struct partial *partial; /* a response head that arrived in pieces, or NULL */
     uint64_t n_exchanges;   /* requests sent on it */
     char addr[64]; /* remote address as text */
+    struct sockaddr_storage addrs[4]; /* what the name resolved to, tried in order */
+    int n_addrs, next_addr;
     int remote_port;
     int local_port;
     uint64_t bytes_in, bytes_out;
@@ -926,6 +928,21 @@ static void do_connect(struct upstream *u, const struct sockaddr *sa)
 
 /* Opens a new upstream connection for the exchange in flight; the client connection keeps
  * it for its life (pairing). */
+/* Returns a new upstream of <s> for <host>:<port>, made its current one; not connected. */
+static struct upstream *upstream_new(struct session *s, const char *host, int port)
+{
+    struct upstream *u = shunt_xcalloc(sizeof(*u));
+    u->s = s;
+    u->id = next_upstream_id();
+    snprintf(u->host, sizeof(u->host), "%s", host);
+    u->port = port;
+    u->refs = 1;
+    uv_tcp_init(&s->w->loop, &u->tcp);
+    s->ups[s->n_ups++] = u;
+    s->cur = u;
+    return u;
+}
+
 static void open_upstream(struct session *s, const struct route *rt)
 {
     struct worker *w = s->w;
@@ -938,15 +955,7 @@ static void open_upstream(struct session *s, const struct route *rt)
             }
         }
     }
-    struct upstream *u = shunt_xcalloc(sizeof(*u));
-    u->s = s;
-    u->id = next_upstream_id();
-    snprintf(u->host, sizeof(u->host), "%s", rt->host);
-    u->port = rt->port;
-    u->refs = 1;
-    uv_tcp_init(&w->loop, &u->tcp);
-    s->ups[s->n_ups++] = u;
-    s->cur = u;
+    struct upstream *u = upstream_new(s, rt->host, rt->port);
     s->rq = RQ_CONNECTING;
     arm(s, T_CONNECT, w->cfg->connect_timeout_ms);
 
@@ -985,7 +994,11 @@ static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
             answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s (%s)", u->host,
                    uv_strerror(status), uv_err_name(status));
         } else {
-            do_connect(u, res->ai_addr);
+            for (struct addrinfo *a = res; a != NULL && u->n_addrs < 4; a = a->ai_next)
+                if (a->ai_addrlen <= sizeof(u->addrs[0]))
+                    memcpy(&u->addrs[u->n_addrs++], a->ai_addr, a->ai_addrlen);
+            u->next_addr = 1;
+            do_connect(u, (const struct sockaddr *)&u->addrs[0]);
         }
     }
     uv_freeaddrinfo(res);
@@ -1001,6 +1014,18 @@ static void connect_cb(uv_connect_t *req, int status)
     struct session *s = u->s;
     if (s == NULL || u->closing || status == UV_ECANCELED)
         return;
+    if (status < 0 && u->next_addr < u->n_addrs) {
+        /* the name has another address (::1 after 127.0.0.1, say): try it, as curl does,
+         * on a new socket, within the same connect timeout */
+        struct upstream *n = upstream_new(s, u->host, u->port);
+        memcpy(n->addrs, u->addrs, sizeof(n->addrs));
+        n->n_addrs = u->n_addrs;
+        n->next_addr = u->next_addr + 1;
+        upstream_close(u, 0);
+        s->cur = n;
+        do_connect(n, (const struct sockaddr *)&n->addrs[n->next_addr - 1]);
+        return;
+    }
     if (status < 0) {
         upstream_close(u, 0);
         answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)", u->host, u->port,
