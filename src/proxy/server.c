@@ -151,6 +151,13 @@ static int resolve_reverse(const struct shunt_proxy_config *cfg, struct sockaddr
 int shunt_proxy_run(const struct shunt_proxy_config *cfg)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* Blocked before anything is announced, so that a signal sent as soon as the listening
+     * line is read waits for sigwait() below; the threads inherit the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     int n = cfg->workers > 0 ? cfg->workers : 1;
     struct sockaddr_storage addr = cfg->listen, rev;
     if (cfg->reverse && resolve_reverse(cfg, &rev) != 0)
@@ -214,11 +221,6 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
     if (cfg->reverse)
         shunt_log(SHUNT_LOG_INFO, "reverse proxy for %s:%d", cfg->reverse_host, cfg->reverse_port);
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* threads inherit it: only this one waits */
     atomic_store(&workers_left, started);
     for (int i = 0; i < started; i++)
         pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);

@@ -119,6 +119,7 @@ struct session {
     enum resp_state rs;
     struct shunt_http_body req_body, resp_body;
     unsigned req_is_head : 1, req_is_connect : 1, req_upgrade : 1, resp_started : 1;
+    unsigned req_close : 1; /* the request asked to close after the response (RFC 9112 9.3) */
     uint64_t idx; /* exchanges begun on this connection */
     uint64_t t_start;
     uint64_t req_bytes, resp_bytes;
@@ -671,7 +672,7 @@ static void exchange_done(struct session *s)
     s->status = 0;
     s->error = NULL;
     s->resp_started = 0;
-    s->req_is_head = s->req_is_connect = s->req_upgrade = 0;
+    s->req_is_head = s->req_is_connect = s->req_upgrade = s->req_close = 0;
     s->req_bytes = s->resp_bytes = 0;
     s->ex_upstream_port = 0;
     s->ex_reused = 0;
@@ -1147,6 +1148,7 @@ static void start_request(struct session *s)
     s->req_is_head = SHUNT_SLICE_IEQ_LIT(h.method, "HEAD");
     s->req_is_connect = SHUNT_SLICE_IEQ_LIT(h.method, "CONNECT");
     s->req_upgrade = h.has_upgrade && h.conn_upgrade;
+    s->req_close = !shunt_http_keeps_alive(&h);
     struct route rt;
     if (route_request(s, &h, &rt) != 0)
         return;
@@ -1479,6 +1481,13 @@ static int handle_response_head(struct session *s, struct upstream *u)
     }
     uv_buf_t *iov = w->iov;
     size_t n = 0;
+    if (h.status == 101 && !s->req_upgrade) {
+        upstream_close(u, 0);
+        answer(s, 502, "Bad Gateway",
+               "shunt: %s:%d switched protocols (101) without an Upgrade request", u->host,
+               u->port);
+        return 0;
+    }
     int final = h.status >= 200 || h.status == 101;
     enum shunt_http_framing fr = shunt_http_response_framing(&h, s->req_is_head, s->req_is_connect);
     if (final && fr == SHUNT_HTTP_BODY_CHUNKED) {
@@ -1539,8 +1548,9 @@ static int handle_response_head(struct session *s, struct upstream *u)
             mirror_client_fin(s);
         return 1;
     }
-    if (!shunt_http_keeps_alive(&h) || fr == SHUNT_HTTP_BODY_CLOSE)
-        s->ending = 1; /* Connection: close, HTTP/1.0 without keep-alive, or close-framed */
+    if (!shunt_http_keeps_alive(&h) || fr == SHUNT_HTTP_BODY_CLOSE || s->req_close)
+        s->ending = 1; /* Connection: close, HTTP/1.0 without keep-alive, or close-framed;
+                          or the client asked for close and the server kept it open */
     s->rs = s->resp_body.done ? RS_DONE : RS_BODY;
     if (s->rs == RS_DONE)
         maybe_done(s);
@@ -1618,6 +1628,18 @@ static void process_upstream(struct upstream *u)
 
 /* ------------------------------------------------------------------------ the client side */
 
+/* After the client's FIN, a request body that stopped short of its length is all there will
+ * be: what came is forwarded, then the FIN, as the client did it. */
+static void client_body_cut(struct session *s)
+{
+    if (s->closing || !s->rd_eof || s->rq != RQ_BODY || has_input(s))
+        return;
+    s->error = "client closed before the end of the request body";
+    s->rq = RQ_DONE;
+    mirror_client_fin(s);
+    maybe_done(s);
+}
+
 static void process_client(struct session *s)
 {
     for (;;) {
@@ -1658,7 +1680,9 @@ static void process_client(struct session *s)
         }
         break; /* connecting, or waiting for the response */
     }
-    update_reading(s);
+    client_body_cut(s);
+    if (!s->closing)
+        update_reading(s);
 }
 
 static void client_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
@@ -1747,10 +1771,7 @@ static void on_client_eof(struct session *s)
     case RQ_CONNECTING:
         break; /* the request goes out once connected, then the FIN */
     case RQ_BODY:
-        s->error = "client closed before the end of the request body";
-        s->rq = RQ_DONE;
-        mirror_client_fin(s);
-        maybe_done(s); /* the response may be complete already */
+        client_body_cut(s); /* unless bytes of the body still wait to go out */
         break;
     case RQ_DONE:
         mirror_client_fin(s); /* unless pipelined requests wait in the buffer */
