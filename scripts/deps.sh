@@ -6,7 +6,7 @@
 set -eu
 
 build="gcc make pkg-config libc6-dev libuv1-dev"
-check="$build libcmocka-dev python3 python3-pytest curl nginx-light openssl tshark clang libclang-rt-14-dev python3-websockets procps iproute2"
+check="$build libcmocka-dev python3 python3-pytest curl nginx-light openssl tshark clang libclang-rt-14-dev procps"
 demo="$build curl nginx-light"
 bench="$build wrk nginx-light haproxy tinyproxy mitmproxy privoxy curl linux-perf"
 
