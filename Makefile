@@ -2,7 +2,7 @@
 # shows pairing on loopback. Missing Debian packages are installed by scripts/deps.sh.
 
 CC       ?= cc
-PKGS     := libuv
+PKGS     := libuv sqlite3 jansson
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc $(PKG_CFLAGS)
@@ -12,7 +12,7 @@ LIBS     := -lpthread
 
 BUILD    ?= build
 LIB_SRC  := $(filter-out src/cli/main.c,$(wildcard src/*/*.c))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/schema.o
 CLI_OBJ  := $(BUILD)/obj/src/cli/main.o
 UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -40,6 +40,18 @@ $(BUILD)/libshunt.a: $(LIB_OBJ)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+# The capture schema, embedded as a C string (STYLE 10: generated, never committed).
+$(BUILD)/gen/schema.c: src/capture/schema.sql
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from src/capture/schema.sql */'; \
+	  echo 'const char shunt_capture_schema_sql[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; } > $@
+
+$(BUILD)/obj/gen/schema.o: $(BUILD)/gen/schema.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libshunt.a
 	@mkdir -p $(dir $@)

@@ -1,0 +1,103 @@
+/* src/capture/db.c - creating and opening capture files. */
+#include "capture/db.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int pragma_int(sqlite3 *db, const char *sql, int *out)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int shunt_capture_create(const char *path, sqlite3 **out, char *err, size_t err_len)
+{
+    *out = NULL;
+    /* Create the file ourselves: 0600 from the first byte (captures hold credentials), and
+     * O_EXCL so that an existing file is never overwritten. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, err_len, "%s: %s", path,
+                 errno == EEXIST ? "exists already (shunt never overwrites a capture: pick "
+                                   "another name or remove it)"
+                                 : strerror(errno));
+        return SHUNT_EINVAL;
+    }
+    close(fd);
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        goto fail;
+    /* WAL: readers (sessions, the UI) never block the store thread. synchronous=NORMAL:
+     * a commit survives the process being killed (the data is in the OS), which is the
+     * crash that matters here; a power cut may lose the last commits. */
+    if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
+                     &msg) != SQLITE_OK)
+        goto fail;
+    if (sqlite3_exec(db, shunt_capture_schema_sql, NULL, NULL, &msg) != SQLITE_OK)
+        goto fail;
+    *out = db;
+    return 0;
+fail:
+    snprintf(err, err_len, "%s: cannot create the capture: %s", path,
+             msg ? msg : (db ? sqlite3_errmsg(db) : "out of memory"));
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    unlink(path);
+    return SHUNT_EINVAL;
+}
+
+int shunt_capture_open(const char *path, int writable, sqlite3 **out, char *err, size_t err_len)
+{
+    *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        return SHUNT_EINVAL;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, err_len, "%s: not a file", path);
+        return SHUNT_EINVAL;
+    }
+    sqlite3 *db = NULL;
+    int flags = (writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, err_len, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "no memory");
+        sqlite3_close(db);
+        return SHUNT_EINVAL;
+    }
+    int app = 0, version = 0;
+    if (pragma_int(db, "PRAGMA application_id", &app) != 0 ||
+        pragma_int(db, "PRAGMA user_version", &version) != 0) {
+        snprintf(err, err_len, "%s: not a shunt capture (not an SQLite database: %s)", path,
+                 sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return SHUNT_EINVAL;
+    }
+    if (app != SHUNT_CAPTURE_APP_ID) {
+        snprintf(err, err_len, "%s: not a shunt capture (an SQLite database of something else)",
+                 path);
+        sqlite3_close(db);
+        return SHUNT_EINVAL;
+    }
+    if (version > SHUNT_CAPTURE_SCHEMA_VERSION) {
+        snprintf(err, err_len,
+                 "%s: made by a newer shunt (capture schema %d; this shunt reads up to %d)", path,
+                 version, SHUNT_CAPTURE_SCHEMA_VERSION);
+        sqlite3_close(db);
+        return SHUNT_EINVAL;
+    }
+    sqlite3_busy_timeout(db, 2000);
+    *out = db;
+    return 0;
+}

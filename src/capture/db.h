@@ -1,0 +1,37 @@
+/* src/capture/db.h - capture files: creating one for recording, opening one to read, with
+ * the checks that turn a wrong file into a one-line error. */
+#ifndef SHUNT_CAPTURE_DB_H
+#define SHUNT_CAPTURE_DB_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+
+#include "core/errors.h"
+
+/* The schema this build writes and reads (src/capture/schema.sql, PRAGMA user_version). */
+#define SHUNT_CAPTURE_SCHEMA_VERSION 1
+/* PRAGMA application_id of a shunt capture: "shnt". */
+#define SHUNT_CAPTURE_APP_ID 0x73686e74
+
+/* The schema's SQL text (generated from schema.sql at build time). */
+extern const char shunt_capture_schema_sql[];
+
+/*
+ * Creates the capture file <path> (mode 0600; it must not exist: an existing file is never
+ * overwritten) with the schema, in WAL mode, and returns it open in *<out>.
+ * Returns 0, or a negative code with a one-line reason in <err> ("FILE: exists").
+ * Any thread; the handle is then used by one thread at a time.
+ */
+SHUNT_MUST_CHECK int shunt_capture_create(const char *path, sqlite3 **out, char *err,
+                                          size_t err_len);
+
+/*
+ * Opens the existing capture <path>, read-only unless <writable>, and checks that it is a
+ * shunt capture whose schema this build reads. Returns 0 with *<out> set, or a negative code
+ * with a one-line reason in <err> naming the file and the problem: missing, not SQLite, not
+ * a capture, made by a newer shunt.
+ */
+SHUNT_MUST_CHECK int shunt_capture_open(const char *path, int writable, sqlite3 **out, char *err,
+                                        size_t err_len);
+
+#endif
