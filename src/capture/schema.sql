@@ -55,8 +55,7 @@ CREATE TABLE upstreams (
 );
 CREATE INDEX upstreams_conn ON upstreams (conn_id);
 
--- Exchanges: one request and its response (1xx heads are part of the response head
--- columns' history only through resp_interim).
+-- Exchanges: one request and its response (interim 1xx heads in resp_interim).
 CREATE TABLE exchanges (
     id              INTEGER PRIMARY KEY,
     conn_id         INTEGER NOT NULL,    -- connections.id
@@ -85,6 +84,7 @@ CREATE TABLE exchanges (
     t_send          INTEGER NOT NULL DEFAULT 0,
     t_wait          INTEGER NOT NULL DEFAULT 0,
     t_receive       INTEGER NOT NULL DEFAULT 0,
+    duration_us     INTEGER NOT NULL DEFAULT 0,  -- request head complete to exchange done
     error           TEXT,                -- NULL, or what went wrong
     flags           INTEGER NOT NULL DEFAULT 0   -- 1 changed, 2 error, 4 body truncated, 8 tunnel
 );
