@@ -53,7 +53,10 @@ struct shunt_event {
     uint64_t conn_id;     /* client connection id, unique in the process, from 1 */
     uint64_t upstream_id; /* upstream connection id (UPSTREAM_*, heads, DONE), 0 when none */
     uint64_t exchange;    /* exchange index on the client connection, from 1 (heads, BODY, DONE) */
-    uint64_t time_us;     /* monotonic microseconds */
+    uint64_t time_us;     /* monotonic microseconds (uv_hrtime() / 1000) */
+    void **slot;          /* this subscriber's pointer of per-connection storage: NULL at
+                             CONN_OPEN, kept by the proxy, the subscriber's to free by the
+                             time CONN_CLOSE returns */
 
     /* CONN_OPEN, UPSTREAM_OPEN, closes: the endpoints as text ("127.0.0.1", "::1") and ports */
     const char *peer_addr; /* client address (CONN_*) or upstream address (UPSTREAM_*) */
@@ -68,7 +71,8 @@ struct shunt_event {
 
     /* BODY */
     int from_client;         /* 1: client to upstream, 0: upstream to client */
-    struct shunt_slice data; /* wire bytes (chunk framing included) */
+    struct shunt_slice data; /* payload bytes: chunk framing removed (tunnels: raw bytes) */
+    uint64_t body_offset;    /* payload bytes of this body before <data> */
 
     /* CHANGE */
     const char *what;  /* e.g. "remove Proxy-Connection", "add Proxy-Support" */
@@ -84,6 +88,13 @@ struct shunt_event {
     uint64_t duration_us;
     int upstream_reused; /* 1 when the upstream connection had carried an exchange before */
     const char *error;   /* NULL, or what went wrong ("upstream refused", "client reset") */
+    uint64_t req_body_size;  /* payload bytes of the request body */
+    uint64_t resp_body_size; /* payload bytes of the response body */
+    int64_t t_dns_us;        /* HAR timings, microseconds, -1 when not applicable: */
+    int64_t t_connect_us;    /*   name resolution, TCP connect (new upstream only), */
+    int64_t t_send_us;       /*   request head complete to request forwarded whole, */
+    int64_t t_wait_us;       /*   to the first response byte, */
+    int64_t t_receive_us;    /*   to the response forwarded whole */
 
     /* UPSTREAM_CLOSE, CONN_CLOSE */
     enum shunt_closer closer;

@@ -48,8 +48,6 @@ void shunt_proxy__drain(struct worker *w);
 size_t shunt_proxy__busy(const struct worker *w);
 /* Closes every session of <w> at once. Loop thread. */
 void shunt_proxy__close_all(struct worker *w);
-/* Emits <ev> to the subscribers of <cfg> that want its type. */
-void shunt_proxy__emit(const struct shunt_proxy_config *cfg, struct shunt_event *ev);
 
 static inline int shunt_proxy__wants(const struct shunt_proxy_config *cfg, enum shunt_ev_type t)
 {

@@ -56,13 +56,6 @@ int shunt_proxy_subscribe(struct shunt_proxy_config *cfg, shunt_event_cb cb, voi
     return 0;
 }
 
-void shunt_proxy__emit(const struct shunt_proxy_config *cfg, struct shunt_event *ev)
-{
-    for (size_t i = 0; i < cfg->n_subs; i++)
-        if (cfg->subs[i].mask & (1u << ev->type))
-            cfg->subs[i].cb(ev, cfg->subs[i].ud);
-}
-
 /* ------------------------------------------------------------------------ loop callbacks */
 
 static void on_connection(uv_stream_t *l, int status)

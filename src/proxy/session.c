@@ -137,6 +137,11 @@ struct session {
     char errbuf[200];     /* the cause of a failed exchange, for the event and -v */
 
     uint64_t bytes_in, bytes_out;
+
+    /* timings of the exchange in flight, monotonic microseconds (0: not yet) */
+    uint64_t t_connect_start, t_resolved, t_connected, t_send_start, t_sent, t_first_byte;
+    uint64_t req_payload, resp_payload; /* body bytes reported so far */
+    void *slots[SHUNT_PROXY_MAX_SUBS];  /* the subscribers' per-connection pointers */
 };
 
 static void process_client(struct session *s);
@@ -332,6 +337,18 @@ static size_t queued(uv_tcp_t *t)
 
 /* ------------------------------------------------------------------------ events */
 
+/* Hands <ev> to the subscribers that want its type, each with its own slot of <s>. */
+static void emit(struct session *s, struct shunt_event *ev)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    for (size_t i = 0; i < cfg->n_subs; i++) {
+        if (cfg->subs[i].mask & (1u << ev->type)) {
+            ev->slot = &s->slots[i];
+            cfg->subs[i].cb(ev, cfg->subs[i].ud);
+        }
+    }
+}
+
 static void fill_conn_event(struct session *s, struct shunt_event *ev, enum shunt_ev_type t)
 {
     memset(ev, 0, sizeof(*ev));
@@ -351,7 +368,7 @@ static void emit_change(struct session *s, int in_request, const char *what)
     ev.what = what;
     ev.by = "proxy";
     ev.in_request = in_request;
-    shunt_proxy__emit(s->w->cfg, &ev);
+    emit(s, &ev);
 }
 
 static void emit_head(struct session *s, enum shunt_ev_type t, const struct shunt_http_head *h,
@@ -369,7 +386,7 @@ static void emit_head(struct session *s, enum shunt_ev_type t, const struct shun
         parts[i] = shunt_slice_make(iov[i].base, iov[i].len);
     ev.sent.parts = parts;
     ev.sent.n_parts = n_iov;
-    shunt_proxy__emit(cfg, &ev);
+    emit(s, &ev);
 }
 
 static void emit_body(struct session *s, int from_client, const char *p, size_t n)
@@ -380,7 +397,10 @@ static void emit_body(struct session *s, int from_client, const char *p, size_t 
     fill_conn_event(s, &ev, SHUNT_EV_BODY);
     ev.from_client = from_client;
     ev.data = shunt_slice_make(p, n);
-    shunt_proxy__emit(s->w->cfg, &ev);
+    uint64_t *seen = from_client ? &s->req_payload : &s->resp_payload;
+    ev.body_offset = *seen;
+    *seen += n;
+    emit(s, &ev);
 }
 
 /* ------------------------------------------------------------------------ timers */
@@ -451,7 +471,7 @@ static void emit_upstream_close(struct session *s, struct upstream *u)
     ev.how = u->how;
     ev.bytes_in = u->bytes_in;
     ev.bytes_out = u->bytes_out;
-    shunt_proxy__emit(s->w->cfg, &ev);
+    emit(s, &ev);
 }
 
 /* Closes <u>, with a reset when <reset>, and detaches it from its session. The memory goes
@@ -505,7 +525,21 @@ static void emit_exchange_done(struct session *s)
     ev.upstream_reused = s->ex_reused;
     ev.error = s->error;
     ev.tunnel = s->tunnel;
-    shunt_proxy__emit(s->w->cfg, &ev);
+    ev.req_body_size = s->req_body.payload;
+    ev.resp_body_size = s->resp_body.payload;
+    /* HAR's timings: -1 for a phase that did not happen */
+    uint64_t now = ev.time_us;
+    ev.t_dns_us = s->t_resolved ? (int64_t)(s->t_resolved - s->t_connect_start) : -1;
+    ev.t_connect_us = s->t_connected
+                          ? (int64_t)(s->t_connected - (s->t_resolved ? s->t_resolved
+                                                                      : s->t_connect_start))
+                          : -1;
+    uint64_t sent = s->t_sent ? s->t_sent : (s->t_send_start ? now : 0);
+    ev.t_send_us = s->t_send_start ? (int64_t)(sent - s->t_send_start) : 0;
+    uint64_t first = s->t_first_byte ? s->t_first_byte : now;
+    ev.t_wait_us = s->t_sent && first > s->t_sent ? (int64_t)(first - s->t_sent) : 0;
+    ev.t_receive_us = s->t_first_byte ? (int64_t)(now - s->t_first_byte) : 0;
+    emit(s, &ev);
 }
 
 /* Closes the client connection and every upstream one, at once. */
@@ -534,7 +568,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
         ev.bytes_in = s->bytes_in;
         ev.bytes_out = s->bytes_out;
         ev.tunnel = s->tunnel;
-        shunt_proxy__emit(w->cfg, &ev);
+        emit(s, &ev);
     }
     if (s->prev != NULL)
         s->prev->next = s->next;
@@ -754,6 +788,16 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
     s->in_exchange = 1;
     s->t_start = now_us();
     s->error = NULL;
+    s->t_connect_start = s->t_resolved = s->t_connected = 0;
+    s->t_send_start = s->t_sent = s->t_first_byte = 0;
+    s->req_payload = s->resp_payload = 0;
+    memset(&s->req_body, 0, sizeof(s->req_body));
+    memset(&s->resp_body, 0, sizeof(s->resp_body));
+    if (h == NULL) { /* no head to name it by: a rejected or missing request */
+        snprintf(s->method, sizeof(s->method), "-");
+        snprintf(s->url, sizeof(s->url), "-");
+        return;
+    }
     size_t ml = h->method.len < sizeof(s->method) - 1 ? h->method.len : sizeof(s->method) - 1;
     memcpy(s->method, h->method.base, ml);
     s->method[ml] = '\0';
@@ -958,6 +1002,7 @@ static void open_upstream(struct session *s, const struct route *rt)
     }
     struct upstream *u = upstream_new(s, rt->host, rt->port);
     s->rq = RQ_CONNECTING;
+    s->t_connect_start = now_us();
     arm(s, T_CONNECT, w->cfg->connect_timeout_ms);
 
     struct sockaddr_storage ss;
@@ -999,6 +1044,7 @@ static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
                 if (a->ai_addrlen <= sizeof(u->addrs[0]))
                     memcpy(&u->addrs[u->n_addrs++], a->ai_addr, a->ai_addrlen);
             u->next_addr = 1;
+            u->s->t_resolved = now_us();
             do_connect(u, (const struct sockaddr *)&u->addrs[0]);
         }
     }
@@ -1034,6 +1080,7 @@ static void connect_cb(uv_connect_t *req, int status)
         return;
     }
     u->connected = 1;
+    s->t_connected = now_us();
     uv_tcp_nodelay(&u->tcp, 1);
     char local[64] = "";
     if (s->w->cfg->n_subs > 0) {
@@ -1050,7 +1097,7 @@ static void connect_cb(uv_connect_t *req, int status)
         ev.peer_port = u->remote_port;
         ev.local_addr = local;
         ev.local_port = u->local_port;
-        shunt_proxy__emit(s->w->cfg, &ev);
+        emit(s, &ev);
     }
     u->reading = 1;
     uv_read_start((uv_stream_t *)&u->tcp, upstream_alloc_cb, upstream_read_cb);
@@ -1134,11 +1181,7 @@ static void start_request(struct session *s)
         return;
     }
     if (r < 0) {
-        s->idx++;
-        s->in_exchange = 1;
-        s->t_start = now_us();
-        snprintf(s->method, sizeof(s->method), "-");
-        snprintf(s->url, sizeof(s->url), "-");
+        begin_exchange(s, NULL);
         s->req_bytes = avail;
         answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
@@ -1207,6 +1250,28 @@ static size_t add_lines(uv_buf_t *iov, size_t n, const struct shunt_http_header 
     return n;
 }
 
+/* Passes decoded body bytes (chunk framing removed) to the BODY subscribers. */
+struct body_ctx {
+    struct session *s;
+    int from_client;
+};
+
+static void on_body_data(void *ud, const char *p, size_t n)
+{
+    struct body_ctx *c = ud;
+    emit_body(c->s, c->from_client, p, n);
+}
+
+/* Scans body bytes, reporting the payload when someone listens. */
+static long scan_body(struct session *s, struct shunt_http_body *body, const char *p, size_t n,
+                      int from_client, struct shunt_http_error *e)
+{
+    if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_BODY))
+        return shunt_http_body_scan(body, p, n, NULL, NULL, e);
+    struct body_ctx c = {s, from_client};
+    return shunt_http_body_scan(body, p, n, on_body_data, &c, e);
+}
+
 /* Frames the body bytes that arrived with a head (at <p>, <avail> bytes) so that they go out
  * in the same writev as the head: one system call for a small message. Returns how many
  * belong to the body; <body> was prescanned, so this cannot fail. */
@@ -1214,11 +1279,8 @@ static size_t body_with_head(struct session *s, struct shunt_http_body *body, co
                              size_t avail, int from_client)
 {
     struct shunt_http_error e;
-    long n = avail > 0 ? shunt_http_body_scan(body, p, avail, NULL, NULL, &e) : 0;
-    if (n <= 0)
-        return 0;
-    emit_body(s, from_client, p, (size_t)n);
-    return (size_t)n;
+    long n = avail > 0 ? scan_body(s, body, p, avail, from_client, &e) : 0;
+    return n > 0 ? (size_t)n : 0;
 }
 
 static int is_header(const struct shunt_http_header *f, const char *name, size_t len)
@@ -1312,6 +1374,7 @@ static void send_request(struct session *s)
     n = iov_add(iov, n, p + h.head_len, nb);
 
     s->req_bytes += h.head_len + nb;
+    s->t_send_start = now_us();
     u->n_exchanges++;
     s->ex_upstream_port = u->local_port;
     s->ex_reused = u->n_exchanges > 1;
@@ -1327,6 +1390,7 @@ static void send_request(struct session *s)
     }
     if (s->req_body.done) {
         s->rq = RQ_DONE;
+        s->t_sent = now_us();
         mirror_client_fin(s);
     } else {
         s->rq = RQ_BODY;
@@ -1340,7 +1404,7 @@ static int forward_request_body(struct session *s)
     const char *p = s->in.base + s->in.off;
     size_t avail = s->in.len - s->in.off;
     struct shunt_http_error e = {0};
-    long n = shunt_http_body_scan(&s->req_body, p, avail, NULL, NULL, &e);
+    long n = scan_body(s, &s->req_body, p, avail, 1, &e);
     if (n < 0) {
         /* the head went out already: the origin gets a reset, the client a 400 */
         upstream_close(u, 1);
@@ -1350,7 +1414,6 @@ static int forward_request_body(struct session *s)
     }
     if (n > 0) {
         uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-        emit_body(s, 1, p, (size_t)n);
         s->req_bytes += (uint64_t)n;
         int wr = send_upstream(u, &b, 1);
         buf_consume(s->w, &s->in, (size_t)n);
@@ -1364,6 +1427,7 @@ static int forward_request_body(struct session *s)
     }
     if (s->req_body.done) {
         s->rq = RQ_DONE;
+        s->t_sent = now_us();
         mirror_client_fin(s);
         maybe_done(s);
         return 0;
@@ -1563,7 +1627,7 @@ static int forward_response_body(struct session *s, struct upstream *u)
     const char *p = u->in.base + u->in.off;
     size_t avail = u->in.len - u->in.off;
     struct shunt_http_error e = {0};
-    long n = shunt_http_body_scan(&s->resp_body, p, avail, NULL, NULL, &e);
+    long n = scan_body(s, &s->resp_body, p, avail, 0, &e);
     if (n < 0) {
         /* the head went out already: mirror as a reset, which is what the client would
          * have needed to see to know the message is broken */
@@ -1574,7 +1638,6 @@ static int forward_response_body(struct session *s, struct upstream *u)
     }
     if (n > 0) {
         uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-        emit_body(s, 0, p, (size_t)n);
         s->resp_bytes += (uint64_t)n;
         int wr = send_client(s, &b, 1);
         buf_consume(s->w, &u->in, (size_t)n);
@@ -1902,8 +1965,11 @@ static void upstream_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf
     if (nread > 0) {
         u->in.len += (size_t)nread;
         u->bytes_in += (uint64_t)nread;
-        if (u == s->cur && (s->rs == RS_WAIT || s->rs == RS_BODY))
+        if (u == s->cur && (s->rs == RS_WAIT || s->rs == RS_BODY)) {
+            if (s->t_first_byte == 0)
+                s->t_first_byte = now_us();
             arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
+        }
         process_upstream(u);
         return;
     }
@@ -1984,11 +2050,7 @@ static void timer_cb(uv_timer_t *t)
         break;
     case T_HEADER:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        s->idx++;
-        s->in_exchange = 1;
-        s->t_start = now_us();
-        snprintf(s->method, sizeof(s->method), "-");
-        snprintf(s->url, sizeof(s->url), "-");
+        begin_exchange(s, NULL);
         answer(s, 408, "Request Timeout", "shunt: the request head did not arrive within %.0f s",
                (double)cfg->header_timeout_ms / 1000.0);
         break;
@@ -2083,7 +2145,7 @@ void shunt_proxy__accept(struct worker *w)
         ev.peer_port = s->peer_port;
         ev.local_addr = s->local_addr;
         ev.local_port = s->local_port;
-        shunt_proxy__emit(cfg, &ev);
+        emit(s, &ev);
     }
     s->reading = 1;
     uv_read_start((uv_stream_t *)&s->tcp, client_alloc_cb, client_read_cb);
