@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture/recorder.h"
 #include "cli/commands.h"
 #include "core/log.h"
 #include "proxy/proxy.h"
@@ -36,6 +37,13 @@ static const char help[] =
     "  --max-line N             request/status line limit in bytes (default 8192)\n"
     "  --max-head N             header section limit in bytes (default 65536)\n"
     "  --max-headers N          header count limit (default 100)\n"
+    "  --capture [FILE]         record every connection and exchange into FILE (an SQLite\n"
+    "                           capture, written 0600; default shunt.db; never overwritten)\n"
+    "  --no-capture             don't record (the default)\n"
+    "  --body-limit BYTES       bytes kept of each body in the capture (default 1048576;\n"
+    "                           suffixes k, m)\n"
+    "  --capture-queue N        records waiting for the store thread before new ones are\n"
+    "                           dropped and the capture marked incomplete (default 65536)\n"
     "  -v, --verbose            one line per exchange on stderr (-vv: debug)\n"
     "  -h, --help               this text\n"
     "\n"
@@ -68,6 +76,25 @@ static int parse_num(const char *s, double min, double max, double *out)
     if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
         return -1;
     *out = v;
+    return 0;
+}
+
+/* "1048576", "64k", "1m" */
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *s == '-')
+        return -1;
+    unsigned long long mul = 1;
+    if (*end == 'k' || *end == 'K')
+        mul = 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        mul = 1024 * 1024, end++;
+    if (*end != '\0' || v > (1ull << 40) / mul)
+        return -1;
+    *out = (size_t)(v * mul);
     return 0;
 }
 
@@ -118,6 +145,13 @@ int shunt_cmd_proxy(int argc, char **argv)
     shunt_proxy_config_init(&cfg);
     const char *listen_text = "127.0.0.1:8888";
     int verbose = 0;
+    struct shunt_recorder_config rec = {NULL, NULL, SHUNT_RECORDER_BODY_LIMIT_DEFAULT,
+                                        SHUNT_RECORDER_QUEUE_RECORDS_DEFAULT,
+                                        SHUNT_RECORDER_QUEUE_BYTES_DEFAULT};
+    char cmdline[4096];
+    size_t cl = (size_t)snprintf(cmdline, sizeof(cmdline), "shunt");
+    for (int i = 0; i < argc && cl < sizeof(cmdline); i++)
+        cl += (size_t)snprintf(cmdline + cl, sizeof(cmdline) - cl, " %s", argv[i]);
     for (int i = 1; i < argc; i++) {
         char *opt = argv[i], *val = NULL;
         char *eq = strncmp(opt, "--", 2) == 0 ? strchr(opt, '=') : NULL;
@@ -165,6 +199,24 @@ int shunt_cmd_proxy(int argc, char **argv)
                 return bad(opt, val, "expected http://HOST:PORT");
         } else if (strcmp(opt, "--reverse-host") == 0) {
             cfg.reverse_host_header = 1;
+        } else if (strcmp(opt, "--capture") == 0) {
+            /* the name is optional: "--capture" alone, or followed by an option, is shunt.db */
+            if (val == NULL && i + 1 < argc && argv[i + 1][0] != '-')
+                val = argv[++i];
+            rec.path = val != NULL ? val : "shunt.db";
+            if (*rec.path == '\0')
+                return bad(opt, val, "needs a file name");
+        } else if (strcmp(opt, "--no-capture") == 0) {
+            rec.path = NULL;
+        } else if (strcmp(opt, "--body-limit") == 0) {
+            NEED_VAL();
+            if (parse_size(val, &rec.body_limit) != 0)
+                return bad(opt, val, "expected a size in bytes (e.g. 1048576, 64k, 1m)");
+        } else if (strcmp(opt, "--capture-queue") == 0) {
+            NEED_VAL();
+            if (parse_num(val, 1, 100000000, &d) != 0 || d != (double)(size_t)d)
+                return bad(opt, val, "expected a number of records (1 or more)");
+            rec.queue_records = (size_t)d;
         } else if (strcmp(opt, "--via") == 0) {
             cfg.via = 1;
         } else if (strcmp(opt, "--no-proxy-support") == 0) {
@@ -229,5 +281,20 @@ int shunt_cmd_proxy(int argc, char **argv)
         shunt_log_threshold = SHUNT_LOG_INFO;
     if (verbose && shunt_proxy_subscribe(&cfg, log_exchange, NULL, 1u << SHUNT_EV_EXCHANGE_DONE))
         return 1;
-    return shunt_proxy_run(&cfg) == 0 ? 0 : 1;
+    struct shunt_recorder *recorder = NULL;
+    if (rec.path != NULL) {
+        char err[1200];
+        rec.command_line = cmdline;
+        if (shunt_recorder_open(&rec, &recorder, err, sizeof(err)) != 0) {
+            fprintf(stderr, "shunt proxy: --capture %s\n", err);
+            return 2;
+        }
+        if (shunt_proxy_subscribe(&cfg, shunt_recorder_on_event, recorder,
+                                  shunt_recorder_mask()) != 0)
+            return 1;
+    }
+    int r = shunt_proxy_run(&cfg);
+    if (shunt_recorder_close(recorder) != 0)
+        r = r ? r : 1;
+    return r == 0 ? 0 : 1;
 }

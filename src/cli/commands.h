@@ -2,7 +2,7 @@
 #ifndef SHUNT_CLI_COMMANDS_H
 #define SHUNT_CLI_COMMANDS_H
 
-#define SHUNT_VERSION "0.1.0"
+#include "core/version.h"
 
 /* Each takes the arguments after the command name (argv[0] is the command) and returns the
  * process exit status: 0 success, 1 failure, 2 bad usage. */

@@ -64,9 +64,14 @@ struct shunt_event {
     const char *local_addr; /* our side of that connection */
     int local_port;
 
+    /* UPSTREAM_OPEN: the origin as the request named it */
+    const char *origin_host;
+    int origin_port;
+
     /* REQUEST_HEAD, RESPONSE_HEAD */
     struct shunt_slice raw;             /* head bytes as received */
-    const struct shunt_http_head *head; /* parsed view of <raw> */
+    const struct shunt_http_head *head; /* parsed view of <raw>; NULL for a request the
+                                           parser rejected (<raw>: the bytes it saw) */
     struct shunt_ev_iov sent;           /* head as sent */
 
     /* BODY */

@@ -120,6 +120,7 @@ struct session {
     struct shunt_http_body req_body, resp_body;
     unsigned req_is_head : 1, req_is_connect : 1, req_upgrade : 1, resp_started : 1;
     unsigned req_close : 1; /* the request asked to close after the response (RFC 9112 9.3) */
+    unsigned head_emitted : 1; /* the REQUEST_HEAD event of the exchange went out */
     uint64_t idx; /* exchanges begun on this connection */
     uint64_t t_start;
     uint64_t req_bytes, resp_bytes;
@@ -396,6 +397,7 @@ static void emit_body(struct session *s, int from_client, const char *p, size_t 
     struct shunt_event ev;
     fill_conn_event(s, &ev, SHUNT_EV_BODY);
     ev.from_client = from_client;
+    ev.tunnel = s->tunnel;
     ev.data = shunt_slice_make(p, n);
     uint64_t *seen = from_client ? &s->req_payload : &s->resp_payload;
     ev.body_offset = *seen;
@@ -735,6 +737,24 @@ static void maybe_done(struct session *s)
     process_client(s); /* a pipelined request may be waiting */
 }
 
+static int parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e);
+
+/* Reports the head of a request that never went upstream (CONNECT, which shunt answers, or
+ * a request that failed before it was sent) with nothing as sent, so that the capture still
+ * has it. The head is still at the front of the client buffer. */
+static void emit_unsent_head(struct session *s)
+{
+    if (s->head_emitted || !s->in_exchange || s->in.base == NULL ||
+        !shunt_proxy__wants(s->w->cfg, SHUNT_EV_REQUEST_HEAD))
+        return;
+    struct shunt_http_head h;
+    struct shunt_http_error e;
+    if (parse_request(s, &h, &e) <= 0)
+        return;
+    s->head_emitted = 1;
+    emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, s->in.base + s->in.off, NULL, 0);
+}
+
 /* ------------------------------------------------------------------------ own answers */
 
 /* Sends a short text response of the proxy's own and ends the connection after it. Used for
@@ -759,6 +779,7 @@ static void answer(struct session *s, int status, const char *reason, const char
                       "Content-Length: %d\r\nConnection: close\r\n\r\n",
                       status, reason, bl);
     uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl), uv_buf_init(body, (unsigned)bl)};
+    emit_unsent_head(s);
     if (!s->resp_started && !s->wr_shut && !s->closing) {
         s->status = status;
         s->resp_bytes += (uint64_t)hl + (uint64_t)bl;
@@ -791,6 +812,7 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
     s->t_connect_start = s->t_resolved = s->t_connected = 0;
     s->t_send_start = s->t_sent = s->t_first_byte = 0;
     s->req_payload = s->resp_payload = 0;
+    s->head_emitted = 0;
     memset(&s->req_body, 0, sizeof(s->req_body));
     memset(&s->resp_body, 0, sizeof(s->resp_body));
     if (h == NULL) { /* no head to name it by: a rejected or missing request */
@@ -1097,6 +1119,8 @@ static void connect_cb(uv_connect_t *req, int status)
         ev.peer_port = u->remote_port;
         ev.local_addr = local;
         ev.local_port = u->local_port;
+        ev.origin_host = u->host;
+        ev.origin_port = u->port;
         emit(s, &ev);
     }
     u->reading = 1;
@@ -1183,6 +1207,12 @@ static void start_request(struct session *s)
     if (r < 0) {
         begin_exchange(s, NULL);
         s->req_bytes = avail;
+        if (shunt_proxy__wants(cfg, SHUNT_EV_REQUEST_HEAD)) { /* the evidence */
+            struct shunt_event ev;
+            fill_conn_event(s, &ev, SHUNT_EV_REQUEST_HEAD);
+            ev.raw = shunt_slice_make(s->in.base + s->in.off, avail);
+            emit(s, &ev);
+        }
         answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
         return;
@@ -1369,6 +1399,7 @@ static void send_request(struct session *s)
     }
     n = iov_add(iov, n, p + h.head_len - 2, 2);
     emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, p, iov, n);
+    s->head_emitted = 1;
     size_t nb = body_with_head(s, &s->req_body, p + h.head_len,
                                s->in.len - s->in.off - h.head_len, 1);
     n = iov_add(iov, n, p + h.head_len, nb);
@@ -1456,6 +1487,7 @@ static void establish_tunnel(struct session *s)
     assert(r > 0);
     (void)r;
     s->req_bytes += h.head_len;
+    emit_unsent_head(s);
     s->cur->n_exchanges++;
     s->ex_upstream_port = s->cur->local_port;
     buf_consume(s->w, &s->in, h.head_len);

@@ -1,0 +1,923 @@
+/* src/capture/recorder.c - from proxy events to capture rows.
+ *
+ * Loop threads (shunt_recorder_on_event) assemble each exchange in the connection's slot as
+ * its events arrive and, when it is done, push one self-contained record to a bounded
+ * queue; connection and upstream opens and closes are records of their own. The store
+ * thread takes whatever is queued every few milliseconds and writes it in one transaction.
+ * The loops never wait for it: when the queue is full a record is dropped and counted, and
+ * the capture says it is incomplete.
+ */
+#include "capture/recorder.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "capture/db.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/version.h"
+
+/* ------------------------------------------------------------------------ records */
+
+enum rkind { RK_CONN_OPEN, RK_CONN_CLOSE, RK_UP_OPEN, RK_UP_CLOSE, RK_EXCHANGE };
+
+/* The variable parts of a record, as spans into its data. */
+enum xf {
+    XF_METHOD,
+    XF_URL,
+    XF_HOST,
+    XF_PATH,
+    XF_VERSION,
+    XF_REQ_HEAD,
+    XF_REQ_SENT,
+    XF_RESP_HEAD,
+    XF_RESP_SENT,
+    XF_INTERIM,
+    XF_ERROR,
+    XF_AUTH,
+    XF_ADDR,      /* connection: client address; upstream: remote address */
+    XF_ADDR2,     /* connection: listening address; upstream: origin host */
+    XF_REQ_BODY,  /* from here on, each in a buffer of its own while being assembled */
+    XF_RESP_BODY,
+    XF_CHANGES,   /* "what\0by\0" + '0' or '1' (in_request), repeated */
+    XF_COUNT
+};
+#define XF_OWN_BUFFER XF_REQ_BODY
+
+#define SPAN_NULL UINT32_MAX
+
+struct span {
+    uint32_t off;
+    uint32_t len; /* SPAN_NULL: SQL NULL */
+};
+
+struct rec {
+    struct rec *next;
+    enum rkind kind;
+    uint64_t conn_id, up_id, idx;
+    int64_t wall_us; /* when it happened */
+    int port1, port2, port3;
+    int closer, how, tunnel;
+    uint64_t bytes_in, bytes_out;
+    int status, reused, flags;
+    uint64_t req_bytes, resp_bytes, req_body_size, resp_body_size, duration_us, n_exchanges;
+    int64_t t_dns, t_connect, t_send, t_wait, t_receive;
+    int req_trunc, resp_trunc;
+    struct span f[XF_COUNT];
+    size_t len;
+    char data[];
+};
+
+/* A growable byte buffer for assembling. */
+struct rbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static void rbuf_add(struct rbuf *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 512;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (np == NULL) {
+            fputs("shunt: out of memory\n", stderr);
+            abort();
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static void rbuf_free(struct rbuf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* The exchange being assembled on one client connection (its slot). */
+struct pending {
+    struct rbuf misc;                    /* heads and strings */
+    struct rbuf own[XF_COUNT - XF_OWN_BUFFER]; /* bodies, changes */
+    struct span f[XF_OWN_BUFFER];        /* spans into misc */
+    int has_own[XF_COUNT - XF_OWN_BUFFER];
+    int req_trunc, resp_trunc, changed;
+    uint64_t n_exchanges;
+    char auth[16];
+};
+
+/* ------------------------------------------------------------------------ the recorder */
+
+struct shunt_recorder {
+    sqlite3 *db;
+    char path[1024];
+    size_t body_limit;
+    int64_t wall_offset_us; /* wall clock minus the events' monotonic clock */
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct rec *head, *tail; /* the queue */
+    size_t n_queued, bytes_queued;
+    size_t max_records, max_bytes;
+    int stop;
+    _Atomic uint64_t dropped;
+    pthread_t thread;
+    int failed; /* the store hit an SQLite error: recording stopped (logged) */
+
+    sqlite3_stmt *st_conn_open, *st_conn_close, *st_up_open, *st_up_close, *st_exchange,
+        *st_body, *st_change, *st_auth, *st_dropped;
+};
+
+unsigned shunt_recorder_mask(void)
+{
+    return (1u << SHUNT_EV_CONN_OPEN) | (1u << SHUNT_EV_UPSTREAM_OPEN) |
+           (1u << SHUNT_EV_REQUEST_HEAD) | (1u << SHUNT_EV_RESPONSE_HEAD) |
+           (1u << SHUNT_EV_BODY) | (1u << SHUNT_EV_CHANGE) | (1u << SHUNT_EV_EXCHANGE_DONE) |
+           (1u << SHUNT_EV_UPSTREAM_CLOSE) | (1u << SHUNT_EV_CONN_CLOSE);
+}
+
+uint64_t shunt_recorder_dropped(const struct shunt_recorder *r)
+{
+    return atomic_load(&((struct shunt_recorder *)r)->dropped);
+}
+
+static int64_t wall_now_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+static int64_t mono_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Queues <r>, or drops it when the queue is full. Loop threads. */
+static void push(struct shunt_recorder *rc, struct rec *r)
+{
+    size_t size = sizeof(*r) + r->len;
+    int wake = 0;
+    pthread_mutex_lock(&rc->mu);
+    if (rc->n_queued >= rc->max_records || rc->bytes_queued + size > rc->max_bytes || rc->stop ||
+        rc->failed) {
+        pthread_mutex_unlock(&rc->mu);
+        atomic_fetch_add(&rc->dropped, 1);
+        free(r);
+        return;
+    }
+    r->next = NULL;
+    if (rc->tail != NULL)
+        rc->tail->next = r;
+    else
+        rc->head = r;
+    rc->tail = r;
+    rc->n_queued++;
+    rc->bytes_queued += size;
+    /* The store thread wakes by itself every few ms; a signal (a futex call) only when the
+     * queue fills up faster than that. */
+    wake = rc->n_queued == rc->max_records / 4;
+    pthread_mutex_unlock(&rc->mu);
+    if (wake)
+        pthread_cond_signal(&rc->cv);
+}
+
+static struct rec *rec_new(size_t data_len)
+{
+    struct rec *r = shunt_xcalloc(sizeof(*r) + data_len);
+    r->len = data_len;
+    for (int i = 0; i < XF_COUNT; i++)
+        r->f[i].len = SPAN_NULL;
+    return r;
+}
+
+/* Appends <n> bytes to the misc buffer of <p> as field <x>. */
+static void set_field(struct pending *p, enum xf x, const void *data, size_t n)
+{
+    p->f[x].off = (uint32_t)p->misc.len;
+    p->f[x].len = (uint32_t)n;
+    rbuf_add(&p->misc, data, n);
+}
+
+static void set_str(struct pending *p, enum xf x, const char *s)
+{
+    if (s != NULL)
+        set_field(p, x, s, strlen(s));
+}
+
+static void pending_reset(struct pending *p)
+{
+    rbuf_free(&p->misc);
+    for (int i = 0; i < XF_COUNT - XF_OWN_BUFFER; i++) {
+        rbuf_free(&p->own[i]);
+        p->has_own[i] = 0;
+    }
+    for (int i = 0; i < XF_OWN_BUFFER; i++)
+        p->f[i].len = SPAN_NULL;
+    p->req_trunc = p->resp_trunc = p->changed = 0;
+    p->auth[0] = '\0';
+}
+
+static struct pending *pending_of(const struct shunt_event *ev)
+{
+    if (*ev->slot == NULL) {
+        struct pending *p = shunt_xcalloc(sizeof(*p));
+        for (int i = 0; i < XF_OWN_BUFFER; i++)
+            p->f[i].len = SPAN_NULL;
+        *ev->slot = p;
+    }
+    return *ev->slot;
+}
+
+/* ------------------------------------------------------------------------ assembling */
+
+static int sent_differs(const struct shunt_event *ev)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < ev->sent.n_parts; i++) {
+        const struct shunt_slice *s = &ev->sent.parts[i];
+        if (off + s->len > ev->raw.len || memcmp(ev->raw.base + off, s->base, s->len) != 0)
+            return 1;
+        off += s->len;
+    }
+    return off != ev->raw.len;
+}
+
+static void add_sent(struct pending *p, enum xf x, const struct shunt_event *ev)
+{
+    p->f[x].off = (uint32_t)p->misc.len;
+    size_t n = 0;
+    for (size_t i = 0; i < ev->sent.n_parts; i++) {
+        rbuf_add(&p->misc, ev->sent.parts[i].base, ev->sent.parts[i].len);
+        n += ev->sent.parts[i].len;
+    }
+    p->f[x].len = (uint32_t)n;
+}
+
+/* The scheme of an Authorization or WWW-Authenticate value: its first token. */
+static void auth_scheme(const struct shunt_http_head *h, const char *name, size_t name_len,
+                        char *out, size_t out_len)
+{
+    const struct shunt_http_header *f = shunt_http_find_header(h, name, name_len);
+    if (f == NULL || out[0] != '\0')
+        return;
+    size_t n = 0;
+    while (n < f->value.len && f->value.base[n] != ' ' && n + 1 < out_len)
+        n++;
+    memcpy(out, f->value.base, n);
+    out[n] = '\0';
+}
+
+static void on_request_head(struct pending *p, const struct shunt_event *ev)
+{
+    pending_reset(p);
+    set_field(p, XF_REQ_HEAD, ev->raw.base, ev->raw.len);
+    const struct shunt_http_head *h = ev->head;
+    if (h == NULL)
+        return; /* a request the parser rejected: its bytes are the evidence */
+    if (ev->sent.n_parts > 0 && sent_differs(ev)) { /* none: never sent (CONNECT, failure) */
+        add_sent(p, XF_REQ_SENT, ev);
+        p->changed = 1;
+    }
+    set_field(p, XF_METHOD, h->method.base, h->method.len);
+    set_str(p, XF_VERSION, h->minor_version ? "HTTP/1.1" : "HTTP/1.0");
+    struct shunt_slice t = h->target, auth = h->host, path = t;
+    int is_connect = SHUNT_SLICE_IEQ_LIT(h->method, "CONNECT");
+    if (t.len >= 7 && shunt_slice_ieq(shunt_slice_make(t.base, 7), "http://", 7)) {
+        const char *a = t.base + 7, *end = t.base + t.len, *q = a;
+        while (q < end && *q != '/' && *q != '?' && *q != '#')
+            q++;
+        auth = shunt_slice_make(a, (size_t)(q - a));
+        path = q < end ? shunt_slice_make(q, (size_t)(end - q)) : SHUNT_SLICE_LIT("/");
+        set_field(p, XF_URL, t.base, t.len);
+    } else if (is_connect) {
+        auth = t;
+        path = shunt_slice_make(NULL, 0);
+        set_field(p, XF_URL, t.base, t.len);
+    } else {
+        char url[64 + 512];
+        int n = snprintf(url, sizeof(url), "http://%.*s%.*s", (int)auth.len, auth.base,
+                         (int)(t.len > 512 ? 512 : t.len), t.base);
+        set_field(p, XF_URL, url, n > 0 && (size_t)n < sizeof(url) ? (size_t)n : 0);
+    }
+    /* host: lower case, without the port (and without IPv6 brackets) */
+    const char *hs = auth.base, *he = auth.base + auth.len;
+    if (auth.len > 0 && hs[0] == '[') {
+        const char *close = memchr(hs, ']', auth.len);
+        hs++;
+        he = close ? close : he;
+    } else if (auth.len > 0) {
+        const char *colon = memchr(hs, ':', auth.len);
+        he = colon ? colon : he;
+    }
+    char host[256];
+    size_t hl = (size_t)(he - hs) < sizeof(host) ? (size_t)(he - hs) : sizeof(host) - 1;
+    for (size_t i = 0; i < hl; i++)
+        host[i] = (hs[i] >= 'A' && hs[i] <= 'Z') ? (char)(hs[i] + 32) : hs[i];
+    set_field(p, XF_HOST, host, hl);
+    set_field(p, XF_PATH, path.base, path.len);
+    auth_scheme(h, "Authorization", 13, p->auth, sizeof(p->auth));
+}
+
+static void on_response_head(struct pending *p, const struct shunt_event *ev)
+{
+    const struct shunt_http_head *h = ev->head;
+    if (h->status < 200 && h->status != 101) {
+        /* interim: kept together, as received */
+        struct span *f = &p->f[XF_INTERIM];
+        if (f->len == SPAN_NULL) {
+            f->off = (uint32_t)p->misc.len;
+            f->len = 0;
+        } else if (f->off + f->len != p->misc.len) {
+            /* something came between two interim heads: copy the earlier ones to the end */
+            struct rbuf tmp = {0};
+            rbuf_add(&tmp, p->misc.p + f->off, f->len);
+            f->off = (uint32_t)p->misc.len;
+            rbuf_add(&p->misc, tmp.p, tmp.len);
+            rbuf_free(&tmp);
+        }
+        rbuf_add(&p->misc, ev->raw.base, ev->raw.len);
+        f->len += (uint32_t)ev->raw.len;
+        return;
+    }
+    set_field(p, XF_RESP_HEAD, ev->raw.base, ev->raw.len);
+    if (sent_differs(ev)) {
+        add_sent(p, XF_RESP_SENT, ev);
+        p->changed = 1;
+    }
+    if (h->status == 401)
+        auth_scheme(h, "WWW-Authenticate", 16, p->auth, sizeof(p->auth));
+}
+
+static void on_body(struct shunt_recorder *rc, struct pending *p, const struct shunt_event *ev)
+{
+    int x = (ev->from_client ? XF_REQ_BODY : XF_RESP_BODY) - XF_OWN_BUFFER;
+    int *trunc = ev->from_client ? &p->req_trunc : &p->resp_trunc;
+    p->has_own[x] = 1;
+    if (ev->body_offset >= rc->body_limit) {
+        *trunc = 1;
+        return;
+    }
+    size_t room = rc->body_limit - (size_t)ev->body_offset, n = ev->data.len;
+    if (n > room) {
+        n = room;
+        *trunc = 1;
+    }
+    rbuf_add(&p->own[x], ev->data.base, n);
+}
+
+static void on_change(struct pending *p, const struct shunt_event *ev)
+{
+    struct rbuf *b = &p->own[XF_CHANGES - XF_OWN_BUFFER];
+    p->has_own[XF_CHANGES - XF_OWN_BUFFER] = 1;
+    rbuf_add(b, ev->what, strlen(ev->what) + 1);
+    rbuf_add(b, ev->by, strlen(ev->by) + 1);
+    rbuf_add(b, ev->in_request ? "1" : "0", 1);
+    p->changed = 1;
+}
+
+static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
+                             const struct shunt_event *ev)
+{
+    /* no head seen (a request rejected by the parser): the proxy's names for it */
+    if (p->f[XF_METHOD].len == SPAN_NULL && ev->method != NULL && strcmp(ev->method, "-") != 0)
+        set_str(p, XF_METHOD, ev->method);
+    if (p->f[XF_URL].len == SPAN_NULL && ev->url != NULL && strcmp(ev->url, "-") != 0)
+        set_str(p, XF_URL, ev->url);
+    size_t total = p->misc.len;
+    for (int i = 0; i < XF_COUNT - XF_OWN_BUFFER; i++)
+        total += p->own[i].len;
+    if (ev->error != NULL)
+        total += strlen(ev->error);
+    size_t auth_len = strlen(p->auth);
+    total += auth_len;
+
+    struct rec *r = rec_new(total);
+    r->kind = RK_EXCHANGE;
+    r->conn_id = ev->conn_id;
+    r->up_id = ev->upstream_id;
+    r->idx = ev->exchange;
+    r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
+    r->duration_us = ev->duration_us;
+    r->status = ev->status;
+    r->reused = ev->upstream_reused;
+    r->req_bytes = ev->req_bytes;
+    r->resp_bytes = ev->resp_bytes;
+    r->req_body_size = ev->req_body_size;
+    r->resp_body_size = ev->resp_body_size;
+    r->t_dns = ev->t_dns_us;
+    r->t_connect = ev->t_connect_us;
+    r->t_send = ev->t_send_us;
+    r->t_wait = ev->t_wait_us;
+    r->t_receive = ev->t_receive_us;
+    r->req_trunc = p->req_trunc;
+    r->resp_trunc = p->resp_trunc;
+    r->flags = (p->changed ? 1 : 0) | (ev->error ? 2 : 0) |
+               (p->req_trunc || p->resp_trunc ? 4 : 0) | (ev->tunnel ? 8 : 0);
+    memcpy(r->data, p->misc.p, p->misc.len);
+    size_t off = p->misc.len;
+    for (int i = 0; i < XF_OWN_BUFFER; i++)
+        r->f[i] = p->f[i];
+    for (int i = 0; i < XF_COUNT - XF_OWN_BUFFER; i++) {
+        if (!p->has_own[i])
+            continue;
+        memcpy(r->data + off, p->own[i].p, p->own[i].len);
+        r->f[XF_OWN_BUFFER + i] = (struct span){(uint32_t)off, (uint32_t)p->own[i].len};
+        off += p->own[i].len;
+    }
+    if (ev->error != NULL) {
+        size_t n = strlen(ev->error);
+        memcpy(r->data + off, ev->error, n);
+        r->f[XF_ERROR] = (struct span){(uint32_t)off, (uint32_t)n};
+        off += n;
+    }
+    if (auth_len > 0) {
+        memcpy(r->data + off, p->auth, auth_len);
+        r->f[XF_AUTH] = (struct span){(uint32_t)off, (uint32_t)auth_len};
+        off += auth_len;
+    }
+    p->n_exchanges = ev->exchange;
+    pending_reset(p);
+    push(rc, r);
+}
+
+/* A connection or upstream record, with up to two strings. */
+static struct rec *rec_endpoints(enum rkind kind, const char *a, const char *b)
+{
+    size_t la = a ? strlen(a) : 0, lb = b ? strlen(b) : 0;
+    struct rec *r = rec_new(la + lb);
+    r->kind = kind;
+    if (a != NULL) {
+        memcpy(r->data, a, la);
+        r->f[XF_ADDR] = (struct span){0, (uint32_t)la};
+    }
+    if (b != NULL) {
+        memcpy(r->data + la, b, lb);
+        r->f[XF_ADDR2] = (struct span){(uint32_t)la, (uint32_t)lb};
+    }
+    return r;
+}
+
+void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
+{
+    struct shunt_recorder *rc = ud;
+    struct rec *r;
+    switch (ev->type) {
+    case SHUNT_EV_CONN_OPEN:
+        r = rec_endpoints(RK_CONN_OPEN, ev->peer_addr, ev->local_addr);
+        r->conn_id = ev->conn_id;
+        r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
+        r->port1 = ev->peer_port;
+        r->port2 = ev->local_port;
+        push(rc, r);
+        break;
+    case SHUNT_EV_UPSTREAM_OPEN:
+        r = rec_endpoints(RK_UP_OPEN, ev->peer_addr, ev->origin_host);
+        r->port3 = ev->origin_port;
+        r->conn_id = ev->conn_id;
+        r->up_id = ev->upstream_id;
+        r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
+        r->port1 = ev->peer_port;
+        r->port2 = ev->local_port;
+        push(rc, r);
+        break;
+    case SHUNT_EV_REQUEST_HEAD:
+        on_request_head(pending_of(ev), ev);
+        break;
+    case SHUNT_EV_RESPONSE_HEAD:
+        on_response_head(pending_of(ev), ev);
+        break;
+    case SHUNT_EV_BODY:
+        if (!ev->tunnel)
+            on_body(rc, pending_of(ev), ev);
+        break;
+    case SHUNT_EV_CHANGE:
+        on_change(pending_of(ev), ev);
+        break;
+    case SHUNT_EV_EXCHANGE_DONE:
+        on_exchange_done(rc, pending_of(ev), ev);
+        break;
+    case SHUNT_EV_UPSTREAM_CLOSE:
+        r = rec_new(0);
+        r->kind = RK_UP_CLOSE;
+        r->up_id = ev->upstream_id;
+        r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
+        r->closer = ev->closer;
+        r->how = ev->how;
+        r->bytes_in = ev->bytes_in;
+        r->bytes_out = ev->bytes_out;
+        push(rc, r);
+        break;
+    case SHUNT_EV_CONN_CLOSE: {
+        struct pending *p = *ev->slot;
+        r = rec_new(0);
+        r->kind = RK_CONN_CLOSE;
+        r->conn_id = ev->conn_id;
+        r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
+        r->closer = ev->closer;
+        r->how = ev->how;
+        r->bytes_in = ev->bytes_in;
+        r->bytes_out = ev->bytes_out;
+        r->tunnel = ev->tunnel;
+        r->n_exchanges = p ? p->n_exchanges : 0;
+        push(rc, r);
+        if (p != NULL) {
+            pending_reset(p);
+            free(p);
+            *ev->slot = NULL;
+        }
+        break;
+    }
+    }
+}
+
+/* ------------------------------------------------------------------------ the store thread */
+
+static const char *closer_text(int c)
+{
+    return c == SHUNT_CLOSER_NONE ? NULL : shunt_closer_name((enum shunt_closer)c);
+}
+
+static const char *how_text(int h)
+{
+    return h == SHUNT_CLOSE_NONE ? NULL : shunt_close_how_name((enum shunt_close_how)h);
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s != NULL)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Binds field <x> of <r> as text (or blob) at parameter <i>; NULL when absent. The bytes
+ * stay put until the statement is reset: SQLITE_STATIC. */
+static void bind_span(sqlite3_stmt *st, int i, const struct rec *r, enum xf x, int blob)
+{
+    struct span f = r->f[x];
+    if (f.len == SPAN_NULL)
+        sqlite3_bind_null(st, i);
+    else if (blob)
+        sqlite3_bind_blob(st, i, r->data + f.off, (int)f.len, SQLITE_STATIC);
+    else
+        sqlite3_bind_text(st, i, r->data + f.off, (int)f.len, SQLITE_STATIC);
+}
+
+static int run(sqlite3 *db, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) {
+        shunt_log(SHUNT_LOG_ERROR, "capture: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    return 0;
+}
+
+static int write_rec(struct shunt_recorder *rc, const struct rec *r)
+{
+    sqlite3_stmt *st;
+    switch (r->kind) {
+    case RK_CONN_OPEN:
+        st = rc->st_conn_open;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)r->conn_id);
+        bind_span(st, 2, r, XF_ADDR, 0);
+        sqlite3_bind_int(st, 3, r->port1);
+        bind_span(st, 4, r, XF_ADDR2, 0);
+        sqlite3_bind_int(st, 5, r->port2);
+        sqlite3_bind_int64(st, 6, r->wall_us);
+        return run(rc->db, st);
+    case RK_CONN_CLOSE:
+        st = rc->st_conn_close;
+        sqlite3_bind_int64(st, 1, r->wall_us);
+        bind_text_or_null(st, 2, closer_text(r->closer));
+        bind_text_or_null(st, 3, how_text(r->how));
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)r->bytes_in);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)r->bytes_out);
+        sqlite3_bind_int(st, 6, r->tunnel);
+        sqlite3_bind_int64(st, 7, (sqlite3_int64)r->n_exchanges);
+        sqlite3_bind_int64(st, 8, (sqlite3_int64)r->conn_id);
+        return run(rc->db, st);
+    case RK_UP_OPEN:
+        st = rc->st_up_open;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)r->up_id);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)r->conn_id);
+        bind_span(st, 3, r, XF_ADDR2, 0);
+        sqlite3_bind_int(st, 4, r->port3);
+        bind_span(st, 5, r, XF_ADDR, 0);
+        sqlite3_bind_int(st, 6, r->port1);
+        sqlite3_bind_int(st, 7, r->port2);
+        sqlite3_bind_int64(st, 8, r->wall_us);
+        return run(rc->db, st);
+    case RK_UP_CLOSE:
+        st = rc->st_up_close;
+        sqlite3_bind_int64(st, 1, r->wall_us);
+        bind_text_or_null(st, 2, closer_text(r->closer));
+        bind_text_or_null(st, 3, how_text(r->how));
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)r->bytes_in);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)r->bytes_out);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)r->up_id);
+        return run(rc->db, st);
+    case RK_EXCHANGE:
+        break;
+    }
+    st = rc->st_exchange;
+    int i = 1;
+    sqlite3_bind_int64(st, i++, (sqlite3_int64)r->conn_id);
+    sqlite3_bind_int64(st, i++, (sqlite3_int64)r->idx);
+    if (r->up_id) {
+        sqlite3_bind_int64(st, i++, (sqlite3_int64)r->up_id);
+        sqlite3_bind_int(st, i++, r->reused);
+    } else {
+        sqlite3_bind_null(st, i++);
+        sqlite3_bind_null(st, i++);
+    }
+    sqlite3_bind_int64(st, i++, r->wall_us - (int64_t)r->duration_us);
+    bind_span(st, i++, r, XF_METHOD, 0);
+    bind_span(st, i++, r, XF_URL, 0);
+    bind_span(st, i++, r, XF_HOST, 0);
+    bind_span(st, i++, r, XF_PATH, 0);
+    bind_span(st, i++, r, XF_VERSION, 0);
+    if (r->status)
+        sqlite3_bind_int(st, i++, r->status);
+    else
+        sqlite3_bind_null(st, i++);
+    bind_span(st, i++, r, XF_REQ_HEAD, 1);
+    bind_span(st, i++, r, XF_REQ_SENT, 1);
+    bind_span(st, i++, r, XF_RESP_HEAD, 1);
+    bind_span(st, i++, r, XF_RESP_SENT, 1);
+    bind_span(st, i++, r, XF_INTERIM, 1);
+    sqlite3_bind_int64(st, i++, (sqlite3_int64)r->req_body_size);
+    sqlite3_bind_int64(st, i++, (sqlite3_int64)r->resp_body_size);
+    sqlite3_bind_int64(st, i++, (sqlite3_int64)r->req_bytes);
+    sqlite3_bind_int64(st, i++, (sqlite3_int64)r->resp_bytes);
+    sqlite3_bind_int64(st, i++, r->t_dns);
+    sqlite3_bind_int64(st, i++, r->t_connect);
+    sqlite3_bind_int64(st, i++, r->t_send);
+    sqlite3_bind_int64(st, i++, r->t_wait);
+    sqlite3_bind_int64(st, i++, r->t_receive);
+    sqlite3_bind_int64(st, i++, (sqlite3_int64)r->duration_us);
+    bind_span(st, i++, r, XF_ERROR, 0);
+    sqlite3_bind_int(st, i++, r->flags);
+    if (run(rc->db, st) != 0)
+        return -1;
+    sqlite3_int64 id = sqlite3_last_insert_rowid(rc->db);
+    for (int dir = 0; dir < 2; dir++) {
+        enum xf x = dir ? XF_RESP_BODY : XF_REQ_BODY;
+        if (r->f[x].len == SPAN_NULL || r->f[x].len == 0)
+            continue;
+        st = rc->st_body;
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int(st, 2, dir);
+        bind_span(st, 3, r, x, 1);
+        sqlite3_bind_int(st, 4, dir ? r->resp_trunc : r->req_trunc);
+        if (run(rc->db, st) != 0)
+            return -1;
+    }
+    if (r->f[XF_CHANGES].len != SPAN_NULL) {
+        const char *p = r->data + r->f[XF_CHANGES].off, *end = p + r->f[XF_CHANGES].len;
+        while (p < end) {
+            const char *what = p, *by = what + strlen(what) + 1, *inreq = by + strlen(by) + 1;
+            st = rc->st_change;
+            sqlite3_bind_int64(st, 1, id);
+            sqlite3_bind_int(st, 2, *inreq == '1');
+            sqlite3_bind_text(st, 3, what, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, by, -1, SQLITE_STATIC);
+            if (run(rc->db, st) != 0)
+                return -1;
+            p = inreq + 1;
+        }
+    }
+    if (r->f[XF_AUTH].len != SPAN_NULL) {
+        st = rc->st_auth;
+        bind_span(st, 1, r, XF_AUTH, 0);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)r->conn_id);
+        if (run(rc->db, st) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Takes the whole queue. */
+static struct rec *take(struct shunt_recorder *rc, int wait_ms, int *stop)
+{
+    pthread_mutex_lock(&rc->mu);
+    if (rc->head == NULL && !rc->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)wait_ms * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&rc->cv, &rc->mu, &ts);
+    }
+    struct rec *all = rc->head;
+    rc->head = rc->tail = NULL;
+    rc->n_queued = rc->bytes_queued = 0;
+    *stop = rc->stop;
+    pthread_mutex_unlock(&rc->mu);
+    return all;
+}
+
+static void store_batch(struct shunt_recorder *rc, struct rec *all, uint64_t *dropped_written)
+{
+    uint64_t dropped = atomic_load(&rc->dropped);
+    if (all == NULL && dropped == *dropped_written)
+        return;
+    int ok = !rc->failed && sqlite3_exec(rc->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    for (struct rec *r = all, *next; r != NULL; r = next) {
+        next = r->next;
+        if (ok && write_rec(rc, r) != 0)
+            ok = 0;
+        free(r);
+    }
+    if (ok && dropped != *dropped_written) {
+        sqlite3_bind_int64(rc->st_dropped, 1, (sqlite3_int64)dropped);
+        ok = run(rc->db, rc->st_dropped) == 0;
+        if (ok) {
+            shunt_log(SHUNT_LOG_WARN,
+                      "capture: %" PRIu64 " events dropped so far (the queue was full): %s is "
+                      "incomplete",
+                      dropped, rc->path);
+            *dropped_written = dropped;
+        }
+    }
+    if (ok && sqlite3_exec(rc->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        shunt_log(SHUNT_LOG_ERROR, "capture: %s: %s", rc->path, sqlite3_errmsg(rc->db));
+        ok = 0;
+    }
+    if (!ok && !rc->failed) {
+        sqlite3_exec(rc->db, "ROLLBACK", NULL, NULL, NULL);
+        shunt_log(SHUNT_LOG_ERROR, "capture: writing %s failed; recording stops, traffic goes on",
+                  rc->path);
+        pthread_mutex_lock(&rc->mu);
+        rc->failed = 1;
+        pthread_mutex_unlock(&rc->mu);
+    }
+}
+
+static void *store_main(void *arg)
+{
+    struct shunt_recorder *rc = arg;
+    uint64_t dropped_written = 0;
+    for (;;) {
+        int stop;
+        /* A commit at least every 20 ms while traffic flows: a crash loses no more. */
+        struct rec *all = take(rc, 20, &stop);
+        store_batch(rc, all, &dropped_written);
+        if (stop) {
+            all = take(rc, 0, &stop); /* whatever came in meanwhile */
+            store_batch(rc, all, &dropped_written);
+            return NULL;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ open, close */
+
+static const char *const sql_conn_open =
+    "INSERT INTO connections (id, client_addr, client_port, listen_addr, listen_port, opened_us)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+static const char *const sql_conn_close =
+    "UPDATE connections SET closed_us = ?1, closer = ?2, close_how = ?3, bytes_in = ?4,"
+    " bytes_out = ?5, tunnel = ?6, n_exchanges = ?7 WHERE id = ?8";
+static const char *const sql_up_open =
+    "INSERT INTO upstreams (id, conn_id, host, port, addr, remote_port, local_port, opened_us)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+static const char *const sql_up_close =
+    "UPDATE upstreams SET closed_us = ?1, closer = ?2, close_how = ?3, bytes_in = ?4,"
+    " bytes_out = ?5 WHERE id = ?6";
+static const char *const sql_exchange =
+    "INSERT INTO exchanges (conn_id, idx, upstream_id, upstream_reused, started_us, method, url,"
+    " host, path, http_version, status, req_head, req_head_sent, resp_head, resp_head_sent,"
+    " resp_interim, req_body_size, resp_body_size, req_bytes, resp_bytes, t_dns, t_connect,"
+    " t_send, t_wait, t_receive, duration_us, error, flags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+    " ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25,"
+    " ?26, ?27, ?28)";
+static const char *const sql_body =
+    "INSERT INTO bodies (exchange_id, direction, data, truncated) VALUES (?1, ?2, ?3, ?4)";
+static const char *const sql_change =
+    "INSERT INTO changes (exchange_id, in_request, what, by) VALUES (?1, ?2, ?3, ?4)";
+static const char *const sql_auth =
+    "UPDATE connections SET auth_scheme = ?1 WHERE id = ?2 AND auth_scheme IS NULL";
+static const char *const sql_dropped = "UPDATE capture SET events_dropped = ?1 WHERE id = 1";
+
+int shunt_recorder_open(const struct shunt_recorder_config *cfg, struct shunt_recorder **out,
+                        char *err, size_t err_len)
+{
+    *out = NULL;
+    struct shunt_recorder *rc = shunt_xcalloc(sizeof(*rc));
+    snprintf(rc->path, sizeof(rc->path), "%s", cfg->path);
+    rc->body_limit = cfg->body_limit;
+    rc->max_records = cfg->queue_records ? cfg->queue_records : SHUNT_RECORDER_QUEUE_RECORDS_DEFAULT;
+    rc->max_bytes = cfg->queue_bytes ? cfg->queue_bytes : SHUNT_RECORDER_QUEUE_BYTES_DEFAULT;
+    rc->wall_offset_us = wall_now_us() - mono_now_us();
+    if (shunt_capture_create(cfg->path, &rc->db, err, err_len) != 0) {
+        free(rc);
+        return SHUNT_EINVAL;
+    }
+    struct {
+        const char *sql;
+        sqlite3_stmt **st;
+    } stmts[] = {
+        {sql_conn_open, &rc->st_conn_open}, {sql_conn_close, &rc->st_conn_close},
+        {sql_up_open, &rc->st_up_open},     {sql_up_close, &rc->st_up_close},
+        {sql_exchange, &rc->st_exchange},   {sql_body, &rc->st_body},
+        {sql_change, &rc->st_change},       {sql_auth, &rc->st_auth},
+        {sql_dropped, &rc->st_dropped},
+    };
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        if (sqlite3_prepare_v3(rc->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, stmts[i].st,
+                               NULL) != SQLITE_OK) {
+            snprintf(err, err_len, "%s: %s", cfg->path, sqlite3_errmsg(rc->db));
+            goto fail;
+        }
+    }
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(rc->db,
+                           "INSERT INTO capture (id, shunt_version, command_line, source, "
+                           "started_us, body_limit) VALUES (1, ?1, ?2, 'proxy', ?3, ?4)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, err_len, "%s: %s", cfg->path, sqlite3_errmsg(rc->db));
+        goto fail;
+    }
+    sqlite3_bind_text(st, 1, SHUNT_VERSION, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, cfg->command_line ? cfg->command_line : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, wall_now_us());
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)cfg->body_limit);
+    int rc_step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc_step != SQLITE_DONE) {
+        snprintf(err, err_len, "%s: %s", cfg->path, sqlite3_errmsg(rc->db));
+        goto fail;
+    }
+    pthread_mutex_init(&rc->mu, NULL);
+    pthread_cond_init(&rc->cv, NULL);
+    if (pthread_create(&rc->thread, NULL, store_main, rc) != 0) {
+        snprintf(err, err_len, "%s: cannot start the store thread", cfg->path);
+        goto fail;
+    }
+    *out = rc;
+    return 0;
+fail:
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
+        sqlite3_finalize(*stmts[i].st);
+    sqlite3_close(rc->db);
+    free(rc);
+    return SHUNT_EINVAL;
+}
+
+int shunt_recorder_close(struct shunt_recorder *rc)
+{
+    if (rc == NULL)
+        return 0;
+    pthread_mutex_lock(&rc->mu);
+    rc->stop = 1;
+    pthread_mutex_unlock(&rc->mu);
+    pthread_cond_signal(&rc->cv);
+    pthread_join(rc->thread, NULL);
+    int ret = rc->failed ? SHUNT_EINVAL : 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(rc->db,
+                           "UPDATE capture SET stopped_us = ?1, events_dropped = ?2 WHERE id = 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, wall_now_us());
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)atomic_load(&rc->dropped));
+        if (sqlite3_step(st) != SQLITE_DONE)
+            ret = SHUNT_EINVAL;
+        sqlite3_finalize(st);
+    }
+    uint64_t dropped = atomic_load(&rc->dropped);
+    if (dropped > 0)
+        shunt_log(SHUNT_LOG_WARN, "capture: %s is incomplete: %" PRIu64 " events were dropped",
+                  rc->path, dropped);
+    sqlite3_stmt *all[] = {rc->st_conn_open, rc->st_conn_close, rc->st_up_open, rc->st_up_close,
+                           rc->st_exchange,  rc->st_body,       rc->st_change,  rc->st_auth,
+                           rc->st_dropped};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        sqlite3_finalize(all[i]);
+    if (sqlite3_close(rc->db) != SQLITE_OK)
+        ret = SHUNT_EINVAL;
+    pthread_mutex_destroy(&rc->mu);
+    pthread_cond_destroy(&rc->cv);
+    free(rc);
+    return ret;
+}
