@@ -40,9 +40,14 @@ int shunt_capture_create(const char *path, sqlite3 **out, char *err, size_t err_
         goto fail;
     /* WAL: readers (sessions, the UI) never block the store thread. synchronous=NORMAL:
      * a commit survives the process being killed (the data is in the OS), which is the
-     * crash that matters here; a power cut may lose the last commits. */
-    if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-                     &msg) != SQLITE_OK)
+     * crash that matters here; a power cut may lose the last commits, never the file.
+     * No automatic checkpoints: their fsync would stall the writer, so the recorder runs
+     * them from a thread of its own. */
+    if (sqlite3_exec(db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                     " PRAGMA cache_size=-32768; PRAGMA wal_autocheckpoint=0;"
+                     " PRAGMA journal_size_limit=67108864;",
+                     NULL, NULL, &msg) != SQLITE_OK)
         goto fail;
     if (sqlite3_exec(db, shunt_capture_schema_sql, NULL, NULL, &msg) != SQLITE_OK)
         goto fail;

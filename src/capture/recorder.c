@@ -11,6 +11,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -135,6 +136,8 @@ struct shunt_recorder {
     int stop;
     _Atomic uint64_t dropped;
     pthread_t thread;
+    pthread_t checkpointer; /* moves the WAL into the database, off the writer's path */
+    sqlite3 *ckpt_db;       /* its own connection */
     int failed; /* the store hit an SQLite error: recording stopped (logged) */
 
     sqlite3_stmt *st_conn_open, *st_conn_close, *st_up_open, *st_up_close, *st_exchange,
@@ -285,7 +288,7 @@ static void auth_scheme(const struct shunt_http_head *h, const char *name, size_
 
 static void on_request_head(struct pending *p, const struct shunt_event *ev)
 {
-    pending_reset(p);
+    /* no reset here: the proxy reports its changes to a head before the head itself */
     set_field(p, XF_REQ_HEAD, ev->raw.base, ev->raw.len);
     const struct shunt_http_head *h = ev->head;
     if (h == NULL)
@@ -791,6 +794,31 @@ static void *store_main(void *arg)
     }
 }
 
+/* Checkpoints the WAL every 500 ms from a connection of its own. PASSIVE never waits for
+ * the writer, and the fsync it does stalls only this thread. */
+static void *checkpoint_main(void *arg)
+{
+    struct shunt_recorder *rc = arg;
+    for (;;) {
+        pthread_mutex_lock(&rc->mu);
+        if (!rc->stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 500 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&rc->cv, &rc->mu, &ts);
+        }
+        int stop = rc->stop;
+        pthread_mutex_unlock(&rc->mu);
+        if (stop)
+            return NULL;
+        sqlite3_wal_checkpoint_v2(rc->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    }
+}
+
 /* ------------------------------------------------------------------------ open, close */
 
 static const char *const sql_conn_open =
@@ -871,7 +899,31 @@ int shunt_recorder_open(const struct shunt_recorder_config *cfg, struct shunt_re
     }
     pthread_mutex_init(&rc->mu, NULL);
     pthread_cond_init(&rc->cv, NULL);
-    if (pthread_create(&rc->thread, NULL, store_main, rc) != 0) {
+    /* The store thread takes no signals: SIGINT/SIGTERM are for the proxy's main thread. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int created = pthread_create(&rc->thread, NULL, store_main, rc);
+    if (created == 0 &&
+        sqlite3_open_v2(cfg->path, &rc->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) == SQLITE_OK &&
+        pthread_create(&rc->checkpointer, NULL, checkpoint_main, rc) == 0) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        *out = rc;
+        return 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (created == 0) { /* the checkpointer failed: stop the store thread again */
+        pthread_mutex_lock(&rc->mu);
+        rc->stop = 1;
+        pthread_mutex_unlock(&rc->mu);
+        pthread_cond_broadcast(&rc->cv);
+        pthread_join(rc->thread, NULL);
+        sqlite3_close(rc->ckpt_db);
+        snprintf(err, err_len, "%s: cannot start the checkpoint thread", cfg->path);
+        goto fail;
+    }
+    if (created != 0) {
         snprintf(err, err_len, "%s: cannot start the store thread", cfg->path);
         goto fail;
     }
@@ -892,8 +944,10 @@ int shunt_recorder_close(struct shunt_recorder *rc)
     pthread_mutex_lock(&rc->mu);
     rc->stop = 1;
     pthread_mutex_unlock(&rc->mu);
-    pthread_cond_signal(&rc->cv);
+    pthread_cond_broadcast(&rc->cv); /* the store thread and the checkpointer wait on it */
     pthread_join(rc->thread, NULL);
+    pthread_join(rc->checkpointer, NULL);
+    sqlite3_close(rc->ckpt_db);
     int ret = rc->failed ? SHUNT_EINVAL : 0;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(rc->db,

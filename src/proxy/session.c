@@ -1644,9 +1644,18 @@ static int handle_response_head(struct session *s, struct upstream *u)
             mirror_client_fin(s);
         return 1;
     }
-    if (!shunt_http_keeps_alive(&h) || fr == SHUNT_HTTP_BODY_CLOSE || s->req_close)
-        s->ending = 1; /* Connection: close, HTTP/1.0 without keep-alive, or close-framed;
-                          or the client asked for close and the server kept it open */
+    if (!shunt_http_keeps_alive(&h) || fr == SHUNT_HTTP_BODY_CLOSE) {
+        /* Connection: close, HTTP/1.0 without keep-alive, or close-framed: the server
+         * ends the connection, whoever's FIN goes out first */
+        s->ending = 1;
+        set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
+        if (u->closer == SHUNT_CLOSER_NONE) {
+            u->closer = SHUNT_CLOSER_SERVER;
+            u->how = SHUNT_CLOSE_FIN;
+        }
+    } else if (s->req_close) {
+        s->ending = 1; /* the client asked for close and the server kept it open */
+    }
     s->rs = s->resp_body.done ? RS_DONE : RS_BODY;
     if (s->rs == RS_DONE)
         maybe_done(s);
