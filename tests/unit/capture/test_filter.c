@@ -1,0 +1,132 @@
+/* tests/unit/capture/test_filter.c - the --host/--status/--conn filter: its SQL, its binding
+ * against a real in-memory database, and its option parsing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "capture/filter.h"
+
+static void test_no_filter_is_true(void **state)
+{
+    struct shunt_capture_filter f = {0};
+    char buf[128];
+    assert_int_equal(shunt_capture_filter_sql(&f, "e", 1, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "1");
+}
+
+static void test_all_three_numbered_from_first_param(void **state)
+{
+    struct shunt_capture_filter f = {"Example.COM", 404, 7};
+    char buf[256];
+    assert_int_equal(shunt_capture_filter_sql(&f, "e", 3, buf, sizeof(buf)), 3);
+    assert_string_equal(buf, "(e.host = ?3 COLLATE NOCASE AND e.status = ?4 AND e.conn_id = ?5)");
+}
+
+static void test_too_small_buffer(void **state)
+{
+    struct shunt_capture_filter f = {"h", 200, 1};
+    char buf[20];
+    assert_int_equal(shunt_capture_filter_sql(&f, "e", 1, buf, sizeof(buf)), SHUNT_ETOOBIG);
+}
+
+/* Runs the filter over a table of three exchanges and returns the ids it selects, as a
+ * number with one decimal digit per id (132 = ids 1, 3, 2 in that order). */
+static int select_ids(const struct shunt_capture_filter *f)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE exchanges (id INTEGER PRIMARY KEY, conn_id, host,"
+                                  " status);"
+                                  "INSERT INTO exchanges VALUES (1, 1, 'a.test', 200),"
+                                  " (2, 1, 'b.test', 404), (3, 2, 'A.TEST', 404);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    char where[256], sql[400];
+    int n = shunt_capture_filter_sql(f, "e", 1, where, sizeof(where));
+    assert_true(n >= 0);
+    snprintf(sql, sizeof(sql), "SELECT id FROM exchanges e WHERE %s ORDER BY id", where);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(shunt_capture_filter_bind(f, st, 1), SQLITE_OK);
+    int ids = 0;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        ids = ids * 10 + sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ids;
+}
+
+static void test_host_ignores_case(void **state)
+{
+    struct shunt_capture_filter f = {.host = "a.TEST"};
+    assert_int_equal(select_ids(&f), 13);
+}
+
+static void test_status_and_conn_combine(void **state)
+{
+    struct shunt_capture_filter f = {.status = 404, .conn = 1};
+    assert_int_equal(select_ids(&f), 2);
+    struct shunt_capture_filter g = {.status = 404};
+    assert_int_equal(select_ids(&g), 23);
+}
+
+static int parse(const char *const *args, int argc, struct shunt_capture_filter *f, char *err)
+{
+    int i = 0;
+    return shunt_capture_filter_arg(f, argc, (char **)args, &i, err, 200);
+}
+
+static void test_arg_forms(void **state)
+{
+    struct shunt_capture_filter f = {0};
+    char err[200];
+    const char *a[] = {"--host", "x.test"};
+    assert_int_equal(parse(a, 2, &f, err), 1);
+    assert_string_equal(f.host, "x.test");
+    const char *b[] = {"--status=503"};
+    assert_int_equal(parse(b, 1, &f, err), 1);
+    assert_int_equal(f.status, 503);
+    const char *c[] = {"--conn", "12"};
+    assert_int_equal(parse(c, 2, &f, err), 1);
+    assert_int_equal(f.conn, 12);
+    const char *d[] = {"--json"};
+    assert_int_equal(parse(d, 1, &f, err), 0);
+}
+
+static void test_arg_errors(void **state)
+{
+    struct shunt_capture_filter f = {0};
+    char err[200];
+    const char *a[] = {"--status", "99"};
+    assert_int_equal(parse(a, 2, &f, err), SHUNT_EINVAL);
+    assert_non_null(strstr(err, "status code"));
+    const char *b[] = {"--conn", "x"};
+    assert_int_equal(parse(b, 2, &f, err), SHUNT_EINVAL);
+    const char *c[] = {"--host"};
+    assert_int_equal(parse(c, 1, &f, err), SHUNT_EINVAL);
+    assert_non_null(strstr(err, "needs a value"));
+    const char *d[] = {"--host="};
+    assert_int_equal(parse(d, 1, &f, err), SHUNT_EINVAL);
+    const char *e[] = {"--conn", "0"};
+    assert_int_equal(parse(e, 2, &f, err), SHUNT_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_filter_is_true),
+        cmocka_unit_test(test_all_three_numbered_from_first_param),
+        cmocka_unit_test(test_too_small_buffer),
+        cmocka_unit_test(test_host_ignores_case),
+        cmocka_unit_test(test_status_and_conn_combine),
+        cmocka_unit_test(test_arg_forms),
+        cmocka_unit_test(test_arg_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
