@@ -65,6 +65,13 @@ $(BUILD)/fuzz/%: fuzz/%.c $(PURE_SRC)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $< $(PURE_SRC)
 
+# The HAR importer's driver also needs SQLite, jansson and the schema.
+$(BUILD)/fuzz/fuzz_har: fuzz/fuzz_har.c src/capture/har_import.c src/capture/db.c \
+    $(BUILD)/gen/schema.c $(PURE_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lsqlite3 -ljansson
+
 FUZZ_SECONDS ?= 600
 fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p $(BUILD)/fuzz/corpus-$$n; \
@@ -79,6 +86,8 @@ check:
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    build-asan/shunt unit
 	@CC=clang $(MAKE) --no-print-directory $(FUZZ_BIN)
+	@[ -d node_modules ] || if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; \
+	    else npm install --no-audit --no-fund; fi
 	@tests/run
 
 demo: all

@@ -6,7 +6,7 @@
 set -eu
 
 build="gcc make pkg-config libc6-dev libuv1-dev libsqlite3-dev libjansson-dev"
-check="$build libcmocka-dev python3 python3-pytest curl nginx-light openssl tshark clang libclang-rt-14-dev python3-websockets procps nodejs npm"
+check="$build libcmocka-dev python3 python3-pytest curl nginx-light openssl tshark clang libclang-rt-14-dev python3-websockets procps nodejs npm chromium"
 demo="$build curl nginx-light"
 bench="$build wrk nginx-light haproxy tinyproxy mitmproxy privoxy curl linux-perf"
 

@@ -13,7 +13,8 @@ int shunt_capture_filter_sql(const struct shunt_capture_filter *f, const char *a
     size_t off = 0;
     const char *parts[3];
     if (f->host != NULL)
-        parts[n++] = "%s%s.host = ?%d COLLATE NOCASE";
+        parts[n++] = "%s%s.host = lower(?%d)"; /* hosts are stored in lower case, and a
+                                                  plain comparison can use exchanges_host */
     if (f->status != 0)
         parts[n++] = "%s%s.status = ?%d";
     if (f->conn != 0)

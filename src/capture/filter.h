@@ -11,7 +11,7 @@
 
 /* Plain data; zero means "any". */
 struct shunt_capture_filter {
-    const char *host; /* exchanges.host equals this (case-insensitive), or NULL */
+    const char *host; /* exchanges.host equals this (ASCII case ignored), or NULL */
     int status;       /* exchanges.status equals this, or 0 */
     int64_t conn;     /* exchanges.conn_id equals this, or 0 */
 };
@@ -19,7 +19,7 @@ struct shunt_capture_filter {
 /*
  * Writes into <buf> a condition over the exchanges table aliased <alias> ("e") that selects
  * what <f> asks for, with parameters numbered from <first_param>: e.g.
- * "(e.host = ?1 COLLATE NOCASE AND e.status = ?2)". "1" when <f> asks for nothing.
+ * "(e.host = lower(?1) AND e.status = ?2)". "1" when <f> asks for nothing.
  * Returns the number of parameters used (>= 0), or SHUNT_ETOOBIG when <buf> is too small.
  */
 SHUNT_MUST_CHECK int shunt_capture_filter_sql(const struct shunt_capture_filter *f,

@@ -97,8 +97,9 @@ CREATE INDEX exchanges_status ON exchanges (status);
 CREATE TABLE bodies (
     exchange_id     INTEGER NOT NULL,    -- exchanges.id
     direction       INTEGER NOT NULL,    -- 0 request, 1 response
+    truncated       INTEGER NOT NULL,    -- 1 when the body was longer than data (before data:
+                                         -- reading it does not read past the body)
     data            BLOB NOT NULL,
-    truncated       INTEGER NOT NULL,    -- 1 when the body was longer than data
     PRIMARY KEY (exchange_id, direction)
 ) WITHOUT ROWID;
 

@@ -10,6 +10,11 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"proxy", shunt_cmd_proxy, "run the debugging proxy (forward, CONNECT, reverse)"},
+    {"sessions", shunt_cmd_sessions, "list the exchanges of a capture, one a row"},
+    {"show", shunt_cmd_show, "show one exchange of a capture: heads, changes, bodies"},
+    {"connections", shunt_cmd_connections, "list the client connections of a capture"},
+    {"export", shunt_cmd_export, "write a capture as HAR 1.2 (--har OUT.har)"},
+    {"import", shunt_cmd_import, "make a capture from a HAR (Chrome, Firefox, Fiddler, mitmproxy)"},
 };
 
 static void usage(FILE *f)

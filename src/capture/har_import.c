@@ -1,0 +1,1438 @@
+/* src/capture/har_import.c - a HAR (Chrome, Firefox, Fiddler, mitmproxy, shunt) as a new
+ * capture: heads rebuilt from the HAR's fields, bodies decoded, connections inferred per
+ * producer. docs/har.md gives the producers' fields and every rule used here. */
+#include "capture/har.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h> /* isfinite, a macro: no libm */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "capture/db.h"
+
+/* ---------------------------------------------------------------- producers */
+
+static int contains_nocase(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
+enum shunt_har_producer shunt_har_producer_of(const char *name)
+{
+    if (name == NULL)
+        return SHUNT_HAR_OTHER;
+    if (strcasecmp(name, "shunt") == 0)
+        return SHUNT_HAR_SHUNT;
+    /* Chrome, Edge and Opera DevTools all write "WebInspector". */
+    if (contains_nocase(name, "webinspector") || strncasecmp(name, "chrome", 6) == 0)
+        return SHUNT_HAR_CHROME;
+    if (contains_nocase(name, "firefox"))
+        return SHUNT_HAR_FIREFOX;
+    if (contains_nocase(name, "fiddler"))
+        return SHUNT_HAR_FIDDLER;
+    if (contains_nocase(name, "mitmproxy")) /* "mitmproxy exporthar", "mitmproxy har_dump" */
+        return SHUNT_HAR_MITMPROXY;
+    return SHUNT_HAR_OTHER;
+}
+
+const char *shunt_har_producer_name(enum shunt_har_producer p)
+{
+    static const char *const names[] = {"other", "shunt", "chrome", "firefox", "fiddler",
+                                        "mitmproxy"};
+    return (unsigned)p < sizeof(names) / sizeof(names[0]) ? names[p] : "other";
+}
+
+/* ---------------------------------------------------------------- time */
+
+/* Days from 1970-01-01 to a civil date (H. Hinnant, days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* Reads exactly <n> digits at s[*i]; returns the value or -1. */
+static int digits(const char *s, size_t len, size_t *i, int n)
+{
+    int v = 0;
+    for (int k = 0; k < n; k++, (*i)++) {
+        if (*i >= len || s[*i] < '0' || s[*i] > '9')
+            return -1;
+        v = v * 10 + (s[*i] - '0');
+    }
+    return v;
+}
+
+int shunt_har_parse_time(const char *s, size_t len, int64_t *us)
+{
+    size_t i = 0;
+    int y = digits(s, len, &i, 4);
+    if (y < 0 || i >= len || s[i++] != '-')
+        return -1;
+    int mo = digits(s, len, &i, 2);
+    if (mo < 1 || mo > 12 || i >= len || s[i++] != '-')
+        return -1;
+    int d = digits(s, len, &i, 2);
+    if (d < 1 || d > 31 || i >= len || (s[i] != 'T' && s[i] != 't' && s[i] != ' '))
+        return -1;
+    i++;
+    int h = digits(s, len, &i, 2);
+    if (h < 0 || h > 23 || i >= len || s[i++] != ':')
+        return -1;
+    int mi = digits(s, len, &i, 2);
+    if (mi < 0 || mi > 59 || i >= len || s[i++] != ':')
+        return -1;
+    int se = digits(s, len, &i, 2);
+    if (se < 0 || se > 60)
+        return -1;
+    int64_t frac = 0; /* microseconds; digits past the sixth are dropped */
+    if (i < len && (s[i] == '.' || s[i] == ',')) {
+        i++;
+        int n = 0;
+        while (i < len && s[i] >= '0' && s[i] <= '9') {
+            if (n < 6)
+                frac = frac * 10 + (s[i] - '0');
+            n++, i++;
+        }
+        if (n == 0)
+            return -1;
+        for (; n < 6; n++)
+            frac *= 10;
+    }
+    int64_t off = 0; /* seconds east of UTC */
+    if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
+        i++;
+    } else if (i < len && (s[i] == '+' || s[i] == '-')) {
+        int sign = s[i++] == '-' ? -1 : 1;
+        int oh = digits(s, len, &i, 2), om = 0;
+        if (oh < 0 || oh > 23)
+            return -1;
+        if (i < len && s[i] == ':')
+            i++;
+        if (i < len) {
+            om = digits(s, len, &i, 2);
+            if (om < 0 || om > 59)
+                return -1;
+        }
+        off = sign * (oh * 3600 + om * 60);
+    }
+    if (i != len)
+        return -1;
+    int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
+                   se - off;
+    *us = secs * 1000000 + frac;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- a string map */
+
+/* Open addressing, string keys borrowed from the caller, values size_t. */
+struct smap {
+    const char **keys;
+    size_t *vals;
+    size_t cap; /* a power of two, more than twice the entries */
+};
+
+static int smap_init(struct smap *m, size_t n)
+{
+    m->cap = 16;
+    while (m->cap < n * 2 + 2)
+        m->cap *= 2;
+    m->keys = calloc(m->cap, sizeof(*m->keys));
+    m->vals = calloc(m->cap, sizeof(*m->vals));
+    return m->keys && m->vals ? 0 : -1;
+}
+
+static void smap_dispose(struct smap *m)
+{
+    free(m->keys);
+    free(m->vals);
+    m->keys = NULL;
+    m->vals = NULL;
+}
+
+/* The slot of <key>: where it is, or the empty one where it goes. */
+static size_t smap_slot(const struct smap *m, const char *key)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    size_t i = (size_t)h & (m->cap - 1);
+    while (m->keys[i] != NULL && strcmp(m->keys[i], key) != 0)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+/* ---------------------------------------------------------------- connections */
+
+#define NONE ((size_t)-1)
+
+struct conn_state {
+    int64_t last_end; /* end of the latest-ending entry on it */
+    size_t n;         /* entries so far */
+};
+
+long shunt_har_infer_connections(struct shunt_har_conn_hint *h, size_t n)
+{
+    struct smap keys = {0}, origins = {0};
+    struct conn_state *conns = calloc(n + 1, sizeof(*conns));
+    size_t *prev = calloc(n + 1, sizeof(*prev)); /* previous unkeyed entry, same origin */
+    size_t n_conns = 0;
+    long rc = SHUNT_ENOMEM;
+    if (conns == NULL || prev == NULL || smap_init(&keys, n) != 0 || smap_init(&origins, n) != 0)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        size_t c = NONE;
+        if (h[i].key != NULL) {
+            size_t s = smap_slot(&keys, h[i].key);
+            if (keys.keys[s] != NULL) {
+                c = keys.vals[s];
+                /* The key names a connection that had ended: a port reused. */
+                if (h[i].opens == 1 && h[i].start_us >= conns[c].last_end)
+                    c = NONE;
+            }
+            if (c == NONE) {
+                c = ++n_conns;
+                keys.keys[s] = h[i].key;
+                keys.vals[s] = c;
+            }
+        } else {
+            size_t s = smap_slot(&origins, h[i].origin);
+            size_t j = origins.keys[s] ? origins.vals[s] : NONE;
+            prev[i] = j;
+            origins.keys[s] = h[i].origin;
+            origins.vals[s] = i;
+            if (h[i].opens == 0)
+                for (int steps = 0; j != NONE && steps < SHUNT_HAR_LOOKBACK; steps++, j = prev[j])
+                    if (h[i].multiplexed || conns[h[j].conn].last_end <= h[i].start_us) {
+                        c = h[j].conn;
+                        break;
+                    }
+            if (c == NONE)
+                c = ++n_conns;
+        }
+        h[i].conn = c;
+        h[i].idx = ++conns[c].n;
+        h[i].reused = h[i].idx > 1 || h[i].opens == 0;
+        if (conns[c].n == 1 || h[i].end_us > conns[c].last_end)
+            conns[c].last_end = h[i].end_us;
+    }
+    rc = (long)n_conns;
+done:
+    smap_dispose(&origins);
+    smap_dispose(&keys);
+    free(prev);
+    free(conns);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- bytes */
+
+/* A growing byte buffer; <p> NUL-terminated when not NULL. */
+struct dbuf {
+    char *p;
+    size_t len, cap;
+    int oom; /* an append failed: the content is incomplete */
+};
+
+static void dbuf_add(struct dbuf *b, const void *data, size_t len)
+{
+    if (b->oom)
+        return;
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    if (len > 0)
+        memcpy(b->p + b->len, data, len);
+    b->len += len;
+    b->p[b->len] = '\0';
+}
+
+static void dbuf_str(struct dbuf *b, const char *s)
+{
+    dbuf_add(b, s, strlen(s));
+}
+
+/* Appends <len> bytes with CR, LF and NUL turned into spaces, so that a field from the HAR
+ * can never split into several lines of the rebuilt head. */
+static void dbuf_field(struct dbuf *b, const char *s, size_t len)
+{
+    size_t start = b->len;
+    dbuf_add(b, s, len);
+    if (b->oom)
+        return;
+    for (size_t i = start; i < b->len; i++)
+        if (b->p[i] == '\r' || b->p[i] == '\n' || b->p[i] == '\0')
+            b->p[i] = ' ';
+}
+
+static void dbuf_free(struct dbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+/* Decodes base64 (RFC 4648 sections 4 and 5; whitespace skipped, padding optional) into <out>.
+ * Returns 0, or -1 when malformed. */
+static int base64_decode(const char *s, size_t len, struct dbuf *out)
+{
+    unsigned v = 0;
+    int bits = 0, pad = 0;
+    dbuf_add(out, "", 0);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ' ' || c == '\r' || c == '\n' || c == '\t')
+            continue;
+        if (c == '=') {
+            pad++;
+            continue;
+        }
+        int x = b64val(c);
+        if (x < 0 || pad)
+            return -1;
+        v = (v << 6) | (unsigned)x;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            char byte = (char)((v >> bits) & 0xff);
+            dbuf_add(out, &byte, 1);
+        }
+    }
+    return pad > 2 || out->oom ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- reading the HAR */
+
+/* An import in progress. */
+struct importer {
+    char *err;
+    size_t err_len;
+    enum shunt_har_producer producer;
+    int connection_is_id; /* `connection` names a connection (not a server port) */
+};
+
+__attribute__((format(printf, 2, 3))) static int fail(struct importer *im, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(im->err, im->err_len, fmt, ap);
+    va_end(ap);
+    return SHUNT_EPARSE;
+}
+
+/* What one entry became, before it is written. */
+struct ent {
+    size_t src;       /* index in log.entries */
+    json_t *j;        /* the entry (borrowed from the document) */
+    int64_t start_us; /* startedDateTime */
+    int64_t time_us;  /* time */
+    int64_t t[6];     /* blocked, dns, connect, send, wait, receive; -1 when not given */
+    const char *url;
+    char *key;        /* connection key, owned; NULL */
+    char *origin;     /* "scheme://host:port", owned */
+    char *host;       /* lower case, no port, owned; NULL when the URL has no authority */
+    int port;         /* the URL's port (explicit or the scheme's), 0 when none */
+    int tls;          /* https or wss */
+    const char *path; /* into url: path and query (before '#'); NULL when none */
+    size_t path_len;
+    const char *authority; /* into url: host[:port], for CONNECT's target */
+    size_t authority_len;
+    int multiplexed;  /* httpVersion says HTTP/2 or HTTP/3 */
+};
+
+/* The string value of <key> in <obj>: 1 with *<s>/<len>, 0 when absent or null, -1 when of
+ * another type. */
+static int get_str(json_t *obj, const char *key, const char **s, size_t *len)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return -1;
+    *s = json_string_value(v);
+    *len = json_string_length(v);
+    return 1;
+}
+
+/* The number at <key> in <obj>: 1 with *<out>, 0 when absent or null, -1 when not a number. */
+static int get_num(json_t *obj, const char *key, double *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_number(v))
+        return -1;
+    *out = json_number_value(v);
+    return isfinite(*out) ? 1 : -1;
+}
+
+/* Milliseconds to microseconds, -1 for any negative value. */
+static int64_t ms_to_us(double ms)
+{
+    if (ms < 0)
+        return -1;
+    if (ms > 9.0e12) /* about 285 years: keeps the product within int64 */
+        ms = 9.0e12;
+    return (int64_t)(ms * 1000.0 + 0.5); /* rounded; no libm needed */
+}
+
+/* An identifier value (string or integer) of <key> in <obj> as text in <buf>; 0 when absent,
+ * empty or of another type. */
+static int get_id(json_t *obj, const char *key, char *buf, size_t len)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < len &&
+        strlen(json_string_value(v)) == json_string_length(v)) {
+        memcpy(buf, json_string_value(v), json_string_length(v) + 1);
+        return 1;
+    }
+    if (json_is_integer(v)) {
+        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return 1;
+    }
+    return 0;
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p != NULL) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+/* Splits e->url into origin, host, port, path. A URL without "//" (data:, about:) keeps its
+ * scheme as its origin and has no host. */
+static int parse_url(struct ent *e)
+{
+    const char *u = e->url;
+    const char *sep = strstr(u, "://");
+    size_t slen = sep ? (size_t)(sep - u) : strcspn(u, ":");
+    char scheme[16] = "";
+    if (slen < sizeof(scheme))
+        for (size_t i = 0; i < slen; i++)
+            scheme[i] = (char)(u[i] >= 'A' && u[i] <= 'Z' ? u[i] + 32 : u[i]);
+    e->tls = strcmp(scheme, "https") == 0 || strcmp(scheme, "wss") == 0;
+    if (sep == NULL) {
+        e->origin = dup_n(u, slen);
+        return e->origin ? 0 : -1;
+    }
+    const char *a = sep + 3;
+    size_t alen = strcspn(a, "/?#");
+    const char *at = memchr(a, '@', alen); /* userinfo is not part of the origin */
+    if (at != NULL) {
+        alen -= (size_t)(at + 1 - a);
+        a = at + 1;
+    }
+    e->authority = a;
+    e->authority_len = alen;
+    const char *hs = a, *he = a + alen, *port = NULL;
+    if (alen > 0 && a[0] == '[') {
+        const char *close = memchr(a, ']', alen);
+        if (close != NULL) {
+            hs = a + 1;
+            he = close;
+            if (close + 1 < a + alen && close[1] == ':')
+                port = close + 2;
+        }
+    } else {
+        const char *colon = memchr(a, ':', alen);
+        if (colon != NULL) {
+            he = colon;
+            port = colon + 1;
+        }
+    }
+    e->port = strcmp(scheme, "https") == 0 || strcmp(scheme, "wss") == 0 ? 443
+              : strcmp(scheme, "http") == 0 || strcmp(scheme, "ws") == 0 ? 80
+                                                                          : 0;
+    if (port != NULL && port < a + alen) {
+        int p = 0;
+        for (const char *q = port; q < a + alen && p <= 65535; q++)
+            p = *q >= '0' && *q <= '9' ? p * 10 + (*q - '0') : 65536;
+        if (p <= 65535)
+            e->port = p;
+    }
+    e->host = dup_n(hs, (size_t)(he - hs));
+    if (e->host == NULL)
+        return -1;
+    for (char *p = e->host; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p += 32;
+    const char *path = a + alen;
+    size_t plen = strcspn(path, "#");
+    e->path = path;
+    e->path_len = plen;
+    size_t olen = slen + strlen(e->host) + 32;
+    e->origin = malloc(olen);
+    if (e->origin == NULL)
+        return -1;
+    snprintf(e->origin, olen, "%s://%s:%d", scheme, e->host, e->port);
+    return 0;
+}
+
+/* Checks that <obj>.<key>, when present, is an array of {name, value} strings. */
+static int check_pairs(struct importer *im, json_t *obj, const char *where, size_t src,
+                       const char *key)
+{
+    json_t *a = json_object_get(obj, key);
+    if (a == NULL || json_is_null(a))
+        return 0;
+    if (!json_is_array(a))
+        return fail(im, "log.entries[%zu].%s.%s is not an array", src, where, key);
+    for (size_t k = 0; k < json_array_size(a); k++) {
+        json_t *h = json_array_get(a, k);
+        const char *s;
+        size_t l;
+        if (!json_is_object(h))
+            return fail(im, "log.entries[%zu].%s.%s[%zu] is not an object", src, where, key, k);
+        if (get_str(h, "name", &s, &l) != 1)
+            return fail(im, "log.entries[%zu].%s.%s[%zu].name is missing or not a string", src,
+                        where, key, k);
+        if (get_str(h, "value", &s, &l) < 0)
+            return fail(im, "log.entries[%zu].%s.%s[%zu].value is not a string", src, where,
+                        key, k);
+    }
+    return 0;
+}
+
+/* Reads and checks entry <src> into <e>: what the connection inference and the order need. */
+static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
+{
+    const char *s;
+    size_t l;
+    double d;
+    e->src = src;
+    e->j = j;
+    if (!json_is_object(j))
+        return fail(im, "log.entries[%zu] is not an object", src);
+    int r = get_str(j, "startedDateTime", &s, &l);
+    if (r != 1)
+        return fail(im, "log.entries[%zu].startedDateTime is %s", src,
+                    r == 0 ? "missing" : "not a string");
+    if (shunt_har_parse_time(s, l, &e->start_us) != 0)
+        return fail(im, "log.entries[%zu].startedDateTime is not an ISO 8601 date-time: \"%.40s\"",
+                    src, s);
+    json_t *req = json_object_get(j, "request"), *resp = json_object_get(j, "response");
+    if (!json_is_object(req))
+        return fail(im, "log.entries[%zu].request is %s", src, req ? "not an object" : "missing");
+    if (!json_is_object(resp))
+        return fail(im, "log.entries[%zu].response is %s", src,
+                    resp ? "not an object" : "missing");
+    if ((r = get_str(req, "method", &s, &l)) != 1 || l == 0)
+        return fail(im, "log.entries[%zu].request.method is %s", src,
+                    r < 0 ? "not a string" : "missing");
+    if ((r = get_str(req, "url", &e->url, &l)) != 1 || l == 0 || strlen(e->url) != l)
+        return fail(im, "log.entries[%zu].request.url is %s", src,
+                    r < 0 ? "not a string" : r == 0 ? "missing" : "empty or holds a NUL");
+    json_t *st = json_object_get(resp, "status");
+    if (!json_is_number(st))
+        return fail(im, "log.entries[%zu].response.status is %s", src,
+                    st ? "not a number" : "missing");
+    if (json_number_value(st) < 0 || json_number_value(st) > 999 ||
+        json_number_value(st) != (double)(int)json_number_value(st))
+        return fail(im, "log.entries[%zu].response.status %g is not a status code", src,
+                    json_number_value(st));
+    static const char *const names[] = {"blocked", "dns", "connect", "send", "wait", "receive"};
+    json_t *t = json_object_get(j, "timings");
+    if (t != NULL && !json_is_null(t) && !json_is_object(t))
+        return fail(im, "log.entries[%zu].timings is not an object", src);
+    for (int k = 0; k < 6; k++) {
+        e->t[k] = k < 3 ? -1 : 0; /* the schema's defaults when the HAR leaves one out */
+        if (t == NULL || (r = get_num(t, names[k], &d)) == 0)
+            continue;
+        if (r < 0)
+            return fail(im, "log.entries[%zu].timings.%s is not a number", src, names[k]);
+        e->t[k] = ms_to_us(d);
+    }
+    if ((r = get_num(j, "time", &d)) < 0)
+        return fail(im, "log.entries[%zu].time is not a number", src);
+    if (r == 1) {
+        e->time_us = d < 0 ? 0 : ms_to_us(d);
+    } else { /* HAR 1.2: the sum of the timings that are not -1 */
+        e->time_us = 0;
+        for (int k = 0; k < 6; k++)
+            e->time_us += e->t[k] > 0 ? e->t[k] : 0;
+    }
+    if (check_pairs(im, req, "request", src, "headers") != 0 ||
+        check_pairs(im, resp, "response", src, "headers") != 0)
+        return SHUNT_EPARSE;
+    json_t *content = json_object_get(resp, "content");
+    if (content != NULL && !json_is_null(content) && !json_is_object(content))
+        return fail(im, "log.entries[%zu].response.content is not an object", src);
+    if (content != NULL && get_str(content, "text", &s, &l) < 0)
+        return fail(im, "log.entries[%zu].response.content.text is not a string", src);
+    json_t *pd = json_object_get(req, "postData");
+    if (pd != NULL && !json_is_null(pd) && !json_is_object(pd))
+        return fail(im, "log.entries[%zu].request.postData is not an object", src);
+    if (pd != NULL && get_str(pd, "text", &s, &l) < 0)
+        return fail(im, "log.entries[%zu].request.postData.text is not a string", src);
+    if (get_str(req, "httpVersion", &s, &l) == 1)
+        e->multiplexed = (l >= 2 && (s[0] == 'h' || s[0] == 'H') && (s[1] == '2' || s[1] == '3')) ||
+                         strncasecmp(s, "HTTP/2", 6) == 0 || strncasecmp(s, "HTTP/3", 6) == 0;
+    if (parse_url(e) != 0)
+        return fail(im, "out of memory");
+    return 0;
+}
+
+/* 1 when the entry's timings say it opened its connection, 0 reused, -1 unknown. Firefox
+ * writes 0, not -1, for a reused connection (see docs/har.md). */
+static int opens(const struct importer *im, const struct ent *e)
+{
+    json_t *t = json_object_get(e->j, "timings");
+    double d;
+    if (t == NULL || get_num(t, "connect", &d) != 1)
+        return -1;
+    if (im->producer == SHUNT_HAR_FIREFOX)
+        return d > 0;
+    return d >= 0;
+}
+
+/* Decides what `connection` means in this file (docs/har.md, "Connections"). */
+static void judge_connection_field(struct importer *im, struct ent *ents, size_t n)
+{
+    char buf[64];
+    switch (im->producer) {
+    case SHUNT_HAR_SHUNT:
+    case SHUNT_HAR_FIDDLER:
+        im->connection_is_id = 1;
+        return;
+    case SHUNT_HAR_FIREFOX:
+        im->connection_is_id = 0;
+        return;
+    default:
+        break;
+    }
+    /* Current Chrome writes both `_connectionId` and `connection` = the server's port. */
+    for (size_t i = 0; i < n; i++)
+        if (get_id(ents[i].j, "_connectionId", buf, sizeof(buf))) {
+            im->connection_is_id = 0;
+            return;
+        }
+    /* Old Chrome wrote its connection id; a file whose every `connection` is its URL's port
+     * holds ports. */
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!get_id(ents[i].j, "connection", buf, sizeof(buf)))
+            continue;
+        any = 1;
+        char port[16];
+        snprintf(port, sizeof(port), "%d", ents[i].port);
+        if (strcmp(buf, port) != 0) {
+            im->connection_is_id = 1;
+            return;
+        }
+    }
+    im->connection_is_id = 0;
+    (void)any;
+}
+
+/* The connection key of <e>: "id:" _connectionId, or "c:" connection when that names one. */
+static int make_key(struct importer *im, struct ent *e)
+{
+    char buf[64], key[80];
+    if (get_id(e->j, "_connectionId", buf, sizeof(buf)))
+        snprintf(key, sizeof(key), "id:%s", buf);
+    else if (im->connection_is_id && get_id(e->j, "connection", buf, sizeof(buf)))
+        snprintf(key, sizeof(key), "c:%s", buf);
+    else
+        return 0;
+    e->key = dup_n(key, strlen(key));
+    return e->key ? 0 : -1;
+}
+
+static int by_start(const void *a, const void *b)
+{
+    const struct ent *x = a, *y = b;
+    if (x->start_us != y->start_us)
+        return x->start_us < y->start_us ? -1 : 1;
+    return x->src < y->src ? -1 : x->src > y->src;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+enum stmt { S_CAPTURE, S_CONN, S_UPSTREAM, S_EXCHANGE, S_BODY, S_CHANGE, S_AUTH, S_N };
+
+static const char *const stmt_sql[S_N] = {
+    "INSERT INTO capture (id, shunt_version, command_line, source, source_detail, started_us,"
+    " stopped_us, body_limit, events_dropped) VALUES (1, ?1, ?2, 'har', ?3, ?4, ?5, ?6, ?7)",
+    "INSERT INTO connections (id, client_port, opened_us, closer, close_how, tls)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    "INSERT OR IGNORE INTO upstreams (id, conn_id, host, port, addr, remote_port, local_port,"
+    " opened_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    "INSERT INTO exchanges (id, conn_id, idx, upstream_id, upstream_reused, started_us, method,"
+    " url, host, path, http_version, status, req_head, req_head_sent, resp_head, resp_head_sent,"
+    " resp_interim, req_body_size, resp_body_size, req_bytes, resp_bytes, t_blocked, t_dns,"
+    " t_connect, t_send, t_wait, t_receive, duration_us, error, flags) VALUES (?1, ?2, ?3, ?4,"
+    " ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23,"
+    " ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+    "INSERT INTO bodies (exchange_id, direction, data, truncated) VALUES (?1, ?2, ?3, ?4)",
+    "INSERT INTO changes (exchange_id, in_request, what, by) VALUES (?1, ?2, ?3, ?4)",
+    "UPDATE connections SET auth_scheme = ?2 WHERE id = ?1 AND auth_scheme IS NULL",
+};
+
+/* Totals filled in once every exchange is written. */
+static const char totals_sql[] =
+    "UPDATE connections SET"
+    " n_exchanges = (SELECT count(*) FROM exchanges e WHERE e.conn_id = connections.id),"
+    " bytes_in = (SELECT sum(req_bytes) FROM exchanges e WHERE e.conn_id = connections.id),"
+    " bytes_out = (SELECT sum(resp_bytes) FROM exchanges e WHERE e.conn_id = connections.id);"
+    "UPDATE upstreams SET"
+    " bytes_out = (SELECT sum(req_bytes) FROM exchanges e WHERE e.upstream_id = upstreams.id),"
+    " bytes_in = (SELECT sum(resp_bytes) FROM exchanges e WHERE e.upstream_id = upstreams.id);";
+
+struct writer {
+    sqlite3 *db;
+    sqlite3_stmt *st[S_N];
+    int64_t max_body; /* the largest body kept */
+};
+
+/* Binds text, or NULL when <s> is NULL. */
+static int bind_text(sqlite3_stmt *st, int i, const char *s, size_t len)
+{
+    if (s == NULL)
+        return sqlite3_bind_null(st, i);
+    return sqlite3_bind_text(st, i, s, (int)len, SQLITE_TRANSIENT);
+}
+
+static int bind_blob(sqlite3_stmt *st, int i, const struct dbuf *b)
+{
+    if (b->p == NULL)
+        return sqlite3_bind_null(st, i);
+    return sqlite3_bind_blob(st, i, b->p, (int)b->len, SQLITE_TRANSIENT);
+}
+
+/* Binds the integer at <key> of <obj>, or NULL when it is absent or not an integer. */
+static int bind_json_int(sqlite3_stmt *st, int i, json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_integer(v))
+        return sqlite3_bind_int64(st, i, json_integer_value(v));
+    return sqlite3_bind_null(st, i);
+}
+
+static int bind_json_text(sqlite3_stmt *st, int i, json_t *obj, const char *key)
+{
+    const char *s = NULL;
+    size_t l = 0;
+    if (get_str(obj, key, &s, &l) != 1)
+        s = NULL;
+    return bind_text(st, i, s, l);
+}
+
+/* Runs <st> once (bound already) and resets it. Returns the SQLite code. */
+static int run(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* An HTTP version for a rebuilt start line: HTTP/1.x in capitals as on the wire (Chrome
+ * writes "http/1.1"), other tokens as the HAR has them, "HTTP/1.1" when the HAR has none. */
+static void add_version(struct dbuf *b, const char *v, size_t len)
+{
+    if (v == NULL || len == 0)
+        dbuf_str(b, "HTTP/1.1");
+    else if (len == 8 && strncasecmp(v, "http/1.", 7) == 0)
+        dbuf_add(b, (char[]){'H', 'T', 'T', 'P', '/', '1', '.', v[7]}, 8);
+    else
+        dbuf_field(b, v, len);
+}
+
+/* Adds "name: value\r\n" for each header of <arr> but HTTP/2 pseudo-headers, then "\r\n". */
+static void add_fields(struct dbuf *b, json_t *arr)
+{
+    for (size_t k = 0; k < json_array_size(arr); k++) {
+        json_t *h = json_array_get(arr, k);
+        const char *n = "", *v = "";
+        size_t nl = 0, vl = 0;
+        (void)get_str(h, "name", &n, &nl);
+        (void)get_str(h, "value", &v, &vl);
+        if (nl > 0 && n[0] == ':')
+            continue;
+        dbuf_field(b, n, nl);
+        dbuf_str(b, ": ");
+        dbuf_field(b, v, vl);
+        dbuf_str(b, "\r\n");
+    }
+    dbuf_str(b, "\r\n");
+}
+
+/* A text field of the HAR as bytes: decoded from base64 when <enc> says so. */
+static int text_bytes(json_t *obj, const char *key, const char *enc_key, struct dbuf *out,
+                      int *present)
+{
+    const char *s, *enc;
+    size_t l, el;
+    *present = get_str(obj, key, &s, &l) == 1;
+    if (!*present)
+        return 0;
+    if (get_str(obj, enc_key, &enc, &el) == 1 && strcasecmp(enc, "base64") == 0)
+        return base64_decode(s, l, out);
+    dbuf_add(out, s, l);
+    return out->oom ? -1 : 0;
+}
+
+/* The first header named <name> of <arr>, or NULL. */
+static const char *header_value(json_t *arr, const char *name, size_t *len)
+{
+    for (size_t k = 0; k < json_array_size(arr); k++) {
+        json_t *h = json_array_get(arr, k);
+        const char *n, *v;
+        size_t nl, vl;
+        if (get_str(h, "name", &n, &nl) == 1 && strcasecmp(n, name) == 0 &&
+            get_str(h, "value", &v, &vl) == 1) {
+            *len = vl;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+static int64_t jint(json_t *obj, const char *key, int64_t dflt)
+{
+    double d;
+    if (get_num(obj, key, &d) != 1 || d < -1 || d > 9.0e15)
+        return dflt;
+    return (int64_t)d;
+}
+
+/* Writes exchange <e> on connection <conn_id> (its <idx>-th) with upstream <up_id> (0: none). */
+static int write_exchange(struct importer *im, struct writer *w, const struct ent *e,
+                          const struct shunt_har_conn_hint *hint, int64_t conn_id,
+                          int64_t up_id)
+{
+    json_t *req = json_object_get(e->j, "request"), *resp = json_object_get(e->j, "response");
+    json_t *sh = im->producer == SHUNT_HAR_SHUNT ? json_object_get(e->j, "_shunt") : NULL;
+    json_t *content = json_object_get(resp, "content");
+    json_t *pd = json_object_get(req, "postData");
+    json_t *rq_hdrs = json_object_get(req, "headers"), *rs_hdrs = json_object_get(resp, "headers");
+    struct dbuf rq = {0}, rs = {0}, rq_sent = {0}, rs_sent = {0}, interim = {0}, qb = {0}, sb = {0};
+    const char *method = "", *ver = NULL, *rver = NULL, *stext = NULL;
+    size_t mlen = 0, vlen = 0, rvlen = 0, stlen = 0;
+    int rc = SHUNT_EPARSE, status = (int)json_number_value(json_object_get(resp, "status"));
+    int q_present = 0, s_present = 0;
+    (void)get_str(req, "method", &method, &mlen);
+    if (get_str(req, "httpVersion", &ver, &vlen) != 1 || vlen == 0)
+        ver = NULL;
+    if (get_str(resp, "httpVersion", &rver, &rvlen) != 1 || rvlen == 0)
+        rver = ver, rvlen = vlen;
+    if (get_str(resp, "statusText", &stext, &stlen) != 1)
+        stext = "", stlen = 0;
+
+    /* Heads: shunt's own as recorded; otherwise rebuilt from the HAR's fields. */
+    if (sh != NULL) {
+        static const struct {
+            const char *key, *enc;
+            int which;
+        } heads[] = {
+            {"request_head_received", "request_head_received_encoding", 0},
+            {"response_head_received", "response_head_received_encoding", 1},
+            {"request_head_sent", "request_head_sent_encoding", 2},
+            {"response_head_sent", "response_head_sent_encoding", 3},
+            {"response_interim", "response_interim_encoding", 4},
+        };
+        struct dbuf *outs[] = {&rq, &rs, &rq_sent, &rs_sent, &interim};
+        for (size_t k = 0; k < 5; k++) {
+            int present;
+            if (text_bytes(sh, heads[k].key, heads[k].enc, outs[heads[k].which], &present) != 0) {
+                rc = fail(im, "log.entries[%zu]._shunt.%s: invalid base64", e->src, heads[k].key);
+                goto done;
+            }
+        }
+    } else {
+        dbuf_field(&rq, method, mlen);
+        dbuf_str(&rq, " ");
+        if (strcasecmp(method, "CONNECT") == 0 && e->authority != NULL)
+            dbuf_field(&rq, e->authority, e->authority_len);
+        else if (e->path != NULL)
+            e->path_len ? dbuf_field(&rq, e->path, e->path_len) : dbuf_str(&rq, "/");
+        else
+            dbuf_field(&rq, e->url, strlen(e->url));
+        dbuf_str(&rq, " ");
+        add_version(&rq, ver, vlen);
+        dbuf_str(&rq, "\r\n");
+        add_fields(&rq, rq_hdrs);
+        if (status > 0) {
+            char code[16];
+            add_version(&rs, rver, rvlen);
+            snprintf(code, sizeof(code), " %03d ", status);
+            dbuf_str(&rs, code);
+            dbuf_field(&rs, stext, stlen);
+            dbuf_str(&rs, "\r\n");
+            add_fields(&rs, rs_hdrs);
+        }
+    }
+
+    /* Bodies. */
+    if (pd != NULL && text_bytes(pd, "text", "_encoding", &qb, &q_present) != 0) {
+        rc = fail(im, "log.entries[%zu].request.postData.text: invalid base64", e->src);
+        goto done;
+    }
+    if (content != NULL && text_bytes(content, "text", "encoding", &sb, &s_present) != 0) {
+        rc = fail(im, "log.entries[%zu].response.content.text: invalid base64", e->src);
+        goto done;
+    }
+    if (rq.oom || rs.oom || qb.oom || sb.oom) {
+        rc = fail(im, "out of memory");
+        goto done;
+    }
+    int64_t req_body = jint(req, "bodySize", -1), req_hs = jint(req, "headersSize", -1);
+    int64_t resp_hs = jint(resp, "headersSize", -1), resp_bs = jint(resp, "bodySize", -1);
+    int64_t csize = jint(content, "size", -1);
+    int64_t req_body_size = req_body >= 0 ? req_body : (int64_t)qb.len;
+    int64_t resp_body_size;
+    size_t cel = 0;
+    if (sh != NULL || header_value(rs_hdrs, "Content-Encoding", &cel) == NULL)
+        resp_body_size = csize >= 0 ? csize : resp_bs >= 0 ? resp_bs : (int64_t)sb.len;
+    else /* content.size is the decoded size; the capture keeps the body as on the wire */
+        resp_body_size = resp_bs >= 0 ? resp_bs : csize >= 0 ? csize : (int64_t)sb.len;
+    int64_t req_bytes, resp_bytes;
+    if (sh != NULL) {
+        req_bytes = (req_hs >= 0 ? req_hs : 0) + req_body_size;
+        resp_bytes = resp_hs >= 0 && resp_bs >= 0 ? resp_hs + resp_bs : 0;
+    } else {
+        req_bytes = (req_hs >= 0 ? req_hs : (int64_t)rq.len) + req_body_size;
+        resp_bytes = status > 0 ? (resp_hs >= 0 ? resp_hs : (int64_t)rs.len) +
+                                      (resp_bs >= 0 ? resp_bs : resp_body_size)
+                                : 0;
+    }
+    json_t *qtr = pd ? json_object_get(pd, "_truncated") : NULL;
+    json_t *str = content ? json_object_get(content, "_truncated") : NULL;
+    int q_trunc = json_is_true(qtr) || (q_present && (int64_t)qb.len < req_body_size);
+    int s_trunc = json_is_true(str) ||
+                  (s_present && sh == NULL && cel == 0 && (int64_t)sb.len < resp_body_size);
+
+    const char *error = NULL;
+    size_t elen = 0;
+    json_t *errsrc = sh != NULL ? sh : resp;
+    if (get_str(errsrc, sh != NULL ? "error" : "_error", &error, &elen) != 1 || elen == 0)
+        error = NULL;
+    int64_t flags;
+    if (sh != NULL && json_is_integer(json_object_get(sh, "flags"))) {
+        flags = json_integer_value(json_object_get(sh, "flags"));
+    } else {
+        flags = (error ? 2 : 0) | (q_trunc || s_trunc ? 4 : 0) |
+                (strcasecmp(method, "CONNECT") == 0 || status == 101 ? 8 : 0);
+    }
+
+    sqlite3_stmt *st = w->st[S_EXCHANGE];
+    json_t *shid = sh ? json_object_get(sh, "id") : NULL;
+    sqlite3_bind_int64(st, 2, conn_id);
+    sqlite3_bind_int64(st, 3, sh && json_is_integer(json_object_get(sh, "idx"))
+                                  ? json_integer_value(json_object_get(sh, "idx"))
+                                  : (int64_t)hint->idx);
+    if (up_id > 0)
+        sqlite3_bind_int64(st, 4, up_id);
+    /* Reused: what timings.connect says (docs/har.md); unknown stays NULL unless an earlier
+     * exchange on the same connection proves it. */
+    if (sh != NULL)
+        bind_json_int(st, 5, sh, "upstream_reused");
+    else if (up_id > 0 && hint->opens >= 0)
+        sqlite3_bind_int(st, 5, hint->opens == 0);
+    else if (up_id > 0 && hint->idx > 1)
+        sqlite3_bind_int(st, 5, 1);
+    sqlite3_bind_int64(st, 6, e->start_us);
+    bind_text(st, 7, method, mlen);
+    bind_text(st, 8, e->url, strlen(e->url));
+    bind_text(st, 9, e->host, e->host ? strlen(e->host) : 0);
+    if (e->path != NULL)
+        e->path_len ? bind_text(st, 10, e->path, e->path_len) : bind_text(st, 10, "/", 1);
+    bind_text(st, 11, ver, vlen);
+    if (status > 0)
+        sqlite3_bind_int(st, 12, status);
+    bind_blob(st, 13, &rq);
+    bind_blob(st, 14, &rq_sent);
+    bind_blob(st, 15, &rs);
+    bind_blob(st, 16, &rs_sent);
+    bind_blob(st, 17, &interim);
+    sqlite3_bind_int64(st, 18, req_body_size);
+    sqlite3_bind_int64(st, 19, resp_body_size);
+    sqlite3_bind_int64(st, 20, req_bytes);
+    sqlite3_bind_int64(st, 21, resp_bytes);
+    for (int k = 0; k < 6; k++)
+        sqlite3_bind_int64(st, 22 + k, e->t[k]);
+    sqlite3_bind_int64(st, 28, e->time_us);
+    bind_text(st, 29, error, elen);
+    sqlite3_bind_int64(st, 30, flags);
+    int src = SQLITE_CONSTRAINT;
+    if (json_is_integer(shid) && json_integer_value(shid) > 0) {
+        sqlite3_bind_int64(st, 1, json_integer_value(shid));
+        src = sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    if (src == SQLITE_CONSTRAINT) { /* no id of its own, or taken: the next free one */
+        sqlite3_bind_null(st, 1);
+        src = sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    sqlite3_clear_bindings(st);
+    if (src != SQLITE_DONE)
+        goto sqlfail;
+    int64_t xid = sqlite3_last_insert_rowid(w->db);
+
+    struct {
+        struct dbuf *b;
+        int present, truncated;
+    } bodies[2] = {{&qb, q_present, q_trunc}, {&sb, s_present, s_trunc}};
+    for (int dir = 0; dir < 2; dir++) {
+        if (!bodies[dir].present || bodies[dir].b->len == 0)
+            continue;
+        st = w->st[S_BODY];
+        sqlite3_bind_int64(st, 1, xid);
+        sqlite3_bind_int(st, 2, dir);
+        sqlite3_bind_blob(st, 3, bodies[dir].b->p, (int)bodies[dir].b->len, SQLITE_TRANSIENT);
+        sqlite3_bind_int(st, 4, bodies[dir].truncated);
+        if (run(st) != SQLITE_OK)
+            goto sqlfail;
+        if ((int64_t)bodies[dir].b->len > w->max_body)
+            w->max_body = (int64_t)bodies[dir].b->len;
+    }
+
+    json_t *changes = sh ? json_object_get(sh, "changes") : NULL;
+    for (size_t k = 0; k < json_array_size(changes); k++) {
+        json_t *c = json_array_get(changes, k);
+        const char *what, *by;
+        size_t wl, bl;
+        if (get_str(c, "what", &what, &wl) != 1 || get_str(c, "by", &by, &bl) != 1) {
+            rc = fail(im, "log.entries[%zu]._shunt.changes[%zu]: what and by must be strings",
+                      e->src, k);
+            goto done;
+        }
+        st = w->st[S_CHANGE];
+        sqlite3_bind_int64(st, 1, xid);
+        sqlite3_bind_int(st, 2, json_is_true(json_object_get(c, "in_request")));
+        bind_text(st, 3, what, wl);
+        bind_text(st, 4, by, bl);
+        if (run(st) != SQLITE_OK)
+            goto sqlfail;
+    }
+
+    /* The connection's auth scheme: the first token of the first Authorization seen. */
+    size_t al = 0;
+    const char *auth = header_value(rq_hdrs, "Authorization", &al);
+    if (auth == NULL)
+        auth = header_value(rq_hdrs, "Proxy-Authorization", &al);
+    if (auth != NULL) {
+        size_t tl = 0;
+        while (tl < al && auth[tl] != ' ')
+            tl++;
+        st = w->st[S_AUTH];
+        sqlite3_bind_int64(st, 1, conn_id);
+        bind_text(st, 2, auth, tl);
+        if (run(st) != SQLITE_OK)
+            goto sqlfail;
+    }
+    rc = 0;
+    goto done;
+sqlfail:
+    rc = fail(im, "cannot write the capture: %s", sqlite3_errmsg(w->db));
+done:
+    dbuf_free(&rq);
+    dbuf_free(&rs);
+    dbuf_free(&rq_sent);
+    dbuf_free(&rs_sent);
+    dbuf_free(&interim);
+    dbuf_free(&qb);
+    dbuf_free(&sb);
+    return rc;
+}
+
+/* Inserts connection number <c> (first entry <e>) and returns its id in *<id>. */
+static int write_conn(struct importer *im, struct writer *w, const struct ent *e, int64_t *id)
+{
+    json_t *sh = im->producer == SHUNT_HAR_SHUNT ? json_object_get(e->j, "_shunt") : NULL;
+    sqlite3_stmt *st = w->st[S_CONN];
+    char buf[64];
+    int rc = SQLITE_CONSTRAINT;
+    for (int attempt = 0; attempt < 2 && rc == SQLITE_CONSTRAINT; attempt++) {
+        json_t *cid = sh ? json_object_get(sh, "conn_id") : NULL;
+        if (attempt == 0 && !(json_is_integer(cid) && json_integer_value(cid) > 0))
+            continue;
+        if (attempt == 0)
+            sqlite3_bind_int64(st, 1, json_integer_value(cid));
+        else
+            sqlite3_bind_null(st, 1);
+        if (sh != NULL) {
+            bind_json_int(st, 2, sh, "client_port");
+            bind_json_text(st, 4, sh, "closer");
+            bind_json_text(st, 5, sh, "close_how");
+        } else if (im->producer == SHUNT_HAR_FIDDLER &&
+                   get_id(e->j, "connection", buf, sizeof(buf))) {
+            char *end;
+            long p = strtol(buf, &end, 10);
+            if (*end == '\0' && p > 0 && p <= 65535)
+                sqlite3_bind_int64(st, 2, p);
+        }
+        sqlite3_bind_int64(st, 3, e->start_us);
+        sqlite3_bind_int(st, 6, e->tls);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    if (rc != SQLITE_DONE)
+        return fail(im, "cannot write the capture: %s", sqlite3_errmsg(w->db));
+    *id = sqlite3_last_insert_rowid(w->db);
+    return 0;
+}
+
+/* Inserts the upstream of <e> on connection <conn_id> with id <want> (0: the next free one)
+ * unless it exists; returns its id in *<id>. */
+static int write_upstream(struct importer *im, struct writer *w, const struct ent *e,
+                          int64_t conn_id, int64_t want, int64_t *id)
+{
+    json_t *sh = im->producer == SHUNT_HAR_SHUNT ? json_object_get(e->j, "_shunt") : NULL;
+    sqlite3_stmt *st = w->st[S_UPSTREAM];
+    const char *addr;
+    size_t al;
+    if (want > 0)
+        sqlite3_bind_int64(st, 1, want);
+    sqlite3_bind_int64(st, 2, conn_id);
+    bind_text(st, 3, e->host, e->host ? strlen(e->host) : 0);
+    if (e->port > 0) {
+        sqlite3_bind_int(st, 4, e->port);
+        sqlite3_bind_int(st, 6, e->port);
+    }
+    if (get_str(e->j, "serverIPAddress", &addr, &al) == 1 && al > 0) {
+        if (al > 2 && addr[0] == '[' && addr[al - 1] == ']') /* some write [v6] */
+            addr++, al -= 2;
+        bind_text(st, 5, addr, al);
+    }
+    if (sh != NULL)
+        bind_json_int(st, 7, sh, "upstream_port");
+    sqlite3_bind_int64(st, 8, e->start_us);
+    if (run(st) != SQLITE_OK)
+        return fail(im, "cannot write the capture: %s", sqlite3_errmsg(w->db));
+    *id = want > 0 ? want : sqlite3_last_insert_rowid(w->db);
+    return 0;
+}
+
+/* Writes everything; <ents> sorted, <hints> parallel to them. */
+static int write_all(struct importer *im, struct writer *w, struct ent *ents,
+                     struct shunt_har_conn_hint *hints, size_t n, size_t n_conns)
+{
+    int64_t *conn_ids = calloc(n_conns + 1, sizeof(*conn_ids));
+    char **ukeys = calloc(n + 1, sizeof(*ukeys));
+    struct smap ups = {0};
+    int rc = SHUNT_ENOMEM;
+    if (conn_ids == NULL || ukeys == NULL || smap_init(&ups, n) != 0) {
+        rc = fail(im, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct ent *e = &ents[i];
+        size_t c = hints[i].conn;
+        if (conn_ids[c] == 0 && (rc = write_conn(im, w, e, &conn_ids[c])) != 0)
+            goto done;
+        int64_t up = 0;
+        if (im->producer == SHUNT_HAR_SHUNT) {
+            json_t *u = json_object_get(json_object_get(e->j, "_shunt"), "upstream_id");
+            if (json_is_integer(u) && json_integer_value(u) > 0 &&
+                (rc = write_upstream(im, w, e, conn_ids[c], json_integer_value(u), &up)) != 0)
+                goto done;
+        } else if (e->host != NULL) {
+            /* One upstream per origin on a connection, as shunt records it. */
+            size_t kl = strlen(e->origin) + 24;
+            ukeys[i] = malloc(kl);
+            if (ukeys[i] == NULL) {
+                rc = fail(im, "out of memory");
+                goto done;
+            }
+            snprintf(ukeys[i], kl, "%" PRId64 "|%s", conn_ids[c], e->origin);
+            size_t s = smap_slot(&ups, ukeys[i]);
+            if (ups.keys[s] != NULL) {
+                up = (int64_t)ups.vals[s];
+            } else {
+                if ((rc = write_upstream(im, w, e, conn_ids[c], 0, &up)) != 0)
+                    goto done;
+                ups.keys[s] = ukeys[i];
+                ups.vals[s] = (size_t)up;
+            }
+        }
+        if ((rc = write_exchange(im, w, e, &hints[i], conn_ids[c], up)) != 0)
+            goto done;
+    }
+    if (sqlite3_exec(w->db, totals_sql, NULL, NULL, NULL) != SQLITE_OK) {
+        rc = fail(im, "cannot write the capture: %s", sqlite3_errmsg(w->db));
+        goto done;
+    }
+    rc = 0;
+done:
+    smap_dispose(&ups);
+    for (size_t i = 0; ukeys != NULL && i < n; i++)
+        free(ukeys[i]);
+    free(ukeys);
+    free(conn_ids);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the entry points */
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Parses <buf> into a JSON document, with the error said as a HAR reader would. */
+static json_t *load_json(struct importer *im, const char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n'))
+        i++;
+    if (i == len) {
+        fail(im, "empty, not a HAR");
+        return NULL;
+    }
+    json_error_t je;
+    json_t *root = json_loadb(buf, len, JSON_ALLOW_NUL, &je);
+    if (root != NULL)
+        return root;
+    enum json_error_code code = json_error_code(&je);
+    if (code == json_error_out_of_memory)
+        fail(im, "out of memory");
+    else if (code == json_error_premature_end_of_input ||
+             (code == json_error_invalid_syntax && je.position >= (int)len))
+        fail(im, "truncated JSON: %s at line %d column %d (byte %d)", je.text, je.line,
+             je.column, je.position);
+    else
+        fail(im, "not JSON: %s at line %d column %d (byte %d)", je.text, je.line, je.column,
+             je.position);
+    return NULL;
+}
+
+int shunt_har_import_buf(sqlite3 *db, const char *buf, size_t len,
+                         const struct shunt_har_import_opts *o, struct shunt_har_import_info *info,
+                         char *err, size_t err_len)
+{
+    struct importer im = {err, err_len, SHUNT_HAR_OTHER, 0};
+    struct writer w = {db, {0}, 0};
+    struct ent *ents = NULL;
+    struct shunt_har_conn_hint *hints = NULL;
+    size_t n = 0;
+    int rc, began = 0;
+    json_t *root = NULL;
+    memset(info, 0, sizeof(*info));
+    if (len > SHUNT_HAR_MAX_INPUT)
+        return fail(&im, "over %zu bytes, too large to import", SHUNT_HAR_MAX_INPUT);
+    root = load_json(&im, buf, len);
+    if (root == NULL)
+        return SHUNT_EPARSE;
+    json_t *log = json_object_get(root, "log");
+    rc = SHUNT_EPARSE;
+    if (!json_is_object(root)) {
+        fail(&im, "not a HAR: the top level is not an object");
+        goto done;
+    }
+    if (!json_is_object(log)) {
+        fail(&im, "not a HAR: %s", log ? "\"log\" is not an object" : "no \"log\" object");
+        goto done;
+    }
+    json_t *entries = json_object_get(log, "entries");
+    if (!json_is_array(entries)) {
+        fail(&im, "not a HAR: log.entries is %s", entries ? "not an array" : "missing");
+        goto done;
+    }
+    json_t *creator = json_object_get(log, "creator");
+    const char *cname = NULL, *cver = NULL;
+    size_t cnl = 0, cvl = 0;
+    if (creator != NULL && !json_is_object(creator)) {
+        fail(&im, "log.creator is not an object");
+        goto done;
+    }
+    if (get_str(creator, "name", &cname, &cnl) < 0 ||
+        get_str(creator, "version", &cver, &cvl) < 0) {
+        fail(&im, "log.creator.name and .version must be strings");
+        goto done;
+    }
+    im.producer = shunt_har_producer_of(cname && strlen(cname) == cnl ? cname : NULL);
+    info->producer = im.producer;
+
+    n = json_array_size(entries);
+    ents = calloc(n + 1, sizeof(*ents));
+    hints = calloc(n + 1, sizeof(*hints));
+    if (ents == NULL || hints == NULL) {
+        fail(&im, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((rc = read_entry(&im, json_array_get(entries, i), i, &ents[i])) != 0)
+            goto done;
+    qsort(ents, n, sizeof(*ents), by_start);
+    judge_connection_field(&im, ents, n);
+    int64_t first = n ? ents[0].start_us : now_us(), last = first;
+    for (size_t i = 0; i < n; i++) {
+        if (make_key(&im, &ents[i]) != 0) {
+            rc = fail(&im, "out of memory");
+            goto done;
+        }
+        hints[i].start_us = ents[i].start_us;
+        hints[i].end_us = ents[i].start_us + ents[i].time_us;
+        hints[i].opens = opens(&im, &ents[i]);
+        hints[i].key = ents[i].key;
+        hints[i].origin = ents[i].origin;
+        hints[i].multiplexed = ents[i].multiplexed;
+        if (hints[i].end_us > last)
+            last = hints[i].end_us;
+    }
+    long n_conns = shunt_har_infer_connections(hints, n);
+    if (n_conns < 0) {
+        rc = fail(&im, "out of memory");
+        goto done;
+    }
+
+    for (int k = 0; k < S_N; k++)
+        if (sqlite3_prepare_v2(db, stmt_sql[k], -1, &w.st[k], NULL) != SQLITE_OK)
+            goto sqlfail;
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        goto sqlfail;
+    began = 1;
+    if ((rc = write_all(&im, &w, ents, hints, n, (size_t)n_conns)) != 0)
+        goto done;
+    json_t *lsh = im.producer == SHUNT_HAR_SHUNT ? json_object_get(log, "_shunt") : NULL;
+    char detail[256];
+    snprintf(detail, sizeof(detail), "%.*s%s%.*s", (int)(cname ? cnl : 7),
+             cname ? cname : "unknown", cver ? " " : "", (int)(cver ? cvl : 0), cver ? cver : "");
+    sqlite3_stmt *st = w.st[S_CAPTURE];
+    bind_text(st, 1, o->shunt_version, strlen(o->shunt_version));
+    bind_text(st, 2, o->command_line, strlen(o->command_line));
+    bind_text(st, 3, detail, strlen(detail));
+    sqlite3_bind_int64(st, 4, first);
+    sqlite3_bind_int64(st, 5, last);
+    sqlite3_bind_int64(st, 6, lsh && jint(lsh, "body_limit", -1) >= 0 ? jint(lsh, "body_limit", 0)
+                                                                        : w.max_body);
+    sqlite3_bind_int64(st, 7, lsh && jint(lsh, "events_dropped", -1) > 0
+                                  ? jint(lsh, "events_dropped", 0)
+                                  : 0);
+    if (run(st) != SQLITE_OK)
+        goto sqlfail;
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        goto sqlfail;
+    began = 0;
+    info->n_entries = n;
+    info->n_connections = (size_t)n_conns;
+    rc = 0;
+    goto done;
+sqlfail:
+    rc = fail(&im, "cannot write the capture: %s", sqlite3_errmsg(db));
+done:
+    if (began)
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    for (int k = 0; k < S_N; k++)
+        sqlite3_finalize(w.st[k]);
+    for (size_t i = 0; ents != NULL && i < n; i++) {
+        free(ents[i].key);
+        free(ents[i].origin);
+        free(ents[i].host);
+    }
+    free(ents);
+    free(hints);
+    json_decref(root);
+    return rc;
+}
+
+/* Removes the capture <path> and the files SQLite keeps beside it. */
+static void remove_capture(const char *path)
+{
+    size_t l = strlen(path);
+    char *p = malloc(l + sizeof("-journal"));
+    unlink(path);
+    if (p == NULL)
+        return;
+    memcpy(p, path, l);
+    memcpy(p + l, "-wal", 5);
+    unlink(p);
+    memcpy(p + l, "-shm", 5);
+    unlink(p);
+    memcpy(p + l, "-journal", 9);
+    unlink(p);
+    free(p);
+}
+
+int shunt_har_import_file(const char *in, const char *out, const struct shunt_har_import_opts *o,
+                          struct shunt_har_import_info *info, char *err, size_t err_len)
+{
+    char msg[512];
+    char *buf = NULL;
+    sqlite3 *db = NULL;
+    int rc = SHUNT_EINVAL;
+    memset(info, 0, sizeof(*info));
+    FILE *f = fopen(in, "rb");
+    struct stat sb;
+    if (f == NULL || fstat(fileno(f), &sb) != 0) {
+        snprintf(err, err_len, "%s: %s", in, strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, err_len, "%s: not a file", in);
+        goto done;
+    }
+    if ((uint64_t)sb.st_size > SHUNT_HAR_MAX_INPUT) {
+        snprintf(err, err_len, "%s: over %zu bytes, too large to import", in, SHUNT_HAR_MAX_INPUT);
+        goto done;
+    }
+    size_t len = (size_t)sb.st_size;
+    buf = malloc(len + 1);
+    if (buf == NULL || fread(buf, 1, len, f) != len) {
+        snprintf(err, err_len, "%s: %s", in, buf ? "cannot read it" : "out of memory");
+        goto done;
+    }
+    if ((rc = shunt_capture_create(out, &db, err, err_len)) != 0)
+        goto done;
+    rc = shunt_har_import_buf(db, buf, len, o, info, msg, sizeof(msg));
+    if (rc != 0)
+        snprintf(err, err_len, "%s: %s", in, msg);
+    if (sqlite3_close(db) != SQLITE_OK && rc == 0) {
+        snprintf(err, err_len, "%s: cannot close: %s", out, sqlite3_errmsg(db));
+        rc = SHUNT_EINVAL;
+    }
+    if (rc != 0)
+        remove_capture(out);
+done:
+    if (f != NULL)
+        fclose(f);
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,43 @@
+/* src/cli/cmd_connections.c - `shunt connections`: the client connections of a capture. */
+#include <stdio.h>
+
+#include "capture/view.h"
+#include "cli/commands.h"
+
+static const char help[] =
+    "usage: shunt connections [FILE] [--conn ID] [--host H] [--status N] [--limit N]\n"
+    "                         [--offset N] [--json]\n"
+    "\n"
+    "The client connections of the capture FILE (default shunt.db), one a row, in id order:\n"
+    "id, client port, the local ports of its upstream connections, exchanges, opened (local\n"
+    "time), lifetime, who closed it first (client, server, proxy; ? unknown), how (FIN, RST,\n"
+    "timeout, error; ? unknown), the first authentication scheme seen, and tls/tunnel.\n"
+    "\n"
+    "options:\n"
+    "  --conn ID     only connection ID\n"
+    "  --host H      only connections with an exchange for host H\n"
+    "  --status N    only connections with an exchange whose final status is N\n"
+    "  --limit N     at most N rows\n"
+    "  --offset N    skip the first N rows\n"
+    "  --json        {\"capture\": {...}, \"connections\": [...]}\n"
+    "  -h, --help    this text\n"
+    "\n"
+    "See docs/views.md.\n";
+
+int shunt_cmd_connections(int argc, char **argv)
+{
+    struct shunt_view_opts o;
+    char err[512];
+    int rc = shunt_view_args(&o, argc, argv, SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_PAGE,
+                             err, sizeof(err));
+    if (rc == 1) {
+        fputs(help, stdout);
+        return 0;
+    }
+    if (rc == 0)
+        rc = shunt_view_connections(&o, err, sizeof(err));
+    if (rc == 0)
+        return 0;
+    fprintf(stderr, "shunt connections: %s\n", err);
+    return rc == SHUNT_ENOMEM ? 1 : 2;
+}

@@ -1,0 +1,94 @@
+/* src/cli/cmd_export.c - `shunt export FILE --har OUT.har [FILTER]`: a capture as HAR 1.2. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "capture/db.h"
+#include "capture/filter.h"
+#include "capture/har.h"
+#include "cli/commands.h"
+
+static const char help[] =
+    "usage: shunt export FILE --har OUT.har [--host H] [--status N] [--conn ID]\n"
+    "\n"
+    "Writes the exchanges of the capture FILE as a HAR 1.2 file that browsers' DevTools and\n"
+    "other HAR viewers open. Every exchange is an entry: heads as sent, body prefixes,\n"
+    "timings, `connection` and `_connectionId` (shunt's connection id), `serverIPAddress`,\n"
+    "and shunt's own facts under `_shunt` (heads as received, changes made, who closed the\n"
+    "connection and how). OUT.har is written 0600 (a capture holds credentials) and replaced\n"
+    "atomically; `--har -` writes to stdout. docs/har.md describes every field.\n"
+    "\n"
+    "options:\n"
+    "  --har OUT.har     where to write (required)\n"
+    "  --host H          only exchanges with this host\n"
+    "  --status N        only exchanges with this final status\n"
+    "  --conn ID         only exchanges on this connection\n"
+    "  -h, --help        this text\n"
+    "\n"
+    "example:\n"
+    "  shunt export shunt.db --har day.har --host example.com\n";
+
+static int usage_error(const char *why)
+{
+    fprintf(stderr, "shunt export: %s\n(`shunt export --help` tells more)\n", why);
+    return 2;
+}
+
+int shunt_cmd_export(int argc, char **argv)
+{
+    struct shunt_capture_filter f = {0};
+    const char *file = NULL, *out = NULL;
+    char err[1024];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(help, stdout);
+            return 0;
+        }
+        int r = shunt_capture_filter_arg(&f, argc, argv, &i, err, sizeof(err));
+        if (r < 0)
+            return usage_error(err);
+        if (r > 0)
+            continue;
+        if (strcmp(a, "--har") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("--har needs a file name");
+            out = argv[++i];
+        } else if (strncmp(a, "--har=", 6) == 0) {
+            out = a + 6;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            snprintf(err, sizeof(err), "unknown option %s", a);
+            return usage_error(err);
+        } else if (file == NULL) {
+            file = a;
+        } else {
+            snprintf(err, sizeof(err), "one capture file only (%s and %s)", file, a);
+            return usage_error(err);
+        }
+    }
+    if (file == NULL)
+        return usage_error("which capture? shunt export FILE --har OUT.har");
+    if (out == NULL || *out == '\0')
+        return usage_error("--har OUT.har is required");
+
+    sqlite3 *db;
+    if (shunt_capture_open(file, 0, &db, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shunt export: %s\n", err);
+        return 2;
+    }
+    struct shunt_har_export_info info;
+    int rc = shunt_har_export_file(db, &f, SHUNT_VERSION, out, &info, err, sizeof(err));
+    sqlite3_close(db);
+    if (rc != 0) {
+        fprintf(stderr, "shunt export: %s\n", err);
+        return 1;
+    }
+    if (info.events_dropped > 0)
+        fprintf(stderr,
+                "shunt export: warning: %s is incomplete: the recorder dropped %" PRId64
+                " events, so exchanges may be missing (log._shunt.incomplete is true)\n",
+                file, info.events_dropped);
+    if (strcmp(out, "-") != 0)
+        fprintf(stderr, "shunt export: %s: %" PRIu64 " entries\n", out, info.n_entries);
+    return 0;
+}

@@ -1,0 +1,44 @@
+/* src/cli/cmd_sessions.c - `shunt sessions`: the exchanges of a capture, one a row. */
+#include <stdio.h>
+
+#include "capture/view.h"
+#include "cli/commands.h"
+
+static const char help[] =
+    "usage: shunt sessions [FILE] [--host H] [--status N] [--conn ID] [--limit N] [--offset N]\n"
+    "                      [--json]\n"
+    "\n"
+    "The exchanges of the capture FILE (default shunt.db), one a row, in id order: id,\n"
+    "connection, index on it, client port, method, host, path, status, bytes sent to the\n"
+    "client, duration in ms, and flags: C changed by shunt or a rule, E error, T a body\n"
+    "truncated by the capture, U became a tunnel. On a terminal, long tables go through\n"
+    "${PAGER:-less} (with LESS=FRX unless set).\n"
+    "\n"
+    "options:\n"
+    "  --host H      only exchanges with host H (no port; case-insensitive)\n"
+    "  --status N    only exchanges whose final status is N\n"
+    "  --conn ID     only exchanges of client connection ID\n"
+    "  --limit N     at most N rows\n"
+    "  --offset N    skip the first N rows (of those the filter takes)\n"
+    "  --json        {\"capture\": {...}, \"exchanges\": [...]} with every value in full\n"
+    "  -h, --help    this text\n"
+    "\n"
+    "`shunt show FILE ID` shows one exchange whole. See docs/views.md.\n";
+
+int shunt_cmd_sessions(int argc, char **argv)
+{
+    struct shunt_view_opts o;
+    char err[512];
+    int rc = shunt_view_args(&o, argc, argv, SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_PAGE,
+                             err, sizeof(err));
+    if (rc == 1) {
+        fputs(help, stdout);
+        return 0;
+    }
+    if (rc == 0)
+        rc = shunt_view_sessions(&o, err, sizeof(err));
+    if (rc == 0)
+        return 0;
+    fprintf(stderr, "shunt sessions: %s\n", err);
+    return rc == SHUNT_ENOMEM ? 1 : 2;
+}

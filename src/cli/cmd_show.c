@@ -1,0 +1,39 @@
+/* src/cli/cmd_show.c - `shunt show`: one exchange of a capture, whole. */
+#include <stdio.h>
+
+#include "capture/view.h"
+#include "cli/commands.h"
+
+static const char help[] =
+    "usage: shunt show [FILE] ID [--json]\n"
+    "\n"
+    "Exchange ID of the capture FILE (default shunt.db): a summary (method, URL, status,\n"
+    "connection and index on it, client port, upstream local port, new or reused upstream),\n"
+    "HAR timings in ms (\"-\": does not apply), the request and response heads as received\n"
+    "with the lines that differ in what was sent marked (\"- \" removed, \"+ \" added), the\n"
+    "changes shunt or a rule made, interim 1xx heads, and a preview of each body: text as\n"
+    "text, anything else as a hex dump, the first 2048 bytes.\n"
+    "\n"
+    "options:\n"
+    "  --json        {\"capture\": {...}, \"exchange\": {...}}: every column, the heads, the\n"
+    "                bodies the capture kept (text, or base64 in *_base64)\n"
+    "  -h, --help    this text\n"
+    "\n"
+    "`shunt sessions FILE` lists the ids. See docs/views.md.\n";
+
+int shunt_cmd_show(int argc, char **argv)
+{
+    struct shunt_view_opts o;
+    char err[512];
+    int rc = shunt_view_args(&o, argc, argv, SHUNT_VIEW_ACCEPT_ID, err, sizeof(err));
+    if (rc == 1) {
+        fputs(help, stdout);
+        return 0;
+    }
+    if (rc == 0)
+        rc = shunt_view_show(&o, err, sizeof(err));
+    if (rc == 0)
+        return 0;
+    fprintf(stderr, "shunt show: %s\n", err);
+    return rc == SHUNT_ENOMEM ? 1 : 2;
+}
