@@ -20,8 +20,14 @@ esac
 
 missing=""
 for p in $want; do
-    # nginx-light, nginx-core and nginx-full all provide /usr/sbin/nginx.
-    if [ "$p" = nginx-light ] && [ -x /usr/sbin/nginx ]; then continue; fi
+    # What matters of some packages is a command that others provide too: nginx-light,
+    # -core and -full all give /usr/sbin/nginx; NodeSource's nodejs bundles npm (and
+    # conflicts with Debian's npm package).
+    case $p in
+    nginx-light) [ -x /usr/sbin/nginx ] && continue ;;
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
+    esac
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$st" in *"ok installed"*) ;; *) missing="$missing $p" ;; esac
 done

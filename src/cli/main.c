@@ -21,7 +21,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: shunt <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n`shunt <command> --help` tells more. shunt %s\n", SHUNT_VERSION);
 }
 
