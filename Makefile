@@ -2,7 +2,7 @@
 # shows pairing on loopback. Missing Debian packages are installed by scripts/deps.sh.
 
 CC       ?= cc
-PKGS     := libuv sqlite3 jansson
+PKGS     := libuv sqlite3 jansson libpcre2-8
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc $(PKG_CFLAGS)
@@ -71,6 +71,12 @@ $(BUILD)/fuzz/fuzz_har: fuzz/fuzz_har.c src/capture/har_import.c src/capture/db.
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lsqlite3 -ljansson
+
+# The filter expressions' driver also needs PCRE2.
+$(BUILD)/fuzz/fuzz_expr: fuzz/fuzz_expr.c src/rules/expr.c $(PURE_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lpcre2-8
 
 FUZZ_SECONDS ?= 600
 fuzz: $(FUZZ_BIN)

@@ -1,10 +1,64 @@
-/* src/capture/filter.c - the simple exchange filter of the capture views. */
+/* src/capture/filter.c - the exchange filter of the capture views and the export: the simple
+ * options as SQL, and a filter expression as an SQL function. */
 #include "capture/filter.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "capture/har.h"
+
+/* Appends the formatted text to <buf> at *<off>. Returns 0, or -1 when it does not fit. */
+static int append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + *off, len - *off, fmt, ap);
+    va_end(ap);
+    if (w < 0 || (size_t)w >= len - *off)
+        return -1;
+    *off += (size_t)w;
+    return 0;
+}
+
+/* Writes the call of shunt_filter() for the exchange aliased <a>: the subject's columns, in
+ * the order filter_fn() reads them, with NULL for what the expression does not read. */
+static int expr_sql(const struct shunt_expr *e, const char *a, char *buf, size_t len, size_t *off)
+{
+    unsigned needs = shunt_expr_needs(e);
+    char head[2][96], body[2][160];
+    static const char *const dir_head[2] = {"req", "resp"};
+    static const unsigned need_head[2] = {SHUNT_EXPR_NEED_REQ_HEADERS,
+                                          SHUNT_EXPR_NEED_RESP_HEADERS};
+    static const unsigned need_body[2] = {SHUNT_EXPR_NEED_REQ_BODY, SHUNT_EXPR_NEED_RESP_BODY};
+    for (int d = 0; d < 2; d++) {
+        if (needs & need_head[d])
+            snprintf(head[d], sizeof(head[d]), "coalesce(%s.%s_head_sent, %s.%s_head)", a,
+                     dir_head[d], a, dir_head[d]);
+        else
+            snprintf(head[d], sizeof(head[d]), "NULL");
+        if (needs & need_body[d])
+            snprintf(body[d], sizeof(body[d]),
+                     "(SELECT shunt_fb.data FROM bodies shunt_fb WHERE shunt_fb.exchange_id = "
+                     "%s.id AND shunt_fb.direction = %d)",
+                     a, d);
+        else
+            snprintf(body[d], sizeof(body[d]), "NULL");
+    }
+    return append(buf, len, off,
+                  "shunt_filter(%s.method, %s.url, %s.host, %s.status, "
+                  "(%s.error IS NOT NULL OR (%s.flags & 2) != 0), %s, %s, %s.conn_id, "
+                  "(SELECT shunt_fc.auth_scheme IS NOT NULL FROM connections shunt_fc "
+                  "WHERE shunt_fc.id = %s.conn_id), "
+                  "(SELECT shunt_fc.closer FROM connections shunt_fc "
+                  "WHERE shunt_fc.id = %s.conn_id), %s, %s)",
+                  a, a, a, a, a, a, head[0], head[1], a, a, a, body[0], body[1]);
+}
 
 int shunt_capture_filter_sql(const struct shunt_capture_filter *f, const char *alias,
                              int first_param, char *buf, size_t len)
@@ -19,21 +73,119 @@ int shunt_capture_filter_sql(const struct shunt_capture_filter *f, const char *a
         parts[n++] = "%s%s.status = ?%d";
     if (f->conn != 0)
         parts[n++] = "%s%s.conn_id = ?%d";
-    if (n == 0)
+    if (n == 0 && f->expr == NULL)
         return snprintf(buf, len, "1") < (int)len ? 0 : SHUNT_ETOOBIG;
     for (int k = 0; k < n; k++) {
-        int w = snprintf(buf + off, len - off, parts[k], k == 0 ? "(" : " AND ", alias,
-                         first_param + used);
-        if (w < 0 || (size_t)w >= len - off)
+        if (append(buf, len, &off, parts[k], k == 0 ? "(" : " AND ", alias,
+                   first_param + used) != 0)
             return SHUNT_ETOOBIG;
-        off += (size_t)w;
         used++;
     }
-    if (off + 2 > len)
+    /* The expression last: SQLite tests the cheap, indexed conditions first. */
+    if (f->expr != NULL && (append(buf, len, &off, "%s", n == 0 ? "(" : " AND ") != 0 ||
+                            expr_sql(f->expr, alias, buf, len, &off) != 0))
         return SHUNT_ETOOBIG;
-    buf[off++] = ')';
-    buf[off] = '\0';
+    if (append(buf, len, &off, ")") != 0)
+        return SHUNT_ETOOBIG;
     return used;
+}
+
+/* What shunt_filter() holds: the expression, and room for the fields of two heads (one
+ * row at a time: SQLite calls it on the thread that steps the statement). */
+struct fctx {
+    const struct shunt_expr *expr;
+    struct shunt_http_header req[SHUNT_CAPTURE_FILTER_MAX_HEADERS];
+    struct shunt_http_header resp[SHUNT_CAPTURE_FILTER_MAX_HEADERS];
+};
+
+static struct shunt_slice value_text(sqlite3_value *v)
+{
+    const unsigned char *p = sqlite3_value_text(v);
+    return p ? shunt_slice_make((const char *)p, (size_t)sqlite3_value_bytes(v))
+             : shunt_slice_make(NULL, 0);
+}
+
+static struct shunt_slice value_blob(sqlite3_value *v)
+{
+    const void *p = sqlite3_value_blob(v);
+    return p ? shunt_slice_make(p, (size_t)sqlite3_value_bytes(v)) : shunt_slice_make(NULL, 0);
+}
+
+/*
+ * Fills <h> (capacity SHUNT_CAPTURE_FILTER_MAX_HEADERS) with the fields of the stored head
+ * <head> and returns their count. The strict parser first; a head it refuses (an import's
+ * "HTTP/2" start line, more fields than <h> holds, a bare LF) is walked leniently instead,
+ * as shunt_har_head_next() does, so that a filter still sees its fields.
+ */
+static size_t head_fields(struct shunt_slice head, int request, struct shunt_http_header *h)
+{
+    if (head.len == 0)
+        return 0;
+    const struct shunt_http_limits lim = {head.len, head.len, SHUNT_CAPTURE_FILTER_MAX_HEADERS};
+    struct shunt_http_head hd;
+    struct shunt_http_error err;
+    int rc = request ? shunt_http_parse_request(head.base, head.len, 0, &hd, h,
+                                                SHUNT_CAPTURE_FILTER_MAX_HEADERS, &lim, &err)
+                     : shunt_http_parse_response(head.base, head.len, 0, &hd, h,
+                                                 SHUNT_CAPTURE_FILTER_MAX_HEADERS, &lim, &err);
+    if (rc > 0)
+        return hd.n_headers;
+    size_t pos, n = 0;
+    struct shunt_slice name, value;
+    (void)shunt_har_head_start(head.base, head.len, &pos);
+    while (n < SHUNT_CAPTURE_FILTER_MAX_HEADERS &&
+           shunt_har_head_next(head.base, head.len, &pos, &name, &value)) {
+        h[n].name = name;
+        h[n].value = value;
+        h[n].line = shunt_slice_make(NULL, 0);
+        n++;
+    }
+    return n;
+}
+
+/* shunt_filter(method, url, host, status, error, req_head, resp_head, conn_id, auth, closer,
+ * req_body, resp_body): 1 when the exchange matches the expression, else 0. */
+static void filter_fn(sqlite3_context *cx, int argc, sqlite3_value **v)
+{
+    struct fctx *f = sqlite3_user_data(cx);
+    struct shunt_expr_subject s;
+    memset(&s, 0, sizeof(s));
+    s.method = value_text(v[0]);
+    s.url = value_text(v[1]);
+    s.host = value_text(v[2]);
+    s.has_response = sqlite3_value_type(v[3]) != SQLITE_NULL;
+    s.status = s.has_response ? sqlite3_value_int(v[3]) : 0;
+    s.error = sqlite3_value_int(v[4]) != 0;
+    s.req_headers = f->req;
+    s.n_req_headers = head_fields(value_blob(v[5]), 1, f->req);
+    s.resp_headers = f->resp;
+    s.n_resp_headers = head_fields(value_blob(v[6]), 0, f->resp);
+    s.conn_id = sqlite3_value_int64(v[7]);
+    s.auth = sqlite3_value_int(v[8]) != 0;
+    struct shunt_slice closer = value_text(v[9]);
+    if (SHUNT_SLICE_IEQ_LIT(closer, "client"))
+        s.closed = SHUNT_EXPR_CLOSED_CLIENT;
+    else if (SHUNT_SLICE_IEQ_LIT(closer, "server"))
+        s.closed = SHUNT_EXPR_CLOSED_SERVER;
+    else if (SHUNT_SLICE_IEQ_LIT(closer, "proxy"))
+        s.closed = SHUNT_EXPR_CLOSED_PROXY;
+    s.req_body = value_blob(v[10]);
+    s.resp_body = value_blob(v[11]);
+    sqlite3_result_int(cx, shunt_expr_match(f->expr, &s));
+}
+
+int shunt_capture_filter_register(sqlite3 *db, const struct shunt_capture_filter *f)
+{
+    if (f->expr == NULL)
+        return SQLITE_OK;
+    struct fctx *c = malloc(sizeof(*c));
+    if (c == NULL)
+        return SQLITE_NOMEM;
+    c->expr = f->expr;
+    /* SQLite calls free() on <c> when the function is replaced or the database closed, and
+     * also when this call fails. */
+    return sqlite3_create_function_v2(db, "shunt_filter", 12, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                                      c, filter_fn, NULL, NULL, free);
 }
 
 int shunt_capture_filter_bind(const struct shunt_capture_filter *f, sqlite3_stmt *st,

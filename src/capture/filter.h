@@ -1,5 +1,7 @@
 /* src/capture/filter.h - which exchanges of a capture a view or an export takes: the simple
- * options (--host, --status, --conn) until the filter expression language arrives. */
+ * options (--host, --status, --conn) and a filter expression (rules/expr.h), evaluated by
+ * SQLite through a function that this module registers, so that LIMIT, OFFSET and EXISTS
+ * apply to what the expression selects. */
 #ifndef SHUNT_CAPTURE_FILTER_H
 #define SHUNT_CAPTURE_FILTER_H
 
@@ -8,18 +10,31 @@
 #include <stdint.h>
 
 #include "core/errors.h"
+#include "rules/expr.h"
+
+/* Bytes a condition from shunt_capture_filter_sql() takes at most, with an expression that
+ * reads everything and an alias of up to 8 bytes. */
+#define SHUNT_CAPTURE_FILTER_SQL_MAX 1536
+/* Header fields of a head that an expression sees (the first ones, in wire order). */
+#define SHUNT_CAPTURE_FILTER_MAX_HEADERS 256
 
 /* Plain data; zero means "any". */
 struct shunt_capture_filter {
-    const char *host; /* exchanges.host equals this (ASCII case ignored), or NULL */
-    int status;       /* exchanges.status equals this, or 0 */
-    int64_t conn;     /* exchanges.conn_id equals this, or 0 */
+    const char *host;             /* exchanges.host equals this (ASCII case ignored), or NULL */
+    int status;                   /* exchanges.status equals this, or 0 */
+    int64_t conn;                 /* exchanges.conn_id equals this, or 0 */
+    const struct shunt_expr *expr; /* a filter expression the exchange must match, or NULL;
+                                      borrowed: it must outlive the statements that use it.
+                                      Needs shunt_capture_filter_register() on the database */
 };
 
 /*
  * Writes into <buf> a condition over the exchanges table aliased <alias> ("e") that selects
  * what <f> asks for, with parameters numbered from <first_param>: e.g.
- * "(e.host = lower(?1) AND e.status = ?2)". "1" when <f> asks for nothing.
+ * "(e.host = lower(?1) AND e.status = ?2)". "1" when <f> asks for nothing. With an
+ * expression the condition calls the SQL function shunt_filter() on the exchange's columns:
+ * heads as sent when the capture has them (req_head_sent, resp_head_sent), else as received;
+ * bodies (the captured prefix) only when the expression reads them.
  * Returns the number of parameters used (>= 0), or SHUNT_ETOOBIG when <buf> is too small.
  */
 SHUNT_MUST_CHECK int shunt_capture_filter_sql(const struct shunt_capture_filter *f,
@@ -30,6 +45,14 @@ SHUNT_MUST_CHECK int shunt_capture_filter_sql(const struct shunt_capture_filter 
  * Returns SQLITE_OK or SQLite's error. */
 int shunt_capture_filter_bind(const struct shunt_capture_filter *f, sqlite3_stmt *st,
                               int first_param);
+
+/*
+ * Registers on <db> the SQL function shunt_filter() that evaluates <f->expr> for the
+ * conditions of shunt_capture_filter_sql(); nothing when <f->expr> is NULL. The function
+ * holds <f->expr> (borrowed) until <db> is closed or this is called again. Returns SQLITE_OK
+ * or SQLite's error. The thread that uses <db>.
+ */
+int shunt_capture_filter_register(sqlite3 *db, const struct shunt_capture_filter *f);
 
 /* Parses the filter options at argv[*i] ("--host H", "--status N", "--conn ID", also as
  * "--opt=value") into <f>, advancing *<i> past the value. Returns 1 when argv[*i] was one

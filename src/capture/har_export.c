@@ -705,7 +705,7 @@ int shunt_har_export(sqlite3 *db, const struct shunt_capture_filter *f, const ch
 {
     static const struct shunt_capture_filter any = {0};
     struct exporter x = {db, NULL, NULL, NULL};
-    char where[256], *sql = NULL;
+    char where[SHUNT_CAPTURE_FILTER_SQL_MAX], *sql = NULL;
     int nparams, bad = 0, rc = SHUNT_EINVAL, began = 0;
     json_t *ls = NULL, *creator = NULL;
     memset(info, 0, sizeof(*info));
@@ -721,7 +721,8 @@ int shunt_har_export(sqlite3 *db, const struct shunt_capture_filter *f, const ch
         goto sqlfail;
     began = 1;
     sql = sqlite3_mprintf(select_sql, where);
-    if (sql == NULL || sqlite3_prepare_v2(db, sql, -1, &x.rows, NULL) != SQLITE_OK ||
+    if (sql == NULL || shunt_capture_filter_register(db, f) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, sql, -1, &x.rows, NULL) != SQLITE_OK ||
         shunt_capture_filter_bind(f, x.rows, 1) != SQLITE_OK ||
         sqlite3_prepare_v2(db,
                            "SELECT data, truncated FROM bodies WHERE exchange_id = ?1 AND"

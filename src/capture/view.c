@@ -641,6 +641,13 @@ static int parse_count(const char *opt, const char *val, int64_t min, int64_t *o
     return 0;
 }
 
+/* Does the command-line argument <a> read as a filter expression rather than a file name? */
+static int reads_as_expr(const char *a)
+{
+    return a[0] == '~' || a[0] == '!' || a[0] == '(' || a[0] == '\'' || a[0] == '"' ||
+           strpbrk(a, " \t\n") != NULL;
+}
+
 int shunt_view_args(struct shunt_view_opts *o, int argc, char **argv, unsigned accept, char *err,
                     size_t err_len)
 {
@@ -648,7 +655,8 @@ int shunt_view_args(struct shunt_view_opts *o, int argc, char **argv, unsigned a
     o->path = SHUNT_VIEW_DEFAULT_FILE;
     o->limit = -1;
     const char *pos[2];
-    int n_pos = 0, max_pos = (accept & SHUNT_VIEW_ACCEPT_ID) ? 2 : 1, options = 1;
+    int n_pos = 0, options = 1;
+    int max_pos = (accept & (SHUNT_VIEW_ACCEPT_ID | SHUNT_VIEW_ACCEPT_EXPR)) ? 2 : 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (options && a[0] == '-' && a[1] != '\0') {
@@ -715,11 +723,36 @@ int shunt_view_args(struct shunt_view_opts *o, int argc, char **argv, unsigned a
         o->id = v;
         n_pos--;
     }
+    const char *filter = NULL;
+    if ((accept & SHUNT_VIEW_ACCEPT_EXPR) &&
+        (n_pos == 2 || (n_pos == 1 && access(pos[0], F_OK) != 0 && reads_as_expr(pos[0])))) {
+        filter = pos[--n_pos];
+    }
     if (n_pos == 1) {
         o->path = pos[0];
         o->path_given = 1;
     }
+    if (filter != NULL) {
+        struct shunt_expr_error e;
+        int rc = shunt_expr_compile(filter, &o->expr, &e);
+        if (rc == SHUNT_ENOMEM) {
+            snprintf(err, err_len, "out of memory");
+            return rc;
+        }
+        if (rc != 0) {
+            snprintf(err, err_len, "filter: column %zu: %s", e.column, e.message);
+            return SHUNT_EINVAL;
+        }
+        o->filter.expr = o->expr;
+    }
     return 0;
+}
+
+void shunt_view_opts_dispose(struct shunt_view_opts *o)
+{
+    shunt_expr_free(o->expr);
+    o->expr = NULL;
+    o->filter.expr = NULL;
 }
 
 /* ================================================================ sessions */
@@ -862,15 +895,19 @@ int shunt_view_sessions(const struct shunt_view_opts *o, char *err, size_t err_l
     int rc = cap_open(&c, o, err, err_len);
     if (rc != 0)
         goto done;
-    char where[256], sql[2048];
+    char where[SHUNT_CAPTURE_FILTER_SQL_MAX], sql[SHUNT_CAPTURE_FILTER_SQL_MAX + 1024];
     int n = shunt_capture_filter_sql(&o->filter, "e", 1, where, sizeof(where));
     if (n < 0) {
         snprintf(err, err_len, "filter too long");
         rc = SHUNT_EINVAL;
         goto done;
     }
+    if (shunt_capture_filter_register(c.db, &o->filter) != SQLITE_OK) {
+        rc = sql_fail(&c, err, err_len);
+        goto done;
+    }
     int64_t offset = o->offset, start = 0;
-    if (n == 0 && offset > 1000) {
+    if (n == 0 && o->filter.expr == NULL && offset > 1000) {
         start = dense_start(c.db, offset);
         if (start > 0)
             offset = 0;
@@ -1481,17 +1518,22 @@ int shunt_view_connections(const struct shunt_view_opts *o, char *err, size_t er
     /* --conn alone names the connection (even one without exchanges); other filters take
      * the connections with at least one exchange that matches. */
     const struct shunt_capture_filter *fl = &o->filter;
-    int conn_only = fl->conn != 0 && fl->host == NULL && fl->status == 0;
-    char where[256], cond[512], sql[2048];
+    int conn_only = fl->conn != 0 && fl->host == NULL && fl->status == 0 && fl->expr == NULL;
+    char where[SHUNT_CAPTURE_FILTER_SQL_MAX], cond[SHUNT_CAPTURE_FILTER_SQL_MAX + 128],
+        sql[SHUNT_CAPTURE_FILTER_SQL_MAX + 1024];
     int n = shunt_capture_filter_sql(fl, "e", 1, where, sizeof(where));
     if (n < 0) {
         snprintf(err, err_len, "filter too long");
         rc = SHUNT_EINVAL;
         goto done;
     }
+    if (shunt_capture_filter_register(c.db, fl) != SQLITE_OK) {
+        rc = sql_fail(&c, err, err_len);
+        goto done;
+    }
     if (conn_only)
         snprintf(cond, sizeof(cond), "c.id = ?1");
-    else if (n > 0)
+    else if (n > 0 || fl->expr != NULL)
         snprintf(cond, sizeof(cond),
                  "EXISTS (SELECT 1 FROM exchanges e WHERE e.conn_id = c.id AND %s)", where);
     else

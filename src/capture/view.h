@@ -20,12 +20,14 @@
 #define SHUNT_VIEW_ACCEPT_FILTER 1u /* --host, --status, --conn */
 #define SHUNT_VIEW_ACCEPT_PAGE 2u   /* --limit, --offset */
 #define SHUNT_VIEW_ACCEPT_ID 4u     /* a positional exchange ID after the optional FILE */
+#define SHUNT_VIEW_ACCEPT_EXPR 8u   /* a positional FILTER expression after the optional FILE */
 
 /* What a view was asked for. Plain data, filled by shunt_view_args(). */
 struct shunt_view_opts {
     const char *path;                    /* capture file; SHUNT_VIEW_DEFAULT_FILE if none given */
     int path_given;                      /* 1 when the command line named the file */
-    struct shunt_capture_filter filter;  /* exchanges to take; zero: all */
+    struct shunt_capture_filter filter;  /* exchanges to take; zero: all (filter.expr is expr) */
+    struct shunt_expr *expr;             /* the FILTER expression compiled, or NULL; owned */
     int64_t limit;                       /* rows at most; -1: no limit */
     int64_t offset;                      /* rows skipped first, >= 0 */
     int64_t id;                          /* `show`: the exchange id, > 0 */
@@ -37,11 +39,19 @@ struct shunt_view_opts {
 /*
  * Reads the command line of a view (argv[0] is the command name) into <o>, accepting the
  * options of <accept> (SHUNT_VIEW_ACCEPT_*) besides [FILE], --json and --help.
- * Returns 0, 1 when --help was asked for (nothing else is read), or SHUNT_EINVAL with a
- * one-line reason in <err>.
+ * With SHUNT_VIEW_ACCEPT_EXPR the positionals are [FILE] [FILTER]: two are FILE then FILTER;
+ * one alone is the FILTER when no such file exists and it reads as an expression (starts
+ * with ~, !, ( or a quote, or holds whitespace), else the FILE. The FILTER is compiled into
+ * o->expr; a syntax error is "filter: column N: message".
+ * Returns 0, 1 when --help was asked for (nothing else is read), or SHUNT_EINVAL (or
+ * SHUNT_ENOMEM) with a one-line reason in <err>. In every case <o> is then released with
+ * shunt_view_opts_dispose().
  */
 SHUNT_MUST_CHECK int shunt_view_args(struct shunt_view_opts *o, int argc, char **argv,
                                      unsigned accept, char *err, size_t err_len);
+
+/* Frees what shunt_view_args() put in <o> (the compiled expression). */
+void shunt_view_opts_dispose(struct shunt_view_opts *o);
 
 /*
  * Prints one view of the capture <o->path> on stdout (through a pager when stdout is a

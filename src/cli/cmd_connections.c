@@ -5,13 +5,16 @@
 #include "cli/commands.h"
 
 static const char help[] =
-    "usage: shunt connections [FILE] [--conn ID] [--host H] [--status N] [--limit N]\n"
+    "usage: shunt connections [FILE] [FILTER] [--conn ID] [--host H] [--status N] [--limit N]\n"
     "                         [--offset N] [--json]\n"
     "\n"
     "The client connections of the capture FILE (default shunt.db), one a row, in id order:\n"
     "id, client port, the local ports of its upstream connections, exchanges, opened (local\n"
     "time), lifetime, who closed it first (client, server, proxy; ? unknown), how (FIN, RST,\n"
     "timeout, error; ? unknown), the first authentication scheme seen, and tls/tunnel.\n"
+    "\n"
+    "FILTER is a filter expression (docs/filters.md): only connections with at least one\n"
+    "exchange that it takes, e.g. '~auth & ~c 401' or '~closed server'.\n"
     "\n"
     "options:\n"
     "  --conn ID     only connection ID\n"
@@ -28,14 +31,17 @@ int shunt_cmd_connections(int argc, char **argv)
 {
     struct shunt_view_opts o;
     char err[512];
-    int rc = shunt_view_args(&o, argc, argv, SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_PAGE,
+    int rc = shunt_view_args(&o, argc, argv, SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_PAGE |
+                                                  SHUNT_VIEW_ACCEPT_EXPR,
                              err, sizeof(err));
     if (rc == 1) {
+        shunt_view_opts_dispose(&o);
         fputs(help, stdout);
         return 0;
     }
     if (rc == 0)
         rc = shunt_view_connections(&o, err, sizeof(err));
+    shunt_view_opts_dispose(&o);
     if (rc == 0)
         return 0;
     fprintf(stderr, "shunt connections: %s\n", err);

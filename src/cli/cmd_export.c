@@ -9,7 +9,7 @@
 #include "cli/commands.h"
 
 static const char help[] =
-    "usage: shunt export FILE --har OUT.har [--host H] [--status N] [--conn ID]\n"
+    "usage: shunt export FILE --har OUT.har [FILTER] [--host H] [--status N] [--conn ID]\n"
     "\n"
     "Writes the exchanges of the capture FILE as a HAR 1.2 file that browsers' DevTools and\n"
     "other HAR viewers open. Every exchange is an entry: heads as sent, body prefixes,\n"
@@ -18,6 +18,9 @@ static const char help[] =
     "connection and how). OUT.har is written 0600 (a capture holds credentials) and replaced\n"
     "atomically; `--har -` writes to stdout. docs/har.md describes every field.\n"
     "\n"
+    "FILTER is a filter expression (docs/filters.md), e.g. '~d example\\.com & ~c 404':\n"
+    "only the exchanges it takes; the options below combine with it (AND).\n"
+    "\n"
     "options:\n"
     "  --har OUT.har     where to write (required)\n"
     "  --host H          only exchanges with this host\n"
@@ -25,8 +28,9 @@ static const char help[] =
     "  --conn ID         only exchanges on this connection\n"
     "  -h, --help        this text\n"
     "\n"
-    "example:\n"
-    "  shunt export shunt.db --har day.har --host example.com\n";
+    "examples:\n"
+    "  shunt export shunt.db --har day.har --host example.com\n"
+    "  shunt export shunt.db --har errors.har '~e | ~c 500'\n";
 
 static int usage_error(const char *why)
 {
@@ -37,7 +41,7 @@ static int usage_error(const char *why)
 int shunt_cmd_export(int argc, char **argv)
 {
     struct shunt_capture_filter f = {0};
-    const char *file = NULL, *out = NULL;
+    const char *file = NULL, *out = NULL, *filter = NULL;
     char err[1024];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -61,8 +65,10 @@ int shunt_cmd_export(int argc, char **argv)
             return usage_error(err);
         } else if (file == NULL) {
             file = a;
+        } else if (filter == NULL) {
+            filter = a;
         } else {
-            snprintf(err, sizeof(err), "one capture file only (%s and %s)", file, a);
+            snprintf(err, sizeof(err), "unexpected argument '%s' (one FILE and one FILTER)", a);
             return usage_error(err);
         }
     }
@@ -70,15 +76,30 @@ int shunt_cmd_export(int argc, char **argv)
         return usage_error("which capture? shunt export FILE --har OUT.har");
     if (out == NULL || *out == '\0')
         return usage_error("--har OUT.har is required");
+    struct shunt_expr *expr = NULL;
+    if (filter != NULL) {
+        struct shunt_expr_error e;
+        int rc = shunt_expr_compile(filter, &expr, &e);
+        if (rc != 0) {
+            if (rc == SHUNT_ENOMEM)
+                fprintf(stderr, "shunt export: out of memory\n");
+            else
+                fprintf(stderr, "shunt export: filter: column %zu: %s\n", e.column, e.message);
+            return rc == SHUNT_ENOMEM ? 1 : 2;
+        }
+        f.expr = expr;
+    }
 
     sqlite3 *db;
     if (shunt_capture_open(file, 0, &db, err, sizeof(err)) != 0) {
         fprintf(stderr, "shunt export: %s\n", err);
+        shunt_expr_free(expr);
         return 2;
     }
     struct shunt_har_export_info info;
     int rc = shunt_har_export_file(db, &f, SHUNT_VERSION, out, &info, err, sizeof(err));
-    sqlite3_close(db);
+    sqlite3_close(db); /* before the expression: the SQL function holds it */
+    shunt_expr_free(expr);
     if (rc != 0) {
         fprintf(stderr, "shunt export: %s\n", err);
         return 1;

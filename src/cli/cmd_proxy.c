@@ -9,6 +9,10 @@
 #include "cli/commands.h"
 #include "core/log.h"
 #include "proxy/proxy.h"
+#include "rules/rules.h"
+#include "web/admin.h"
+
+#include <time.h>
 
 static const char help[] =
     "usage: shunt proxy [options]\n"
@@ -44,6 +48,16 @@ static const char help[] =
     "                           suffixes k, m)\n"
     "  --capture-queue N        records waiting for the store thread before new ones are\n"
     "                           dropped and the capture marked incomplete (default 65536)\n"
+    "  --modify-headers [/FILTER]/NAME/VALUE\n"
+    "                           set header NAME to VALUE on requests and responses that\n"
+    "                           match FILTER (mitmproxy's syntax: the first character is the\n"
+    "                           separator; an empty VALUE removes the header); repeatable\n"
+    "  --add-header [/FILTER]/NAME/VALUE\n"
+    "                           append a header without replacing; repeatable\n"
+    "  --admin ADDR:PORT        the admin API (options, reload, status; `shunt ctl`), default\n"
+    "                           127.0.0.1:8889; elsewhere than loopback it needs --admin-token\n"
+    "  --admin-token TOKEN      require Authorization: Bearer TOKEN on the admin API\n"
+    "  --no-admin               no admin API\n"
     "  -v, --verbose            one line per exchange on stderr (-vv: debug)\n"
     "  -h, --help               this text\n"
     "\n"
@@ -60,6 +74,30 @@ static void log_exchange(const struct shunt_event *ev, void *ud)
                   ev->conn_id, ev->peer_port, ev->local_port, ev->exchange, ev->method, ev->url,
                   ev->status, ev->resp_bytes, (double)ev->duration_us / 1000.0,
                   ev->error ? " error=" : "", ev->error ? ev->error : "");
+}
+
+/* What the admin API's status reads. */
+struct status_ctx {
+    struct timespec started;
+    struct shunt_recorder *recorder;
+    const char *capture;
+};
+
+static void admin_status(void *ud, struct shunt_admin_status *out)
+{
+    struct status_ctx *c = ud;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    struct shunt_proxy_stats st;
+    shunt_proxy_stats(&st);
+    memset(out, 0, sizeof(*out));
+    out->uptime_s = (double)(now.tv_sec - c->started.tv_sec) +
+                    (double)(now.tv_nsec - c->started.tv_nsec) / 1e9;
+    out->connections_open = st.connections_open;
+    out->exchanges = st.exchanges;
+    out->events_dropped = c->recorder ? shunt_recorder_dropped(c->recorder) : 0;
+    out->capture = c->capture;
+    out->rules = NULL;
 }
 
 static int bad(const char *opt, const char *val, const char *why)
@@ -148,6 +186,14 @@ int shunt_cmd_proxy(int argc, char **argv)
     struct shunt_recorder_config rec = {NULL, NULL, SHUNT_RECORDER_BODY_LIMIT_DEFAULT,
                                         SHUNT_RECORDER_QUEUE_RECORDS_DEFAULT,
                                         SHUNT_RECORDER_QUEUE_BYTES_DEFAULT};
+    static struct shunt_rules *rules; /* process lifetime, like cfg */
+    static struct shunt_admin_config admin = {0};
+    static struct status_ctx status;
+    const char *admin_text = "127.0.0.1:8889";
+    int admin_on = 1, admin_explicit = 0;
+    if (shunt_addr_parse(admin_text, &admin.listen) != 0)
+        return 1;
+    rules = shunt_rules_new();
     char cmdline[4096];
     size_t cl = (size_t)snprintf(cmdline, sizeof(cmdline), "shunt");
     for (int i = 0; i < argc && cl < sizeof(cmdline); i++)
@@ -206,6 +252,28 @@ int shunt_cmd_proxy(int argc, char **argv)
             rec.path = val != NULL ? val : "shunt.db";
             if (*rec.path == '\0')
                 return bad(opt, val, "needs a file name");
+        } else if (strcmp(opt, "--modify-headers") == 0 || strcmp(opt, "--add-header") == 0) {
+            NEED_VAL();
+            char err[512];
+            enum shunt_quick_kind k =
+                strcmp(opt, "--add-header") == 0 ? SHUNT_QUICK_ADD : SHUNT_QUICK_MODIFY;
+            if (shunt_rules_add_quick(rules, k, val, err, sizeof(err)) != 0) {
+                fprintf(stderr, "shunt proxy: %s\n", err);
+                return 2;
+            }
+        } else if (strcmp(opt, "--admin") == 0) {
+            NEED_VAL();
+            if (shunt_addr_parse(val, &admin.listen) != 0)
+                return bad(opt, val, "expected ADDR:PORT, e.g. 127.0.0.1:8889");
+            admin_text = val;
+            admin_on = admin_explicit = 1;
+        } else if (strcmp(opt, "--admin-token") == 0) {
+            NEED_VAL();
+            if (*val == '\0')
+                return bad(opt, val, "the token is empty");
+            admin.token = val;
+        } else if (strcmp(opt, "--no-admin") == 0) {
+            admin_on = 0;
         } else if (strcmp(opt, "--no-capture") == 0) {
             rec.path = NULL;
         } else if (strcmp(opt, "--body-limit") == 0) {
@@ -281,6 +349,10 @@ int shunt_cmd_proxy(int argc, char **argv)
         shunt_log_threshold = SHUNT_LOG_INFO;
     if (verbose && shunt_proxy_subscribe(&cfg, log_exchange, NULL, 1u << SHUNT_EV_EXCHANGE_DONE))
         return 1;
+    if (!shunt_rules_empty(rules)) {
+        cfg.head_hook = shunt_rules_head_hook;
+        cfg.head_hook_ud = rules;
+    }
     struct shunt_recorder *recorder = NULL;
     if (rec.path != NULL) {
         char err[1200];
@@ -293,7 +365,37 @@ int shunt_cmd_proxy(int argc, char **argv)
                                   shunt_recorder_mask()) != 0)
             return 1;
     }
+    struct shunt_admin *adm = NULL;
+    static char announce[128];
+    if (admin_on) {
+        char err[512];
+        int port = 0;
+        clock_gettime(CLOCK_MONOTONIC, &status.started);
+        status.recorder = recorder;
+        status.capture = rec.path;
+        admin.status = admin_status;
+        admin.status_ud = &status;
+        if (shunt_admin_start(&admin, &adm, &port, err, sizeof(err)) != 0) {
+            if (admin_explicit) {
+                fprintf(stderr, "shunt proxy: --admin %s: %s\n", admin_text, err);
+                shunt_recorder_close(recorder);
+                return 2;
+            }
+            /* the default port is taken (another shunt?): go on without the admin API */
+            shunt_log(SHUNT_LOG_WARN, "no admin API: %s (use --admin ADDR:PORT)", err);
+        } else {
+            char a[64];
+            int unused = shunt_addr_format((struct sockaddr *)&admin.listen, a, sizeof(a));
+            (void)unused;
+            snprintf(announce, sizeof(announce),
+                     admin.listen.ss_family == AF_INET6 ? "shunt: admin API on [%s]:%d"
+                                                        : "shunt: admin API on %s:%d",
+                     a, port);
+            cfg.announce = announce;
+        }
+    }
     int r = shunt_proxy_run(&cfg);
+    shunt_admin_stop(adm);
     if (shunt_recorder_close(recorder) != 0)
         r = r ? r : 1;
     return r == 0 ? 0 : 1;

@@ -5,14 +5,20 @@
 #include "cli/commands.h"
 
 static const char help[] =
-    "usage: shunt sessions [FILE] [--host H] [--status N] [--conn ID] [--limit N] [--offset N]\n"
-    "                      [--json]\n"
+    "usage: shunt sessions [FILE] [FILTER] [--host H] [--status N] [--conn ID] [--limit N]\n"
+    "                      [--offset N] [--json]\n"
     "\n"
     "The exchanges of the capture FILE (default shunt.db), one a row, in id order: id,\n"
     "connection, index on it, client port, method, host, path, status, bytes sent to the\n"
     "client, duration in ms, and flags: C changed by shunt or a rule, E error, T a body\n"
     "truncated by the capture, U became a tunnel. On a terminal, long tables go through\n"
     "${PAGER:-less} (with LESS=FRX unless set).\n"
+    "\n"
+    "FILTER is a filter expression (mitmproxy's language, docs/filters.md), e.g.\n"
+    "'~d example\\.com & ~c 404', '~h \"server: iis\" | ~e', '~auth ~closed server'. It\n"
+    "sees heads as sent (as received when unchanged). Alone, it is taken for the FILTER when\n"
+    "no such file exists and it starts with ~ ! ( or a quote, or holds a space. The options\n"
+    "below combine with it (AND).\n"
     "\n"
     "options:\n"
     "  --host H      only exchanges with host H (no port; case-insensitive)\n"
@@ -29,14 +35,17 @@ int shunt_cmd_sessions(int argc, char **argv)
 {
     struct shunt_view_opts o;
     char err[512];
-    int rc = shunt_view_args(&o, argc, argv, SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_PAGE,
+    int rc = shunt_view_args(&o, argc, argv, SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_PAGE |
+                                                  SHUNT_VIEW_ACCEPT_EXPR,
                              err, sizeof(err));
     if (rc == 1) {
+        shunt_view_opts_dispose(&o);
         fputs(help, stdout);
         return 0;
     }
     if (rc == 0)
         rc = shunt_view_sessions(&o, err, sizeof(err));
+    shunt_view_opts_dispose(&o);
     if (rc == 0)
         return 0;
     fprintf(stderr, "shunt sessions: %s\n", err);

@@ -15,6 +15,7 @@ static const struct {
     {"connections", shunt_cmd_connections, "list the client connections of a capture"},
     {"export", shunt_cmd_export, "write a capture as HAR 1.2 (--har OUT.har)"},
     {"import", shunt_cmd_import, "make a capture from a HAR (Chrome, Firefox, Fiddler, mitmproxy)"},
+    {"ctl", shunt_cmd_ctl, "switch options, reload rules, show status of a running proxy"},
 };
 
 static void usage(FILE *f)

@@ -28,6 +28,7 @@ struct worker {
     struct shunt_http_header *hdrs; /* parse scratch: cfg->limits.max_headers entries */
     uv_buf_t *iov;             /* head serialisation scratch: max_headers + 8 entries */
     struct shunt_slice *iov_slices;
+    struct shunt_edit_field *edit_fields; /* a head hook's edit: max_headers + EXTRA */
     struct sockaddr_storage reverse_addr; /* resolved once at start (reverse mode) */
     char reverse_authority[300];          /* "host[:port]" for --reverse-host */
 };
@@ -36,6 +37,8 @@ struct worker {
  * 64 KiB: a 64 KiB response crosses in two reads instead of five (bench/RESULTS.md); an idle
  * connection holds none, since an empty buffer goes back to the worker's pool. */
 #define SHUNT_PROXY_BUF 65536
+/* Fields a head hook may add to a head. */
+#define SHUNT_PROXY_EDIT_EXTRA 48
 /* Spare buffers a worker keeps (at most 4 MiB). */
 #define SHUNT_PROXY_POOL 64
 

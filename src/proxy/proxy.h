@@ -7,12 +7,34 @@
 #include <sys/socket.h>
 
 #include "core/errors.h"
+#include "http/edit.h"
 #include "http/parser.h"
 #include "net/addr.h"
 #include "proxy/events.h"
 
 #define SHUNT_PROXY_MAX_ALLOW 32
 #define SHUNT_PROXY_MAX_SUBS 8
+
+/* What a head hook sees of the exchange besides the head it may edit. Slices are valid
+ * during the call. */
+struct shunt_head_ctx {
+    int is_request;                          /* 1: the request head, 0: the response head */
+    struct shunt_slice method, url, host;    /* the request's (url absolute when it was) */
+    int status;                              /* the response's, 0 for a request */
+    const struct shunt_http_header *req_headers; /* the request's fields (request time only) */
+    size_t n_req_headers;
+    const struct shunt_http_header *resp_headers; /* the response's, as received */
+    size_t n_resp_headers;
+    uint64_t conn_id;
+};
+
+/* Reports one change a hook made: <what> ("set Server: ..."), <by> (the rule). */
+typedef void (*shunt_head_change_cb)(void *cctx, const char *what, const char *by);
+
+/* Edits a head before it goes out (rules). Called on a worker thread; must not block. */
+typedef void (*shunt_head_hook_cb)(void *ud, struct shunt_head_edit *edit,
+                                   const struct shunt_head_ctx *ctx, shunt_head_change_cb change,
+                                   void *cctx);
 
 /* Everything `shunt proxy` is told. Plain data, filled by the command line (cli/) and read
  * by every worker; not changed once the proxy runs. */
@@ -41,7 +63,21 @@ struct shunt_proxy_config {
 
     struct shunt_event_sub subs[SHUNT_PROXY_MAX_SUBS]; /* event subscribers */
     size_t n_subs;
+
+    const char *announce; /* a line printed on stdout right after the listening line, or NULL */
+
+    shunt_head_hook_cb head_hook; /* rules; NULL: heads go out as the fast path builds them */
+    void *head_hook_ud;
 };
+
+/* Counters of the running proxy, for the admin API. */
+struct shunt_proxy_stats {
+    uint64_t connections_open; /* client connections open now */
+    uint64_t exchanges;        /* exchanges finished since start */
+};
+
+/* Reads the counters. Any thread. */
+void shunt_proxy_stats(struct shunt_proxy_stats *out);
 
 /* Fills <cfg> with the defaults (127.0.0.1:8888, forward mode, 30/120/10/120 s, limits). */
 void shunt_proxy_config_init(struct shunt_proxy_config *cfg);

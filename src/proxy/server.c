@@ -184,8 +184,12 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
             getsockname(w->listen_fd, (struct sockaddr *)&addr, &len);
         }
         w->hdrs = shunt_xcalloc(sizeof(*w->hdrs) * cfg->limits.max_headers);
-        w->iov = shunt_xcalloc(sizeof(*w->iov) * (cfg->limits.max_headers + 8));
-        w->iov_slices = shunt_xcalloc(sizeof(*w->iov_slices) * (cfg->limits.max_headers + 8));
+        /* room for the fields a hook may add (SHUNT_PROXY_EDIT_EXTRA) and a few more pieces */
+        size_t pieces = cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA + 8;
+        w->iov = shunt_xcalloc(sizeof(*w->iov) * pieces);
+        w->iov_slices = shunt_xcalloc(sizeof(*w->iov_slices) * pieces);
+        w->edit_fields = shunt_xcalloc(sizeof(*w->edit_fields) *
+                                       (cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA));
         w->pool = shunt_xcalloc(sizeof(*w->pool) * SHUNT_PROXY_POOL);
         uv_loop_init(&w->loop);
         uv_tcp_init(&w->loop, &w->listener);
@@ -210,6 +214,8 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
     int port = shunt_addr_format((struct sockaddr *)&addr, a, sizeof(a));
     printf(addr.ss_family == AF_INET6 ? "shunt: listening on [%s]:%d\n" : "shunt: listening on %s:%d\n",
            a, port);
+    if (cfg->announce != NULL)
+        printf("%s\n", cfg->announce);
     fflush(stdout);
     if (cfg->reverse)
         shunt_log(SHUNT_LOG_INFO, "reverse proxy for %s:%d", cfg->reverse_host, cfg->reverse_port);
@@ -238,6 +244,7 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
         free(ws[i].hdrs);
         free(ws[i].iov);
         free(ws[i].iov_slices);
+        free(ws[i].edit_fields);
         for (size_t k = 0; k < ws[i].n_pool; k++)
             free(ws[i].pool[k]);
         free(ws[i].pool);

@@ -156,6 +156,14 @@ static void check_finished(struct session *s);
 static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static int pump(struct session *s, struct iobuf *from, uv_tcp_t *to, int from_client);
 
+static _Atomic uint64_t stat_open, stat_exchanges;
+
+void shunt_proxy_stats(struct shunt_proxy_stats *out)
+{
+    out->connections_open = stat_open;
+    out->exchanges = stat_exchanges;
+}
+
 static uint64_t next_conn_id(void)
 {
     static _Atomic uint64_t n;
@@ -360,16 +368,33 @@ static void fill_conn_event(struct session *s, struct shunt_event *ev, enum shun
     ev->upstream_id = s->cur ? s->cur->id : 0;
 }
 
-static void emit_change(struct session *s, int in_request, const char *what)
+static void emit_change_by(struct session *s, int in_request, const char *what, const char *by)
 {
     if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_CHANGE))
         return;
     struct shunt_event ev;
     fill_conn_event(s, &ev, SHUNT_EV_CHANGE);
     ev.what = what;
-    ev.by = "proxy";
+    ev.by = by;
     ev.in_request = in_request;
     emit(s, &ev);
+}
+
+static void emit_change(struct session *s, int in_request, const char *what)
+{
+    emit_change_by(s, in_request, what, "proxy");
+}
+
+/* A hook's change, reported as an event. */
+struct hook_changes {
+    struct session *s;
+    int in_request;
+};
+
+static void hook_change(void *cctx, const char *what, const char *by)
+{
+    struct hook_changes *hc = cctx;
+    emit_change_by(hc->s, hc->in_request, what, by);
 }
 
 static void emit_head(struct session *s, enum shunt_ev_type t, const struct shunt_http_head *h,
@@ -512,6 +537,7 @@ static void emit_exchange_done(struct session *s)
     if (!s->in_exchange)
         return;
     s->in_exchange = 0;
+    stat_exchanges++;
     if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_EXCHANGE_DONE))
         return;
     struct shunt_event ev;
@@ -579,6 +605,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
     if (s->next != NULL)
         s->next->prev = s->prev;
     w->n_sessions--;
+    stat_open--;
     buf_release(w, &s->in);
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, session_handle_closed);
@@ -1318,6 +1345,52 @@ static int is_header(const struct shunt_http_header *f, const char *name, size_t
     return shunt_slice_ieq(f->name, name, len);
 }
 
+/* The request's fields when a head hook (rules) is set: the proxy's own changes and then
+ * the hook's, made on an edit of the head; appends the lines to <iov> from <n>. The caller
+ * disposes of <e> once the head is sent. */
+static size_t request_fields_edited(struct session *s, const struct shunt_http_head *h,
+                                    const struct route *rt, struct shunt_slice want_host,
+                                    struct shunt_head_edit *e, uv_buf_t *iov, size_t n)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
+    if (shunt_edit_remove(e, "Proxy-Connection", 16) > 0)
+        emit_change(s, 1, "remove Proxy-Connection");
+    if (shunt_edit_remove(e, "Proxy-Authorization", 19) > 0)
+        emit_change(s, 1, "remove Proxy-Authorization");
+    if (want_host.base != NULL) {
+        int found;
+        unsigned before = e->changes;
+        (void)shunt_edit_get(e, "Host", 4, &found);
+        if (shunt_edit_set(e, "Host", 4, want_host.base, want_host.len) == 0 &&
+            e->changes != before)
+            emit_change(s, 1, found ? "set Host to the target's" : "add Host");
+    }
+    if (cfg->via && shunt_edit_add(e, "Via", 3, "1.1 shunt", 9) == 0)
+        emit_change(s, 1, "add Via");
+    /* the URL the rules see is absolute, as the capture stores it */
+    char url[600];
+    struct shunt_slice u = h->target;
+    if (!rt->absolute) {
+        int found;
+        struct shunt_slice host = shunt_edit_get(e, "Host", 4, &found);
+        int l = snprintf(url, sizeof(url), "http://%.*s%.*s", (int)host.len, host.base,
+                         (int)h->target.len, h->target.base);
+        if (l > 0 && (size_t)l < sizeof(url))
+            u = shunt_slice_make(url, (size_t)l);
+    }
+    struct shunt_head_ctx ctx = {1,          h->method,   u,
+                                 shunt_slice_make(s->route_host, strlen(s->route_host)),
+                                 0,          h->headers,  h->n_headers,
+                                 NULL,       0,           s->id};
+    struct hook_changes hc = {s, 1};
+    cfg->head_hook(cfg->head_hook_ud, e, &ctx, hook_change, &hc);
+    for (size_t i = 0; i < e->n; i++)
+        if (!e->f[i].removed)
+            n = iov_add(iov, n, e->f[i].line.base, e->f[i].line.len);
+    return n;
+}
+
 /* Sends the head of the request at the start of the client buffer to s->cur, as the
  * origin must see it: origin-form in forward mode, Host set to the target's, the headers
  * addressed to the proxy removed, everything else byte for byte. */
@@ -1354,6 +1427,12 @@ static void send_request(struct session *s)
         want_host = rt.authority;
     else if (cfg->reverse && cfg->reverse_host_header)
         want_host = shunt_slice_make(w->reverse_authority, strlen(w->reverse_authority));
+    struct shunt_head_edit edit;
+    int edited = cfg->head_hook != NULL;
+    if (edited) {
+        n = request_fields_edited(s, &h, &rt, want_host, &edit, iov, n);
+        goto fields_done;
+    }
     int host_done = 0;
     size_t run = 0;
     for (size_t i = 0; i < h.n_headers; i++) {
@@ -1397,6 +1476,7 @@ static void send_request(struct session *s)
         iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
         emit_change(s, 1, "add Via");
     }
+fields_done:
     n = iov_add(iov, n, p + h.head_len - 2, 2);
     emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, p, iov, n);
     s->head_emitted = 1;
@@ -1409,7 +1489,9 @@ static void send_request(struct session *s)
     u->n_exchanges++;
     s->ex_upstream_port = u->local_port;
     s->ex_reused = u->n_exchanges > 1;
-    int wr = send_upstream(u, iov, (unsigned)n);
+    int wr = send_upstream(u, iov, (unsigned)n); /* copies what it cannot send at once */
+    if (edited)
+        shunt_edit_dispose(&edit);
     buf_consume(w, &s->in, h.head_len + nb);
     s->rs = RS_WAIT;
     arm(s, T_RESPONSE, cfg->response_timeout_ms);
@@ -1555,6 +1637,37 @@ static int has_session_auth_challenge(const struct shunt_http_head *h)
     return 0;
 }
 
+/* The final response's fields when a head hook (rules) is set: the proxy's own additions,
+ * then the hook's, on an edit; appends the lines to <iov> from <n>. */
+static size_t response_fields_edited(struct session *s, const struct shunt_http_head *h,
+                                     struct shunt_head_edit *e, uv_buf_t *iov, size_t n)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
+    if (h->status == 401 && !cfg->reverse && cfg->proxy_support &&
+        has_session_auth_challenge(h) &&
+        shunt_edit_add(e, "Proxy-Support", 13, "Session-Based-Authentication", 28) == 0)
+        emit_change(s, 0, "add Proxy-Support: Session-Based-Authentication");
+    if (cfg->via && shunt_edit_add(e, "Via", 3, "1.1 shunt", 9) == 0)
+        emit_change(s, 0, "add Via");
+    struct shunt_head_ctx ctx = {0,
+                                 shunt_slice_make(s->method, strlen(s->method)),
+                                 shunt_slice_make(s->url, strlen(s->url)),
+                                 shunt_slice_make(s->route_host, strlen(s->route_host)),
+                                 h->status,
+                                 NULL,
+                                 0,
+                                 h->headers,
+                                 h->n_headers,
+                                 s->id};
+    struct hook_changes hc = {s, 0};
+    cfg->head_hook(cfg->head_hook_ud, e, &ctx, hook_change, &hc);
+    for (size_t i = 0; i < e->n; i++)
+        if (!e->f[i].removed)
+            n = iov_add(iov, n, e->f[i].line.base, e->f[i].line.len);
+    return n;
+}
+
 /* Handles a response head at the start of <u>'s buffer. Returns 1 when it was consumed. */
 static int handle_response_head(struct session *s, struct upstream *u)
 {
@@ -1596,6 +1709,13 @@ static int handle_response_head(struct session *s, struct upstream *u)
             return 0;
         }
     }
+    struct shunt_head_edit edit;
+    int edited = final && cfg->head_hook != NULL;
+    if (edited) {
+        iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
+        n = response_fields_edited(s, &h, &edit, iov, n);
+        goto fields_done;
+    }
     iov[n++] = uv_buf_init((char *)p, (unsigned)(h.head_len - 2));
     if (h.status == 401 && !cfg->reverse && cfg->proxy_support && has_session_auth_challenge(&h)) {
         /* Pairing makes connection-bound authentication work through us; say so, as Fiddler
@@ -1609,6 +1729,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
         iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
         emit_change(s, 0, "add Via");
     }
+fields_done:
     n = iov_add(iov, n, p + h.head_len - 2, 2);
     emit_head(s, SHUNT_EV_RESPONSE_HEAD, &h, p, iov, n);
     size_t nb = 0;
@@ -1618,7 +1739,9 @@ static int handle_response_head(struct session *s, struct upstream *u)
         n = iov_add(iov, n, p + h.head_len, nb);
     }
     size_t before = s->bytes_out;
-    int wr = send_client(s, iov, (unsigned)n);
+    int wr = send_client(s, iov, (unsigned)n); /* copies what it cannot send at once */
+    if (edited)
+        shunt_edit_dispose(&edit);
     s->resp_bytes += s->bytes_out - before;
     buf_consume(w, &u->in, h.head_len + nb);
     s->resp_started = 1;
@@ -2163,6 +2286,7 @@ void shunt_proxy__accept(struct worker *w)
         w->sessions->prev = s;
     w->sessions = s;
     w->n_sessions++;
+    stat_open++;
     uv_tcp_nodelay(&s->tcp, 1);
     /* The addresses cost two system calls a connection: only when someone reads them. */
     int allowed = cfg->n_allow == 0;

@@ -349,7 +349,12 @@ class Shunt:
     def __init__(self, args, listen="127.0.0.1:0", wait_listening=True, env=None):
         if not os.access(SHUNT_BIN, os.X_OK):
             raise PeerError(f"{SHUNT_BIN} does not exist: build it with `make`")
-        self.args = [SHUNT_BIN, "proxy"] + (["--listen", listen] if listen else []) + list(args)
+        args = list(args)
+        if not any(a in ("--admin", "--no-admin") or a.startswith("--admin=") for a in args):
+            # every proxy of the suite gets an admin API of its own, on a free port (the
+            # default 127.0.0.1:8889 would be shared by tests running side by side)
+            args = ["--admin", "127.0.0.1:0"] + args
+        self.args = [SHUNT_BIN, "proxy"] + (["--listen", listen] if listen else []) + args
         e = dict(os.environ)
         # ASan: report leaks and errors on stderr, where teardown looks for them.
         e.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")

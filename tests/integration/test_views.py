@@ -373,7 +373,7 @@ BAD_ARGS = [
     (["sessions", "{f}", "--host", ""], "shunt sessions: --host needs a host name"),
     (["sessions", "{f}", "--host"], "shunt sessions: --host needs a value"),
     (["sessions", "{f}", "--bogus"], "shunt sessions: unknown option '--bogus' (see --help)"),
-    (["sessions", "{f}", "other.db"], "shunt sessions: unexpected argument 'other.db' (see --help)"),
+    (["sessions", "{f}", "~q", "other.db"], "shunt sessions: unexpected argument 'other.db' (see --help)"),
     (["connections", "{f}", "--limit=-5"], "shunt connections: --limit -5: expected a whole number (1 or more)"),
     (["connections", "{f}", "-x"], "shunt connections: unknown option '-x' (see --help)"),
 ]

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "capture/db.h"
 #include "capture/filter.h"
 
 static void test_no_filter_is_true(void **state)
@@ -21,7 +22,7 @@ static void test_no_filter_is_true(void **state)
 
 static void test_all_three_numbered_from_first_param(void **state)
 {
-    struct shunt_capture_filter f = {"Example.COM", 404, 7};
+    struct shunt_capture_filter f = {"Example.COM", 404, 7, NULL};
     char buf[256];
     assert_int_equal(shunt_capture_filter_sql(&f, "e", 3, buf, sizeof(buf)), 3);
     assert_string_equal(buf, "(e.host = lower(?3) AND e.status = ?4 AND e.conn_id = ?5)");
@@ -29,7 +30,7 @@ static void test_all_three_numbered_from_first_param(void **state)
 
 static void test_too_small_buffer(void **state)
 {
-    struct shunt_capture_filter f = {"h", 200, 1};
+    struct shunt_capture_filter f = {"h", 200, 1, NULL};
     char buf[20];
     assert_int_equal(shunt_capture_filter_sql(&f, "e", 1, buf, sizeof(buf)), SHUNT_ETOOBIG);
 }
@@ -117,6 +118,69 @@ static void test_arg_errors(void **state)
     assert_int_equal(parse(e, 2, &f, err), SHUNT_EINVAL);
 }
 
+/* An expression runs as shunt_filter() inside the condition, on a capture with the schema:
+ * two exchanges on a connection closed by the server, heads as sent preferred, bodies read. */
+static void test_expression_in_the_condition(void **state)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, shunt_capture_schema_sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "INSERT INTO connections (id, closer, auth_scheme) VALUES (1, 'server', 'NTLM');"
+                     "INSERT INTO exchanges (id, conn_id, idx, started_us, method, url, host,"
+                     " status, req_head, req_head_sent, resp_head) VALUES"
+                     " (1, 1, 1, 0, 'GET', 'http://a.test/', 'a.test', 200,"
+                     "  CAST('GET / HTTP/1.1\r\nHost: a.test\r\nX-A: 1\r\n\r\n' AS BLOB),"
+                     "  CAST('GET / HTTP/1.1\r\nHost: a.test\r\n\r\n' AS BLOB),"
+                     "  CAST('HTTP/1.1 200 OK\r\nServer: iis\r\n\r\n' AS BLOB)),"
+                     " (2, 1, 2, 0, 'POST', 'http://a.test/p', 'a.test', NULL,"
+                     "  CAST('POST /p HTTP/1.1\r\nHost: a.test\r\nX-A: 2\r\n\r\n' AS BLOB),"
+                     "  NULL, NULL);"
+                     "INSERT INTO bodies VALUES (2, 0, 0, CAST('secret=1' AS BLOB));",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    static const struct {
+        const char *expr;
+        int status;
+        int ids;
+    } cases[] = {
+        {"~hq x-a", 0, 2},            /* exchange 1 sent its head without X-A */
+        {"~hs '^server: IIS$'", 0, 1},
+        {"~bq secret", 0, 2},
+        {"~q ~auth ~closed server ~conn 1 ~m post ~u /p$ ~d ^a", 0, 2},
+        {"~all", 200, 1},            /* with the simple options: AND */
+        {"~bq secret", 200, 0},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        struct shunt_expr *e;
+        struct shunt_expr_error ee;
+        assert_int_equal(shunt_expr_compile(cases[k].expr, &e, &ee), 0);
+        struct shunt_capture_filter f = {.status = cases[k].status, .expr = e};
+        char where[SHUNT_CAPTURE_FILTER_SQL_MAX], sql[SHUNT_CAPTURE_FILTER_SQL_MAX + 100];
+        int n = shunt_capture_filter_sql(&f, "e", 1, where, sizeof(where));
+        assert_int_equal(n, cases[k].status ? 1 : 0);
+        assert_int_equal(shunt_capture_filter_register(db, &f), SQLITE_OK);
+        snprintf(sql, sizeof(sql), "SELECT id FROM exchanges e WHERE %s ORDER BY id", where);
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(shunt_capture_filter_bind(&f, st, 1), SQLITE_OK);
+        int ids = 0;
+        while (sqlite3_step(st) == SQLITE_ROW)
+            ids = ids * 10 + sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        if (ids != cases[k].ids)
+            fail_msg("%s: ids %d, expected %d", cases[k].expr, ids, cases[k].ids);
+        /* Too small a buffer for the call is refused, never cut. */
+        assert_int_equal(shunt_capture_filter_sql(&f, "e", 1, where, 64), SHUNT_ETOOBIG);
+        shunt_expr_free(e);
+        /* The function holds the expression: replace it before the next one is freed. */
+        struct shunt_capture_filter none = {0};
+        assert_int_equal(shunt_capture_filter_register(db, &none), SQLITE_OK);
+    }
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -127,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_status_and_conn_combine),
         cmocka_unit_test(test_arg_forms),
         cmocka_unit_test(test_arg_errors),
+        cmocka_unit_test(test_expression_in_the_condition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

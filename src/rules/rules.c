@@ -1,0 +1,194 @@
+/* src/rules/rules.c - quick header rules: parsing mitmproxy's "/FILTER/NAME/VALUE" and
+ * applying them to heads. */
+#include "rules/rules.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+
+struct quick {
+    enum shunt_quick_kind kind;
+    struct shunt_expr *filter; /* NULL: every message */
+    char *name, *value;
+    char by[48]; /* "--modify-headers #2" */
+};
+
+struct shunt_rules {
+    struct quick *q;
+    size_t n, cap;
+};
+
+struct shunt_rules *shunt_rules_new(void)
+{
+    return shunt_xcalloc(sizeof(struct shunt_rules));
+}
+
+void shunt_rules_free(struct shunt_rules *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        shunt_expr_free(r->q[i].filter);
+        free(r->q[i].name);
+        free(r->q[i].value);
+    }
+    free(r->q);
+    free(r);
+}
+
+int shunt_rules_empty(const struct shunt_rules *r)
+{
+    return r == NULL || r->n == 0;
+}
+
+static char *dup_n(const char *p, size_t n)
+{
+    char *s = shunt_xcalloc(n + 1);
+    memcpy(s, p, n);
+    return s;
+}
+
+int shunt_rules_add_quick(struct shunt_rules *r, enum shunt_quick_kind kind, const char *spec,
+                          char *err, size_t err_len)
+{
+    const char *opt = kind == SHUNT_QUICK_MODIFY ? "--modify-headers" : "--add-header";
+    size_t len = strlen(spec);
+    if (len < 3) {
+        snprintf(err, err_len, "%s %s: expected [/FILTER]/NAME/VALUE", opt, spec);
+        return SHUNT_EINVAL;
+    }
+    char sep = spec[0];
+    /* As mitmproxy splits it: on the separator, at most three parts from the left, so
+     * that the value may hold the separator ("/~s/Server/Microsoft-IIS/6.0"); with two
+     * parts there is no filter. */
+    const char *parts[3];
+    size_t lens[3];
+    const char *rem = spec + 1, *s1 = strchr(rem, sep), *s2 = s1 ? strchr(s1 + 1, sep) : NULL;
+    if (s1 == NULL) {
+        snprintf(err, err_len, "%s %s: expected [%cFILTER]%cNAME%cVALUE", opt, spec, sep, sep,
+                 sep);
+        return SHUNT_EINVAL;
+    }
+    if (s2 != NULL) {
+        parts[0] = rem;
+        lens[0] = (size_t)(s1 - rem);
+        parts[1] = s1 + 1;
+        lens[1] = (size_t)(s2 - s1 - 1);
+        parts[2] = s2 + 1;
+    } else {
+        parts[0] = NULL;
+        lens[0] = 0;
+        parts[1] = rem;
+        lens[1] = (size_t)(s1 - rem);
+        parts[2] = s1 + 1;
+    }
+    lens[2] = strlen(parts[2]);
+    if (lens[1] == 0) {
+        snprintf(err, err_len, "%s %s: the header name is empty", opt, spec);
+        return SHUNT_EINVAL;
+    }
+    for (size_t i = 0; i < lens[1]; i++) {
+        char c = parts[1][i];
+        if (c <= ' ' || c == ':' || c == 127) {
+            snprintf(err, err_len, "%s %s: \"%.*s\" is not a header name", opt, spec,
+                     (int)lens[1], parts[1]);
+            return SHUNT_EINVAL;
+        }
+    }
+    for (size_t i = 0; i < lens[2]; i++) {
+        if (parts[2][i] == '\r' || parts[2][i] == '\n') {
+            snprintf(err, err_len, "%s: the value holds a line break", opt);
+            return SHUNT_EINVAL;
+        }
+    }
+    if (kind == SHUNT_QUICK_ADD && lens[2] == 0) {
+        snprintf(err, err_len, "%s %s: the value is empty", opt, spec);
+        return SHUNT_EINVAL;
+    }
+    struct shunt_expr *filter = NULL;
+    if (parts[0] != NULL && lens[0] > 0) {
+        struct shunt_expr_error ee;
+        if (shunt_expr_compile_n(parts[0], lens[0], &filter, &ee) != 0) {
+            snprintf(err, err_len, "%s %s: filter: column %zu: %s", opt, spec, ee.column,
+                     ee.message);
+            return SHUNT_EINVAL;
+        }
+    }
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 8;
+        struct quick *q = realloc(r->q, r->cap * sizeof(*q));
+        if (q == NULL) {
+            shunt_expr_free(filter);
+            snprintf(err, err_len, "out of memory");
+            return SHUNT_ENOMEM;
+        }
+        r->q = q;
+    }
+    struct quick *q = &r->q[r->n++];
+    memset(q, 0, sizeof(*q));
+    q->kind = kind;
+    q->filter = filter;
+    q->name = dup_n(parts[1], lens[1]);
+    q->value = dup_n(parts[2], lens[2]);
+    size_t same = 0;
+    for (size_t i = 0; i < r->n; i++)
+        same += r->q[i].kind == kind;
+    snprintf(q->by, sizeof(q->by), "%s #%zu", opt, same);
+    return 0;
+}
+
+void shunt_rules_apply(const struct shunt_rules *r, struct shunt_head_edit *edit,
+                       const struct shunt_expr_subject *subject, shunt_rules_change_cb cb,
+                       void *ud)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        const struct quick *q = &r->q[i];
+        if (q->filter != NULL && !shunt_expr_match(q->filter, subject))
+            continue;
+        size_t nl = strlen(q->name), vl = strlen(q->value);
+        unsigned before = edit->changes;
+        char what[200];
+        if (q->kind == SHUNT_QUICK_ADD) {
+            if (shunt_edit_add(edit, q->name, nl, q->value, vl) != 0)
+                continue;
+            snprintf(what, sizeof(what), "add %s: %s", q->name, q->value);
+        } else if (vl == 0) {
+            if (shunt_edit_remove(edit, q->name, nl) == 0)
+                continue;
+            snprintf(what, sizeof(what), "remove %s", q->name);
+        } else {
+            if (shunt_edit_set(edit, q->name, nl, q->value, vl) != 0)
+                continue;
+            snprintf(what, sizeof(what), "set %s: %s", q->name, q->value);
+        }
+        if (edit->changes != before && cb != NULL)
+            cb(ud, what, q->by);
+    }
+}
+
+void shunt_rules_head_hook(void *ud, struct shunt_head_edit *edit,
+                           const struct shunt_head_ctx *ctx, shunt_head_change_cb change,
+                           void *cctx)
+{
+    /* What the filters see. At response time the request's fields are gone (the worker's
+     * header array holds the response's), so ~hq only matches at request time. */
+    struct shunt_expr_subject sub = {0};
+    sub.method = ctx->method;
+    sub.url = ctx->url;
+    sub.host = ctx->host;
+    sub.conn_id = (int64_t)ctx->conn_id;
+    if (ctx->is_request) {
+        sub.req_headers = ctx->req_headers;
+        sub.n_req_headers = ctx->n_req_headers;
+    } else {
+        sub.has_response = 1;
+        sub.status = ctx->status;
+        sub.resp_headers = ctx->resp_headers; /* as received, before any rule */
+        sub.n_resp_headers = ctx->n_resp_headers;
+    }
+    shunt_rules_apply(ud, edit, &sub, change, cctx);
+}

@@ -1,0 +1,50 @@
+/* src/web/admin.h - the admin API: a small JSON-over-HTTP server on its own thread and loop
+ * (default 127.0.0.1:8889) to list and switch options, reload rules and read the status.
+ * The web UI and `shunt ctl` talk to it. */
+#ifndef SHUNT_WEB_ADMIN_H
+#define SHUNT_WEB_ADMIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/errors.h"
+
+struct shunt_admin;
+
+/* What `GET /api/status` reports. */
+struct shunt_admin_status {
+    double uptime_s;
+    uint64_t connections_open;
+    uint64_t exchanges; /* completed since start */
+    uint64_t events_dropped;
+    const char *capture; /* capture file, or NULL */
+    const char *rules;   /* rules file, or NULL */
+};
+
+struct shunt_admin_config {
+    struct sockaddr_storage listen; /* port 0: any free port */
+    const char *token;              /* required (Authorization: Bearer TOKEN) when not NULL;
+                                       a non-loopback listen address requires one */
+    /* Reloads the rules; returns 0, or a negative code with a one-line reason in <err>
+     * (e.g. "rules.lua:12: unexpected symbol"). Called on the admin thread. May be NULL. */
+    int (*reload)(void *ud, char *err, size_t err_len);
+    void *reload_ud;
+    /* Fills the status. Called on the admin thread. */
+    void (*status)(void *ud, struct shunt_admin_status *out);
+    void *status_ud;
+};
+
+/*
+ * Binds and starts the admin thread. Returns 0 with *<out> set and the bound port in
+ * *<port>, or a negative code with a one-line reason in <err> (address in use, a
+ * non-loopback address without a token). Main thread.
+ */
+SHUNT_MUST_CHECK int shunt_admin_start(const struct shunt_admin_config *cfg,
+                                       struct shunt_admin **out, int *port, char *err,
+                                       size_t err_len);
+
+/* Stops the admin thread and frees <a> (NULL is fine). Main thread. */
+void shunt_admin_stop(struct shunt_admin *a);
+
+#endif

@@ -1,0 +1,101 @@
+"""test_rules.py - quick header rules (--modify-headers, --add-header): what reaches the
+origin and the client, byte for byte, with mitmproxy's syntax and filters; the story's rule;
+every change recorded in the capture with the rule that made it."""
+import signal
+import sqlite3
+
+import peers
+from peers import OK, get, origin_form, reply_with, response
+
+
+def test_story_rule_adds_the_server_header_to_responses_only(shunt, origin):
+    origin.handler = reply_with(response(headers=[b"X-A: 1"], body=b"hi"))
+    px = shunt("--modify-headers", "/~s/Server/Microsoft-IIS/6.0")
+    req = get(origin.host, "/")
+    with px.client() as c:
+        resp = c.exchange(req)
+    assert resp.raw == b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\nServer: Microsoft-IIS/6.0\r\n\r\nhi"
+    assert bytes(origin.conns[0].received) == origin_form(req)  # the request untouched
+
+
+def test_modify_replaces_in_place_keeping_order_and_other_bytes(shunt, origin):
+    origin.handler = reply_with(b"HTTP/1.1 200 OK\r\nserver:   nginx\r\nX-B: 2\r\nServer: again\r\nContent-Length: 2\r\n\r\nok")
+    px = shunt("--modify-headers", "/~s/Server/IIS")
+    with px.client() as c:
+        resp = c.exchange(get(origin.host, "/"))
+    # the first Server keeps its place and spelling, the second goes, the rest is untouched
+    assert resp.raw == b"HTTP/1.1 200 OK\r\nserver: IIS\r\nX-B: 2\r\nContent-Length: 2\r\n\r\nok"
+
+
+def test_empty_value_removes_and_no_filter_means_both_directions(shunt, origin):
+    origin.handler = reply_with(response(headers=[b"X-Secret: s"], body=b"ok"))
+    px = shunt("--modify-headers", "/X-Secret/")
+    req = get(origin.host, "/", extra=b"X-Secret: from-client\r\nX-Keep: k\r\n")
+    with px.client() as c:
+        resp = c.exchange(req)
+    assert resp.get("x-secret") is None and resp.body == b"ok"
+    got = bytes(origin.conns[0].received)
+    assert b"X-Secret" not in got and b"X-Keep: k\r\n" in got
+
+
+def test_add_header_appends_without_replacing_and_other_separators(shunt, origin):
+    px = shunt("--add-header", "|~q|Via|test-a", "--add-header", "|~q|Via|test-b")
+    req = get(origin.host, "/", extra=b"Via: 1.0 client\r\n")
+    with px.client() as c:
+        c.exchange(req)
+    got = bytes(origin.conns[0].received)
+    assert got.endswith(b"Via: 1.0 client\r\nVia: test-a\r\nVia: test-b\r\n\r\n"), got
+
+
+def test_filters_select_the_messages(shunt, origin):
+    origin.handler = reply_with(
+        lambda conn, req: response(b"404 Not Found", body=b"no") if b"/missing" in req.start
+        else response(body=b"ok"))
+    px = shunt("--modify-headers", "/~s & ~c 404/X-Was/404",
+               "--modify-headers", "/~q & ~u missing/X-Asked/missing")
+    with px.client() as c:
+        ok = c.exchange(get(origin.host, "/there"))
+        miss = c.exchange(get(origin.host, "/missing"))
+    assert ok.get("x-was") is None and miss.get("x-was") == b"404"
+    reqs = bytes(origin.conns[0].received)
+    assert reqs.count(b"X-Asked: missing") == 1 and reqs.index(b"X-Asked") > reqs.index(b"/missing")
+
+
+def test_rules_apply_on_an_open_keep_alive_connection_per_exchange(shunt, origin):
+    origin.handler = reply_with(response(body=b"ok"))
+    px = shunt("--modify-headers", "/~s/Server/Microsoft-IIS/6.0")
+    with px.client() as c:
+        for _ in range(3):
+            assert c.exchange(get(origin.host, "/")).get("server") == b"Microsoft-IIS/6.0"
+    assert len(origin.conns) == 1
+
+
+def test_changes_are_recorded_with_the_rule_that_made_them(shunt, origin, tmp_path):
+    path = tmp_path / "c.db"
+    px = shunt("--capture", str(path), "--modify-headers", "/~s/Server/Microsoft-IIS/6.0",
+               "--add-header", "/~q/X-Debug/1")
+    with px.client() as c:
+        c.exchange(get(origin.host, "/"))
+    px.signal(signal.SIGTERM)
+    assert px.wait_exit() == 0
+    with sqlite3.connect(path) as db:
+        changes = db.execute("SELECT in_request, what, by FROM changes ORDER BY id").fetchall()
+        sent = db.execute("SELECT resp_head_sent FROM exchanges").fetchone()[0]
+    assert (0, "set Server: Microsoft-IIS/6.0", "--modify-headers #1") in changes
+    assert (1, "add X-Debug: 1", "--add-header #1") in changes
+    assert b"\r\nServer: Microsoft-IIS/6.0\r\n" in bytes(sent)
+
+
+def test_bad_rules_are_refused_with_a_clear_line(shunt):
+    cases = [
+        (("--modify-headers", "X"), "expected [/FILTER]/NAME/VALUE"),
+        (("--modify-headers", "/~q ~zz/X/1"), "column 4"),
+        (("--modify-headers", "//1"), "header name is empty"),
+        (("--add-header", "/~q/X-A/"), "value is empty"),
+        (("--modify-headers", "/~q/Bad Name/1"), "is not a header name"),
+    ]
+    for args, message in cases:
+        px = shunt(*args, wait_listening=False)
+        assert px.wait_exit() == 2, args
+        lines = px.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, px.stderr)
