@@ -26,6 +26,8 @@ struct shunt_head_ctx {
     const struct shunt_http_header *resp_headers; /* the response's, as received */
     size_t n_resp_headers;
     uint64_t conn_id;
+    int worker;  /* index of the worker (thread) calling: per-thread state, e.g. a Lua state */
+    uint64_t exchange; /* index of the exchange on its connection */
 };
 
 /* Reports one change a hook made: <what> ("set Server: ..."), <by> (the rule). */
@@ -65,6 +67,8 @@ struct shunt_proxy_config {
     size_t n_subs;
 
     const char *announce; /* a line printed on stdout right after the listening line, or NULL */
+    void (*on_hup)(void *ud); /* SIGHUP (reload the rules); called on the main thread */
+    void *on_hup_ud;
 
     shunt_head_hook_cb head_hook; /* rules; NULL: heads go out as the fast path builds them */
     void *head_hook_ud;

@@ -150,6 +150,7 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     int n = cfg->workers > 0 ? cfg->workers : 1;
     struct sockaddr_storage addr = cfg->listen, rev;
@@ -225,12 +226,21 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
         pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
 
     int sig = 0;
-    sigwait(&set, &sig);
+    for (;;) {
+        sigwait(&set, &sig);
+        if (sig != SIGHUP)
+            break;
+        if (cfg->on_hup != NULL) /* reload: the connections go on */
+            cfg->on_hup(cfg->on_hup_ud);
+        else
+            shunt_log(SHUNT_LOG_INFO, "SIGHUP: no rules file to reload");
+    }
     shunt_log(SHUNT_LOG_INFO, "signal %d: no new connections; finishing open exchanges", sig);
     for (int i = 0; i < started; i++)
         uv_async_send(&ws[i].stop_async);
     /* A second signal stops at once. */
     struct timespec tick = {0, 50 * 1000 * 1000};
+    sigdelset(&set, SIGHUP);
     while (atomic_load(&workers_left) > 0) {
         if (sigtimedwait(&set, NULL, &tick) > 0) {
             shunt_log(SHUNT_LOG_WARN, "second signal: exiting now");

@@ -1382,7 +1382,8 @@ static size_t request_fields_edited(struct session *s, const struct shunt_http_h
     struct shunt_head_ctx ctx = {1,          h->method,   u,
                                  shunt_slice_make(s->route_host, strlen(s->route_host)),
                                  0,          h->headers,  h->n_headers,
-                                 NULL,       0,           s->id};
+                                 NULL,       0,           s->id,
+                                 s->w->index, s->idx};
     struct hook_changes hc = {s, 1};
     cfg->head_hook(cfg->head_hook_ud, e, &ctx, hook_change, &hc);
     for (size_t i = 0; i < e->n; i++)
@@ -1659,7 +1660,9 @@ static size_t response_fields_edited(struct session *s, const struct shunt_http_
                                  0,
                                  h->headers,
                                  h->n_headers,
-                                 s->id};
+                                 s->id,
+                                 s->w->index,
+                                 s->idx};
     struct hook_changes hc = {s, 0};
     cfg->head_hook(cfg->head_hook_ud, e, &ctx, hook_change, &hc);
     for (size_t i = 0; i < e->n; i++)
