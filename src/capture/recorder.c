@@ -223,11 +223,20 @@ static void set_str(struct pending *p, enum xf x, const char *s)
         set_field(p, x, s, strlen(s));
 }
 
+/* Keeps the buffers for the connection's next exchange (no malloc per exchange), unless
+ * one grew large (a big body): those go. */
+static void rbuf_clear(struct rbuf *b)
+{
+    if (b->cap > 64 * 1024)
+        rbuf_free(b);
+    b->len = 0;
+}
+
 static void pending_reset(struct pending *p)
 {
-    rbuf_free(&p->misc);
+    rbuf_clear(&p->misc);
     for (int i = 0; i < XF_COUNT - XF_OWN_BUFFER; i++) {
-        rbuf_free(&p->own[i]);
+        rbuf_clear(&p->own[i]);
         p->has_own[i] = 0;
     }
     for (int i = 0; i < XF_OWN_BUFFER; i++)
@@ -540,7 +549,9 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         r->n_exchanges = p ? p->n_exchanges : 0;
         push(rc, r);
         if (p != NULL) {
-            pending_reset(p);
+            rbuf_free(&p->misc);
+            for (int i = 0; i < XF_COUNT - XF_OWN_BUFFER; i++)
+                rbuf_free(&p->own[i]);
             free(p);
             *ev->slot = NULL;
         }
@@ -862,6 +873,12 @@ int shunt_recorder_open(const struct shunt_recorder_config *cfg, struct shunt_re
         free(rc);
         return SHUNT_EINVAL;
     }
+    if (sqlite3_exec(rc->db, SHUNT_CAPTURE_DEFERRED_DROP, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, err_len, "%s: %s", cfg->path, sqlite3_errmsg(rc->db));
+        sqlite3_close(rc->db);
+        free(rc);
+        return SHUNT_EINVAL;
+    }
     struct {
         const char *sql;
         sqlite3_stmt **st;
@@ -958,6 +975,10 @@ int shunt_recorder_close(struct shunt_recorder *rc)
         if (sqlite3_step(st) != SQLITE_DONE)
             ret = SHUNT_EINVAL;
         sqlite3_finalize(st);
+    }
+    if (sqlite3_exec(rc->db, SHUNT_CAPTURE_DEFERRED_CREATE, NULL, NULL, NULL) != SQLITE_OK) {
+        shunt_log(SHUNT_LOG_ERROR, "capture: %s: indexing: %s", rc->path, sqlite3_errmsg(rc->db));
+        ret = SHUNT_EINVAL;
     }
     uint64_t dropped = atomic_load(&rc->dropped);
     if (dropped > 0)

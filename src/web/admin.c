@@ -463,6 +463,7 @@ static void post_reload(struct client *c, struct reply *rp)
     }
     char err[512] = "";
     int r = a->reload(a->reload_ud, err, sizeof(err));
+    err[sizeof(err) - 1] = '\0';
     if (r < 0) {
         reply_err(rp, 422, "%s", err[0] ? err : shunt_strerror(r));
         return;
@@ -488,7 +489,7 @@ static int request_allowed(struct client *c, struct reply *rp)
                   a->port);
         return 0;
     }
-    /* Every Origin field, not only the first: a browser sends one, so several is suspect. */
+    /* Every Origin field is checked, not only the first one. */
     for (size_t i = 0; i < h->n_headers; i++) {
         if (!SHUNT_SLICE_IEQ_LIT(h->headers[i].name, "Origin"))
             continue;

@@ -471,8 +471,8 @@ static void test_keep_alive_and_pipelining(void **state)
     assert_int_equal(read_response(fd, out, sizeof(out)), 200);
     assert_non_null(strstr(out, "\"on\": false"));
     /* still open: one more, then Connection: close ends it */
-    send_str(fd, reqf("GET /api/options HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
-                      s->port));
+    send_str(fd, reqf("GET /api/options HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                      "Connection: close\r\n\r\n", s->port));
     assert_int_equal(read_response(fd, out, sizeof(out)), 200);
     assert_non_null(strstr(out, "Connection: close\r\n"));
     assert_int_equal(read_response(fd, out, sizeof(out)), 0);
