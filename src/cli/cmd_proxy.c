@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "core/log.h"
 #include "proxy/proxy.h"
+#include "rules/lua.h"
 #include "rules/rules.h"
 #include "web/admin.h"
 
@@ -54,6 +55,13 @@ static const char help[] =
     "                           separator; an empty VALUE removes the header); repeatable\n"
     "  --add-header [/FILTER]/NAME/VALUE\n"
     "                           append a header without replacing; repeatable\n"
+    "  --respond [/FILTER]/STATUS/FILE\n"
+    "                           answer matching requests with STATUS and FILE's bytes, without\n"
+    "                           the server (Fiddler's AutoResponder); repeatable\n"
+    "  --rules FILE.lua         rules in Lua: option(), on_request(s), on_response(s) (see\n"
+    "                           docs/lua.md); they run after the quick rules; reloaded on\n"
+    "                           SIGHUP or `shunt ctl reload` (a broken file keeps the old)\n"
+    "  --unsafe-lua             give the Lua rules io, os, load and require (no sandbox)\n"
     "  --admin ADDR:PORT        the admin API (options, reload, status; `shunt ctl`), default\n"
     "                           127.0.0.1:8889; elsewhere than loopback it needs --admin-token\n"
     "  --admin-token TOKEN      require Authorization: Bearer TOKEN on the admin API\n"
@@ -81,7 +89,40 @@ struct status_ctx {
     struct timespec started;
     struct shunt_recorder *recorder;
     const char *capture;
+    const char *rules;
 };
+
+/* Quick rules first, then Lua: one hook calling both. */
+struct hooks {
+    struct shunt_rules *quick; /* NULL: none */
+    struct shunt_lua *lua;     /* NULL: no --rules */
+};
+
+static void both_hooks(void *ud, struct shunt_head_edit *edit, const struct shunt_head_ctx *ctx,
+                       shunt_head_change_cb change, void *cctx)
+{
+    struct hooks *h = ud;
+    if (h->quick != NULL)
+        shunt_rules_head_hook(h->quick, edit, ctx, change, cctx);
+    if (h->lua != NULL)
+        shunt_lua_head_hook(h->lua, edit, ctx, change, cctx);
+}
+
+/* The admin API's reload (admin thread). */
+static int reload_rules(void *ud, char *err, size_t err_len)
+{
+    return shunt_lua_reload(ud, err, err_len);
+}
+
+/* SIGHUP (main thread): the outcome goes to the log. */
+static void hup_reload(void *ud)
+{
+    char err[512] = "";
+    if (shunt_lua_reload(ud, err, sizeof(err)) != 0)
+        shunt_log(SHUNT_LOG_ERROR, "reload: %s (the old rules keep running)", err);
+    else
+        shunt_log(SHUNT_LOG_WARN, "reload: rules reloaded from %s", shunt_lua_path(ud));
+}
 
 static void admin_status(void *ud, struct shunt_admin_status *out)
 {
@@ -97,7 +138,7 @@ static void admin_status(void *ud, struct shunt_admin_status *out)
     out->exchanges = st.exchanges;
     out->events_dropped = c->recorder ? shunt_recorder_dropped(c->recorder) : 0;
     out->capture = c->capture;
-    out->rules = NULL;
+    out->rules = c->rules;
 }
 
 static int bad(const char *opt, const char *val, const char *why)
@@ -191,6 +232,9 @@ int shunt_cmd_proxy(int argc, char **argv)
     static struct status_ctx status;
     const char *admin_text = "127.0.0.1:8889";
     int admin_on = 1, admin_explicit = 0;
+    const char *lua_path = NULL;
+    int unsafe_lua = 0;
+    static struct hooks hooks;
     if (shunt_addr_parse(admin_text, &admin.listen) != 0)
         return 1;
     rules = shunt_rules_new();
@@ -252,6 +296,13 @@ int shunt_cmd_proxy(int argc, char **argv)
             rec.path = val != NULL ? val : "shunt.db";
             if (*rec.path == '\0')
                 return bad(opt, val, "needs a file name");
+        } else if (strcmp(opt, "--respond") == 0) {
+            NEED_VAL();
+            char err[1200];
+            if (shunt_rules_add_respond(rules, val, err, sizeof(err)) != 0) {
+                fprintf(stderr, "shunt proxy: %s\n", err);
+                return 2;
+            }
         } else if (strcmp(opt, "--modify-headers") == 0 || strcmp(opt, "--add-header") == 0) {
             NEED_VAL();
             char err[512];
@@ -261,6 +312,13 @@ int shunt_cmd_proxy(int argc, char **argv)
                 fprintf(stderr, "shunt proxy: %s\n", err);
                 return 2;
             }
+        } else if (strcmp(opt, "--rules") == 0) {
+            NEED_VAL();
+            if (*val == '\0')
+                return bad(opt, val, "needs a file name");
+            lua_path = val;
+        } else if (strcmp(opt, "--unsafe-lua") == 0) {
+            unsafe_lua = 1;
         } else if (strcmp(opt, "--admin") == 0) {
             NEED_VAL();
             if (shunt_addr_parse(val, &admin.listen) != 0)
@@ -349,9 +407,32 @@ int shunt_cmd_proxy(int argc, char **argv)
         shunt_log_threshold = SHUNT_LOG_INFO;
     if (verbose && shunt_proxy_subscribe(&cfg, log_exchange, NULL, 1u << SHUNT_EV_EXCHANGE_DONE))
         return 1;
-    if (!shunt_rules_empty(rules)) {
-        cfg.head_hook = shunt_rules_head_hook;
-        cfg.head_hook_ud = rules;
+    if (unsafe_lua && lua_path == NULL)
+        return bad("--unsafe-lua", NULL, "only makes sense with --rules FILE.lua");
+    if (lua_path != NULL) {
+        char err[600];
+        if (shunt_lua_load(lua_path, unsafe_lua, cfg.workers, &hooks.lua, err, sizeof(err)) != 0) {
+            fprintf(stderr, "shunt proxy: --rules %s\n", err);
+            return 2;
+        }
+        if (unsafe_lua)
+            shunt_log(SHUNT_LOG_WARN, "--unsafe-lua: the rules in %s run without a sandbox",
+                      lua_path);
+        cfg.on_hup = hup_reload;
+        cfg.on_hup_ud = hooks.lua;
+        admin.reload = reload_rules;
+        admin.reload_ud = hooks.lua;
+        status.rules = lua_path;
+    }
+    if (!shunt_rules_empty(rules))
+        hooks.quick = rules;
+    if (hooks.quick != NULL || hooks.lua != NULL) {
+        cfg.head_hook = both_hooks;
+        cfg.head_hook_ud = &hooks;
+    }
+    if (shunt_rules_responds(rules)) { /* canned responses decide before any server is asked */
+        cfg.request_hook = shunt_rules_request_hook;
+        cfg.request_hook_ud = rules;
     }
     struct shunt_recorder *recorder = NULL;
     if (rec.path != NULL) {
@@ -359,6 +440,7 @@ int shunt_cmd_proxy(int argc, char **argv)
         rec.command_line = cmdline;
         if (shunt_recorder_open(&rec, &recorder, err, sizeof(err)) != 0) {
             fprintf(stderr, "shunt proxy: --capture %s\n", err);
+            shunt_lua_free(hooks.lua);
             return 2;
         }
         if (shunt_proxy_subscribe(&cfg, shunt_recorder_on_event, recorder,
@@ -379,6 +461,7 @@ int shunt_cmd_proxy(int argc, char **argv)
             if (admin_explicit) {
                 fprintf(stderr, "shunt proxy: --admin %s: %s\n", admin_text, err);
                 shunt_recorder_close(recorder);
+                shunt_lua_free(hooks.lua);
                 return 2;
             }
             /* the default port is taken (another shunt?): go on without the admin API */
@@ -396,6 +479,7 @@ int shunt_cmd_proxy(int argc, char **argv)
     }
     int r = shunt_proxy_run(&cfg);
     shunt_admin_stop(adm);
+    shunt_lua_free(hooks.lua); /* the workers have stopped */
     if (shunt_recorder_close(recorder) != 0)
         r = r ? r : 1;
     return r == 0 ? 0 : 1;

@@ -38,6 +38,20 @@ typedef void (*shunt_head_hook_cb)(void *ud, struct shunt_head_edit *edit,
                                    const struct shunt_head_ctx *ctx, shunt_head_change_cb change,
                                    void *cctx);
 
+/* What a request hook decided before the request goes anywhere. */
+struct shunt_request_verdict {
+    int respond_status;       /* 0: on to the server; else answer with this status ourselves */
+    const char *respond_body; /* the answer's body (the hook's; valid while the proxy runs) */
+    size_t respond_body_len;
+    const char *respond_type; /* its Content-Type, or NULL */
+    const char *by;           /* the rule, for the change event */
+};
+
+/* Decides about a request before it is routed (canned responses: --respond). Called on a
+ * worker thread with ctx->is_request 1; must not block. */
+typedef void (*shunt_request_hook_cb)(void *ud, const struct shunt_head_ctx *ctx,
+                                      struct shunt_request_verdict *out);
+
 /* Everything `shunt proxy` is told. Plain data, filled by the command line (cli/) and read
  * by every worker; not changed once the proxy runs. */
 struct shunt_proxy_config {
@@ -70,6 +84,8 @@ struct shunt_proxy_config {
     void (*on_hup)(void *ud); /* SIGHUP (reload the rules); called on the main thread */
     void *on_hup_ud;
 
+    shunt_request_hook_cb request_hook; /* canned responses; NULL: none */
+    void *request_hook_ud;
     shunt_head_hook_cb head_hook; /* rules; NULL: heads go out as the fast path builds them */
     void *head_hook_ud;
 };

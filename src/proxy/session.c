@@ -1219,6 +1219,79 @@ static int prescan_body(struct shunt_http_body *b, const char *p, size_t n,
     return shunt_http_body_scan(&copy, p, n, NULL, NULL, e) < 0 ? -1 : 0;
 }
 
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 400 ? "OK" : "Error";
+    }
+}
+
+/* Runs the request hook; when it answers, sends its response, and returns 1. The request
+ * never reaches a server. Without a body the connection lives on, as with a server's
+ * answer; a body that would have to be skipped ends it. */
+static int respond_early(struct session *s, const struct shunt_http_head *h,
+                         const struct route *rt)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    char url[600];
+    struct shunt_slice u = h->target;
+    if (!rt->absolute) {
+        int l = snprintf(url, sizeof(url), "http://%.*s%.*s", (int)h->host.len, h->host.base,
+                         (int)h->target.len, h->target.base);
+        if (l > 0 && (size_t)l < sizeof(url))
+            u = shunt_slice_make(url, (size_t)l);
+    }
+    struct shunt_head_ctx ctx = {1,    h->method, u, shunt_slice_make(rt->host, strlen(rt->host)),
+                                 0,    h->headers, h->n_headers, NULL, 0, s->id, s->w->index,
+                                 s->idx};
+    struct shunt_request_verdict v = {0};
+    cfg->request_hook(cfg->request_hook_ud, &ctx, &v);
+    if (v.respond_status < 100 || v.respond_status > 999)
+        return 0;
+    emit_unsent_head(s);
+    char what[64];
+    snprintf(what, sizeof(what), "respond %d without the server", v.respond_status);
+    emit_change_by(s, 1, what, v.by ? v.by : "rule");
+    int keep = s->req_body.done && !s->req_close;
+    char head[300];
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\n%s\r\n",
+                      v.respond_status, reason_phrase(v.respond_status),
+                      v.respond_type ? "Content-Type: " : "", v.respond_type ? v.respond_type : "",
+                      v.respond_type ? "\r\n" : "", v.respond_body_len,
+                      keep ? "" : "Connection: close\r\n");
+    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl),
+                        uv_buf_init((char *)v.respond_body, (unsigned)v.respond_body_len)};
+    s->status = v.respond_status;
+    s->resp_started = 1;
+    s->resp_bytes += (uint64_t)hl + v.respond_body_len;
+    s->req_bytes += h->head_len;
+    (void)send_client(s, bufs, 2);
+    if (keep)
+        buf_consume(s->w, &s->in, h->head_len);
+    else
+        s->ending = 1;
+    s->rq = RQ_DONE;
+    s->rs = RS_DONE;
+    maybe_done(s);
+    return 1;
+}
+
 static void start_request(struct session *s)
 {
     struct shunt_http_head h;
@@ -1260,6 +1333,8 @@ static void start_request(struct session *s)
     }
     snprintf(s->route_host, sizeof(s->route_host), "%s", rt.host);
     s->route_port = rt.port;
+    if (cfg->request_hook != NULL && !s->req_is_connect && respond_early(s, &h, &rt))
+        return;
     struct upstream *u = find_upstream(s, rt.host, rt.port);
     if (u == NULL) {
         open_upstream(s, &rt);

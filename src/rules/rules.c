@@ -15,9 +15,20 @@ struct quick {
     char by[48]; /* "--modify-headers #2" */
 };
 
+struct respond {
+    struct shunt_expr *filter; /* NULL: every request */
+    int status;
+    char *body;
+    size_t body_len;
+    const char *type;
+    char by[40]; /* "--respond #1" */
+};
+
 struct shunt_rules {
     struct quick *q;
     size_t n, cap;
+    struct respond *r;
+    size_t n_r;
 };
 
 struct shunt_rules *shunt_rules_new(void)
@@ -35,12 +46,166 @@ void shunt_rules_free(struct shunt_rules *r)
         free(r->q[i].value);
     }
     free(r->q);
+    for (size_t i = 0; i < r->n_r; i++) {
+        shunt_expr_free(r->r[i].filter);
+        free(r->r[i].body);
+    }
+    free(r->r);
     free(r);
 }
 
 int shunt_rules_empty(const struct shunt_rules *r)
 {
     return r == NULL || r->n == 0;
+}
+
+int shunt_rules_responds(const struct shunt_rules *r)
+{
+    return r != NULL && r->n_r > 0;
+}
+
+/* A Content-Type from a file name's extension. */
+static const char *type_of(const char *path)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {{".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
+                 {".json", "application/json"},         {".js", "text/javascript"},
+                 {".css", "text/css"},                  {".txt", "text/plain; charset=utf-8"},
+                 {".xml", "application/xml"},           {".png", "image/png"},
+                 {".jpg", "image/jpeg"},                {".gif", "image/gif"},
+                 {".svg", "image/svg+xml"}};
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot != NULL && i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+int shunt_rules_add_respond(struct shunt_rules *r, const char *spec, char *err, size_t err_len)
+{
+    size_t len = strlen(spec);
+    char sep = len ? spec[0] : '/';
+    const char *rem = spec + (len ? 1 : 0), *s1 = strchr(rem, sep), *s2 = s1 ? strchr(s1 + 1, sep) : NULL;
+    if (len < 4 || s1 == NULL) {
+        snprintf(err, err_len, "--respond %s: expected [/FILTER]/STATUS/FILE", spec);
+        return SHUNT_EINVAL;
+    }
+    const char *filter = NULL, *status_s, *path;
+    size_t filter_len = 0, status_len;
+    if (s2 != NULL) {
+        filter = rem;
+        filter_len = (size_t)(s1 - rem);
+        status_s = s1 + 1;
+        status_len = (size_t)(s2 - s1 - 1);
+        path = s2 + 1;
+    } else {
+        status_s = rem;
+        status_len = (size_t)(s1 - rem);
+        path = s1 + 1;
+    }
+    int status = 0;
+    for (size_t i = 0; i < status_len; i++) {
+        if (status_s[i] < '0' || status_s[i] > '9' || status > 999) {
+            status = -1;
+            break;
+        }
+        status = status * 10 + (status_s[i] - '0');
+    }
+    if (status < 100 || status > 999) {
+        snprintf(err, err_len, "--respond %s: \"%.*s\" is not a status code (100-999)", spec,
+                 (int)status_len, status_s);
+        return SHUNT_EINVAL;
+    }
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, err_len, "--respond %s: %s: cannot read it", spec, path);
+        return SHUNT_EINVAL;
+    }
+    size_t cap = 4096, n = 0;
+    char *body = malloc(cap);
+    for (;;) {
+        if (body == NULL)
+            break;
+        if (n == cap) {
+            if (cap >= (16u << 20)) {
+                fclose(f);
+                free(body);
+                snprintf(err, err_len, "--respond %s: %s is over 16 MiB", spec, path);
+                return SHUNT_EINVAL;
+            }
+            char *nb = realloc(body, cap * 2);
+            if (nb == NULL) {
+                free(body);
+                body = NULL;
+                break;
+            }
+            body = nb;
+            cap *= 2;
+        }
+        size_t got = fread(body + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (body == NULL || failed) {
+        free(body);
+        snprintf(err, err_len, "--respond %s: %s: cannot read it", spec, path);
+        return SHUNT_EINVAL;
+    }
+    struct shunt_expr *fx = NULL;
+    if (filter != NULL && filter_len > 0) {
+        struct shunt_expr_error ee;
+        if (shunt_expr_compile_n(filter, filter_len, &fx, &ee) != 0) {
+            free(body);
+            snprintf(err, err_len, "--respond %s: filter: column %zu: %s", spec, ee.column,
+                     ee.message);
+            return SHUNT_EINVAL;
+        }
+    }
+    struct respond *nr = realloc(r->r, (r->n_r + 1) * sizeof(*nr));
+    if (nr == NULL) {
+        free(body);
+        shunt_expr_free(fx);
+        snprintf(err, err_len, "out of memory");
+        return SHUNT_ENOMEM;
+    }
+    r->r = nr;
+    struct respond *x = &r->r[r->n_r++];
+    memset(x, 0, sizeof(*x));
+    x->filter = fx;
+    x->status = status;
+    x->body = body;
+    x->body_len = n;
+    x->type = type_of(path);
+    snprintf(x->by, sizeof(x->by), "--respond #%zu", r->n_r);
+    return 0;
+}
+
+void shunt_rules_request_hook(void *ud, const struct shunt_head_ctx *ctx,
+                              struct shunt_request_verdict *out)
+{
+    const struct shunt_rules *r = ud;
+    struct shunt_expr_subject sub = {0};
+    sub.method = ctx->method;
+    sub.url = ctx->url;
+    sub.host = ctx->host;
+    sub.conn_id = (int64_t)ctx->conn_id;
+    sub.req_headers = ctx->req_headers;
+    sub.n_req_headers = ctx->n_req_headers;
+    for (size_t i = 0; i < r->n_r; i++) {
+        const struct respond *x = &r->r[i];
+        if (x->filter != NULL && !shunt_expr_match(x->filter, &sub))
+            continue;
+        out->respond_status = x->status;
+        out->respond_body = x->body;
+        out->respond_body_len = x->body_len;
+        out->respond_type = x->type;
+        out->by = x->by;
+        return;
+    }
 }
 
 static char *dup_n(const char *p, size_t n)

@@ -33,6 +33,22 @@ int shunt_rules_empty(const struct shunt_rules *r);
 SHUNT_MUST_CHECK int shunt_rules_add_quick(struct shunt_rules *r, enum shunt_quick_kind kind,
                                            const char *spec, char *err, size_t err_len);
 
+/*
+ * Adds a canned response, Fiddler's AutoResponder: "[/FILTER]/STATUS/FILE" (mitmproxy-style
+ * separators): requests matching FILTER get STATUS with FILE's bytes as the body, without
+ * reaching a server. The file is read now (at most 16 MiB). Returns 0, or SHUNT_EINVAL with
+ * a one-line reason in <err>.
+ */
+SHUNT_MUST_CHECK int shunt_rules_add_respond(struct shunt_rules *r, const char *spec, char *err,
+                                             size_t err_len);
+
+/* Returns 1 when <r> has canned responses (the proxy then calls shunt_rules_request_hook). */
+int shunt_rules_responds(const struct shunt_rules *r);
+
+/* The proxy's request hook (shunt_request_hook_cb) for a rule set: pass <r> as its <ud>. */
+void shunt_rules_request_hook(void *ud, const struct shunt_head_ctx *ctx,
+                              struct shunt_request_verdict *out);
+
 /* Called for each change a rule makes: <what> ("set Server: Microsoft-IIS/6.0"), <by>
  * ("--modify-headers #1"). Both valid during the call. */
 typedef void (*shunt_rules_change_cb)(void *ud, const char *what, const char *by);

@@ -99,3 +99,25 @@ def test_bad_rules_are_refused_with_a_clear_line(shunt):
         assert px.wait_exit() == 2, args
         lines = px.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, px.stderr)
+
+
+def test_respond_answers_matching_requests_without_the_server(shunt, origin, tmp_path):
+    page = tmp_path / "maintenance.html"
+    page.write_bytes(b"<h1>down</h1>")
+    px = shunt("--respond", f"/~u maintenance/503/{page}")
+    with px.client() as c:
+        canned = c.exchange(get(origin.host, "/maintenance"))
+        real = c.exchange(get(origin.host, "/other"))  # the same connection goes on
+    assert canned.raw == (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html; charset=utf-8\r\n"
+                          b"Content-Length: 13\r\n\r\n<h1>down</h1>")
+    assert real.raw == OK
+    assert b"/maintenance" not in origin.received and b"/other" in origin.received
+
+
+def test_respond_refuses_bad_specs(shunt, tmp_path):
+    for spec, message in [(f"/~q/99/{tmp_path}/x", "not a status code"),
+                          ("/~q/200/" + str(tmp_path / "missing"), "cannot read it"),
+                          ("/200", "expected [/FILTER]/STATUS/FILE")]:
+        px = shunt("--respond", spec, wait_listening=False)
+        assert px.wait_exit() == 2
+        assert message in px.stderr and len(px.stderr.strip().splitlines()) == 1, px.stderr

@@ -1,0 +1,894 @@
+/* src/rules/lua.c - Lua rules: a checked source bundle shared by all workers (swapped on
+ * reload under a mutex, announced by a generation counter), and one lua_State per worker,
+ * built and used only on that worker's thread.
+ *
+ * Every call into Lua goes through lua_pcall. C functions marked MAY_LJMP may raise (and so
+ * longjmp): they hold no C resource that the jump would leak when they do. */
+#include "rules/lua.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/mem.h"
+#include "rules/options.h"
+
+#define MAY_LJMP /* this function may raise a Lua error (longjmp) */
+
+#define MAX_FILE (4u * 1024 * 1024) /* a rules file or module */
+#define MAX_MODULES 64
+#define SNAP_STACK 64 /* fields saved on the stack before a hook call; more: malloc */
+
+#define MT_HEADERS "shunt.headers"
+#define MT_OPTION "shunt.option"
+#define MT_SESSION "shunt.session"
+
+/* A module the rules file required while it was checked (sandbox: the rules' folder). */
+struct module {
+    char *name;
+    char *src;
+    size_t len;
+};
+
+/* One checked version of the rules: what every worker builds its state from. */
+struct bundle {
+    char *src;
+    size_t len;
+    struct module mods[MAX_MODULES];
+    size_t n_mods;
+};
+
+/* A change reported once the hook call succeeded. */
+struct pending {
+    char what[320];
+    char by[160];
+};
+
+/* The C side of one lua_State (found through lua_getextraspace). */
+struct lstate {
+    lua_State *L;
+    const struct shunt_lua *owner;
+    struct bundle *bundle; /* while the state is built: modules come from here */
+    int checking;          /* the scratch state of a load/reload: modules are read from disk */
+    int ref_req, ref_resp; /* the hooks, LUA_NOREF when the file does not define them */
+    size_t mem_used;
+    int exceeded; /* the instruction budget ran out in this call */
+    /* the hook call under way */
+    struct shunt_head_edit *edit;
+    const struct shunt_head_ctx *ctx;
+    uint64_t serial; /* bumped each call: header objects kept from an older call are dead */
+    struct pending *pend;
+    size_t n_pend, cap_pend;
+};
+
+/* A worker's slot: touched only by that worker's thread (and by shunt_lua_free at the end). */
+struct wslot {
+    struct lstate *st;
+    uint64_t gen;
+    char pad[48];
+};
+
+struct shunt_lua {
+    char *path, *dir, *name; /* "rules/x.lua", "rules", "x.lua" */
+    char chunk[300];         /* "@x.lua" */
+    int unsafe;
+    int n_workers;
+    struct wslot *slots;
+    pthread_mutex_t mu;        /* guards cur */
+    pthread_mutex_t reload_mu; /* one reload at a time */
+    struct bundle *cur;
+    atomic_uint_fast64_t gen;
+};
+
+/* ------------------------------------------------------------------------ small things */
+
+static struct lstate *state_of(lua_State *L)
+{
+    return *(struct lstate **)lua_getextraspace(L);
+}
+
+static void bundle_free(struct bundle *b)
+{
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->n_mods; i++) {
+        free(b->mods[i].name);
+        free(b->mods[i].src);
+    }
+    free(b->src);
+    free(b);
+}
+
+/* Reads a whole file (not on a worker thread). Returns a malloc'd buffer or NULL with
+ * <err> set. */
+static char *read_file(const char *path, size_t *len, char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(MAX_FILE + 1);
+    size_t n = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
+    int bad = buf == NULL || ferror(f);
+    fclose(f);
+    if (bad || n > MAX_FILE) {
+        snprintf(err, err_len, "%s: %s", path, bad ? "cannot read" : "larger than 4 MiB");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Rule errors reach the log at most 10 times a second, whatever the traffic. */
+static void log_rule_error(const char *msg)
+{
+    static atomic_llong window;
+    static atomic_int count, suppressed;
+    long long now = (long long)time(NULL);
+    long long w = atomic_load(&window);
+    if (w != now && atomic_compare_exchange_strong(&window, &w, now)) {
+        int s = atomic_exchange(&suppressed, 0);
+        atomic_store(&count, 0);
+        if (s > 0)
+            shunt_log(SHUNT_LOG_WARN, "rules: %d more errors not logged", s);
+    }
+    if (atomic_fetch_add(&count, 1) < 10)
+        shunt_log(SHUNT_LOG_WARN, "rules: %s (the exchange passes unchanged)", msg);
+    else
+        atomic_fetch_add(&suppressed, 1);
+}
+
+/* Each state gets at most SHUNT_LUA_MAX_MEMORY. */
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct lstate *st = ud;
+    if (ptr == NULL)
+        osize = 0;
+    if (nsize == 0) {
+        free(ptr);
+        st->mem_used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && st->mem_used + (nsize - osize) > SHUNT_LUA_MAX_MEMORY)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p != NULL)
+        st->mem_used = st->mem_used - osize + nsize;
+    return p;
+}
+
+/* The instruction budget: the first time it runs out, the call is stopped; from then on
+ * every instruction raises, so that a rule catching the error with pcall cannot go on. */
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+    struct lstate *st = state_of(L);
+    if (!st->exceeded) {
+        st->exceeded = 1;
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+    }
+    lua_getinfo(L, "Sl", ar);
+    lua_pushfstring(L, "%s:%d: instruction limit exceeded (%d instructions)", ar->short_src,
+                    ar->currentline, SHUNT_LUA_MAX_INSTRUCTIONS);
+    lua_error(L);
+}
+
+static void budget(lua_State *L, int count)
+{
+    state_of(L)->exceeded = 0;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, count); /* also resets the count */
+}
+
+/* "rules.lua:12" for the Lua code calling the current C function, or "rules.lua". */
+static void where(lua_State *L, char *out, size_t n)
+{
+    lua_Debug ar;
+    struct lstate *st = state_of(L);
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        snprintf(out, n, "%s:%d", ar.short_src, ar.currentline);
+    else
+        snprintf(out, n, "%s", st->owner->name);
+}
+
+/* Queues a change for the change callback (sent once the call succeeded). No Lua error. */
+static void pend(struct lstate *st, const char *what, const char *by)
+{
+    if (st->n_pend == st->cap_pend) {
+        size_t cap = st->cap_pend ? st->cap_pend * 2 : 8;
+        struct pending *p = realloc(st->pend, cap * sizeof(*p));
+        if (p == NULL)
+            return; /* the change is made; only its report is lost */
+        st->pend = p;
+        st->cap_pend = cap;
+    }
+    struct pending *p = &st->pend[st->n_pend++];
+    snprintf(p->what, sizeof(p->what), "%s", what);
+    snprintf(p->by, sizeof(p->by), "%s", by);
+}
+
+/* ------------------------------------------------------------------------ headers */
+
+struct headers_ud {
+    uint64_t serial;
+};
+
+/* The edit behind a headers object, or a Lua error when its hook call is over. MAY_LJMP */
+static struct shunt_head_edit *check_headers(lua_State *L) MAY_LJMP
+{
+    struct headers_ud *h = luaL_checkudata(L, 1, MT_HEADERS);
+    struct lstate *st = state_of(L);
+    if (st->edit == NULL || h->serial != st->serial)
+        luaL_error(L, "headers used after their hook call returned");
+    return st->edit;
+}
+
+static int h_get(lua_State *L) MAY_LJMP
+{
+    struct shunt_head_edit *e = check_headers(L);
+    size_t nl;
+    const char *name = luaL_checklstring(L, 2, &nl);
+    int found;
+    struct shunt_slice v = shunt_edit_get(e, name, nl, &found);
+    if (found)
+        lua_pushlstring(L, v.base, v.len);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int h_get_all(lua_State *L) MAY_LJMP
+{
+    struct shunt_head_edit *e = check_headers(L);
+    size_t nl;
+    const char *name = luaL_checklstring(L, 2, &nl);
+    lua_newtable(L);
+    lua_Integer k = 1;
+    for (size_t i = 0; i < e->n; i++) {
+        const struct shunt_edit_field *f = &e->f[i];
+        if (!f->removed && shunt_slice_ieq(f->name, name, nl)) {
+            lua_pushlstring(L, f->value.base, f->value.len);
+            lua_rawseti(L, -2, k++);
+        }
+    }
+    return 1;
+}
+
+/* headers:list() -> { {name, value}, ... } in wire order */
+static int h_list(lua_State *L) MAY_LJMP
+{
+    struct shunt_head_edit *e = check_headers(L);
+    lua_newtable(L);
+    lua_Integer k = 1;
+    for (size_t i = 0; i < e->n; i++) {
+        const struct shunt_edit_field *f = &e->f[i];
+        if (f->removed)
+            continue;
+        lua_createtable(L, 2, 0);
+        lua_pushlstring(L, f->name.base, f->name.len);
+        lua_rawseti(L, -2, 1);
+        lua_pushlstring(L, f->value.base, f->value.len);
+        lua_rawseti(L, -2, 2);
+        lua_rawseti(L, -2, k++);
+    }
+    return 1;
+}
+
+static int h_edit(lua_State *L, int set) MAY_LJMP
+{
+    struct shunt_head_edit *e = check_headers(L);
+    size_t nl, vl;
+    const char *name = luaL_checklstring(L, 2, &nl);
+    const char *value = luaL_checklstring(L, 3, &vl);
+    unsigned before = e->changes;
+    int r = set ? shunt_edit_set(e, name, nl, value, vl) : shunt_edit_add(e, name, nl, value, vl);
+    if (r == SHUNT_EINVAL)
+        return luaL_error(L, "%s %s: not a header name, or the value holds CR, LF or NUL",
+                          set ? "set" : "add", name);
+    if (r != 0)
+        return luaL_error(L, "%s %s: too many header fields", set ? "set" : "add", name);
+    if (e->changes != before) {
+        char what[320], by[160];
+        snprintf(what, sizeof(what), "%s %.*s: %.*s", set ? "set" : "add", (int)nl, name,
+                 (int)vl, value);
+        where(L, by, sizeof(by));
+        pend(state_of(L), what, by);
+    }
+    return 0;
+}
+
+static int h_add(lua_State *L) MAY_LJMP
+{
+    return h_edit(L, 0);
+}
+
+static int h_set(lua_State *L) MAY_LJMP
+{
+    if (lua_isnoneornil(L, 3)) { /* set(name, nil) removes */
+        lua_settop(L, 2);
+        lua_pushnil(L);
+    }
+    if (lua_isnil(L, 3)) {
+        struct shunt_head_edit *e = check_headers(L);
+        size_t nl;
+        const char *name = luaL_checklstring(L, 2, &nl);
+        if (shunt_edit_remove(e, name, nl) > 0) {
+            char what[320], by[160];
+            snprintf(what, sizeof(what), "remove %.*s", (int)nl, name);
+            where(L, by, sizeof(by));
+            pend(state_of(L), what, by);
+        }
+        return 0;
+    }
+    return h_edit(L, 1);
+}
+
+static int h_remove(lua_State *L) MAY_LJMP
+{
+    struct shunt_head_edit *e = check_headers(L);
+    size_t nl;
+    const char *name = luaL_checklstring(L, 2, &nl);
+    int n = shunt_edit_remove(e, name, nl);
+    if (n > 0) {
+        char what[320], by[160];
+        snprintf(what, sizeof(what), "remove %.*s", (int)nl, name);
+        where(L, by, sizeof(by));
+        pend(state_of(L), what, by);
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+static int h_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "headers");
+    return 1;
+}
+
+static const luaL_Reg headers_methods[] = {
+    {"get", h_get},   {"get_all", h_get_all}, {"list", h_list},
+    {"add", h_add},   {"set", h_set},         {"remove", h_remove},
+    {NULL, NULL},
+};
+
+/* ------------------------------------------------------------------------ globals */
+
+/* option(name, default) -> an object whose .on is the toggle's state now. MAY_LJMP */
+static int l_option(lua_State *L) MAY_LJMP
+{
+    const char *name = luaL_checkstring(L, 1);
+    int def = lua_toboolean(L, 2);
+    int idx = shunt_options_declare(name, def);
+    if (idx < 0)
+        return luaL_error(L, "option '%s': %s", name,
+                          idx == SHUNT_ETOOBIG ? "too many options"
+                                               : "the name is empty or too long");
+    int *p = lua_newuserdatauv(L, sizeof(int), 1);
+    *p = idx;
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    luaL_setmetatable(L, MT_OPTION);
+    return 1;
+}
+
+static int opt_index(lua_State *L) MAY_LJMP
+{
+    int *p = luaL_checkudata(L, 1, MT_OPTION);
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "on") == 0)
+        lua_pushboolean(L, shunt_options_on(*p));
+    else if (strcmp(k, "name") == 0)
+        lua_getiuservalue(L, 1, 1);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* log(...): one line at info level, "rules.lua:3: a b c". MAY_LJMP */
+static int l_log(lua_State *L) MAY_LJMP
+{
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, ' ');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    char at[160];
+    where(L, at, sizeof(at));
+    shunt_log(SHUNT_LOG_INFO, "%s: %s", at, lua_tostring(L, -1));
+    return 0;
+}
+
+/* Finds the source of module <name>: read from the rules' folder while checking (and kept
+ * in the bundle), taken from the bundle when a worker builds its state. MAY_LJMP */
+static int l_require(lua_State *L) MAY_LJMP
+{
+    const char *name = luaL_checkstring(L, 1);
+    struct lstate *st = state_of(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "shunt.loaded");
+    if (lua_getfield(L, -1, name) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    size_t nl = strlen(name);
+    if (nl == 0 || nl > 100 || name[0] == '.' || name[nl - 1] == '.' || strstr(name, ".."))
+        return luaL_error(L, "require '%s': not a module name", name);
+    for (size_t i = 0; i < nl; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return luaL_error(L, "require '%s': not a module name", name);
+    }
+    struct bundle *b = st->bundle;
+    if (b == NULL)
+        return luaL_error(L, "require '%s': modules are required at the top level of the rules"
+                             " file", name);
+    struct module *m = NULL;
+    for (size_t i = 0; i < b->n_mods && m == NULL; i++)
+        if (strcmp(b->mods[i].name, name) == 0)
+            m = &b->mods[i];
+    if (m == NULL) {
+        if (!st->checking)
+            return luaL_error(L, "require '%s': not found", name);
+        if (b->n_mods == MAX_MODULES)
+            return luaL_error(L, "require '%s': too many modules", name);
+        char path[512], err[600];
+        int l = snprintf(path, sizeof(path), "%s/", st->owner->dir);
+        for (size_t i = 0; i < nl && (size_t)l + 5 < sizeof(path); i++)
+            path[l++] = name[i] == '.' ? '/' : name[i];
+        snprintf(path + l, sizeof(path) - (size_t)l, ".lua");
+        size_t len;
+        char *src = read_file(path, &len, err, sizeof(err));
+        if (src == NULL)
+            return luaL_error(L, "require '%s': %s", name, err);
+        m = &b->mods[b->n_mods++]; /* owned by the bundle from here: a raise leaks nothing */
+        m->src = src;
+        m->len = len;
+        m->name = strdup(name);
+        if (m->name == NULL) {
+            free(src);
+            b->n_mods--;
+            return luaL_error(L, "out of memory");
+        }
+    }
+    char chunk[128];
+    snprintf(chunk, sizeof(chunk), "@%s.lua", name);
+    if (luaL_loadbufferx(L, m->src, m->len, chunk, "t") != LUA_OK)
+        return lua_error(L);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+    return 1;
+}
+
+/* s:flag(text): marks the exchange. MAY_LJMP */
+static int s_flag(lua_State *L) MAY_LJMP
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *text = luaL_checkstring(L, 2);
+    struct lstate *st = state_of(L);
+    if (st->ctx == NULL)
+        return luaL_error(L, "flag used after its hook call returned");
+    char what[320];
+    snprintf(what, sizeof(what), "flag: %s", text);
+    pend(st, what, st->owner->name);
+    return 0;
+}
+
+static const luaL_Reg session_methods[] = {
+    {"flag", s_flag},
+    {NULL, NULL},
+};
+
+/* Sets the globals of a sandboxed state: the safe parts of the standard library. */
+static void open_sandbox(lua_State *L) MAY_LJMP
+{
+    static const luaL_Reg libs[] = {
+        {LUA_GNAME, luaopen_base},          {LUA_TABLIBNAME, luaopen_table},
+        {LUA_STRLIBNAME, luaopen_string},   {LUA_MATHLIBNAME, luaopen_math},
+        {LUA_UTF8LIBNAME, luaopen_utf8},    {LUA_COLIBNAME, luaopen_coroutine},
+        {NULL, NULL},
+    };
+    for (const luaL_Reg *l = libs; l->name; l++) {
+        luaL_requiref(L, l->name, l->func, 1);
+        lua_pop(L, 1);
+    }
+    static const char *const gone[] = {"dofile", "loadfile", "load", "collectgarbage", NULL};
+    for (const char *const *g = gone; *g; g++) {
+        lua_pushnil(L);
+        lua_setglobal(L, *g);
+    }
+    /* os: time, clock and date only */
+    luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
+    lua_createtable(L, 0, 3);
+    static const char *const keep[] = {"time", "clock", "date", NULL};
+    for (const char *const *k = keep; *k; k++) {
+        lua_getfield(L, -2, *k);
+        lua_setfield(L, -2, *k);
+    }
+    lua_setglobal(L, "os");
+    lua_pop(L, 1);
+    /* string.dump makes bytecode, which is never loaded here anyway */
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "shunt.loaded");
+    lua_pushcfunction(L, l_require);
+    lua_setglobal(L, "require");
+}
+
+/* The body of building a state, under lua_pcall: libraries, metatables, the file's top
+ * level, the hooks it defines. Stack: [bundle src as light userdata]. MAY_LJMP */
+static int build(lua_State *L) MAY_LJMP
+{
+    struct lstate *st = state_of(L);
+    if (st->owner->unsafe) {
+        luaL_openlibs(L);
+        /* modules next to the rules file come first */
+        lua_getglobal(L, "package");
+        lua_pushfstring(L, "%s/?.lua;", st->owner->dir);
+        lua_getfield(L, -2, "path");
+        lua_concat(L, 2);
+        lua_setfield(L, -2, "path");
+        lua_pop(L, 1);
+    } else {
+        open_sandbox(L);
+    }
+    lua_pushcfunction(L, l_option);
+    lua_setglobal(L, "option");
+    lua_pushcfunction(L, l_log);
+    lua_setglobal(L, "log");
+    lua_pushcfunction(L, l_log);
+    lua_setglobal(L, "print");
+
+    luaL_newmetatable(L, MT_HEADERS);
+    luaL_newlib(L, headers_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, h_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, MT_OPTION);
+    lua_pushcfunction(L, opt_index);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, MT_SESSION);
+    luaL_newlib(L, session_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    if (luaL_loadbufferx(L, st->bundle->src, st->bundle->len, st->owner->chunk, "t") != LUA_OK)
+        return lua_error(L);
+    lua_call(L, 0, 0);
+
+    st->ref_req = st->ref_resp = LUA_NOREF;
+    if (lua_getglobal(L, "on_request") == LUA_TFUNCTION)
+        st->ref_req = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+        lua_pop(L, 1);
+    if (lua_getglobal(L, "on_response") == LUA_TFUNCTION)
+        st->ref_resp = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+        lua_pop(L, 1);
+    return 0;
+}
+
+static void state_free(struct lstate *st)
+{
+    if (st == NULL)
+        return;
+    if (st->L != NULL)
+        lua_close(st->L);
+    free(st->pend);
+    free(st);
+}
+
+/* Makes a state from <b> and runs its top level. Returns it, or NULL with <err>. */
+static struct lstate *state_new(const struct shunt_lua *lx, struct bundle *b, int checking,
+                                char *err, size_t err_len)
+{
+    struct lstate *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    st->owner = lx;
+    st->bundle = b;
+    st->checking = checking;
+    st->ref_req = st->ref_resp = LUA_NOREF;
+    st->L = lua_newstate(l_alloc, st);
+    if (st->L == NULL) {
+        snprintf(err, err_len, "out of memory");
+        free(st);
+        return NULL;
+    }
+    *(struct lstate **)lua_getextraspace(st->L) = st;
+    budget(st->L, SHUNT_LUA_MAX_INSTRUCTIONS * 10);
+    lua_pushcfunction(st->L, build);
+    int r = lua_pcall(st->L, 0, 0, 0);
+    lua_sethook(st->L, NULL, 0, 0);
+    if (r != LUA_OK) {
+        const char *m = lua_tostring(st->L, -1);
+        snprintf(err, err_len, "%s", m ? m : "error object is not a string");
+        state_free(st);
+        return NULL;
+    }
+    lua_settop(st->L, 0);
+    st->bundle = NULL;
+    st->checking = 0;
+    return st;
+}
+
+/* Reads and checks the file: a new bundle, or NULL with <err>. */
+static struct bundle *check(const struct shunt_lua *lx, char *err, size_t err_len)
+{
+    struct bundle *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    b->src = read_file(lx->path, &b->len, err, err_len);
+    if (b->src == NULL) {
+        free(b);
+        return NULL;
+    }
+    struct lstate *st = state_new(lx, b, 1, err, err_len);
+    if (st == NULL) {
+        bundle_free(b);
+        return NULL;
+    }
+    if (st->ref_req == LUA_NOREF && st->ref_resp == LUA_NOREF)
+        shunt_log(SHUNT_LOG_WARN, "%s defines neither on_request nor on_response", lx->name);
+    state_free(st);
+    return b;
+}
+
+/* ------------------------------------------------------------------------ the API */
+
+int shunt_lua_load(const char *path, int unsafe, int n_workers, struct shunt_lua **out,
+                   char *err, size_t err_len)
+{
+    *out = NULL;
+    if (n_workers < 1)
+        n_workers = 1;
+    struct shunt_lua *lx = shunt_xcalloc(sizeof(*lx));
+    lx->path = shunt_xstrdup(path);
+    const char *slash = strrchr(path, '/');
+    lx->name = shunt_xstrdup(slash ? slash + 1 : path);
+    lx->dir = shunt_xstrdup(path);
+    if (slash != NULL)
+        lx->dir[slash - path == 0 ? 1 : slash - path] = '\0';
+    else
+        strcpy(lx->dir, ".");
+    snprintf(lx->chunk, sizeof(lx->chunk), "@%s", lx->name);
+    lx->unsafe = unsafe;
+    lx->n_workers = n_workers;
+    lx->slots = shunt_xcalloc(sizeof(struct wslot) * (size_t)n_workers);
+    pthread_mutex_init(&lx->mu, NULL);
+    pthread_mutex_init(&lx->reload_mu, NULL);
+    lx->cur = check(lx, err, err_len);
+    if (lx->cur == NULL) {
+        shunt_lua_free(lx);
+        return SHUNT_EPARSE;
+    }
+    atomic_store(&lx->gen, 1);
+    *out = lx;
+    return 0;
+}
+
+int shunt_lua_reload(struct shunt_lua *lx, char *err, size_t err_len)
+{
+    pthread_mutex_lock(&lx->reload_mu);
+    struct bundle *b = check(lx, err, err_len);
+    if (b == NULL) {
+        pthread_mutex_unlock(&lx->reload_mu);
+        return SHUNT_EPARSE;
+    }
+    pthread_mutex_lock(&lx->mu);
+    struct bundle *old = lx->cur;
+    lx->cur = b;
+    atomic_fetch_add(&lx->gen, 1);
+    pthread_mutex_unlock(&lx->mu);
+    bundle_free(old);
+    pthread_mutex_unlock(&lx->reload_mu);
+    return 0;
+}
+
+const char *shunt_lua_path(const struct shunt_lua *lx)
+{
+    return lx->path;
+}
+
+void shunt_lua_free(struct shunt_lua *lx)
+{
+    if (lx == NULL)
+        return;
+    for (int i = 0; i < lx->n_workers; i++)
+        state_free(lx->slots[i].st);
+    bundle_free(lx->cur);
+    pthread_mutex_destroy(&lx->mu);
+    pthread_mutex_destroy(&lx->reload_mu);
+    free(lx->slots);
+    free(lx->path);
+    free(lx->dir);
+    free(lx->name);
+    free(lx);
+}
+
+/* The worker's state for generation <gen>: built here, on the worker's thread. When the new
+ * source fails here (it passed the check), the old state stays. */
+static void rebuild(struct shunt_lua *lx, struct wslot *w)
+{
+    char err[512];
+    pthread_mutex_lock(&lx->mu);
+    uint64_t gen = atomic_load(&lx->gen);
+    struct lstate *st = state_new(lx, lx->cur, 0, err, sizeof(err));
+    pthread_mutex_unlock(&lx->mu);
+    if (st == NULL) {
+        log_rule_error(err);
+    } else {
+        state_free(w->st);
+        w->st = st;
+    }
+    w->gen = gen;
+}
+
+/* A field array saved before a hook call, to restore when the call fails. Owned fields are
+ * kept as offsets into the store, which only grows (its prefix survives a move). */
+struct snap {
+    struct shunt_edit_field *f;
+    size_t n, store_len;
+    unsigned changes;
+};
+
+static void snap_take(struct snap *s, const struct shunt_head_edit *e)
+{
+    memcpy(s->f, e->f, e->n * sizeof(*e->f));
+    for (size_t i = 0; i < e->n; i++) {
+        struct shunt_edit_field *f = &s->f[i];
+        if (!f->owned)
+            continue;
+        f->name.base = (const char *)(uintptr_t)(f->name.base - e->store);
+        f->value.base = (const char *)(uintptr_t)(f->value.base - e->store);
+        f->line.base = (const char *)(uintptr_t)(f->line.base - e->store);
+    }
+    s->n = e->n;
+    s->store_len = e->store_len;
+    s->changes = e->changes;
+}
+
+static void snap_restore(const struct snap *s, struct shunt_head_edit *e)
+{
+    memcpy(e->f, s->f, s->n * sizeof(*e->f));
+    for (size_t i = 0; i < s->n; i++) {
+        struct shunt_edit_field *f = &e->f[i];
+        if (!f->owned)
+            continue;
+        f->name.base = e->store + (uintptr_t)f->name.base;
+        f->value.base = e->store + (uintptr_t)f->value.base;
+        f->line.base = e->store + (uintptr_t)f->line.base;
+    }
+    e->n = s->n;
+    e->store_len = s->store_len;
+    e->changes = s->changes;
+}
+
+/* Pushes a headers object for the current call. MAY_LJMP */
+static void push_headers(lua_State *L, struct lstate *st) MAY_LJMP
+{
+    struct headers_ud *h = lua_newuserdatauv(L, sizeof(*h), 0);
+    h->serial = st->serial;
+    luaL_setmetatable(L, MT_HEADERS);
+}
+
+/* The hook call under lua_pcall: builds s and calls the hook. Stack: [ref]. MAY_LJMP */
+static int call_hook(lua_State *L) MAY_LJMP
+{
+    struct lstate *st = state_of(L);
+    const struct shunt_head_ctx *c = st->ctx;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, (lua_Integer)lua_tointeger(L, 1));
+    lua_createtable(L, 0, 3); /* s */
+    lua_createtable(L, 0, 4); /* s.request */
+    lua_pushlstring(L, c->method.base ? c->method.base : "", c->method.len);
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, c->url.base ? c->url.base : "", c->url.len);
+    lua_setfield(L, -2, "url");
+    lua_pushlstring(L, c->host.base ? c->host.base : "", c->host.len);
+    lua_setfield(L, -2, "host");
+    if (c->is_request) {
+        push_headers(L, st);
+        lua_setfield(L, -2, "headers");
+    }
+    lua_setfield(L, -2, "request");
+    if (!c->is_request) {
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, c->status);
+        lua_setfield(L, -2, "status");
+        push_headers(L, st);
+        lua_setfield(L, -2, "headers");
+        lua_setfield(L, -2, "response");
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)c->conn_id);
+    lua_setfield(L, -2, "id");
+    lua_pushinteger(L, (lua_Integer)c->exchange); /* this exchange's number, from 1 */
+    lua_setfield(L, -2, "exchange");
+    lua_pushinteger(L, c->exchange > 0 ? (lua_Integer)c->exchange - 1 : 0);
+    lua_setfield(L, -2, "exchanges"); /* the exchanges before this one on the connection */
+    lua_setfield(L, -2, "conn");
+    luaL_setmetatable(L, MT_SESSION);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
+                         const struct shunt_head_ctx *ctx, shunt_head_change_cb change,
+                         void *cctx)
+{
+    struct shunt_lua *lx = ud;
+    if (ctx->worker < 0 || ctx->worker >= lx->n_workers)
+        return;
+    struct wslot *w = &lx->slots[ctx->worker];
+    if (w->gen != atomic_load_explicit(&lx->gen, memory_order_acquire))
+        rebuild(lx, w);
+    struct lstate *st = w->st;
+    if (st == NULL)
+        return;
+    int ref = ctx->is_request ? st->ref_req : st->ref_resp;
+    if (ref == LUA_NOREF)
+        return; /* the file does not define this hook: nothing to do */
+
+    struct shunt_edit_field stack[SNAP_STACK];
+    struct snap snap = {stack, 0, 0, 0};
+    if (edit->n > SNAP_STACK) {
+        snap.f = malloc(edit->n * sizeof(*snap.f));
+        if (snap.f == NULL)
+            return;
+    }
+    snap_take(&snap, edit);
+
+    lua_State *L = st->L;
+    st->edit = edit;
+    st->ctx = ctx;
+    st->serial++;
+    st->n_pend = 0;
+    budget(L, SHUNT_LUA_MAX_INSTRUCTIONS);
+    lua_settop(L, 0);
+    lua_pushcfunction(L, call_hook);
+    lua_pushinteger(L, ref);
+    int r = lua_pcall(L, 1, 0, 0);
+    lua_sethook(L, NULL, 0, 0);
+    st->edit = NULL;
+    st->ctx = NULL;
+    st->serial++;
+    if (r == LUA_OK) {
+        for (size_t i = 0; i < st->n_pend; i++)
+            change(cctx, st->pend[i].what, st->pend[i].by);
+    } else {
+        snap_restore(&snap, edit);
+        const char *m = lua_tostring(L, -1);
+        char what[400];
+        snprintf(what, sizeof(what), "error: %s",
+                 m ? m : r == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)");
+        log_rule_error(what + 7);
+        change(cctx, what, lx->name);
+    }
+    lua_settop(L, 0);
+    if (snap.f != stack)
+        free(snap.f);
+}
