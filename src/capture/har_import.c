@@ -355,6 +355,11 @@ __attribute__((format(printf, 2, 3))) static int fail(struct importer *im, const
     va_start(ap, fmt);
     vsnprintf(im->err, im->err_len, fmt, ap);
     va_end(ap);
+    /* The reason is one line: jansson quotes the bad token, raw newlines and all (found by
+     * fuzz_har with {"log":"\<newline>"}). */
+    for (char *p = im->err; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
     return SHUNT_EPARSE;
 }
 

@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "core/mem.h"
+#include "net/listen.h"
 #include "proxy/internal.h"
 
 static atomic_int workers_left;
@@ -104,27 +105,6 @@ static void *worker_main(void *arg)
 
 /* ------------------------------------------------------------------------ setup */
 
-/* Returns a bound, listening, non-blocking socket for <sa>, or a negative errno. */
-static int open_listener(const struct sockaddr *sa)
-{
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    if (sa->sa_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
-    if (bind(fd, sa, len) != 0 || listen(fd, 4096) != 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    return fd;
-}
-
 static int resolve_reverse(const struct shunt_proxy_config *cfg, struct sockaddr_storage *out)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
@@ -172,7 +152,7 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
         w->index = i;
         w->reverse_addr = rev;
         memcpy(w->reverse_authority, rev_auth, sizeof(rev_auth));
-        w->listen_fd = open_listener((struct sockaddr *)&addr);
+        w->listen_fd = shunt_listen_open((struct sockaddr *)&addr, 4096, 1);
         if (w->listen_fd < 0) {
             r = w->listen_fd;
             char a[64];

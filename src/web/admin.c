@@ -19,6 +19,7 @@
 #include "core/version.h"
 #include "http/parser.h"
 #include "net/addr.h"
+#include "net/listen.h"
 #include "rules/options.h"
 
 /* Requests are small: a head of at most 16 KiB and a JSON body of at most 64 KiB. */
@@ -934,27 +935,6 @@ static void *admin_main(void *arg)
     return NULL;
 }
 
-/* Returns a bound, listening, non-blocking socket for <sa>, or a negative errno. No
- * SO_REUSEPORT: a second admin on the same port must fail, not share it. */
-static int open_listener(const struct sockaddr *sa)
-{
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (sa->sa_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
-    if (bind(fd, sa, len) != 0 || listen(fd, 128) != 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    return fd;
-}
-
 int shunt_admin_start(const struct shunt_admin_config *cfg, struct shunt_admin **out, int *port,
                       char *err, size_t err_len)
 {
@@ -981,7 +961,7 @@ int shunt_admin_start(const struct shunt_admin_config *cfg, struct shunt_admin *
             return SHUNT_EINVAL;
         }
     }
-    int fd = open_listener(sa);
+    int fd = shunt_listen_open(sa, 128, 0);
     if (fd < 0) {
         snprintf(err, err_len, "cannot listen on %s for the admin API: %s", where, strerror(-fd));
         return fd;

@@ -282,6 +282,10 @@ def test_kill_9_under_load_loses_at_most_the_last_100ms(origin, tmp_path):
                     with lock:
                         done.append((time.monotonic(), p))
                     i += 1
+                    # A steady load the store keeps up with even in the ASan build on a busy
+                    # machine (~2000 exchanges/s in all): the test is about what a kill loses
+                    # of committed work, not about the writer's top speed (bench/capture.sh).
+                    time.sleep(0.002)
         except (OSError, EOFError, AssertionError):
             pass  # the proxy was killed under us
 
