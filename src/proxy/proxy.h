@@ -33,7 +33,8 @@ struct shunt_head_ctx {
 /* Reports one change a hook made: <what> ("set Server: ..."), <by> (the rule). */
 typedef void (*shunt_head_change_cb)(void *cctx, const char *what, const char *by);
 
-/* Edits a head before it goes out (rules). Called on a worker thread; must not block. */
+/* Edits a head before it goes out (rules). Called on a worker thread; must not block.
+ * <change> is NULL when nobody listens to changes: then they need no description. */
 typedef void (*shunt_head_hook_cb)(void *ud, struct shunt_head_edit *edit,
                                    const struct shunt_head_ctx *ctx, shunt_head_change_cb change,
                                    void *cctx);

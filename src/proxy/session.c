@@ -1460,7 +1460,8 @@ static size_t request_fields_edited(struct session *s, const struct shunt_http_h
                                  NULL,       0,           s->id,
                                  s->w->index, s->idx};
     struct hook_changes hc = {s, 1};
-    cfg->head_hook(cfg->head_hook_ud, e, &ctx, hook_change, &hc);
+    cfg->head_hook(cfg->head_hook_ud, e, &ctx,
+                   shunt_proxy__wants(cfg, SHUNT_EV_CHANGE) ? hook_change : NULL, &hc);
     for (size_t i = 0; i < e->n; i++)
         if (!e->f[i].removed)
             n = iov_add(iov, n, e->f[i].line.base, e->f[i].line.len);
@@ -1739,7 +1740,8 @@ static size_t response_fields_edited(struct session *s, const struct shunt_http_
                                  s->w->index,
                                  s->idx};
     struct hook_changes hc = {s, 0};
-    cfg->head_hook(cfg->head_hook_ud, e, &ctx, hook_change, &hc);
+    cfg->head_hook(cfg->head_hook_ud, e, &ctx,
+                   shunt_proxy__wants(cfg, SHUNT_EV_CHANGE) ? hook_change : NULL, &hc);
     for (size_t i = 0; i < e->n; i++)
         if (!e->f[i].removed)
             n = iov_add(iov, n, e->f[i].line.base, e->f[i].line.len);

@@ -66,6 +66,7 @@ struct lstate {
     struct shunt_head_edit *edit;
     const struct shunt_head_ctx *ctx;
     uint64_t serial; /* bumped each call: header objects kept from an older call are dead */
+    int report;      /* someone listens to changes: describe them (else skip the formatting) */
     struct pending *pend;
     size_t n_pend, cap_pend;
 };
@@ -297,7 +298,7 @@ static int h_edit(lua_State *L, int set) MAY_LJMP
                           set ? "set" : "add", name);
     if (r != 0)
         return luaL_error(L, "%s %s: too many header fields", set ? "set" : "add", name);
-    if (e->changes != before) {
+    if (e->changes != before && state_of(L)->report) {
         char what[320], by[160];
         snprintf(what, sizeof(what), "%s %.*s: %.*s", set ? "set" : "add", (int)nl, name,
                  (int)vl, value);
@@ -322,7 +323,7 @@ static int h_set(lua_State *L) MAY_LJMP
         struct shunt_head_edit *e = check_headers(L);
         size_t nl;
         const char *name = luaL_checklstring(L, 2, &nl);
-        if (shunt_edit_remove(e, name, nl) > 0) {
+        if (shunt_edit_remove(e, name, nl) > 0 && state_of(L)->report) {
             char what[320], by[160];
             snprintf(what, sizeof(what), "remove %.*s", (int)nl, name);
             where(L, by, sizeof(by));
@@ -339,7 +340,7 @@ static int h_remove(lua_State *L) MAY_LJMP
     size_t nl;
     const char *name = luaL_checklstring(L, 2, &nl);
     int n = shunt_edit_remove(e, name, nl);
-    if (n > 0) {
+    if (n > 0 && state_of(L)->report) {
         char what[320], by[160];
         snprintf(what, sizeof(what), "remove %.*s", (int)nl, name);
         where(L, by, sizeof(by));
@@ -487,9 +488,11 @@ static int s_flag(lua_State *L) MAY_LJMP
     struct lstate *st = state_of(L);
     if (st->ctx == NULL)
         return luaL_error(L, "flag used after its hook call returned");
-    char what[320];
-    snprintf(what, sizeof(what), "flag: %s", text);
-    pend(st, what, st->owner->name);
+    if (st->report) {
+        char what[320];
+        snprintf(what, sizeof(what), "flag: %s", text);
+        pend(st, what, st->owner->name);
+    }
     return 0;
 }
 
@@ -867,6 +870,7 @@ void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
     st->ctx = ctx;
     st->serial++;
     st->n_pend = 0;
+    st->report = change != NULL;
     budget(L, SHUNT_LUA_MAX_INSTRUCTIONS);
     lua_settop(L, 0);
     lua_pushcfunction(L, call_hook);
@@ -877,7 +881,7 @@ void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
     st->ctx = NULL;
     st->serial++;
     if (r == LUA_OK) {
-        for (size_t i = 0; i < st->n_pend; i++)
+        for (size_t i = 0; i < st->n_pend; i++) /* none when change is NULL */
             change(cctx, st->pend[i].what, st->pend[i].by);
     } else {
         snap_restore(&snap, edit);
@@ -886,7 +890,8 @@ void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
         snprintf(what, sizeof(what), "error: %s",
                  m ? m : r == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)");
         log_rule_error(what + 7);
-        change(cctx, what, lx->name);
+        if (change != NULL)
+            change(cctx, what, lx->name);
     }
     lua_settop(L, 0);
     if (snap.f != stack)

@@ -316,22 +316,28 @@ void shunt_rules_apply(const struct shunt_rules *r, struct shunt_head_edit *edit
             continue;
         size_t nl = strlen(q->name), vl = strlen(q->value);
         unsigned before = edit->changes;
-        char what[200];
+        const char *verb;
         if (q->kind == SHUNT_QUICK_ADD) {
             if (shunt_edit_add(edit, q->name, nl, q->value, vl) != 0)
                 continue;
-            snprintf(what, sizeof(what), "add %s: %s", q->name, q->value);
+            verb = "add";
         } else if (vl == 0) {
             if (shunt_edit_remove(edit, q->name, nl) == 0)
                 continue;
-            snprintf(what, sizeof(what), "remove %s", q->name);
+            verb = "remove";
         } else {
             if (shunt_edit_set(edit, q->name, nl, q->value, vl) != 0)
                 continue;
-            snprintf(what, sizeof(what), "set %s: %s", q->name, q->value);
+            verb = "set";
         }
-        if (edit->changes != before && cb != NULL)
-            cb(ud, what, q->by);
+        if (edit->changes == before || cb == NULL) /* described only for a listener */
+            continue;
+        char what[200];
+        if (vl == 0)
+            snprintf(what, sizeof(what), "%s %s", verb, q->name);
+        else
+            snprintf(what, sizeof(what), "%s %s: %s", verb, q->name, q->value);
+        cb(ud, what, q->by);
     }
 }
 
