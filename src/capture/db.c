@@ -44,7 +44,7 @@ int shunt_capture_create(const char *path, sqlite3 **out, char *err, size_t err_
      * No automatic checkpoints: their fsync would stall the writer, so the recorder runs
      * them from a thread of its own. */
     if (sqlite3_exec(db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                     "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                      " PRAGMA cache_size=-32768; PRAGMA wal_autocheckpoint=0;"
                      " PRAGMA journal_size_limit=67108864;",
                      NULL, NULL, &msg) != SQLITE_OK)
