@@ -46,9 +46,13 @@ struct shunt_request_verdict {
     size_t respond_body_len;
     const char *respond_type; /* its Content-Type, or NULL */
     const char *by;           /* the rule, for the change event */
+    const char *map_url;      /* not NULL: send the request to this absolute http:// URL
+                                 instead (--map-remote); the hook's, valid until its next call
+                                 on this thread */
+    size_t map_url_len;
 };
 
-/* Decides about a request before it is routed (canned responses: --respond). Called on a
+/* Decides about a request before it is routed (--respond, --map-remote). Called on a
  * worker thread with ctx->is_request 1; must not block. */
 typedef void (*shunt_request_hook_cb)(void *ud, const struct shunt_head_ctx *ctx,
                                       struct shunt_request_verdict *out);

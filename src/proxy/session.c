@@ -133,6 +133,9 @@ struct session {
     size_t reqline_cap;
     char *hostline; /* rewritten Host line, allocated on first use */
     size_t hostline_cap;
+    char *mapped;   /* the URL a request hook mapped the exchange in flight to (--map-remote) */
+    size_t mapped_cap;
+    size_t mapped_len;  /* 0: not mapped */
     int ex_upstream_port; /* local port of the upstream that carried the exchange */
     int ex_reused;        /* that upstream had carried an exchange before */
     char errbuf[200];     /* the cause of a failed exchange, for the event and -v */
@@ -155,6 +158,7 @@ static void maybe_done(struct session *s);
 static void check_finished(struct session *s);
 static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static int pump(struct session *s, struct iobuf *from, uv_tcp_t *to, int from_client);
+static char *scratch(char **p, size_t *cap, size_t need);
 
 static _Atomic uint64_t stat_open, stat_exchanges;
 
@@ -466,6 +470,7 @@ static void session_handle_closed(uv_handle_t *h)
         free(s->partial);
         free(s->reqline);
         free(s->hostline);
+        free(s->mapped);
         free(s);
     }
 }
@@ -840,6 +845,7 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
     s->t_send_start = s->t_sent = s->t_first_byte = 0;
     s->req_payload = s->resp_payload = 0;
     s->head_emitted = 0;
+    s->mapped_len = 0;
     memset(&s->req_body, 0, sizeof(s->req_body));
     memset(&s->resp_body, 0, sizeof(s->resp_body));
     if (h == NULL) { /* no head to name it by: a rejected or missing request */
@@ -926,11 +932,17 @@ static int split_absolute(struct shunt_slice t, struct route *rt)
     return 1;
 }
 
+/* The request target the exchange goes to: the one a rule mapped it to, or its own. */
+static struct shunt_slice target_of(const struct session *s, const struct shunt_http_head *h)
+{
+    return s->mapped_len ? shunt_slice_make(s->mapped, s->mapped_len) : h->target;
+}
+
 /* Decides where <h> goes. Returns 0, or answers the client itself and returns -1. */
 static int route_request(struct session *s, const struct shunt_http_head *h, struct route *rt)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_slice t = h->target;
+    struct shunt_slice t = target_of(s, h);
     memset(rt, 0, sizeof(*rt));
     if (SHUNT_SLICE_IEQ_LIT(h->method, "CONNECT")) {
         if (cfg->reverse) {
@@ -975,7 +987,7 @@ static int route_request(struct session *s, const struct shunt_http_head *h, str
                (int)(t.len > 200 ? 200 : t.len), t.base);
         return -1;
     }
-    if (cfg->reverse) {
+    if (cfg->reverse && s->mapped_len == 0) {
         snprintf(rt->host, sizeof(rt->host), "%s", cfg->reverse_host);
         rt->port = cfg->reverse_port;
     }
@@ -1055,7 +1067,7 @@ static void open_upstream(struct session *s, const struct route *rt)
     arm(s, T_CONNECT, w->cfg->connect_timeout_ms);
 
     struct sockaddr_storage ss;
-    if (w->cfg->reverse) {
+    if (w->cfg->reverse && s->mapped_len == 0) {
         do_connect(u, (const struct sockaddr *)&w->reverse_addr);
         return;
     }
@@ -1241,45 +1253,67 @@ static const char *reason_phrase(int status)
     }
 }
 
-/* Runs the request hook; when it answers, sends its response, and returns 1. The request
- * never reaches a server. Without a body the connection lives on, as with a server's
- * answer; a body that would have to be skipped ends it. */
-static int respond_early(struct session *s, const struct shunt_http_head *h,
-                         const struct route *rt)
+/* Asks the request hook about <h>, before it is routed; a mapped URL takes effect at once
+ * (routing and the request line follow it). */
+static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
+                             struct shunt_request_verdict *v)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
-    char url[600];
-    struct shunt_slice u = h->target;
-    if (!rt->absolute) {
+    char url[600], hostbuf[256];
+    struct shunt_slice u = h->target, host = h->host;
+    struct route tmp;
+    if (split_absolute(h->target, &tmp)) {
+        host = tmp.authority;
+    } else {
         int l = snprintf(url, sizeof(url), "http://%.*s%.*s", (int)h->host.len, h->host.base,
                          (int)h->target.len, h->target.base);
         if (l > 0 && (size_t)l < sizeof(url))
             u = shunt_slice_make(url, (size_t)l);
     }
-    struct shunt_head_ctx ctx = {1,    h->method, u, shunt_slice_make(rt->host, strlen(rt->host)),
+    /* the host without its port, as the filters' ~d sees it */
+    size_t hl = 0;
+    while (hl < host.len && hl < sizeof(hostbuf) - 1 && host.base[hl] != ':') {
+        char c = host.base[hl];
+        hostbuf[hl++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    struct shunt_head_ctx ctx = {1,    h->method,  u, shunt_slice_make(hostbuf, hl),
                                  0,    h->headers, h->n_headers, NULL, 0, s->id, s->w->index,
                                  s->idx};
-    struct shunt_request_verdict v = {0};
-    cfg->request_hook(cfg->request_hook_ud, &ctx, &v);
-    if (v.respond_status < 100 || v.respond_status > 999)
-        return 0;
+    cfg->request_hook(cfg->request_hook_ud, &ctx, v);
+    if (v->map_url != NULL && v->map_url_len > 0 && v->respond_status == 0) {
+        scratch(&s->mapped, &s->mapped_cap, v->map_url_len + 1);
+        memcpy(s->mapped, v->map_url, v->map_url_len);
+        s->mapped_len = v->map_url_len;
+        char what[700];
+        snprintf(what, sizeof(what), "map %.*s to %.*s", (int)(u.len > 300 ? 300 : u.len),
+                 u.base, (int)(v->map_url_len > 300 ? 300 : v->map_url_len), v->map_url);
+        emit_change_by(s, 1, what, v->by ? v->by : "rule");
+    }
+}
+
+/* Answers the request with the hook's canned response. The request never reaches a server.
+ * Without a body the connection lives on, as with a server's answer; a body that would have
+ * to be skipped ends it. */
+static void respond_now(struct session *s, const struct shunt_http_head *h,
+                        const struct shunt_request_verdict *v)
+{
     emit_unsent_head(s);
     char what[64];
-    snprintf(what, sizeof(what), "respond %d without the server", v.respond_status);
-    emit_change_by(s, 1, what, v.by ? v.by : "rule");
+    snprintf(what, sizeof(what), "respond %d without the server", v->respond_status);
+    emit_change_by(s, 1, what, v->by ? v->by : "rule");
     int keep = s->req_body.done && !s->req_close;
     char head[300];
     int hl = snprintf(head, sizeof(head),
                       "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\n%s\r\n",
-                      v.respond_status, reason_phrase(v.respond_status),
-                      v.respond_type ? "Content-Type: " : "", v.respond_type ? v.respond_type : "",
-                      v.respond_type ? "\r\n" : "", v.respond_body_len,
+                      v->respond_status, reason_phrase(v->respond_status),
+                      v->respond_type ? "Content-Type: " : "", v->respond_type ? v->respond_type : "",
+                      v->respond_type ? "\r\n" : "", v->respond_body_len,
                       keep ? "" : "Connection: close\r\n");
     uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl),
-                        uv_buf_init((char *)v.respond_body, (unsigned)v.respond_body_len)};
-    s->status = v.respond_status;
+                        uv_buf_init((char *)v->respond_body, (unsigned)v->respond_body_len)};
+    s->status = v->respond_status;
     s->resp_started = 1;
-    s->resp_bytes += (uint64_t)hl + v.respond_body_len;
+    s->resp_bytes += (uint64_t)hl + v->respond_body_len;
     s->req_bytes += h->head_len;
     (void)send_client(s, bufs, 2);
     if (keep)
@@ -1289,7 +1323,6 @@ static int respond_early(struct session *s, const struct shunt_http_head *h,
     s->rq = RQ_DONE;
     s->rs = RS_DONE;
     maybe_done(s);
-    return 1;
 }
 
 static void start_request(struct session *s)
@@ -1322,6 +1355,9 @@ static void start_request(struct session *s)
     s->req_is_connect = SHUNT_SLICE_IEQ_LIT(h.method, "CONNECT");
     s->req_upgrade = h.has_upgrade && h.conn_upgrade;
     s->req_close = !shunt_http_keeps_alive(&h);
+    struct shunt_request_verdict v = {0};
+    if (cfg->request_hook != NULL && !s->req_is_connect)
+        ask_request_hook(s, &h, &v);
     struct route rt;
     if (route_request(s, &h, &rt) != 0)
         return;
@@ -1333,8 +1369,10 @@ static void start_request(struct session *s)
     }
     snprintf(s->route_host, sizeof(s->route_host), "%s", rt.host);
     s->route_port = rt.port;
-    if (cfg->request_hook != NULL && !s->req_is_connect && respond_early(s, &h, &rt))
+    if (v.respond_status >= 100 && v.respond_status <= 999) {
+        respond_now(s, &h, &v);
         return;
+    }
     struct upstream *u = find_upstream(s, rt.host, rt.port);
     if (u == NULL) {
         open_upstream(s, &rt);
@@ -1483,7 +1521,7 @@ static void send_request(struct session *s)
     assert(r > 0);
     (void)r;
     memset(&rt, 0, sizeof(rt));
-    split_absolute(h.target, &rt); /* start_request() checked the rest */
+    split_absolute(target_of(s, &h), &rt); /* start_request() checked the rest */
     const char *p = s->in.base + s->in.off;
     uv_buf_t *iov = w->iov;
     size_t n = 0;
