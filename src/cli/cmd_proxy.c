@@ -55,6 +55,9 @@ static const char help[] =
     "                           separator; an empty VALUE removes the header); repeatable\n"
     "  --add-header [/FILTER]/NAME/VALUE\n"
     "                           append a header without replacing; repeatable\n"
+    "  --map-remote [/FILTER]/REGEX/REPLACEMENT\n"
+    "                           send matching requests to the URL that replacing REGEX in\n"
+    "                           theirs gives (\\1 for a group); repeatable, first match wins\n"
     "  --respond [/FILTER]/STATUS/FILE\n"
     "                           answer matching requests with STATUS and FILE's bytes, without\n"
     "                           the server (Fiddler's AutoResponder); repeatable\n"
@@ -296,10 +299,13 @@ int shunt_cmd_proxy(int argc, char **argv)
             rec.path = val != NULL ? val : "shunt.db";
             if (*rec.path == '\0')
                 return bad(opt, val, "needs a file name");
-        } else if (strcmp(opt, "--respond") == 0) {
+        } else if (strcmp(opt, "--respond") == 0 || strcmp(opt, "--map-remote") == 0) {
             NEED_VAL();
             char err[1200];
-            if (shunt_rules_add_respond(rules, val, err, sizeof(err)) != 0) {
+            int bad_rule = strcmp(opt, "--respond") == 0
+                               ? shunt_rules_add_respond(rules, val, err, sizeof(err))
+                               : shunt_rules_add_map_remote(rules, val, err, sizeof(err));
+            if (bad_rule != 0) {
                 fprintf(stderr, "shunt proxy: %s\n", err);
                 return 2;
             }

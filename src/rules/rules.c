@@ -2,6 +2,9 @@
  * applying them to heads. */
 #include "rules/rules.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,11 +27,20 @@ struct respond {
     char by[40]; /* "--respond #1" */
 };
 
+struct map_remote {
+    struct shunt_expr *filter; /* NULL: every request */
+    pcre2_code *re;
+    char *replacement; /* in PCRE2's syntax: mitmproxy's \1 became ${1} */
+    char by[40];
+};
+
 struct shunt_rules {
     struct quick *q;
     size_t n, cap;
     struct respond *r;
     size_t n_r;
+    struct map_remote *m;
+    size_t n_m;
 };
 
 struct shunt_rules *shunt_rules_new(void)
@@ -51,6 +63,12 @@ void shunt_rules_free(struct shunt_rules *r)
         free(r->r[i].body);
     }
     free(r->r);
+    for (size_t i = 0; i < r->n_m; i++) {
+        shunt_expr_free(r->m[i].filter);
+        pcre2_code_free(r->m[i].re);
+        free(r->m[i].replacement);
+    }
+    free(r->m);
     free(r);
 }
 
@@ -61,7 +79,87 @@ int shunt_rules_empty(const struct shunt_rules *r)
 
 int shunt_rules_responds(const struct shunt_rules *r)
 {
-    return r != NULL && r->n_r > 0;
+    return r != NULL && (r->n_r > 0 || r->n_m > 0);
+}
+
+int shunt_rules_add_map_remote(struct shunt_rules *r, const char *spec, char *err,
+                               size_t err_len)
+{
+    size_t len = strlen(spec);
+    char sep = len ? spec[0] : '/';
+    const char *rem = spec + (len ? 1 : 0), *s1 = strchr(rem, sep), *s2 = s1 ? strchr(s1 + 1, sep) : NULL;
+    if (len < 4 || s1 == NULL) {
+        snprintf(err, err_len, "--map-remote %s: expected [/FILTER]/REGEX/REPLACEMENT", spec);
+        return SHUNT_EINVAL;
+    }
+    const char *filter = NULL, *regex, *repl;
+    size_t filter_len = 0, regex_len;
+    if (s2 != NULL) {
+        filter = rem;
+        filter_len = (size_t)(s1 - rem);
+        regex = s1 + 1;
+        regex_len = (size_t)(s2 - s1 - 1);
+        repl = s2 + 1;
+    } else {
+        regex = rem;
+        regex_len = (size_t)(s1 - rem);
+        repl = s1 + 1;
+    }
+    if (regex_len == 0 || *repl == '\0') {
+        snprintf(err, err_len, "--map-remote %s: the regex and the replacement must not be empty",
+                 spec);
+        return SHUNT_EINVAL;
+    }
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)regex, regex_len, 0, &ec, &eo, NULL);
+    if (re == NULL) {
+        char msg[160];
+        pcre2_get_error_message(ec, (PCRE2_UCHAR *)msg, sizeof(msg));
+        snprintf(err, err_len, "--map-remote %s: regex: column %zu: %s", spec, (size_t)eo + 1,
+                 msg);
+        return SHUNT_EINVAL;
+    }
+    struct shunt_expr *fx = NULL;
+    if (filter != NULL && filter_len > 0) {
+        struct shunt_expr_error ee;
+        if (shunt_expr_compile_n(filter, filter_len, &fx, &ee) != 0) {
+            pcre2_code_free(re);
+            snprintf(err, err_len, "--map-remote %s: filter: column %zu: %s", spec, ee.column,
+                     ee.message);
+            return SHUNT_EINVAL;
+        }
+    }
+    /* mitmproxy's replacement is Python's: \1 is group 1, and $ is literal */
+    size_t rl = strlen(repl);
+    char *out = shunt_xcalloc(rl * 4 + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < rl; i++) {
+        if (repl[i] == '\\' && i + 1 < rl && repl[i + 1] >= '0' && repl[i + 1] <= '9') {
+            o += (size_t)snprintf(out + o, rl * 4 + 1 - o, "${%c}", repl[i + 1]);
+            i++;
+        } else if (repl[i] == '$') {
+            out[o++] = '$';
+            out[o++] = '$';
+        } else {
+            out[o++] = repl[i];
+        }
+    }
+    struct map_remote *nm = realloc(r->m, (r->n_m + 1) * sizeof(*nm));
+    if (nm == NULL) {
+        free(out);
+        pcre2_code_free(re);
+        shunt_expr_free(fx);
+        snprintf(err, err_len, "out of memory");
+        return SHUNT_ENOMEM;
+    }
+    r->m = nm;
+    struct map_remote *m = &r->m[r->n_m++];
+    m->filter = fx;
+    m->re = re;
+    m->replacement = out;
+    snprintf(m->by, sizeof(m->by), "--map-remote #%zu", r->n_m);
+    return 0;
 }
 
 /* A Content-Type from a file name's extension. */
@@ -195,6 +293,26 @@ void shunt_rules_request_hook(void *ud, const struct shunt_head_ctx *ctx,
     sub.conn_id = (int64_t)ctx->conn_id;
     sub.req_headers = ctx->req_headers;
     sub.n_req_headers = ctx->n_req_headers;
+    /* --map-remote: the first rule whose filter and regex match maps the URL; the result
+     * lives in this thread's buffer until the next call here */
+    static _Thread_local char mapped[4096];
+    for (size_t i = 0; i < r->n_m; i++) {
+        const struct map_remote *m = &r->m[i];
+        if (m->filter != NULL && !shunt_expr_match(m->filter, &sub))
+            continue;
+        PCRE2_SIZE outlen = sizeof(mapped);
+        int n = pcre2_substitute(m->re, (PCRE2_SPTR)ctx->url.base, ctx->url.len, 0, 0, NULL, NULL,
+                                 (PCRE2_SPTR)m->replacement, PCRE2_ZERO_TERMINATED,
+                                 (PCRE2_UCHAR *)mapped, &outlen);
+        if (n <= 0)
+            continue; /* no match (0) or an error (a URL too long for the buffer) */
+        if (outlen < 8 || strncmp(mapped, "http://", 7) != 0)
+            continue; /* only http:// targets: a mapping elsewhere is ignored, not half done */
+        out->map_url = mapped;
+        out->map_url_len = outlen;
+        out->by = m->by;
+        break;
+    }
     for (size_t i = 0; i < r->n_r; i++) {
         const struct respond *x = &r->r[i];
         if (x->filter != NULL && !shunt_expr_match(x->filter, &sub))

@@ -42,7 +42,17 @@ SHUNT_MUST_CHECK int shunt_rules_add_quick(struct shunt_rules *r, enum shunt_qui
 SHUNT_MUST_CHECK int shunt_rules_add_respond(struct shunt_rules *r, const char *spec, char *err,
                                              size_t err_len);
 
-/* Returns 1 when <r> has canned responses (the proxy then calls shunt_rules_request_hook). */
+/*
+ * Adds a URL mapping as mitmproxy's map_remote: "[/FILTER]/REGEX/REPLACEMENT": the first
+ * matching request's URL (absolute: http://host:port/path) has REGEX replaced by REPLACEMENT
+ * (\1 for a group, as in Python) and goes there instead; the result must be an http:// URL.
+ * Returns 0, or SHUNT_EINVAL with a one-line reason in <err>.
+ */
+SHUNT_MUST_CHECK int shunt_rules_add_map_remote(struct shunt_rules *r, const char *spec,
+                                                char *err, size_t err_len);
+
+/* Returns 1 when <r> has canned responses or URL mappings (the proxy then calls
+ * shunt_rules_request_hook). */
 int shunt_rules_responds(const struct shunt_rules *r);
 
 /* The proxy's request hook (shunt_request_hook_cb) for a rule set: pass <r> as its <ud>. */

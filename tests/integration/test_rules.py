@@ -121,3 +121,34 @@ def test_respond_refuses_bad_specs(shunt, tmp_path):
         px = shunt("--respond", spec, wait_listening=False)
         assert px.wait_exit() == 2
         assert message in px.stderr and len(px.stderr.strip().splitlines()) == 1, px.stderr
+
+
+def test_map_remote_sends_the_request_elsewhere_with_the_mapped_path_and_host(shunt, origins):
+    a, b = origins(), origins()
+    px = shunt("--map-remote", rf"|~u /api|127\.0\.0\.1:{a.port}/api/(.*)|{b.host}/v2/\1")
+    with px.client() as c:
+        assert c.exchange(get(a.host, "/api/users?id=1")).raw == OK
+        assert c.exchange(get(a.host, "/other")).raw == OK  # not matched: stays with a
+    got_b = bytes(b.conns[0].received)
+    assert got_b.startswith(b"GET /v2/users?id=1 HTTP/1.1\r\nHost: " + b.host.encode() + b"\r\n"), got_b
+    assert bytes(a.conns[0].received).startswith(b"GET /other HTTP/1.1\r\n")
+
+
+def test_map_remote_in_reverse_mode_leaves_the_reverse_origin(shunt, origins):
+    a, b = origins(), origins()
+    px = shunt("--reverse", a.url, "--map-remote", rf"|~u /beta|//[^/]+/beta/|//{b.host}/")
+    with px.client() as c:
+        req = b"GET /beta/page HTTP/1.1\r\nHost: shop.test\r\n\r\n"
+        assert c.exchange(req).raw == OK
+    got = bytes(b.conns[0].received)
+    assert got.startswith(b"GET /page HTTP/1.1\r\nHost: " + b.host.encode() + b"\r\n"), got
+    assert not a.conns
+
+
+def test_map_remote_refuses_bad_specs(shunt):
+    for spec, message in [("/x", "expected [/FILTER]/REGEX/REPLACEMENT"),
+                          ("/~q/(unclosed/http://x/", "regex: column"),
+                          ("/~zz/a/b/", "filter: column")]:
+        px = shunt("--map-remote", spec, wait_listening=False)
+        assert px.wait_exit() == 2
+        assert message in px.stderr and len(px.stderr.strip().splitlines()) == 1, px.stderr
