@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/rules.sh - the cost of rules: shunt without rules and with ten quick header rules
-# (--modify-headers on responses), beside haproxy with the equivalent ten
+# (--modify-headers on responses) and with a mix of five quick rules and a Lua on_response
+# setting five headers, beside haproxy with the equivalent ten
 # `http-response set-header` and mitmdump with the same ten --modify-headers, in one run:
 # small keep-alive responses from the harness's origin, wrk -c50, wrk and origin on CPU 0,
 # each proxy on CPU 1. Prints medians and ratios.
@@ -27,6 +28,20 @@ for i in 0 1 2 3 4 5 6 7 8; do
     hap+="    http-response set-header X-Rule-$i value-$i"$'\n'
 done
 quick+=(--modify-headers "/~s/Server/Microsoft-IIS/6.0")
+# the mix the issue names: five quick rules and a Lua file setting five more in on_response
+mix=()
+for i in 0 1 2 3; do mix+=(--modify-headers "/~s/X-Rule-$i/value-$i"); done
+mix+=(--modify-headers "/~s/Server/Microsoft-IIS/6.0")
+cat >"$run/five.lua" <<'LUA'
+function on_response(s)
+  local h = s.response.headers
+  h:set("X-Rule-4", "value-4")
+  h:set("X-Rule-5", "value-5")
+  h:set("X-Rule-6", "value-6")
+  h:set("X-Rule-7", "value-7")
+  h:set("X-Rule-8", "value-8")
+end
+LUA
 mitm+=(--modify-headers "/~s/Server/Microsoft-IIS/6.0")
 hap+="    http-response set-header Server Microsoft-IIS/6.0"$'\n'
 cat >"$run/haproxy.cfg" <<HAP
@@ -46,12 +61,13 @@ $hap    default_backend origin
 backend origin
     server o1 127.0.0.1:$OP
 HAP
-port_of() { case $1 in shunt-none) echo 18482 ;; shunt-10) echo 18483 ;; haproxy-10) echo 18484 ;; *) echo 18485 ;; esac; }
+port_of() { case $1 in shunt-none) echo 18482 ;; shunt-10) echo 18483 ;; haproxy-10) echo 18484 ;; shunt-mix) echo 18486 ;; *) echo 18485 ;; esac; }
 start_peer() {
     local P; P=$(port_of "$1")
     case $1 in
     shunt-none) taskset -c 1 "$SHUNT" proxy --listen 127.0.0.1:$P --reverse http://127.0.0.1:$OP --workers 1 --no-admin >/dev/null 2>&1 & ;;
     shunt-10) taskset -c 1 "$SHUNT" proxy --listen 127.0.0.1:$P --reverse http://127.0.0.1:$OP --workers 1 --no-admin "${quick[@]}" >/dev/null 2>&1 & ;;
+    shunt-mix) taskset -c 1 "$SHUNT" proxy --listen 127.0.0.1:$P --reverse http://127.0.0.1:$OP --workers 1 --no-admin "${mix[@]}" --rules "$run/five.lua" >/dev/null 2>&1 & ;;
     haproxy-10) taskset -c 1 haproxy -db -f "$run/haproxy.cfg" >/dev/null 2>&1 & ;;
     mitmdump-10) taskset -c 1 mitmdump -q --mode "reverse:http://127.0.0.1:$OP" --listen-host 127.0.0.1 --listen-port $P "${mitm[@]}" >/dev/null 2>&1 & ;;
     esac
@@ -59,7 +75,7 @@ start_peer() {
 }
 declare -A all
 for i in $(seq "$R"); do
-    for peer in shunt-none shunt-10 haproxy-10 mitmdump-10; do
+    for peer in shunt-none shunt-10 shunt-mix haproxy-10 mitmdump-10; do
         pid=$(start_peer $peer)
         P=$(port_of $peer)
         for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$P/" && break; sleep 0.1; done
@@ -75,7 +91,7 @@ med() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)
 none=$(echo "${all[shunt-none]}" | med)
 ten=$(echo "${all[shunt-10]}" | med)
 printf '%-12s %9s   %s\n' peer rps_med "runs (wrk -t1 -c50 -d${D}s, 100-byte keep-alive responses, ten rules)"
-for k in shunt-none shunt-10 haproxy-10 mitmdump-10; do
+for k in shunt-none shunt-10 shunt-mix haproxy-10 mitmdump-10; do
     m=$(echo "${all[$k]}" | med)
     printf '%-12s %9s   %s  shunt-10/this=%.2f\n' "$k" "$m" "${all[$k]}" "$(echo "$ten $m" | awk '{print $1/$2}')"
 done
