@@ -616,6 +616,29 @@ static void json_open(struct out *o, struct cap *c, const char *key)
     fprintf(o->f, ",\n \"%s\": ", key);
 }
 
+/* Streams the rows of <st> as the JSON array that closes what json_open() began, one row a
+ * line, each made by <row> (NULL: out of memory). Returns the last sqlite3_step() result, or
+ * SHUNT_ENOMEM. */
+static int json_rows(struct out *out, sqlite3_stmt *st, json_t *(*row)(sqlite3_stmt *st))
+{
+    int rc, first = 1;
+    fputs("[", out->f);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && !out_failed(out)) {
+        json_t *j = row(st);
+        if (j == NULL) {
+            rc = SHUNT_ENOMEM;
+            break;
+        }
+        fputs(first ? "\n  " : ",\n  ", out->f);
+        json_dumpf(j, out->f, JSON_COMPACT);
+        json_decref(j);
+        first = 0;
+        out_check(out);
+    }
+    fputs(first ? "]}\n" : "\n ]}\n", out->f);
+    return rc;
+}
+
 static size_t digits(int64_t v)
 {
     size_t n = 1;
@@ -849,6 +872,14 @@ static json_t *srow_json(sqlite3_stmt *st, const struct srow *r)
     return j;
 }
 
+static json_t *srow_to_json(sqlite3_stmt *st)
+{
+    struct srow r;
+    json_t *j = srow_read(st, &r) ? NULL : srow_json(st, &r);
+    srow_dispose(&r);
+    return j;
+}
+
 /*
  * Turns a large OFFSET over the whole table into a key: when the ids are dense (count equals
  * max - min + 1) row k is id min + k, so the page starts by a rowid seek instead of stepping
@@ -935,24 +966,7 @@ int shunt_view_sessions(const struct shunt_view_opts *o, char *err, size_t err_l
     out_init(&out);
     if (o->json) {
         json_open(&out, &c, "exchanges");
-        fputs("[", out.f);
-        int first = 1;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW && !out_failed(&out)) {
-            struct srow r;
-            int bad = srow_read(st, &r);
-            json_t *j = bad ? NULL : srow_json(st, &r);
-            srow_dispose(&r);
-            if (j == NULL) {
-                rc = SHUNT_ENOMEM;
-                break;
-            }
-            fputs(first ? "\n  " : ",\n  ", out.f);
-            json_dumpf(j, out.f, JSON_COMPACT);
-            json_decref(j);
-            first = 0;
-            out_check(&out);
-        }
-        fputs(first ? "]}\n" : "\n ]}\n", out.f);
+        rc = json_rows(&out, st, srow_to_json);
     } else {
         /* The first rows set the column widths; later rows stream in them. */
         struct swidth w = {digits(max_of(c.db, "SELECT max(id) FROM exchanges")),
@@ -1505,6 +1519,14 @@ static json_t *krow_json(sqlite3_stmt *st, const struct krow *r)
     return j;
 }
 
+static json_t *krow_to_json(sqlite3_stmt *st)
+{
+    struct krow r;
+    json_t *j = krow_read(st, &r) ? NULL : krow_json(st, &r);
+    krow_dispose(&r);
+    return j;
+}
+
 int shunt_view_connections(const struct shunt_view_opts *o, char *err, size_t err_len)
 {
     struct cap c;
@@ -1559,24 +1581,7 @@ int shunt_view_connections(const struct shunt_view_opts *o, char *err, size_t er
     out_init(&out);
     if (o->json) {
         json_open(&out, &c, "connections");
-        fputs("[", out.f);
-        int first = 1;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW && !out_failed(&out)) {
-            struct krow r;
-            int bad = krow_read(st, &r);
-            json_t *j = bad ? NULL : krow_json(st, &r);
-            krow_dispose(&r);
-            if (j == NULL) {
-                rc = SHUNT_ENOMEM;
-                break;
-            }
-            fputs(first ? "\n  " : ",\n  ", out.f);
-            json_dumpf(j, out.f, JSON_COMPACT);
-            json_decref(j);
-            first = 0;
-            out_check(&out);
-        }
-        fputs(first ? "]}\n" : "\n ]}\n", out.f);
+        rc = json_rows(&out, st, krow_to_json);
     } else {
         struct kwidth w = {digits(max_of(c.db, "SELECT max(id) FROM connections")), 8, 4, 6, 3, 4,
                            4};
@@ -1638,4 +1643,22 @@ done:
     sqlite3_finalize(st);
     cap_close(&c);
     return rc;
+}
+
+int shunt_view_main(const char *cmd, const char *help, unsigned accept,
+                    int (*view)(const struct shunt_view_opts *o, char *err, size_t err_len),
+                    int argc, char **argv)
+{
+    struct shunt_view_opts o;
+    char err[512];
+    int rc = shunt_view_args(&o, argc, argv, accept, err, sizeof(err));
+    if (rc == 1)
+        fputs(help, stdout);
+    else if (rc == 0)
+        rc = view(&o, err, sizeof(err));
+    shunt_view_opts_dispose(&o);
+    if (rc == 0 || rc == 1)
+        return 0;
+    fprintf(stderr, "shunt %s: %s\n", cmd, err);
+    return rc == SHUNT_ENOMEM ? 1 : 2;
 }

@@ -67,6 +67,13 @@ SHUNT_MUST_CHECK int shunt_view_show(const struct shunt_view_opts *o, char *err,
 SHUNT_MUST_CHECK int shunt_view_connections(const struct shunt_view_opts *o, char *err,
                                             size_t err_len);
 
+/* A view command whole: reads the options <accept>s, prints <help> for --help, runs <view>,
+ * and turns an error into one line "shunt CMD: reason" on stderr. Returns the exit status:
+ * 0, 1 out of memory, 2 bad input. */
+int shunt_view_main(const char *cmd, const char *help, unsigned accept,
+                    int (*view)(const struct shunt_view_opts *o, char *err, size_t err_len),
+                    int argc, char **argv);
+
 /* ---------------------------------------------------------------- formatting helpers */
 
 /*

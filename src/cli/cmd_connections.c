@@ -29,21 +29,5 @@ static const char help[] =
 
 int shunt_cmd_connections(int argc, char **argv)
 {
-    struct shunt_view_opts o;
-    char err[512];
-    int rc = shunt_view_args(&o, argc, argv, SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_PAGE |
-                                                  SHUNT_VIEW_ACCEPT_EXPR,
-                             err, sizeof(err));
-    if (rc == 1) {
-        shunt_view_opts_dispose(&o);
-        fputs(help, stdout);
-        return 0;
-    }
-    if (rc == 0)
-        rc = shunt_view_connections(&o, err, sizeof(err));
-    shunt_view_opts_dispose(&o);
-    if (rc == 0)
-        return 0;
-    fprintf(stderr, "shunt connections: %s\n", err);
-    return rc == SHUNT_ENOMEM ? 1 : 2;
+    return shunt_view_main("connections", help, SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_PAGE | SHUNT_VIEW_ACCEPT_EXPR, shunt_view_connections, argc, argv);
 }

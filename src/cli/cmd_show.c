@@ -23,17 +23,5 @@ static const char help[] =
 
 int shunt_cmd_show(int argc, char **argv)
 {
-    struct shunt_view_opts o;
-    char err[512];
-    int rc = shunt_view_args(&o, argc, argv, SHUNT_VIEW_ACCEPT_ID, err, sizeof(err));
-    if (rc == 1) {
-        fputs(help, stdout);
-        return 0;
-    }
-    if (rc == 0)
-        rc = shunt_view_show(&o, err, sizeof(err));
-    if (rc == 0)
-        return 0;
-    fprintf(stderr, "shunt show: %s\n", err);
-    return rc == SHUNT_ENOMEM ? 1 : 2;
+    return shunt_view_main("show", help, SHUNT_VIEW_ACCEPT_ID, shunt_view_show, argc, argv);
 }
