@@ -16,6 +16,7 @@ static const struct {
     {"export", shunt_cmd_export, "write a capture as HAR 1.2 (--har OUT.har)"},
     {"import", shunt_cmd_import, "make a capture from a HAR (Chrome, Firefox, Fiddler, mitmproxy)"},
     {"ctl", shunt_cmd_ctl, "switch options, reload rules, show status of a running proxy"},
+    {"lab", shunt_cmd_lab, "an origin and a client for experiments (the story, on loopback)"},
 };
 
 static void usage(FILE *f)
