@@ -28,7 +28,44 @@ struct shunt_head_ctx {
     uint64_t conn_id;
     int worker;  /* index of the worker (thread) calling: per-thread state, e.g. a Lua state */
     uint64_t exchange; /* index of the exchange on its connection */
+    int minor_version;         /* HTTP/1.<minor_version> of the head */
+    struct shunt_slice reason; /* the response's reason phrase (empty for a request) */
+    int client_port;           /* the client's port */
+    const char *auth;          /* the connection's authentication: "none", "challenged",
+                                  "handshake" (an Authorization went out, no answer yet) or
+                                  "authenticated" */
+    const char *auth_scheme;   /* "NTLM", "Negotiate", "Basic"... as first seen, or "" */
+    struct shunt_hook_out *out; /* what the hook may ask besides edits; NULL: nothing */
 };
+
+/* What a head hook may ask besides editing the head (ctx->out). Starts zeroed. */
+struct shunt_hook_out {
+    int respond_status;   /* requests: answer with this (100-999) without the server */
+    char *respond_fields; /* its header lines ("Name: value\r\n"...), no Content-Length,
+                             Transfer-Encoding or Connection; malloc'd, the proxy frees */
+    size_t respond_fields_len;
+    char *respond_body; /* malloc'd, the proxy frees */
+    size_t respond_body_len;
+    const char *by;     /* the rule that answered (static or the hook's, valid while the
+                           proxy runs) */
+    uint64_t delay_ms;  /* hold the exchange this long before it goes on (latency) */
+};
+
+/* What a connection hook sees of a client connection. Strings valid during the call. */
+struct shunt_conn_info {
+    int opening;            /* 1: just accepted; 0: closed */
+    uint64_t conn_id;
+    int worker;
+    const char *client_addr;
+    int client_port;
+    uint64_t exchanges;     /* exchanges begun on it */
+    const char *closer;     /* closed: "client", "server", "proxy" or "none" */
+    const char *how;        /* closed: "fin", "rst", "timeout", "error" or "none" */
+};
+
+/* Told when a client connection opens and when it closes (Lua's on_connect, on_close).
+ * Called on a worker thread; must not block. */
+typedef void (*shunt_conn_hook_cb)(void *ud, const struct shunt_conn_info *ci);
 
 /* Reports one change a hook made: <what> ("set Server: ..."), <by> (the rule). */
 typedef void (*shunt_head_change_cb)(void *cctx, const char *what, const char *by);
@@ -93,6 +130,8 @@ struct shunt_proxy_config {
     void *request_hook_ud;
     shunt_head_hook_cb head_hook; /* rules; NULL: heads go out as the fast path builds them */
     void *head_hook_ud;
+    shunt_conn_hook_cb conn_hook; /* connection opened and closed; NULL: none */
+    void *conn_hook_ud;
 };
 
 /* Counters of the running proxy, for the admin API. */

@@ -41,7 +41,21 @@ enum resp_state {
     RS_DONE, /* response delivered */
 };
 
-enum timer_kind { T_NONE, T_FIRST, T_IDLE, T_HEADER, T_CONNECT, T_RESPONSE, T_LINGER, T_TUNNEL };
+enum timer_kind {
+    T_NONE, T_FIRST, T_IDLE, T_HEADER, T_CONNECT, T_RESPONSE, T_LINGER, T_TUNNEL,
+    T_DELAY, /* a rule holds the exchange (s:delay) */
+};
+
+/* An exchange a rule holds for a while (latency simulation). */
+enum hold {
+    HOLD_NONE,
+    HOLD_REQUEST,  /* the request waits before it is routed; its edited fields are kept */
+    HOLD_RESPONSE, /* the response head waits in the upstream buffer; its fields are kept */
+    HOLD_RELEASED, /* the response's time is up: send it with the kept fields */
+};
+
+/* The connection's authentication, as the rules see it (s.conn.auth). */
+enum auth_state { AUTH_NONE, AUTH_CHALLENGED, AUTH_HANDSHAKE, AUTH_DONE };
 
 /* A head that arrived in pieces, with a header array of its own so that the parser can resume
  * where it stopped (the worker's array is shared by every connection of the loop). Made on
@@ -136,6 +150,14 @@ struct session {
     char *mapped;   /* the URL a request hook mapped the exchange in flight to (--map-remote) */
     size_t mapped_cap;
     size_t mapped_len;  /* 0: not mapped */
+    /* the head the rules made, kept across a connect or a hold ("Name: value\r\n"...) */
+    char *kept;
+    size_t kept_cap, kept_len;
+    unsigned req_kept : 1;            /* <kept> holds the request's fields */
+    struct shunt_head_edit *live_edit; /* the request's edit, while it can be sent at once */
+    enum hold held;
+    enum auth_state auth;
+    char auth_scheme[16];
     int ex_upstream_port; /* local port of the upstream that carried the exchange */
     int ex_reused;        /* that upstream had carried an exchange before */
     char errbuf[200];     /* the cause of a failed exchange, for the event and -v */
@@ -471,6 +493,7 @@ static void session_handle_closed(uv_handle_t *h)
         free(s->reqline);
         free(s->hostline);
         free(s->mapped);
+        free(s->kept);
         free(s);
     }
 }
@@ -575,6 +598,21 @@ static void emit_exchange_done(struct session *s)
     emit(s, &ev);
 }
 
+/* Tells the connection hook (rules' on_connect, on_close) about <s>. */
+static void tell_conn_hook(struct session *s, int opening)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    struct shunt_conn_info ci = {opening,
+                                 s->id,
+                                 s->w->index,
+                                 s->peer_addr,
+                                 s->peer_port,
+                                 s->idx,
+                                 shunt_closer_name(s->closer),
+                                 shunt_close_how_name(s->how)};
+    cfg->conn_hook(cfg->conn_hook_ud, &ci);
+}
+
 /* Closes the client connection and every upstream one, at once. */
 static void session_close(struct session *s, int reset_client, int reset_upstreams)
 {
@@ -603,6 +641,8 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
         ev.tunnel = s->tunnel;
         emit(s, &ev);
     }
+    if (w->cfg->conn_hook != NULL)
+        tell_conn_hook(s, 0);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -1253,6 +1293,16 @@ static const char *reason_phrase(int status)
     }
 }
 
+static const char *auth_name(enum auth_state a)
+{
+    switch (a) {
+    case AUTH_CHALLENGED: return "challenged";
+    case AUTH_HANDSHAKE: return "handshake";
+    case AUTH_DONE: return "authenticated";
+    default: return "none";
+    }
+}
+
 /* Asks the request hook about <h>, before it is routed; a mapped URL takes effect at once
  * (routing and the request line follow it). */
 static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
@@ -1278,7 +1328,8 @@ static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
     }
     struct shunt_head_ctx ctx = {1,    h->method,  u, shunt_slice_make(hostbuf, hl),
                                  0,    h->headers, h->n_headers, NULL, 0, s->id, s->w->index,
-                                 s->idx};
+                                 s->idx, h->minor_version, {"", 0}, s->peer_port,
+                                 auth_name(s->auth), s->auth_scheme, NULL};
     cfg->request_hook(cfg->request_hook_ud, &ctx, v);
     if (v->map_url != NULL && v->map_url_len > 0 && v->respond_status == 0) {
         scratch(&s->mapped, &s->mapped_cap, v->map_url_len + 1);
@@ -1291,31 +1342,32 @@ static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
     }
 }
 
-/* Answers the request with the hook's canned response. The request never reaches a server.
- * Without a body the connection lives on, as with a server's answer; a body that would have
- * to be skipped ends it. */
-static void respond_now(struct session *s, const struct shunt_http_head *h,
-                        const struct shunt_request_verdict *v)
+/* Answers the request with a rule's response: <status>, the header lines <fields> (may be
+ * empty), and <body>. The request never reaches a server. Without a request body the
+ * connection lives on, as with a server's answer; a body that would have to be skipped
+ * ends it. */
+static void respond_now(struct session *s, const struct shunt_http_head *h, int status,
+                        const char *fields, size_t fields_len, const char *body, size_t body_len,
+                        const char *by)
 {
     emit_unsent_head(s);
     char what[64];
-    snprintf(what, sizeof(what), "respond %d without the server", v->respond_status);
-    emit_change_by(s, 1, what, v->by ? v->by : "rule");
+    snprintf(what, sizeof(what), "respond %d without the server", status);
+    emit_change_by(s, 1, what, by ? by : "rule");
     int keep = s->req_body.done && !s->req_close;
-    char head[300];
-    int hl = snprintf(head, sizeof(head),
-                      "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\n%s\r\n",
-                      v->respond_status, reason_phrase(v->respond_status),
-                      v->respond_type ? "Content-Type: " : "", v->respond_type ? v->respond_type : "",
-                      v->respond_type ? "\r\n" : "", v->respond_body_len,
+    char line[64], tail[80];
+    int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, reason_phrase(status));
+    int tl = snprintf(tail, sizeof(tail), "Content-Length: %zu\r\n%s\r\n", body_len,
                       keep ? "" : "Connection: close\r\n");
-    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl),
-                        uv_buf_init((char *)v->respond_body, (unsigned)v->respond_body_len)};
-    s->status = v->respond_status;
+    uv_buf_t bufs[4] = {uv_buf_init(line, (unsigned)ll),
+                        uv_buf_init((char *)fields, (unsigned)fields_len),
+                        uv_buf_init(tail, (unsigned)tl),
+                        uv_buf_init((char *)body, (unsigned)body_len)};
+    s->status = status;
     s->resp_started = 1;
-    s->resp_bytes += (uint64_t)hl + v->respond_body_len;
+    s->resp_bytes += (uint64_t)ll + fields_len + (uint64_t)tl + body_len;
     s->req_bytes += h->head_len;
-    (void)send_client(s, bufs, 2);
+    (void)send_client(s, bufs, 4); /* copies what it cannot send at once */
     if (keep)
         buf_consume(s->w, &s->in, h->head_len);
     else
@@ -1323,6 +1375,104 @@ static void respond_now(struct session *s, const struct shunt_http_head *h,
     s->rq = RQ_DONE;
     s->rs = RS_DONE;
     maybe_done(s);
+}
+
+static void respond_verdict(struct session *s, const struct shunt_http_head *h,
+                            const struct shunt_request_verdict *v)
+{
+    char ct[200];
+    int cl = 0;
+    if (v->respond_type != NULL)
+        cl = snprintf(ct, sizeof(ct), "Content-Type: %s\r\n", v->respond_type);
+    respond_now(s, h, v->respond_status, ct, cl > 0 && (size_t)cl < sizeof(ct) ? (size_t)cl : 0,
+                v->respond_body, v->respond_body_len, v->by);
+}
+
+/* Keeps the lines of <e> in s->kept, for a send that happens later. */
+static void keep_fields(struct session *s, const struct shunt_head_edit *e)
+{
+    size_t need = 1;
+    for (size_t i = 0; i < e->n; i++)
+        if (!e->f[i].removed)
+            need += e->f[i].line.len;
+    scratch(&s->kept, &s->kept_cap, need);
+    size_t off = 0;
+    for (size_t i = 0; i < e->n; i++) {
+        if (e->f[i].removed)
+            continue;
+        memcpy(s->kept + off, e->f[i].line.base, e->f[i].line.len);
+        off += e->f[i].line.len;
+    }
+    s->kept_len = off;
+}
+
+/* The first token of a header value: its scheme ("NTLM TlRMTVNT..." gives "NTLM"). */
+static void scheme_of(struct shunt_slice v, char *out, size_t cap)
+{
+    size_t i = 0;
+    while (i < v.len && i < cap - 1 && v.base[i] != ' ' && v.base[i] != ',') {
+        out[i] = v.base[i];
+        i++;
+    }
+    out[i] = '\0';
+}
+
+/* Follows the connection's authentication on a request: an Authorization starts (or
+ * continues) a handshake. */
+static void auth_on_request(struct session *s, const struct shunt_http_head *h)
+{
+    for (size_t i = 0; i < h->n_headers; i++) {
+        if (!shunt_slice_ieq(h->headers[i].name, "Authorization", 13))
+            continue;
+        if (s->auth_scheme[0] == '\0')
+            scheme_of(h->headers[i].value, s->auth_scheme, sizeof(s->auth_scheme));
+        s->auth = AUTH_HANDSHAKE;
+        return;
+    }
+}
+
+/* ... and on a final response: a 401 with a challenge, or the end of a handshake. */
+static void auth_on_response(struct session *s, const struct shunt_http_head *h)
+{
+    if (h->status == 401) {
+        for (size_t i = 0; i < h->n_headers; i++) {
+            if (!shunt_slice_ieq(h->headers[i].name, "WWW-Authenticate", 16))
+                continue;
+            if (s->auth_scheme[0] == '\0')
+                scheme_of(h->headers[i].value, s->auth_scheme, sizeof(s->auth_scheme));
+            s->auth = AUTH_CHALLENGED;
+            return;
+        }
+    } else if (s->auth == AUTH_HANDSHAKE) {
+        s->auth = AUTH_DONE;
+    }
+}
+
+static void send_request(struct session *s);
+static size_t request_fields_edited(struct session *s, const struct shunt_http_head *h,
+                                    const struct route *rt, struct shunt_head_edit *e,
+                                    struct shunt_hook_out *out);
+
+/* Sends the request in flight to its origin: on a connected upstream at once, else once one
+ * is connected. Its route is in s->route_host and s->route_port. */
+static void route_on(struct session *s)
+{
+    struct upstream *u = find_upstream(s, s->route_host, s->route_port);
+    if (u == NULL) {
+        struct route rt = {0};
+        snprintf(rt.host, sizeof(rt.host), "%s", s->route_host);
+        rt.port = s->route_port;
+        open_upstream(s, &rt);
+        return;
+    }
+    s->cur = u;
+    s->rq = RQ_CONNECTING;
+    if (u->connected) {
+        if (s->req_is_connect)
+            establish_tunnel(s);
+        else
+            send_request(s);
+    }
 }
 
 static void start_request(struct session *s)
@@ -1370,22 +1520,50 @@ static void start_request(struct session *s)
     snprintf(s->route_host, sizeof(s->route_host), "%s", rt.host);
     s->route_port = rt.port;
     if (v.respond_status >= 100 && v.respond_status <= 999) {
-        respond_now(s, &h, &v);
+        respond_verdict(s, &h, &v);
         return;
+    }
+    s->req_kept = 0;
+    if (cfg->head_hook == NULL || s->req_is_connect) {
+        route_on(s);
+        return;
+    }
+    /* The rules see the request now, before it goes anywhere: they may answer it or hold
+     * it. Their edit is sent at once when the upstream is connected, else kept. */
+    auth_on_request(s, &h);
+    struct shunt_hook_out out = {0};
+    struct shunt_head_edit edit;
+    request_fields_edited(s, &h, &rt, &edit, &out);
+    if (out.respond_status >= 100 && out.respond_status <= 999) {
+        shunt_edit_dispose(&edit);
+        respond_now(s, &h, out.respond_status, out.respond_fields, out.respond_fields_len,
+                    out.respond_body, out.respond_body_len, out.by);
+        goto done;
     }
     struct upstream *u = find_upstream(s, rt.host, rt.port);
-    if (u == NULL) {
-        open_upstream(s, &rt);
-        return;
+    if (out.delay_ms == 0 && u != NULL && u->connected) {
+        s->live_edit = &edit;
+        route_on(s);
+        s->live_edit = NULL;
+        shunt_edit_dispose(&edit);
+        goto done;
     }
-    s->cur = u;
-    s->rq = RQ_CONNECTING;
-    if (u->connected) {
-        if (s->req_is_connect)
-            establish_tunnel(s);
-        else
-            send_request(s);
+    keep_fields(s, &edit);
+    s->req_kept = 1;
+    shunt_edit_dispose(&edit);
+    if (out.delay_ms > 0) {
+        char what[64];
+        snprintf(what, sizeof(what), "hold the request %" PRIu64 " ms", out.delay_ms);
+        emit_change_by(s, 1, what, out.by ? out.by : "rule");
+        s->held = HOLD_REQUEST;
+        s->rq = RQ_CONNECTING;
+        arm(s, T_DELAY, out.delay_ms);
+        goto done;
     }
+    route_on(s);
+done:
+    free(out.respond_fields);
+    free(out.respond_body);
 }
 
 /* Appends the field lines of <h> to <iov> from index <from> to <to>, merging runs that are
@@ -1459,13 +1637,18 @@ static int is_header(const struct shunt_http_header *f, const char *name, size_t
 }
 
 /* The request's fields when a head hook (rules) is set: the proxy's own changes and then
- * the hook's, made on an edit of the head; appends the lines to <iov> from <n>. The caller
- * disposes of <e> once the head is sent. */
+ * the hook's, made on an edit <e> of the head, which the caller disposes of. */
 static size_t request_fields_edited(struct session *s, const struct shunt_http_head *h,
-                                    const struct route *rt, struct shunt_slice want_host,
-                                    struct shunt_head_edit *e, uv_buf_t *iov, size_t n)
+                                    const struct route *rt, struct shunt_head_edit *e,
+                                    struct shunt_hook_out *out)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
+    /* Host: an absolute-form target decides it (RFC 9112 3.2.2); --reverse-host too. */
+    struct shunt_slice want_host = {NULL, 0};
+    if (rt->absolute)
+        want_host = rt->authority;
+    else if (cfg->reverse && cfg->reverse_host_header)
+        want_host = shunt_slice_make(s->w->reverse_authority, strlen(s->w->reverse_authority));
     shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
     if (shunt_edit_remove(e, "Proxy-Connection", 16) > 0)
         emit_change(s, 1, "remove Proxy-Connection");
@@ -1496,14 +1679,13 @@ static size_t request_fields_edited(struct session *s, const struct shunt_http_h
                                  shunt_slice_make(s->route_host, strlen(s->route_host)),
                                  0,          h->headers,  h->n_headers,
                                  NULL,       0,           s->id,
-                                 s->w->index, s->idx};
+                                 s->w->index, s->idx,     h->minor_version,
+                                 {"", 0},    s->peer_port, auth_name(s->auth),
+                                 s->auth_scheme, out};
     struct hook_changes hc = {s, 1};
     cfg->head_hook(cfg->head_hook_ud, e, &ctx,
                    shunt_proxy__wants(cfg, SHUNT_EV_CHANGE) ? hook_change : NULL, &hc);
-    for (size_t i = 0; i < e->n; i++)
-        if (!e->f[i].removed)
-            n = iov_add(iov, n, e->f[i].line.base, e->f[i].line.len);
-    return n;
+    return 0;
 }
 
 /* Sends the head of the request at the start of the client buffer to s->cur, as the
@@ -1536,18 +1718,24 @@ static void send_request(struct session *s)
     } else {
         iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
     }
+    if (s->live_edit != NULL) { /* the rules' edit, made in start_request() */
+        const struct shunt_head_edit *le = s->live_edit;
+        for (size_t i = 0; i < le->n; i++)
+            if (!le->f[i].removed)
+                n = iov_add(iov, n, le->f[i].line.base, le->f[i].line.len);
+        goto fields_done;
+    }
+    if (s->req_kept) { /* ... or kept while the upstream connected or the request was held */
+        s->req_kept = 0;
+        n = iov_add(iov, n, s->kept, s->kept_len);
+        goto fields_done;
+    }
     /* Host: an absolute-form target decides it (RFC 9112 3.2.2); --reverse-host too. */
     struct shunt_slice want_host = {NULL, 0};
     if (rt.absolute)
         want_host = rt.authority;
     else if (cfg->reverse && cfg->reverse_host_header)
         want_host = shunt_slice_make(w->reverse_authority, strlen(w->reverse_authority));
-    struct shunt_head_edit edit;
-    int edited = cfg->head_hook != NULL;
-    if (edited) {
-        n = request_fields_edited(s, &h, &rt, want_host, &edit, iov, n);
-        goto fields_done;
-    }
     int host_done = 0;
     size_t run = 0;
     for (size_t i = 0; i < h.n_headers; i++) {
@@ -1605,8 +1793,6 @@ fields_done:
     s->ex_upstream_port = u->local_port;
     s->ex_reused = u->n_exchanges > 1;
     int wr = send_upstream(u, iov, (unsigned)n); /* copies what it cannot send at once */
-    if (edited)
-        shunt_edit_dispose(&edit);
     buf_consume(w, &s->in, h.head_len + nb);
     s->rs = RS_WAIT;
     arm(s, T_RESPONSE, cfg->response_timeout_ms);
@@ -1752,10 +1938,32 @@ static int has_session_auth_challenge(const struct shunt_http_head *h)
     return 0;
 }
 
+/* Returns 1 when the edited head has a Connection field with the token "close". */
+static int connection_says_close(const struct shunt_head_edit *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        const struct shunt_edit_field *f = &e->f[i];
+        if (f->removed || !shunt_slice_ieq(f->name, "Connection", 10))
+            continue;
+        const char *v = f->value.base, *end = v + f->value.len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *t = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                v++;
+            if (v - t == 5 && shunt_slice_ieq(shunt_slice_make(t, 5), "close", 5))
+                return 1;
+        }
+    }
+    return 0;
+}
+
 /* The final response's fields when a head hook (rules) is set: the proxy's own additions,
  * then the hook's, on an edit; appends the lines to <iov> from <n>. */
 static size_t response_fields_edited(struct session *s, const struct shunt_http_head *h,
-                                     struct shunt_head_edit *e, uv_buf_t *iov, size_t n)
+                                     struct shunt_head_edit *e, uv_buf_t *iov, size_t n,
+                                     struct shunt_hook_out *out)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
@@ -1776,7 +1984,13 @@ static size_t response_fields_edited(struct session *s, const struct shunt_http_
                                  h->n_headers,
                                  s->id,
                                  s->w->index,
-                                 s->idx};
+                                 s->idx,
+                                 h->minor_version,
+                                 h->reason,
+                                 s->peer_port,
+                                 auth_name(s->auth),
+                                 s->auth_scheme,
+                                 out};
     struct hook_changes hc = {s, 0};
     cfg->head_hook(cfg->head_hook_ud, e, &ctx,
                    shunt_proxy__wants(cfg, SHUNT_EV_CHANGE) ? hook_change : NULL, &hc);
@@ -1795,6 +2009,8 @@ static int handle_response_head(struct session *s, struct upstream *u)
     size_t avail = u->in.len - u->in.off;
     struct shunt_http_head h;
     struct shunt_http_error e = {0};
+    if (s->held == HOLD_RESPONSE)
+        return 0; /* a rule holds it */
     int r = parse_head(w, shunt_http_parse_response, &u->partial, p, avail, &h, &e);
     if (r == 0)
         return 0;
@@ -1808,6 +2024,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
     }
     uv_buf_t *iov = w->iov;
     size_t n = 0;
+    int force_close = 0;
     if (h.status == 101 && !s->req_upgrade) {
         upstream_close(u, 0);
         answer(s, 502, "Bad Gateway",
@@ -1829,9 +2046,35 @@ static int handle_response_head(struct session *s, struct upstream *u)
     }
     struct shunt_head_edit edit;
     int edited = final && cfg->head_hook != NULL;
-    if (edited) {
+    if (edited && s->held == HOLD_RELEASED) { /* its time is up: the fields the rules made */
+        s->held = HOLD_NONE;
+        edited = 0;
         iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
-        n = response_fields_edited(s, &h, &edit, iov, n);
+        n = iov_add(iov, n, s->kept, s->kept_len);
+        goto fields_done;
+    }
+    if (edited) {
+        struct shunt_hook_out out = {0};
+        auth_on_response(s, &h);
+        iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
+        n = response_fields_edited(s, &h, &edit, iov, n, &out);
+        free(out.respond_fields); /* s:respond() is for requests */
+        free(out.respond_body);
+        if (out.delay_ms > 0) {
+            /* the head stays in the upstream buffer, its fields here, until the time is up */
+            keep_fields(s, &edit);
+            shunt_edit_dispose(&edit);
+            char what[64];
+            snprintf(what, sizeof(what), "hold the response %" PRIu64 " ms", out.delay_ms);
+            emit_change_by(s, 0, what, out.by ? out.by : "rule");
+            s->held = HOLD_RESPONSE;
+            arm(s, T_DELAY, out.delay_ms);
+            return 0;
+        }
+        if (connection_says_close(&edit) && shunt_http_keeps_alive(&h)) {
+            /* a rule told the client that the connection ends: it does, here */
+            force_close = 1;
+        }
         goto fields_done;
     }
     iov[n++] = uv_buf_init((char *)p, (unsigned)(h.head_len - 2));
@@ -1896,6 +2139,9 @@ fields_done:
         }
     } else if (s->req_close) {
         s->ending = 1; /* the client asked for close and the server kept it open */
+    } else if (force_close) {
+        s->ending = 1;
+        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
     }
     s->rs = s->resp_body.done ? RS_DONE : RS_BODY;
     if (s->rs == RS_DONE)
@@ -2211,6 +2457,8 @@ static void on_upstream_eof(struct upstream *u)
         upstream_close(u, 0); /* another origin's idle connection: nothing to mirror */
         return;
     }
+    if (s->held == HOLD_RESPONSE)
+        return; /* the response is all here: its end is handled when it is released */
     if (!s->in_exchange || s->rs == RS_NONE) {
         /* the server closed an idle connection: the client sees the same */
         set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
@@ -2310,6 +2558,26 @@ static void upstream_write_cb(uv_write_t *req, int status)
 
 /* ------------------------------------------------------------------------ timers */
 
+/* A rule's hold is over: the request goes on to its origin, or the response to the
+ * client. */
+static void release(struct session *s)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    if (s->held == HOLD_REQUEST) {
+        s->held = HOLD_NONE;
+        route_on(s);
+        return;
+    }
+    if (s->held != HOLD_RESPONSE || s->cur == NULL)
+        return;
+    struct upstream *u = s->cur;
+    s->held = HOLD_RELEASED;
+    arm(s, T_RESPONSE, cfg->response_timeout_ms);
+    process_upstream(u);
+    if (!s->closing && u->s == s && u->rd_eof && (u->in.base == NULL || u->in.off == u->in.len))
+        on_upstream_eof(u); /* the server's FIN came while it was held */
+}
+
 static void timer_cb(uv_timer_t *t)
 {
     struct session *s = SHUNT_CONTAINER_OF(t, struct session, timer);
@@ -2362,6 +2630,9 @@ static void timer_cb(uv_timer_t *t)
     case T_LINGER:
         session_close(s, 0, 0);
         break;
+    case T_DELAY:
+        release(s);
+        break;
     case T_NONE:
         break;
     }
@@ -2408,7 +2679,7 @@ void shunt_proxy__accept(struct worker *w)
     uv_tcp_nodelay(&s->tcp, 1);
     /* The addresses cost two system calls a connection: only when someone reads them. */
     int allowed = cfg->n_allow == 0;
-    if (cfg->n_allow > 0 || cfg->n_subs > 0) {
+    if (cfg->n_allow > 0 || cfg->n_subs > 0 || cfg->head_hook != NULL || cfg->conn_hook != NULL) {
         struct sockaddr_storage ss;
         int len = sizeof(ss);
         if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
@@ -2430,6 +2701,8 @@ void shunt_proxy__accept(struct worker *w)
         ev.local_port = s->local_port;
         emit(s, &ev);
     }
+    if (cfg->conn_hook != NULL)
+        tell_conn_hook(s, 1);
     s->reading = 1;
     uv_read_start((uv_stream_t *)&s->tcp, client_alloc_cb, client_read_cb);
     if (!allowed) {

@@ -105,8 +105,13 @@ def test_force_connection_close_example(shunt, origin):
     px = shunt("--rules", EXAMPLES / "force-connection-close.lua")
     with px.client() as c:
         assert c.exchange(get(origin.host, "/")).all("Connection") == [b"close"]
-        set_option(px, "Force Connection: close", False)
+        c.wait_eof()  # the proxy keeps its word: the connection ends after that response
+    assert len(origin.conns) == 1
+    set_option(px, "Force Connection: close", False)
+    with px.client() as c:
         assert c.exchange(get(origin.host, "/")).all("Connection") == [b"keep-alive"]
+        assert c.exchange(get(origin.host, "/")).all("Connection") == [b"keep-alive"]
+    assert len(origin.conns) == 2
 
 
 # ----------------------------------------------------------------------------- the API
