@@ -426,6 +426,8 @@ int shunt_cmd_proxy(int argc, char **argv)
                       lua_path);
         cfg.on_hup = hup_reload;
         cfg.on_hup_ud = hooks.lua;
+        cfg.conn_hook = shunt_lua_conn_hook; /* on_connect, on_close (a reload may add them) */
+        cfg.conn_hook_ud = hooks.lua;
         admin.reload = reload_rules;
         admin.reload_ud = hooks.lua;
         status.rules = lua_path;

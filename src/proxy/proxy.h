@@ -59,8 +59,9 @@ struct shunt_conn_info {
     const char *client_addr;
     int client_port;
     uint64_t exchanges;     /* exchanges begun on it */
-    const char *closer;     /* closed: "client", "server", "proxy" or "none" */
-    const char *how;        /* closed: "fin", "rst", "timeout", "error" or "none" */
+    const char *closer;     /* closed: who closed first, as the capture names it ("client",
+                               "server", "proxy") */
+    const char *how;        /* closed: "FIN", "RST", "timeout" or "error" */
 };
 
 /* Told when a client connection opens and when it closes (Lua's on_connect, on_close).

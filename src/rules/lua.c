@@ -15,7 +15,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -60,6 +62,7 @@ struct lstate {
     struct bundle *bundle; /* while the state is built: modules come from here */
     int checking;          /* the scratch state of a load/reload: modules are read from disk */
     int ref_req, ref_resp; /* the hooks, LUA_NOREF when the file does not define them */
+    int ref_connect, ref_close;
     size_t mem_used;
     int exceeded; /* the instruction budget ran out in this call */
     /* the hook call under way */
@@ -69,6 +72,8 @@ struct lstate {
     int report;      /* someone listens to changes: describe them (else skip the formatting) */
     struct pending *pend;
     size_t n_pend, cap_pend;
+    struct shunt_hook_out out; /* s:respond() and s:delay() of the call, given to the proxy
+                                  once it succeeded */
 };
 
 /* A worker's slot: touched only by that worker's thread (and by shunt_lua_free at the end). */
@@ -496,8 +501,146 @@ static int s_flag(lua_State *L) MAY_LJMP
     return 0;
 }
 
+/* Longest s:delay(); a rule that wants more is a mistake. */
+#define MAX_DELAY_MS 600000
+/* Largest s:respond() body. */
+#define MAX_RESPOND_BODY (16u * 1024 * 1024)
+
+static int is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Appends "name: value\r\n" to <b> after checking both (no header injection); framing
+ * fields are the proxy's and are skipped. MAY_LJMP */
+static void respond_field(lua_State *L, luaL_Buffer *b, int name_idx, int value_idx) MAY_LJMP
+{
+    size_t nl, vl;
+    const char *n = lua_tolstring(L, name_idx, &nl);
+    const char *v = luaL_tolstring(L, value_idx, &vl);
+    if (n == NULL || nl == 0 || nl > 256)
+        luaL_error(L, "s:respond: a header name must be a non-empty string");
+    for (size_t i = 0; i < nl; i++)
+        if (!is_tchar((unsigned char)n[i]))
+            luaL_error(L, "s:respond: '%s' is not a header name", n);
+    for (size_t i = 0; i < vl; i++)
+        if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
+            luaL_error(L, "s:respond: the value of %s holds CR, LF or NUL", n);
+    lua_pop(L, 1); /* luaL_tolstring's copy */
+    if ((nl == 14 && strncasecmp(n, "Content-Length", 14) == 0) ||
+        (nl == 17 && strncasecmp(n, "Transfer-Encoding", 17) == 0) ||
+        (nl == 10 && strncasecmp(n, "Connection", 10) == 0))
+        return; /* framing is the proxy's */
+    luaL_addlstring(b, n, nl);
+    luaL_addlstring(b, ": ", 2);
+    luaL_addlstring(b, v, vl);
+    luaL_addlstring(b, "\r\n", 2);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* s:respond(status [, headers [, body]]): answers the request without the server. <headers>
+ * is a table, {["Content-Type"] = "text/plain"} (sent in name order) or a list of pairs,
+ * {{"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}} (sent as listed). MAY_LJMP */
+static int s_respond(lua_State *L) MAY_LJMP
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer status = luaL_checkinteger(L, 2);
+    struct lstate *st = state_of(L);
+    if (st->ctx == NULL)
+        return luaL_error(L, "s:respond used after its hook call returned");
+    if (!st->ctx->is_request || st->ctx->out == NULL)
+        return luaL_error(L, "s:respond is for on_request (the response is on its way)");
+    if (status < 200 || status > 599)
+        return luaL_error(L, "s:respond: status %d is not between 200 and 599", (int)status);
+    size_t bl = 0;
+    const char *body = lua_isnoneornil(L, 4) ? "" : luaL_checklstring(L, 4, &bl);
+    if (bl > MAX_RESPOND_BODY)
+        return luaL_error(L, "s:respond: the body is larger than 16 MiB");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        if (lua_rawlen(L, 3) > 0) { /* a list of {name, value} */
+            for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, 3); i++) {
+                lua_rawgeti(L, 3, i);
+                if (!lua_istable(L, -1))
+                    luaL_error(L, "s:respond: header %d is not a {name, value} pair", (int)i);
+                lua_rawgeti(L, -1, 1);
+                lua_rawgeti(L, -2, 2);
+                respond_field(L, &b, -2, -1);
+                lua_pop(L, 3);
+            }
+        } else { /* a map: in name order, so that the answer is the same every time */
+            const char *names[64];
+            size_t n = 0;
+            lua_pushnil(L);
+            while (lua_next(L, 3) != 0) {
+                if (lua_type(L, -2) != LUA_TSTRING)
+                    luaL_error(L, "s:respond: header names must be strings");
+                if (n == 64)
+                    luaL_error(L, "s:respond: more than 64 headers");
+                names[n++] = lua_tostring(L, -2); /* kept alive by the table */
+                lua_pop(L, 1);
+            }
+            qsort(names, n, sizeof(names[0]), cmp_str);
+            for (size_t i = 0; i < n; i++) {
+                lua_pushstring(L, names[i]);
+                lua_getfield(L, 3, names[i]);
+                respond_field(L, &b, -2, -1);
+                lua_pop(L, 2);
+            }
+        }
+    }
+    luaL_pushresult(&b);
+    size_t fl;
+    const char *fields = lua_tolstring(L, -1, &fl);
+    char *f = malloc(fl + 1), *bd = malloc(bl + 1);
+    if (f == NULL || bd == NULL) {
+        free(f);
+        free(bd);
+        return luaL_error(L, "not enough memory");
+    }
+    memcpy(f, fields, fl);
+    memcpy(bd, body, bl);
+    free(st->out.respond_fields); /* a second s:respond() replaces the first */
+    free(st->out.respond_body);
+    st->out.respond_status = (int)status;
+    st->out.respond_fields = f;
+    st->out.respond_fields_len = fl;
+    st->out.respond_body = bd;
+    st->out.respond_body_len = bl;
+    st->out.by = st->owner->name;
+    return 0;
+}
+
+/* s:delay(ms): holds the exchange for <ms> milliseconds before it goes on (the request to
+ * the server in on_request, the response to the client in on_response). Delays add up.
+ * MAY_LJMP */
+static int s_delay(lua_State *L) MAY_LJMP
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Number ms = luaL_checknumber(L, 2);
+    struct lstate *st = state_of(L);
+    if (st->ctx == NULL || st->ctx->out == NULL)
+        return luaL_error(L, "s:delay used after its hook call returned");
+    if (!(ms >= 0) || ms > MAX_DELAY_MS || st->out.delay_ms + (uint64_t)ms > MAX_DELAY_MS)
+        return luaL_error(L, "s:delay: %f ms is not between 0 and %d", (double)ms,
+                          MAX_DELAY_MS);
+    st->out.delay_ms += (uint64_t)(ms + 0.5);
+    if (st->out.by == NULL)
+        st->out.by = st->owner->name;
+    return 0;
+}
+
 static const luaL_Reg session_methods[] = {
     {"flag", s_flag},
+    {"respond", s_respond},
+    {"delay", s_delay},
     {NULL, NULL},
 };
 
@@ -579,15 +722,26 @@ static int build(lua_State *L) MAY_LJMP
         return lua_error(L);
     lua_call(L, 0, 0);
 
-    st->ref_req = st->ref_resp = LUA_NOREF;
-    if (lua_getglobal(L, "on_request") == LUA_TFUNCTION)
-        st->ref_req = luaL_ref(L, LUA_REGISTRYINDEX);
-    else
-        lua_pop(L, 1);
-    if (lua_getglobal(L, "on_response") == LUA_TFUNCTION)
-        st->ref_resp = luaL_ref(L, LUA_REGISTRYINDEX);
-    else
-        lua_pop(L, 1);
+    static const struct {
+        const char *name;
+        size_t off;
+    } hooks[] = {
+        {"on_request", offsetof(struct lstate, ref_req)},
+        {"on_response", offsetof(struct lstate, ref_resp)},
+        {"on_connect", offsetof(struct lstate, ref_connect)},
+        {"on_close", offsetof(struct lstate, ref_close)},
+    };
+    for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++) {
+        int *ref = (int *)((char *)st + hooks[i].off);
+        int t = lua_getglobal(L, hooks[i].name);
+        if (t == LUA_TFUNCTION)
+            *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        else if (t != LUA_TNIL)
+            return luaL_error(L, "%s is a %s, not a function", hooks[i].name,
+                              lua_typename(L, t));
+        else
+            lua_pop(L, 1);
+    }
     return 0;
 }
 
@@ -613,7 +767,7 @@ static struct lstate *state_new(const struct shunt_lua *lx, struct bundle *b, in
     st->owner = lx;
     st->bundle = b;
     st->checking = checking;
-    st->ref_req = st->ref_resp = LUA_NOREF;
+    st->ref_req = st->ref_resp = st->ref_connect = st->ref_close = LUA_NOREF;
     st->L = lua_newstate(l_alloc, st);
     if (st->L == NULL) {
         snprintf(err, err_len, "out of memory");
@@ -655,8 +809,10 @@ static struct bundle *check(const struct shunt_lua *lx, char *err, size_t err_le
         bundle_free(b);
         return NULL;
     }
-    if (st->ref_req == LUA_NOREF && st->ref_resp == LUA_NOREF)
-        shunt_log(SHUNT_LOG_WARN, "%s defines neither on_request nor on_response", lx->name);
+    if (st->ref_req == LUA_NOREF && st->ref_resp == LUA_NOREF && st->ref_connect == LUA_NOREF &&
+        st->ref_close == LUA_NOREF)
+        shunt_log(SHUNT_LOG_WARN,
+                  "%s defines none of on_request, on_response, on_connect, on_close", lx->name);
     state_free(st);
     return b;
 }
@@ -814,6 +970,8 @@ static int call_hook(lua_State *L) MAY_LJMP
     lua_pushlstring(L, c->host.base ? c->host.base : "", c->host.len);
     lua_setfield(L, -2, "host");
     if (c->is_request) {
+        lua_pushfstring(L, "HTTP/1.%d", c->minor_version);
+        lua_setfield(L, -2, "version");
         push_headers(L, st);
         lua_setfield(L, -2, "headers");
     }
@@ -822,6 +980,10 @@ static int call_hook(lua_State *L) MAY_LJMP
         lua_createtable(L, 0, 2);
         lua_pushinteger(L, c->status);
         lua_setfield(L, -2, "status");
+        lua_pushlstring(L, c->reason.base ? c->reason.base : "", c->reason.len);
+        lua_setfield(L, -2, "reason");
+        lua_pushfstring(L, "HTTP/1.%d", c->minor_version);
+        lua_setfield(L, -2, "version");
         push_headers(L, st);
         lua_setfield(L, -2, "headers");
         lua_setfield(L, -2, "response");
@@ -833,10 +995,105 @@ static int call_hook(lua_State *L) MAY_LJMP
     lua_setfield(L, -2, "exchange");
     lua_pushinteger(L, c->exchange > 0 ? (lua_Integer)c->exchange - 1 : 0);
     lua_setfield(L, -2, "exchanges"); /* the exchanges before this one on the connection */
+    lua_pushinteger(L, c->client_port);
+    lua_setfield(L, -2, "client_port");
+    lua_pushstring(L, c->auth ? c->auth : "none");
+    lua_setfield(L, -2, "auth");
+    lua_pushstring(L, c->auth_scheme ? c->auth_scheme : "");
+    lua_setfield(L, -2, "auth_scheme");
     lua_setfield(L, -2, "conn");
     luaL_setmetatable(L, MT_SESSION);
     lua_call(L, 1, 0);
     return 0;
+}
+
+/* Hands what the call asked (s:respond, s:delay) to the proxy, which frees the buffers. */
+static void give_out(struct lstate *st, struct shunt_hook_out *out)
+{
+    if (out == NULL) {
+        free(st->out.respond_fields);
+        free(st->out.respond_body);
+    } else {
+        if (st->out.respond_status != 0) {
+            free(out->respond_fields); /* an earlier hook's answer gives way */
+            free(out->respond_body);
+            out->respond_status = st->out.respond_status;
+            out->respond_fields = st->out.respond_fields;
+            out->respond_fields_len = st->out.respond_fields_len;
+            out->respond_body = st->out.respond_body;
+            out->respond_body_len = st->out.respond_body_len;
+            out->by = st->out.by;
+        }
+        if (st->out.delay_ms > 0) {
+            out->delay_ms += st->out.delay_ms;
+            if (out->by == NULL)
+                out->by = st->out.by;
+        }
+    }
+    memset(&st->out, 0, sizeof(st->out));
+}
+
+/* The calling worker's state, rebuilt first when the rules were reloaded; NULL when there
+ * is none. */
+static struct lstate *worker_state(struct shunt_lua *lx, int worker)
+{
+    if (worker < 0 || worker >= lx->n_workers)
+        return NULL;
+    struct wslot *w = &lx->slots[worker];
+    if (w->gen != atomic_load_explicit(&lx->gen, memory_order_acquire))
+        rebuild(lx, w);
+    return w->st;
+}
+
+/* on_connect(conn) / on_close(conn) under lua_pcall. Stack: [ref, info]. MAY_LJMP */
+static int call_conn_hook(lua_State *L) MAY_LJMP
+{
+    const struct shunt_conn_info *ci = lua_touserdata(L, 2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, (lua_Integer)lua_tointeger(L, 1));
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, (lua_Integer)ci->conn_id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, ci->client_addr ? ci->client_addr : "");
+    lua_setfield(L, -2, "client_addr");
+    lua_pushinteger(L, ci->client_port);
+    lua_setfield(L, -2, "client_port");
+    lua_pushinteger(L, (lua_Integer)ci->exchanges);
+    lua_setfield(L, -2, "exchanges");
+    if (!ci->opening) {
+        lua_pushstring(L, ci->closer ? ci->closer : "none");
+        lua_setfield(L, -2, "closer");
+        lua_pushstring(L, ci->how ? ci->how : "none");
+        lua_setfield(L, -2, "how");
+    }
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+void shunt_lua_conn_hook(void *ud, const struct shunt_conn_info *ci)
+{
+    struct shunt_lua *lx = ud;
+    struct lstate *st = worker_state(lx, ci->worker);
+    if (st == NULL)
+        return;
+    int ref = ci->opening ? st->ref_connect : st->ref_close;
+    if (ref == LUA_NOREF)
+        return;
+    lua_State *L = st->L;
+    budget(L, SHUNT_LUA_MAX_INSTRUCTIONS);
+    lua_settop(L, 0);
+    lua_pushcfunction(L, call_conn_hook);
+    lua_pushinteger(L, ref);
+    lua_pushlightuserdata(L, (void *)ci);
+    int r = lua_pcall(L, 2, 0, 0);
+    lua_sethook(L, NULL, 0, 0);
+    if (r != LUA_OK) {
+        const char *m = lua_tostring(L, -1);
+        char what[400];
+        snprintf(what, sizeof(what), "%s: %s", ci->opening ? "on_connect" : "on_close",
+                 m ? m : r == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)");
+        log_rule_error(what);
+    }
+    lua_settop(L, 0);
 }
 
 void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
@@ -844,12 +1101,7 @@ void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
                          void *cctx)
 {
     struct shunt_lua *lx = ud;
-    if (ctx->worker < 0 || ctx->worker >= lx->n_workers)
-        return;
-    struct wslot *w = &lx->slots[ctx->worker];
-    if (w->gen != atomic_load_explicit(&lx->gen, memory_order_acquire))
-        rebuild(lx, w);
-    struct lstate *st = w->st;
+    struct lstate *st = worker_state(lx, ctx->worker);
     if (st == NULL)
         return;
     int ref = ctx->is_request ? st->ref_req : st->ref_resp;
@@ -871,6 +1123,7 @@ void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
     st->serial++;
     st->n_pend = 0;
     st->report = change != NULL;
+    memset(&st->out, 0, sizeof(st->out));
     budget(L, SHUNT_LUA_MAX_INSTRUCTIONS);
     lua_settop(L, 0);
     lua_pushcfunction(L, call_hook);
@@ -883,7 +1136,11 @@ void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
     if (r == LUA_OK) {
         for (size_t i = 0; i < st->n_pend; i++) /* none when change is NULL */
             change(cctx, st->pend[i].what, st->pend[i].by);
+        give_out(st, ctx->out);
     } else {
+        free(st->out.respond_fields);
+        free(st->out.respond_body);
+        memset(&st->out, 0, sizeof(st->out));
         snap_restore(&snap, edit);
         const char *m = lua_tostring(L, -1);
         char what[400];

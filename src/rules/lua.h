@@ -1,6 +1,7 @@
 /* src/rules/lua.h - rules written in Lua (--rules FILE.lua), shaped like FiddlerScript:
- * option(name, default), on_request(s), on_response(s), s.request/s.response headers,
- * s:flag(text), log(...). One Lua state per worker, sandboxed unless --unsafe-lua; a rule
+ * option(name, default), on_connect(conn), on_request(s), on_response(s), on_close(conn),
+ * s.request/s.response/s.conn, s:flag(text), s:respond(status, headers, body), s:delay(ms),
+ * log(...). One Lua state per worker, sandboxed unless --unsafe-lua; a rule
  * that raises or runs away leaves the exchange unchanged; reload keeps the old rules when
  * the new file does not load. docs/lua.md has the rule writer's side. */
 #ifndef SHUNT_RULES_LUA_H
@@ -46,6 +47,10 @@ const char *shunt_lua_path(const struct shunt_lua *lx);
 void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
                          const struct shunt_head_ctx *ctx, shunt_head_change_cb change,
                          void *cctx);
+
+/* The proxy's connection hook (shunt_conn_hook_cb) for the Lua rules: pass <lx> as its
+ * <ud>. Runs on_connect or on_close, when the file defines them. */
+void shunt_lua_conn_hook(void *ud, const struct shunt_conn_info *ci);
 
 /* Closes every state. Once the workers have stopped; NULL is fine. */
 void shunt_lua_free(struct shunt_lua *lx);

@@ -52,6 +52,10 @@ def changes_of(path):
         return db.execute("SELECT in_request, what, by FROM changes ORDER BY id").fetchall()
 
 
+def requests_of(origin):
+    return [r for c in origin.conns for r in c.requests]
+
+
 def stop(px):
     px.signal(signal.SIGTERM)
     assert px.wait_exit() == 0
@@ -333,3 +337,144 @@ def test_sighup_reloads_and_a_broken_file_keeps_the_old_rules(shunt, origin, tmp
         px.wait_stderr(r"reload: rules reloaded from")
         assert c.exchange(get(origin.host, "/")).get("X-Rules") == b"v2"
     px.signalled = None  # teardown's SIGTERM: HUP was ours, not an exit
+
+
+# ----------------------------------------------------------------------------- answering, holding, connections
+
+
+def test_canned_response_example_answers_without_the_server(shunt, origin, tmp_path):
+    origin.handler = reply_with(response(body=b"from the origin"))
+    cap = tmp_path / "c.db"
+    px = shunt("--rules", EXAMPLES / "canned-response.lua", "--capture", cap)
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/api/x")).body == b"from the origin"
+        set_option(px, "Serve Maintenance Page", True)
+        r = c.exchange(get(origin.host, "/api/y"))
+        assert r.status == 503
+        assert r.get("Content-Type") == b"application/json"
+        assert r.get("Retry-After") == b"120"
+        assert r.body == b'{"error": "down for maintenance"}\n'
+        assert c.exchange(get(origin.host, "/other")).body == b"from the origin"
+    stop(px)
+    assert len(requests_of(origin)) == 2  # /api/y never reached it
+    whats = [w for _, w, _ in changes_of(cap)]
+    assert "respond 503 without the server" in whats
+    assert "flag: answered by canned-response.lua" in whats
+
+
+def test_respond_before_any_connection_is_opened(shunt, tmp_path):
+    """s:respond answers even when no server could be reached: nothing is connected."""
+    rules = rules_file(tmp_path, """\
+function on_request(s)
+  s:respond(200, {{"X-One", "1"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"},
+                  {"Content-Length", "999"}}, "hi " .. s.request.version)
+end
+""")
+    px = shunt("--rules", rules)
+    with px.client() as c:
+        r = c.exchange(get("127.0.0.1:1", "/"))  # port 1: nothing listens
+        assert r.status == 200
+        assert r.body == b"hi HTTP/1.1"
+        assert r.all("Set-Cookie") == [b"a=1", b"b=2"]
+        assert r.all("Content-Length") == [b"11"]  # framing is the proxy's
+        r = c.exchange(get("127.0.0.1:1", "/again"))  # the connection lives on
+        assert r.status == 200
+
+
+def test_respond_with_bad_arguments_leaves_the_exchange_unchanged(shunt, origin, tmp_path):
+    origin.handler = reply_with(response(body=b"real"))
+    rules = rules_file(tmp_path, """\
+function on_request(s)
+  if s.request.url:find("/inj") then s:respond(200, {["X-A"] = "a\\r\\nX-B: b"}, "x") end
+  if s.request.url:find("/status") then s:respond(42) end
+end
+function on_response(s)
+  s:respond(200)
+end
+""")
+    cap = tmp_path / "c.db"
+    px = shunt("--rules", rules, "--capture", cap)
+    with px.client() as c:
+        for path in ("/inj", "/status", "/plain"):
+            r = c.exchange(get(origin.host, path))
+            assert r.body == b"real" and r.get("X-B") is None
+    stop(px)
+    errors = [w for _, w, _ in changes_of(cap) if w.startswith("error:")]
+    assert any("holds CR, LF or NUL" in e for e in errors), errors
+    assert any("status 42 is not between 200 and 599" in e for e in errors), errors
+    assert any("s:respond is for on_request" in e for e in errors), errors
+
+
+def test_added_latency_example_holds_request_and_response(shunt, origin):
+    origin.handler = reply_with(response(body=b"ok"))
+    px = shunt("--rules", EXAMPLES / "added-latency.lua")
+    with px.client() as c:
+        t = time.monotonic()
+        assert c.exchange(get(origin.host, "/")).body == b"ok"
+        fast = time.monotonic() - t
+        set_option(px, "Slow Network", True)
+        t = time.monotonic()
+        assert c.exchange(get(origin.host, "/")).body == b"ok"
+        slow = time.monotonic() - t
+        t = time.monotonic()
+        assert c.exchange(get(origin.host, "/")).body == b"ok"  # same connection, again
+        slow2 = time.monotonic() - t
+    assert fast < 0.25
+    assert slow >= 0.3 and slow2 >= 0.3
+    assert len(origin.conns) == 1
+
+
+def test_delay_holds_only_its_exchange_and_survives_the_server_closing(shunt, origin, tmp_path):
+    """A held response framed by the server's close still arrives whole."""
+    def handler(conn):
+        conn.recv_request()
+        conn.send(b"HTTP/1.1 200 OK\r\n\r\nclose-framed body")
+        conn.close()
+
+    origin.handler = handler
+    rules = rules_file(tmp_path, "function on_response(s) s:delay(200) end\n")
+    px = shunt("--rules", rules)
+    with px.client() as c:
+        c.send(get(origin.host, "/"))
+        r = c.response()
+        assert r.body == b"close-framed body"
+        c.wait_eof()
+
+
+def test_connection_hooks_and_conn_fields(shunt, origin, tmp_path):
+    origin.handler = reply_with(
+        b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n")
+    rules = rules_file(tmp_path, """\
+local opened = {}
+function on_connect(conn) opened[conn.id] = conn.client_port; log("open", conn.id) end
+function on_request(s)
+  s.request.headers:set("X-Seen-Port", tostring(opened[s.conn.id] == s.conn.client_port))
+  s.request.headers:set("X-Auth", s.conn.auth .. "/" .. s.conn.auth_scheme)
+end
+function on_response(s)
+  s.response.headers:set("X-Reason", s.response.reason)
+  s.response.headers:set("X-Auth", s.conn.auth .. "/" .. s.conn.auth_scheme)
+end
+function on_close(conn) log("closed", conn.id, conn.exchanges, conn.closer, conn.how) end
+""")
+    px = shunt("--rules", rules, "-v")
+    with px.client() as c:
+        r = c.exchange(get(origin.host, "/"))
+        assert r.get("X-Reason") == b"Unauthorized"
+        assert r.get("X-Auth") == b"challenged/NTLM"
+        c.exchange(get(origin.host, "/", extra=b"Authorization: NTLM TlRMTVNTUAABAAAA\r\n"))
+    reqs = requests_of(origin)
+    assert reqs[0].get("X-Seen-Port") == b"true"
+    assert reqs[0].get("X-Auth") == b"none/"
+    assert reqs[1].get("X-Auth") == b"handshake/NTLM"
+    px.wait_stderr(r"closed 1 2 client FIN")
+    assert re.search(r"rules\.lua:2: open 1", px.stderr)
+
+
+def test_force_close_on_a_request_reaches_the_server(shunt, origin, tmp_path):
+    origin.handler = reply_with(response(body=b"ok"))
+    rules = rules_file(tmp_path, 'function on_request(s) s.request.headers:set("Connection", "close") end\n')
+    px = shunt("--rules", rules)
+    with px.client() as c:
+        c.exchange(get(origin.host, "/"))
+    assert requests_of(origin)[0].get("Connection") == b"close"
