@@ -58,6 +58,10 @@ static const char help[] =
     "  --map-remote [/FILTER]/REGEX/REPLACEMENT\n"
     "                           send matching requests to the URL that replacing REGEX in\n"
     "                           theirs gives (\\1 for a group); repeatable, first match wins\n"
+    "  --map-local [/FILTER]/REGEX/PATH\n"
+    "                           answer matching requests from a local file, or from the file\n"
+    "                           a folder holds under the rest of the URL (404 when there is\n"
+    "                           none), without the server; repeatable, first match wins\n"
     "  --respond [/FILTER]/STATUS/FILE\n"
     "                           answer matching requests with STATUS and FILE's bytes, without\n"
     "                           the server (Fiddler's AutoResponder); repeatable\n"
@@ -299,12 +303,15 @@ int shunt_cmd_proxy(int argc, char **argv)
             rec.path = val != NULL ? val : "shunt.db";
             if (*rec.path == '\0')
                 return bad(opt, val, "needs a file name");
-        } else if (strcmp(opt, "--respond") == 0 || strcmp(opt, "--map-remote") == 0) {
+        } else if (strcmp(opt, "--respond") == 0 || strcmp(opt, "--map-remote") == 0 ||
+                   strcmp(opt, "--map-local") == 0) {
             NEED_VAL();
             char err[1200];
             int bad_rule = strcmp(opt, "--respond") == 0
                                ? shunt_rules_add_respond(rules, val, err, sizeof(err))
-                               : shunt_rules_add_map_remote(rules, val, err, sizeof(err));
+                           : strcmp(opt, "--map-remote") == 0
+                               ? shunt_rules_add_map_remote(rules, val, err, sizeof(err))
+                               : shunt_rules_add_map_local(rules, val, err, sizeof(err));
             if (bad_rule != 0) {
                 fprintf(stderr, "shunt proxy: %s\n", err);
                 return 2;

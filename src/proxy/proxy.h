@@ -80,8 +80,11 @@ typedef void (*shunt_head_hook_cb)(void *ud, struct shunt_head_edit *edit,
 /* What a request hook decided before the request goes anywhere. */
 struct shunt_request_verdict {
     int respond_status;       /* 0: on to the server; else answer with this status ourselves */
-    const char *respond_body; /* the answer's body (the hook's; valid while the proxy runs) */
+    const char *respond_body; /* the answer's body (the hook's; valid while the proxy runs,
+                                 unless respond_body_free) */
     size_t respond_body_len;
+    int respond_body_free;    /* 1: respond_body was malloc'd for this answer; the proxy frees
+                                 it */
     const char *respond_type; /* its Content-Type, or NULL */
     const char *by;           /* the rule, for the change event */
     const char *map_url;      /* not NULL: send the request to this absolute http:// URL

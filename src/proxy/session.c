@@ -1386,6 +1386,8 @@ static void respond_verdict(struct session *s, const struct shunt_http_head *h,
         cl = snprintf(ct, sizeof(ct), "Content-Type: %s\r\n", v->respond_type);
     respond_now(s, h, v->respond_status, ct, cl > 0 && (size_t)cl < sizeof(ct) ? (size_t)cl : 0,
                 v->respond_body, v->respond_body_len, v->by);
+    if (v->respond_body_free)
+        free((char *)v->respond_body);
 }
 
 /* Keeps the lines of <e> in s->kept, for a send that happens later. */

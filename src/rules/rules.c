@@ -5,9 +5,13 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/mem.h"
 
@@ -34,6 +38,14 @@ struct map_remote {
     char by[40];
 };
 
+struct map_local {
+    struct shunt_expr *filter; /* NULL: every request */
+    pcre2_code *re;
+    char *path; /* a file, or a folder (then the rest of the URL names the file) */
+    int is_dir;
+    char by[40];
+};
+
 struct shunt_rules {
     struct quick *q;
     size_t n, cap;
@@ -41,7 +53,11 @@ struct shunt_rules {
     size_t n_r;
     struct map_remote *m;
     size_t n_m;
+    struct map_local *l;
+    size_t n_l;
 };
+
+static char *dup_n(const char *p, size_t n);
 
 struct shunt_rules *shunt_rules_new(void)
 {
@@ -69,6 +85,12 @@ void shunt_rules_free(struct shunt_rules *r)
         free(r->m[i].replacement);
     }
     free(r->m);
+    for (size_t i = 0; i < r->n_l; i++) {
+        shunt_expr_free(r->l[i].filter);
+        pcre2_code_free(r->l[i].re);
+        free(r->l[i].path);
+    }
+    free(r->l);
     free(r);
 }
 
@@ -79,7 +101,7 @@ int shunt_rules_empty(const struct shunt_rules *r)
 
 int shunt_rules_responds(const struct shunt_rules *r)
 {
-    return r != NULL && (r->n_r > 0 || r->n_m > 0);
+    return r != NULL && (r->n_r > 0 || r->n_m > 0 || r->n_l > 0);
 }
 
 int shunt_rules_add_map_remote(struct shunt_rules *r, const char *spec, char *err,
@@ -159,6 +181,79 @@ int shunt_rules_add_map_remote(struct shunt_rules *r, const char *spec, char *er
     m->re = re;
     m->replacement = out;
     snprintf(m->by, sizeof(m->by), "--map-remote #%zu", r->n_m);
+    return 0;
+}
+
+int shunt_rules_add_map_local(struct shunt_rules *r, const char *spec, char *err,
+                              size_t err_len)
+{
+    size_t len = strlen(spec);
+    char sep = len ? spec[0] : '/';
+    const char *rem = spec + (len ? 1 : 0), *s1 = strchr(rem, sep), *s2 = s1 ? strchr(s1 + 1, sep) : NULL;
+    if (len < 4 || s1 == NULL) {
+        snprintf(err, err_len, "--map-local %s: expected [/FILTER]/REGEX/PATH", spec);
+        return SHUNT_EINVAL;
+    }
+    const char *filter = NULL, *regex, *path;
+    size_t filter_len = 0, regex_len;
+    if (s2 != NULL) {
+        filter = rem;
+        filter_len = (size_t)(s1 - rem);
+        regex = s1 + 1;
+        regex_len = (size_t)(s2 - s1 - 1);
+        path = s2 + 1;
+    } else {
+        regex = rem;
+        regex_len = (size_t)(s1 - rem);
+        path = s1 + 1;
+    }
+    if (regex_len == 0 || *path == '\0') {
+        snprintf(err, err_len, "--map-local %s: the regex and the path must not be empty", spec);
+        return SHUNT_EINVAL;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+        snprintf(err, err_len, "--map-local %s: %s: %s", spec, path,
+                 errno == ENOENT ? "no such file or folder" : "not a file or a folder");
+        return SHUNT_EINVAL;
+    }
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)regex, regex_len, 0, &ec, &eo, NULL);
+    if (re == NULL) {
+        char msg[160];
+        pcre2_get_error_message(ec, (PCRE2_UCHAR *)msg, sizeof(msg));
+        snprintf(err, err_len, "--map-local %s: regex: column %zu: %s", spec, (size_t)eo + 1,
+                 msg);
+        return SHUNT_EINVAL;
+    }
+    struct shunt_expr *fx = NULL;
+    if (filter != NULL && filter_len > 0) {
+        struct shunt_expr_error ee;
+        if (shunt_expr_compile_n(filter, filter_len, &fx, &ee) != 0) {
+            pcre2_code_free(re);
+            snprintf(err, err_len, "--map-local %s: filter: column %zu: %s", spec, ee.column,
+                     ee.message);
+            return SHUNT_EINVAL;
+        }
+    }
+    struct map_local *nl = realloc(r->l, (r->n_l + 1) * sizeof(*nl));
+    if (nl == NULL) {
+        pcre2_code_free(re);
+        shunt_expr_free(fx);
+        snprintf(err, err_len, "out of memory");
+        return SHUNT_ENOMEM;
+    }
+    r->l = nl;
+    struct map_local *m = &r->l[r->n_l++];
+    m->filter = fx;
+    m->re = re;
+    m->path = dup_n(path, strlen(path));
+    size_t pl = strlen(m->path);
+    while (pl > 1 && m->path[pl - 1] == '/')
+        m->path[--pl] = '\0';
+    m->is_dir = S_ISDIR(st.st_mode);
+    snprintf(m->by, sizeof(m->by), "--map-local #%zu", r->n_l);
     return 0;
 }
 
@@ -282,6 +377,147 @@ int shunt_rules_add_respond(struct shunt_rules *r, const char *spec, char *err, 
     return 0;
 }
 
+/* Largest file --map-local serves. */
+#define MAP_LOCAL_MAX (16u * 1024 * 1024)
+
+/* Reads the regular file <path> whole into a new buffer. Returns 0, or -1 (no such file, not
+ * a regular file, too large, unreadable). */
+static int slurp(const char *path, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAP_LOCAL_MAX) {
+        close(fd);
+        return -1;
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    char *buf = malloc(n + 1);
+    while (buf != NULL && got < n) {
+        ssize_t k = read(fd, buf + got, n - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    close(fd);
+    if (buf == NULL || got != n) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/*
+ * The file a folder rule serves for <rest> (the URL after the match, or the regex's first
+ * group), as mitmproxy's map_local picks it: the query goes, %XX are decoded, slashes at the
+ * ends go; empty: index.html; a name that is a folder: its index.html. No name may leave the
+ * folder: "." and ".." segments, NUL and backslashes are refused. Returns 0 with the path
+ * in <out>, or -1.
+ */
+static int folder_file(const struct map_local *m, const char *rest, size_t rest_len, char *out,
+                       size_t cap)
+{
+    char dec[1024];
+    size_t n = 0;
+    for (size_t i = 0; i < rest_len && rest[i] != '?' && rest[i] != '#'; i++) {
+        char c = rest[i];
+        if (c == '%' && i + 2 < rest_len && hexval(rest[i + 1]) >= 0 && hexval(rest[i + 2]) >= 0) {
+            c = (char)(hexval(rest[i + 1]) * 16 + hexval(rest[i + 2]));
+            i += 2;
+        }
+        if (c == '\0' || c == '\\' || n + 1 >= sizeof(dec))
+            return -1;
+        dec[n++] = c;
+    }
+    size_t a = 0;
+    while (a < n && dec[a] == '/')
+        a++;
+    while (n > a && dec[n - 1] == '/')
+        n--;
+    /* every segment must be a name: no "", ".", ".." */
+    for (size_t i = a; i < n;) {
+        size_t j = i;
+        while (j < n && dec[j] != '/')
+            j++;
+        size_t sl = j - i;
+        if (sl == 0 || (sl == 1 && dec[i] == '.') || (sl == 2 && dec[i] == '.' && dec[i + 1] == '.'))
+            return -1;
+        i = j + 1;
+    }
+    int l = n > a ? snprintf(out, cap, "%s/%.*s", m->path, (int)(n - a), dec + a)
+                  : snprintf(out, cap, "%s/index.html", m->path);
+    if (l < 0 || (size_t)l >= cap)
+        return -1;
+    struct stat st;
+    if (n > a && stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if ((size_t)l + 12 >= cap)
+            return -1;
+        memcpy(out + l, "/index.html", 12);
+    }
+    return 0;
+}
+
+/* --map-local: when <m>'s regex matches <url>, answers with the file it names (200), or with
+ * 404 when there is no such file. Returns 1 when it answered. */
+static int map_local(const struct map_local *m, struct shunt_slice url,
+                     struct shunt_request_verdict *out)
+{
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(m->re, NULL);
+    if (md == NULL)
+        return 0;
+    int rc = pcre2_match(m->re, (PCRE2_SPTR)url.base, url.len, 0, 0, md, NULL);
+    if (rc <= 0) {
+        pcre2_match_data_free(md);
+        return 0;
+    }
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+    const char *rest = url.base + ov[1];
+    size_t rest_len = url.len - ov[1];
+    if (rc >= 2 && ov[2] != PCRE2_UNSET) { /* a group names the file */
+        rest = url.base + ov[2];
+        rest_len = ov[3] - ov[2];
+    }
+    char path[1400];
+    int ok;
+    if (m->is_dir) {
+        ok = folder_file(m, rest, rest_len, path, sizeof(path)) == 0;
+    } else {
+        snprintf(path, sizeof(path), "%s", m->path);
+        ok = 1;
+    }
+    pcre2_match_data_free(md);
+    char *body = NULL;
+    size_t len = 0;
+    if (ok && slurp(path, &body, &len) == 0) {
+        out->respond_status = 200;
+        out->respond_type = type_of(path);
+    } else {
+        static const char nf[] = "shunt: --map-local: no such file for this URL\n";
+        body = dup_n(nf, sizeof(nf) - 1);
+        len = sizeof(nf) - 1;
+        out->respond_status = 404;
+        out->respond_type = "text/plain; charset=utf-8";
+    }
+    out->respond_body = body;
+    out->respond_body_len = len;
+    out->respond_body_free = 1;
+    out->by = m->by;
+    return 1;
+}
+
 void shunt_rules_request_hook(void *ud, const struct shunt_head_ctx *ctx,
                               struct shunt_request_verdict *out)
 {
@@ -312,6 +548,13 @@ void shunt_rules_request_hook(void *ud, const struct shunt_head_ctx *ctx,
         out->map_url_len = outlen;
         out->by = m->by;
         break;
+    }
+    for (size_t i = 0; i < r->n_l; i++) {
+        const struct map_local *m = &r->l[i];
+        if (m->filter != NULL && !shunt_expr_match(m->filter, &sub))
+            continue;
+        if (map_local(m, ctx->url, out))
+            return;
     }
     for (size_t i = 0; i < r->n_r; i++) {
         const struct respond *x = &r->r[i];

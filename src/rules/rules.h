@@ -51,6 +51,17 @@ SHUNT_MUST_CHECK int shunt_rules_add_respond(struct shunt_rules *r, const char *
 SHUNT_MUST_CHECK int shunt_rules_add_map_remote(struct shunt_rules *r, const char *spec,
                                                 char *err, size_t err_len);
 
+/*
+ * Adds a local mapping as mitmproxy's map_local: "[/FILTER]/REGEX/PATH": requests matching
+ * FILTER whose URL REGEX matches are answered from PATH without a server: a file is served
+ * whole; in a folder, the part of the URL after the match (or REGEX's first group) names
+ * the file (query dropped, %XX decoded, index.html for a folder or nothing), and no name
+ * may leave the folder. No such file: 404. Files are read when requested (at most 16 MiB).
+ * Returns 0, or SHUNT_EINVAL with a one-line reason in <err> (PATH must exist now).
+ */
+SHUNT_MUST_CHECK int shunt_rules_add_map_local(struct shunt_rules *r, const char *spec,
+                                               char *err, size_t err_len);
+
 /* Returns 1 when <r> has canned responses or URL mappings (the proxy then calls
  * shunt_rules_request_hook). */
 int shunt_rules_responds(const struct shunt_rules *r);

@@ -152,3 +152,54 @@ def test_map_remote_refuses_bad_specs(shunt):
         px = shunt("--map-remote", spec, wait_listening=False)
         assert px.wait_exit() == 2
         assert message in px.stderr and len(px.stderr.strip().splitlines()) == 1, px.stderr
+
+
+def test_map_local_serves_a_file_and_files_of_a_folder(shunt, origin, tmp_path):
+    site = tmp_path / "site"
+    (site / "js").mkdir(parents=True)
+    (site / "js" / "app.js").write_bytes(b"console.log(1)")
+    (site / "index.html").write_bytes(b"<p>home</p>")
+    (site / "docs").mkdir()
+    (site / "docs" / "index.html").write_bytes(b"<p>docs</p>")
+    (site / "a b.txt").write_bytes(b"spaced")
+    one = tmp_path / "one.json"
+    one.write_bytes(b'{"ok": true}')
+    (tmp_path / "secret").write_bytes(b"never served")
+    px = shunt("--map-local", f"|~u /static/|/static/|{site}",
+               "--map-local", f"|/config$|{one}")
+    with px.client() as c:
+        r = c.exchange(get(origin.host, "/static/js/app.js?v=3"))
+        assert (r.status, r.get("Content-Type"), r.body) == (200, b"text/javascript", b"console.log(1)")
+        assert c.exchange(get(origin.host, "/static/")).body == b"<p>home</p>"
+        assert c.exchange(get(origin.host, "/static/docs")).body == b"<p>docs</p>"
+        assert c.exchange(get(origin.host, "/static/a%20b.txt")).body == b"spaced"
+        r = c.exchange(get(origin.host, "/config"))
+        assert (r.status, r.get("Content-Type"), r.body) == (200, b"application/json", b'{"ok": true}')
+        assert c.exchange(get(origin.host, "/static/missing.css")).status == 404
+        # nothing outside the folder, however the name is spelled
+        for path in ("/static/../secret", "/static/%2e%2e/secret", "/static/js/%2E%2E/../secret",
+                     "/static/..%2fsecret", "/static/%00x"):
+            r = c.exchange(get(origin.host, path))
+            assert r.status == 404 and b"never served" not in r.body, path
+        assert c.exchange(get(origin.host, "/elsewhere")).raw == OK  # not matched: the server
+    assert not any(b"/static" in bytes(cn.received) for cn in origin.conns)
+
+
+def test_map_local_group_names_the_file_and_filter_applies(shunt, origin, tmp_path):
+    (tmp_path / "v2.txt").write_bytes(b"two")
+    px = shunt("--map-local", rf"|~m GET|/api/(v\d\.txt)|{tmp_path}")
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/api/v2.txt?x=1")).body == b"two"  # the group names it
+        r = c.exchange(get(origin.host, "/api/v2.txt", method=b"POST", body=b"x",
+                           extra=b"Content-Length: 1\r\n"))
+        assert r.raw == OK  # ~m GET does not match a POST: the server answers
+
+
+def test_map_local_refuses_bad_specs(shunt, tmp_path):
+    for spec, message in [("/x", "expected [/FILTER]/REGEX/PATH"),
+                          (f"|~q|(unclosed|{tmp_path}", "regex: column"),
+                          (f"|~zz|a|{tmp_path}", "filter: column"),
+                          (f"|a|{tmp_path}/missing", "no such file or folder")]:
+        px = shunt("--map-local", spec, wait_listening=False)
+        assert px.wait_exit() == 2
+        assert message in px.stderr and len(px.stderr.strip().splitlines()) == 1, px.stderr
