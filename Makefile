@@ -21,7 +21,7 @@ FUZZ_BIN := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 # The parts the fuzzers and parser benchmarks need: core and http, nothing with I/O.
 PURE_SRC := $(wildcard src/core/*.c src/http/*.c)
 
-.PHONY: all deps check demo fuzz bench clean unit asan format
+.PHONY: all deps check demo demo-pairing fuzz bench clean unit asan format
 .DELETE_ON_ERROR:
 
 all: deps
@@ -96,7 +96,12 @@ check:
 	    else npm install --no-audit --no-fund; fi
 	@tests/run
 
+# The story, end to end on loopback (`shunt lab demo`); the pairing walk-through with curl
+# and nginx is `make demo-pairing`.
 demo: all
+	@$(BUILD)/shunt lab demo
+
+demo-pairing: all
 	@scripts/deps.sh demo
 	@scripts/demo.sh
 

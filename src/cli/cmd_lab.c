@@ -13,6 +13,8 @@ static const char help[] =
     "           or without a Server header, HTTP/1.0, pages by size, delay and status\n"
     "  client   a client with keep-alive policies (keepalive, http10, wininet) that does\n"
     "           the handshakes, directly or through a proxy, and sums up what it paid\n"
+    "  demo     the story end to end: 50 connections and 50 handshakes, then one\n"
+    "           toggle of the story's rule, then 1 and 1\n"
     "\n"
     "`shunt lab <part> --help` tells more.\n";
 
@@ -30,6 +32,8 @@ int shunt_cmd_lab(int argc, char **argv)
         return shunt_lab_origin_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "client") == 0)
         return shunt_lab_client_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "demo") == 0)
+        return shunt_lab_demo_main(argc - 1, argv + 1);
     fprintf(stderr, "shunt lab: unknown part '%s'\n\n%s", argv[1], help);
     return 2;
 }

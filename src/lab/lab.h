@@ -7,5 +7,6 @@
  * the exit status: 0 success, 1 failure, 2 bad usage. */
 int shunt_lab_origin_main(int argc, char **argv);
 int shunt_lab_client_main(int argc, char **argv);
+int shunt_lab_demo_main(int argc, char **argv);
 
 #endif
