@@ -26,6 +26,10 @@ enum shunt_lab_token_kind {
 /* Which message the base64 token <b64> (<len> bytes, no scheme name) is. */
 enum shunt_lab_token_kind shunt_lab_token_kind(const char *b64, size_t len);
 
+/* The lab's algorithm (no cryptography) is described in auth.c and docs/lab.md. Names
+ * (users, hosts) are 1 to 128 printable ASCII characters without spaces. Every function is
+ * pure apart from the random challenge, and may be called from any thread. */
+
 /* Client side. Each writes a NUL-terminated base64 token into <out> (<cap> bytes, at least
  * SHUNT_LAB_TOKEN_MAX) and returns 0, or a negative code (SHUNT_EINVAL: a bad input token). */
 SHUNT_MUST_CHECK int shunt_lab_ntlm_negotiate(char *out, size_t cap);
@@ -42,12 +46,15 @@ SHUNT_MUST_CHECK int shunt_lab_spnego_check_final(const char *b64, size_t len);
 /* Server side. */
 /* Writes a CHALLENGE with a fresh random 8-byte challenge, kept in <challenge>. */
 SHUNT_MUST_CHECK int shunt_lab_ntlm_challenge(uint8_t challenge[8], char *out, size_t cap);
-/* Returns 0 when <b64> is an AUTHENTICATE answering <challenge>, with its user in <user>;
- * SHUNT_EINVAL otherwise (another connection's challenge, a malformed message). */
+/* Returns 0 when <b64> is an AUTHENTICATE answering <challenge>, with its user in <user>
+ * ("DOMAIN\\user", or "user" without a domain); SHUNT_EINVAL otherwise (another
+ * connection's challenge, a malformed message, a user that does not fit <user_cap>), and
+ * then <user> is "" (when <user_cap> > 0). */
 SHUNT_MUST_CHECK int shunt_lab_ntlm_verify(const char *b64, size_t len,
                                            const uint8_t challenge[8], char *user,
                                            size_t user_cap);
-/* Returns 0 when <b64> is a NegTokenInit with a well-formed AP-REQ, with its user. */
+/* Returns 0 when <b64> is a NegTokenInit listing Kerberos with a well-formed lab AP-REQ,
+ * with the authenticator's user in <user>; SHUNT_EINVAL otherwise, <user> then "". */
 SHUNT_MUST_CHECK int shunt_lab_spnego_verify(const char *b64, size_t len, char *user,
                                              size_t user_cap);
 /* Writes the server's final, accept-completed NegTokenResp (with a lab AP-REP). */
