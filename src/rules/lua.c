@@ -644,6 +644,8 @@ static const luaL_Reg session_methods[] = {
     {NULL, NULL},
 };
 
+static int session_index(lua_State *L);
+
 /* Sets the globals of a sandboxed state: the safe parts of the standard library. */
 static void open_sandbox(lua_State *L) MAY_LJMP
 {
@@ -715,6 +717,7 @@ static int build(lua_State *L) MAY_LJMP
     lua_pop(L, 1);
     luaL_newmetatable(L, MT_SESSION);
     luaL_newlib(L, session_methods);
+    lua_pushcclosure(L, session_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 
@@ -955,29 +958,32 @@ static void push_headers(lua_State *L, struct lstate *st) MAY_LJMP
     luaL_setmetatable(L, MT_HEADERS);
 }
 
-/* The hook call under lua_pcall: builds s and calls the hook. Stack: [ref]. MAY_LJMP */
-static int call_hook(lua_State *L) MAY_LJMP
+/* Builds s.request, s.response or s.conn of the call under way: <s> is built lazily, so
+ * that a rule pays only for the parts it reads. Pushes the part, or nothing (returns 0)
+ * for another key. MAY_LJMP */
+static int push_part(lua_State *L, struct lstate *st, const char *k) MAY_LJMP
 {
-    struct lstate *st = state_of(L);
     const struct shunt_head_ctx *c = st->ctx;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, (lua_Integer)lua_tointeger(L, 1));
-    lua_createtable(L, 0, 3); /* s */
-    lua_createtable(L, 0, 4); /* s.request */
-    lua_pushlstring(L, c->method.base ? c->method.base : "", c->method.len);
-    lua_setfield(L, -2, "method");
-    lua_pushlstring(L, c->url.base ? c->url.base : "", c->url.len);
-    lua_setfield(L, -2, "url");
-    lua_pushlstring(L, c->host.base ? c->host.base : "", c->host.len);
-    lua_setfield(L, -2, "host");
-    if (c->is_request) {
-        lua_pushfstring(L, "HTTP/1.%d", c->minor_version);
-        lua_setfield(L, -2, "version");
-        push_headers(L, st);
-        lua_setfield(L, -2, "headers");
+    if (strcmp(k, "request") == 0) {
+        lua_createtable(L, 0, 5);
+        lua_pushlstring(L, c->method.base ? c->method.base : "", c->method.len);
+        lua_setfield(L, -2, "method");
+        lua_pushlstring(L, c->url.base ? c->url.base : "", c->url.len);
+        lua_setfield(L, -2, "url");
+        lua_pushlstring(L, c->host.base ? c->host.base : "", c->host.len);
+        lua_setfield(L, -2, "host");
+        if (c->is_request) {
+            lua_pushfstring(L, "HTTP/1.%d", c->minor_version);
+            lua_setfield(L, -2, "version");
+            push_headers(L, st);
+            lua_setfield(L, -2, "headers");
+        }
+        return 1;
     }
-    lua_setfield(L, -2, "request");
-    if (!c->is_request) {
-        lua_createtable(L, 0, 2);
+    if (strcmp(k, "response") == 0) {
+        if (c->is_request)
+            return 0; /* nil: no response yet */
+        lua_createtable(L, 0, 4);
         lua_pushinteger(L, c->status);
         lua_setfield(L, -2, "status");
         lua_pushlstring(L, c->reason.base ? c->reason.base : "", c->reason.len);
@@ -986,22 +992,54 @@ static int call_hook(lua_State *L) MAY_LJMP
         lua_setfield(L, -2, "version");
         push_headers(L, st);
         lua_setfield(L, -2, "headers");
-        lua_setfield(L, -2, "response");
+        return 1;
     }
-    lua_createtable(L, 0, 3);
-    lua_pushinteger(L, (lua_Integer)c->conn_id);
-    lua_setfield(L, -2, "id");
-    lua_pushinteger(L, (lua_Integer)c->exchange); /* this exchange's number, from 1 */
-    lua_setfield(L, -2, "exchange");
-    lua_pushinteger(L, c->exchange > 0 ? (lua_Integer)c->exchange - 1 : 0);
-    lua_setfield(L, -2, "exchanges"); /* the exchanges before this one on the connection */
-    lua_pushinteger(L, c->client_port);
-    lua_setfield(L, -2, "client_port");
-    lua_pushstring(L, c->auth ? c->auth : "none");
-    lua_setfield(L, -2, "auth");
-    lua_pushstring(L, c->auth_scheme ? c->auth_scheme : "");
-    lua_setfield(L, -2, "auth_scheme");
-    lua_setfield(L, -2, "conn");
+    if (strcmp(k, "conn") == 0) {
+        lua_createtable(L, 0, 6);
+        lua_pushinteger(L, (lua_Integer)c->conn_id);
+        lua_setfield(L, -2, "id");
+        lua_pushinteger(L, (lua_Integer)c->exchange); /* this exchange's number, from 1 */
+        lua_setfield(L, -2, "exchange");
+        lua_pushinteger(L, c->exchange > 0 ? (lua_Integer)c->exchange - 1 : 0);
+        lua_setfield(L, -2, "exchanges"); /* the exchanges before this one on the connection */
+        lua_pushinteger(L, c->client_port);
+        lua_setfield(L, -2, "client_port");
+        lua_pushstring(L, c->auth ? c->auth : "none");
+        lua_setfield(L, -2, "auth");
+        lua_pushstring(L, c->auth_scheme ? c->auth_scheme : "");
+        lua_setfield(L, -2, "auth_scheme");
+        return 1;
+    }
+    return 0;
+}
+
+/* s.KEY: a method (flag, respond, delay) or a part built on first use and kept in s.
+ * MAY_LJMP */
+static int session_index(lua_State *L) MAY_LJMP
+{
+    const char *k = lua_tostring(L, 2);
+    if (k == NULL)
+        return 0;
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* the methods */
+        return 1;
+    lua_pop(L, 1);
+    struct lstate *st = state_of(L);
+    if (st->ctx == NULL)
+        return luaL_error(L, "s.%s used after its hook call returned", k);
+    if (!push_part(L, st, k))
+        return 0;
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1); /* built once per call */
+    return 1;
+}
+
+/* The hook call under lua_pcall: makes s and calls the hook. Stack: [ref]. MAY_LJMP */
+static int call_hook(lua_State *L) MAY_LJMP
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, (lua_Integer)lua_tointeger(L, 1));
+    lua_createtable(L, 0, 3); /* s: its parts come on first use (session_index) */
     luaL_setmetatable(L, MT_SESSION);
     lua_call(L, 1, 0);
     return 0;
