@@ -34,9 +34,7 @@
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* Writes <len> bytes of <in> as NUL-terminated base64 into <out> (<cap> bytes).
- * Returns 0 or SHUNT_ETOOBIG. */
-static int b64_encode(const uint8_t *in, size_t len, char *out, size_t cap)
+int shunt_lab__b64_encode(const uint8_t *in, size_t len, char *out, size_t cap)
 {
     size_t need = (len + 2) / 3 * 4 + 1;
     if (out == NULL || cap < need)
@@ -337,7 +335,7 @@ int shunt_lab_ntlm_negotiate(char *out, size_t cap)
     /* Domain and workstation fields empty, their offsets at the end of the message. */
     put32(m + 20, NTLM_NEGOTIATE_LEN);
     put32(m + 28, NTLM_NEGOTIATE_LEN);
-    return b64_encode(m, sizeof(m), out, cap);
+    return shunt_lab__b64_encode(m, sizeof(m), out, cap);
 }
 
 int shunt_lab_ntlm_challenge(uint8_t challenge[8], char *out, size_t cap)
@@ -371,7 +369,7 @@ int shunt_lab_ntlm_challenge(uint8_t challenge[8], char *out, size_t cap)
     put16(m + 40, (uint16_t)(o - ti));
     put16(m + 42, (uint16_t)(o - ti));
     put32(m + 44, (uint32_t)ti);
-    return b64_encode(m, o, out, cap);
+    return shunt_lab__b64_encode(m, o, out, cap);
 }
 
 int shunt_lab_ntlm_authenticate(const char *b64, size_t len, const char *user, char *out,
@@ -420,7 +418,7 @@ int shunt_lab_ntlm_authenticate(const char *b64, size_t len, const char *user, c
         put32(m + f[i].at + 4, (uint32_t)f[i].off);
     }
     put32(m + 60, NTLM_FLAGS_AUTHENTICATE);
-    return b64_encode(m, o, out, cap);
+    return shunt_lab__b64_encode(m, o, out, cap);
 }
 
 int shunt_lab_ntlm_verify(const char *b64, size_t len, const uint8_t challenge[8], char *user,
@@ -813,7 +811,7 @@ int shunt_lab_spnego_init(const char *user, const char *host, char *out, size_t 
     der_wrap(&ict, 0x60, &body);
     if (ict.err)
         return SHUNT_ETOOBIG;
-    return b64_encode(ict.b, ict.len, out, cap);
+    return shunt_lab__b64_encode(ict.b, ict.len, out, cap);
 }
 
 /* Checks the NegTokenInit <raw>; copies the AP-REQ's user into <user> when non-NULL. */
@@ -901,7 +899,7 @@ int shunt_lab_spnego_final(char *out, size_t cap)
     der_wrap(&resp, 0xa1, &body);
     if (resp.err)
         return SHUNT_ETOOBIG;
-    return b64_encode(resp.b, resp.len, out, cap);
+    return shunt_lab__b64_encode(resp.b, resp.len, out, cap);
 }
 
 /* Checks an accept-completed NegTokenResp <raw> with a Kerberos AP-REP if it has one. */

@@ -24,6 +24,7 @@
 #include "core/version.h"
 #include "http/parser.h"
 #include "lab/auth.h"
+#include "lab/internal.h"
 #include "lab/lab.h"
 
 /* Exit statuses (lab.h). */
@@ -215,31 +216,6 @@ static int wait_fd(int fd, short events, int64_t deadline)
         if (n > 0)
             return 1;
     }
-}
-
-static const char b64chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Writes base64 of <in>/<len> NUL-terminated into <out> (<cap> bytes). Returns 0, or -1 when
- * it does not fit. */
-static int base64(const unsigned char *in, size_t len, char *out, size_t cap)
-{
-    if ((len + 2) / 3 * 4 + 1 > cap)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned v = (unsigned)in[i] << 16;
-        if (i + 1 < len)
-            v |= (unsigned)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = b64chars[(v >> 18) & 63];
-        out[o++] = b64chars[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? b64chars[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? b64chars[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return 0;
 }
 
 /* Resolves <host>:<port> into <out>. Returns 0, or -1 after printing why. */
@@ -712,7 +688,7 @@ static int basic_authz(struct worker *w, char *authz)
     int n = snprintf(cred, sizeof(cred), "%s:%s", w->run->user, w->run->pass);
     memcpy(authz, "Basic ", 6);
     if (n < 0 || (size_t)n >= sizeof(cred) ||
-        base64((const unsigned char *)cred, (size_t)n, authz + 6, CL_AUTHZ_CAP - 6) != 0) {
+        shunt_lab__b64_encode((const uint8_t *)cred, (size_t)n, authz + 6, CL_AUTHZ_CAP - 6) != 0) {
         snprintf(w->err, sizeof(w->err), "Basic: credentials too long");
         return -1;
     }

@@ -104,29 +104,51 @@ int shunt_rules_responds(const struct shunt_rules *r)
     return r != NULL && (r->n_r > 0 || r->n_m > 0 || r->n_l > 0);
 }
 
+/* The parts of a "[/FILTER]/A/B" spec, mitmproxy's way: the first character is the
+ * separator; with three parts the first is the filter. <b> runs to the end of the spec. */
+struct spec_parts {
+    const char *filter; /* NULL: none */
+    size_t filter_len;
+    const char *a;
+    size_t a_len;
+    const char *b;
+};
+
+/* Splits <spec>. Returns 0, or -1 when it has fewer than two parts. */
+static int split_spec(const char *spec, struct spec_parts *p)
+{
+    size_t len = strlen(spec);
+    if (len < 4)
+        return -1;
+    char sep = spec[0];
+    const char *rem = spec + 1, *s1 = strchr(rem, sep), *s2 = s1 ? strchr(s1 + 1, sep) : NULL;
+    if (s1 == NULL)
+        return -1;
+    memset(p, 0, sizeof(*p));
+    if (s2 != NULL) {
+        p->filter = rem;
+        p->filter_len = (size_t)(s1 - rem);
+        p->a = s1 + 1;
+        p->a_len = (size_t)(s2 - s1 - 1);
+        p->b = s2 + 1;
+    } else {
+        p->a = rem;
+        p->a_len = (size_t)(s1 - rem);
+        p->b = s1 + 1;
+    }
+    return 0;
+}
+
 int shunt_rules_add_map_remote(struct shunt_rules *r, const char *spec, char *err,
                                size_t err_len)
 {
-    size_t len = strlen(spec);
-    char sep = len ? spec[0] : '/';
-    const char *rem = spec + (len ? 1 : 0), *s1 = strchr(rem, sep), *s2 = s1 ? strchr(s1 + 1, sep) : NULL;
-    if (len < 4 || s1 == NULL) {
+    struct spec_parts sp;
+    if (split_spec(spec, &sp) != 0) {
         snprintf(err, err_len, "--map-remote %s: expected [/FILTER]/REGEX/REPLACEMENT", spec);
         return SHUNT_EINVAL;
     }
-    const char *filter = NULL, *regex, *repl;
-    size_t filter_len = 0, regex_len;
-    if (s2 != NULL) {
-        filter = rem;
-        filter_len = (size_t)(s1 - rem);
-        regex = s1 + 1;
-        regex_len = (size_t)(s2 - s1 - 1);
-        repl = s2 + 1;
-    } else {
-        regex = rem;
-        regex_len = (size_t)(s1 - rem);
-        repl = s1 + 1;
-    }
+    const char *filter = sp.filter, *regex = sp.a, *repl = sp.b;
+    size_t filter_len = sp.filter_len, regex_len = sp.a_len;
     if (regex_len == 0 || *repl == '\0') {
         snprintf(err, err_len, "--map-remote %s: the regex and the replacement must not be empty",
                  spec);
@@ -187,26 +209,13 @@ int shunt_rules_add_map_remote(struct shunt_rules *r, const char *spec, char *er
 int shunt_rules_add_map_local(struct shunt_rules *r, const char *spec, char *err,
                               size_t err_len)
 {
-    size_t len = strlen(spec);
-    char sep = len ? spec[0] : '/';
-    const char *rem = spec + (len ? 1 : 0), *s1 = strchr(rem, sep), *s2 = s1 ? strchr(s1 + 1, sep) : NULL;
-    if (len < 4 || s1 == NULL) {
+    struct spec_parts sp;
+    if (split_spec(spec, &sp) != 0) {
         snprintf(err, err_len, "--map-local %s: expected [/FILTER]/REGEX/PATH", spec);
         return SHUNT_EINVAL;
     }
-    const char *filter = NULL, *regex, *path;
-    size_t filter_len = 0, regex_len;
-    if (s2 != NULL) {
-        filter = rem;
-        filter_len = (size_t)(s1 - rem);
-        regex = s1 + 1;
-        regex_len = (size_t)(s2 - s1 - 1);
-        path = s2 + 1;
-    } else {
-        regex = rem;
-        regex_len = (size_t)(s1 - rem);
-        path = s1 + 1;
-    }
+    const char *filter = sp.filter, *regex = sp.a, *path = sp.b;
+    size_t filter_len = sp.filter_len, regex_len = sp.a_len;
     if (regex_len == 0 || *path == '\0') {
         snprintf(err, err_len, "--map-local %s: the regex and the path must not be empty", spec);
         return SHUNT_EINVAL;
@@ -277,26 +286,13 @@ static const char *type_of(const char *path)
 
 int shunt_rules_add_respond(struct shunt_rules *r, const char *spec, char *err, size_t err_len)
 {
-    size_t len = strlen(spec);
-    char sep = len ? spec[0] : '/';
-    const char *rem = spec + (len ? 1 : 0), *s1 = strchr(rem, sep), *s2 = s1 ? strchr(s1 + 1, sep) : NULL;
-    if (len < 4 || s1 == NULL) {
+    struct spec_parts sp;
+    if (split_spec(spec, &sp) != 0) {
         snprintf(err, err_len, "--respond %s: expected [/FILTER]/STATUS/FILE", spec);
         return SHUNT_EINVAL;
     }
-    const char *filter = NULL, *status_s, *path;
-    size_t filter_len = 0, status_len;
-    if (s2 != NULL) {
-        filter = rem;
-        filter_len = (size_t)(s1 - rem);
-        status_s = s1 + 1;
-        status_len = (size_t)(s2 - s1 - 1);
-        path = s2 + 1;
-    } else {
-        status_s = rem;
-        status_len = (size_t)(s1 - rem);
-        path = s1 + 1;
-    }
+    const char *filter = sp.filter, *status_s = sp.a, *path = sp.b;
+    size_t filter_len = sp.filter_len, status_len = sp.a_len;
     int status = 0;
     for (size_t i = 0; i < status_len; i++) {
         if (status_s[i] < '0' || status_s[i] > '9' || status > 999) {
