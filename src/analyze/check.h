@@ -1,0 +1,110 @@
+/* src/analyze/check.h - the interface of a diagnose check: what it is (id, title, what it
+ * looks for, the evidence it needs, why the behaviour happens, the fix, how to prove it with
+ * shunt) and a run function that reads the model and adds findings. Adding a check means one
+ * file src/analyze/check_<id>.c defining its struct and one line in checks.c. */
+#ifndef SHUNT_ANALYZE_CHECK_H
+#define SHUNT_ANALYZE_CHECK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "analyze/model.h"
+#include "core/errors.h"
+
+/* Example ids a finding keeps (the issue asks for three). */
+#define SHUNT_CHECK_EXAMPLES 3
+
+/* How sure a finding is. */
+enum shunt_confidence {
+    SHUNT_CONFIDENCE_POSSIBLE, /* the pattern is there, its cause is a guess */
+    SHUNT_CONFIDENCE_LIKELY,   /* the pattern and most of its evidence */
+    SHUNT_CONFIDENCE_CERTAIN,  /* every piece of evidence the check asks for */
+};
+
+struct shunt_findings;
+
+/* A check. Plain, static data. Texts are full sentences without line breaks; the printer
+ * wraps them. */
+struct shunt_check {
+    const char *id;        /* "wininet-auth-close": lower case, dashes */
+    const char *title;     /* one line */
+    const char *looks_for; /* the pattern, in the capture's terms */
+    const char *evidence;  /* what must be in the capture for the check to speak */
+    const char *why;       /* the mechanism, two or three sentences */
+    const char *fix;       /* what to change, where */
+    const char *proof;     /* how to prove it with shunt: a rule, an option, a command */
+    const char *const *caused_by; /* ids of checks whose findings explain this one (it is
+                                     then ranked right after them), NULL-terminated; or NULL */
+    /* Reads <m> and adds findings to <out> with shunt_finding_add(). Returns 0, or
+     * SHUNT_ENOMEM. Only exchanges and connections marked selected count. */
+    int (*run)(const struct shunt_model *m, struct shunt_findings *out);
+};
+
+/* One finding. Plain data, filled by the check that adds it. */
+struct shunt_finding {
+    const struct shunt_check *check;     /* who found it */
+    enum shunt_confidence confidence;
+    size_t count;                        /* occurrences, in <unit> */
+    const char *unit;                    /* static plural noun: "connections", "exchanges" */
+    char what[512];                      /* what happened, one or two sentences */
+    int64_t conns[SHUNT_CHECK_EXAMPLES]; /* example connection ids */
+    size_t n_conns;
+    int64_t exchanges[SHUNT_CHECK_EXAMPLES]; /* example exchange ids */
+    size_t n_exchanges;
+    int64_t lost_us;                     /* estimated time lost, microseconds, >= 0 */
+    size_t lost_handshakes;              /* estimated authentication handshakes lost */
+    size_t lost_connections;             /* estimated connections opened for nothing */
+    const char *explained_by;            /* id of a check whose finding causes this one, or
+                                            NULL; set by the ranking */
+};
+
+/* The findings of a run, in the order added until ranked. */
+struct shunt_findings {
+    struct shunt_finding *v;
+    size_t n, cap;
+};
+
+/* ---------------------------------------------------------------- adding findings */
+
+/*
+ * Appends a finding of <check> to <out>, zeroed but for check and confidence, and returns it
+ * for the check to fill (valid until the next add), or NULL when out of memory.
+ */
+struct shunt_finding *shunt_finding_add(struct shunt_findings *out,
+                                        const struct shunt_check *check,
+                                        enum shunt_confidence confidence);
+
+/* Writes what happened into <f> (printf format, cut at its size). */
+void shunt_finding_what(struct shunt_finding *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Keeps connection <conn_id> and exchange <exchange_id> (0: none) as examples while there is
+ * room, skipping ids already kept. */
+void shunt_finding_example(struct shunt_finding *f, int64_t conn_id, int64_t exchange_id);
+
+/* Frees the findings of <out>; the struct itself is the caller's. */
+void shunt_findings_dispose(struct shunt_findings *out);
+
+/* ---------------------------------------------------------------- shared measures */
+
+/* What a connection's end cost: the connection the same client opened next to the same
+ * origin, its connect time and its handshakes. */
+struct shunt_check_cost {
+    int followed;       /* 1 when the client opened another connection to that origin after */
+    int64_t us;         /* its connect time and its NTLM or Negotiate 401 legs */
+    size_t handshakes;  /* handshakes it had to start again */
+};
+
+/* Measures what the end of <c> cost (its successor, c->next). Pure. */
+struct shunt_check_cost shunt_check_reopen_cost(const struct shunt_model_conn *c);
+
+/* The name of confidence <c>: "possible", "likely", "certain". */
+const char *shunt_confidence_name(enum shunt_confidence c);
+
+/* ---------------------------------------------------------------- the table */
+
+/* Every check, in the order they run (checks.c). */
+extern const struct shunt_check *const shunt_checks[];
+extern const size_t shunt_n_checks;
+
+#endif

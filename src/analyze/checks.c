@@ -1,0 +1,13 @@
+/* src/analyze/checks.c - the knowledge base: every diagnose check, one line each. A new
+ * check is a file src/analyze/check_<id>.c defining its struct shunt_check, and a line here. */
+#include "analyze/check.h"
+
+extern const struct shunt_check shunt_check_wininet_auth_close;
+extern const struct shunt_check shunt_check_reauth_storm;
+
+const struct shunt_check *const shunt_checks[] = {
+    &shunt_check_wininet_auth_close,
+    &shunt_check_reauth_storm,
+};
+
+const size_t shunt_n_checks = sizeof(shunt_checks) / sizeof(shunt_checks[0]);

@@ -1,0 +1,606 @@
+/* src/analyze/model.c - loading a capture into the analysis model, and reading heads. */
+#include "analyze/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture/har.h"
+
+/* ================================================================ heads */
+
+static int ieq(struct shunt_slice a, const char *b)
+{
+    return shunt_slice_ieq(a, b, strlen(b));
+}
+
+int shunt_model_field(struct shunt_slice head, const char *name, struct shunt_slice *value)
+{
+    if (head.base == NULL)
+        return 0;
+    size_t pos = 0;
+    struct shunt_slice n, v;
+    (void)shunt_har_head_start(head.base, head.len, &pos);
+    while (shunt_har_head_next(head.base, head.len, &pos, &n, &v))
+        if (ieq(n, name)) {
+            *value = v;
+            return 1;
+        }
+    return 0;
+}
+
+size_t shunt_model_field_count(struct shunt_slice head, const char *name)
+{
+    if (head.base == NULL)
+        return 0;
+    size_t pos = 0, count = 0;
+    struct shunt_slice n, v;
+    (void)shunt_har_head_start(head.base, head.len, &pos);
+    while (shunt_har_head_next(head.base, head.len, &pos, &n, &v))
+        count += ieq(n, name);
+    return count;
+}
+
+/* Trims spaces and tabs at both ends of <s>. */
+static struct shunt_slice trim(struct shunt_slice s)
+{
+    while (s.len > 0 && (s.base[0] == ' ' || s.base[0] == '\t'))
+        s.base++, s.len--;
+    while (s.len > 0 && (s.base[s.len - 1] == ' ' || s.base[s.len - 1] == '\t'))
+        s.len--;
+    return s;
+}
+
+/* Calls <fn> on each comma-separated element of <v> (trimmed, empty ones skipped); stops
+ * and returns 1 as soon as <fn> does. */
+static int each_element(struct shunt_slice v, int (*fn)(struct shunt_slice el, void *arg),
+                        void *arg)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= v.len; i++) {
+        if (i < v.len && v.base[i] != ',')
+            continue;
+        struct shunt_slice el = trim(shunt_slice_make(v.base + start, i - start));
+        if (el.len > 0 && fn(el, arg))
+            return 1;
+        start = i + 1;
+    }
+    return 0;
+}
+
+static int el_is(struct shunt_slice el, void *arg)
+{
+    return ieq(el, arg);
+}
+
+int shunt_model_field_has_token(struct shunt_slice head, const char *name, const char *token)
+{
+    if (head.base == NULL)
+        return 0;
+    size_t pos = 0;
+    struct shunt_slice n, v;
+    (void)shunt_har_head_start(head.base, head.len, &pos);
+    while (shunt_har_head_next(head.base, head.len, &pos, &n, &v))
+        if (ieq(n, name) && each_element(v, el_is, (void *)token))
+            return 1;
+    return 0;
+}
+
+/* True when the start line <line> of a head ends (response: begins) with HTTP/1.0. */
+static int says_http10(struct shunt_slice head, int response)
+{
+    if (head.base == NULL)
+        return 0;
+    size_t pos = 0;
+    struct shunt_slice l = shunt_har_head_start(head.base, head.len, &pos);
+    if (response)
+        return l.len >= 8 && memcmp(l.base, "HTTP/1.0", 8) == 0;
+    l = trim(l);
+    return l.len >= 8 && memcmp(l.base + l.len - 8, "HTTP/1.0", 8) == 0;
+}
+
+const char *shunt_model_resp_closes(const struct shunt_model_exchange *e)
+{
+    struct shunt_slice h = e->resp_down, v;
+    if (h.base == NULL || e->status == 0)
+        return NULL;
+    /* HTTP/1.0 first: its Connection: close, if any, only repeats what the version says. */
+    if (e->resp_http10 && !shunt_model_field_has_token(h, "Connection", "keep-alive"))
+        return "HTTP/1.0 without keep-alive";
+    if (shunt_model_field_has_token(h, "Connection", "close"))
+        return "Connection: close";
+    /* RFC 9112 6.3: no body for HEAD, 1xx, 204, 304 and a 2xx to CONNECT; otherwise a
+     * response without chunked or Content-Length runs until the connection closes. */
+    if (strcmp(e->method, "HEAD") == 0 || strcmp(e->method, "CONNECT") == 0 || e->status < 200 ||
+        e->status == 204 || e->status == 304)
+        return NULL;
+    if (shunt_model_field(h, "Transfer-Encoding", &v) || shunt_model_field(h, "Content-Length", &v))
+        return NULL;
+    return "a body delimited by the close";
+}
+
+/* ================================================================ authentication */
+
+/* Decodes up to <cap> bytes of the base64 text <s> into <out>; returns the bytes decoded. */
+static size_t b64_prefix(struct shunt_slice s, unsigned char *out, size_t cap)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < s.len && n < cap; i++) {
+        char c = s.base[i];
+        int v;
+        if (c >= 'A' && c <= 'Z')
+            v = c - 'A';
+        else if (c >= 'a' && c <= 'z')
+            v = c - 'a' + 26;
+        else if (c >= '0' && c <= '9')
+            v = c - '0' + 52;
+        else if (c == '+' || c == '-')
+            v = 62;
+        else if (c == '/' || c == '_')
+            v = 63;
+        else
+            break;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return n;
+}
+
+static unsigned scheme_bit(struct shunt_slice s)
+{
+    if (ieq(s, "NTLM"))
+        return SHUNT_MODEL_AUTH_NTLM;
+    if (ieq(s, "Negotiate"))
+        return SHUNT_MODEL_AUTH_NEGOTIATE;
+    if (ieq(s, "Basic"))
+        return SHUNT_MODEL_AUTH_BASIC;
+    return SHUNT_MODEL_AUTH_OTHER;
+}
+
+/* Splits "Scheme token" into its scheme and its token (empty when bare). */
+static void split_credentials(struct shunt_slice v, struct shunt_slice *scheme,
+                              struct shunt_slice *token)
+{
+    size_t i = 0;
+    while (i < v.len && v.base[i] != ' ' && v.base[i] != '\t')
+        i++;
+    *scheme = shunt_slice_make(v.base, i);
+    *token = trim(shunt_slice_make(v.base + i, v.len - i));
+}
+
+/* What the NTLM or Negotiate token <tok> is (MS-NLMP 2.2.1: "NTLMSSP\0" then the message
+ * type; RFC 4178 4.2: NegTokenInit inside an InitialContextToken [APPLICATION 0] = 0x60,
+ * NegTokenResp = [1] = 0xa1). */
+static enum shunt_model_leg classify_token(struct shunt_slice tok)
+{
+    unsigned char b[12];
+    size_t n = b64_prefix(tok, b, sizeof(b));
+    if (n >= 12 && memcmp(b, "NTLMSSP", 8) == 0) {
+        if (b[8] == 1)
+            return SHUNT_MODEL_LEG_FIRST;
+        if (b[8] == 3)
+            return SHUNT_MODEL_LEG_CONTINUATION;
+        return SHUNT_MODEL_LEG_UNKNOWN;
+    }
+    if (n >= 1 && b[0] == 0x60)
+        return SHUNT_MODEL_LEG_FIRST;
+    if (n >= 1 && b[0] == 0xa1)
+        return SHUNT_MODEL_LEG_CONTINUATION;
+    return SHUNT_MODEL_LEG_UNKNOWN;
+}
+
+struct chal_scan {
+    unsigned schemes;
+    int token;
+};
+
+/* One element of a WWW-Authenticate value: a challenge "Scheme [token | params]", or a
+ * parameter of the previous one (Basic realm="a, b" splits too; harmless here). */
+static int chal_el(struct shunt_slice el, void *arg)
+{
+    struct chal_scan *cs = arg;
+    struct shunt_slice scheme, token;
+    split_credentials(el, &scheme, &token);
+    if (memchr(scheme.base, '=', scheme.len) != NULL)
+        return 0; /* an auth-param of the previous challenge */
+    unsigned bit = scheme_bit(scheme);
+    cs->schemes |= bit;
+    if ((bit & SHUNT_MODEL_AUTH_BOUND) && token.len > 0)
+        cs->token = 1;
+    return 0;
+}
+
+/* Reads the authentication and server facts of <e> from its heads. */
+static void read_facts(struct shunt_model_exchange *e)
+{
+    struct shunt_slice v, scheme, token;
+    e->req_http10 = says_http10(e->req, 0);
+    e->resp_http10 = says_http10(e->resp_down, 1);
+    if (shunt_model_field(e->req, "Authorization", &v)) {
+        split_credentials(v, &scheme, &token);
+        e->auth = scheme_bit(scheme);
+        if (e->auth & SHUNT_MODEL_AUTH_BOUND)
+            e->leg = classify_token(token);
+    }
+    if (e->resp_down.base != NULL) {
+        size_t pos = 0;
+        struct shunt_slice n;
+        struct chal_scan cs = {0, 0};
+        (void)shunt_har_head_start(e->resp_down.base, e->resp_down.len, &pos);
+        while (shunt_har_head_next(e->resp_down.base, e->resp_down.len, &pos, &n, &v))
+            if (ieq(n, "WWW-Authenticate"))
+                each_element(v, chal_el, &cs);
+        e->challenge = cs.schemes;
+        e->challenge_token = cs.token;
+    }
+    if (shunt_model_field(e->resp_down, "Server", &v) && v.len > 0) {
+        e->has_server = 1;
+        /* The story: WinINet treats IIS 1.0, 2.0 and 3.0 as if the type were unknown. */
+        static const char *const old[] = {"Microsoft-IIS/1.0", "Microsoft-IIS/2.0",
+                                          "Microsoft-IIS/3.0"};
+        for (size_t k = 0; k < 3; k++) {
+            size_t l = strlen(old[k]);
+            if (v.len >= l && shunt_slice_ieq(shunt_slice_make(v.base, l), old[k], l) &&
+                (v.len == l || v.base[l] == ' '))
+                e->old_iis = 1;
+        }
+    }
+}
+
+/* ================================================================ loading */
+
+static char *dup_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *p = sqlite3_column_text(st, i);
+    size_t len = p ? (size_t)sqlite3_column_bytes(st, i) : 0;
+    char *s = malloc(len + 1);
+    if (s != NULL) {
+        if (len)
+            memcpy(s, p, len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
+/* Copies blob column <i> (cut at SHUNT_MODEL_MAX_HEAD) into *<out>; base NULL when NULL.
+ * Returns 0 or SHUNT_ENOMEM. */
+static int dup_head(sqlite3_stmt *st, int i, struct shunt_slice *out)
+{
+    *out = shunt_slice_make(NULL, 0);
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return 0;
+    const void *p = sqlite3_column_blob(st, i);
+    size_t len = (size_t)sqlite3_column_bytes(st, i);
+    if (len > SHUNT_MODEL_MAX_HEAD)
+        len = SHUNT_MODEL_MAX_HEAD;
+    char *c = malloc(len + 1);
+    if (c == NULL)
+        return SHUNT_ENOMEM;
+    if (len)
+        memcpy(c, p, len);
+    c[len] = '\0';
+    *out = shunt_slice_make(c, len);
+    return 0;
+}
+
+static int64_t col_i64(sqlite3_stmt *st, int i, int64_t if_null)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? if_null : sqlite3_column_int64(st, i);
+}
+
+/* The port of the absolute URL <url> ("http://h:p/..."), the scheme's default without one. */
+static int url_port(const char *url)
+{
+    const char *s = strstr(url, "://");
+    if (s == NULL)
+        return 0;
+    int dflt = strncmp(url, "https", 5) == 0 ? 443 : 80;
+    s += 3;
+    size_t hl = strcspn(s, "/?#");
+    const char *end = s + hl, *c = NULL;
+    const char *br = memchr(s, ']', hl);
+    for (const char *p = br ? br : s; p < end; p++)
+        if (*p == ':')
+            c = p;
+    if (c == NULL || c + 1 == end)
+        return dflt;
+    int port = 0;
+    for (const char *p = c + 1; p < end; p++) {
+        if (*p < '0' || *p > '9' || port > 65535)
+            return dflt;
+        port = port * 10 + (*p - '0');
+    }
+    return port;
+}
+
+static int conn_cmp_id(const void *a, const void *b)
+{
+    int64_t x = ((const struct shunt_model_conn *)a)->id, y = ((const struct shunt_model_conn *)b)->id;
+    return (x > y) - (x < y);
+}
+
+const struct shunt_model_conn *shunt_model_conn_by_id(const struct shunt_model *m, int64_t id)
+{
+    struct shunt_model_conn key;
+    key.id = id;
+    return bsearch(&key, m->conns, m->n_conns, sizeof(key), conn_cmp_id);
+}
+
+/* Opened time of a connection for ordering: its own, else its first exchange's start. */
+static int64_t opened_at(const struct shunt_model_conn *c)
+{
+    if (c->opened_us >= 0)
+        return c->opened_us;
+    return c->n_ex ? c->ex[0].started_us : -1;
+}
+
+/* Connections grouped by client address and origin, then by opening time. */
+static int conn_cmp_origin(const void *a, const void *b)
+{
+    const struct shunt_model_conn *x = *(const struct shunt_model_conn *const *)a,
+                                  *y = *(const struct shunt_model_conn *const *)b;
+    int r = strcmp(x->client_addr, y->client_addr);
+    if (r == 0)
+        r = strcmp(x->host, y->host);
+    if (r == 0)
+        r = (x->port > y->port) - (x->port < y->port);
+    if (r == 0) {
+        int64_t p = opened_at(x), q = opened_at(y);
+        r = (p > q) - (p < q);
+    }
+    if (r == 0)
+        r = (x->id > y->id) - (x->id < y->id);
+    return r;
+}
+
+static int same_origin(const struct shunt_model_conn *x, const struct shunt_model_conn *y)
+{
+    return strcmp(x->client_addr, y->client_addr) == 0 && strcmp(x->host, y->host) == 0 &&
+           x->port == y->port;
+}
+
+/* Fills each connection's derived fields: origin, auth context of its exchanges, handshakes
+ * and their time, and the next connection to the same origin. Returns 0 or SHUNT_ENOMEM. */
+static int derive(struct shunt_model *m)
+{
+    for (size_t i = 0; i < m->n_conns; i++) {
+        struct shunt_model_conn *c = &m->conns[i];
+        c->host = c->n_ex ? c->ex[0].host : "";
+        c->port = c->n_ex ? c->ex[0].port : 0;
+        c->connect_us = c->n_ex && c->ex[0].t_connect > 0 ? c->ex[0].t_connect : 0;
+        int ctx = 0;
+        for (size_t k = 0; k < c->n_ex; k++) {
+            struct shunt_model_exchange *e = &c->ex[k];
+            int bare = e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND) &&
+                       !e->challenge_token;
+            if (e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND))
+                c->handshake_us += e->duration_us;
+            /* A fresh challenge to a request without credentials, or a first leg that no
+             * fresh challenge on this connection asked for, starts a handshake. */
+            const struct shunt_model_exchange *prev = k ? &c->ex[k - 1] : NULL;
+            int prev_bare = prev && prev->status == 401 &&
+                            (prev->challenge & SHUNT_MODEL_AUTH_BOUND) && !prev->challenge_token;
+            if ((bare && !(e->auth & SHUNT_MODEL_AUTH_BOUND)) ||
+                (e->leg == SHUNT_MODEL_LEG_FIRST && !prev_bare))
+                c->n_handshakes++;
+            if ((e->auth | e->challenge) & SHUNT_MODEL_AUTH_BOUND)
+                ctx = 1;
+            e->auth_context = ctx;
+            c->selected |= e->selected;
+        }
+    }
+    struct shunt_model_conn **v = malloc((m->n_conns ? m->n_conns : 1) * sizeof(*v));
+    if (v == NULL)
+        return SHUNT_ENOMEM;
+    for (size_t i = 0; i < m->n_conns; i++)
+        v[i] = &m->conns[i];
+    qsort(v, m->n_conns, sizeof(*v), conn_cmp_origin);
+    /* Each connection's successor: the first connection of the same client to the same
+     * origin opened after its last exchange began and not already someone's successor. The
+     * close itself is not the bound: the proxy may record the client's FIN after the client
+     * opened its next connection. */
+    unsigned char *taken = calloc(m->n_conns ? m->n_conns : 1, 1);
+    if (taken == NULL) {
+        free(v);
+        return SHUNT_ENOMEM;
+    }
+    for (size_t i = 0; i < m->n_conns; i++) {
+        struct shunt_model_conn *c = v[i];
+        if (c->n_ex == 0)
+            continue;
+        int64_t after = shunt_model_last(c)->started_us;
+        for (size_t j = i + 1; j < m->n_conns && same_origin(c, v[j]); j++)
+            if (!taken[j] && v[j]->n_ex > 0 && opened_at(v[j]) >= after) {
+                c->next = v[j];
+                taken[j] = 1;
+                break;
+            }
+    }
+    free(taken);
+    free(v);
+    return 0;
+}
+
+int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct shunt_model **out,
+                     char *err, size_t err_len)
+{
+    static const char conn_sql[] =
+        "SELECT id, client_addr, client_port, opened_us, closed_us, closer, close_how, tunnel "
+        "FROM connections ORDER BY id";
+    char where[SHUNT_CAPTURE_FILTER_SQL_MAX], sql[SHUNT_CAPTURE_FILTER_SQL_MAX + 512];
+    sqlite3_stmt *st = NULL;
+    int rc = SHUNT_ENOMEM;
+    *out = NULL;
+    struct shunt_model *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return SHUNT_ENOMEM;
+    int n_params = f ? shunt_capture_filter_sql(f, "e", 1, where, sizeof(where)) : 0;
+    if (n_params < 0) {
+        snprintf(err, err_len, "filter too long");
+        rc = SHUNT_EINVAL;
+        goto fail;
+    }
+    if (f == NULL)
+        snprintf(where, sizeof(where), "1");
+
+    /* The capture's facts. */
+    if (sqlite3_prepare_v2(db, "SELECT source, events_dropped FROM capture WHERE id = 1", -1, &st,
+                           NULL) != SQLITE_OK)
+        goto sql_fail;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        m->source = dup_text(st, 0);
+        m->events_dropped = col_i64(st, 1, 0);
+    } else {
+        m->source = strdup(""); /* no row: an odd capture, still readable */
+    }
+    if (m->source == NULL)
+        goto fail;
+    sqlite3_finalize(st);
+    st = NULL;
+
+    /* Connections, by id. */
+    size_t cap = 0;
+    if (sqlite3_prepare_v2(db, conn_sql, -1, &st, NULL) != SQLITE_OK)
+        goto sql_fail;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (m->n_conns == cap) {
+            cap = cap ? 2 * cap : 64;
+            void *p = realloc(m->conns, cap * sizeof(*m->conns));
+            if (p == NULL)
+                goto oom;
+            m->conns = p;
+        }
+        struct shunt_model_conn *c = &m->conns[m->n_conns++];
+        memset(c, 0, sizeof(*c));
+        c->id = sqlite3_column_int64(st, 0);
+        c->client_addr = dup_text(st, 1);
+        c->client_port = (int)col_i64(st, 2, 0);
+        c->opened_us = col_i64(st, 3, -1);
+        c->closed_us = col_i64(st, 4, -1);
+        c->closer = dup_text(st, 5);
+        c->close_how = dup_text(st, 6);
+        c->tunnel = (int)col_i64(st, 7, 0);
+        if (c->client_addr == NULL || c->closer == NULL || c->close_how == NULL)
+            goto oom;
+    }
+    if (rc != SQLITE_DONE)
+        goto sql_fail;
+    sqlite3_finalize(st);
+    st = NULL;
+
+    /* Exchanges, by connection and index, each with whether the filter takes it. */
+    snprintf(sql, sizeof(sql),
+             "SELECT e.id, e.conn_id, e.idx, e.started_us, e.duration_us, e.t_connect, e.status, "
+             "e.method, e.host, e.url, e.req_head, e.req_head_sent, e.resp_head, e.resp_head_sent, "
+             "CASE WHEN %s THEN 1 ELSE 0 END FROM exchanges e ORDER BY e.conn_id, e.idx, e.id",
+             where);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
+        (f && shunt_capture_filter_bind(f, st, 1) != SQLITE_OK))
+        goto sql_fail;
+    cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t conn_id = sqlite3_column_int64(st, 1);
+        if (shunt_model_conn_by_id(m, conn_id) == NULL)
+            continue; /* an exchange without its connection: nothing to say about it */
+        if (m->n_ex == cap) {
+            cap = cap ? 2 * cap : 256;
+            void *p = realloc(m->ex, cap * sizeof(*m->ex));
+            if (p == NULL)
+                goto oom;
+            m->ex = p;
+        }
+        struct shunt_model_exchange *e = &m->ex[m->n_ex++];
+        memset(e, 0, sizeof(*e));
+        e->id = sqlite3_column_int64(st, 0);
+        e->conn_id = conn_id;
+        e->idx = sqlite3_column_int64(st, 2);
+        e->started_us = sqlite3_column_int64(st, 3);
+        e->duration_us = col_i64(st, 4, 0);
+        if (e->duration_us < 0)
+            e->duration_us = 0;
+        e->t_connect = col_i64(st, 5, -1);
+        e->status = (int)col_i64(st, 6, 0);
+        e->method = dup_text(st, 7);
+        e->host = dup_text(st, 8);
+        char *url = dup_text(st, 9);
+        if (e->method == NULL || e->host == NULL || url == NULL) {
+            free(url);
+            goto oom;
+        }
+        e->port = url_port(url);
+        free(url);
+        if (dup_head(st, 10, &e->req) != 0 || dup_head(st, 11, &e->req_up) != 0 ||
+            dup_head(st, 12, &e->resp) != 0 || dup_head(st, 13, &e->resp_down) != 0)
+            goto oom;
+        if (e->req_up.base == NULL)
+            e->req_up = e->req;
+        if (e->resp_down.base == NULL)
+            e->resp_down = e->resp;
+        e->selected = sqlite3_column_int(st, 14) != 0;
+        m->n_selected += (size_t)e->selected;
+        read_facts(e);
+    }
+    if (rc != SQLITE_DONE)
+        goto sql_fail;
+    sqlite3_finalize(st);
+    st = NULL;
+
+    /* Each connection's run of exchanges (the array no longer moves). */
+    for (size_t i = 0; i < m->n_ex;) {
+        struct shunt_model_conn *c = (struct shunt_model_conn *)shunt_model_conn_by_id(m, m->ex[i].conn_id);
+        c->ex = &m->ex[i];
+        size_t j = i;
+        while (j < m->n_ex && m->ex[j].conn_id == c->id)
+            j++;
+        c->n_ex = j - i;
+        i = j;
+    }
+    if (derive(m) != 0)
+        goto oom;
+    *out = m;
+    return 0;
+sql_fail:
+    snprintf(err, err_len, "cannot read the capture: %s", sqlite3_errmsg(db));
+    rc = SHUNT_EPARSE;
+    goto fail;
+oom:
+    rc = SHUNT_ENOMEM;
+    snprintf(err, err_len, "out of memory");
+fail:
+    sqlite3_finalize(st);
+    shunt_model_free(m);
+    return rc;
+}
+
+void shunt_model_free(struct shunt_model *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->n_ex; i++) {
+        struct shunt_model_exchange *e = &m->ex[i];
+        free((char *)e->method);
+        free((char *)e->host);
+        /* A head sent unchanged shares the bytes of the head received. */
+        if (e->req_up.base != e->req.base)
+            free((char *)e->req_up.base);
+        if (e->resp_down.base != e->resp.base)
+            free((char *)e->resp_down.base);
+        free((char *)e->req.base);
+        free((char *)e->resp.base);
+    }
+    for (size_t i = 0; i < m->n_conns; i++) {
+        free((char *)m->conns[i].client_addr);
+        free((char *)m->conns[i].closer);
+        free((char *)m->conns[i].close_how);
+    }
+    free(m->ex);
+    free(m->conns);
+    free(m->source);
+    free(m);
+}

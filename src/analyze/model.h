@@ -1,0 +1,150 @@
+/* src/analyze/model.h - a capture as the analysis sees it: client connections with their
+ * exchanges in order, each exchange's heads with the facts the checks ask about (status,
+ * authentication legs and challenges, Server, framing), who closed each connection and how.
+ * Loaded once from a capture (SQLite), read by every check; no I/O after loading. */
+#ifndef SHUNT_ANALYZE_MODEL_H
+#define SHUNT_ANALYZE_MODEL_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "capture/filter.h"
+#include "core/errors.h"
+#include "core/slice.h"
+
+/* Head bytes kept per head; longer heads are cut (a check reads fields, not megabytes). */
+#define SHUNT_MODEL_MAX_HEAD (64u * 1024)
+
+/* Authentication schemes, as bits (a response may offer several). */
+#define SHUNT_MODEL_AUTH_NTLM 1u
+#define SHUNT_MODEL_AUTH_NEGOTIATE 2u
+#define SHUNT_MODEL_AUTH_BASIC 4u
+#define SHUNT_MODEL_AUTH_OTHER 8u
+/* The schemes that authenticate a connection rather than a request (NTLM, and Negotiate,
+ * which wraps Kerberos or NTLM): a handshake is bound to the connection it ran on. */
+#define SHUNT_MODEL_AUTH_BOUND (SHUNT_MODEL_AUTH_NTLM | SHUNT_MODEL_AUTH_NEGOTIATE)
+
+/* What an Authorization token is, as far as its first bytes tell. */
+enum shunt_model_leg {
+    SHUNT_MODEL_LEG_NONE = 0,     /* no NTLM or Negotiate Authorization */
+    SHUNT_MODEL_LEG_FIRST,        /* opens a handshake: NTLM NEGOTIATE (type 1), SPNEGO
+                                     NegTokenInit or a raw Kerberos AP-REQ */
+    SHUNT_MODEL_LEG_CONTINUATION, /* answers a server token: NTLM AUTHENTICATE (type 3),
+                                     SPNEGO NegTokenResp */
+    SHUNT_MODEL_LEG_UNKNOWN,      /* a token the model cannot classify */
+};
+
+/* One exchange. Plain data; strings and heads belong to the model. */
+struct shunt_model_exchange {
+    int64_t id;          /* exchanges.id */
+    int64_t conn_id;     /* connections.id */
+    int64_t idx;         /* 1, 2, ... on its connection */
+    int64_t started_us;  /* request head complete, wall clock */
+    int64_t duration_us; /* request head complete to exchange done, >= 0 */
+    int64_t t_connect;   /* upstream connect time in microseconds; -1 when it reused one */
+    int status;          /* final status sent to the client; 0 when none */
+    int selected;        /* 1 when the FILTER takes it (always 1 without a FILTER) */
+    const char *method;  /* never NULL ("" unknown) */
+    const char *host;    /* lower case, no port; never NULL */
+    int port;            /* from the URL; 0 unknown */
+    /* Heads, as the client sent the request and as the client got the response (the bytes
+     * the client acted on), and as the server got the request and sent the response. Each
+     * base is NULL when the head is absent. */
+    struct shunt_slice req;      /* request as received from the client */
+    struct shunt_slice req_up;   /* request as sent upstream (== req when unchanged) */
+    struct shunt_slice resp;     /* response as received from the server */
+    struct shunt_slice resp_down; /* response as sent to the client (== resp when unchanged) */
+    /* Facts read from the heads at load time. */
+    int req_http10;           /* the request line says HTTP/1.0 */
+    int resp_http10;          /* the status line says HTTP/1.0 */
+    unsigned auth;            /* scheme of the request's Authorization (SHUNT_MODEL_AUTH_*), 0 none */
+    enum shunt_model_leg leg; /* what its NTLM or Negotiate token is */
+    unsigned challenge;       /* schemes the response (to the client) offers in WWW-Authenticate */
+    int challenge_token;      /* the NTLM or Negotiate challenge carries a token (a handshake
+                                 in progress, or its final token on a 2xx) */
+    int has_server;           /* the response to the client has a non-empty Server field */
+    int old_iis;              /* ... and it names Microsoft-IIS/1.0, 2.0 or 3.0 */
+    int auth_context;         /* a connection-bound handshake ran on the connection before or
+                                 at this exchange (an NTLM or Negotiate challenge or leg) */
+};
+
+/* One client connection. */
+struct shunt_model_conn {
+    int64_t id;              /* connections.id */
+    const char *client_addr; /* never NULL ("" unknown) */
+    int client_port;         /* 0 unknown */
+    int64_t opened_us;       /* -1 unknown */
+    int64_t closed_us;       /* -1 still open or unknown */
+    const char *closer;      /* "client", "server", "proxy"; "" unknown */
+    const char *close_how;   /* "FIN", "RST", "timeout", "error"; "" unknown */
+    int tunnel;              /* became a byte tunnel */
+    struct shunt_model_exchange *ex; /* its exchanges in order (a run of the model's array) */
+    size_t n_ex;
+    int selected;            /* 1 when one of its exchanges is selected */
+    const char *host;        /* host of its first exchange; "" when it has none */
+    int port;                /* port of its first exchange; 0 when it has none */
+    const struct shunt_model_conn *next; /* its successor: the next connection of the same
+                                            client address to the same origin, opened after its
+                                            last exchange began, and no other's successor;
+                                            NULL none */
+    int64_t connect_us;      /* upstream connect time paid by its first exchange, >= 0 */
+    size_t n_handshakes;     /* connection-bound handshakes started on it (a fresh NTLM or
+                                Negotiate 401 challenge, or a first leg sent unasked) */
+    int64_t handshake_us;    /* time its NTLM and Negotiate 401 legs took, >= 0 */
+};
+
+/* A loaded capture. */
+struct shunt_model {
+    struct shunt_model_conn *conns;   /* by id */
+    size_t n_conns;
+    struct shunt_model_exchange *ex;  /* by connection, then idx */
+    size_t n_ex;
+    size_t n_selected;                /* exchanges the FILTER takes */
+    char *source;                     /* capture.source: "proxy" or "har" */
+    int64_t events_dropped;           /* > 0: the capture is incomplete */
+};
+
+/* ---------------------------------------------------------------- loading */
+
+/*
+ * Reads the capture <db> (open, in a read transaction or not) into a new model in *<out>,
+ * marking the exchanges that <f> selects (NULL: all; an expression needs
+ * shunt_capture_filter_register() on <db> first). Returns 0, SHUNT_ENOMEM, or SHUNT_EPARSE
+ * with SQLite's message in <err>. Free the model with shunt_model_free(). The caller's thread.
+ */
+SHUNT_MUST_CHECK int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f,
+                                      struct shunt_model **out, char *err, size_t err_len);
+
+/* Frees <m> and everything in it; NULL is fine. */
+void shunt_model_free(struct shunt_model *m);
+
+/* ---------------------------------------------------------------- lookups */
+
+/* The first field <name> (ASCII case ignored) of <head>: returns 1 with its value (optional
+ * whitespace trimmed) in *<value>, or 0 when absent. Pure. */
+int shunt_model_field(struct shunt_slice head, const char *name, struct shunt_slice *value);
+
+/* Counts the fields <name> of <head>. Pure. */
+size_t shunt_model_field_count(struct shunt_slice head, const char *name);
+
+/* True when a field <name> of <head> lists <token> in its comma-separated values (ASCII case
+ * ignored), as Connection does (RFC 9110 5.6.1). Pure. */
+int shunt_model_field_has_token(struct shunt_slice head, const char *name, const char *token);
+
+/* How the response of <e> (as sent to the client) ends its connection, RFC 9112 9.3 and
+ * 6.3: returns a static reason ("Connection: close", "HTTP/1.0 without keep-alive", "a body
+ * delimited by the close") or NULL when the connection may persist. Pure. */
+const char *shunt_model_resp_closes(const struct shunt_model_exchange *e);
+
+/* The connection with id <id>, or NULL. */
+const struct shunt_model_conn *shunt_model_conn_by_id(const struct shunt_model *m, int64_t id);
+
+/* The last exchange of <c>, or NULL when it has none. */
+static inline const struct shunt_model_exchange *
+shunt_model_last(const struct shunt_model_conn *c)
+{
+    return c->n_ex ? &c->ex[c->n_ex - 1] : NULL;
+}
+
+#endif

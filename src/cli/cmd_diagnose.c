@@ -1,0 +1,142 @@
+/* src/cli/cmd_diagnose.c - `shunt diagnose FILE [FILTER]`: the knowledge base's findings on a
+ * capture or a HAR. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "analyze/diagnose.h"
+#include "capture/view.h"
+#include "cli/commands.h"
+
+static const char help[] =
+    "usage: shunt diagnose [FILE] [FILTER] [--host H] [--status N] [--conn ID] [--json]\n"
+    "\n"
+    "Runs the knowledge base of checks over the capture FILE (default shunt.db), or over a\n"
+    "HAR (imported in memory first), and prints each finding ranked by impact (handshakes\n"
+    "and time lost): what happened and how often, example connections and exchanges, why,\n"
+    "the fix, and how to prove it with shunt.\n"
+    "\n"
+    "FILTER is a filter expression (docs/filters.md) that limits the exchanges looked at,\n"
+    "e.g. '~d intranet' or '~auth'; a connection is looked at whole when one of its\n"
+    "exchanges is taken.\n"
+    "\n"
+    "checks:\n"
+    "%s"
+    "\n"
+    "options:\n"
+    "  --host H      only exchanges with host H\n"
+    "  --status N    only exchanges whose final status is N\n"
+    "  --conn ID     only client connection ID\n"
+    "  --json        one JSON object: {\"capture\", \"filter\", \"checks\", \"findings\": [...]}\n"
+    "  -h, --help    this text\n"
+    "\n"
+    "Exit status: 0 no finding, 1 findings, 2 bad input (no such file, not a capture or a\n"
+    "HAR, a bad filter). See docs/diagnose.md.\n";
+
+static void print_help(void)
+{
+    char list[2048];
+    size_t o = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < shunt_n_checks && o < sizeof(list); i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "  %-24s %s\n", shunt_checks[i]->id,
+                              shunt_checks[i]->title);
+    printf(help, list);
+}
+
+/* The FILTER as typed: the last positional argument when shunt_view_args() compiled one. */
+static const char *filter_text(int argc, char **argv)
+{
+    const char *last = NULL;
+    int options = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (options && strcmp(a, "--") == 0) {
+            options = 0;
+        } else if (options && a[0] == '-' && a[1] != '\0') {
+            if ((strcmp(a, "--host") == 0 || strcmp(a, "--status") == 0 ||
+                 strcmp(a, "--conn") == 0) && i + 1 < argc)
+                i++;
+        } else {
+            last = a;
+        }
+    }
+    return last;
+}
+
+static int width_of_terminal(void)
+{
+    struct winsize ws;
+    if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col < 100 ? ws.ws_col : 100;
+    return 80;
+}
+
+int shunt_cmd_diagnose(int argc, char **argv)
+{
+    struct shunt_view_opts o;
+    struct shunt_model *m = NULL;
+    struct shunt_findings fs = {0};
+    sqlite3 *db = NULL;
+    char err[1024];
+    int status = 2;
+    int rc = shunt_view_args(&o, argc, argv, SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_EXPR,
+                             err, sizeof(err));
+    if (rc == 1) {
+        print_help();
+        status = 0;
+        goto done;
+    }
+    if (rc != 0)
+        goto fail;
+    struct shunt_diagnose_info info = {o.path, 0, o.expr ? filter_text(argc, argv) : NULL};
+    if (shunt_diagnose_open(o.path, &db, &info.from_har, err, sizeof(err)) != 0) {
+        if (!o.path_given) {
+            size_t l = strlen(err);
+            snprintf(err + l, sizeof(err) - l, " (the default capture file; name one: FILE)");
+        }
+        goto fail;
+    }
+    if (shunt_capture_filter_register(db, &o.filter) != SQLITE_OK) {
+        snprintf(err, sizeof(err), "%s: %s", o.path, sqlite3_errmsg(db));
+        goto fail;
+    }
+    /* One snapshot, even of a capture being recorded. */
+    (void)sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    rc = shunt_model_load(db, &o.filter, &m, err, sizeof(err));
+    (void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (rc != 0) {
+        size_t l = strlen(o.path);
+        if (l + 2 < sizeof(err)) {
+            memmove(err + l + 2, err, sizeof(err) - l - 2);
+            memcpy(err, o.path, l);
+            memcpy(err + l, ": ", 2);
+            err[sizeof(err) - 1] = '\0';
+        }
+        goto fail;
+    }
+    if (shunt_diagnose_run(m, &fs) != 0) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    if (o.json) {
+        if (shunt_diagnose_print_json(stdout, m, &fs, &info) != 0) {
+            snprintf(err, sizeof(err), "out of memory");
+            goto fail;
+        }
+    } else {
+        shunt_diagnose_print(stdout, m, &fs, &info, width_of_terminal());
+    }
+    status = fs.n > 0 ? 1 : 0;
+    goto done;
+fail:
+    fprintf(stderr, "shunt diagnose: %s\n", err);
+    status = 2;
+done:
+    shunt_findings_dispose(&fs);
+    shunt_model_free(m);
+    sqlite3_close(db);
+    shunt_view_opts_dispose(&o);
+    return status;
+}
