@@ -4,10 +4,16 @@
 
 extern const struct shunt_check shunt_check_wininet_auth_close;
 extern const struct shunt_check shunt_check_reauth_storm;
+extern const struct shunt_check shunt_check_server_closes_keepalive;
+extern const struct shunt_check shunt_check_auth_connection_switch;
+extern const struct shunt_check shunt_check_hop_by_hop_misuse;
 
 const struct shunt_check *const shunt_checks[] = {
     &shunt_check_wininet_auth_close,
     &shunt_check_reauth_storm,
+    &shunt_check_server_closes_keepalive,
+    &shunt_check_auth_connection_switch,
+    &shunt_check_hop_by_hop_misuse,
 };
 
 const size_t shunt_n_checks = sizeof(shunt_checks) / sizeof(shunt_checks[0]);

@@ -1,0 +1,106 @@
+/* src/analyze/check_server_closes_keepalive.c - server-closes-keepalive: the server ends
+ * connections the client wanted to keep (Connection: close, HTTP/1.0 without keep-alive,
+ * bodies delimited by the close), and what the new connections cost. Source: RFC 9112 9.3
+ * (persistence), 9.6 (tear-down), 6.3 (message body length); docs/knowledge.md. */
+#include <stdio.h>
+#include <string.h>
+
+#include "analyze/check.h"
+
+static int run(const struct shunt_model *m, struct shunt_findings *out);
+
+const struct shunt_check shunt_check_server_closes_keepalive = {
+    .id = "server-closes-keepalive",
+    .title = "the server ends connections the client would have kept",
+    .looks_for = "connections whose last response ended them (Connection: close, HTTP/1.0 "
+                 "without Connection: keep-alive, or a body delimited by the close) although "
+                 "the request asked for a persistent connection, followed by a new connection "
+                 "to the same origin",
+    .evidence = "the response heads as the client got them, the request heads, and the next "
+                "connection to the same origin",
+    .why = "HTTP/1.1 connections persist unless a side says otherwise (RFC 9112 9.3). A "
+           "response with Connection: close, an HTTP/1.0 response without keep-alive, or a "
+           "body without Content-Length or chunked framing (it ends when the connection does, "
+           "RFC 9112 6.3) forces the client to open a new connection for the next request: a "
+           "TCP (and TLS) handshake, and with NTLM or Negotiate a new authentication.",
+    .fix = "let the server keep connections: remove the Connection: close it adds (an "
+           "application setting, a MaxKeepAliveRequests or keepalive_requests limit of 1, an "
+           "intermediary that downgrades to HTTP/1.0), and give bodies a Content-Length or "
+           "chunked framing.",
+    .proof = "shunt sessions FILE '~hs \"^connection: close\" | ~closed server' lists the "
+             "responses; reproduce with shunt lab origin --close-after 1 (or --http10) and "
+             "shunt lab client --proxy, then without the option: connections fall to one.",
+    .run = run,
+};
+
+/* Did the request of <e> ask to keep the connection? (A client that asked for the close got
+ * what it asked for.) */
+static int wanted_keepalive(const struct shunt_model_exchange *e)
+{
+    if (shunt_model_field_has_token(e->req, "Connection", "close"))
+        return 0;
+    if (e->req_http10 && !shunt_model_field_has_token(e->req, "Connection", "keep-alive"))
+        return 0;
+    return 1;
+}
+
+static const char *ended_by(const struct shunt_model_conn *c)
+{
+    const struct shunt_model_exchange *l = shunt_model_last(c);
+    if (l == NULL || c->tunnel || !wanted_keepalive(l) || strcmp(c->closer, "proxy") == 0)
+        return NULL;
+    return shunt_model_resp_closes(l);
+}
+
+static int run(const struct shunt_model *m, struct shunt_findings *out)
+{
+    size_t n = 0, n_close = 0, n_http10 = 0, n_unframed = 0, handshakes = 0;
+    int64_t lost_us = 0;
+    for (size_t i = 0; i < m->n_conns; i++) {
+        const struct shunt_model_conn *c = &m->conns[i];
+        const char *why = c->selected ? ended_by(c) : NULL;
+        if (why == NULL)
+            continue;
+        struct shunt_check_cost cost = shunt_check_reopen_cost(c);
+        if (!cost.followed)
+            continue; /* the last connection of the run: nothing paid for its end */
+        n++;
+        n_close += why[0] == 'C';
+        n_http10 += why[0] == 'H';
+        n_unframed += why[0] == 'a';
+        lost_us += cost.us;
+        handshakes += cost.handshakes;
+    }
+    if (n == 0)
+        return 0;
+    struct shunt_finding *f = shunt_finding_add(out, &shunt_check_server_closes_keepalive,
+                                                SHUNT_CONFIDENCE_CERTAIN);
+    if (f == NULL)
+        return SHUNT_ENOMEM;
+    f->count = n;
+    f->unit = "connections";
+    f->lost_us = lost_us;
+    f->lost_handshakes = handshakes;
+    f->lost_connections = n;
+    char how[256];
+    size_t o = 0;
+    how[0] = '\0';
+    if (n_close)
+        o += (size_t)snprintf(how + o, sizeof(how) - o, "%zu with Connection: close", n_close);
+    if (n_http10)
+        o += (size_t)snprintf(how + o, sizeof(how) - o, "%s%zu as HTTP/1.0 without keep-alive",
+                              o ? ", " : "", n_http10);
+    if (n_unframed)
+        snprintf(how + o, sizeof(how) - o, "%s%zu with a body delimited by the close",
+                 o ? ", " : "", n_unframed);
+    shunt_finding_what(f, "The server ended %zu connection%s that the client asked to keep "
+                       "(%s); the client had to open a new one each time%s.",
+                       n, n == 1 ? "" : "s", how,
+                       handshakes ? ", and authenticate it again" : "");
+    for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++) {
+        const struct shunt_model_conn *c = &m->conns[i];
+        if (c->selected && ended_by(c) != NULL && c->next != NULL)
+            shunt_finding_example(f, c->id, shunt_model_last(c)->id);
+    }
+    return 0;
+}
