@@ -48,7 +48,8 @@ static const char help[] =
     "a `shunt proxy` with a capture, the admin API and the story's rule (off), then:\n"
     "  1. a client with WinINet's policy sends N requests (default 50) through the proxy:\n"
     "     one connection and one handshake each;\n"
-    "  2. the capture shows each connection closed by the client with a FIN after its 200;\n"
+    "  2. the capture shows each connection closed by the client with a FIN after its 200,\n"
+    "     and shunt diagnose names the cause (wininet-auth-close);\n"
     "  3. the option \"Add Server Header\" is switched on through the admin API;\n"
     "  4. the same client again: one connection, one handshake;\n"
     "  5. where to look next.\n"
@@ -322,6 +323,31 @@ static void show_connections(const char *self, const char *db, long want)
     printf("   ... (%ld connections in all)\n", want);
 }
 
+/* Shows the first finding of `shunt diagnose DB`, which must be wininet-auth-close.
+ * Returns 0, or -1 when the diagnosis is not the story's. */
+static int show_diagnosis(const char *self, const char *db)
+{
+    char *argv[] = {"shunt", "diagnose", (char *)db, NULL};
+    int st;
+    char *t = run(self, argv, NULL, &st);
+    if (t == NULL || st != 1 || strstr(t, "1. wininet-auth-close") == NULL) {
+        fprintf(stderr, "shunt lab demo: diagnose did not name wininet-auth-close (exit %d)\n",
+                st);
+        free(t);
+        return -1;
+    }
+    /* the finding: from "1. " to the blank line that ends it */
+    char *from = strstr(t, "1. wininet-auth-close");
+    char *end = strstr(from, "\n\n");
+    if (end != NULL)
+        end[1] = '\0';
+    for (char *line = strtok(from, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        printf("   %s\n", line);
+    printf("\n");
+    free(t);
+    return 0;
+}
+
 int shunt_lab_demo_main(int argc, char **argv)
 {
     const char *requests = "50";
@@ -427,6 +453,11 @@ int shunt_lab_demo_main(int argc, char **argv)
            "      client with a FIN right after the 200: WinINet's rule for a response in an\n"
            "      authentication context whose Server header is missing.\n\n");
 
+    printf("   what shunt diagnose makes of it (shunt diagnose %s):\n\n", db);
+    fflush(stdout);
+    if (show_diagnosis(self, db) != 0)
+        goto done;
+
     printf("3) switching the option on through the admin API:\n"
            "   $ shunt ctl --admin 127.0.0.1:%d option \"Add Server Header\" on\n", aport);
     fflush(stdout);
@@ -458,12 +489,13 @@ int shunt_lab_demo_main(int argc, char **argv)
          before.conns == before.requests && before.handshakes == before.requests &&
          after.conns == 1 && after.handshakes == 1;
     printf("5) where to look next:\n"
+           "   shunt diagnose %s          the findings, ranked, with the evidence\n"
            "   shunt sessions %s          every exchange, one a row\n"
            "   shunt connections %s       every connection: who closed it, and how\n"
            "   shunt show %s 2            one exchange: heads as received and as sent\n"
            "   shunt export %s --har demo.har\n"
            "   logs: %s, %s\n\n",
-           db, db, db, db, olog, plog);
+           db, db, db, db, db, olog, plog);
     printf("%s in %.1f s.\n", ok ? "The story played out" : "The story did NOT play out as it should",
            (double)(now_ms() - t0) / 1000.0);
 done:

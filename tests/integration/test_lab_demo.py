@@ -39,6 +39,9 @@ def test_demo_plays_the_story_with_its_figures(tmp_path):
     assert took < 10, took
     assert figures(out, 1) == (50, 50, 50, 50, 50)
     assert figures(out, 4) == (50, 50, 1, 1, 0)
+    # diagnose's finding comes between steps 2 and 3, and it is the story's
+    between = out.split("\n2) ")[1].split("\n3) ")[0]
+    assert "1. wininet-auth-close  (certain)  49 connections" in between, between
     assert "Add Server Header: on" in out
     assert "The story played out" in out
     # the capture it points at holds what it said: 51 connections, 50 closed by the client
