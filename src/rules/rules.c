@@ -139,6 +139,38 @@ static int split_spec(const char *spec, struct spec_parts *p)
     return 0;
 }
 
+/* Compiles the filter of <sp> into *<fx> (NULL without one) and, when <re> is not NULL, its
+ * first part as a PCRE2 regex into *<re>. Returns 0, or SHUNT_EINVAL with "OPT SPEC: ...
+ * column N: ..." in <err> and nothing left allocated. */
+static int compile_parts(const char *opt, const char *spec, const struct spec_parts *sp,
+                         pcre2_code **re, struct shunt_expr **fx, char *err, size_t err_len)
+{
+    *fx = NULL;
+    if (re != NULL) {
+        int ec;
+        PCRE2_SIZE eo;
+        *re = pcre2_compile((PCRE2_SPTR)sp->a, sp->a_len, 0, &ec, &eo, NULL);
+        if (*re == NULL) {
+            char msg[160];
+            pcre2_get_error_message(ec, (PCRE2_UCHAR *)msg, sizeof(msg));
+            snprintf(err, err_len, "%s %s: regex: column %zu: %s", opt, spec, (size_t)eo + 1,
+                     msg);
+            return SHUNT_EINVAL;
+        }
+    }
+    struct shunt_expr_error ee;
+    if (sp->filter != NULL && sp->filter_len > 0 &&
+        shunt_expr_compile_n(sp->filter, sp->filter_len, fx, &ee) != 0) {
+        if (re != NULL) {
+            pcre2_code_free(*re);
+            *re = NULL;
+        }
+        snprintf(err, err_len, "%s %s: filter: column %zu: %s", opt, spec, ee.column, ee.message);
+        return SHUNT_EINVAL;
+    }
+    return 0;
+}
+
 int shunt_rules_add_map_remote(struct shunt_rules *r, const char *spec, char *err,
                                size_t err_len)
 {
@@ -147,33 +179,16 @@ int shunt_rules_add_map_remote(struct shunt_rules *r, const char *spec, char *er
         snprintf(err, err_len, "--map-remote %s: expected [/FILTER]/REGEX/REPLACEMENT", spec);
         return SHUNT_EINVAL;
     }
-    const char *filter = sp.filter, *regex = sp.a, *repl = sp.b;
-    size_t filter_len = sp.filter_len, regex_len = sp.a_len;
-    if (regex_len == 0 || *repl == '\0') {
+    const char *repl = sp.b;
+    if (sp.a_len == 0 || *repl == '\0') {
         snprintf(err, err_len, "--map-remote %s: the regex and the replacement must not be empty",
                  spec);
         return SHUNT_EINVAL;
     }
-    int ec;
-    PCRE2_SIZE eo;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)regex, regex_len, 0, &ec, &eo, NULL);
-    if (re == NULL) {
-        char msg[160];
-        pcre2_get_error_message(ec, (PCRE2_UCHAR *)msg, sizeof(msg));
-        snprintf(err, err_len, "--map-remote %s: regex: column %zu: %s", spec, (size_t)eo + 1,
-                 msg);
+    pcre2_code *re;
+    struct shunt_expr *fx;
+    if (compile_parts("--map-remote", spec, &sp, &re, &fx, err, err_len) != 0)
         return SHUNT_EINVAL;
-    }
-    struct shunt_expr *fx = NULL;
-    if (filter != NULL && filter_len > 0) {
-        struct shunt_expr_error ee;
-        if (shunt_expr_compile_n(filter, filter_len, &fx, &ee) != 0) {
-            pcre2_code_free(re);
-            snprintf(err, err_len, "--map-remote %s: filter: column %zu: %s", spec, ee.column,
-                     ee.message);
-            return SHUNT_EINVAL;
-        }
-    }
     /* mitmproxy's replacement is Python's: \1 is group 1, and $ is literal */
     size_t rl = strlen(repl);
     char *out = shunt_xcalloc(rl * 4 + 1);
@@ -214,9 +229,8 @@ int shunt_rules_add_map_local(struct shunt_rules *r, const char *spec, char *err
         snprintf(err, err_len, "--map-local %s: expected [/FILTER]/REGEX/PATH", spec);
         return SHUNT_EINVAL;
     }
-    const char *filter = sp.filter, *regex = sp.a, *path = sp.b;
-    size_t filter_len = sp.filter_len, regex_len = sp.a_len;
-    if (regex_len == 0 || *path == '\0') {
+    const char *path = sp.b;
+    if (sp.a_len == 0 || *path == '\0') {
         snprintf(err, err_len, "--map-local %s: the regex and the path must not be empty", spec);
         return SHUNT_EINVAL;
     }
@@ -226,26 +240,10 @@ int shunt_rules_add_map_local(struct shunt_rules *r, const char *spec, char *err
                  errno == ENOENT ? "no such file or folder" : "not a file or a folder");
         return SHUNT_EINVAL;
     }
-    int ec;
-    PCRE2_SIZE eo;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)regex, regex_len, 0, &ec, &eo, NULL);
-    if (re == NULL) {
-        char msg[160];
-        pcre2_get_error_message(ec, (PCRE2_UCHAR *)msg, sizeof(msg));
-        snprintf(err, err_len, "--map-local %s: regex: column %zu: %s", spec, (size_t)eo + 1,
-                 msg);
+    pcre2_code *re;
+    struct shunt_expr *fx;
+    if (compile_parts("--map-local", spec, &sp, &re, &fx, err, err_len) != 0)
         return SHUNT_EINVAL;
-    }
-    struct shunt_expr *fx = NULL;
-    if (filter != NULL && filter_len > 0) {
-        struct shunt_expr_error ee;
-        if (shunt_expr_compile_n(filter, filter_len, &fx, &ee) != 0) {
-            pcre2_code_free(re);
-            snprintf(err, err_len, "--map-local %s: filter: column %zu: %s", spec, ee.column,
-                     ee.message);
-            return SHUNT_EINVAL;
-        }
-    }
     struct map_local *nl = realloc(r->l, (r->n_l + 1) * sizeof(*nl));
     if (nl == NULL) {
         pcre2_code_free(re);
@@ -291,8 +289,8 @@ int shunt_rules_add_respond(struct shunt_rules *r, const char *spec, char *err, 
         snprintf(err, err_len, "--respond %s: expected [/FILTER]/STATUS/FILE", spec);
         return SHUNT_EINVAL;
     }
-    const char *filter = sp.filter, *status_s = sp.a, *path = sp.b;
-    size_t filter_len = sp.filter_len, status_len = sp.a_len;
+    const char *status_s = sp.a, *path = sp.b;
+    size_t status_len = sp.a_len;
     int status = 0;
     for (size_t i = 0; i < status_len; i++) {
         if (status_s[i] < '0' || status_s[i] > '9' || status > 999) {
@@ -344,15 +342,10 @@ int shunt_rules_add_respond(struct shunt_rules *r, const char *spec, char *err, 
         snprintf(err, err_len, "--respond %s: %s: cannot read it", spec, path);
         return SHUNT_EINVAL;
     }
-    struct shunt_expr *fx = NULL;
-    if (filter != NULL && filter_len > 0) {
-        struct shunt_expr_error ee;
-        if (shunt_expr_compile_n(filter, filter_len, &fx, &ee) != 0) {
-            free(body);
-            snprintf(err, err_len, "--respond %s: filter: column %zu: %s", spec, ee.column,
-                     ee.message);
-            return SHUNT_EINVAL;
-        }
+    struct shunt_expr *fx;
+    if (compile_parts("--respond", spec, &sp, NULL, &fx, err, err_len) != 0) {
+        free(body);
+        return SHUNT_EINVAL;
     }
     struct respond *nr = realloc(r->r, (r->n_r + 1) * sizeof(*nr));
     if (nr == NULL) {
