@@ -410,6 +410,18 @@ struct sem {
 
 #define OFF(s, p) ((size_t)((p) - (s)->buf))
 
+static int elem_is(void *ctx, struct shunt_slice e)
+{
+    const struct shunt_slice *want = ctx;
+    return shunt_slice_ieq(e, want->base, want->len);
+}
+
+int shunt_http_list_has(struct shunt_slice value, const char *token, size_t len)
+{
+    struct shunt_slice want = shunt_slice_make(token, len);
+    return for_each_elem(value, elem_is, &want);
+}
+
 static int conn_elem(void *ctx, struct shunt_slice e)
 {
     struct shunt_http_head *head = ((struct sem *)ctx)->head;

@@ -185,6 +185,11 @@ enum shunt_http_framing shunt_http_response_framing(const struct shunt_http_head
  * with "keep-alive". A body framed by close also ends the connection (caller's part). */
 int shunt_http_keeps_alive(const struct shunt_http_head *head);
 
+/* Returns 1 when the comma-separated list <value> (RFC 9110 5.6.1: OWS around elements,
+ * commas inside quoted strings do not split) has the element <token> (<len> bytes, ASCII
+ * case ignored): "close" in a Connection field, say. */
+int shunt_http_list_has(struct shunt_slice value, const char *token, size_t len);
+
 /* Finds the first field named <name> (case-insensitive); NULL when absent. */
 const struct shunt_http_header *shunt_http_find_header(const struct shunt_http_head *head,
                                                        const char *name, size_t name_len);

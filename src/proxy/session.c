@@ -1451,15 +1451,15 @@ static void auth_on_response(struct session *s, const struct shunt_http_head *h)
 }
 
 static void send_request(struct session *s);
-static size_t request_fields_edited(struct session *s, const struct shunt_http_head *h,
-                                    const struct route *rt, struct shunt_head_edit *e,
-                                    struct shunt_hook_out *out);
+static void request_fields_edited(struct session *s, const struct shunt_http_head *h,
+                                  const struct route *rt, struct shunt_head_edit *e,
+                                  struct shunt_hook_out *out);
 
-/* Sends the request in flight to its origin: on a connected upstream at once, else once one
- * is connected. Its route is in s->route_host and s->route_port. */
-static void route_on(struct session *s)
+/* Sends the request in flight to its origin: on <u>, the upstream already open to it (at
+ * once when connected, else once it is), or on a new one when <u> is NULL. Its route is in
+ * s->route_host and s->route_port. */
+static void route_on(struct session *s, struct upstream *u)
 {
-    struct upstream *u = find_upstream(s, s->route_host, s->route_port);
     if (u == NULL) {
         struct route rt = {0};
         snprintf(rt.host, sizeof(rt.host), "%s", s->route_host);
@@ -1527,7 +1527,7 @@ static void start_request(struct session *s)
     }
     s->req_kept = 0;
     if (cfg->head_hook == NULL || s->req_is_connect) {
-        route_on(s);
+        route_on(s, find_upstream(s, rt.host, rt.port));
         return;
     }
     /* The rules see the request now, before it goes anywhere: they may answer it or hold
@@ -1545,7 +1545,7 @@ static void start_request(struct session *s)
     struct upstream *u = find_upstream(s, rt.host, rt.port);
     if (out.delay_ms == 0 && u != NULL && u->connected) {
         s->live_edit = &edit;
-        route_on(s);
+        route_on(s, u);
         s->live_edit = NULL;
         shunt_edit_dispose(&edit);
         goto done;
@@ -1562,7 +1562,7 @@ static void start_request(struct session *s)
         arm(s, T_DELAY, out.delay_ms);
         goto done;
     }
-    route_on(s);
+    route_on(s, u);
 done:
     free(out.respond_fields);
     free(out.respond_body);
@@ -1638,19 +1638,26 @@ static int is_header(const struct shunt_http_header *f, const char *name, size_t
     return shunt_slice_ieq(f->name, name, len);
 }
 
-/* The request's fields when a head hook (rules) is set: the proxy's own changes and then
- * the hook's, made on an edit <e> of the head, which the caller disposes of. */
-static size_t request_fields_edited(struct session *s, const struct shunt_http_head *h,
-                                    const struct route *rt, struct shunt_head_edit *e,
-                                    struct shunt_hook_out *out)
+/* The Host a request must carry to its origin, or an empty slice to keep its own: an
+ * absolute-form target decides it (RFC 9112 3.2.2); --reverse-host too. */
+static struct shunt_slice wanted_host(const struct session *s, const struct route *rt)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
-    /* Host: an absolute-form target decides it (RFC 9112 3.2.2); --reverse-host too. */
-    struct shunt_slice want_host = {NULL, 0};
     if (rt->absolute)
-        want_host = rt->authority;
-    else if (cfg->reverse && cfg->reverse_host_header)
-        want_host = shunt_slice_make(s->w->reverse_authority, strlen(s->w->reverse_authority));
+        return rt->authority;
+    if (cfg->reverse && cfg->reverse_host_header)
+        return shunt_slice_make(s->w->reverse_authority, strlen(s->w->reverse_authority));
+    return (struct shunt_slice){NULL, 0};
+}
+
+/* The request's fields when a head hook (rules) is set: the proxy's own changes and then
+ * the hook's, made on an edit <e> of the head, which the caller disposes of. */
+static void request_fields_edited(struct session *s, const struct shunt_http_head *h,
+                                  const struct route *rt, struct shunt_head_edit *e,
+                                  struct shunt_hook_out *out)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    struct shunt_slice want_host = wanted_host(s, rt);
     shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
     if (shunt_edit_remove(e, "Proxy-Connection", 16) > 0)
         emit_change(s, 1, "remove Proxy-Connection");
@@ -1687,7 +1694,6 @@ static size_t request_fields_edited(struct session *s, const struct shunt_http_h
     struct hook_changes hc = {s, 1};
     cfg->head_hook(cfg->head_hook_ud, e, &ctx,
                    shunt_proxy__wants(cfg, SHUNT_EV_CHANGE) ? hook_change : NULL, &hc);
-    return 0;
 }
 
 /* Sends the head of the request at the start of the client buffer to s->cur, as the
@@ -1732,12 +1738,7 @@ static void send_request(struct session *s)
         n = iov_add(iov, n, s->kept, s->kept_len);
         goto fields_done;
     }
-    /* Host: an absolute-form target decides it (RFC 9112 3.2.2); --reverse-host too. */
-    struct shunt_slice want_host = {NULL, 0};
-    if (rt.absolute)
-        want_host = rt.authority;
-    else if (cfg->reverse && cfg->reverse_host_header)
-        want_host = shunt_slice_make(w->reverse_authority, strlen(w->reverse_authority));
+    struct shunt_slice want_host = wanted_host(s, &rt);
     int host_done = 0;
     size_t run = 0;
     for (size_t i = 0; i < h.n_headers; i++) {
@@ -1945,18 +1946,9 @@ static int connection_says_close(const struct shunt_head_edit *e)
 {
     for (size_t i = 0; i < e->n; i++) {
         const struct shunt_edit_field *f = &e->f[i];
-        if (f->removed || !shunt_slice_ieq(f->name, "Connection", 10))
-            continue;
-        const char *v = f->value.base, *end = v + f->value.len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                v++;
-            const char *t = v;
-            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                v++;
-            if (v - t == 5 && shunt_slice_ieq(shunt_slice_make(t, 5), "close", 5))
-                return 1;
-        }
+        if (!f->removed && shunt_slice_ieq(f->name, "Connection", 10) &&
+            shunt_http_list_has(f->value, "close", 5))
+            return 1;
     }
     return 0;
 }
@@ -2567,7 +2559,7 @@ static void release(struct session *s)
     const struct shunt_proxy_config *cfg = s->w->cfg;
     if (s->held == HOLD_REQUEST) {
         s->held = HOLD_NONE;
-        route_on(s);
+        route_on(s, find_upstream(s, s->route_host, s->route_port));
         return;
     }
     if (s->held != HOLD_RESPONSE || s->cur == NULL)

@@ -941,6 +941,21 @@ static void every_reason_is_covered(void **state)
             fail_msg("reason %s has no test case", shunt_http_reason_name(r));
 }
 
+static void list_has_finds_whole_elements(void **state)
+{
+    (void)state;
+#define HAS(v, t) shunt_http_list_has(SHUNT_SLICE_LIT(v), t, sizeof(t) - 1)
+    assert_true(HAS("close", "close"));
+    assert_true(HAS("  Keep-Alive ,\tCLOSE ", "close"));
+    assert_true(HAS(",,close,,", "close"));
+    assert_false(HAS("closed", "close"));
+    assert_false(HAS("x-close", "close"));
+    assert_false(HAS("\"a,close\"", "close")); /* inside a quoted string */
+    assert_false(HAS("", "close"));
+    assert_true(HAS("upgrade, \"q\\\",x\", close", "close"));
+#undef HAS
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
@@ -953,6 +968,7 @@ int main(void)
         cmocka_unit_test(long_head_in_pieces),
         cmocka_unit_test(reason_names_and_strings),
         cmocka_unit_test(every_reason_is_covered),
+        cmocka_unit_test(list_has_finds_whole_elements),
     };
     size_t n_fixed = sizeof(fixed) / sizeof(fixed[0]);
     size_t n = N_HEAD_CASES + N_BODY_CASES + n_fixed;
