@@ -156,6 +156,7 @@ struct session {
     unsigned req_kept : 1;            /* <kept> holds the request's fields */
     struct shunt_head_edit *live_edit; /* the request's edit, while it can be sent at once */
     enum hold held;
+    unsigned rule_close : 1; /* a rule gave the response "Connection: close": end after it */
     enum auth_state auth;
     char auth_scheme[16];
     int ex_upstream_port; /* local port of the upstream that carried the exchange */
@@ -885,6 +886,7 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
     s->t_send_start = s->t_sent = s->t_first_byte = 0;
     s->req_payload = s->resp_payload = 0;
     s->head_emitted = 0;
+    s->rule_close = 0;
     s->mapped_len = 0;
     memset(&s->req_body, 0, sizeof(s->req_body));
     memset(&s->resp_body, 0, sizeof(s->resp_body));
@@ -2018,7 +2020,6 @@ static int handle_response_head(struct session *s, struct upstream *u)
     }
     uv_buf_t *iov = w->iov;
     size_t n = 0;
-    int force_close = 0;
     if (h.status == 101 && !s->req_upgrade) {
         upstream_close(u, 0);
         answer(s, 502, "Bad Gateway",
@@ -2054,6 +2055,8 @@ static int handle_response_head(struct session *s, struct upstream *u)
         n = response_fields_edited(s, &h, &edit, iov, n, &out);
         free(out.respond_fields); /* s:respond() is for requests */
         free(out.respond_body);
+        /* a rule that tells the client the connection ends makes it end, here */
+        s->rule_close = connection_says_close(&edit) && shunt_http_keeps_alive(&h);
         if (out.delay_ms > 0) {
             /* the head stays in the upstream buffer, its fields here, until the time is up */
             keep_fields(s, &edit);
@@ -2064,10 +2067,6 @@ static int handle_response_head(struct session *s, struct upstream *u)
             s->held = HOLD_RESPONSE;
             arm(s, T_DELAY, out.delay_ms);
             return 0;
-        }
-        if (connection_says_close(&edit) && shunt_http_keeps_alive(&h)) {
-            /* a rule told the client that the connection ends: it does, here */
-            force_close = 1;
         }
         goto fields_done;
     }
@@ -2133,7 +2132,7 @@ fields_done:
         }
     } else if (s->req_close) {
         s->ending = 1; /* the client asked for close and the server kept it open */
-    } else if (force_close) {
+    } else if (s->rule_close) {
         s->ending = 1;
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
     }

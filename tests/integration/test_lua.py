@@ -478,3 +478,17 @@ def test_force_close_on_a_request_reaches_the_server(shunt, origin, tmp_path):
     with px.client() as c:
         c.exchange(get(origin.host, "/"))
     assert requests_of(origin)[0].get("Connection") == b"close"
+
+
+def test_held_response_that_a_rule_closes_still_ends_the_connection(shunt, origin, tmp_path):
+    origin.handler = reply_with(response(body=b"ok"))
+    rules = rules_file(tmp_path, """\
+function on_response(s)
+  s.response.headers:set("Connection", "close")
+  s:delay(50)
+end
+""")
+    px = shunt("--rules", rules)
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/")).all("Connection") == [b"close"]
+        c.wait_eof()
