@@ -32,7 +32,8 @@ static int is_tchar(unsigned char c)
            (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-static int valid(const char *name, size_t name_len, const char *value, size_t value_len)
+int shunt_edit_field_valid(const char *name, size_t name_len, const char *value,
+                           size_t value_len)
 {
     if (name_len == 0)
         return 0;
@@ -103,7 +104,7 @@ struct shunt_slice shunt_edit_get(const struct shunt_head_edit *e, const char *n
 int shunt_edit_add(struct shunt_head_edit *e, const char *name, size_t name_len,
                    const char *value, size_t value_len)
 {
-    if (!valid(name, name_len, value, value_len))
+    if (!shunt_edit_field_valid(name, name_len, value, value_len))
         return SHUNT_EINVAL;
     if (e->n == e->cap)
         return SHUNT_ETOOBIG;
@@ -117,7 +118,7 @@ int shunt_edit_add(struct shunt_head_edit *e, const char *name, size_t name_len,
 int shunt_edit_set(struct shunt_head_edit *e, const char *name, size_t name_len,
                    const char *value, size_t value_len)
 {
-    if (!valid(name, name_len, value, value_len))
+    if (!shunt_edit_field_valid(name, name_len, value, value_len))
         return SHUNT_EINVAL;
     struct shunt_edit_field *first = NULL;
     for (size_t i = 0; i < e->n; i++) {

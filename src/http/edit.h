@@ -41,6 +41,11 @@ void shunt_edit_dispose(struct shunt_head_edit *e);
 struct shunt_slice shunt_edit_get(const struct shunt_head_edit *e, const char *name,
                                   size_t name_len, int *found);
 
+/* Returns 1 when <name> is a token (RFC 9110 5.6.2) and <value> holds no CR, LF or NUL: a
+ * field that can go on the wire without injecting another. */
+int shunt_edit_field_valid(const char *name, size_t name_len, const char *value,
+                           size_t value_len);
+
 /* Appends a field. Returns 0; SHUNT_EINVAL when <name> is not a token or <value> holds CR,
  * LF or NUL (no header injection); SHUNT_ETOOBIG when the array is full. */
 SHUNT_MUST_CHECK int shunt_edit_add(struct shunt_head_edit *e, const char *name, size_t name_len,

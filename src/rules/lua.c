@@ -506,27 +506,23 @@ static int s_flag(lua_State *L) MAY_LJMP
 /* Largest s:respond() body. */
 #define MAX_RESPOND_BODY (16u * 1024 * 1024)
 
-static int is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* Appends "name: value\r\n" to <b> after checking both (no header injection); framing
  * fields are the proxy's and are skipped. MAY_LJMP */
 static void respond_field(lua_State *L, luaL_Buffer *b, int name_idx, int value_idx) MAY_LJMP
 {
     size_t nl, vl;
+    if (lua_type(L, name_idx) != LUA_TSTRING)
+        luaL_error(L, "s:respond: a header name must be a string");
+    if (lua_isnil(L, value_idx))
+        luaL_error(L, "s:respond: header %s has no value", lua_tostring(L, name_idx));
     const char *n = lua_tolstring(L, name_idx, &nl);
     const char *v = luaL_tolstring(L, value_idx, &vl);
-    if (n == NULL || nl == 0 || nl > 256)
-        luaL_error(L, "s:respond: a header name must be a non-empty string");
-    for (size_t i = 0; i < nl; i++)
-        if (!is_tchar((unsigned char)n[i]))
-            luaL_error(L, "s:respond: '%s' is not a header name", n);
-    for (size_t i = 0; i < vl; i++)
-        if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
-            luaL_error(L, "s:respond: the value of %s holds CR, LF or NUL", n);
+    if (nl == 0 || nl > 256)
+        luaL_error(L, "s:respond: a header name must have 1 to 256 characters");
+    if (!shunt_edit_field_valid(n, nl, "", 0))
+        luaL_error(L, "s:respond: '%s' is not a header name", n);
+    if (!shunt_edit_field_valid(n, nl, v, vl))
+        luaL_error(L, "s:respond: the value of %s holds CR, LF or NUL", n);
     lua_pop(L, 1); /* luaL_tolstring's copy */
     if ((nl == 14 && strncasecmp(n, "Content-Length", 14) == 0) ||
         (nl == 17 && strncasecmp(n, "Transfer-Encoding", 17) == 0) ||
@@ -538,9 +534,11 @@ static void respond_field(lua_State *L, luaL_Buffer *b, int name_idx, int value_
     luaL_addlstring(b, "\r\n", 2);
 }
 
-static int cmp_str(const void *a, const void *b)
+static int cmp_name(const void *a, const void *b)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    const struct shunt_slice *x = a, *y = b;
+    int c = memcmp(x->base, y->base, x->len < y->len ? x->len : y->len);
+    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
 }
 
 /* s:respond(status [, headers [, body]]): answers the request without the server. <headers>
@@ -576,7 +574,7 @@ static int s_respond(lua_State *L) MAY_LJMP
                 lua_pop(L, 3);
             }
         } else { /* a map: in name order, so that the answer is the same every time */
-            const char *names[64];
+            struct shunt_slice names[64];
             size_t n = 0;
             lua_pushnil(L);
             while (lua_next(L, 3) != 0) {
@@ -584,13 +582,16 @@ static int s_respond(lua_State *L) MAY_LJMP
                     luaL_error(L, "s:respond: header names must be strings");
                 if (n == 64)
                     luaL_error(L, "s:respond: more than 64 headers");
-                names[n++] = lua_tostring(L, -2); /* kept alive by the table */
+                size_t kl;
+                const char *k = lua_tolstring(L, -2, &kl); /* kept alive by the table */
+                names[n++] = shunt_slice_make(k, kl);
                 lua_pop(L, 1);
             }
-            qsort(names, n, sizeof(names[0]), cmp_str);
+            qsort(names, n, sizeof(names[0]), cmp_name);
             for (size_t i = 0; i < n; i++) {
-                lua_pushstring(L, names[i]);
-                lua_getfield(L, 3, names[i]);
+                lua_pushlstring(L, names[i].base, names[i].len);
+                lua_pushvalue(L, -1);
+                lua_rawget(L, 3);
                 respond_field(L, &b, -2, -1);
                 lua_pop(L, 2);
             }

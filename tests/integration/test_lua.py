@@ -387,6 +387,8 @@ def test_respond_with_bad_arguments_leaves_the_exchange_unchanged(shunt, origin,
 function on_request(s)
   if s.request.url:find("/inj") then s:respond(200, {["X-A"] = "a\\r\\nX-B: b"}, "x") end
   if s.request.url:find("/status") then s:respond(42) end
+  if s.request.url:find("/nul") then s:respond(200, {["X\0A"] = "v"}, "x") end
+  if s.request.url:find("/novalue") then s:respond(200, {{"X-A"}}, "x") end
 end
 function on_response(s)
   s:respond(200)
@@ -395,13 +397,15 @@ end
     cap = tmp_path / "c.db"
     px = shunt("--rules", rules, "--capture", cap)
     with px.client() as c:
-        for path in ("/inj", "/status", "/plain"):
+        for path in ("/inj", "/status", "/nul", "/novalue", "/plain"):
             r = c.exchange(get(origin.host, path))
             assert r.body == b"real" and r.get("X-B") is None
     stop(px)
     errors = [w for _, w, _ in changes_of(cap) if w.startswith("error:")]
     assert any("holds CR, LF or NUL" in e for e in errors), errors
     assert any("status 42 is not between 200 and 599" in e for e in errors), errors
+    assert any("is not a header name" in e for e in errors), errors
+    assert any("header X-A has no value" in e for e in errors), errors
     assert any("s:respond is for on_request" in e for e in errors), errors
 
 
