@@ -77,21 +77,24 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Starts this binary with <argv> (argv[0] is ignored), stdout on a pipe, stderr into
- * <errlog>. Returns 0, or -1 with the reason printed. */
-static int start(const char *self, char *const argv[], const char *errlog, struct child *c)
+/* Starts this binary with <argv> (argv[0] is ignored), stdout on a pipe (c->out), stderr
+ * into <errlog> (truncated, or appended to with <append>; NULL: ours). The pipe is not
+ * inherited by the other children. Returns 0, or -1 with the reason printed. */
+static int start(const char *self, char *const argv[], const char *errlog, int append,
+                 struct child *c)
 {
     int p[2];
-    if (pipe(p) != 0) {
+    if (pipe2(p, O_CLOEXEC) != 0) {
         fprintf(stderr, "shunt lab demo: pipe: %s\n", strerror(errno));
         return -1;
     }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-    posix_spawn_file_actions_addclose(&fa, p[0]);
-    posix_spawn_file_actions_addclose(&fa, p[1]);
-    posix_spawn_file_actions_addopen(&fa, 2, errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1); /* dup2 clears close-on-exec */
+    if (errlog != NULL)
+        posix_spawn_file_actions_addopen(&fa, 2, errlog,
+                                         O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC),
+                                         0600);
     int r = posix_spawn(&c->pid, self, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(p[1]);
@@ -102,7 +105,6 @@ static int start(const char *self, char *const argv[], const char *errlog, struc
         return -1;
     }
     c->out = p[0];
-    fcntl(c->out, F_SETFD, FD_CLOEXEC);
     return 0;
 }
 
@@ -177,23 +179,8 @@ static char *run(const char *self, char *const argv[], const char *errlog, int *
 {
     struct child c = {0, -1, argv[1], "", 0};
     *status = -1;
-    int p[2];
-    if (pipe(p) != 0)
+    if (start(self, argv, errlog, 1, &c) != 0)
         return NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-    posix_spawn_file_actions_addclose(&fa, p[0]);
-    posix_spawn_file_actions_addclose(&fa, p[1]);
-    if (errlog != NULL)
-        posix_spawn_file_actions_addopen(&fa, 2, errlog, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    int r = posix_spawn(&c.pid, self, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[1]);
-    if (r != 0) {
-        close(p[0]);
-        return NULL;
-    }
     size_t cap = 8192, len = 0;
     char *out = malloc(cap);
     uint64_t deadline = now_ms() + RUN_TIMEOUT_MS;
@@ -208,20 +195,20 @@ static char *run(const char *self, char *const argv[], const char *errlog, int *
             out = n2;
             cap *= 2;
         }
-        struct pollfd pf = {p[0], POLLIN, 0};
+        struct pollfd pf = {c.out, POLLIN, 0};
         int pr = poll(&pf, 1, (int)(deadline - now));
         if (pr < 0 && errno == EINTR)
             continue;
         if (pr <= 0)
             break;
-        ssize_t n = read(p[0], out + len, cap - len - 1);
+        ssize_t n = read(c.out, out + len, cap - len - 1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
         len += (size_t)n;
     }
-    close(p[0]);
+    close(c.out);
     if (now_ms() >= deadline)
         kill(c.pid, SIGKILL); /* a run that hangs: ours, by its pid */
     int st;
@@ -302,12 +289,12 @@ static void show_connections(const char *self, const char *db, long want)
         int st;
         char *t = run(self, argv_json, NULL, &st);
         long closed = 0;
-        if (t != NULL) {
-            for (char *p = t; (p = strstr(p, "\"closer\"")) != NULL; p++)
-                if (strncmp(p, "\"closer\": null", 14) != 0 && strncmp(p, "\"closer\":null", 13) != 0)
-                    closed++;
-            free(t);
-        }
+        json_t *o = t != NULL ? json_loads(t, 0, NULL) : NULL;
+        json_t *rows = json_object_get(o, "connections");
+        for (size_t i = 0; i < json_array_size(rows); i++)
+            closed += json_is_string(json_object_get(json_array_get(rows, i), "closer"));
+        json_decref(o);
+        free(t);
         if (closed >= want || now_ms() > deadline)
             break;
         usleep(50000);
@@ -412,7 +399,7 @@ int shunt_lab_demo_main(int argc, char **argv)
     static struct child origin = {0, -1, "the origin", "", 0}, proxy = {0, -1, "the proxy", "", 0};
     char *oargv[] = {"shunt", "lab", "origin", "--listen", "127.0.0.1:0", "--auth", "negotiate",
                      "--no-server-header", NULL};
-    if (start(self, oargv, olog, &origin) != 0)
+    if (start(self, oargv, olog, 0, &origin) != 0)
         goto done;
     int oport = await_port(&origin, "shunt lab origin: listening on");
     if (oport < 0) {
@@ -421,7 +408,7 @@ int shunt_lab_demo_main(int argc, char **argv)
     }
     char *pargv[] = {"shunt", "proxy", "--listen", "127.0.0.1:0", "--capture", db,
                      "--admin", "127.0.0.1:0", "--rules", rule, "--workers", "1", NULL};
-    if (start(self, pargv, plog, &proxy) != 0)
+    if (start(self, pargv, plog, 0, &proxy) != 0)
         goto done;
     int pport = await_port(&proxy, "shunt: listening on");
     int aport = pport > 0 ? await_port(&proxy, "shunt: admin API on") : -1;
