@@ -409,23 +409,25 @@ end
     assert any("s:respond is for on_request" in e for e in errors), errors
 
 
-def test_added_latency_example_holds_request_and_response(shunt, origin):
+def test_added_latency_example_holds_request_and_response(shunt, origin, tmp_path):
     origin.handler = reply_with(response(body=b"ok"))
-    px = shunt("--rules", EXAMPLES / "added-latency.lua")
+    cap = tmp_path / "c.db"
+    px = shunt("--rules", EXAMPLES / "added-latency.lua", "--capture", cap)
     with px.client() as c:
-        t = time.monotonic()
-        assert c.exchange(get(origin.host, "/")).body == b"ok"
-        fast = time.monotonic() - t
+        assert c.exchange(get(origin.host, "/fast")).body == b"ok"
         set_option(px, "Slow Network", True)
-        t = time.monotonic()
-        assert c.exchange(get(origin.host, "/")).body == b"ok"
-        slow = time.monotonic() - t
-        t = time.monotonic()
-        assert c.exchange(get(origin.host, "/")).body == b"ok"  # same connection, again
-        slow2 = time.monotonic() - t
-    assert fast < 0.25
-    assert slow >= 0.3 and slow2 >= 0.3
+        for path in ("/slow1", "/slow2"):  # the same connection, held each time
+            t = time.monotonic()
+            assert c.exchange(get(origin.host, path)).body == b"ok"
+            assert time.monotonic() - t >= 0.3  # 150 ms each way, at the least
+    stop(px)
     assert len(origin.conns) == 1
+    with sqlite3.connect(cap) as db:
+        held = db.execute("SELECT e.url, c.in_request, c.what FROM changes c JOIN exchanges e"
+                          " ON e.id = c.exchange_id WHERE c.what LIKE 'hold %' ORDER BY c.id").fetchall()
+    assert [(u.rsplit("/", 1)[1], r, w) for u, r, w in held] == [
+        ("slow1", 1, "hold the request 150 ms"), ("slow1", 0, "hold the response 150 ms"),
+        ("slow2", 1, "hold the request 150 ms"), ("slow2", 0, "hold the response 150 ms")]
 
 
 def test_delay_holds_only_its_exchange_and_survives_the_server_closing(shunt, origin, tmp_path):
