@@ -9,6 +9,21 @@
 
 /* ================================================================ heads */
 
+/* Makes room in the array *<p> (capacity *<cap>) for element <n>, doubling it. Returns 0,
+ * or -1 when out of memory (the array is unchanged). */
+static int grow(void **p, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t nc = *cap ? 2 * *cap : 64;
+    void *q = realloc(*p, nc * size);
+    if (q == NULL)
+        return -1;
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
 static int ieq(struct shunt_slice a, const char *b)
 {
     return shunt_slice_ieq(a, b, strlen(b));
@@ -469,13 +484,8 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
     if (sqlite3_prepare_v2(db, conn_sql, -1, &st, NULL) != SQLITE_OK)
         goto sql_fail;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (m->n_conns == cap) {
-            cap = cap ? 2 * cap : 64;
-            void *p = realloc(m->conns, cap * sizeof(*m->conns));
-            if (p == NULL)
-                goto oom;
-            m->conns = p;
-        }
+        if (grow((void **)&m->conns, &cap, m->n_conns, sizeof(*m->conns)) != 0)
+            goto oom;
         struct shunt_model_conn *c = &m->conns[m->n_conns++];
         memset(c, 0, sizeof(*c));
         c->id = sqlite3_column_int64(st, 0);
@@ -508,13 +518,8 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
         int64_t conn_id = sqlite3_column_int64(st, 1);
         if (shunt_model_conn_by_id(m, conn_id) == NULL)
             continue; /* an exchange without its connection: nothing to say about it */
-        if (m->n_ex == cap) {
-            cap = cap ? 2 * cap : 256;
-            void *p = realloc(m->ex, cap * sizeof(*m->ex));
-            if (p == NULL)
-                goto oom;
-            m->ex = p;
-        }
+        if (grow((void **)&m->ex, &cap, m->n_ex, sizeof(*m->ex)) != 0)
+            goto oom;
         struct shunt_model_exchange *e = &m->ex[m->n_ex++];
         memset(e, 0, sizeof(*e));
         e->id = sqlite3_column_int64(st, 0);
