@@ -10,6 +10,7 @@ import socket
 
 import pytest
 
+import labpeers
 import peers
 
 TEST_DEADLINE = 60  # seconds a test may take, fixtures included
@@ -73,26 +74,39 @@ def pytest_sessionfinish(session, exitstatus):
 # ----------------------------------------------------------------------------- shunt
 
 
+def _factory(make):
+    """A fixture body: yields start(*args, **kw) -> make(args, **kw); every process started
+    is stopped at teardown (SIGTERM) and must have exited 0 with no sanitizer report."""
+    started = []
+
+    def start(*args, wait_listening=True, **kw):
+        p = make([str(a) for a in args], wait_listening=False, **kw)
+        started.append(p)  # stopped at teardown even if it never listens
+        if wait_listening:
+            p.await_listening()
+        return p
+
+    yield start
+    problems = []
+    for p in started:
+        problems += p.stop()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
 @pytest.fixture
 def shunt():
     """A factory: shunt(*args, listen='127.0.0.1:0') starts `build/shunt proxy` and returns
     a peers.Shunt once it printed its listening line. At teardown each one gets SIGTERM
     and must exit 0; a crash (exit by a signal) or any sanitizer report fails the test."""
-    started = []
+    yield from _factory(peers.Shunt)
 
-    def start(*args, listen="127.0.0.1:0", wait_listening=True, env=None):
-        s = peers.Shunt([str(a) for a in args], listen=listen, wait_listening=False, env=env)
-        started.append(s)  # stopped at teardown even if it never listens
-        if wait_listening:
-            s.await_listening()
-        return s
 
-    yield start
-    problems = []
-    for s in started:
-        problems += s.stop()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+@pytest.fixture
+def lab_origin():
+    """A factory: lab_origin(*args) starts `shunt lab origin --listen 127.0.0.1:0 ARGS` and
+    returns a labpeers.LabOrigin (.port, .log...); stopped at teardown like shunt's."""
+    yield from _factory(labpeers.LabOrigin)
 
 
 @pytest.fixture

@@ -10,22 +10,18 @@ raw sockets. Loopback only; every wait is bounded by peers.WAIT seconds.
     assert o.stop() == []                      # SIGTERM by pid, exit 0, no sanitizer report
 """
 import base64
-import os
 import re
-import signal
 import struct
-import subprocess
-import threading
 import time
 
-from peers import SANITIZER_RE, SHUNT_BIN, WAIT, Client, PeerError
+from peers import WAIT, Process
 
 ORIGIN_LISTEN_RE = re.compile(r"^shunt lab origin: listening on (\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+)$")
 # One log line about a connection: "origin: conn ID port PORT: TEXT".
 CONN_LINE_RE = re.compile(r"^origin: conn (\d+) port (\d+): (.*)$")
 
 
-class LabOrigin:
+class LabOrigin(Process):
     """A running `$SHUNT_BIN lab origin --listen LISTEN ARGS...`.
 
     .port, .host    where it listens (from its stdout line)
@@ -42,77 +38,12 @@ class LabOrigin:
     Also a context manager (stop() at exit, raising AssertionError on problems).
     """
 
+    name = "lab origin"
+    listen_re = ORIGIN_LISTEN_RE
+
     def __init__(self, args=(), listen="127.0.0.1:0", wait_listening=True, env=None):
-        if not os.access(SHUNT_BIN, os.X_OK):
-            raise PeerError(f"{SHUNT_BIN} does not exist: build it with `make`")
-        self.args = [SHUNT_BIN, "lab", "origin"] + (["--listen", listen] if listen else []) + [
-            str(a) for a in args
-        ]
-        e = dict(os.environ)
-        e.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
-        e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        if env:
-            e.update(env)
-        self.proc = subprocess.Popen(
-            self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e
-        )
-        self.pid = self.proc.pid
-        self._out = []
-        self._err = bytearray()
-        self._cond = threading.Condition()
-        self._threads = [
-            threading.Thread(target=self._drain_out, daemon=True),
-            threading.Thread(target=self._drain_err, daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
-        self.host = None
-        self.port = None
-        self.signalled = None
-        if wait_listening:
-            self.await_listening()
-
-    def _drain_out(self):
-        for line in self.proc.stdout:
-            with self._cond:
-                self._out.append(line.decode(errors="replace").rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._out.append(None)
-            self._cond.notify_all()
-
-    def _drain_err(self):
-        while True:
-            d = self.proc.stderr.read1(65536)
-            if not d:
-                break
-            with self._cond:
-                self._err += d
-                self._cond.notify_all()
-
-    def await_listening(self):
-        deadline = time.monotonic() + WAIT
-        with self._cond:
-            while not self._out:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise PeerError(f"lab origin printed no listening line within {WAIT}s: "
-                                    f"{self.args}\nstderr: {self.stderr}")
-                self._cond.wait(left)
-            line = self._out[0]
-        if line is None:
-            self.proc.wait(WAIT)
-            raise PeerError(f"lab origin exited ({self.proc.returncode}) before listening: "
-                            f"{self.args}\nstderr: {self.stderr}")
-        m = ORIGIN_LISTEN_RE.match(line)
-        assert m, f"first stdout line is not 'shunt lab origin: listening on ADDR:PORT': {line!r}"
-        self.host = m.group(1).strip("[]")
-        self.port = int(m.group(2))
-
-    @property
-    def stderr(self):
-        with self._cond:  # re-entrant use from wait_conn_log: Condition uses an RLock
-            return self._err.decode(errors="replace")
+        super().__init__(["lab", "origin"] + (["--listen", listen] if listen else []) + list(args),
+                         wait_listening, env)
 
     @property
     def log(self):
@@ -143,67 +74,11 @@ class LabOrigin:
                 self._cond.wait(left)
 
     def wait_log(self, pattern, count=1, timeout=WAIT):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                ms = [m for m in (rx.search(l) for l in self._err.decode(errors="replace").splitlines()) if m]
-                if len(ms) >= count:
-                    return ms
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"origin stderr has {len(ms)} lines matching {pattern!r}, "
-                                         f"want {count}, after {timeout}s:\n{self.stderr}")
-                self._cond.wait(left)
-
-    def client(self):
-        return Client(self.port, "::1" if self.host == "::1" else "127.0.0.1")
+        return self.wait_stderr(pattern, count, timeout)
 
     def url(self, path="/"):
         h = f"[{self.host}]" if ":" in (self.host or "") else self.host
         return f"http://{h}:{self.port}{path}"
-
-    def signal(self, sig):
-        self.signalled = sig
-        self.proc.send_signal(sig)
-
-    def wait_exit(self, timeout=WAIT):
-        rc = self.proc.wait(timeout)
-        for t in self._threads:
-            t.join(WAIT)
-        return rc
-
-    def stop(self):
-        """SIGTERM (unless already signalled or exited), wait; returns a list of problems."""
-        problems = []
-        if self.proc.poll() is None and self.signalled is None:
-            self.signal(signal.SIGTERM)
-        try:
-            self.proc.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            problems.append(f"lab origin (pid {self.pid}) still running {WAIT}s after SIGTERM; killed")
-            self.proc.kill()
-            self.proc.wait(WAIT)
-        for t in self._threads:
-            t.join(WAIT)
-        rc = self.proc.returncode
-        if rc < 0 and not (rc == -signal.SIGKILL and problems):
-            problems.append(f"lab origin crashed: killed by signal {signal.Signals(-rc).name}")
-        elif rc != 0 and self.port is not None:
-            problems.append(f"lab origin exited with status {rc}")
-        if SANITIZER_RE.search(self.stderr):
-            problems.append("a sanitizer reported an error")
-        if problems:
-            problems.append(f"command: {' '.join(self.args)}\nstderr:\n{self.stderr[-6000:]}")
-        return problems
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        problems = self.stop()
-        if problems and exc[0] is None:
-            raise AssertionError("\n".join(problems))
 
 
 # ----------------------------------------------------------------------------- NTLM (lab)

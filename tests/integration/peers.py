@@ -342,19 +342,18 @@ def response(status=b"200 OK", headers=(), body=b"", cl=True):
 # ----------------------------------------------------------------------------- shunt
 
 
-class Shunt:
-    """A running `shunt proxy`. stdout and stderr are drained by threads; .stderr is the text
-    so far."""
+class Process:
+    """A shunt process (`shunt proxy`, `shunt lab origin`...) whose first stdout line says
+    where it listens. stdout and stderr are drained by threads; .stderr is the text so far.
+    Subclasses set .name (for messages) and .listen_re (the listening line)."""
 
-    def __init__(self, args, listen="127.0.0.1:0", wait_listening=True, env=None):
+    name = "shunt"
+    listen_re = None
+
+    def __init__(self, argv, wait_listening=True, env=None):
         if not os.access(SHUNT_BIN, os.X_OK):
             raise PeerError(f"{SHUNT_BIN} does not exist: build it with `make`")
-        args = list(args)
-        if not any(a in ("--admin", "--no-admin") or a.startswith("--admin=") for a in args):
-            # every proxy of the suite gets an admin API of its own, on a free port (the
-            # default 127.0.0.1:8889 would be shared by tests running side by side)
-            args = ["--admin", "127.0.0.1:0"] + args
-        self.args = [SHUNT_BIN, "proxy"] + (["--listen", listen] if listen else []) + args
+        self.args = [SHUNT_BIN] + [str(a) for a in argv]
         e = dict(os.environ)
         # ASan: report leaks and errors on stderr, where teardown looks for them.
         e.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
@@ -405,17 +404,16 @@ class Shunt:
             while not self._out:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise PeerError(f"shunt printed no listening line within {WAIT}s: {self.args}\n"
-                                    f"stderr: {self.stderr}")
+                    raise PeerError(f"{self.name} printed no listening line within {WAIT}s: "
+                                    f"{self.args}\nstderr: {self.stderr}")
                 self._cond.wait(left)
             line = self._out[0]
         if line is None:
             self.proc.wait(WAIT)
-            raise PeerError(
-                f"shunt exited ({self.proc.returncode}) before listening: {self.args}\nstderr: {self.stderr}"
-            )
-        m = LISTEN_RE.match(line)
-        assert m, f"first stdout line is not 'shunt: listening on ADDR:PORT': {line!r}"
+            raise PeerError(f"{self.name} exited ({self.proc.returncode}) before listening: "
+                            f"{self.args}\nstderr: {self.stderr}")
+        m = self.listen_re.match(line)
+        assert m, f"first stdout line of {self.name} is not its listening line: {line!r}"
         self.listen_line = line
         self.host = m.group(1).strip("[]")
         self.port = int(m.group(2))
@@ -427,7 +425,7 @@ class Shunt:
 
     @property
     def stderr(self):
-        with self._cond:
+        with self._cond:  # re-entrant: Condition uses an RLock
             return self._err.decode(errors="replace")
 
     def wait_stderr(self, pattern, count=1, timeout=WAIT):
@@ -442,18 +440,13 @@ class Shunt:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(
-                        f"stderr has {len(ms)} lines matching {pattern!r}, want {count}, "
+                        f"{self.name} stderr has {len(ms)} lines matching {pattern!r}, want {count}, "
                         f"after {timeout}s:\n{self._err.decode(errors='replace')}"
                     )
                 self._cond.wait(left)
 
     def client(self, host=None):
         return Client(self.port, host or ("::1" if self.host == "::1" else "127.0.0.1"))
-
-    @property
-    def proxy_url(self):
-        h = f"[{self.host}]" if ":" in (self.host or "") else "127.0.0.1"
-        return f"http://{h}:{self.port}"
 
     def signal(self, sig):
         self.signalled = sig
@@ -464,7 +457,7 @@ class Shunt:
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"shunt (pid {self.pid}) did not exit within {timeout}s")
+            raise AssertionError(f"{self.name} (pid {self.pid}) did not exit within {timeout}s")
         for t in self._threads:
             t.join(WAIT)
         return rc
@@ -477,14 +470,15 @@ class Shunt:
         raise AssertionError("no VmHWM in /proc/PID/status")
 
     def stop(self):
-        """Teardown: SIGTERM (unless already exited), wait; returns a list of problems."""
+        """Teardown: SIGTERM (unless already signalled or exited), wait; returns a list of
+        problems (empty when it exited 0 with no sanitizer report)."""
         problems = []
         if self.proc.poll() is None and self.signalled is None:
             self.signal(signal.SIGTERM)
         try:
             self.proc.wait(WAIT)
         except subprocess.TimeoutExpired:
-            problems.append(f"shunt (pid {self.pid}) still running {WAIT}s after "
+            problems.append(f"{self.name} (pid {self.pid}) still running {WAIT}s after "
                             f"{signal.Signals(self.signalled).name}; killed")
             self.proc.kill()
             self.proc.wait(WAIT)
@@ -492,15 +486,44 @@ class Shunt:
             t.join(WAIT)
         rc = self.proc.returncode
         if rc < 0 and not (rc == -signal.SIGKILL and problems):
-            problems.append(f"shunt crashed: killed by signal {signal.Signals(-rc).name}")
+            problems.append(f"{self.name} crashed: killed by signal {signal.Signals(-rc).name}")
         elif rc != 0 and self.port is not None:  # it was up: only a clean exit 0 will do
             how = f"after {signal.Signals(self.signalled).name}" if self.signalled else "by itself"
-            problems.append(f"shunt exited with status {rc} {how}")
+            problems.append(f"{self.name} exited with status {rc} {how}")
         if SANITIZER_RE.search(self.stderr):
             problems.append("a sanitizer reported an error")
         if problems:
             problems.append(f"command: {' '.join(self.args)}\nstderr:\n{self.stderr[-6000:]}")
         return problems
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        problems = self.stop()
+        if problems and exc[0] is None:
+            raise AssertionError("\n".join(problems))
+
+
+class Shunt(Process):
+    """A running `shunt proxy`."""
+
+    name = "shunt"
+    listen_re = LISTEN_RE
+
+    def __init__(self, args, listen="127.0.0.1:0", wait_listening=True, env=None):
+        args = [str(a) for a in args]
+        if not any(a in ("--admin", "--no-admin") or a.startswith("--admin=") for a in args):
+            # every proxy of the suite gets an admin API of its own, on a free port (the
+            # default 127.0.0.1:8889 would be shared by tests running side by side)
+            args = ["--admin", "127.0.0.1:0"] + args
+        super().__init__(["proxy"] + (["--listen", listen] if listen else []) + args,
+                         wait_listening, env)
+
+    @property
+    def proxy_url(self):
+        h = f"[{self.host}]" if ":" in (self.host or "") else "127.0.0.1"
+        return f"http://{h}:{self.port}"
 
 
 # ----------------------------------------------------------------------------- scripted origin

@@ -14,7 +14,6 @@ import threading
 import pytest
 
 import peers
-from labpeers import LabOrigin
 from peers import reply_with, response, teardown_flags
 
 N = 10  # requests of the policy table
@@ -36,21 +35,9 @@ def client(*args, timeout=peers.WAIT):
 
 
 @pytest.fixture
-def lab():
-    """A factory: lab(*args) starts `shunt lab origin ARGS` and returns it (.port)."""
-    made = []
-
-    def start(*args):
-        o = LabOrigin(["-q"] + [str(a) for a in args])
-        made.append(o)
-        return o
-
-    yield start
-    problems = []
-    for o in made:
-        problems += o.stop()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+def lab(lab_origin):
+    """A factory: lab(*args) starts a quiet `shunt lab origin -q ARGS` (.port)."""
+    return lambda *args: lab_origin("-q", *args)
 
 
 def server_args(server):

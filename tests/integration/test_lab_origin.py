@@ -5,11 +5,7 @@ import socket
 import subprocess
 import time
 
-import pytest
-
-import peers
 from labpeers import (
-    LabOrigin,
     auth_param,
     ntlm_authenticate,
     ntlm_negotiate,
@@ -17,24 +13,6 @@ from labpeers import (
     spnego_is_final,
 )
 from peers import SHUNT_BIN, curl
-
-
-@pytest.fixture
-def lab_origin():
-    """A factory: lab_origin(*args) -> LabOrigin; each is stopped at teardown (SIGTERM, exit 0)."""
-    made = []
-
-    def start(*args):
-        o = LabOrigin([str(a) for a in args])
-        made.append(o)
-        return o
-
-    yield start
-    problems = []
-    for o in made:
-        problems += o.stop()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def req(path="/", extra=b"", method=b"GET", version=b"1.1", body=b""):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import peers
-from peers import OK, get, origin_form, reply_with, response, wait_for
+from peers import get, origin_form, reply_with, response, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rules"
 ADMIN_RE = re.compile(r"^shunt: admin API on \S+:(\d+)$")
