@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "capture/har.h"
+#include "http/parser.h"
 
 /* ================================================================ heads */
 
@@ -66,28 +67,6 @@ static struct shunt_slice trim(struct shunt_slice s)
     return s;
 }
 
-/* Calls <fn> on each comma-separated element of <v> (trimmed, empty ones skipped); stops
- * and returns 1 as soon as <fn> does. */
-static int each_element(struct shunt_slice v, int (*fn)(struct shunt_slice el, void *arg),
-                        void *arg)
-{
-    size_t start = 0;
-    for (size_t i = 0; i <= v.len; i++) {
-        if (i < v.len && v.base[i] != ',')
-            continue;
-        struct shunt_slice el = trim(shunt_slice_make(v.base + start, i - start));
-        if (el.len > 0 && fn(el, arg))
-            return 1;
-        start = i + 1;
-    }
-    return 0;
-}
-
-static int el_is(struct shunt_slice el, void *arg)
-{
-    return ieq(el, arg);
-}
-
 int shunt_model_field_has_token(struct shunt_slice head, const char *name, const char *token)
 {
     if (head.base == NULL)
@@ -96,7 +75,7 @@ int shunt_model_field_has_token(struct shunt_slice head, const char *name, const
     struct shunt_slice n, v;
     (void)shunt_har_head_start(head.base, head.len, &pos);
     while (shunt_har_head_next(head.base, head.len, &pos, &n, &v))
-        if (ieq(n, name) && each_element(v, el_is, (void *)token))
+        if (ieq(n, name) && shunt_http_list_has(v, token, strlen(token)))
             return 1;
     return 0;
 }
@@ -217,7 +196,7 @@ struct chal_scan {
 
 /* One element of a WWW-Authenticate value: a challenge "Scheme [token | params]", or a
  * parameter of the previous one (Basic realm="a, b" splits too; harmless here). */
-static int chal_el(struct shunt_slice el, void *arg)
+static int chal_el(void *arg, struct shunt_slice el)
 {
     struct chal_scan *cs = arg;
     struct shunt_slice scheme, token;
@@ -250,7 +229,7 @@ static void read_facts(struct shunt_model_exchange *e)
         (void)shunt_har_head_start(e->resp_down.base, e->resp_down.len, &pos);
         while (shunt_har_head_next(e->resp_down.base, e->resp_down.len, &pos, &n, &v))
             if (ieq(n, "WWW-Authenticate"))
-                each_element(v, chal_el, &cs);
+                (void)shunt_http_list_each(v, chal_el, &cs);
         e->challenge = cs.schemes;
         e->challenge_token = cs.token;
     }

@@ -362,12 +362,7 @@ static size_t slice_field_line(const char *buf, size_t pos, size_t end,
 
 /* ---------------------------------------------------------------- field semantics */
 
-/* Calls <fn> on each non-empty element of the comma-separated list <v> (RFC 9110 5.6.1),
- * trimmed of OWS. Commas inside quoted strings do not split. Stops at the first non-zero
- * return of <fn> and returns it. */
-typedef int (*list_elem_fn)(void *ctx, struct shunt_slice elem);
-
-static int for_each_elem(struct shunt_slice v, list_elem_fn fn, void *ctx)
+int shunt_http_list_each(struct shunt_slice v, shunt_http_list_cb fn, void *ctx)
 {
     size_t i = 0;
     while (i < v.len) {
@@ -419,7 +414,7 @@ static int elem_is(void *ctx, struct shunt_slice e)
 int shunt_http_list_has(struct shunt_slice value, const char *token, size_t len)
 {
     struct shunt_slice want = shunt_slice_make(token, len);
-    return for_each_elem(value, elem_is, &want);
+    return shunt_http_list_each(value, elem_is, &want) != 0;
 }
 
 static int conn_elem(void *ctx, struct shunt_slice e)
@@ -557,7 +552,7 @@ static int interpret(struct sem *s)
             break;
         case 6:
             if (!s->is_response && SHUNT_SLICE_IEQ_LIT(n, "expect"))
-                (void)for_each_elem(h->value, expect_elem, s);
+                (void)shunt_http_list_each(h->value, expect_elem, s);
             break;
         case 7:
             if (SHUNT_SLICE_IEQ_LIT(n, "upgrade"))
@@ -565,7 +560,7 @@ static int interpret(struct sem *s)
             break;
         case 10:
             if (SHUNT_SLICE_IEQ_LIT(n, "connection"))
-                (void)for_each_elem(h->value, conn_elem, s);
+                (void)shunt_http_list_each(h->value, conn_elem, s);
             break;
         case 14:
             if (SHUNT_SLICE_IEQ_LIT(n, "content-length")) {
@@ -586,7 +581,7 @@ static int interpret(struct sem *s)
                     return fail(s->err, SHUNT_HTTP_R_TE_AND_CL, line);
                 head->has_te = 1;
                 s->n_codings_field = 0;
-                r = for_each_elem(h->value, te_elem, s);
+                r = shunt_http_list_each(h->value, te_elem, s);
                 if (r < 0)
                     return r;
                 if (s->n_codings_field == 0)

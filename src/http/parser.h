@@ -185,6 +185,14 @@ enum shunt_http_framing shunt_http_response_framing(const struct shunt_http_head
  * with "keep-alive". A body framed by close also ends the connection (caller's part). */
 int shunt_http_keeps_alive(const struct shunt_http_head *head);
 
+/* Called by shunt_http_list_each() for each element; a non-zero return stops the walk. */
+typedef int (*shunt_http_list_cb)(void *ctx, struct shunt_slice elem);
+
+/* Calls <fn> on each non-empty element of the comma-separated list <v> (RFC 9110 5.6.1),
+ * trimmed of OWS. Commas inside quoted strings do not split. Stops at the first non-zero
+ * return of <fn> and returns it; 0 after the last element. */
+int shunt_http_list_each(struct shunt_slice v, shunt_http_list_cb fn, void *ctx);
+
 /* Returns 1 when the comma-separated list <value> (RFC 9110 5.6.1: OWS around elements,
  * commas inside quoted strings do not split) has the element <token> (<len> bytes, ASCII
  * case ignored): "close" in a Connection field, say. */
