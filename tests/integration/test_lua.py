@@ -419,7 +419,10 @@ def test_added_latency_example_holds_request_and_response(shunt, origin, tmp_pat
         for path in ("/slow1", "/slow2"):  # the same connection, held each time
             t = time.monotonic()
             assert c.exchange(get(origin.host, path)).body == b"ok"
-            assert time.monotonic() - t >= 0.3  # 150 ms each way, at the least
+            # 150 ms each way; libuv's timers count from the loop's cached
+            # millisecond clock, so a hold may end a few ms before 150 ms of
+            # wall time: the bound says "held", not "held exactly".
+            assert time.monotonic() - t >= 0.28
     stop(px)
     assert len(origin.conns) == 1
     with sqlite3.connect(cap) as db:
