@@ -38,6 +38,16 @@ const struct shunt_check shunt_check_reauth_storm = {
     .run = run,
 };
 
+/* Is the handshake that exchange <k> of <c> starts a repeat? Its connection's second or
+ * later handshake is; its first is when the connection follows an authenticated one. */
+static int repeats(const struct shunt_model_conn *c, size_t k, int follows)
+{
+    for (size_t j = 0; j < k; j++)
+        if (c->ex[j].starts_handshake)
+            return 1;
+    return follows;
+}
+
 static int run(const struct shunt_model *m, struct shunt_findings *out)
 {
     size_t handshakes = 0, requests = 0, conns = 0, reopened = 0, again = 0;
@@ -53,32 +63,43 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         if (c->next != NULL && l != NULL && l->auth_context && c->n_handshakes > 0)
             follows[c->next - m->conns] = 1;
     }
+    /* Only the selected exchanges count: with a FILTER, the handshakes of the exchanges it
+     * takes (a connection's first handshake outside the filter still makes a later one
+     * inside it a repeat). */
     for (size_t i = 0; i < m->n_conns; i++) {
         const struct shunt_model_conn *c = &m->conns[i];
         if (!c->selected || c->n_handshakes == 0)
             continue;
-        conns++;
-        handshakes += c->n_handshakes;
-        for (size_t k = 0; k < c->n_ex; k++)
-            requests += c->ex[k].status != 401 && c->ex[k].status != 0;
-        /* Handshakes past the first on one connection repeat it too (a server that does
-         * not keep the authentication, or a client that starts over). */
-        size_t rep = (c->n_handshakes - 1) + follows[i];
-        if (rep == 0)
-            continue;
-        reopened += follows[i];
-        again += c->n_handshakes - 1;
-        lost_us += c->handshake_us / (int64_t)c->n_handshakes * (int64_t)rep +
-                   (follows[i] ? c->connect_us : 0);
+        size_t mine = 0;
+        for (size_t k = 0; k < c->n_ex; k++) {
+            const struct shunt_model_exchange *e = &c->ex[k];
+            if (!e->selected)
+                continue;
+            requests += e->status != 401 && e->status != 0;
+            if (!e->starts_handshake)
+                continue;
+            mine++;
+            if (!repeats(c, k, follows[i]))
+                continue;
+            int first = !repeats(c, k, 0); /* the connection's first: repeats by following */
+            reopened += first;
+            again += !first;
+            lost_us += c->handshake_us / (int64_t)c->n_handshakes + (first ? c->connect_us : 0);
+        }
+        handshakes += mine;
+        conns += mine > 0;
     }
-    free(follows);
     size_t repeated = reopened + again;
-    if (repeated < MIN_REPEATS)
+    if (repeated < MIN_REPEATS) {
+        free(follows);
         return 0;
+    }
     struct shunt_finding *f = shunt_finding_add(out, &shunt_check_reauth_storm,
                                                 SHUNT_CONFIDENCE_CERTAIN);
-    if (f == NULL)
+    if (f == NULL) {
+        free(follows);
         return SHUNT_ENOMEM;
+    }
     f->count = handshakes;
     f->unit = "handshakes";
     f->lost_handshakes = repeated;
@@ -97,15 +118,15 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
                        "request%s; %zu of them repeated one already done (%s).",
                        handshakes, conns, conns == 1 ? "" : "s", requests,
                        requests == 1 ? "" : "s", repeated, how);
-    for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++) {
+    /* Examples: the exchanges whose handshake was a repeat, in capture order. */
+    for (size_t i = 0; i < m->n_conns && f->n_exchanges < SHUNT_CHECK_EXAMPLES; i++) {
         const struct shunt_model_conn *c = &m->conns[i];
-        if (!c->selected || c->n_handshakes == 0 || i == 0)
+        if (!c->selected)
             continue;
-        for (size_t k = 0; k < c->n_ex; k++)
-            if (c->ex[k].status == 401) {
+        for (size_t k = 0; k < c->n_ex && f->n_exchanges < SHUNT_CHECK_EXAMPLES; k++)
+            if (c->ex[k].selected && c->ex[k].starts_handshake && repeats(c, k, follows[i]))
                 shunt_finding_example(f, c->id, c->ex[k].id);
-                break;
-            }
     }
+    free(follows);
     return 0;
 }

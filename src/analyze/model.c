@@ -381,8 +381,10 @@ static int derive(struct shunt_model *m)
             int prev_bare = prev && prev->status == 401 &&
                             (prev->challenge & SHUNT_MODEL_AUTH_BOUND) && !prev->challenge_token;
             if ((bare && !(e->auth & SHUNT_MODEL_AUTH_BOUND)) ||
-                (e->leg == SHUNT_MODEL_LEG_FIRST && !prev_bare))
+                (e->leg == SHUNT_MODEL_LEG_FIRST && !prev_bare)) {
                 c->n_handshakes++;
+                e->starts_handshake = 1;
+            }
             if ((e->auth | e->challenge) & SHUNT_MODEL_AUTH_BOUND)
                 ctx = 1;
             e->auth_context = ctx;

@@ -67,6 +67,8 @@ struct shunt_model_exchange {
     int old_iis;              /* ... and it names Microsoft-IIS/1.0, 2.0 or 3.0 */
     int auth_context;         /* a connection-bound handshake ran on the connection before or
                                  at this exchange (an NTLM or Negotiate challenge or leg) */
+    int starts_handshake;     /* this exchange starts a connection-bound handshake (counted
+                                 in its connection's n_handshakes) */
 };
 
 /* One client connection. */
