@@ -13,7 +13,8 @@ static int run(const struct shunt_model *m, struct shunt_findings *out);
 const struct shunt_check shunt_check_hop_by_hop_misuse = {
     .id = "hop-by-hop-misuse",
     .title = "hop-by-hop fields misused",
-    .looks_for = "requests with Proxy-Connection; HTTP/1.1 requests or responses with "
+    .looks_for = "requests that reach the server with Proxy-Connection (a forward proxy "
+                 "removes it); HTTP/1.1 requests or responses with "
                  "Keep-Alive; Connection fields whose options name end-to-end fields "
                  "(Authorization, Content-Length, Host, Cookie, ...), in the heads as the "
                  "peers sent them",
@@ -75,7 +76,10 @@ static int inspect(const struct shunt_model_exchange *e, struct misuse *u)
 {
     struct shunt_slice v;
     memset(u, 0, sizeof(*u));
-    u->proxy_conn = shunt_model_field(e->req, "Proxy-Connection", &v);
+    /* Proxy-Connection is what many clients (curl among them) send to a forward proxy,
+     * which removes it: it is a defect only where it reaches a server, in the head as the
+     * server got it (a HAR's head is both). */
+    u->proxy_conn = shunt_model_field(e->req_up, "Proxy-Connection", &v);
     u->keep_alive_req = is_http11(e->req, 0) && shunt_model_field(e->req, "Keep-Alive", &v);
     u->keep_alive_resp = is_http11(e->resp, 1) && shunt_model_field(e->resp, "Keep-Alive", &v);
     u->named = named_end_to_end(e->req);

@@ -166,6 +166,50 @@ def test_a_capture_of_a_real_negotiate_session(realm, tmp_path, mode):
     assert second[0][0] != first[0][0]
 
 
+def diagnose_json(path, *args):
+    """(exit status, findings by id) of `shunt diagnose PATH ARGS --json`."""
+    p = subprocess.run([peers.SHUNT_BIN, "diagnose", str(path), *args, "--json"],
+                       capture_output=True, text=True, timeout=WAIT)
+    assert p.returncode in (0, 1), p.stderr
+    return p.returncode, {f["id"]: f for f in json.loads(p.stdout)["findings"]}
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_diagnose_reads_a_real_negotiate_capture(realm, shunt, tmp_path, mode):
+    """diagnose on real Kerberos traffic: the connection-bound location, authenticated once
+    per connection, is healthy; the location that authenticates every request is a
+    reauth-storm on one connection (a handshake per request, none of them needed by the
+    connection); curl's Proxy-Connection to a forward proxy is not a hop-by-hop defect
+    (the proxy removes it)."""
+    cap = tmp_path / "real.db"
+    px, base, proxy = via(shunt, realm, mode, "--capture", cap)
+    t = realm.curl(base, *[BOUND] * 4, *[EVERY] * 4, proxy=proxy)  # one connection
+    assert [x.status for x in t] == [200] * 8 and len({x.local_port for x in t}) == 1
+    assert px.stop() == []
+    rc, found = diagnose_json(cap, "~u /bound/")
+    assert (rc, found) == (0, {})
+    rc, found = diagnose_json(cap, "~u /every/")
+    assert rc == 1 and list(found) == ["reauth-storm"], found
+    f = found["reauth-storm"]
+    # four handshakes at /every/, each repeating the one /bound/ did on the same connection
+    assert (f["count"], f["unit"], f["impact"]["handshakes"]) == (4, "handshakes", 4)
+    assert "each on a connection already authenticated" in f["what"]
+    assert f["impact"]["connections"] == 0 and len(f["examples"]["connections"]) == 1
+    with sqlite3.connect(f"file:{cap}?mode=ro", uri=True) as c:
+        challenged = [r[0] for r in c.execute(
+            "SELECT id FROM exchanges WHERE status = 401 AND path = ? ORDER BY id", (EVERY,))]
+    assert len(challenged) == 4 and f["examples"]["exchanges"] == challenged[:3]
+    # and the whole capture: the same storm, nothing else (no hop-by-hop-misuse for curl's
+    # Proxy-Connection in forward mode)
+    rc, found = diagnose_json(cap)
+    assert list(found) == ["reauth-storm"], found
+    if mode == "forward":
+        with sqlite3.connect(f"file:{cap}?mode=ro", uri=True) as c:
+            sent = c.execute("SELECT count(*) FROM exchanges WHERE "
+                             "instr(req_head, 'Proxy-Connection:') > 0").fetchone()[0]
+        assert sent > 0  # curl did send it: the check saw it and judged it harmless
+
+
 # --------------------------------------------------------------------------- contrast
 
 
