@@ -58,7 +58,7 @@ static int looks_like_har(const char *path)
     return c == '{';
 }
 
-int shunt_diagnose_open(const char *path, sqlite3 **db, int *from_har, char *err, size_t err_len)
+int shunt_analyze_open(const char *path, sqlite3 **db, int *from_har, char *err, size_t err_len)
 {
     *db = NULL;
     *from_har = looks_like_har(path);
@@ -91,6 +91,31 @@ done:
         sqlite3_close(*db);
         *db = NULL;
     }
+    return rc;
+}
+
+int shunt_analyze_load(const char *path, const struct shunt_capture_filter *f,
+                       struct shunt_model **m, int *from_har, char *err, size_t err_len)
+{
+    sqlite3 *db = NULL;
+    char msg[512];
+    *m = NULL;
+    int rc = shunt_analyze_open(path, &db, from_har, err, err_len);
+    if (rc != 0)
+        return rc;
+    if (f != NULL && shunt_capture_filter_register(db, f) != SQLITE_OK) {
+        snprintf(err, err_len, "%s: %s", path, sqlite3_errmsg(db));
+        rc = SHUNT_EPARSE;
+        goto done;
+    }
+    /* One snapshot, even of a capture being recorded. */
+    (void)sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    rc = shunt_model_load(db, f, m, msg, sizeof(msg));
+    (void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (rc != 0)
+        snprintf(err, err_len, "%s: %s", path, msg);
+done:
+    sqlite3_close(db);
     return rc;
 }
 

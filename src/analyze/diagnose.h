@@ -24,9 +24,21 @@ struct shunt_diagnose_info {
  * byte '{' or its .har name) imported into a capture in memory. Sets *<from_har>.
  * Returns 0 with *<db> open (close with sqlite3_close()), or SHUNT_EINVAL with a one-line
  * reason naming the file in <err> (missing, not a capture, a HAR that does not parse).
+ * Used by every command that analyses a capture (diagnose, diff).
  */
-SHUNT_MUST_CHECK int shunt_diagnose_open(const char *path, sqlite3 **db, int *from_har,
-                                         char *err, size_t err_len);
+SHUNT_MUST_CHECK int shunt_analyze_open(const char *path, sqlite3 **db, int *from_har,
+                                        char *err, size_t err_len);
+
+/*
+ * Opens <path> as shunt_analyze_open() does and loads it into a new model in *<m> (free with
+ * shunt_model_free()) in one read snapshot, marking the exchanges <f> selects (NULL: all),
+ * then closes the file. Returns 0; SHUNT_EINVAL when the file cannot be opened; another
+ * negative code when the filter or the capture cannot be read. <err> then has one line that
+ * names the file.
+ */
+SHUNT_MUST_CHECK int shunt_analyze_load(const char *path, const struct shunt_capture_filter *f,
+                                        struct shunt_model **m, int *from_har, char *err,
+                                        size_t err_len);
 
 /*
  * Runs every check of shunt_checks over <m> into <out> (zeroed by the caller), then ranks

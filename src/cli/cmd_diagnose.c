@@ -78,7 +78,6 @@ int shunt_cmd_diagnose(int argc, char **argv)
     struct shunt_view_opts o;
     struct shunt_model *m = NULL;
     struct shunt_findings fs = {0};
-    sqlite3 *db = NULL;
     char err[1024];
     int status = 2;
     int rc = shunt_view_args(&o, argc, argv, SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_EXPR,
@@ -91,31 +90,13 @@ int shunt_cmd_diagnose(int argc, char **argv)
     if (rc != 0)
         goto fail;
     struct shunt_diagnose_info info = {o.path, 0, o.expr ? filter_text(argc, argv) : NULL};
-    if (shunt_diagnose_open(o.path, &db, &info.from_har, err, sizeof(err)) != 0) {
-        if (!o.path_given) {
-            size_t l = strlen(err);
-            snprintf(err + l, sizeof(err) - l, " (the default capture file; name one: FILE)");
-        }
-        goto fail;
+    rc = shunt_analyze_load(o.path, &o.filter, &m, &info.from_har, err, sizeof(err));
+    if (rc == SHUNT_EINVAL && !o.path_given) {
+        size_t l = strlen(err);
+        snprintf(err + l, sizeof(err) - l, " (the default capture file; name one: FILE)");
     }
-    if (shunt_capture_filter_register(db, &o.filter) != SQLITE_OK) {
-        snprintf(err, sizeof(err), "%s: %s", o.path, sqlite3_errmsg(db));
+    if (rc != 0)
         goto fail;
-    }
-    /* One snapshot, even of a capture being recorded. */
-    (void)sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    rc = shunt_model_load(db, &o.filter, &m, err, sizeof(err));
-    (void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    if (rc != 0) {
-        size_t l = strlen(o.path);
-        if (l + 2 < sizeof(err)) {
-            memmove(err + l + 2, err, sizeof(err) - l - 2);
-            memcpy(err, o.path, l);
-            memcpy(err + l, ": ", 2);
-            err[sizeof(err) - 1] = '\0';
-        }
-        goto fail;
-    }
     if (shunt_diagnose_run(m, &fs) != 0) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
@@ -136,7 +117,6 @@ fail:
 done:
     shunt_findings_dispose(&fs);
     shunt_model_free(m);
-    sqlite3_close(db);
     shunt_view_opts_dispose(&o);
     return status;
 }
