@@ -1,0 +1,1146 @@
+/* src/analyze/diff.c - `shunt diff A B`: align, compare, rank (docs/diff.md). */
+#include "analyze/diff.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "capture/har.h"
+
+/* Differences in scores below this are ties. */
+#define SCORE_EPS 1e-9
+
+/* ================================================================ folding */
+
+/* A bounded output string: bytes past <cap> - 1 are dropped, the result is NUL-terminated. */
+struct out {
+    char *p;
+    size_t cap, len;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->cap == 0)
+        return;
+    size_t room = o->cap - 1 - o->len;
+    if (n > room)
+        n = room;
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int is_alpha(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int is_hex(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* True when <s> (<n> bytes) is 8-4-4-4-12 hex digits (RFC 9562 4). */
+static int is_uuid(const char *s, size_t n)
+{
+    if (n != 36)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((i == 8 || i == 13 || i == 18 || i == 23) ? s[i] != '-' : !is_hex(s[i]))
+            return 0;
+    return 1;
+}
+
+/* True when the <n> bytes at <s> look like an id rather than a name: a number, a UUID, 8 or
+ * more hex digits with a digit among them, or 16 or more letters, digits, '-', '_' with both
+ * a letter and a digit (a session or object token). Words ("items", "facade") are names. */
+static int id_like(const char *s, size_t n)
+{
+    size_t digits = 0, hex = 0, token = 0, letters = 0;
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        digits += is_digit(s[i]);
+        hex += is_hex(s[i]);
+        letters += is_alpha(s[i]);
+        token += is_digit(s[i]) || is_alpha(s[i]) || s[i] == '-' || s[i] == '_';
+    }
+    return digits == n || is_uuid(s, n) || (n >= 8 && hex == n && digits > 0) ||
+           (n >= 16 && token == n && digits > 0 && letters > 0);
+}
+
+/* Writes the segment <s> (<n> bytes) folded: "{id}" when it (or the part before a ".ext" of
+ * 1 to 5 letters) is id-like, otherwise unchanged. */
+static void fold_segment(struct out *o, const char *s, size_t n)
+{
+    const char *dot = NULL;
+    for (size_t i = n; i > 0; i--)
+        if (s[i - 1] == '.') {
+            dot = s + i - 1;
+            break;
+        }
+    size_t core = n;
+    if (dot != NULL && dot > s) {
+        size_t ext = n - (size_t)(dot - s) - 1, letters = 0;
+        for (size_t i = 0; i < ext; i++)
+            letters += is_alpha(dot[1 + i]);
+        if (ext >= 1 && ext <= 5 && letters == ext)
+            core = (size_t)(dot - s);
+    }
+    if (id_like(s, core)) {
+        put(o, "{id}", 4);
+        put(o, s + core, n - core);
+    } else {
+        put(o, s, n);
+    }
+}
+
+size_t shunt_diff_fold_target(const char *target, size_t len, char *outbuf, size_t cap)
+{
+    struct out o = {outbuf, cap, 0};
+    if (cap > 0)
+        outbuf[0] = '\0';
+    const char *p = target, *end = target + len;
+    /* An absolute URL (forward proxies get them, RFC 9112 3.2.2): drop scheme and authority. */
+    const char *sep = len >= 3 ? memmem(p, len, "://", 3) : NULL;
+    if (sep != NULL && sep > p && memchr(p, '/', (size_t)(sep - p)) == NULL) {
+        p = sep + 3;
+        while (p < end && *p != '/' && *p != '?' && *p != '#')
+            p++;
+    }
+    const char *hash = memchr(p, '#', (size_t)(end - p));
+    if (hash != NULL)
+        end = hash;
+    if (p == end || *p == '?')
+        put(&o, "/", 1);
+    const char *q = memchr(p, '?', (size_t)(end - p));
+    const char *path_end = q ? q : end;
+    /* The path, segment by segment; a CONNECT authority is one segment. */
+    while (p < path_end) {
+        const char *slash = memchr(p, '/', (size_t)(path_end - p));
+        const char *seg_end = slash ? slash : path_end;
+        fold_segment(&o, p, (size_t)(seg_end - p));
+        if (slash == NULL)
+            break;
+        put(&o, "/", 1);
+        p = slash + 1;
+    }
+    if (q == NULL)
+        return o.len;
+    /* The query: names kept, each value folded as a segment is. */
+    put(&o, "?", 1);
+    p = q + 1;
+    while (p <= end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *par_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(par_end - p));
+        if (eq != NULL) {
+            put(&o, p, (size_t)(eq - p) + 1);
+            fold_segment(&o, eq + 1, (size_t)(par_end - eq - 1));
+        } else {
+            fold_segment(&o, p, (size_t)(par_end - p));
+        }
+        if (amp == NULL)
+            break;
+        put(&o, "&", 1);
+        p = amp + 1;
+    }
+    return o.len;
+}
+
+/* ================================================================ records */
+
+/* One exchange of either side, as the comparison sees it. */
+struct rec {
+    const struct shunt_model_exchange *e;
+    int side;     /* 0 A, 1 B */
+    char *key;    /* alignment key: "METHOD [origin]folded-target" */
+    int closed;   /* the client closed early right after its response */
+    int eligible; /* a response the client kept, comparable to one it closed after */
+};
+
+/* One distinct value of a field. */
+struct val {
+    char *text;
+    size_t n[2];   /* messages of A and B with it */
+    size_t closed; /* ... among the responses closed after */
+    size_t kept;   /* ... among the eligible kept ones */
+};
+
+/* One field name in one part (request or response), pooled over both sides. */
+struct fld {
+    enum shunt_diff_part part;
+    char *name;
+    size_t present[2];
+    size_t closed_present, kept_present;
+    struct val *v;
+    size_t n_v, cap_v;
+    int overflow;      /* more than SHUNT_DIFF_MAX_VALUES distinct values */
+    int presence_only; /* values change by nature; never compared */
+    size_t last;       /* 1 + the record last counted, so that a message counts once */
+};
+
+struct ctx {
+    struct rec *r;
+    size_t n_r;
+    struct fld *f;
+    size_t n_f, cap_f;
+    size_t n_closed, n_kept;
+    size_t of[2][2]; /* messages by [part][side] */
+    size_t cap_h;    /* capacity of the result's differences */
+};
+
+/* Makes room for element <n> of the array *<p> (capacity *<cap>). Returns 0 or -1. */
+static int grow(void **p, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t nc = *cap ? 2 * *cap : 16;
+    void *q = realloc(*p, nc * size);
+    if (q == NULL)
+        return -1;
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
+static char *dup_slice(struct shunt_slice s)
+{
+    char *c = malloc(s.len + 1);
+    if (c != NULL) {
+        if (s.len)
+            memcpy(c, s.base, s.len);
+        c[s.len] = '\0';
+    }
+    return c;
+}
+
+/* Did the client close the connection <c> early, right after the response of <e>? <e> is
+ * its last exchange, got a response that did not itself end the connection (RFC 9112 9.3),
+ * the closer was the client (or is unknown, as in most HARs), and a new connection to the
+ * same origin followed (a close nothing followed may be a client that was done). */
+static int closed_early(const struct shunt_model_conn *c, const struct shunt_model_exchange *e)
+{
+    if (c->tunnel || e != shunt_model_last(c) || e->status == 0 || c->next == NULL)
+        return 0;
+    if (shunt_model_resp_closes(e) != NULL)
+        return 0;
+    return strcmp(c->closer, "client") == 0 || c->closer[0] == '\0';
+}
+
+/* Fills <s> with the connection behaviour of <m>. */
+static void side_stats(const struct shunt_model *m, struct shunt_diff_side *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (size_t i = 0; i < m->n_conns; i++) {
+        const struct shunt_model_conn *c = &m->conns[i];
+        if (c->n_ex == 0)
+            continue;
+        s->n_conns++;
+        s->n_ex += c->n_ex;
+        for (size_t k = 0; k < c->n_ex; k++)
+            s->n_responses += c->ex[k].status != 0;
+        if (strcmp(c->closer, "client") == 0)
+            strcmp(c->close_how, "FIN") == 0 ? s->client_fin++ : s->client_rst++;
+        else if (strcmp(c->closer, "server") == 0)
+            s->server++;
+        else if (strcmp(c->closer, "proxy") == 0)
+            s->proxy++;
+        else
+            s->unknown++;
+        s->early += (size_t)closed_early(c, shunt_model_last(c));
+        s->handshakes += c->n_handshakes;
+    }
+    s->reqs_per_conn = s->n_conns ? (double)s->n_ex / (double)s->n_conns : 0;
+    s->hs_per_req = s->n_ex ? (double)s->handshakes / (double)s->n_ex : 0;
+}
+
+/* Do two shares differ enough to tell? */
+static int shares_differ(size_t x, size_t of_x, size_t y, size_t of_y, double min)
+{
+    double a = of_x ? (double)x / (double)of_x : 0, b = of_y ? (double)y / (double)of_y : 0;
+    return fabs(a - b) >= min;
+}
+
+/* Connection behaviour differs: requests per connection by 10% or more, or the shares of
+ * connections closed early by the client, closed by the server, or handshakes per request
+ * by SHUNT_DIFF_MIN_RATE or more. */
+static int conns_differ(const struct shunt_diff_side *a, const struct shunt_diff_side *b)
+{
+    if ((a->n_conns == 0) != (b->n_conns == 0))
+        return 1;
+    if (a->n_conns == 0)
+        return 0;
+    double hi = a->reqs_per_conn > b->reqs_per_conn ? a->reqs_per_conn : b->reqs_per_conn;
+    return fabs(a->reqs_per_conn - b->reqs_per_conn) >= 0.1 * hi ||
+           shares_differ(a->early, a->n_conns, b->early, b->n_conns, SHUNT_DIFF_MIN_RATE) ||
+           shares_differ(a->server, a->n_conns, b->server, b->n_conns, SHUNT_DIFF_MIN_RATE) ||
+           fabs(a->hs_per_req - b->hs_per_req) >= SHUNT_DIFF_MIN_RATE;
+}
+
+/* The request target of <e>, from its request line as the client sent it ("" without). */
+static struct shunt_slice target_of(const struct shunt_model_exchange *e)
+{
+    struct shunt_slice none = {"", 0};
+    if (e->req.base == NULL)
+        return none;
+    size_t pos = 0;
+    struct shunt_slice l = shunt_har_head_start(e->req.base, e->req.len, &pos);
+    const char *sp = memchr(l.base, ' ', l.len);
+    if (sp == NULL)
+        return none;
+    const char *t = sp + 1, *end = l.base + l.len;
+    const char *sp2 = memchr(t, ' ', (size_t)(end - t));
+    return shunt_slice_make(t, (size_t)((sp2 ? sp2 : end) - t));
+}
+
+/* A new alignment key for <e>; NULL when out of memory. */
+static char *make_key(const struct shunt_model_exchange *e, int by_origin)
+{
+    char folded[SHUNT_DIFF_MAX_KEY];
+    struct shunt_slice t = target_of(e);
+    (void)shunt_diff_fold_target(t.base, t.len, folded, sizeof(folded));
+    size_t n = strlen(e->method) + strlen(e->host) + strlen(folded) + 16;
+    char *k = malloc(n);
+    if (k == NULL)
+        return NULL;
+    if (by_origin)
+        snprintf(k, n, "%s %s:%d%s", e->method, e->host, e->port, folded);
+    else
+        snprintf(k, n, "%s %s", e->method, folded);
+    return k;
+}
+
+/* Do <a> and <b> have an origin (host and port) in common? */
+static int share_origin(const struct shunt_model *a, const struct shunt_model *b)
+{
+    for (size_t i = 0; i < a->n_ex; i++) {
+        const struct shunt_model_exchange *x = &a->ex[i];
+        if (i > 0 && x->port == a->ex[i - 1].port && strcmp(x->host, a->ex[i - 1].host) == 0)
+            continue;
+        for (size_t j = 0; j < b->n_ex; j++)
+            if (x->port == b->ex[j].port && strcmp(x->host, b->ex[j].host) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+/* Orders records by key, then status. */
+static int rec_cmp(const void *x, const void *y)
+{
+    const struct rec *a = *(const struct rec *const *)x, *b = *(const struct rec *const *)y;
+    int r = strcmp(a->key, b->key);
+    return r ? r : (a->e->status > b->e->status) - (a->e->status < b->e->status);
+}
+
+/* ================================================================ fields */
+
+/* Fields whose values change by nature from message to message (dates, credentials, ids,
+ * the origin itself): compared by presence only. */
+static const char *const presence_only[] = {
+    "Date", "Expires", "Last-Modified", "Age", "ETag", "Set-Cookie", "Cookie", "Authorization",
+    "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate", "Host", "Keep-Alive",
+    "X-Request-Id", "Request-Id", "X-Correlation-Id", "Traceparent", "Tracestate", "Referer",
+    "If-None-Match", "If-Modified-Since", "Content-MD5", "Digest", NULL};
+
+/* Fields clients read to decide what to do with a connection: among equal scores, first. */
+static const char *const steers_connection[] = {
+    "Connection", "Keep-Alive", "Proxy-Connection", "Content-Length", "Transfer-Encoding",
+    "Server", "Proxy-Support", "Persistent-Auth", "WWW-Authenticate", NULL};
+
+static int in_list(const char *const *list, struct shunt_slice name)
+{
+    for (; *list != NULL; list++)
+        if (shunt_slice_ieq(name, *list, strlen(*list)))
+            return 1;
+    return 0;
+}
+
+/* The field <name> of <part> in <c>, added when new; NULL when out of memory. */
+static struct fld *field(struct ctx *c, enum shunt_diff_part part, struct shunt_slice name)
+{
+    for (size_t i = 0; i < c->n_f; i++)
+        if (c->f[i].part == part && shunt_slice_ieq(name, c->f[i].name, strlen(c->f[i].name)))
+            return &c->f[i];
+    if (grow((void **)&c->f, &c->cap_f, c->n_f, sizeof(*c->f)) != 0)
+        return NULL;
+    struct fld *f = &c->f[c->n_f];
+    memset(f, 0, sizeof(*f));
+    f->part = part;
+    f->presence_only = in_list(presence_only, name);
+    f->name = dup_slice(name);
+    if (f->name == NULL)
+        return NULL;
+    c->n_f++;
+    return f;
+}
+
+/* Counts <value> of <f> for record <r>. Returns 0 or -1 when out of memory. */
+static int count_value(struct fld *f, const struct rec *r, struct shunt_slice value)
+{
+    if (f->presence_only || f->overflow)
+        return 0;
+    struct val *v = NULL;
+    for (size_t i = 0; i < f->n_v && v == NULL; i++)
+        if (shunt_slice_eq(value, f->v[i].text, strlen(f->v[i].text)))
+            v = &f->v[i];
+    if (v == NULL) {
+        if (f->n_v == SHUNT_DIFF_MAX_VALUES) {
+            f->overflow = 1;
+            return 0;
+        }
+        if (grow((void **)&f->v, &f->cap_v, f->n_v, sizeof(*f->v)) != 0)
+            return -1;
+        v = &f->v[f->n_v];
+        memset(v, 0, sizeof(*v));
+        v->text = dup_slice(value);
+        if (v->text == NULL)
+            return -1;
+        f->n_v++;
+    }
+    v->n[r->side]++;
+    v->closed += (size_t)r->closed;
+    v->kept += (size_t)r->eligible;
+    return 0;
+}
+
+/* Counts every field of <head> (part <part>) for record <i>: each name once a message, with
+ * its first value. Returns 0 or -1 when out of memory. */
+static int count_head(struct ctx *c, size_t i, enum shunt_diff_part part, struct shunt_slice head)
+{
+    const struct rec *r = &c->r[i];
+    size_t pos = 0;
+    struct shunt_slice n, v;
+    c->of[part][r->side]++;
+    (void)shunt_har_head_start(head.base, head.len, &pos);
+    while (shunt_har_head_next(head.base, head.len, &pos, &n, &v)) {
+        if (n.len == 0)
+            continue;
+        struct fld *f = field(c, part, n);
+        if (f == NULL)
+            return -1;
+        if (f->last == i + 1)
+            continue;
+        f->last = i + 1;
+        f->present[r->side]++;
+        f->closed_present += (size_t)r->closed;
+        f->kept_present += (size_t)r->eligible;
+        if (count_value(f, r, v) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Distinct values of <f> on <side>. */
+static size_t n_values(const struct fld *f, int side)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_v; i++)
+        n += f->v[i].n[side] > 0;
+    return n;
+}
+
+/* Are the values of <f> worth comparing? Not for fields whose values change by nature, nor
+ * when a side has more than 4 distinct values and more than one for every two messages
+ * (request ids, timestamps, tokens). */
+static int values_compared(const struct fld *f)
+{
+    if (f->presence_only || f->overflow)
+        return 0;
+    for (int s = 0; s < 2; s++) {
+        size_t d = n_values(f, s);
+        if (d > 4 && 2 * d > f->present[s])
+            return 0;
+    }
+    return 1;
+}
+
+/* closed_with/closed - kept_with/kept; 0 when either is empty (nothing to tell apart). */
+static double association(size_t closed_with, size_t closed, size_t kept_with, size_t kept)
+{
+    if (closed == 0 || kept == 0)
+        return 0;
+    return (double)closed_with / (double)closed - (double)kept_with / (double)kept;
+}
+
+static double rate(size_t x, size_t of)
+{
+    return of ? (double)x / (double)of : 0;
+}
+
+/* The most common value of <f> on <side> (ties: the first in byte order), or NULL. */
+static const struct val *most_common(const struct fld *f, int side)
+{
+    const struct val *best = NULL;
+    for (size_t i = 0; i < f->n_v; i++) {
+        const struct val *v = &f->v[i];
+        if (v->n[side] == 0)
+            continue;
+        if (best == NULL || v->n[side] > best->n[side] ||
+            (v->n[side] == best->n[side] && strcmp(v->text, best->text) < 0))
+            best = v;
+    }
+    return best;
+}
+
+/* Scores <h> by how its feature (with <closed_with> and <kept_with> messages) goes with the
+ * closes of <c>. */
+static void set_score(struct shunt_diff_header *h, const struct ctx *c, size_t closed_with,
+                      size_t kept_with)
+{
+    double j = association(closed_with, c->n_closed, kept_with, c->n_kept);
+    h->closed = c->n_closed;
+    h->closed_with = closed_with;
+    h->kept = c->n_kept;
+    h->kept_with = kept_with;
+    h->score = fabs(j);
+    h->with_closes = j > SCORE_EPS;
+}
+
+/* Adds to <d> the differences of field <f>: its presence, then its values. Returns 0 or
+ * SHUNT_ENOMEM. */
+static int field_diffs(struct shunt_diff *d, struct ctx *c, const struct fld *f)
+{
+    size_t of_a = c->of[f->part][0], of_b = c->of[f->part][1];
+    if (of_a == 0 || of_b == 0)
+        return 0; /* one side has no such messages: nothing to compare the field with */
+    double ra = rate(f->present[0], of_a), rb = rate(f->present[1], of_b);
+    int one_side = (f->present[0] == 0) != (f->present[1] == 0);
+    if (one_side || fabs(ra - rb) >= SHUNT_DIFF_MIN_RATE) {
+        if (grow((void **)&d->h, &c->cap_h, d->n_h, sizeof(*d->h)) != 0)
+            return SHUNT_ENOMEM;
+        struct shunt_diff_header *h = &d->h[d->n_h];
+        memset(h, 0, sizeof(*h));
+        h->part = f->part;
+        h->change = SHUNT_DIFF_PRESENCE;
+        h->rate_a = ra;
+        h->rate_b = rb;
+        set_score(h, c, c->n_closed - f->closed_present, c->n_kept - f->kept_present);
+        if ((h->name = strdup(f->name)) == NULL)
+            return SHUNT_ENOMEM;
+        d->n_h++;
+    }
+    if (one_side || f->present[0] == 0 || !values_compared(f))
+        return 0;
+    /* Values on one side only; the one whose presence best tells closes from keeps. */
+    const struct val *best = NULL;
+    double best_j = -1;
+    for (size_t i = 0; i < f->n_v; i++) {
+        const struct val *v = &f->v[i];
+        if ((v->n[0] == 0) == (v->n[1] == 0))
+            continue;
+        double j = fabs(association(v->closed, c->n_closed, v->kept, c->n_kept));
+        size_t n = v->n[0] + v->n[1];
+        if (best == NULL || j > best_j + SCORE_EPS ||
+            (fabs(j - best_j) <= SCORE_EPS &&
+             (n > best->n[0] + best->n[1] ||
+              (n == best->n[0] + best->n[1] && strcmp(v->text, best->text) < 0)))) {
+            best = v;
+            best_j = j;
+        }
+    }
+    if (best == NULL)
+        return 0;
+    if (grow((void **)&d->h, &c->cap_h, d->n_h, sizeof(*d->h)) != 0)
+        return SHUNT_ENOMEM;
+    struct shunt_diff_header *h = &d->h[d->n_h];
+    memset(h, 0, sizeof(*h));
+    h->part = f->part;
+    h->change = SHUNT_DIFF_VALUE;
+    h->rate_a = rate(best->n[0], of_a);
+    h->rate_b = rate(best->n[1], of_b);
+    set_score(h, c, best->closed, best->kept);
+    const struct val *ca = most_common(f, 0), *cb = most_common(f, 1);
+    h->name = strdup(f->name);
+    h->value = strdup(best->text);
+    h->common_a = strdup(ca ? ca->text : "");
+    h->common_b = strdup(cb ? cb->text : "");
+    d->n_h++;
+    if (h->name == NULL || h->value == NULL || h->common_a == NULL || h->common_b == NULL)
+        return SHUNT_ENOMEM;
+    return 0;
+}
+
+/* Ranking: score; then a missing field before a different value, the response before the
+ * request, the fields that steer connections, the larger change in rate, the name. */
+static int header_cmp(const void *x, const void *y)
+{
+    const struct shunt_diff_header *a = x, *b = y;
+    if (fabs(a->score - b->score) > SCORE_EPS)
+        return a->score > b->score ? -1 : 1;
+    if (a->change != b->change)
+        return a->change == SHUNT_DIFF_PRESENCE ? -1 : 1;
+    if (a->part != b->part)
+        return a->part == SHUNT_DIFF_RESPONSE ? -1 : 1;
+    int sa = in_list(steers_connection, shunt_slice_make(a->name, strlen(a->name)));
+    int sb = in_list(steers_connection, shunt_slice_make(b->name, strlen(b->name)));
+    if (sa != sb)
+        return sa ? -1 : 1;
+    double da = fabs(a->rate_a - a->rate_b), db = fabs(b->rate_a - b->rate_b);
+    if (fabs(da - db) > SCORE_EPS)
+        return da > db ? -1 : 1;
+    return strcasecmp(a->name, b->name);
+}
+
+/* Public view of field <f>: presence and its most common values per side. */
+static int field_view(struct shunt_diff_field *out, const struct ctx *c, const struct fld *f)
+{
+    memset(out, 0, sizeof(*out));
+    out->part = f->part;
+    if ((out->name = strdup(f->name)) == NULL)
+        return SHUNT_ENOMEM;
+    out->values_compared = values_compared(f);
+    for (int s = 0; s < 2; s++) {
+        out->present[s] = f->present[s];
+        out->of[s] = c->of[f->part][s];
+        out->n_values[s] = n_values(f, s);
+        if (!out->values_compared)
+            continue;
+        /* The top few by count, then byte order: a selection pass per place. */
+        for (int k = 0; k < SHUNT_DIFF_TOP_VALUES; k++) {
+            const struct val *best = NULL;
+            for (size_t i = 0; i < f->n_v; i++) {
+                const struct val *v = &f->v[i];
+                int taken = 0;
+                for (int t = 0; t < k; t++)
+                    taken |= out->top[s][t] != NULL && strcmp(out->top[s][t], v->text) == 0;
+                if (taken || v->n[s] == 0)
+                    continue;
+                if (best == NULL || v->n[s] > best->n[s] ||
+                    (v->n[s] == best->n[s] && strcmp(v->text, best->text) < 0))
+                    best = v;
+            }
+            if (best == NULL)
+                break;
+            if ((out->top[s][k] = strdup(best->text)) == NULL)
+                return SHUNT_ENOMEM;
+            out->top_n[s][k] = best->n[s];
+        }
+    }
+    return 0;
+}
+
+static int field_cmp(const void *x, const void *y)
+{
+    const struct fld *a = x, *b = y;
+    if (a->part != b->part)
+        return a->part == SHUNT_DIFF_RESPONSE ? -1 : 1;
+    return strcasecmp(a->name, b->name);
+}
+
+/* ================================================================ the comparison */
+
+static void ctx_dispose(struct ctx *c)
+{
+    for (size_t i = 0; i < c->n_r; i++)
+        free(c->r[i].key);
+    for (size_t i = 0; i < c->n_f; i++) {
+        for (size_t k = 0; k < c->f[i].n_v; k++)
+            free(c->f[i].v[k].text);
+        free(c->f[i].v);
+        free(c->f[i].name);
+    }
+    free(c->r);
+    free(c->f);
+}
+
+/* Adds the kinds of request seen on one side only, and counts the shared ones, walking
+ * <by> (the records sorted by key). Returns 0 or SHUNT_ENOMEM. */
+static int alignment(struct shunt_diff *d, struct rec **by, size_t n)
+{
+    size_t cap_a = 0, cap_b = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i, cnt[2] = {0, 0};
+        while (j < n && strcmp(by[j]->key, by[i]->key) == 0)
+            cnt[by[j++]->side]++;
+        if (cnt[0] && cnt[1]) {
+            d->n_keys_shared++;
+        } else {
+            int s = cnt[0] ? 0 : 1;
+            struct shunt_diff_only **v = s ? &d->only_b : &d->only_a;
+            size_t *nv = s ? &d->n_only_b : &d->n_only_a;
+            if (grow((void **)v, s ? &cap_b : &cap_a, *nv, sizeof(**v)) != 0)
+                return SHUNT_ENOMEM;
+            (*v)[*nv].n = cnt[s];
+            if (((*v)[*nv].key = strdup(by[i]->key)) == NULL)
+                return SHUNT_ENOMEM;
+            (*nv)++;
+        }
+        i = j;
+    }
+    return 0;
+}
+
+/* Counts the statuses of both sides into <d>. Returns 0 or SHUNT_ENOMEM. */
+static int statuses(struct shunt_diff *d, const struct ctx *c)
+{
+    size_t cap = 0;
+    for (size_t i = 0; i < c->n_r; i++) {
+        int st = c->r[i].e->status;
+        size_t k = 0;
+        while (k < d->n_st && d->st[k].status < st)
+            k++;
+        if (k == d->n_st || d->st[k].status != st) {
+            if (grow((void **)&d->st, &cap, d->n_st, sizeof(*d->st)) != 0)
+                return SHUNT_ENOMEM;
+            memmove(&d->st[k + 1], &d->st[k], (d->n_st - k) * sizeof(*d->st));
+            memset(&d->st[k], 0, sizeof(*d->st));
+            d->st[k].status = st;
+            d->n_st++;
+        }
+        if (c->r[i].side)
+            d->st[k].n_b++;
+        else
+            d->st[k].n_a++;
+    }
+    for (size_t k = 0; k < d->n_st; k++) {
+        struct shunt_diff_status *s = &d->st[k];
+        s->differs = (s->n_a == 0) != (s->n_b == 0) ||
+                     shares_differ(s->n_a, d->a.n_ex, s->n_b, d->b.n_ex, SHUNT_DIFF_MIN_STATUS);
+    }
+    return 0;
+}
+
+int shunt_diff_run(const struct shunt_model *a, const struct shunt_model *b,
+                   struct shunt_diff *out)
+{
+    const struct shunt_model *m[2] = {a, b};
+    struct ctx c;
+    struct rec **by = NULL;
+    int rc = SHUNT_ENOMEM;
+    memset(&c, 0, sizeof(c));
+    side_stats(a, &out->a);
+    side_stats(b, &out->b);
+    out->conns_differ = conns_differ(&out->a, &out->b);
+    out->by_origin = share_origin(a, b);
+
+    /* Every exchange of both sides, with its key and whether the client closed after it. */
+    c.r = calloc(a->n_ex + b->n_ex + 1, sizeof(*c.r));
+    by = malloc((a->n_ex + b->n_ex + 1) * sizeof(*by));
+    if (c.r == NULL || by == NULL)
+        goto done;
+    for (int s = 0; s < 2; s++)
+        for (size_t i = 0; i < m[s]->n_conns; i++) {
+            const struct shunt_model_conn *cn = &m[s]->conns[i];
+            for (size_t k = 0; k < cn->n_ex; k++) {
+                struct rec *r = &c.r[c.n_r];
+                r->e = &cn->ex[k];
+                r->side = s;
+                r->closed = closed_early(cn, r->e);
+                if ((r->key = make_key(r->e, out->by_origin)) == NULL)
+                    goto done;
+                by[c.n_r] = r;
+                c.n_closed += (size_t)r->closed;
+                c.n_r++;
+            }
+        }
+
+    /* Comparable responses: those of a key and status after which the client closed early
+     * at least once (a 401 is not compared with a 200); all responses when there are none. */
+    qsort(by, c.n_r, sizeof(*by), rec_cmp);
+    for (size_t i = 0; i < c.n_r;) {
+        size_t j = i;
+        int any = 0;
+        while (j < c.n_r && rec_cmp(&by[i], &by[j]) == 0)
+            any |= by[j++]->closed;
+        for (size_t k = i; any && k < j; k++)
+            by[k]->eligible = !by[k]->closed && by[k]->e->status != 0;
+        i = j;
+    }
+    for (size_t i = 0; i < c.n_r; i++)
+        c.n_kept += (size_t)c.r[i].eligible;
+    if (c.n_kept == 0 && c.n_closed > 0)
+        for (size_t i = 0; i < c.n_r; i++) {
+            c.r[i].eligible = !c.r[i].closed && c.r[i].e->status != 0;
+            c.n_kept += (size_t)c.r[i].eligible;
+        }
+    if (alignment(out, by, c.n_r) != 0 || statuses(out, &c) != 0)
+        goto done;
+
+    /* Every field of every head, as the client sent and got it. */
+    for (size_t i = 0; i < c.n_r; i++) {
+        const struct shunt_model_exchange *e = c.r[i].e;
+        if (e->status != 0 && e->resp_down.base != NULL &&
+            count_head(&c, i, SHUNT_DIFF_RESPONSE, e->resp_down) != 0)
+            goto done;
+    }
+    for (size_t i = 0; i < c.n_f; i++)
+        c.f[i].last = 0;
+    for (size_t i = 0; i < c.n_r; i++)
+        if (c.r[i].e->req.base != NULL &&
+            count_head(&c, i, SHUNT_DIFF_REQUEST, c.r[i].e->req) != 0)
+            goto done;
+    qsort(c.f, c.n_f, sizeof(*c.f), field_cmp);
+    out->fields = calloc(c.n_f + 1, sizeof(*out->fields));
+    if (out->fields == NULL)
+        goto done;
+    for (size_t i = 0; i < c.n_f; i++) {
+        out->n_fields++;
+        if (field_view(&out->fields[i], &c, &c.f[i]) != 0 || field_diffs(out, &c, &c.f[i]) != 0)
+            goto done;
+    }
+    if (out->n_h > 1)
+        qsort(out->h, out->n_h, sizeof(*out->h), header_cmp);
+    rc = 0;
+done:
+    free(by);
+    ctx_dispose(&c);
+    return rc;
+}
+
+void shunt_diff_dispose(struct shunt_diff *d)
+{
+    for (size_t i = 0; i < d->n_h; i++) {
+        free(d->h[i].name);
+        free(d->h[i].value);
+        free(d->h[i].common_a);
+        free(d->h[i].common_b);
+    }
+    for (size_t i = 0; i < d->n_only_a; i++)
+        free(d->only_a[i].key);
+    for (size_t i = 0; i < d->n_only_b; i++)
+        free(d->only_b[i].key);
+    for (size_t i = 0; i < d->n_fields; i++) {
+        free(d->fields[i].name);
+        for (int s = 0; s < 2; s++)
+            for (int k = 0; k < SHUNT_DIFF_TOP_VALUES; k++)
+                free(d->fields[i].top[s][k]);
+    }
+    free(d->h);
+    free(d->st);
+    free(d->only_a);
+    free(d->only_b);
+    free(d->fields);
+    memset(d, 0, sizeof(*d));
+}
+
+int shunt_diff_any(const struct shunt_diff *d)
+{
+    if (d->conns_differ || d->n_h || d->n_only_a || d->n_only_b)
+        return 1;
+    for (size_t i = 0; i < d->n_st; i++)
+        if (d->st[i].differs)
+            return 1;
+    return 0;
+}
+
+/* ================================================================ text */
+
+/* Differences and kinds of request listed in the text; --json has them all. */
+#define PRINT_MAX_DIFFS 20
+#define PRINT_MAX_ONLY 10
+
+static const char *part_name(enum shunt_diff_part p)
+{
+    return p == SHUNT_DIFF_REQUEST ? "request" : "response";
+}
+
+static const char *plural(size_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+/* Copies <s> into <buf> (<len> bytes), quoted, cut with "..." to at most <max> characters
+ * (at least 8, and less than <len>). */
+static const char *quoted(char *buf, size_t len, const char *s, size_t max)
+{
+    size_t l = strlen(s), o = 0;
+    if (max < 8)
+        max = 8;
+    if (max > len - 1)
+        max = len - 1;
+    int cut = l + 2 > max;
+    size_t keep = cut ? max - 5 : l;
+    buf[o++] = '"';
+    memcpy(buf + o, s, keep);
+    o += keep;
+    if (cut) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+/* "100%", "9%", "<1%" */
+static const char *pct(char *buf, size_t len, double r)
+{
+    if (r > 0 && r < 0.005)
+        snprintf(buf, len, "<1%%");
+    else
+        snprintf(buf, len, "%.0f%%", r * 100);
+    return buf;
+}
+
+/* One row of the connection table: a label, then A's and B's columns. */
+static void row(FILE *f, const char *label, const char *a, const char *b)
+{
+    fprintf(f, "  %-40s %12s %12s\n", label, a, b);
+}
+
+static void row_n(FILE *f, const char *label, size_t a, size_t b)
+{
+    char x[32], y[32];
+    snprintf(x, sizeof(x), "%zu", a);
+    snprintf(y, sizeof(y), "%zu", b);
+    row(f, label, x, y);
+}
+
+static void row_f(FILE *f, const char *label, double a, double b, const char *fmt)
+{
+    char x[32], y[32];
+    snprintf(x, sizeof(x), fmt, a);
+    snprintf(y, sizeof(y), fmt, b);
+    row(f, label, x, y);
+}
+
+/* The connection behaviour of both sides, and whether it differs. */
+static void print_conns(FILE *f, const struct shunt_diff *d)
+{
+    const struct shunt_diff_side *a = &d->a, *b = &d->b;
+    fprintf(f, "\n%-42s %12s %12s\n", "connection behaviour", "A", "B");
+    row_n(f, "connections", a->n_conns, b->n_conns);
+    row_f(f, "requests per connection", a->reqs_per_conn, b->reqs_per_conn, "%.1f");
+    row_n(f, "closed by the client with a FIN", a->client_fin, b->client_fin);
+    if (a->client_rst || b->client_rst)
+        row_n(f, "closed by the client otherwise (reset)", a->client_rst, b->client_rst);
+    row_n(f, "  early: a new connection followed", a->early, b->early);
+    row_n(f, "closed by the server", a->server, b->server);
+    if (a->proxy || b->proxy)
+        row_n(f, "closed by the proxy", a->proxy, b->proxy);
+    if (a->unknown || b->unknown)
+        row_n(f, "closer not known (open, or a HAR)", a->unknown, b->unknown);
+    row_n(f, "handshakes (NTLM, Negotiate)", a->handshakes, b->handshakes);
+    row_f(f, "handshakes per request", a->hs_per_req, b->hs_per_req, "%.2f");
+    if (!d->conns_differ)
+        fputs("  => connection behaviour is the same.\n", f);
+    else if (a->early != b->early)
+        fprintf(f, "  => it differs: the client closed %zu %s early in %s, %zu in %s.\n",
+                a->early > b->early ? a->early : b->early,
+                plural(a->early > b->early ? a->early : b->early, "connection", "connections"),
+                a->early > b->early ? "A" : "B", a->early > b->early ? b->early : a->early,
+                a->early > b->early ? "B" : "A");
+    else
+        fputs("  => it differs (requests per connection, server closes or handshakes).\n", f);
+}
+
+/* One ranked difference, in three lines. */
+static void print_header(FILE *f, size_t rank, const struct shunt_diff_header *h, int width)
+{
+    char x[16], y[16], v[128], w[128];
+    size_t vmax = width > 60 ? (size_t)(width - 52) : 8;
+    fprintf(f, "%2zu. %s header %s%s  (%.2f)\n", rank, part_name(h->part), h->name,
+            h->change == SHUNT_DIFF_VALUE ? " value" : "", h->score);
+    const char *msgs = h->part == SHUNT_DIFF_REQUEST ? "requests" : "responses";
+    if (h->change == SHUNT_DIFF_PRESENCE) {
+        fprintf(f, "    on %s of A's %s, %s of B's\n", pct(x, sizeof(x), h->rate_a), msgs,
+                pct(y, sizeof(y), h->rate_b));
+    } else {
+        int on_b = h->rate_b > 0;
+        fprintf(f, "    %s on %s of %s's %s; %s has %s\n", quoted(v, sizeof(v), h->value, vmax),
+                pct(x, sizeof(x), on_b ? h->rate_b : h->rate_a), on_b ? "B" : "A", msgs,
+                on_b ? "A" : "B",
+                quoted(w, sizeof(w), on_b ? h->common_a : h->common_b, vmax));
+    }
+    if (h->closed == 0) {
+        fputs("    no early close on either side: it explains none\n", f);
+        return;
+    }
+    /* Say it the way round that goes with the closes. */
+    int flip = !h->with_closes && h->score > SCORE_EPS;
+    const char *what = h->change == SHUNT_DIFF_PRESENCE ? (flip ? "present" : "missing")
+                                                        : (flip ? "another value" : "that value");
+    size_t cw = flip ? h->closed - h->closed_with : h->closed_with;
+    size_t kw = flip ? h->kept - h->kept_with : h->kept_with;
+    fprintf(f, "    %s on %zu of %zu %s before an early close, on %zu of %zu kept\n", what, cw,
+            h->closed, h->part == SHUNT_DIFF_REQUEST ? "exchanges" : "responses", kw, h->kept);
+}
+
+void shunt_diff_print(FILE *f, const struct shunt_diff *d, const struct shunt_diff_info *info,
+                      int width)
+{
+    char k[SHUNT_DIFF_MAX_KEY + 8];
+    fprintf(f, "shunt diff: A %s%s\n            B %s%s\n", info->path_a,
+            info->har_a ? " (HAR)" : "", info->path_b, info->har_b ? " (HAR)" : "");
+    fprintf(f, "A: %zu %s on %zu %s; B: %zu %s on %zu %s\n", d->a.n_ex,
+            plural(d->a.n_ex, "exchange", "exchanges"), d->a.n_conns,
+            plural(d->a.n_conns, "connection", "connections"), d->b.n_ex,
+            plural(d->b.n_ex, "exchange", "exchanges"), d->b.n_conns,
+            plural(d->b.n_conns, "connection", "connections"));
+    fprintf(f, "aligned by method, %s (ids folded): %zu %s on both sides\n",
+            d->by_origin ? "origin and URL" : "path and query", d->n_keys_shared,
+            plural(d->n_keys_shared, "kind of request", "kinds of request"));
+    print_conns(f, d);
+    if (d->n_h > 0) {
+        fputs("\ndifferences in headers, ranked by how well each tells the responses after\n"
+              "which the client closed early from those after which it kept the connection:\n",
+              f);
+        for (size_t i = 0; i < d->n_h && i < PRINT_MAX_DIFFS; i++)
+            print_header(f, i + 1, &d->h[i], width);
+        if (d->n_h > PRINT_MAX_DIFFS)
+            fprintf(f, "... and %zu more (--json lists them all)\n", d->n_h - PRINT_MAX_DIFFS);
+    }
+    size_t n_st = 0;
+    for (size_t i = 0; i < d->n_st; i++)
+        n_st += (size_t)d->st[i].differs;
+    if (n_st > 0) {
+        fprintf(f, "\n%-42s %12s %12s\n", "statuses that differ (exchanges)", "A", "B");
+        for (size_t i = 0; i < d->n_st; i++) {
+            const struct shunt_diff_status *s = &d->st[i];
+            char label[32], x[32], y[32], p[16];
+            if (!s->differs)
+                continue;
+            if (s->status)
+                snprintf(label, sizeof(label), "%d", s->status);
+            else
+                snprintf(label, sizeof(label), "no response");
+            snprintf(x, sizeof(x), "%zu (%s)", s->n_a,
+                     pct(p, sizeof(p), rate(s->n_a, d->a.n_ex)));
+            snprintf(y, sizeof(y), "%zu (%s)", s->n_b,
+                     pct(p, sizeof(p), rate(s->n_b, d->b.n_ex)));
+            row(f, label, x, y);
+        }
+    }
+    for (int s = 0; s < 2; s++) {
+        const struct shunt_diff_only *o = s ? d->only_b : d->only_a;
+        size_t n = s ? d->n_only_b : d->n_only_a;
+        if (n == 0)
+            continue;
+        fprintf(f, "\nonly in %s (%zu %s):\n", s ? "B" : "A", n,
+                plural(n, "kind of request", "kinds of request"));
+        for (size_t i = 0; i < n && i < PRINT_MAX_ONLY; i++) {
+            int room = width - 18 > 20 ? width - 18 : 20;
+            snprintf(k, sizeof(k), "%s", o[i].key);
+            if ((int)strlen(k) > room)
+                memcpy(k + room - 3, "...", 4);
+            fprintf(f, "  %-*s %6zu %s\n", room, k, o[i].n, plural(o[i].n, "exchange", "exchanges"));
+        }
+        if (n > PRINT_MAX_ONLY)
+            fprintf(f, "  ... and %zu more (--json lists them all)\n", n - PRINT_MAX_ONLY);
+    }
+    if (!shunt_diff_any(d))
+        fputs("\nno difference.\n", f);
+}
+
+/* ================================================================ JSON */
+
+static json_t *side_json(const struct shunt_diff_side *s)
+{
+    return json_pack("{s:I, s:I, s:I, s:f, s:{s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:f}",
+                     "connections", (json_int_t)s->n_conns, "exchanges", (json_int_t)s->n_ex,
+                     "responses", (json_int_t)s->n_responses, "requests_per_connection",
+                     s->reqs_per_conn, "closed_by_client", "fin", (json_int_t)s->client_fin,
+                     "other", (json_int_t)s->client_rst, "early", (json_int_t)s->early,
+                     "closed_by_server", (json_int_t)s->server, "closed_by_proxy",
+                     (json_int_t)s->proxy, "closer_unknown", (json_int_t)s->unknown,
+                     "handshakes", (json_int_t)s->handshakes, "handshakes_per_request",
+                     s->hs_per_req);
+}
+
+static json_t *header_json(size_t rank, const struct shunt_diff_header *h)
+{
+    int val = h->change == SHUNT_DIFF_VALUE;
+    return json_pack("{s:I, s:s, s:s, s:s, s:s?, s:{s:f, s:s?}, s:{s:f, s:s?}, s:f, s:s, "
+                     "s:{s:I, s:I}, s:{s:I, s:I}}",
+                     "rank", (json_int_t)rank, "part", part_name(h->part), "name", h->name,
+                     "change", val ? "value" : "presence", "value", h->value, "a", "rate",
+                     h->rate_a, "common", h->common_a, "b", "rate", h->rate_b, "common",
+                     h->common_b, "score", h->score, "goes_with_closes",
+                     h->score <= SCORE_EPS ? "nothing"
+                     : h->with_closes      ? (val ? "value" : "absence")
+                                           : (val ? "other values" : "presence"),
+                     "closed", "of", (json_int_t)h->closed, "with", (json_int_t)h->closed_with,
+                     "kept", "of", (json_int_t)h->kept, "with", (json_int_t)h->kept_with);
+}
+
+static json_t *field_json(const struct shunt_diff_field *fd)
+{
+    json_t *sides[2];
+    for (int s = 0; s < 2; s++) {
+        json_t *vals = fd->values_compared ? json_array() : json_null();
+        for (int k = 0; fd->values_compared && k < SHUNT_DIFF_TOP_VALUES; k++)
+            if (fd->top[s][k] != NULL)
+                json_array_append_new(vals, json_pack("{s:s, s:I}", "value", fd->top[s][k],
+                                                      "count", (json_int_t)fd->top_n[s][k]));
+        sides[s] = json_pack("{s:I, s:I, s:I, s:o}", "present", (json_int_t)fd->present[s],
+                             "of", (json_int_t)fd->of[s], "distinct_values",
+                             (json_int_t)fd->n_values[s], "values", vals);
+    }
+    return json_pack("{s:s, s:s, s:b, s:o, s:o}", "part", part_name(fd->part), "name", fd->name,
+                     "values_compared", fd->values_compared, "a", sides[0], "b", sides[1]);
+}
+
+/* Appends <j> to <arr>; returns -1 (and drops both) when <j> is NULL. */
+static int append(json_t *arr, json_t *j)
+{
+    return j == NULL ? -1 : json_array_append_new(arr, j);
+}
+
+int shunt_diff_print_json(FILE *f, const struct shunt_diff *d, const struct shunt_diff_info *info)
+{
+    json_t *root = json_object(), *hs = json_array(), *st = json_array(), *oa = json_array(),
+           *ob = json_array(), *fs = json_array();
+    if (root == NULL || hs == NULL || st == NULL || oa == NULL || ob == NULL || fs == NULL)
+        goto oom;
+    for (size_t i = 0; i < d->n_h; i++)
+        if (append(hs, header_json(i + 1, &d->h[i])) != 0)
+            goto oom;
+    for (size_t i = 0; i < d->n_st; i++)
+        if (append(st, json_pack("{s:i, s:I, s:I, s:b}", "status", d->st[i].status, "a",
+                                 (json_int_t)d->st[i].n_a, "b", (json_int_t)d->st[i].n_b,
+                                 "differs", d->st[i].differs)) != 0)
+            goto oom;
+    for (size_t i = 0; i < d->n_only_a; i++)
+        if (append(oa, json_pack("{s:s, s:I}", "request", d->only_a[i].key, "exchanges",
+                                 (json_int_t)d->only_a[i].n)) != 0)
+            goto oom;
+    for (size_t i = 0; i < d->n_only_b; i++)
+        if (append(ob, json_pack("{s:s, s:I}", "request", d->only_b[i].key, "exchanges",
+                                 (json_int_t)d->only_b[i].n)) != 0)
+            goto oom;
+    for (size_t i = 0; i < d->n_fields; i++)
+        if (append(fs, field_json(&d->fields[i])) != 0)
+            goto oom;
+    json_t *files = json_pack("{s:{s:s, s:b}, s:{s:s, s:b}}", "a", "file", info->path_a,
+                              "from_har", info->har_a, "b", "file", info->path_b, "from_har",
+                              info->har_b);
+    json_t *conns = json_pack("{s:b, s:o, s:o}", "differ", d->conns_differ, "a",
+                              side_json(&d->a), "b", side_json(&d->b));
+    if (files == NULL || conns == NULL) {
+        json_decref(files);
+        json_decref(conns);
+        goto oom;
+    }
+    json_object_set_new(root, "files", files);
+    json_object_set_new(root, "different", json_boolean(shunt_diff_any(d)));
+    json_object_set_new(root, "aligned_by",
+                        json_string(d->by_origin ? "method, origin, path and query"
+                                                 : "method, path and query"));
+    json_object_set_new(root, "shared_requests", json_integer((json_int_t)d->n_keys_shared));
+    json_object_set_new(root, "connections", conns);
+    json_object_set_new(root, "differences", hs);
+    json_object_set_new(root, "statuses", st);
+    json_object_set_new(root, "only_in_a", oa);
+    json_object_set_new(root, "only_in_b", ob);
+    json_object_set_new(root, "fields", fs);
+    json_dumpf(root, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    fputc('\n', f);
+    json_decref(root);
+    return 0;
+oom:
+    json_decref(root);
+    json_decref(hs);
+    json_decref(st);
+    json_decref(oa);
+    json_decref(ob);
+    json_decref(fs);
+    return SHUNT_ENOMEM;
+}
