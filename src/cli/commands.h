@@ -15,5 +15,6 @@ int shunt_cmd_import(int argc, char **argv);
 int shunt_cmd_ctl(int argc, char **argv);
 int shunt_cmd_lab(int argc, char **argv);
 int shunt_cmd_diagnose(int argc, char **argv);
+int shunt_cmd_diff(int argc, char **argv);
 
 #endif

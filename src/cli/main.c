@@ -15,6 +15,7 @@ static const struct {
     {"connections", shunt_cmd_connections, "list the client connections of a capture"},
     {"export", shunt_cmd_export, "write a capture as HAR 1.2 (--har OUT.har)"},
     {"diagnose", shunt_cmd_diagnose, "findings on a capture or a HAR: what went wrong, why, the fix"},
+    {"diff", shunt_cmd_diff, "what differs between two captures or HARs, ranked by what explains it"},
     {"import", shunt_cmd_import, "make a capture from a HAR (Chrome, Firefox, Fiddler, mitmproxy)"},
     {"ctl", shunt_cmd_ctl, "switch options, reload rules, show status of a running proxy"},
     {"lab", shunt_cmd_lab, "an origin and a client for experiments (the story, on loopback)"},
