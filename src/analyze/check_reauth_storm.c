@@ -13,7 +13,8 @@
 static int run(const struct shunt_model *m, struct shunt_findings *out);
 
 static const char *const causes[] = {"wininet-auth-close", "server-closes-keepalive",
-                                     "auth-connection-switch", "client-closes-early", NULL};
+                                     "auth-connection-switch", "client-closes-early",
+                                     "via-breaks-auth-persistence", NULL};
 
 const struct shunt_check shunt_check_reauth_storm = {
     .id = "reauth-storm",

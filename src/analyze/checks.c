@@ -7,6 +7,7 @@ extern const struct shunt_check shunt_check_reauth_storm;
 extern const struct shunt_check shunt_check_server_closes_keepalive;
 extern const struct shunt_check shunt_check_auth_connection_switch;
 extern const struct shunt_check shunt_check_hop_by_hop_misuse;
+extern const struct shunt_check shunt_check_via_breaks_auth_persistence;
 
 const struct shunt_check *const shunt_checks[] = {
     &shunt_check_wininet_auth_close,
@@ -14,6 +15,7 @@ const struct shunt_check *const shunt_checks[] = {
     &shunt_check_server_closes_keepalive,
     &shunt_check_auth_connection_switch,
     &shunt_check_hop_by_hop_misuse,
+    &shunt_check_via_breaks_auth_persistence,
 };
 
 const size_t shunt_n_checks = sizeof(shunt_checks) / sizeof(shunt_checks[0]);

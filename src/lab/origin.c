@@ -78,6 +78,9 @@ static const char help[] =
     "  --http10             answer as HTTP/1.0: close after each response unless the client\n"
     "                       asked for Connection: keep-alive\n"
     "  --close-after N      close a connection after its N-th response\n"
+    "  --reauth-with-via    a request that carries Via ends its connection's NTLM or\n"
+    "                       Negotiate authentication: the next request gets a new 401, as\n"
+    "                       IIS does for requests that came through a proxy\n"
     "  --idle-timeout S     close connections idle for S seconds (default 120; 0.5 works)\n"
     "  -q, --quiet          no line per request (connections and handshakes are still logged)\n"
     "  -h, --help           this text\n"
@@ -92,6 +95,7 @@ struct origin_cfg {
     const char *server;    /* Server value, or NULL for none */
     int http10;            /* --http10 */
     unsigned long close_after; /* responses per connection; 0: no limit */
+    int reauth_with_via;   /* --reauth-with-via: authentication lasts one request with Via */
     uint64_t idle_ms;      /* idle keep-alive timeout, ms (>= 1) */
     int quiet;             /* -q: no per-request lines */
 };
@@ -708,7 +712,15 @@ static void on_head(struct conn *c)
     r->keep_alive = keep;
 
     route(c, plen ? p : "/", plen ? route_len : 1);
-    (void)authenticate(c);
+    if (authenticate(c) && cfg->reauth_with_via && c->authenticated &&
+        shunt_http_find_header(hd, "Via", 3) != NULL) {
+        /* IIS's authentication for a request by proxy (AuthPersistSingleRequestIfProxy, which
+         * IIS 5 documents; docs/knowledge.md): served, then reset at the end of the request,
+         * so the connection's next request must authenticate again. */
+        c->authenticated = 0;
+        c->challenged = 0;
+        CONN_LOG(c, "%s", "Via: the authentication ends with this request");
+    }
 }
 
 /* Consumes <n> bytes at the start of the input buffer. */
@@ -965,6 +977,8 @@ static int parse_args(int argc, char **argv, struct origin_cfg *cfg)
             no_server = 1;
         } else if (strcmp(a, "--http10") == 0) {
             cfg->http10 = 1;
+        } else if (strcmp(a, "--reauth-with-via") == 0) {
+            cfg->reauth_with_via = 1;
         } else if (strcmp(a, "--close-after") == 0) {
             char *end;
             errno = 0;

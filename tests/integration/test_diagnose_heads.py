@@ -1,0 +1,164 @@
+"""`shunt diagnose`'s checks that read what the heads and byte counts say about the peers:
+unframed-or-overlong-body, via-breaks-auth-persistence and client-quirk (docs/diagnose.md,
+docs/knowledge.md). Captures recorded with real peers through `shunt proxy --capture` (the
+scripted origin, curl, the lab origin and client) and hand-written HARs; each check has
+cases that must trigger it and cases that must not, and the findings are asserted exactly:
+which, how many, in which unit, with which examples."""
+import base64
+import json
+import subprocess
+
+import pytest
+
+import peers
+from test_diagnose import diagnose, findings, har_entry, record, write_har  # noqa: F401
+
+U = "http://intranet.example/"
+
+
+def capture(shunt, tmp_path, clients, name="cap.db", proxy_args=()):
+    """Records a capture: a proxy with --capture, each of <clients> (argument lists for curl,
+    the proxy's URL added) run in turn; the proxy is stopped before the path is returned."""
+    path = tmp_path / name
+    px = shunt("--capture", path, *proxy_args)
+    for args in clients:
+        p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-x", px.proxy_url] +
+                           [str(a) for a in args], capture_output=True, timeout=peers.WAIT,
+                           stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, p.stderr
+    assert px.stop() == []
+    return path
+
+
+def by_id(doc, check):
+    """The findings of <check> in <doc>, in rank order."""
+    return [f for f in doc["findings"] if f["id"] == check]
+
+
+def close_after(reply):
+    """A handler: answers one request with <reply>, then closes the connection."""
+    def handler(conn):
+        if conn.recv_request() is not None:
+            conn.send(reply)
+        conn.close()
+    return handler
+
+
+# ----------------------------------------------------------------------------- via
+
+
+def lab_capture(shunt, lab_origin, tmp_path, origin_args, client_args, proxy_args=(),
+                name="lab.db"):
+    """A lab origin, a proxy recording to a new capture (with <proxy_args>), the lab client
+    through it; returns the capture (the proxy stopped) and the client's summary."""
+    o = lab_origin("-q", *origin_args)
+    path = tmp_path / name
+    px = shunt("--capture", path, *proxy_args)
+    p = subprocess.run([peers.SHUNT_BIN, "lab", "client", "--json", "--proxy",
+                        f"127.0.0.1:{px.port}"] + [str(a) for a in client_args] +
+                       [f"http://127.0.0.1:{o.port}/"],
+                       capture_output=True, text=True, timeout=peers.WAIT,
+                       stdin=subprocess.DEVNULL)
+    summary = json.loads(p.stdout)
+    assert px.stop() == []
+    return path, summary
+
+
+@pytest.mark.parametrize("auth", ["ntlm", "negotiate"])
+def test_via_to_reauthenticating_iis_is_via_breaks_auth_persistence(shunt, lab_origin,
+                                                                    tmp_path, auth):
+    path, s = lab_capture(shunt, lab_origin, tmp_path, ["--auth", auth, "--reauth-with-via"],
+                          ["--requests", 4], ["--via"])
+    # one connection, and a handshake for every request on it
+    assert (s["ok"], s["connections_opened"], s["handshakes"]) == (4, 1, 4)
+    ids, doc = findings(path)
+    assert ids == ["via-breaks-auth-persistence", "reauth-storm"]
+    v, r = doc["findings"]
+    assert (v["count"], v["unit"], v["confidence"]) == (3, "handshakes", "likely")
+    assert v["impact"]["handshakes"] == 3 and v["impact"]["connections"] == 0
+    step = 3 if auth == "ntlm" else 2  # exchanges per handshake: NTLM has two 401s
+    assert v["examples"] == {"connections": [1],
+                             "exchanges": [1 + step, 1 + 2 * step, 1 + 3 * step]}
+    assert v["what"].startswith("The server (Microsoft-IIS/6.0) asked for a new NTLM or "
+                                "Negotiate handshake 3 times on connections already "
+                                "authenticated")
+    assert "Via (1.1 shunt), which the recording proxy added (shunt proxy --via)" in v["what"]
+    assert "without --via" in v["fix"]
+    assert r["explained_by"] == "via-breaks-auth-persistence"
+
+
+def test_reauth_with_via_keeps_authentication_without_via(shunt, lab_origin, tmp_path):
+    # the same server, the same client, a proxy that adds no Via: one handshake
+    path, s = lab_capture(shunt, lab_origin, tmp_path, ["--auth", "ntlm", "--reauth-with-via"],
+                          ["--requests", 4])
+    assert (s["ok"], s["connections_opened"], s["handshakes"]) == (4, 1, 1)
+    assert findings(path)[0] == []
+
+
+def test_via_without_reauthenticating_server_is_no_finding(shunt, lab_origin, tmp_path):
+    # Via on every request, but the server keeps the authentication: nothing to say
+    path, s = lab_capture(shunt, lab_origin, tmp_path, ["--auth", "ntlm"], ["--requests", 4],
+                          ["--via"])
+    assert s["handshakes"] == 1
+    assert findings(path)[0] == []
+
+
+def ntlm_token(kind):
+    """An NTLM message of type <kind> (1 NEGOTIATE, 2 CHALLENGE, 3 AUTHENTICATE), base64."""
+    return base64.b64encode(b"NTLMSSP\x00" + bytes([kind, 0, 0, 0]) + bytes(8)).decode()
+
+
+def ntlm_entries(t, conn, path, via, server, handshake=True):
+    """HAR entries of one request on connection <conn>: with <handshake>, the three legs of an
+    NTLM handshake (bare 401, 401 with the CHALLENGE, 200); otherwise one 200 without
+    credentials. <via> is the request's Via value or None."""
+    req = [("Host", "intranet.example")] + ([("Via", via)] if via else [])
+    srv = [("Server", server)] if server else []
+    if not handshake:
+        return [har_entry(t, U + path, req, 200, srv + [("Content-Length", "2")], conn=conn)]
+    return [
+        har_entry(t, U + path, req, 401, srv + [("WWW-Authenticate", "NTLM"),
+                                                ("Content-Length", "2")], conn=conn),
+        har_entry(t + 1, U + path, req + [("Authorization", "NTLM " + ntlm_token(1))], 401,
+                  srv + [("WWW-Authenticate", "NTLM " + ntlm_token(2)),
+                         ("Content-Length", "2")], conn=conn),
+        har_entry(t + 2, U + path, req + [("Authorization", "NTLM " + ntlm_token(3))], 200,
+                  srv + [("Content-Length", "2")], conn=conn),
+    ]
+
+
+def via_har(tmp_path, name, via, server, contrast=False):
+    """Two requests on one connection, each with a full NTLM handshake (the second one a
+    repeat), and with <contrast> a second connection without Via whose second request kept
+    the authentication."""
+    entries = ntlm_entries(0, "1", "a", via, server) + ntlm_entries(3, "1", "b", via, server)
+    if contrast:
+        entries += ntlm_entries(10, "2", "c", None, server) + \
+            ntlm_entries(13, "2", "d", None, server, handshake=False)
+    return write_har(tmp_path / name, entries)
+
+
+def test_har_via_to_iis_is_certain_with_a_contrast(tmp_path):
+    ids, doc = findings(via_har(tmp_path, "iis.har", "1.1 squid", "Microsoft-IIS/10.0",
+                                contrast=True))
+    assert ids == ["via-breaks-auth-persistence"]
+    f = doc["findings"][0]
+    assert (f["count"], f["unit"], f["confidence"]) == (1, "handshakes", "certain")
+    assert f["examples"] == {"connections": [1], "exchanges": [4]}
+    assert "Via (1.1 squid)." not in f["what"]  # the client sent it: not the recorder's
+    assert "requests without Via to the same origin kept their authentication" in f["what"]
+    # without the contrast, Via is only the likely cause (authPersistSingleRequest would do
+    # the same to every request)
+    ids, doc = findings(via_har(tmp_path, "iis1.har", "1.1 squid", "Microsoft-IIS/10.0"))
+    assert ids == ["via-breaks-auth-persistence"]
+    assert doc["findings"][0]["confidence"] == "likely"
+    # a stripped Server field may hide IIS
+    ids, doc = findings(via_har(tmp_path, "anon.har", "1.1 squid", None))
+    assert ids == ["via-breaks-auth-persistence"]
+    assert "no Server field" in doc["findings"][0]["what"]
+
+
+@pytest.mark.parametrize("via, server", [("1.1 squid", "nginx"),
+                                         (None, "Microsoft-IIS/10.0")])
+def test_har_via_to_other_servers_or_iis_without_via_is_no_finding(tmp_path, via, server):
+    assert findings(via_har(tmp_path, "x.har", via, server))[0] == []
