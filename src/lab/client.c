@@ -65,6 +65,10 @@ static const char help[] =
     "                                  Microsoft-IIS/1.0, 2.0 or 3.0) is read whole and the\n"
     "                                  connection closed gracefully (FIN)\n"
     "  --user USER[:PASS] the credentials (default LAB\\alice:lab)\n"
+    "  --max-per-conn N   close a connection (FIN) after its N-th final response, as a\n"
+    "                     client with a limit of requests per connection would\n"
+    "  --reset            end the connections the client itself closes with a reset (RST,\n"
+    "                     SO_LINGER 0) instead of a FIN\n"
     "  --split-handshake  send each leg of a handshake on a new connection, as a pooling\n"
     "                     proxy that does not pair connections would: NTLM and Negotiate\n"
     "                     then fail (counted as auth failures), Basic works\n"
@@ -128,6 +132,8 @@ struct run {
     char user[256];        /* without the password */
     char pass[256];
     int split;             /* --split-handshake */
+    unsigned max_per_conn; /* --max-per-conn: final responses a connection serves; 0 no limit */
+    int reset;             /* --reset: the client's own closes are resets */
     int json;              /* --json */
     int verbose;           /* -v */
     atomic_ullong next;    /* index of the next request to send */
@@ -152,6 +158,7 @@ struct conn {
     const struct url *dest; /* the origin it serves (one per connection, even via a proxy) */
     int port;          /* local port */
     unsigned n_sent;   /* requests sent on it */
+    unsigned n_final;  /* final responses other than 401 read on it */
     int auth_ctx;      /* an NTLM/Negotiate Authorization was sent on it */
     int authenticated; /* an NTLM/Negotiate handshake completed on it */
 };
@@ -350,12 +357,19 @@ static int parse_num(const char *text, unsigned long long lo, unsigned long long
 
 /* Ends the worker's connection: shutdown(SHUT_WR) then close(), so that the kernel sends a
  * FIN (a reset is sent only when unread bytes remain, which the callers avoid by reading
- * responses whole; SO_LINGER is never set). Counts it under <who>; <why> is for -v. */
+ * responses whole), or, for a close the client decided (<who> BY_CLIENT) under --reset,
+ * close() with SO_LINGER {1, 0}, so that the kernel sends a RST. Counts it under <who>;
+ * <why> is for -v. */
 static void conn_close(struct worker *w, enum closer who, const char *why)
 {
     if (w->c.fd < 0)
         return;
-    shutdown(w->c.fd, SHUT_WR);
+    if (who == BY_CLIENT && w->run->reset) {
+        struct linger lg = {1, 0};
+        setsockopt(w->c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    } else {
+        shutdown(w->c.fd, SHUT_WR);
+    }
     close(w->c.fd);
     w->st.closed[who]++;
     w->why = why;
@@ -619,6 +633,8 @@ static void after_response(struct worker *w, const struct resp *r)
 {
     const struct run *run = w->run;
     w->why = "kept";
+    if (r->status != 401)
+        w->c.n_final++;
     if (r->eof)
         conn_close(w, BY_SERVER, "closed by the server (body delimited by close)");
     else if (r->leftover)
@@ -633,6 +649,8 @@ static void after_response(struct worker *w, const struct resp *r)
                                      ? "closed by the client (wininet: auth context, old IIS)"
                                      : "closed by the client (wininet: auth context, no "
                                        "Server header)");
+    else if (run->max_per_conn > 0 && w->c.n_final >= run->max_per_conn)
+        conn_close(w, BY_CLIENT, "closed by the client (--max-per-conn)");
 }
 
 /* Finds the challenge of <scheme> in <r>; returns its parameters ("" when bare), or NULL. */
@@ -922,6 +940,10 @@ static void print_text(const struct run *r, const struct stats *s, int64_t total
         printf(", %u workers", r->concurrency);
     if (r->split)
         printf(", split handshake");
+    if (r->max_per_conn > 0)
+        printf(", at most %u per connection", r->max_per_conn);
+    if (r->reset)
+        printf(", closing with resets");
     printf(")\n");
 
     printf("  requests        %llu (%llu ok, %llu failed)   statuses", (unsigned long long)s->requests,
@@ -986,6 +1008,9 @@ static int print_json(const struct run *r, const struct stats *s, int64_t total_
     json_object_set_new(o, "proxy", r->has_proxy ? json_string(r->proxy) : json_null());
     json_object_set_new(o, "concurrency", json_integer(r->concurrency));
     json_object_set_new(o, "split_handshake", json_boolean(r->split));
+    json_object_set_new(o, "max_per_conn",
+                        r->max_per_conn ? json_integer(r->max_per_conn) : json_null());
+    json_object_set_new(o, "reset", json_boolean(r->reset));
     json_object_set_new(o, "requests", json_integer((json_int_t)s->requests));
     json_object_set_new(o, "ok", json_integer((json_int_t)s->ok));
     json_object_set_new(o, "failed", json_integer((json_int_t)s->failed));
@@ -1054,6 +1079,10 @@ static int parse_args(int argc, char **argv, struct run *r, int *done)
             r->split = 1;
             continue;
         }
+        if (strcmp(a, "--reset") == 0) {
+            r->reset = 1;
+            continue;
+        }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
             if (a[0] == '-' && a[1] != '\0') {
                 fprintf(stderr, "shunt lab client: unknown option '%s' (see --help)\n", a);
@@ -1078,7 +1107,7 @@ static int parse_args(int argc, char **argv, struct run *r, int *done)
         opt[ol] = '\0';
         static const char *const with_value[] = {"--policy", "--user", "--proxy",
                                                  "--requests", "--concurrency", "--think",
-                                                 "--timeout", "--method"};
+                                                 "--timeout", "--method", "--max-per-conn"};
         int known = 0;
         for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++)
             known |= strcmp(opt, with_value[k]) == 0;
@@ -1154,6 +1183,13 @@ static int parse_args(int argc, char **argv, struct run *r, int *done)
                 return CL_USAGE;
             }
             r->timeout_s = t;
+        } else if (strcmp(opt, "--max-per-conn") == 0) {
+            if (parse_num(val, 1, 1000000, &v) != 0) {
+                fprintf(stderr, "shunt lab client: --max-per-conn '%s': want a number from 1 "
+                                "to 1000000\n", val);
+                return CL_USAGE;
+            }
+            r->max_per_conn = (unsigned)v;
         } else if (strcmp(opt, "--method") == 0) {
             if (strcasecmp(val, "GET") == 0)
                 r->method = "GET";
