@@ -975,9 +975,8 @@ void shunt_diff_print(FILE *f, const struct shunt_diff *d, const struct shunt_di
             plural(d->a.n_conns, "connection", "connections"), d->b.n_ex,
             plural(d->b.n_ex, "exchange", "exchanges"), d->b.n_conns,
             plural(d->b.n_conns, "connection", "connections"));
-    fprintf(f, "aligned by method, %s (ids folded): %zu %s on both sides\n",
-            d->by_origin ? "origin and URL" : "path and query", d->n_keys_shared,
-            plural(d->n_keys_shared, "kind of request", "kinds of request"));
+    fprintf(f, "aligned by method, %s (ids folded): %zu in common\n",
+            d->by_origin ? "origin, path and query" : "path and query", d->n_keys_shared);
     print_conns(f, d);
     if (d->n_h > 0) {
         fputs("\ndifferences in headers, ranked by how well each tells the responses after\n"
