@@ -1,5 +1,6 @@
-/* src/analyze/check.c - what every check shares: adding findings, their examples, and the
- * cost of a connection that ended. */
+/* src/analyze/check.c - what every check shares: adding findings, their examples, the
+ * cost of a connection that ended, and the patterns by which checks claim a connection's
+ * end (so that no two checks count the same close, and none keeps a second copy). */
 #include "analyze/check.h"
 
 #include <stdarg.h>
@@ -66,6 +67,131 @@ struct shunt_check_cost shunt_check_reopen_cost(const struct shunt_model_conn *c
     cost.us = n->connect_us + n->handshake_us;
     cost.handshakes = n->n_handshakes;
     return cost;
+}
+
+size_t shunt_check_requests_on(const struct shunt_model_conn *c)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < c->n_ex; k++)
+        n += !(c->ex[k].status == 401 && (c->ex[k].challenge & SHUNT_MODEL_AUTH_BOUND));
+    return n;
+}
+
+/* ================================================================ ends the checks claim */
+
+static int is(const char *s, const char *want)
+{
+    return strcmp(s, want) == 0;
+}
+
+int shunt_check_wants_keepalive(const struct shunt_model_exchange *e)
+{
+    if (shunt_model_field_has_token(e->req, "Connection", "close"))
+        return 0;
+    if (e->req_http10 && !shunt_model_field_has_token(e->req, "Connection", "keep-alive"))
+        return 0;
+    return 1;
+}
+
+int shunt_check_wininet_close(const struct shunt_model_conn *c,
+                              const struct shunt_model_exchange **last, int *certain)
+{
+    const struct shunt_model_exchange *l = shunt_model_last(c);
+    if (l == NULL || c->tunnel || l->status == 0 || l->status == 401 || !l->auth_context)
+        return 0;
+    if (l->has_server && !l->old_iis)
+        return 0;
+    /* The response must not have ended the connection itself: then the client only obeyed. */
+    if (shunt_model_resp_closes(l) != NULL)
+        return 0;
+    *last = l;
+    if (is(c->closer, "client") && is(c->close_how, "FIN")) {
+        *certain = 1;
+        return 1;
+    }
+    /* Unknown closer (an imported HAR): the next connection to the origin opened a new
+     * handshake, which a client that kept the connection would not have needed. */
+    *certain = 0;
+    return c->closer[0] == '\0' && c->next != NULL && c->next->n_handshakes > 0;
+}
+
+const char *shunt_check_server_ended(const struct shunt_model_conn *c)
+{
+    const struct shunt_model_exchange *l = shunt_model_last(c);
+    if (l == NULL || c->tunnel || !shunt_check_wants_keepalive(l) || is(c->closer, "proxy"))
+        return NULL;
+    return shunt_model_resp_closes(l);
+}
+
+int shunt_check_handshake_moved(const struct shunt_model_conn *c)
+{
+    const struct shunt_model_exchange *l = shunt_model_last(c);
+    return l != NULL && l->status == 401 && (l->challenge & SHUNT_MODEL_AUTH_BOUND) &&
+           c->next != NULL && c->next->n_ex > 0 && (c->next->ex[0].auth & SHUNT_MODEL_AUTH_BOUND);
+}
+
+const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_model_conn *c)
+{
+    const struct shunt_model_exchange *l = shunt_model_last(c), *w;
+    int certain;
+    if (l == NULL || c->tunnel || !is(c->closer, "client") ||
+        !(is(c->close_how, "FIN") || is(c->close_how, "RST")))
+        return NULL;
+    /* A whole response (no error: the client did not abort one half-read) that let the
+     * connection persist, to a request that wanted it to. */
+    if (l->status == 0 || l->error != NULL || shunt_model_resp_closes(l) != NULL ||
+        !shunt_check_wants_keepalive(l))
+        return NULL;
+    if (shunt_check_wininet_close(c, &w, &certain))
+        return NULL; /* the story's close: wininet-auth-close explains it */
+    if (shunt_check_handshake_moved(c))
+        return NULL; /* a handshake split over connections: auth-connection-switch's */
+    return l;
+}
+
+const struct shunt_model_exchange *shunt_check_idle_race(const struct shunt_model_conn *c,
+                                                         int *certain)
+{
+    const struct shunt_model_exchange *l = shunt_model_last(c);
+    if (l == NULL || c->tunnel || c->n_ex < 2)
+        return NULL;
+    /* Reused: the exchange before it was whole. Unanswered: no response head came from the
+     * server, and either no status at all or the proxy's own answer with its reason. */
+    const struct shunt_model_exchange *prev = l - 1;
+    if (prev->status == 0 || prev->error != NULL || l->resp.base != NULL ||
+        (l->status != 0 && l->error == NULL))
+        return NULL;
+    /* The server ended it: the connection's closer, or, when the proxy answered the client
+     * itself (a 502 after the server's reset), the closer of its upstream connection. A HAR
+     * names no closer; its error is all there is. */
+    if (is(c->closer, "server") || (is(c->closer, "proxy") && is(c->up_closer, "server")))
+        *certain = 1;
+    else if (c->closer[0] == '\0' && l->error != NULL)
+        *certain = 0;
+    else
+        return NULL;
+    /* Sent again first thing on the next connection (RFC 9112 9.3.1). */
+    const struct shunt_model_conn *n = c->next;
+    if (n == NULL || n->n_ex == 0 || !is(n->ex[0].method, l->method) || !is(n->ex[0].url, l->url))
+        return NULL;
+    return l;
+}
+
+const char *shunt_check_end_claimed(const struct shunt_model_conn *c)
+{
+    const struct shunt_model_exchange *l;
+    int certain;
+    if (shunt_check_wininet_close(c, &l, &certain))
+        return "wininet-auth-close";
+    if (shunt_check_server_ended(c) != NULL)
+        return "server-closes-keepalive";
+    if (shunt_check_client_early(c) != NULL)
+        return "client-closes-early";
+    if (shunt_check_idle_race(c, &certain) != NULL)
+        return "idle-timeout-race";
+    if (shunt_check_handshake_moved(c))
+        return "auth-connection-switch";
+    return NULL;
 }
 
 const char *shunt_confidence_name(enum shunt_confidence c)

@@ -98,6 +98,58 @@ struct shunt_check_cost {
 /* Measures what the end of <c> cost (its successor, c->next). Pure. */
 struct shunt_check_cost shunt_check_reopen_cost(const struct shunt_model_conn *c);
 
+/* ---------------------------------------------------------------- ends the checks claim */
+
+/* The checks about why a connection ended each claim some connections; a check that speaks
+ * about what is left (low-reuse), or that must not speak where another one does
+ * (client-closes-early and wininet-auth-close), asks these. All pure; none looks at
+ * c->selected nor at whether a new connection followed unless it says so. */
+
+/* Did the request of <e> ask to keep its connection? Not with Connection: close, nor as
+ * HTTP/1.0 without Connection: keep-alive (RFC 9112 9.3): a client that asked for the close
+ * got what it asked for. */
+int shunt_check_wants_keepalive(const struct shunt_model_exchange *e);
+
+/* wininet-auth-close's pattern: <c> ended right after a non-401 response in an
+ * authentication context that had no Server (or named IIS 1.0-3.0) and did not itself end
+ * the connection, and the client closed it with a FIN. Returns 1 with that response in
+ * *<last> and *<certain> set when the capture saw the client's FIN; from a HAR (closer
+ * unknown) a new handshake on the next connection stands in for the FIN (*<certain> 0). */
+int shunt_check_wininet_close(const struct shunt_model_conn *c,
+                              const struct shunt_model_exchange **last, int *certain);
+
+/* server-closes-keepalive's pattern: the last response of <c> ended it although its request
+ * asked to keep it. Returns the reason (shunt_model_resp_closes()) or NULL; closes by the
+ * proxy itself are not the server's. */
+const char *shunt_check_server_ended(const struct shunt_model_conn *c);
+
+/* A handshake moved: the last response of <c> was an NTLM or Negotiate 401 and the next
+ * connection to the origin carried on with an NTLM or Negotiate Authorization in its first
+ * request (a pooling proxy or client that does not keep a handshake on one connection).
+ * auth-connection-switch judges those legs; the close that moved them is not early. */
+int shunt_check_handshake_moved(const struct shunt_model_conn *c);
+
+/* client-closes-early's pattern: the client closed <c> (FIN or RST) after a whole response
+ * that let it keep the connection, to a request that asked to keep it, and the close is
+ * neither wininet-auth-close's nor a moved handshake. Returns its last exchange, or NULL. */
+const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_model_conn *c);
+
+/* idle-timeout-race's pattern: the last request of <c>, sent on the reused connection after
+ * a complete exchange, got no response because the server closed or reset the connection,
+ * and the next connection of that client to that origin sent the same method and URL first.
+ * Returns that request, with *<certain> set when the capture saw the server's close (a HAR
+ * only says the request failed), or NULL. */
+const struct shunt_model_exchange *shunt_check_idle_race(const struct shunt_model_conn *c,
+                                                         int *certain);
+
+/* The id of the check whose pattern explains the end of <c> (the patterns above; a moved
+ * handshake counts as auth-connection-switch's), or NULL. */
+const char *shunt_check_end_claimed(const struct shunt_model_conn *c);
+
+/* Requests the application made on <c>: its exchanges but the NTLM and Negotiate 401 legs,
+ * which are the price of a connection, not what it was for. Pure. */
+size_t shunt_check_requests_on(const struct shunt_model_conn *c);
+
 /* The name of confidence <c>: "possible", "likely", "certain". */
 const char *shunt_confidence_name(enum shunt_confidence c);
 

@@ -33,32 +33,13 @@ const struct shunt_check shunt_check_server_closes_keepalive = {
     .run = run,
 };
 
-/* Did the request of <e> ask to keep the connection? (A client that asked for the close got
- * what it asked for.) */
-static int wanted_keepalive(const struct shunt_model_exchange *e)
-{
-    if (shunt_model_field_has_token(e->req, "Connection", "close"))
-        return 0;
-    if (e->req_http10 && !shunt_model_field_has_token(e->req, "Connection", "keep-alive"))
-        return 0;
-    return 1;
-}
-
-static const char *ended_by(const struct shunt_model_conn *c)
-{
-    const struct shunt_model_exchange *l = shunt_model_last(c);
-    if (l == NULL || c->tunnel || !wanted_keepalive(l) || strcmp(c->closer, "proxy") == 0)
-        return NULL;
-    return shunt_model_resp_closes(l);
-}
-
 static int run(const struct shunt_model *m, struct shunt_findings *out)
 {
     size_t n = 0, n_close = 0, n_http10 = 0, n_unframed = 0, handshakes = 0;
     int64_t lost_us = 0;
     for (size_t i = 0; i < m->n_conns; i++) {
         const struct shunt_model_conn *c = &m->conns[i];
-        const char *why = c->selected ? ended_by(c) : NULL;
+        const char *why = c->selected ? shunt_check_server_ended(c) : NULL;
         if (why == NULL)
             continue;
         struct shunt_check_cost cost = shunt_check_reopen_cost(c);
@@ -99,7 +80,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
                        handshakes ? ", and authenticate it again" : "");
     for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++) {
         const struct shunt_model_conn *c = &m->conns[i];
-        if (c->selected && ended_by(c) != NULL && c->next != NULL)
+        if (c->selected && shunt_check_server_ended(c) != NULL && c->next != NULL)
             shunt_finding_example(f, c->id, shunt_model_last(c)->id);
     }
     return 0;

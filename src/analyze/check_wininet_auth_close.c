@@ -8,31 +8,6 @@
 
 #include "analyze/check.h"
 
-/* Does the end of <c> match the story? Sets *<last> to the response it followed and
- * *<certain> when the capture saw the client's FIN (a HAR cannot: then the pattern is only
- * inferred from the new connection that followed). */
-static int matches(const struct shunt_model_conn *c, const struct shunt_model_exchange **last,
-                   int *certain)
-{
-    const struct shunt_model_exchange *l = shunt_model_last(c);
-    if (l == NULL || c->tunnel || l->status == 0 || l->status == 401 || !l->auth_context)
-        return 0;
-    if (l->has_server && !l->old_iis)
-        return 0;
-    /* The response must not have ended the connection itself: then the client only obeyed. */
-    if (shunt_model_resp_closes(l) != NULL)
-        return 0;
-    *last = l;
-    if (strcmp(c->closer, "client") == 0 && strcmp(c->close_how, "FIN") == 0) {
-        *certain = 1;
-        return 1;
-    }
-    /* Unknown closer (an imported HAR): the next connection to the origin opened a new
-     * handshake, which a client that kept the connection would not have needed. */
-    *certain = 0;
-    return c->closer[0] == '\0' && c->next != NULL && c->next->n_handshakes > 0;
-}
-
 static int run(const struct shunt_model *m, struct shunt_findings *out);
 
 const struct shunt_check shunt_check_wininet_auth_close = {
@@ -71,7 +46,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         const struct shunt_model_conn *c = &m->conns[i];
         const struct shunt_model_exchange *l;
         int certain;
-        if (!c->selected || !matches(c, &l, &certain))
+        if (!c->selected || !shunt_check_wininet_close(c, &l, &certain))
             continue;
         struct shunt_check_cost cost = shunt_check_reopen_cost(c);
         /* A close that nothing followed cost nothing: the client may simply have been done. */
@@ -121,7 +96,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         const struct shunt_model_conn *c = &m->conns[i];
         const struct shunt_model_exchange *l;
         int certain;
-        if (c->selected && matches(c, &l, &certain) && c->next != NULL)
+        if (c->selected && shunt_check_wininet_close(c, &l, &certain) && c->next != NULL)
             shunt_finding_example(f, c->id, l->id);
     }
     return 0;

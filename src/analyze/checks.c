@@ -5,16 +5,22 @@
 extern const struct shunt_check shunt_check_wininet_auth_close;
 extern const struct shunt_check shunt_check_reauth_storm;
 extern const struct shunt_check shunt_check_server_closes_keepalive;
+extern const struct shunt_check shunt_check_client_closes_early;
+extern const struct shunt_check shunt_check_idle_timeout_race;
 extern const struct shunt_check shunt_check_auth_connection_switch;
 extern const struct shunt_check shunt_check_hop_by_hop_misuse;
+extern const struct shunt_check shunt_check_low_reuse;
 extern const struct shunt_check shunt_check_via_breaks_auth_persistence;
 
 const struct shunt_check *const shunt_checks[] = {
     &shunt_check_wininet_auth_close,
     &shunt_check_reauth_storm,
     &shunt_check_server_closes_keepalive,
+    &shunt_check_client_closes_early,
+    &shunt_check_idle_timeout_race,
     &shunt_check_auth_connection_switch,
     &shunt_check_hop_by_hop_misuse,
+    &shunt_check_low_reuse,
     &shunt_check_via_breaks_auth_persistence,
 };
 

@@ -429,6 +429,8 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
     static const char conn_sql[] =
         "SELECT id, client_addr, client_port, opened_us, closed_us, closer, close_how, tunnel "
         "FROM connections ORDER BY id";
+    static const char up_sql[] =
+        "SELECT conn_id, closer, close_how FROM upstreams ORDER BY conn_id, id";
     char where[SHUNT_CAPTURE_FILTER_SQL_MAX], sql[SHUNT_CAPTURE_FILTER_SQL_MAX + 512];
     sqlite3_stmt *st = NULL;
     int rc = SHUNT_ENOMEM;
@@ -477,8 +479,35 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
         c->closer = dup_text(st, 5);
         c->close_how = dup_text(st, 6);
         c->tunnel = (int)col_i64(st, 7, 0);
-        if (c->client_addr == NULL || c->closer == NULL || c->close_how == NULL)
+        c->up_closer = strdup("");
+        c->up_close_how = strdup("");
+        if (c->client_addr == NULL || c->closer == NULL || c->close_how == NULL ||
+            c->up_closer == NULL || c->up_close_how == NULL)
             goto oom;
+    }
+    if (rc != SQLITE_DONE)
+        goto sql_fail;
+    sqlite3_finalize(st);
+    st = NULL;
+
+    /* How each connection's last upstream ended (rows by id: the last one wins). */
+    if (sqlite3_prepare_v2(db, up_sql, -1, &st, NULL) != SQLITE_OK)
+        goto sql_fail;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct shunt_model_conn *c =
+            (struct shunt_model_conn *)shunt_model_conn_by_id(m, sqlite3_column_int64(st, 0));
+        if (c == NULL)
+            continue;
+        char *who = dup_text(st, 1), *how = dup_text(st, 2);
+        if (who == NULL || how == NULL) {
+            free(who);
+            free(how);
+            goto oom;
+        }
+        free((char *)c->up_closer);
+        free((char *)c->up_close_how);
+        c->up_closer = who;
+        c->up_close_how = how;
     }
     if (rc != SQLITE_DONE)
         goto sql_fail;
@@ -489,7 +518,8 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
     snprintf(sql, sizeof(sql),
              "SELECT e.id, e.conn_id, e.idx, e.started_us, e.duration_us, e.t_connect, e.status, "
              "e.method, e.host, e.url, e.req_head, e.req_head_sent, e.resp_head, e.resp_head_sent, "
-             "CASE WHEN %s THEN 1 ELSE 0 END FROM exchanges e ORDER BY e.conn_id, e.idx, e.id",
+             "CASE WHEN %s THEN 1 ELSE 0 END, e.error FROM exchanges e "
+             "ORDER BY e.conn_id, e.idx, e.id",
              where);
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
         (f && shunt_capture_filter_bind(f, st, 1) != SQLITE_OK))
@@ -514,13 +544,15 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
         e->status = (int)col_i64(st, 6, 0);
         e->method = dup_text(st, 7);
         e->host = dup_text(st, 8);
-        char *url = dup_text(st, 9);
-        if (e->method == NULL || e->host == NULL || url == NULL) {
-            free(url);
+        e->url = dup_text(st, 9);
+        if (e->method == NULL || e->host == NULL || e->url == NULL)
             goto oom;
+        e->port = url_port(e->url);
+        if (sqlite3_column_type(st, 15) != SQLITE_NULL) {
+            e->error = dup_text(st, 15);
+            if (e->error == NULL)
+                goto oom;
         }
-        e->port = url_port(url);
-        free(url);
         if (dup_head(st, 10, &e->req) != 0 || dup_head(st, 11, &e->req_up) != 0 ||
             dup_head(st, 12, &e->resp) != 0 || dup_head(st, 13, &e->resp_down) != 0)
             goto oom;
@@ -571,7 +603,9 @@ void shunt_model_free(struct shunt_model *m)
     for (size_t i = 0; i < m->n_ex; i++) {
         struct shunt_model_exchange *e = &m->ex[i];
         free((char *)e->method);
+        free((char *)e->url);
         free((char *)e->host);
+        free((char *)e->error);
         /* A head sent unchanged shares the bytes of the head received. */
         if (e->req_up.base != e->req.base)
             free((char *)e->req_up.base);
@@ -584,6 +618,8 @@ void shunt_model_free(struct shunt_model *m)
         free((char *)m->conns[i].client_addr);
         free((char *)m->conns[i].closer);
         free((char *)m->conns[i].close_how);
+        free((char *)m->conns[i].up_closer);
+        free((char *)m->conns[i].up_close_how);
     }
     free(m->ex);
     free(m->conns);

@@ -46,8 +46,12 @@ struct shunt_model_exchange {
     int status;          /* final status sent to the client; 0 when none */
     int selected;        /* 1 when the FILTER takes it (always 1 without a FILTER) */
     const char *method;  /* never NULL ("" unknown) */
+    const char *url;     /* absolute URL as recorded (http://host:port/path); never NULL */
     const char *host;    /* lower case, no port; never NULL */
     int port;            /* from the URL; 0 unknown */
+    const char *error;   /* what went wrong, as the capture recorded it (the proxy's reason,
+                            e.g. "127.0.0.1:80 closed the connection without responding", or
+                            a HAR's response._error); NULL when nothing did */
     /* Heads, as the client sent the request and as the client got the response (the bytes
      * the client acted on), and as the server got the request and sent the response. Each
      * base is NULL when the head is absent. */
@@ -80,6 +84,11 @@ struct shunt_model_conn {
     int64_t closed_us;       /* -1 still open or unknown */
     const char *closer;      /* "client", "server", "proxy"; "" unknown */
     const char *close_how;   /* "FIN", "RST", "timeout", "error"; "" unknown */
+    /* Who ended its last upstream connection, and how (the upstreams table): the server's
+     * own close even where the proxy, answering the client itself (a 502 after a reset),
+     * is recorded as the connection's closer. "" unknown or no upstream. */
+    const char *up_closer;
+    const char *up_close_how;
     int tunnel;              /* became a byte tunnel */
     struct shunt_model_exchange *ex; /* its exchanges in order (a run of the model's array) */
     size_t n_ex;

@@ -1,0 +1,389 @@
+"""`shunt diagnose`'s checks about how connections end and how often they are reused:
+client-closes-early, idle-timeout-race and low-reuse (docs/diagnose.md). Captures recorded
+with the real lab (`shunt lab origin`, `shunt lab client`), scripted origins and curl through
+`shunt proxy --capture`, and hand-written HARs; exactly which findings appear, their counts,
+units, examples and impact, and which must not appear. Also the lab client's --max-per-conn
+and --reset, which reproduce early closes."""
+import json
+import socket
+import sqlite3
+import subprocess
+
+import pytest
+
+import peers
+from test_diagnose import diagnose, findings, record, write_har  # noqa: F401 (record: fixture)
+
+U = "http://intranet.example/"
+
+
+def lab_client(*args):
+    """Runs `shunt lab client --json ARGS`; returns its summary."""
+    p = subprocess.run([peers.SHUNT_BIN, "lab", "client", "--json"] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=peers.WAIT,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode in (0, 1), p.stderr
+    return json.loads(p.stdout)
+
+
+@pytest.fixture
+def through(shunt, tmp_path):
+    """through(run) -> capture path: a proxy recording to a new capture; run(proxy_port) sends
+    the traffic; the proxy is stopped (capture complete) before the path is returned."""
+    def go(run, name="cap.db"):
+        path = tmp_path / name
+        px = shunt("--capture", path)
+        run(px.port)
+        assert px.stop() == []
+        return path
+
+    return go
+
+
+def closes(path):
+    """(closer, close_how) of each connection of the capture, by id."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as c:
+        return c.execute("SELECT closer, close_how FROM connections ORDER BY id").fetchall()
+
+
+def entry(t, url, status, conn, error=None, shunt=None, req_headers=()):
+    """A HAR entry at second <t> on connection <conn>; status 0 is a request that got no
+    response (with Chrome's response._error <error>); <shunt> is shunt's own _shunt."""
+    e = {
+        "startedDateTime": f"2026-11-26T12:00:{t:02d}.000Z", "time": 5, "connection": conn,
+        "request": {"method": "GET", "url": url, "httpVersion": "HTTP/1.1",
+                    "headers": [{"name": "Host", "value": "intranet.example"}] +
+                               [{"name": n, "value": v} for n, v in req_headers],
+                    "queryString": [], "cookies": [], "headersSize": -1, "bodySize": 0},
+        "response": {"status": status, "statusText": "OK" if status else "",
+                     "httpVersion": "HTTP/1.1" if status else "",
+                     "headers": [{"name": "Content-Length", "value": "2"}] if status else [],
+                     "cookies": [], "content": {"size": 2 if status else 0,
+                                                "mimeType": "text/plain"},
+                     "redirectURL": "", "headersSize": -1, "bodySize": 2 if status else 0},
+        "cache": {}, "timings": {"send": 1, "wait": 3, "receive": 1},
+    }
+    if error:
+        e["response"]["_error"] = error
+    if shunt:
+        # shunt's own HAR carries the heads as they were on the wire
+        path = "/" + url.split("/", 3)[3]
+        req = f"GET {path} HTTP/1.1\r\n" + "".join(
+            f"{h['name']}: {h['value']}\r\n" for h in e["request"]["headers"]) + "\r\n"
+        resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" if status else None
+        e["_shunt"] = dict(shunt, request_head_received=req, response_head_received=resp)
+    return e
+
+
+def shunt_har(path, entries):
+    """A HAR that says it comes from shunt, so that its _shunt fields (who closed) count."""
+    path.write_text(json.dumps({"log": {"version": "1.2",
+                                        "creator": {"name": "shunt", "version": "1"},
+                                        "entries": entries}}))
+    return path
+
+
+# ----------------------------------------------------------------------------- lab client
+
+
+def test_lab_client_max_per_conn_closes_after_n_final_responses(origin):
+    s = lab_client("--requests", 7, "--max-per-conn", 3, origin.url + "/")
+    assert (s["ok"], s["connections_opened"], s["closed_by_client"], s["open_at_end"]) == \
+        (7, 3, 2, 1)
+    assert (s["max_per_conn"], s["reset"]) == (3, False)
+    assert [len(c.requests) for c in origin.conns] == [3, 3, 1]
+    assert [c.wait_end() for c in origin.conns] == ["FIN"] * 3
+
+
+def test_lab_client_reset_ends_its_own_closes_with_rst(origin):
+    s = lab_client("--requests", 2, "--max-per-conn", 1, "--reset", origin.url + "/")
+    assert (s["ok"], s["connections_opened"], s["closed_by_client"], s["reset"]) == \
+        (2, 2, 2, True)
+    assert [c.wait_end() for c in origin.conns] == ["RST", "RST"]
+
+
+def test_lab_client_max_per_conn_usage():
+    for bad in ("0", "x", "1000001"):
+        p = subprocess.run([peers.SHUNT_BIN, "lab", "client", "--max-per-conn", bad,
+                            "http://127.0.0.1:9/"], capture_output=True, text=True,
+                           timeout=peers.WAIT)
+        assert p.returncode == 2 and "--max-per-conn" in p.stderr, (bad, p.stderr)
+    p = subprocess.run([peers.SHUNT_BIN, "lab", "client", "--help"], capture_output=True,
+                       text=True, timeout=peers.WAIT)
+    assert "--max-per-conn N" in p.stdout and "--reset" in p.stdout
+
+
+# ----------------------------------------------------------------------------- client-closes-early
+
+
+def test_max_per_conn_is_client_closes_early(record):
+    path, s = record([], ["--requests", 6, "--max-per-conn", 2])
+    assert (s["connections_opened"], s["closed_by_client"]) == (3, 3)
+    ids, doc = findings(path)
+    assert ids == ["client-closes-early"]
+    f = doc["findings"][0]
+    # the third connection's close cost nothing: the run was over
+    assert (f["confidence"], f["count"], f["unit"]) == ("likely", 2, "connections")
+    assert f["examples"] == {"connections": [1, 2], "exchanges": [2, 4]}
+    assert f["impact"]["connections"] == 2 and f["impact"]["handshakes"] == 0
+    assert "closed 2 connections with a FIN" in f["what"]
+    assert "each after exactly 2 requests" in f["what"]
+    assert "--max-per-conn" in f["proof"] and f["explained_by"] is None
+
+
+def test_client_reset_is_client_closes_early_with_rst(record):
+    path, s = record([], ["--requests", 5, "--max-per-conn", 1, "--reset"])
+    assert s["closed_by_client"] == 5
+    assert closes(path) == [("client", "RST")] * 5
+    ids, doc = findings(path)
+    assert ids == ["client-closes-early"]  # and not low-reuse: these closes are explained
+    f = doc["findings"][0]
+    assert (f["count"], f["impact"]["connections"]) == (4, 4)
+    assert "reset 4 connections (RST)" in f["what"] and "exactly 1 request," in f["what"]
+    assert f["examples"] == {"connections": [1, 2, 3], "exchanges": [1, 2, 3]}
+
+
+def test_client_closing_authenticated_connections_causes_the_reauth_storm(record):
+    path, s = record(["--auth", "ntlm"], ["--requests", 4, "--max-per-conn", 1])
+    assert s["handshakes"] == 4
+    ids, doc = findings(path)
+    assert ids == ["client-closes-early", "reauth-storm"]
+    f, r = doc["findings"]
+    assert (f["count"], f["impact"]["handshakes"], f["impact"]["connections"]) == (3, 3, 3)
+    assert "each after exactly 1 request," in f["what"] and "authenticated again" in f["what"]
+    assert f["examples"] == {"connections": [1, 2, 3], "exchanges": [3, 6, 9]}
+    assert r["explained_by"] == "client-closes-early" and r["impact"]["handshakes"] == 3
+
+
+def test_keepalive_client_does_not_close_early(record):
+    path, s = record(["--auth", "ntlm"], ["--requests", 8])
+    assert s["connections_opened"] == 1
+    assert findings(path)[0] == []
+
+
+def test_story_is_wininet_auth_close_not_client_closes_early(record):
+    path, _ = record(["--auth", "negotiate", "--no-server-header"],
+                     ["--policy", "wininet", "--requests", 6])
+    assert findings(path)[0] == ["wininet-auth-close", "reauth-storm"]
+
+
+def test_story_closed_with_resets_is_not_wininets_graceful_close(record):
+    # WinINet closes with a FIN; the same closes as resets are something else.
+    path, _ = record(["--auth", "negotiate", "--no-server-header"],
+                     ["--policy", "wininet", "--requests", 6, "--reset"])
+    ids, doc = findings(path)
+    assert ids == ["client-closes-early", "reauth-storm"]
+    assert "reset 5 connections (RST)" in doc["findings"][0]["what"]
+
+
+def test_client_that_asked_to_close_is_not_closing_early_but_low_reuse(origin, through):
+    # The origin keeps every connection; curl asks Connection: close, and the proxy, which
+    # honours it, ends each connection after the response.
+    urls = [f"{origin.url}/{i}" for i in range(5)]
+    path = through(lambda port: peers.curl("-x", f"http://127.0.0.1:{port}", "-H",
+                                           "Connection: close", *urls))
+    assert closes(path) == [("proxy", "FIN")] * 5
+    ids, doc = findings(path)
+    assert ids == ["low-reuse"]
+    f = doc["findings"][0]
+    assert (f["confidence"], f["count"], f["unit"]) == ("certain", 4, "connections")
+    assert "5 requests on 5 connections (1.0 per connection)" in f["what"]
+    assert "4 after a request that asked to close" in f["what"]
+    assert f["impact"]["connections"] == 4 and f["impact"]["handshakes"] == 0
+    assert f["examples"] == {"connections": [1, 2, 3], "exchanges": [1, 2, 3]}
+
+
+def test_exported_capture_keeps_client_closes_early(record, tmp_path):
+    path, _ = record([], ["--requests", 6, "--max-per-conn", 2])
+    har = tmp_path / "early.har"
+    p = subprocess.run([peers.SHUNT_BIN, "export", str(path), "--har", str(har)],
+                       capture_output=True, text=True, timeout=peers.WAIT)
+    assert p.returncode == 0, p.stderr
+    ids, doc = findings(har)
+    assert ids == ["client-closes-early"] and doc["capture"]["from_har"] is True
+    assert doc["findings"][0]["count"] == 2
+
+
+def test_har_client_closes_early_needs_to_know_who_closed(tmp_path):
+    # shunt's own HAR says who closed; a browser's does not, and the check stays silent.
+    sh = [{"conn_id": i + 1, "closer": "client", "close_how": how}
+          for i, how in enumerate(["RST", "FIN", "FIN"])]
+    har = shunt_har(tmp_path / "early.har",
+                    [entry(i, U + "a", 200, str(i + 1), shunt=sh[i]) for i in range(3)])
+    ids, doc = findings(har)
+    assert ids == ["client-closes-early"]
+    f = doc["findings"][0]
+    assert (f["count"], f["examples"]["connections"]) == (2, [1, 2])
+    assert "ended 2 connections (1 with a FIN, 1 reset)" in f["what"]
+    # the same with the request asking to close: the client did what it said
+    har = shunt_har(tmp_path / "asked.har",
+                    [entry(i, U + "a", 200, str(i + 1), shunt=sh[i],
+                           req_headers=[("Connection", "close")]) for i in range(3)])
+    assert findings(har)[0] == []
+    plain = write_har(tmp_path / "plain.har",
+                      [entry(i, U + "a", 200, str(i + 1)) for i in range(3)])
+    assert findings(plain)[0] == []
+
+
+# ----------------------------------------------------------------------------- idle-timeout-race
+
+
+def close_second_request(how):
+    """An origin handler: answers the first request of each connection, then reads the second
+    and ends the connection without answering it (FIN, or a reset) - what a server whose
+    keep-alive timeout fires as the request arrives does, made deterministic."""
+    def handler(conn):
+        if conn.recv_request() is None:
+            return
+        conn.send(peers.response(body=b"ok"))
+        if conn.recv_request() is None:
+            return
+        conn.reset() if how == "RST" else conn.close()
+
+    return handler
+
+
+@pytest.mark.parametrize("how", ["FIN", "RST"])
+def test_server_closing_a_reused_connection_is_idle_timeout_race(origin, through, how):
+    origin.handler = close_second_request(how)
+    url = origin.url + "/page"
+    s = {}
+    path = through(lambda port: s.update(lab_client("--proxy", f"127.0.0.1:{port}",
+                                                    "--requests", 7, url)))
+    # each unanswered request gets the proxy's 502 and goes again on a new connection
+    assert s["statuses"] == {"200": 4, "502": 3} and s["connections_opened"] == 4
+    ids, doc = findings(path)
+    assert ids == ["idle-timeout-race"]  # and not low-reuse: these ends are explained
+    f = doc["findings"][0]
+    assert (f["confidence"], f["count"], f["unit"]) == ("certain", 3, "exchanges")
+    # what the proxy recorded, which the check reads: its own 502, no response head from the
+    # server, and why (exchange ids follow the order exchanges ended, hence the query)
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as c:
+        rows = c.execute("SELECT id, conn_id, idx, status, error, resp_head FROM exchanges "
+                         "WHERE status = 502 ORDER BY conn_id").fetchall()
+    assert [r[1:4] for r in rows] == [(1, 2, 502), (2, 2, 502), (3, 2, 502)]
+    assert all(r[5] is None for r in rows)
+    assert rows[0][4].endswith("closed the connection without responding" if how == "FIN"
+                               else "reset the connection before responding (ECONNRESET)")
+    assert f["examples"] == {"connections": [1, 2, 3], "exchanges": [r[0] for r in rows]}
+    assert f["impact"]["connections"] == 3 and f["impact"]["handshakes"] == 0
+    assert f["impact"]["ms"] > 0
+    said = {"FIN": "the server had closed the connection (FIN)",
+            "RST": "the server had reset the connection"}[how]
+    assert "3 requests sent on a reused connection" in f["what"] and said in f["what"]
+    assert "keepalive_timeout" in f["fix"] and "9.3.1" in f["fix"]
+
+
+def test_unanswered_request_on_a_new_connection_is_no_race(origin, through):
+    # The server ends a fresh connection without answering: not a reused connection.
+    def handler(conn):
+        if conn.recv_request() is not None:
+            conn.close()
+
+    origin.handler = handler
+    url = origin.url + "/"
+    path = through(lambda port: lab_client("--proxy", f"127.0.0.1:{port}", "--requests", 3,
+                                           url))
+    assert "idle-timeout-race" not in findings(path)[0]
+
+
+def test_idle_close_the_client_saw_coming_is_no_race(record):
+    # The origin closes connections idle for 50 ms; the client waits 500 ms between requests
+    # and finds each connection closed before reusing it: no request is lost.
+    path, s = record(["--idle-timeout", "0.05"], ["--requests", 3, "--think", 500])
+    assert (s["ok"], s["connections_opened"], s["closed_by_server"]) == (3, 3, 2)
+    assert closes(path)[:2] == [("server", "FIN")] * 2
+    assert findings(path)[0] == []  # 2 replaced connections: under low-reuse's threshold
+
+
+def test_har_failed_request_then_the_same_again_is_a_likely_race(tmp_path):
+    har = write_har(tmp_path / "race.har", [
+        entry(0, U + "a", 200, "1"),
+        entry(10, U + "b", 0, "1", error="net::ERR_EMPTY_RESPONSE"),
+        entry(11, U + "b", 200, "2"),
+    ])
+    ids, doc = findings(har)
+    assert ids == ["idle-timeout-race"]
+    f = doc["findings"][0]
+    assert (f["confidence"], f["count"], f["unit"]) == ("likely", 1, "exchanges")
+    assert f["examples"] == {"connections": [1], "exchanges": [2]}
+    assert 'the capture only says "net::ERR_EMPTY_RESPONSE"' in f["what"]
+    assert "after 9995 ms idle" in f["what"]  # from the end of exchange 1 (5 ms) to 2
+    # not sent again (another URL next), or not on a reused connection: no race
+    other = write_har(tmp_path / "other.har", [
+        entry(0, U + "a", 200, "1"),
+        entry(10, U + "b", 0, "1", error="net::ERR_EMPTY_RESPONSE"),
+        entry(11, U + "c", 200, "2"),
+    ])
+    assert findings(other)[0] == []
+    first = write_har(tmp_path / "first.har", [
+        entry(0, U + "b", 0, "1", error="net::ERR_CONNECTION_RESET"),
+        entry(1, U + "b", 200, "2"),
+    ])
+    assert findings(first)[0] == []
+
+
+# ----------------------------------------------------------------------------- low-reuse
+
+
+@pytest.mark.parametrize("requests,found", [(4, False), (5, True)])
+def test_http10_client_is_low_reuse_from_four_replaced_connections(record, requests, found):
+    path, s = record([], ["--policy", "http10", "--requests", requests])
+    assert s["connections_opened"] == requests
+    ids, doc = findings(path)
+    assert ids == (["low-reuse"] if found else [])
+    if found:
+        f = doc["findings"][0]
+        assert (f["count"], f["impact"]["connections"]) == (4, 4)
+        assert "5 requests on 5 connections (1.0 per connection)" in f["what"]
+        assert "4 after a request that asked to close (Connection: close or HTTP/1.0)" \
+            in f["what"]
+
+
+def test_har_low_reuse_counts_requests_per_connection(tmp_path):
+    # five connections of one request each: low; of two requests each: not below 2
+    har = write_har(tmp_path / "low.har",
+                    [entry(i, U + f"{i}", 200, str(i + 1)) for i in range(5)])
+    ids, doc = findings(har)
+    assert ids == ["low-reuse"]
+    f = doc["findings"][0]
+    assert (f["count"], f["unit"], f["confidence"]) == (4, "connections", "certain")
+    assert "4 closed by the proxy or unknown" in f["what"]
+    assert f["examples"] == {"connections": [1, 2, 3], "exchanges": [1, 2, 3]}
+    two = write_har(tmp_path / "two.har",
+                    [entry(i, U + f"{i}", 200, str(i // 2 + 1)) for i in range(10)])
+    assert findings(two)[0] == []
+
+
+@pytest.mark.parametrize("origin_args,client_args,ids", [
+    (["--close-after", 1], ["--requests", 6], ["server-closes-keepalive"]),
+    ([], ["--requests", 6, "--max-per-conn", 1], ["client-closes-early"]),
+    (["--auth", "ntlm", "--no-server-header"], ["--policy", "wininet", "--requests", 6],
+     ["wininet-auth-close", "reauth-storm"]),
+])
+def test_low_reuse_stays_silent_where_another_check_explains_the_closes(
+        record, origin_args, client_args, ids):
+    path, s = record(origin_args, client_args)
+    assert s["connections_opened"] == 6
+    assert findings(path)[0] == ids
+
+
+def test_low_reuse_with_handshakes_explains_the_reauth_storm(tmp_path):
+    # NTLM on a connection per request, closer unknown (a HAR): nothing says why they ended,
+    # low-reuse counts them and the storm of handshakes is its consequence.
+    ntlm1 = "NTLM TlRMTVNTUAABAAAAB4IIAAAAAAAAAAAAAAAAAAAAAAA="
+    ents = []
+    for i in range(5):
+        ents.append(entry(2 * i, U + f"{i}", 401, str(i + 1)))
+        ents[-1]["response"]["headers"].append({"name": "WWW-Authenticate", "value": "NTLM"})
+        ents.append(entry(2 * i + 1, U + f"{i}", 200, str(i + 1),
+                          req_headers=[("Authorization", ntlm1)]))
+        # a Server header: not the story's pattern
+        ents[-1]["response"]["headers"].append({"name": "Server", "value": "Microsoft-IIS/10.0"})
+    har = write_har(tmp_path / "ntlm.har", ents)
+    ids, doc = findings(har)
+    assert ids == ["low-reuse", "reauth-storm"]
+    f, r = doc["findings"]
+    assert "5 requests on 5 connections (1.0 per connection)" in f["what"]
+    assert f["impact"]["handshakes"] == 4 and "started 4 handshakes again" in f["what"]
+    assert r["explained_by"] == "low-reuse"
