@@ -529,19 +529,25 @@ static int field_diffs(struct shunt_diff *d, struct ctx *c, const struct fld *f)
     }
     if (one_side || f->present[0] == 0 || !values_compared(f))
         return 0;
-    /* Values on one side only; the one whose presence best tells closes from keeps. */
+    /* Values on one side only; the one whose presence best tells closes from keeps, and
+     * among equals (a value on each side: their scores are opposite) the one that goes with
+     * the closes, then the most common. */
     const struct val *best = NULL;
-    double best_j = -1;
+    double best_j = 0;
     for (size_t i = 0; i < f->n_v; i++) {
         const struct val *v = &f->v[i];
         if ((v->n[0] == 0) == (v->n[1] == 0))
             continue;
-        double j = fabs(association(v->closed, c->n_closed, v->kept, c->n_kept));
-        size_t n = v->n[0] + v->n[1];
-        if (best == NULL || j > best_j + SCORE_EPS ||
-            (fabs(j - best_j) <= SCORE_EPS &&
-             (n > best->n[0] + best->n[1] ||
-              (n == best->n[0] + best->n[1] && strcmp(v->text, best->text) < 0)))) {
+        double j = association(v->closed, c->n_closed, v->kept, c->n_kept);
+        size_t n = v->n[0] + v->n[1], bn = best ? best->n[0] + best->n[1] : 0;
+        int better = best == NULL || fabs(j) > fabs(best_j) + SCORE_EPS;
+        if (!better && fabs(fabs(j) - fabs(best_j)) <= SCORE_EPS) {
+            if (j > best_j + SCORE_EPS)
+                better = 1;
+            else if (fabs(j - best_j) <= SCORE_EPS)
+                better = n > bn || (n == bn && strcmp(v->text, best->text) < 0);
+        }
+        if (better) {
             best = v;
             best_j = j;
         }
