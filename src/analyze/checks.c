@@ -10,6 +10,7 @@ extern const struct shunt_check shunt_check_idle_timeout_race;
 extern const struct shunt_check shunt_check_auth_connection_switch;
 extern const struct shunt_check shunt_check_hop_by_hop_misuse;
 extern const struct shunt_check shunt_check_low_reuse;
+extern const struct shunt_check shunt_check_unframed_or_overlong_body;
 extern const struct shunt_check shunt_check_via_breaks_auth_persistence;
 
 const struct shunt_check *const shunt_checks[] = {
@@ -21,6 +22,7 @@ const struct shunt_check *const shunt_checks[] = {
     &shunt_check_auth_connection_switch,
     &shunt_check_hop_by_hop_misuse,
     &shunt_check_low_reuse,
+    &shunt_check_unframed_or_overlong_body,
     &shunt_check_via_breaks_auth_persistence,
 };
 

@@ -93,6 +93,10 @@ static int says_http10(struct shunt_slice head, int response)
     return l.len >= 8 && memcmp(l.base + l.len - 8, "HTTP/1.0", 8) == 0;
 }
 
+/* shunt_model_resp_closes()'s reason for a body that only the close delimits; compared by
+ * address in shunt_model_resp_unframed(). */
+static const char unframed_reason[] = "a body delimited by the close";
+
 const char *shunt_model_resp_closes(const struct shunt_model_exchange *e)
 {
     struct shunt_slice h = e->resp_down, v;
@@ -110,7 +114,12 @@ const char *shunt_model_resp_closes(const struct shunt_model_exchange *e)
         return NULL;
     if (shunt_model_field(h, "Transfer-Encoding", &v) || shunt_model_field(h, "Content-Length", &v))
         return NULL;
-    return "a body delimited by the close";
+    return unframed_reason;
+}
+
+int shunt_model_resp_unframed(const struct shunt_model_exchange *e)
+{
+    return shunt_model_resp_closes(e) == unframed_reason;
 }
 
 /* ================================================================ authentication */
@@ -423,6 +432,103 @@ static int derive(struct shunt_model *m)
     return 0;
 }
 
+/* ================================================================ byte counts */
+
+/* The exchange <id> of connection <conn_id> in <m>, or NULL. */
+static struct shunt_model_exchange *exchange_of(const struct shunt_model *m, int64_t conn_id,
+                                                int64_t id)
+{
+    const struct shunt_model_conn *c = shunt_model_conn_by_id(m, conn_id);
+    for (size_t k = 0; c != NULL && k < c->n_ex; k++)
+        if (c->ex[k].id == id)
+            return &c->ex[k];
+    return NULL;
+}
+
+/* The response body bytes <e> recorded beyond its Content-Length (<body> bytes recorded in
+ * all), or 0: only when the length is plain digits and nothing else frames or transforms the
+ * body (Transfer-Encoding, Content-Encoding: then the sizes are not comparable), for a
+ * response that has a body (RFC 9112 6.3). */
+static int64_t body_excess(const struct shunt_model_exchange *e, int64_t body)
+{
+    struct shunt_slice h = e->resp, v;
+    if (h.base == NULL || e->status < 200 || e->status == 204 || e->status == 304 ||
+        strcmp(e->method, "HEAD") == 0 || shunt_model_field(h, "Transfer-Encoding", &v) ||
+        shunt_model_field(h, "Content-Encoding", &v) ||
+        shunt_model_field_count(h, "Content-Length") != 1 ||
+        !shunt_model_field(h, "Content-Length", &v) || v.len == 0 || v.len > 15)
+        return 0;
+    int64_t len = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.base[i] < '0' || v.base[i] > '9')
+            return 0;
+        len = len * 10 + (v.base[i] - '0');
+    }
+    return body > len ? body - len : 0;
+}
+
+/* Sums up one upstream connection: <bytes_in> the server sent on it, <expected> the bytes of
+ * the responses the proxy read on it (-1: not all of them are known). Adds what is left to
+ * its client connection <c>. */
+static void add_surplus(struct shunt_model_conn *c, int64_t bytes_in, int64_t expected)
+{
+    if (c != NULL && expected >= 0 && bytes_in > expected)
+        c->surplus_bytes += bytes_in - expected;
+}
+
+/*
+ * Reads what the byte counts of the capture say beyond the heads: each exchange's body bytes
+ * past its Content-Length (a HAR can say so; a shunt capture stops at the length), and, in a
+ * shunt capture, each connection's surplus: what the server sent on an upstream connection
+ * beyond the responses the proxy read on it (status line and fields, 1xx heads, bodies). The
+ * proxy does not forward those bytes (the client could not tell them from the next response)
+ * and records them nowhere else. A response framed by chunked coding, a failed or tunnelled
+ * exchange, or an upstream whose count is missing makes its upstream's surplus unknown: the
+ * capture keeps decoded chunk sizes only, and an error leaves bytes read but not counted.
+ * Returns 0, SHUNT_ENOMEM, or SHUNT_EPARSE (SQLite's message is on <db>).
+ */
+static int read_byte_counts(sqlite3 *db, struct shunt_model *m)
+{
+    static const char sql[] =
+        "SELECT e.id, e.conn_id, e.upstream_id, e.resp_body_size, length(e.resp_head), "
+        "length(e.resp_interim), e.error IS NOT NULL OR (e.flags & 8) != 0, u.bytes_in "
+        "FROM exchanges e LEFT JOIN upstreams u ON u.id = e.upstream_id "
+        "ORDER BY e.upstream_id, e.id";
+    sqlite3_stmt *st = NULL;
+    int proxy = strcmp(m->source, "proxy") == 0, rc;
+    int64_t up = 0, bytes_in = -1, expected = -1;
+    struct shunt_model_conn *upc = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return SHUNT_EPARSE;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t conn_id = sqlite3_column_int64(st, 1);
+        struct shunt_model_exchange *e = exchange_of(m, conn_id, sqlite3_column_int64(st, 0));
+        if (e == NULL)
+            continue;
+        int64_t body = col_i64(st, 3, 0);
+        e->body_excess = body_excess(e, body);
+        int64_t u = col_i64(st, 2, 0);
+        if (!proxy || u <= 0)
+            continue;
+        if (u != up) { /* the rows of one upstream come together */
+            add_surplus(upc, bytes_in, expected);
+            up = u;
+            upc = (struct shunt_model_conn *)shunt_model_conn_by_id(m, conn_id);
+            bytes_in = col_i64(st, 7, -1);
+            expected = bytes_in >= 0 ? 0 : -1;
+        }
+        struct shunt_slice v;
+        if (expected < 0 || sqlite3_column_type(st, 4) == SQLITE_NULL ||
+            sqlite3_column_int(st, 6) != 0 || shunt_model_field(e->resp, "Transfer-Encoding", &v))
+            expected = -1;
+        else
+            expected += col_i64(st, 4, 0) + col_i64(st, 5, 0) + body;
+    }
+    add_surplus(upc, bytes_in, expected);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : SHUNT_EPARSE;
+}
+
 int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct shunt_model **out,
                      char *err, size_t err_len)
 {
@@ -581,6 +687,11 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
     }
     if (derive(m) != 0)
         goto oom;
+    rc = read_byte_counts(db, m);
+    if (rc == SHUNT_ENOMEM)
+        goto oom;
+    if (rc != 0)
+        goto sql_fail;
     *out = m;
     return 0;
 sql_fail:

@@ -71,6 +71,10 @@ struct shunt_model_exchange {
     int old_iis;              /* ... and it names Microsoft-IIS/1.0, 2.0 or 3.0 */
     int auth_context;         /* a connection-bound handshake ran on the connection before or
                                  at this exchange (an NTLM or Negotiate challenge or leg) */
+    int64_t body_excess;      /* response body bytes recorded beyond its Content-Length (a
+                                 HAR's content.size can say so; a shunt capture stops at the
+                                 length and counts the rest in its connection's surplus_bytes);
+                                 0 none or not comparable (chunked, Content-Encoding) */
     int starts_handshake;     /* this exchange starts a connection-bound handshake (counted
                                  in its connection's n_handshakes) */
 };
@@ -103,6 +107,10 @@ struct shunt_model_conn {
     size_t n_handshakes;     /* connection-bound handshakes started on it (a fresh NTLM or
                                 Negotiate 401 challenge, or a first leg sent unasked) */
     int64_t handshake_us;    /* time its NTLM and Negotiate 401 legs took, >= 0 */
+    int64_t surplus_bytes;   /* bytes its servers sent after the ends of the responses (a
+                                shunt capture: the upstream byte count beyond the response
+                                heads and bodies the proxy read; the proxy drops them); 0 none,
+                                or unknown (a HAR, chunked responses, a failed exchange) */
 };
 
 /* A loaded capture. */
@@ -147,6 +155,11 @@ int shunt_model_field_has_token(struct shunt_slice head, const char *name, const
  * 6.3: returns a static reason ("Connection: close", "HTTP/1.0 without keep-alive", "a body
  * delimited by the close") or NULL when the connection may persist. Pure. */
 const char *shunt_model_resp_closes(const struct shunt_model_exchange *e);
+
+/* True when the response of <e> (as sent to the client) ends its connection only because
+ * its body has no length: shunt_model_resp_closes() says "a body delimited by the close".
+ * Pure. */
+int shunt_model_resp_unframed(const struct shunt_model_exchange *e);
 
 /* The connection with id <id>, or NULL. */
 const struct shunt_model_conn *shunt_model_conn_by_id(const struct shunt_model *m, int64_t id);

@@ -44,6 +44,109 @@ def close_after(reply):
     return handler
 
 
+# ----------------------------------------------------------------------------- unframed
+
+
+def test_bodies_without_length_are_unframed_and_cost_their_connections(shunt, origin, tmp_path):
+    origin.handler = close_after(b"HTTP/1.1 200 OK\r\nServer: test\r\n\r\nunframed body")
+    urls = [f"{origin.url}/{i}" for i in range(3)]
+    path = capture(shunt, tmp_path, [urls])
+    ids, doc = findings(path)
+    assert ids == ["server-closes-keepalive", "unframed-or-overlong-body"]
+    s, u = doc["findings"]
+    # the defect: every response; the cost of the two closes a new connection followed is
+    # server-closes-keepalive's, not counted twice
+    assert (u["count"], u["unit"], u["confidence"]) == (3, "exchanges", "certain")
+    assert u["examples"] == {"connections": [1, 2, 3], "exchanges": [1, 2, 3]}
+    assert u["impact"] == {"ms": 0.0, "handshakes": 0, "connections": 0}
+    assert u["what"].startswith("3 responses had a body but neither Content-Length nor "
+                                "chunked framing")
+    assert "2 ended a connection the client then had to open again" in u["what"]
+    assert (s["count"], s["unit"]) == (2, "connections")
+    assert "2 with a body delimited by the close" in s["what"]
+
+
+@pytest.mark.parametrize("reply", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 304 Not Modified\r\n\r\n",
+])
+def test_framed_or_bodiless_responses_are_not_unframed(shunt, origin, tmp_path, reply):
+    origin.handler = peers.reply_with(reply)
+    path = capture(shunt, tmp_path, [[f"{origin.url}/a", f"{origin.url}/b"]])
+    assert findings(path)[0] == []
+
+
+def test_http10_or_asked_close_is_not_unframed(shunt, origin, tmp_path):
+    # an HTTP/1.0 response ends its connection by its version (server-closes-keepalive's
+    # business); a client that asked for the close loses nothing to the missing length
+    origin.handler = close_after(b"HTTP/1.0 200 OK\r\n\r\nold")
+    path = capture(shunt, tmp_path, [[f"{origin.url}/a", f"{origin.url}/b"]], name="10.db")
+    ids, doc = findings(path)
+    assert ids == ["server-closes-keepalive"]
+    assert "as HTTP/1.0 without keep-alive" in doc["findings"][0]["what"]
+    origin.handler = close_after(b"HTTP/1.1 200 OK\r\n\r\nbye")
+    path = capture(shunt, tmp_path, [["-H", "Connection: close", f"{origin.url}/a"]])
+    assert findings(path)[0] == []
+
+
+def test_har_without_length_is_unframed(tmp_path):
+    har = write_har(tmp_path / "unframed.har", [
+        har_entry(0, U + "a", [("Host", "intranet.example")], 200, [("Server", "nginx")]),
+        har_entry(1, U + "b", [("Host", "intranet.example")], 200,
+                  [("Server", "nginx"), ("Content-Length", "2")], conn="2"),
+    ])
+    ids, doc = findings(har)
+    # the second connection followed the first: its cost is server-closes-keepalive's
+    assert ids == ["server-closes-keepalive", "unframed-or-overlong-body"]
+    f = doc["findings"][1]
+    assert (f["count"], f["unit"], f["examples"]["exchanges"]) == (1, "exchanges", [1])
+    assert "1 ended a connection the client then had to open again" in f["what"]
+
+
+# ----------------------------------------------------------------------------- overlong
+
+
+def test_bytes_after_content_length_are_overlong(shunt, origin, tmp_path):
+    origin.handler = peers.reply_with(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA")
+    path = capture(shunt, tmp_path, [[f"{origin.url}/a", f"{origin.url}/b"]])
+    ids, doc = findings(path)
+    assert ids == ["unframed-or-overlong-body"]
+    f = doc["findings"][0]
+    assert (f["count"], f["unit"], f["confidence"]) == (1, "connections", "certain")
+    assert f["examples"] == {"connections": [1], "exchanges": []}
+    # "EXTRA" after each of the two responses
+    assert "the server sent 10 bytes after the declared end of its responses" in f["what"]
+    assert "shunt dropped them" in f["what"]
+
+
+def test_chunked_response_surplus_is_unknown_not_overlong(shunt, origin, tmp_path):
+    # the capture keeps decoded chunk sizes only: an upstream with chunked responses cannot
+    # be measured, and the check says nothing rather than something wrong
+    origin.handler = peers.reply_with(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+    path = capture(shunt, tmp_path, [[f"{origin.url}/a", f"{origin.url}/b"]])
+    assert findings(path)[0] == []
+
+
+def test_har_body_longer_than_content_length_is_overlong(tmp_path):
+    long_body = har_entry(0, U + "a", [("Host", "intranet.example")], 200,
+                          [("Server", "nginx"), ("Content-Length", "2")])
+    long_body["response"]["content"].update(size=7, text="okEXTRA")
+    long_body["response"]["bodySize"] = 7
+    gzipped = har_entry(1, U + "b", [("Host", "intranet.example")], 200,
+                        [("Server", "nginx"), ("Content-Length", "2"),
+                         ("Content-Encoding", "gzip")])
+    gzipped["response"]["content"]["size"] = 70  # decoded: larger than the wire, and fine
+    ids, doc = findings(write_har(tmp_path / "long.har", [long_body, gzipped]))
+    assert ids == ["unframed-or-overlong-body"]
+    f = doc["findings"][0]
+    assert (f["count"], f["unit"], f["examples"]["exchanges"]) == (1, "exchanges", [1])
+    assert f["what"].startswith("1 response carried 5 body bytes beyond its Content-Length")
+    assert findings(write_har(tmp_path / "gz.har", [gzipped]))[0] == []
+
+
 # ----------------------------------------------------------------------------- via
 
 
@@ -162,3 +265,4 @@ def test_har_via_to_iis_is_certain_with_a_contrast(tmp_path):
                                          (None, "Microsoft-IIS/10.0")])
 def test_har_via_to_other_servers_or_iis_without_via_is_no_finding(tmp_path, via, server):
     assert findings(via_har(tmp_path, "x.har", via, server))[0] == []
+
