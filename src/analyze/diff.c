@@ -20,6 +20,7 @@ struct out {
     size_t cap, len;
 };
 
+/* Appends the <n> bytes at <s> to <o>, as many as fit. */
 static void put(struct out *o, const char *s, size_t n)
 {
     if (o->cap == 0)
@@ -32,6 +33,7 @@ static void put(struct out *o, const char *s, size_t n)
     o->p[o->len] = '\0';
 }
 
+/* ASCII classes, whatever the locale. */
 static int is_digit(char c)
 {
     return c >= '0' && c <= '9';
@@ -211,6 +213,7 @@ static int grow(void **p, size_t *cap, size_t n, size_t size)
     return 0;
 }
 
+/* A new NUL-terminated copy of <s>, or NULL when out of memory. */
 static char *dup_slice(struct shunt_slice s)
 {
     char *c = malloc(s.len + 1);
@@ -318,18 +321,56 @@ static char *make_key(const struct shunt_model_exchange *e, int by_origin)
     return k;
 }
 
-/* Do <a> and <b> have an origin (host and port) in common? */
+/* Orders origins ("host:port" strings) in byte order. */
+static int str_cmp(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* A new sorted array of the origins ("host:port") of <m>'s exchanges, duplicates kept, in
+ * *<out>; returns 0 or -1 when out of memory (nothing to free then). */
+static int origins(const struct shunt_model *m, char ***out)
+{
+    char **v = calloc(m->n_ex + 1, sizeof(*v));
+    if (v == NULL)
+        return -1;
+    for (size_t i = 0; i < m->n_ex; i++) {
+        size_t n = strlen(m->ex[i].host) + 16;
+        if ((v[i] = malloc(n)) == NULL) {
+            for (size_t k = 0; k < i; k++)
+                free(v[k]);
+            free(v);
+            return -1;
+        }
+        snprintf(v[i], n, "%s:%d", m->ex[i].host, m->ex[i].port);
+    }
+    qsort(v, m->n_ex, sizeof(*v), str_cmp);
+    *out = v;
+    return 0;
+}
+
+/* Do <a> and <b> have an origin (host and port) in common? 1 yes, 0 no, -1 out of memory. */
 static int share_origin(const struct shunt_model *a, const struct shunt_model *b)
 {
-    for (size_t i = 0; i < a->n_ex; i++) {
-        const struct shunt_model_exchange *x = &a->ex[i];
-        if (i > 0 && x->port == a->ex[i - 1].port && strcmp(x->host, a->ex[i - 1].host) == 0)
-            continue;
-        for (size_t j = 0; j < b->n_ex; j++)
-            if (x->port == b->ex[j].port && strcmp(x->host, b->ex[j].host) == 0)
-                return 1;
+    char **x = NULL, **y = NULL;
+    int found = -1;
+    if (origins(a, &x) != 0 || origins(b, &y) != 0)
+        goto done;
+    found = 0;
+    for (size_t i = 0, j = 0; i < a->n_ex && j < b->n_ex && !found;) {
+        int r = strcmp(x[i], y[j]);
+        found = r == 0;
+        i += r <= 0;
+        j += r >= 0;
     }
-    return 0;
+done:
+    for (size_t i = 0; x != NULL && i < a->n_ex; i++)
+        free(x[i]);
+    for (size_t i = 0; y != NULL && i < b->n_ex; i++)
+        free(y[i]);
+    free(x);
+    free(y);
+    return found;
 }
 
 /* Orders records by key, then status. */
@@ -355,6 +396,7 @@ static const char *const steers_connection[] = {
     "Connection", "Keep-Alive", "Proxy-Connection", "Content-Length", "Transfer-Encoding",
     "Server", "Proxy-Support", "Persistent-Auth", "WWW-Authenticate", NULL};
 
+/* True when <name> is in the NULL-terminated <list> (ASCII case ignored). */
 static int in_list(const char *const *list, struct shunt_slice name)
 {
     for (; *list != NULL; list++)
@@ -470,6 +512,7 @@ static double association(size_t closed_with, size_t closed, size_t kept_with, s
     return (double)closed_with / (double)closed - (double)kept_with / (double)kept;
 }
 
+/* <x> of <of> as a share; 0 when <of> is. */
 static double rate(size_t x, size_t of)
 {
     return of ? (double)x / (double)of : 0;
@@ -633,6 +676,7 @@ static int field_view(struct shunt_diff_field *out, const struct ctx *c, const s
     return 0;
 }
 
+/* Orders fields: the response's, then the request's, each by name. */
 static int field_cmp(const void *x, const void *y)
 {
     const struct fld *a = x, *b = y;
@@ -643,6 +687,7 @@ static int field_cmp(const void *x, const void *y)
 
 /* ================================================================ the comparison */
 
+/* Frees what <c> holds (records, fields and their values). */
 static void ctx_dispose(struct ctx *c)
 {
     for (size_t i = 0; i < c->n_r; i++)
@@ -726,6 +771,8 @@ int shunt_diff_run(const struct shunt_model *a, const struct shunt_model *b,
     side_stats(b, &out->b);
     out->conns_differ = conns_differ(&out->a, &out->b);
     out->by_origin = share_origin(a, b);
+    if (out->by_origin < 0)
+        goto done;
 
     /* Every exchange of both sides, with its key and whether the client closed after it. */
     c.r = calloc(a->n_ex + b->n_ex + 1, sizeof(*c.r));
@@ -843,11 +890,13 @@ int shunt_diff_any(const struct shunt_diff *d)
 #define PRINT_MAX_DIFFS 20
 #define PRINT_MAX_ONLY 10
 
+/* "request" or "response". */
 static const char *part_name(enum shunt_diff_part p)
 {
     return p == SHUNT_DIFF_REQUEST ? "request" : "response";
 }
 
+/* <one> when <n> is 1, else <many>. */
 static const char *plural(size_t n, const char *one, const char *many)
 {
     return n == 1 ? one : many;
@@ -892,6 +941,7 @@ static void row(FILE *f, const char *label, const char *a, const char *b)
     fprintf(f, "  %-40s %12s %12s\n", label, a, b);
 }
 
+/* A row of counts. */
 static void row_n(FILE *f, const char *label, size_t a, size_t b)
 {
     char x[32], y[32];
@@ -900,6 +950,7 @@ static void row_n(FILE *f, const char *label, size_t a, size_t b)
     row(f, label, x, y);
 }
 
+/* A row of numbers written with <fmt>. */
 static void row_f(FILE *f, const char *label, double a, double b, const char *fmt)
 {
     char x[32], y[32];
@@ -1037,6 +1088,7 @@ void shunt_diff_print(FILE *f, const struct shunt_diff *d, const struct shunt_di
 
 /* ================================================================ JSON */
 
+/* One side's connection behaviour as JSON (docs/diff.md); NULL when out of memory. */
 static json_t *side_json(const struct shunt_diff_side *s)
 {
     return json_pack("{s:I, s:I, s:I, s:f, s:{s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:f}",
@@ -1050,6 +1102,7 @@ static json_t *side_json(const struct shunt_diff_side *s)
                      s->hs_per_req);
 }
 
+/* One ranked difference as JSON; NULL when out of memory. */
 static json_t *header_json(size_t rank, const struct shunt_diff_header *h)
 {
     int val = h->change == SHUNT_DIFF_VALUE;
@@ -1066,6 +1119,7 @@ static json_t *header_json(size_t rank, const struct shunt_diff_header *h)
                      "kept", "of", (json_int_t)h->kept, "with", (json_int_t)h->kept_with);
 }
 
+/* One field's presence and values on both sides as JSON; NULL when out of memory. */
 static json_t *field_json(const struct shunt_diff_field *fd)
 {
     json_t *sides[2];
