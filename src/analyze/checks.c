@@ -12,6 +12,7 @@ extern const struct shunt_check shunt_check_hop_by_hop_misuse;
 extern const struct shunt_check shunt_check_low_reuse;
 extern const struct shunt_check shunt_check_unframed_or_overlong_body;
 extern const struct shunt_check shunt_check_via_breaks_auth_persistence;
+extern const struct shunt_check shunt_check_client_quirk;
 
 const struct shunt_check *const shunt_checks[] = {
     &shunt_check_wininet_auth_close,
@@ -24,6 +25,7 @@ const struct shunt_check *const shunt_checks[] = {
     &shunt_check_low_reuse,
     &shunt_check_unframed_or_overlong_body,
     &shunt_check_via_breaks_auth_persistence,
+    &shunt_check_client_quirk,
 };
 
 const size_t shunt_n_checks = sizeof(shunt_checks) / sizeof(shunt_checks[0]);

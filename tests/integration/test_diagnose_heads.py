@@ -266,3 +266,71 @@ def test_har_via_to_iis_is_certain_with_a_contrast(tmp_path):
 def test_har_via_to_other_servers_or_iis_without_via_is_no_finding(tmp_path, via, server):
     assert findings(via_har(tmp_path, "x.har", via, server))[0] == []
 
+
+# ----------------------------------------------------------------------------- client quirks
+
+JAVA = "Java/1.8.0_392"
+PWSH = ("Mozilla/5.0 (Windows NT 10.0; Microsoft Windows 10.0.19045; en-US) "
+        "PowerShell/7.4.1")
+
+
+@pytest.mark.parametrize("ua, connection, quirk", [
+    (JAVA, "Upgrade", "java-connection-token"),
+    (JAVA, "keep-alive", None),       # exactly keep-alive: Java keeps it
+    ("curl/8.0", "Upgrade", None),    # not Java: nothing to say
+])
+def test_java_with_connection_other_than_keepalive_is_client_quirk(shunt, origin, tmp_path,
+                                                                    ua, connection, quirk):
+    origin.handler = peers.reply_with(
+        f"HTTP/1.1 200 OK\r\nConnection: {connection}\r\nContent-Length: 2\r\n\r\nok".encode())
+    path = capture(shunt, tmp_path, [["-A", ua, f"{origin.url}/a", f"{origin.url}/b"]])
+    ids, doc = findings(path)
+    if quirk is None:
+        assert ids == []
+        return
+    assert ids == ["client-quirk"]
+    f = doc["findings"][0]
+    assert (f["count"], f["unit"], f["confidence"]) == (2, "exchanges", "likely")
+    assert f["examples"] == {"connections": [1], "exchanges": [1, 2]}
+    assert f["what"].startswith("java-connection-token (Java's HttpURLConnection): 2 "
+                                "exchanges where the client treats an HTTP/1.1 response")
+    assert "sun/net/www/http/HttpClient.java" in f["what"]
+
+
+@pytest.mark.parametrize("proxy_args, found", [(["--no-proxy-support"], True), ([], False)])
+def test_dotnet_ntlm_through_proxy_without_proxy_support_is_client_quirk(
+        shunt, lab_origin, tmp_path, proxy_args, found):
+    o = lab_origin("-q", "--auth", "ntlm")
+    path = capture(shunt, tmp_path, [["-A", PWSH, o.url("/")]], proxy_args=proxy_args)
+    ids, doc = findings(path)
+    if not found:  # shunt adds Proxy-Support itself
+        assert ids == []
+        return
+    assert ids == ["client-quirk"]
+    f = doc["findings"][0]
+    assert (f["count"], f["unit"], f["examples"]["exchanges"]) == (1, "exchanges", [1])
+    assert f["what"].startswith("dotnet-proxy-support (.NET's HttpClient (PowerShell)): 1 "
+                                "exchange where the client does not answer")
+    assert "AuthenticationHelper.NtAuth.cs" in f["what"]
+
+
+@pytest.mark.parametrize("ua, quirk", [("curl/8.0", "http10-keepalive-curl"),
+                                       ("Go-http-client/1.1", "http10-keepalive-go"),
+                                       ("Mozilla/5.0 Chrome/120.0 Safari/537.36",
+                                        "http10-keepalive-chrome"),
+                                       ("Wget/1.21", None)])
+def test_http10_keepalive_answered_in_11_is_client_quirk(tmp_path, ua, quirk):
+    req = [("Host", "intranet.example"), ("User-Agent", ua), ("Connection", "keep-alive")]
+    e = har_entry(0, U, req, 200, [("Server", "nginx"), ("Content-Length", "2")],
+                  http="HTTP/1.0")
+    e["response"]["httpVersion"] = "HTTP/1.1"
+    ka = har_entry(1, U + "b", req, 200, [("Connection", "keep-alive"),
+                                          ("Content-Length", "2")], http="HTTP/1.0")
+    ids, doc = findings(write_har(tmp_path / "10.har", [e, ka]))
+    if quirk is None:
+        assert ids == []
+        return
+    assert ids == ["client-quirk"]
+    f = doc["findings"][0]
+    assert (f["count"], f["examples"]["exchanges"]) == (1, [1])
+    assert f["what"].startswith(quirk + " (")
