@@ -2395,6 +2395,17 @@ static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     session_close(s, 0, 1); /* RST for RST */
 }
 
+/* Did the server of a reused connection close it (FIN or RST) on the request in flight
+ * without a byte of response? That is the idle-timeout race: the server's keep-alive timer
+ * fired as the request went out. A client talking to the server sees the close and retries
+ * an idempotent request on a new connection (RFC 9112 9.3.1); a 502 of ours would stop it,
+ * so the proxy mirrors the close instead. On a new connection the same close is a failure,
+ * answered with a 502 naming it. */
+static int raced_idle_close(const struct session *s, const struct upstream *u)
+{
+    return s->ex_reused && !(u->in.base != NULL && u->in.off < u->in.len);
+}
+
 static void on_upstream_error(struct upstream *u, int err)
 {
     struct session *s = u->s;
@@ -2407,6 +2418,13 @@ static void on_upstream_error(struct upstream *u, int err)
         return;
     }
     if (u == s->cur && s->in_exchange && !s->resp_started && !s->tunnel) {
+        if (raced_idle_close(s, u)) {
+            set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_RST);
+            s->error = "server reset the reused connection without responding";
+            upstream_close(u, 0);
+            session_close(s, 1, 1); /* RST for RST: the client retries as it would direct */
+            return;
+        }
         upstream_close(u, 0);
         answer(s, 502, "Bad Gateway", "shunt: %s:%d reset the connection before responding (%s)",
                u->host, u->port, uv_err_name(err));
@@ -2463,6 +2481,12 @@ static void on_upstream_eof(struct upstream *u)
     if (s->rs == RS_WAIT) {
         int partial = u->in.base != NULL && u->in.off < u->in.len;
         set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
+        if (raced_idle_close(s, u)) {
+            s->error = "server closed the reused connection without responding";
+            upstream_close(u, 0);
+            finish(s); /* FIN for FIN: the client retries as it would direct */
+            return;
+        }
         upstream_close(u, 0);
         answer(s, 502, "Bad Gateway", "shunt: %s:%d closed the connection %s", u->host, u->port,
                partial ? "in the middle of the response head" : "without responding");

@@ -1,7 +1,12 @@
 """Upstream failures get a short text answer naming the cause: 502 for a refused, reset or
-unanswered connection, 504 when the connect or the response times out."""
+unanswered connection, 504 when the connect or the response times out. The one exception is
+the idle-timeout race: a reused connection that the server closes on the request in flight
+is mirrored (FIN for FIN, RST for RST), so that the client retries as it would direct."""
+import sqlite3
 import threading
 import time
+
+import pytest
 
 import peers
 from peers import get
@@ -75,3 +80,56 @@ def test_response_timeout_gets_504(shunt, origin):
         assert 0.5 < took < 5
     finally:
         released.set()
+
+
+def _answer_once_then(end):
+    """An origin handler: answers the first request of a connection, then reads the second
+    and ends the connection without a word (end: "close" or "reset"), as a server whose
+    keep-alive timer fired just as the request arrived."""
+    def handler(conn):
+        conn.recv_request()
+        conn.send(peers.OK)
+        conn.recv_request()
+        conn.close() if end == "close" else conn.reset()
+    return handler
+
+
+@pytest.mark.parametrize("end,how", [("close", "FIN"), ("reset", "RST")])
+def test_reused_connection_closed_without_answer_is_mirrored_not_502(shunt, origin, tmp_path,
+                                                                     end, how):
+    """The idle-timeout race: a server closing a reused connection on the request in flight.
+    A client talking to the server sees the close and retries on a new connection (RFC 9112
+    9.3.1); a 502 would stop that. The proxy mirrors it (FIN for FIN, RST for RST), records
+    the exchange with no response and the cause, and the retry works."""
+    origin.handler = _answer_once_then(end)
+    cap = tmp_path / "race.db"
+    px = shunt("--capture", cap)
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/a")).raw == peers.OK
+        c.send(get(origin.host, "/b"))
+        assert c.wait_eof() == (b"", how)
+    with px.client() as c:  # the client's retry, on a new connection
+        assert c.exchange(get(origin.host, "/b")).raw == peers.OK
+    assert px.stop() == []
+    with sqlite3.connect(f"file:{cap}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT e.conn_id, e.path, e.status, e.error, c.closer, c.close_how "
+                          "FROM exchanges e JOIN connections c ON c.id = e.conn_id "
+                          "ORDER BY e.conn_id, e.idx").fetchall()
+    verb = "closed" if end == "close" else "reset"
+    assert rows[:2] == [(1, "/a", 200, None, "server", how),
+                        (1, "/b", None, f"server {verb} the reused connection without "
+                         "responding", "server", how)], rows
+    assert [r[1:3] for r in rows[2:]] == [("/b", 200)], rows
+
+
+@pytest.mark.parametrize("end", ["close", "reset"])
+def test_new_connection_closed_without_answer_still_gets_502(shunt, origin, end):
+    """On a new connection the same close is no race but a failure: 502 naming it."""
+    def handler(conn):
+        conn.recv_request()
+        conn.close() if end == "close" else conn.reset()
+    origin.handler = handler
+    px = shunt()
+    with px.client() as c:
+        r = c.exchange(get(origin.host, "/a"))
+        assert r.status == 502 and r.body.startswith(b"shunt: "), r
