@@ -161,13 +161,23 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     f->unit = "legs";
     f->lost_us = lost_us;
     f->lost_handshakes = n;
-    shunt_finding_what(f, "%zu authentication leg%s went on another connection than the "
-                       "challenge %s answered (%zu answering a server token, such as NTLM's "
-                       "AUTHENTICATE); the server refused %zu of them with a new 401. First: "
-                       "exchange %lld on connection %lld answered exchange %lld on connection "
-                       "%lld.",
-                       n, n == 1 ? "" : "s", n == 1 ? "it" : "they", n_cont, n_refused,
-                       (long long)first_leg->id, (long long)first_leg->conn_id,
-                       (long long)first_chal->id, (long long)first_chal->conn_id);
+    if (n == 1)
+        shunt_finding_what(f, "1 authentication leg went on another connection than the "
+                           "challenge it answered (%s); the server %s. Exchange %lld on "
+                           "connection %lld answered exchange %lld on connection %lld.",
+                           n_cont ? "an answer to a server token, such as NTLM's AUTHENTICATE"
+                                  : "a first leg",
+                           n_refused ? "refused it with a new 401" : "did not refuse it",
+                           (long long)first_leg->id, (long long)first_leg->conn_id,
+                           (long long)first_chal->id, (long long)first_chal->conn_id);
+    else
+        shunt_finding_what(f, "%zu authentication legs went on another connection than the "
+                           "challenge they answered (%zu answering a server token, such as "
+                           "NTLM's AUTHENTICATE); the server refused %zu of them with a new "
+                           "401. First: exchange %lld on connection %lld answered exchange "
+                           "%lld on connection %lld.",
+                           n, n_cont, n_refused, (long long)first_leg->id,
+                           (long long)first_leg->conn_id, (long long)first_chal->id,
+                           (long long)first_chal->conn_id);
     return 0;
 }

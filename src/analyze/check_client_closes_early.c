@@ -81,15 +81,15 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
                  n_rst);
     /* The same count of exchanges on every one hints at a per-connection limit. */
     if (per_min == per_max)
-        snprintf(after, sizeof(after), "each after exactly %zu request%s", per_min,
-                 per_min == 1 ? "" : "s");
+        snprintf(after, sizeof(after), "%s %zu request%s", n == 1 ? "after" : "each after exactly",
+                 per_min, per_min == 1 ? "" : "s");
     else
         snprintf(after, sizeof(after), "after %zu to %zu requests", per_min, per_max);
-    shunt_finding_what(f, "The client %s that the server would have kept: %s, each time right "
-                       "after a whole response that let the connection persist, to a request "
-                       "that asked to keep it. Each time it opened a new connection to the "
-                       "same origin%s.",
-                       how, after, handshakes ? " and authenticated again" : "");
+    shunt_finding_what(f, "The client %s that the server would have kept: %s, %sright after a "
+                       "whole response that let the connection persist, to a request that "
+                       "asked to keep it. %s opened a new connection to the same origin%s.",
+                       how, after, n == 1 ? "" : "each time ", n == 1 ? "It then" : "Each time it",
+                       handshakes ? " and authenticated again" : "");
     for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++) {
         const struct shunt_model_conn *c = &m->conns[i];
         const struct shunt_model_exchange *l = c->selected ? shunt_check_client_early(c) : NULL;

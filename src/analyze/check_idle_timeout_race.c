@@ -100,9 +100,9 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         snprintf(idle, sizeof(idle), "%.0f to %.0f ms", (double)idle_min / 1000.0,
                  (double)idle_max / 1000.0);
     shunt_finding_what(f, "%zu request%s sent on a reused connection after %s idle got no "
-                       "response: %s. Each time the client sent the same request again on a "
-                       "new connection to the same origin%s.",
-                       n, n == 1 ? "" : "s", idle, how,
+                       "response: %s. %s the client sent the same request again on a new "
+                       "connection to the same origin%s.",
+                       n, n == 1 ? "" : "s", idle, how, n == 1 ? "Then" : "Each time",
                        handshakes ? ", and authenticated again" : "");
     for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++) {
         const struct shunt_model_conn *c = &m->conns[i];

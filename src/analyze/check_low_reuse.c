@@ -104,10 +104,11 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     if (handshakes)
         snprintf(auth, sizeof(auth), "; the new connections started %zu handshake%s again",
                  handshakes, handshakes == 1 ? "" : "s");
-    shunt_finding_what(f, "%zu requests on %zu connections (%.1f per connection); %zu of those "
-                       "connections ended and the client opened a new one to the same origin "
-                       "(%s)%s.",
-                       requests, conns, (double)requests / (double)conns, replaced, how, auth);
+    shunt_finding_what(f, "%zu request%s on %zu connections (%.1f per connection); %zu of "
+                       "those connections ended and the client opened a new one to the same "
+                       "origin (%s)%s.",
+                       requests, requests == 1 ? "" : "s", conns,
+                       (double)requests / (double)conns, replaced, how, auth);
     for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++) {
         const struct shunt_model_conn *c = &m->conns[i];
         if (looked_at(c) && c->next != NULL)

@@ -75,8 +75,8 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         snprintf(how + o, sizeof(how) - o, "%s%zu with a body delimited by the close",
                  o ? ", " : "", n_unframed);
     shunt_finding_what(f, "The server ended %zu connection%s that the client asked to keep "
-                       "(%s); the client had to open a new one each time%s.",
-                       n, n == 1 ? "" : "s", how,
+                       "(%s); the client had to open a new one%s%s.",
+                       n, n == 1 ? "" : "s", how, n == 1 ? "" : " each time",
                        handshakes ? ", and authenticate it again" : "");
     for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++) {
         const struct shunt_model_conn *c = &m->conns[i];

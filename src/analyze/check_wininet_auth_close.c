@@ -80,18 +80,22 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     else
         snprintf(after, sizeof(after), "a non-401 response");
     if (n_old == 0)
-        snprintf(server, sizeof(server), "none of those responses had a Server header");
+        snprintf(server, sizeof(server), "%s", n == 1 ? "that response had no Server header"
+                                                      : "none of those responses had a Server "
+                                                        "header");
     else if (n_missing == 0)
-        snprintf(server, sizeof(server), "each of those responses named IIS 1.0-3.0 as Server");
+        snprintf(server, sizeof(server), "%s named IIS 1.0-3.0 as Server",
+                 n == 1 ? "that response" : "each of those responses");
     else
         snprintf(server, sizeof(server), "%zu of those responses had no Server header, %zu "
                  "named IIS 1.0-3.0", n_missing, n_old);
-    shunt_finding_what(f, "The client closed %zu connection%s %sright after %s %s; %s. Each "
-                       "time it opened a new connection to the same origin%s.",
+    shunt_finding_what(f, "The client closed %zu connection%s %sright after %s %s; %s. %s "
+                       "opened a new connection to the same origin%s.",
                        n, n == 1 ? "" : "s", n_fin == n ? "with a FIN " : "", after,
                        ended_handshake == n ? "that ended an authentication handshake"
                                             : "in an authentication context",
-                       server, handshakes ? " and started a new handshake" : "");
+                       server, n == 1 ? "It then" : "Each time it",
+                       handshakes ? " and started a new handshake" : "");
     for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++) {
         const struct shunt_model_conn *c = &m->conns[i];
         const struct shunt_model_exchange *l;

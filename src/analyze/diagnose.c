@@ -258,6 +258,14 @@ static void put_ids(char *buf, size_t len, const int64_t *ids, size_t n)
         o += (size_t)snprintf(buf + o, len - o, "%s%lld", i ? ", " : "", (long long)ids[i]);
 }
 
+/* The length of <unit> (a static plural noun, "connections") to print after <count>: the
+ * plural less its final s for one ("1 connection"); JSON keeps the plural (docs/diagnose.md). */
+static int unit_len(const char *unit, size_t count)
+{
+    size_t l = strlen(unit);
+    return (int)(count == 1 && l > 1 && unit[l - 1] == 's' ? l - 1 : l);
+}
+
 static size_t rank_of(const struct shunt_findings *fs, const char *id)
 {
     for (size_t i = 0; i < fs->n; i++)
@@ -285,9 +293,9 @@ void shunt_diagnose_print(FILE *f, const struct shunt_model *m, const struct shu
     for (size_t i = 0; i < fs->n; i++) {
         const struct shunt_finding *x = &fs->v[i];
         char head[256], ms[32], ids[128], ex[128];
-        size_t o = (size_t)snprintf(head, sizeof(head), "%zu. %s  (%s)  %zu %s", i + 1,
+        size_t o = (size_t)snprintf(head, sizeof(head), "%zu. %s  (%s)  %zu %.*s", i + 1,
                                     x->check->id, shunt_confidence_name(x->confidence),
-                                    x->count, x->unit);
+                                    x->count, unit_len(x->unit, x->count), x->unit);
         if (x->lost_handshakes || x->lost_us) {
             put_ms(ms, sizeof(ms), x->lost_us);
             if (x->lost_handshakes)

@@ -102,6 +102,35 @@ def test_story_human_report_reads_like_a_note(record):
     assert max(len(l) for l in lines[1:]) <= 80, out  # the first names the file
 
 
+def test_one_of_a_unit_is_singular_in_the_report(record):
+    # one close, followed by one new connection: the report says "1 connection", and the
+    # sentence agrees; the JSON unit stays the plural noun (docs/diagnose.md)
+    path, _ = record(["--auth", "ntlm", "--no-server-header"],
+                     ["--policy", "wininet", "--requests", 2])
+    rc, out, err = diagnose(path)
+    assert rc == 1, err
+    lines = out.splitlines()
+    assert lines[2].startswith("1. wininet-auth-close  (likely)  1 connection, ~1 handshake "
+                               "and ~"), out
+    end = lines.index("   examples: connection 1 (exchange 3)")
+    what = " ".join(l.strip() for l in lines[3:end])
+    assert what.startswith("The client closed 1 connection with a FIN right after a 200 that "
+                           "ended an authentication handshake; that response had no Server "
+                           "header. It then opened a new connection"), out
+    _, doc = findings(path)
+    assert (doc["findings"][0]["count"], doc["findings"][0]["unit"]) == (1, "connections")
+
+    path, _ = record(["--auth", "none", "--close-after", 1], ["--requests", 2], name="sck.db")
+    rc, out, err = diagnose(path)
+    lines = out.splitlines()
+    assert lines[2].startswith("1. server-closes-keepalive  (certain)  1 connection, ~"), out
+    end = lines.index("   examples: connection 1 (exchange 1)")
+    what = " ".join(l.strip() for l in lines[3:end])
+    assert what == (
+        "The server ended 1 connection that the client asked to keep (1 with Connection: "
+        "close); the client had to open a new one."), out
+
+
 @pytest.mark.parametrize("server", ["Microsoft-IIS/6.0", "nginx"])
 def test_fixed_story_has_no_finding(record, server):
     path, s = record(["--auth", "negotiate", "--server-header", server],
