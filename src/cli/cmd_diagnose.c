@@ -9,40 +9,74 @@
 #include "capture/view.h"
 #include "cli/commands.h"
 
-static const char help[] =
-    "usage: shunt diagnose [FILE] [FILTER] [--host H] [--status N] [--conn ID] [--json]\n"
+/* The help's lines fit this many columns. */
+#define HELP_WIDTH 80
+
+static const char help_head[] =
+    "usage: shunt diagnose [FILE] [FILTER] [--host H] [--status N] [--conn ID]\n"
+    "                      [--json]\n"
     "\n"
-    "Runs the knowledge base of checks over the capture FILE (default shunt.db), or over a\n"
-    "HAR (imported in memory first), and prints each finding ranked by impact (handshakes\n"
-    "and time lost): what happened and how often, example connections and exchanges, why,\n"
-    "the fix, and how to prove it with shunt.\n"
+    "Runs the knowledge base of checks over the capture FILE (default shunt.db), or\n"
+    "over a HAR (imported in memory first), and prints each finding ranked by impact\n"
+    "(handshakes and time lost): what happened and how often, example connections\n"
+    "and exchanges, why, the fix, and how to prove it with shunt.\n"
     "\n"
-    "FILTER is a filter expression (docs/filters.md) that limits the exchanges looked at,\n"
-    "e.g. '~d intranet' or '~auth'; a connection is looked at whole when one of its\n"
-    "exchanges is taken.\n"
+    "FILTER is a filter expression (docs/filters.md) that limits the exchanges looked\n"
+    "at, e.g. '~d intranet' or '~auth'; a connection is looked at whole when one of\n"
+    "its exchanges is taken.\n"
     "\n"
-    "checks:\n"
-    "%s"
+    "checks:\n";
+
+static const char help_tail[] =
     "\n"
     "options:\n"
     "  --host H      only exchanges with host H\n"
     "  --status N    only exchanges whose final status is N\n"
     "  --conn ID     only client connection ID\n"
-    "  --json        one JSON object: {\"capture\", \"filter\", \"checks\", \"findings\": [...]}\n"
+    "  --json        one JSON object: {\"capture\", \"filter\", \"checks\",\n"
+    "                \"findings\": [...]}\n"
     "  -h, --help    this text\n"
     "\n"
-    "Exit status: 0 no finding, 1 findings, 2 bad input (no such file, not a capture or a\n"
-    "HAR, a bad filter). See docs/diagnose.md.\n";
+    "Exit status: 0 no finding, 1 findings, 2 bad input (no such file, not a capture\n"
+    "or a HAR, a bad filter, an unknown option). See docs/diagnose.md.\n";
 
+/* Prints <text> from column <col> on, wrapped at HELP_WIDTH with the next lines starting at
+ * <col> too; a word longer than the room left is not cut. */
+static void put_wrapped(const char *text, size_t col)
+{
+    size_t at = col;
+    int line_empty = 1;
+    for (const char *p = text; *p != '\0';) {
+        size_t wl = strcspn(p, " ");
+        if (wl > 0) {
+            if (!line_empty && at + 1 + wl > HELP_WIDTH) {
+                printf("\n%*s", (int)col, "");
+                at = col;
+                line_empty = 1;
+            }
+            printf("%s%.*s", line_empty ? "" : " ", (int)wl, p);
+            at += wl + !line_empty;
+            line_empty = 0;
+        }
+        p += wl + (p[wl] == ' ');
+    }
+    putchar('\n');
+}
+
+/* The help, with the checks' ids in a column as wide as the longest and their titles
+ * wrapped beside it. */
 static void print_help(void)
 {
-    char list[2048];
-    size_t o = 0;
-    list[0] = '\0';
-    for (size_t i = 0; i < shunt_n_checks && o < sizeof(list); i++)
-        o += (size_t)snprintf(list + o, sizeof(list) - o, "  %-24s %s\n", shunt_checks[i]->id,
-                              shunt_checks[i]->title);
-    printf(help, list);
+    size_t w = 0;
+    for (size_t i = 0; i < shunt_n_checks; i++)
+        if (strlen(shunt_checks[i]->id) > w)
+            w = strlen(shunt_checks[i]->id);
+    fputs(help_head, stdout);
+    for (size_t i = 0; i < shunt_n_checks; i++) {
+        printf("  %-*s  ", (int)w, shunt_checks[i]->id);
+        put_wrapped(shunt_checks[i]->title, 2 + w + 2);
+    }
+    fputs(help_tail, stdout);
 }
 
 /* The FILTER as typed: the last positional argument when shunt_view_args() compiled one. */

@@ -357,6 +357,27 @@ def test_help_lists_every_check():
         assert f"  {c} " in out
 
 
+def test_help_aligns_the_checks_within_80_columns(tmp_path):
+    rc, out, _ = diagnose("--help")
+    assert rc == 0
+    lines = out.splitlines()
+    assert max(len(l) for l in lines) <= 80, out
+    # the titles start in one column, two spaces after the longest id, and wrap into it
+    col = 2 + max(len(c) for c in CHECKS) + 2
+    rows = lines[lines.index("checks:") + 1:lines.index("options:") - 1]
+    titles = []
+    for l in rows:
+        if l[:col].strip():
+            assert l[:2] == "  " and l[col - 2:col] == "  " and l[col] != " ", (l, out)
+            titles.append([l[2:col].strip(), l[col:]])
+        else:
+            assert l[col] != " ", (l, out)
+            titles[-1][1] += " " + l[col:]
+    # the JSON has the same titles, unwrapped
+    _, doc = findings(write_har(tmp_path / "empty.har", []))
+    assert titles == [[c["id"], c["title"]] for c in doc["checks"]]
+
+
 # ----------------------------------------------------------------------------- the demo
 
 
