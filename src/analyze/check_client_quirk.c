@@ -30,9 +30,11 @@ const struct shunt_check shunt_check_client_quirk = {
            "to Java; Proxy-Support: Session-Based-Authentication from a proxy that pairs "
            "connections (shunt proxy does, unless --no-proxy-support); to an HTTP/1.0 "
            "keep-alive request, answer Connection: keep-alive, or close explicitly.",
-    .proof = "shunt sessions FILE '~h \"^user-agent: CLIENT\"' lists the client's exchanges; "
-             "shunt proxy --set-header 'Connection: keep-alive' (Java), or without "
-             "--no-proxy-support (.NET), and the same client again.",
+    .proof = "shunt sessions FILE '~hq \"^user-agent: .*CLIENT\"' lists the client's "
+             "exchanges (CLIENT: Java/, PowerShell/, curl/, Go-http-client/, Chrome/); then "
+             "the same client again through shunt proxy --modify-headers "
+             "'/~hs \"^connection: (?!close)\"/Connection/keep-alive' (Java), or through "
+             "shunt proxy without --no-proxy-support (.NET): the finding goes away.",
     .run = run,
 };
 

@@ -22,7 +22,7 @@ const struct shunt_check shunt_check_hop_by_hop_misuse = {
                 "server sent them",
     .why = "Connection lists the fields meant for the next hop only; every intermediary "
            "removes them, and the options it names (RFC 9110 7.6.1), so naming an end-to-end "
-           "field there (Connection: close, Authorization) makes a proxy drop it. "
+           "field there (Connection: close, Authorization) makes a proxy drop that field. "
            "Proxy-Connection was never standard and Keep-Alive belongs to HTTP/1.0's "
            "keep-alive (RFC 9112 appendix C.2.2): on HTTP/1.1 they mean nothing to a "
            "compliant peer, and old intermediaries act on them differently.",

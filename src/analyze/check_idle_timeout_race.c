@@ -26,9 +26,9 @@ const struct shunt_check shunt_check_idle_timeout_race = {
            "keep-alive timeout (nginx keepalive_timeout, 75 s by default; Apache "
            "KeepAliveTimeout, 5 s; IIS connectionTimeout, 2 min). A client that keeps idle "
            "connections longer than that sometimes sends a request just as the close is on "
-           "its way: the request meets a FIN or a reset, gets no response, and the client "
-           "must retry on a new connection (RFC 9112 9.3.1), which only it can know is safe "
-           "for an idempotent request. Clients that do not retry show the user an error; "
+           "its way: the request meets a FIN or a reset, gets no response, and must be sent "
+           "again on a new connection, which a client may do by itself only for an "
+           "idempotent request (RFC 9112 9.3.1). Clients that do not retry show the user an error; "
            "those that do pay a new connection and, with NTLM or Negotiate, a new "
            "handshake.",
     .fix = "make the client's idle timeout for pooled connections shorter than the server's "

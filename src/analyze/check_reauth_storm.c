@@ -30,9 +30,11 @@ const struct shunt_check shunt_check_reauth_storm = {
            "lives pays one handshake (one or two extra round trips, and on the server a "
            "domain controller or ticket check), and its later requests none. Many handshakes "
            "mean short connections, or a server that does not keep the authentication "
-           "(authPersistNonNTLM=false, or a proxy that does not pair connections).",
+           "(IIS with authPersistSingleRequest=true, or authPersistNonNTLM=false for "
+           "Kerberos, or requests that reach it with Via), or a proxy that does not pair "
+           "connections.",
     .fix = "keep the connections alive: remove what closes them (the findings ranked with "
-           "this one say what); on IIS keep authPersistNonNTLM=\"true\"; behind a proxy, keep "
+           "this one say what); on IIS keep authPersistNonNTLM=\"true\" and authPersistSingleRequest=\"false\"; behind a proxy, keep "
            "client and server connections paired.",
     .proof = "shunt connections FILE '~auth' before and after the fix: one handshake per "
              "connection, and few connections.",

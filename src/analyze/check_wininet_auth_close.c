@@ -21,8 +21,8 @@ const struct shunt_check shunt_check_wininet_auth_close = {
                 "the client got them; the next connection to the same origin. From a HAR "
                 "(closer unknown), a new handshake on the next connection stands in for the "
                 "FIN, and the finding is only likely",
-    .why = "WinINet (Internet Explorer, and .NET and Office on Windows) closes the connection "
-           "gracefully after a non-401 response in an authentication context when it cannot "
+    .why = "WinINet (Internet Explorer's HTTP stack, which other Windows applications use "
+           "too) closes the connection gracefully after a non-401 response in an authentication context when it cannot "
            "tell that the server is IIS 4 or later: no Server header, or Microsoft-IIS/1.0 to "
            "3.0. NTLM and Negotiate authenticate the connection, so every next request pays a "
            "new TCP connection and a new handshake. A filter that strips Server (URLScan's "

@@ -4,6 +4,7 @@ findings appear and which do not, their ranking, the --json shape, exit statuses
 finding, 1 findings, 2 bad input), and `shunt lab demo`'s capture (docs/diagnose.md)."""
 import json
 import os
+import re
 import sqlite3
 import subprocess
 
@@ -29,12 +30,43 @@ def diagnose(*args):
     return p.returncode, p.stdout, p.stderr
 
 
+_OPTIONS = {}
+
+
+def options_of(command):
+    """The long options that `shunt COMMAND --help` lists (<command>: "proxy", "lab origin")."""
+    if command not in _OPTIONS:
+        p = subprocess.run([peers.SHUNT_BIN] + command.split() + ["--help"],
+                           capture_output=True, text=True, timeout=peers.WAIT,
+                           stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, p.stderr
+        _OPTIONS[command] = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", p.stdout))
+    return _OPTIONS[command]
+
+
+def assert_commands_exist(finding):
+    """Every option that the why, fix or proof of <finding> gives to `shunt proxy`, `shunt lab
+    origin` or `shunt lab client` is one that command has: what a finding tells the reader to
+    run must run."""
+    for field in ("why", "fix", "proof"):
+        for part in finding[field].split("shunt ")[1:]:
+            command = next((c for c in ("proxy", "lab origin", "lab client")
+                            if part.startswith(c + " ")), None)
+            if command is None:
+                continue
+            for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", part):
+                assert option in options_of(command), (finding["id"], field, command, option)
+
+
 def findings(path, *args):
-    """The ids of the findings on <path>, in rank order, and the JSON document."""
+    """The ids of the findings on <path>, in rank order, and the JSON document. Every
+    command a finding names must exist (assert_commands_exist)."""
     rc, out, err = diagnose(path, *args, "--json")
     doc = json.loads(out)
     ids = [f["id"] for f in doc["findings"]]
     assert rc == (1 if ids else 0), (rc, err)
+    for f in doc["findings"]:
+        assert_commands_exist(f)
     return ids, doc
 
 
