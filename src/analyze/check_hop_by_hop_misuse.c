@@ -14,8 +14,9 @@ const struct shunt_check shunt_check_hop_by_hop_misuse = {
     .id = "hop-by-hop-misuse",
     .title = "hop-by-hop fields misused",
     .looks_for = "requests that reach the server with Proxy-Connection (a forward proxy "
-                 "removes it); HTTP/1.1 requests or responses with "
-                 "Keep-Alive; Connection fields whose options name end-to-end fields "
+                 "removes it); HTTP/1.1 requests or responses with a Keep-Alive that their "
+                 "Connection does not list (with Connection: keep-alive it is declared "
+                 "hop-by-hop and harmless); Connection fields whose options name end-to-end fields "
                  "(Authorization, Content-Length, Host, Cookie, ...), in the heads as the "
                  "peers sent them",
     .evidence = "the request heads as the client sent them and the response heads as the "
@@ -72,6 +73,17 @@ struct misuse {
     const char *named; /* an end-to-end field named in Connection, or NULL */
 };
 
+/* Is there a Keep-Alive field in <head> that its Connection does not declare hop-by-hop?
+ * Declared (Connection: keep-alive), as browsers send it and Apache httpd answers it on
+ * HTTP/1.1 too, it is harmless: every intermediary removes it (RFC 9110 7.6.1). Undeclared,
+ * one that does not know the field passes it on end to end. */
+static int stray_keep_alive(struct shunt_slice head)
+{
+    struct shunt_slice v;
+    return shunt_model_field(head, "Keep-Alive", &v) &&
+           !shunt_model_field_has_token(head, "Connection", "keep-alive");
+}
+
 static int inspect(const struct shunt_model_exchange *e, struct misuse *u)
 {
     struct shunt_slice v;
@@ -80,8 +92,8 @@ static int inspect(const struct shunt_model_exchange *e, struct misuse *u)
      * which removes it: it is a defect only where it reaches a server, in the head as the
      * server got it (a HAR's head is both). */
     u->proxy_conn = shunt_model_field(e->req_up, "Proxy-Connection", &v);
-    u->keep_alive_req = is_http11(e->req, 0) && shunt_model_field(e->req, "Keep-Alive", &v);
-    u->keep_alive_resp = is_http11(e->resp, 1) && shunt_model_field(e->resp, "Keep-Alive", &v);
+    u->keep_alive_req = is_http11(e->req, 0) && stray_keep_alive(e->req);
+    u->keep_alive_resp = is_http11(e->resp, 1) && stray_keep_alive(e->resp);
     u->named = named_end_to_end(e->req);
     if (u->named == NULL)
         u->named = named_end_to_end(e->resp);

@@ -40,7 +40,7 @@ static const char story_rule[] =
     "end\n";
 
 static const char help[] =
-    "usage: shunt lab demo [--requests N] [--dir DIR] [--no-color]\n"
+    "usage: shunt lab demo [--requests N] [--dir DIR]\n"
     "\n"
     "Replays the story (../shared/story): Internet Explorer closes a keep-alive connection\n"
     "after each 200 of a Kerberos handshake because URLscan stripped the Server header.\n"

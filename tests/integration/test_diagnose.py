@@ -297,6 +297,13 @@ def test_har_with_hop_by_hop_fields_is_hop_by_hop_misuse(tmp_path):
     assert f["impact"] == {"ms": 0.0, "handshakes": 0, "connections": 0}
     # a FILTER that takes only the clean exchange: no finding
     assert findings(har, "~u /d$")[0] == []
+    # Keep-Alive declared hop-by-hop (Connection: keep-alive), as a browser sends it and
+    # Apache httpd answers it on HTTP/1.1: harmless
+    declared = write_har(tmp_path / "declared.har", [
+        har_entry(0, u, [("Host", "intranet.example"), ("Connection", "keep-alive")], 200,
+                  [("Server", "Apache/2.4.57 (Debian)"), ("Keep-Alive", "timeout=5, max=100"),
+                   ("Connection", "Keep-Alive"), ("Content-Length", "2")])])
+    assert findings(declared)[0] == []
     # the same head on HTTP/1.0 is keep-alive done right
     har10 = write_har(tmp_path / "ka10.har", [
         har_entry(0, u, [("Host", "intranet.example"), ("Connection", "keep-alive")], 200,
