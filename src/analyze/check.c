@@ -144,8 +144,11 @@ const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_m
         return NULL;
     if (shunt_check_wininet_close(c, &w, &certain))
         return NULL; /* the story's close: wininet-auth-close explains it */
-    if (shunt_check_handshake_moved(c))
-        return NULL; /* a handshake split over connections: auth-connection-switch's */
+    /* After an NTLM or Negotiate challenge the close is the handshake's business, not a
+     * keep-alive policy: a handshake split over connections (auth-connection-switch's), a
+     * refused token, a client without credentials giving up. */
+    if (l->status == 401 && (l->challenge & SHUNT_MODEL_AUTH_BOUND))
+        return NULL;
     return l;
 }
 
