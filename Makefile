@@ -72,6 +72,17 @@ $(BUILD)/fuzz/fuzz_har: fuzz/fuzz_har.c src/capture/har_import.c src/capture/db.
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lsqlite3 -ljansson
 
+# The analysis' driver: the importer, the model, every check, diagnose and diff (and the
+# filter and expression code the model links to).
+$(BUILD)/fuzz/fuzz_analyze: fuzz/fuzz_analyze.c $(wildcard src/analyze/*.c) \
+    src/capture/har_import.c src/capture/har_export.c src/capture/db.c src/capture/filter.c \
+    src/rules/expr.c \
+    $(BUILD)/gen/schema.c $(PURE_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lsqlite3 \
+	    -ljansson -lpcre2-8
+
 # The filter expressions' driver also needs PCRE2.
 $(BUILD)/fuzz/fuzz_expr: fuzz/fuzz_expr.c src/rules/expr.c $(PURE_SRC)
 	@mkdir -p $(dir $@)

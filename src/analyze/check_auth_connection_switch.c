@@ -122,7 +122,8 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         for (size_t j = 0; j < m->conns[i].n_ex; j++)
             if (is_challenge(&m->conns[i].ex[j]))
                 v[k++] = (struct chal){&m->conns[i], &m->conns[i].ex[j]};
-    qsort(v, n_chal, sizeof(*v), chal_cmp);
+    if (n_chal > 1) /* qsort's base must not be NULL, even for nothing */
+        qsort(v, n_chal, sizeof(*v), chal_cmp);
 
     size_t n = 0, n_cont = 0, n_refused = 0;
     const struct shunt_model_exchange *first_leg = NULL, *first_chal = NULL;

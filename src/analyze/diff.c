@@ -344,7 +344,8 @@ static int origins(const struct shunt_model *m, char ***out)
         }
         snprintf(v[i], n, "%s:%d", m->ex[i].host, m->ex[i].port);
     }
-    qsort(v, m->n_ex, sizeof(*v), str_cmp);
+    if (m->n_ex > 1) /* qsort's base must not be NULL, even for nothing */
+        qsort(v, m->n_ex, sizeof(*v), str_cmp);
     *out = v;
     return 0;
 }
@@ -797,7 +798,8 @@ int shunt_diff_run(const struct shunt_model *a, const struct shunt_model *b,
 
     /* Comparable responses: those of a key and status after which the client closed early
      * at least once (a 401 is not compared with a 200); all responses when there are none. */
-    qsort(by, c.n_r, sizeof(*by), rec_cmp);
+    if (c.n_r > 1) /* qsort's base must not be NULL, even for nothing */
+        qsort(by, c.n_r, sizeof(*by), rec_cmp);
     for (size_t i = 0; i < c.n_r;) {
         size_t j = i;
         int any = 0;
@@ -830,7 +832,8 @@ int shunt_diff_run(const struct shunt_model *a, const struct shunt_model *b,
         if (c.r[i].e->req.base != NULL &&
             count_head(&c, i, SHUNT_DIFF_REQUEST, c.r[i].e->req) != 0)
             goto done;
-    qsort(c.f, c.n_f, sizeof(*c.f), field_cmp);
+    if (c.n_f > 1) /* qsort's base must not be NULL, even for nothing */
+        qsort(c.f, c.n_f, sizeof(*c.f), field_cmp);
     out->fields = calloc(c.n_f + 1, sizeof(*out->fields));
     if (out->fields == NULL)
         goto done;
@@ -840,7 +843,8 @@ int shunt_diff_run(const struct shunt_model *a, const struct shunt_model *b,
             goto done;
     }
     if (out->n_h > 1)
-        qsort(out->h, out->n_h, sizeof(*out->h), header_cmp);
+        if (out->n_h > 1) /* qsort's base must not be NULL, even for nothing */
+            qsort(out->h, out->n_h, sizeof(*out->h), header_cmp);
     rc = 0;
 done:
     free(by);
