@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "capture/har.h"
+#include "capture/view.h"
 
 /* Differences in scores below this are ties. */
 #define SCORE_EPS 1e-9
@@ -906,27 +907,32 @@ static const char *plural(size_t n, const char *one, const char *many)
     return n == 1 ? one : many;
 }
 
-/* Copies <s> into <buf> (<len> bytes), quoted, cut with "..." to at most <max> characters
- * (at least 8, and less than <len>). */
-static const char *quoted(char *buf, size_t len, const char *s, size_t max)
+/* Widest text cell, in characters; cells are cut to it whatever the width asked for. */
+#define CELL_MAX 256
+/* Bytes of a cell's buffer: shunt_view_fit() writes up to 4 bytes a character, and "...". */
+#define CELL_LEN (4 * CELL_MAX + 4)
+
+/* Copies <s> into <buf> (CELL_LEN bytes) for the terminal, cut with "..." to at most <width>
+ * characters (CELL_MAX at most); returns the characters written. Bytes that are not printable
+ * UTF-8 become \xNN (shunt_view_fit), so that names, values and request targets from a
+ * hostile capture or HAR never drive the terminal, and a cut never splits a character. */
+static size_t fit(char *buf, const char *s, size_t width)
 {
-    size_t l = strlen(s), o = 0;
-    if (max < 8)
-        max = 8;
-    if (max > len - 1)
-        max = len - 1;
-    int cut = l + 2 > max;
-    size_t keep = cut ? max - 5 : l;
-    buf[o++] = '"';
-    memcpy(buf + o, s, keep);
-    o += keep;
-    if (cut) {
-        memcpy(buf + o, "...", 3);
-        o += 3;
+    return shunt_view_fit(s, strlen(s), width < CELL_MAX ? width : CELL_MAX, buf, CELL_LEN);
+}
+
+/* Writes the file name <path> escaped as fit() does, but whole. */
+static void put_path(FILE *f, const char *path)
+{
+    size_t n = strlen(path), w = 4 * n + 3;
+    char *buf = malloc(4 * w + 4);
+    if (buf == NULL) {
+        fputs("?", f);
+        return;
     }
-    buf[o++] = '"';
-    buf[o] = '\0';
-    return buf;
+    shunt_view_fit(path, n, w, buf, 4 * w + 4);
+    fputs(buf, f);
+    free(buf);
 }
 
 /* "100%", "9%", "<1%" */
@@ -993,44 +999,64 @@ static void print_conns(FILE *f, const struct shunt_diff *d)
         fputs("  => it differs (requests per connection, server closes or handshakes).\n", f);
 }
 
-/* One ranked difference, in three lines. */
+/* One ranked difference, in three lines (four when the counts are long), each at most
+ * <width> columns: the name and the values are cut to fit. */
 static void print_header(FILE *f, size_t rank, const struct shunt_diff_header *h, int width)
 {
-    char x[16], y[16], v[128], w[128];
-    size_t vmax = width > 60 ? (size_t)(width - 52) : 8;
-    fprintf(f, "%2zu. %s header %s%s  (%.2f)\n", rank, part_name(h->part), h->name,
-            h->change == SHUNT_DIFF_VALUE ? " value" : "", h->score);
+    char x[16], y[16], head[64], tail[32], v[CELL_LEN], w[CELL_LEN];
+    size_t wd = width > 40 ? (size_t)width : 40;
+    snprintf(head, sizeof(head), "%2zu. %s header ", rank, part_name(h->part));
+    snprintf(tail, sizeof(tail), "%s  (%.2f)", h->change == SHUNT_DIFF_VALUE ? " value" : "",
+             h->score);
+    size_t room = wd > strlen(head) + strlen(tail) + 8 ? wd - strlen(head) - strlen(tail) : 8;
+    fit(v, h->name, room);
+    fprintf(f, "%s%s%s\n", head, v, tail);
     const char *msgs = h->part == SHUNT_DIFF_REQUEST ? "requests" : "responses";
     if (h->change == SHUNT_DIFF_PRESENCE) {
         fprintf(f, "    on %s of A's %s, %s of B's\n", pct(x, sizeof(x), h->rate_a), msgs,
                 pct(y, sizeof(y), h->rate_b));
     } else {
+        /* The two values share what the words leave; the one on one side only comes first,
+         * the other gets at least half. */
         int on_b = h->rate_b > 0;
-        fprintf(f, "    %s on %s of %s's %s; %s has %s\n", quoted(v, sizeof(v), h->value, vmax),
-                pct(x, sizeof(x), on_b ? h->rate_b : h->rate_a), on_b ? "B" : "A", msgs,
-                on_b ? "A" : "B",
-                quoted(w, sizeof(w), on_b ? h->common_a : h->common_b, vmax));
+        const char *other = on_b ? h->common_a : h->common_b;
+        pct(x, sizeof(x), on_b ? h->rate_b : h->rate_a);
+        size_t words = strlen("    \"\" on  of B's ; A has \"\"") + strlen(x) + strlen(msgs);
+        size_t avail = wd > words + 16 ? wd - words : 16;
+        size_t hb = fit(w, other, avail / 2);
+        size_t ha = fit(v, h->value, avail - hb);
+        fit(w, other, avail - ha);
+        fprintf(f, "    \"%s\" on %s of %s's %s; %s has \"%s\"\n", v, x, on_b ? "B" : "A", msgs,
+                on_b ? "A" : "B", w);
     }
     if (h->closed == 0) {
         fputs("    no early close on either side: it explains none\n", f);
         return;
     }
-    /* Say it the way round that goes with the closes. */
+    /* Say it the way round that goes with the closes; a large capture's counts take a
+     * second line. */
     int flip = !h->with_closes && h->score > SCORE_EPS;
     const char *what = h->change == SHUNT_DIFF_PRESENCE ? (flip ? "present" : "missing")
                                                         : (flip ? "another value" : "that value");
     size_t cw = flip ? h->closed - h->closed_with : h->closed_with;
     size_t kw = flip ? h->kept - h->kept_with : h->kept_with;
-    fprintf(f, "    %s on %zu of %zu %s before an early close, on %zu of %zu kept\n", what, cw,
-            h->closed, h->part == SHUNT_DIFF_REQUEST ? "exchanges" : "responses", kw, h->kept);
+    char closes[128], keeps[64];
+    snprintf(closes, sizeof(closes), "    %s on %zu of %zu %s before an early close,", what, cw,
+             h->closed, h->part == SHUNT_DIFF_REQUEST ? "exchanges" : "responses");
+    snprintf(keeps, sizeof(keeps), "on %zu of %zu kept", kw, h->kept);
+    fprintf(f, "%s%s%s\n", closes, strlen(closes) + 1 + strlen(keeps) <= wd ? " " : "\n    ",
+            keeps);
 }
 
 void shunt_diff_print(FILE *f, const struct shunt_diff *d, const struct shunt_diff_info *info,
                       int width)
 {
-    char k[SHUNT_DIFF_MAX_KEY + 8];
-    fprintf(f, "shunt diff: A %s%s\n            B %s%s\n", info->path_a,
-            info->har_a ? " (HAR)" : "", info->path_b, info->har_b ? " (HAR)" : "");
+    char k[CELL_LEN];
+    fputs("shunt diff: A ", f);
+    put_path(f, info->path_a);
+    fprintf(f, "%s\n            B ", info->har_a ? " (HAR)" : "");
+    put_path(f, info->path_b);
+    fprintf(f, "%s\n", info->har_b ? " (HAR)" : "");
     fprintf(f, "A: %zu %s on %zu %s; B: %zu %s on %zu %s\n", d->a.n_ex,
             plural(d->a.n_ex, "exchange", "exchanges"), d->a.n_conns,
             plural(d->a.n_conns, "connection", "connections"), d->b.n_ex,
@@ -1077,11 +1103,12 @@ void shunt_diff_print(FILE *f, const struct shunt_diff *d, const struct shunt_di
         fprintf(f, "\nonly in %s (%zu %s):\n", s ? "B" : "A", n,
                 plural(n, "kind of request", "kinds of request"));
         for (size_t i = 0; i < n && i < PRINT_MAX_ONLY; i++) {
-            int room = width - 18 > 20 ? width - 18 : 20;
-            snprintf(k, sizeof(k), "%s", o[i].key);
-            if ((int)strlen(k) > room)
-                memcpy(k + room - 3, "...", 4);
-            fprintf(f, "  %-*s %6zu %s\n", room, k, o[i].n, plural(o[i].n, "exchange", "exchanges"));
+            char count[48];
+            snprintf(count, sizeof(count), " %6zu %s", o[i].n,
+                     plural(o[i].n, "exchange", "exchanges"));
+            size_t room = width > (int)strlen(count) + 22 ? (size_t)width - 2 - strlen(count) : 20;
+            size_t kw = fit(k, o[i].key, room);
+            fprintf(f, "  %s%*s%s\n", k, (int)(room - kw), "", count);
         }
         if (n > PRINT_MAX_ONLY)
             fprintf(f, "  ... and %zu more (--json lists them all)\n", n - PRINT_MAX_ONLY);

@@ -319,3 +319,55 @@ def test_help_names_the_exit_statuses():
     assert "Exit status: 0 no difference, 1 differences, 2 bad input" in out
     p = subprocess.run([peers.SHUNT_BIN, "--help"], capture_output=True, text=True)
     assert "  diff " in p.stdout
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+
+def test_control_characters_from_a_har_never_reach_the_terminal(tmp_path):
+    # A hostile HAR: escape sequences in a field name, a field value and the URL. They are
+    # shown as \xNN, as the capture views show wire bytes, never written raw.
+    esc = "\x1b[31mRED\x1b]0;title\x07"
+    a = write_har(tmp_path / "a.har", [
+        har_entry(i, "http://intranet.example/x", [("Content-Length", "2"), ("Server", "IIS")], 1)
+        for i in range(3)])
+    b = write_har(tmp_path / "b.har", [
+        har_entry(i, "http://intranet.example/x\x1b[2J",
+                  [("Content-Length", "2"), ("Server", esc), ("X-\x1b[1mEvil", "1")], 1)
+        for i in range(3)])
+    rc, out, _ = diff(a, b)
+    assert rc == 1
+    lines = text_lines(out)
+    assert "\x1b" not in out and "\x07" not in out, out
+    assert " 1. response header X-\\x1b[1mEvil  (0.00)" in lines
+    assert '    "\\x1b[31mRED\\x1b]0;title\\x07" on 100% of B\'s responses; A has "IIS"' in lines
+    assert any(l.startswith("  GET intranet.example:80/x\\x1b[2J ") for l in lines), out
+    # JSON escapes them itself
+    doc = diff_json(a, b)
+    assert any(h["value"] == esc for h in doc["differences"])
+
+
+def test_long_and_non_ascii_fields_fit_80_columns(tmp_path):
+    # A 200-character field name, values of 70 characters on both sides (one of them not
+    # ASCII), request targets of 120 characters seen on one side only, several times each:
+    # every line but the two naming the files fits 80 columns, cut with "..." and never in
+    # the middle of a UTF-8 sequence (the output decodes as UTF-8).
+    name = "X-" + "N" * 198
+    a = write_har(tmp_path / "a.har", [
+        har_entry(i, "http://intranet.example/" + "a" * 120,
+                  [("Content-Length", "2"), ("Server", "Ünïcødé-" + "é" * 62)], 1)
+        for i in range(3)])
+    b = write_har(tmp_path / "b.har", [
+        har_entry(i, "http://intranet.example/" + "b" * 120,
+                  [("Content-Length", "2"), ("Server", "S" * 70), (name, "1")], 1)
+        for i in range(3)])
+    rc, out, _ = diff(a, b)
+    assert rc == 1
+    lines = text_lines(out)
+    head = next(l for l in lines if l.startswith(" 1. response header X-NNN"))
+    assert head.endswith("...  (0.00)"), head
+    value = next(l for l in lines if l.startswith('    "SSS'))
+    assert '..." on 100% of B\'s responses; A has "Ünïcødé-é' in value, value
+    assert value.endswith('..."'), value
+    only = [l for l in lines if l.startswith("  GET intranet.example:80/")]
+    assert len(only) == 2 and all(l.endswith("...      3 exchanges") for l in only), only

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "analyze/diff.h"
@@ -348,6 +349,51 @@ static void statuses_and_requests_on_one_side(void **state)
     shunt_diff_dispose(&d);
 }
 
+/* ---------------------------------------------------------------- printing */
+
+/* Asserts that every line of <text> but the first two (the files) fits <width> columns
+ * (bytes: the text here is ASCII). */
+static void assert_lines_fit(const char *text, size_t width)
+{
+    size_t line = 0;
+    for (const char *p = text; *p != '\0'; line++) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (line >= 2 && len > width)
+            fail_msg("line %zu is %zu columns: %.*s", line + 1, len, (int)len, p);
+        p += len + (nl != NULL);
+    }
+}
+
+/* A large capture: five-digit counts of closes and keeps. The line that says how the
+ * feature goes with the closes was 85 columns. */
+static void large_counts_fit_80_columns(void **state)
+{
+    (void)state;
+    struct shunt_diff_header h[2] = {
+        {.part = SHUNT_DIFF_RESPONSE, .change = SHUNT_DIFF_PRESENCE, .name = "Proxy-Support",
+         .rate_a = 0.0001, .rate_b = 0.5, .closed = 24996, .closed_with = 24996,
+         .kept = 50004, .kept_with = 50004, .score = 0},
+        {.part = SHUNT_DIFF_REQUEST, .change = SHUNT_DIFF_PRESENCE, .name = "Authorization",
+         .rate_a = 0.0001, .rate_b = 0.5, .closed = 24996, .closed_with = 0, .kept = 50004,
+         .kept_with = 49996, .score = 0.9998, .with_closes = 0},
+    };
+    struct shunt_diff d = {.a = {.n_conns = 4, .n_ex = 50004},
+                           .b = {.n_conns = 25000, .n_ex = 50000, .early = 24996},
+                           .conns_differ = 1, .h = h, .n_h = 2};
+    struct shunt_diff_info info = {"a.db", "b.db", 0, 0};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    shunt_diff_print(f, &d, &info, 80);
+    assert_int_equal(fclose(f), 0);
+    assert_lines_fit(text, 80);
+    assert_non_null(strstr(text, "    missing on 24996 of 24996 responses before an early close,\n"
+                                 "    on 50004 of 50004 kept\n"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +405,7 @@ int main(void)
         cmocka_unit_test(values_that_change_every_time_are_not_compared),
         cmocka_unit_test(a_response_that_ends_the_connection_is_no_early_close),
         cmocka_unit_test(statuses_and_requests_on_one_side),
+        cmocka_unit_test(large_counts_fit_80_columns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
