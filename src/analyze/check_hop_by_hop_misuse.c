@@ -90,8 +90,10 @@ static int inspect(const struct shunt_model_exchange *e, struct misuse *u)
     memset(u, 0, sizeof(*u));
     /* Proxy-Connection is what many clients (curl among them) send to a forward proxy,
      * which removes it: it is a defect only where it reaches a server, in the head as the
-     * server got it (a HAR's head is both). */
-    u->proxy_conn = shunt_model_field(e->req_up, "Proxy-Connection", &v);
+     * server got it (a HAR's head is both), on a request the server answered (one that
+     * failed on the way, or a CONNECT, went no further than the proxy). */
+    u->proxy_conn = e->resp.base != NULL && strcmp(e->method, "CONNECT") != 0 &&
+                    shunt_model_field(e->req_up, "Proxy-Connection", &v);
     u->keep_alive_req = is_http11(e->req, 0) && stray_keep_alive(e->req);
     u->keep_alive_resp = is_http11(e->resp, 1) && stray_keep_alive(e->resp);
     u->named = named_end_to_end(e->req);

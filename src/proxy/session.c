@@ -1314,7 +1314,10 @@ static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
     char url[600], hostbuf[256];
     struct shunt_slice u = h->target, host = h->host;
     struct route tmp;
-    if (split_absolute(h->target, &tmp)) {
+    if (s->req_is_connect) {
+        /* the target is the authority, host:port, as mitmproxy shows a CONNECT's URL */
+        host = h->target;
+    } else if (split_absolute(h->target, &tmp)) {
         host = tmp.authority;
     } else {
         int l = snprintf(url, sizeof(url), "http://%.*s%.*s", (int)h->host.len, h->host.base,
@@ -1333,7 +1336,8 @@ static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
                                  s->idx, h->minor_version, {"", 0}, s->peer_port,
                                  auth_name(s->auth), s->auth_scheme, NULL};
     cfg->request_hook(cfg->request_hook_ud, &ctx, v);
-    if (v->map_url != NULL && v->map_url_len > 0 && v->respond_status == 0) {
+    if (v->map_url != NULL && v->map_url_len > 0 && v->respond_status == 0 &&
+        !s->req_is_connect) { /* a tunnel has no URL to map */
         scratch(&s->mapped, &s->mapped_cap, v->map_url_len + 1);
         memcpy(s->mapped, v->map_url, v->map_url_len);
         s->mapped_len = v->map_url_len;
@@ -1510,8 +1514,15 @@ static void start_request(struct session *s)
     s->req_upgrade = h.has_upgrade && h.conn_upgrade;
     s->req_close = !shunt_http_keeps_alive(&h);
     struct shunt_request_verdict v = {0};
-    if (cfg->request_hook != NULL && !s->req_is_connect)
+    if (cfg->request_hook != NULL)
         ask_request_hook(s, &h, &v);
+    if (s->req_is_connect && v.respond_status < 300) {
+        /* A CONNECT can be refused by a rule (mitmproxy's block_list does the same), not
+         * answered with a 2xx: the client would take it for an open tunnel. */
+        if (v.respond_body_free)
+            free((char *)v.respond_body);
+        v.respond_status = 0;
+    }
     struct route rt;
     if (route_request(s, &h, &rt) != 0)
         return;

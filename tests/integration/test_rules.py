@@ -114,6 +114,28 @@ def test_respond_answers_matching_requests_without_the_server(shunt, origin, tmp
     assert b"/maintenance" not in origin.received and b"/other" in origin.received
 
 
+def test_respond_refuses_a_connect_without_opening_anything(shunt, origin, tmp_path):
+    """--respond applies to CONNECT (as mitmproxy's block_list does): a status of 300 or more
+    refuses the tunnel, no connection is made; a 2xx would read as an open tunnel, so the
+    rule does not apply to a CONNECT and the tunnel is made as usual."""
+    page = tmp_path / "blocked.txt"
+    page.write_bytes(b"blocked\n")
+    px = shunt("--respond", f"|~m CONNECT & ~u :{origin.port}$|403|{page}",
+               "--respond", f"|~m CONNECT|200|{page}")
+    with px.client() as c:
+        r = c.exchange(f"CONNECT {origin.host} HTTP/1.1\r\nHost: {origin.host}\r\n\r\n"
+                       .encode(), method="CONNECT")
+        assert r.status == 403 and r.body == b"blocked\n", r
+        # the connection goes on as HTTP after a refused CONNECT
+        assert c.exchange(get(origin.host, "/after")).raw == OK
+    assert len(origin.conns) == 1 and b"/after" in origin.received  # the GET only
+    other = peers.free_port()
+    with px.client() as c:  # the 2xx rule does not apply: a real tunnel attempt, refused
+        r = c.exchange(f"CONNECT 127.0.0.1:{other} HTTP/1.1\r\nHost: 127.0.0.1:{other}\r\n"
+                       "\r\n".encode(), method="CONNECT")
+        assert r.status == 502 and b"refused" in r.body.lower(), r
+
+
 def test_respond_refuses_bad_specs(shunt, tmp_path):
     for spec, message in [(f"/~q/99/{tmp_path}/x", "not a status code"),
                           ("/~q/200/" + str(tmp_path / "missing"), "cannot read it"),
