@@ -1119,6 +1119,35 @@ void shunt_diff_print(FILE *f, const struct shunt_diff *d, const struct shunt_di
 
 /* ================================================================ JSON */
 
+/* A JSON string of <s> (NULL: JSON null): as it is when UTF-8, else read as ISO-8859-1, the
+ * charset HTTP field values historically carry (RFC 9110 5.5), as the HAR export reads it.
+ * A capture keeps wire bytes, and jansson refuses strings that are not UTF-8. NULL when out
+ * of memory. */
+static json_t *jstr(const char *s)
+{
+    if (s == NULL)
+        return json_null();
+    json_t *j = json_string(s);
+    if (j != NULL)
+        return j;
+    size_t len = strlen(s), o = 0;
+    char *u = malloc(2 * len + 1);
+    if (u == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80) {
+            u[o++] = (char)c;
+        } else {
+            u[o++] = (char)(0xc0 | (c >> 6));
+            u[o++] = (char)(0x80 | (c & 0x3f));
+        }
+    }
+    j = json_stringn(u, o);
+    free(u);
+    return j;
+}
+
 /* One side's connection behaviour as JSON (docs/diff.md); NULL when out of memory. */
 static json_t *side_json(const struct shunt_diff_side *s)
 {
@@ -1137,12 +1166,12 @@ static json_t *side_json(const struct shunt_diff_side *s)
 static json_t *header_json(size_t rank, const struct shunt_diff_header *h)
 {
     int val = h->change == SHUNT_DIFF_VALUE;
-    return json_pack("{s:I, s:s, s:s, s:s, s:s?, s:{s:f, s:s?}, s:{s:f, s:s?}, s:f, s:s, "
+    return json_pack("{s:I, s:s, s:o, s:s, s:o, s:{s:f, s:o}, s:{s:f, s:o}, s:f, s:s, "
                      "s:{s:I, s:I}, s:{s:I, s:I}}",
-                     "rank", (json_int_t)rank, "part", part_name(h->part), "name", h->name,
-                     "change", val ? "value" : "presence", "value", h->value, "a", "rate",
-                     h->rate_a, "common", h->common_a, "b", "rate", h->rate_b, "common",
-                     h->common_b, "score", h->score, "goes_with_closes",
+                     "rank", (json_int_t)rank, "part", part_name(h->part), "name", jstr(h->name),
+                     "change", val ? "value" : "presence", "value", jstr(h->value), "a", "rate",
+                     h->rate_a, "common", jstr(h->common_a), "b", "rate", h->rate_b, "common",
+                     jstr(h->common_b), "score", h->score, "goes_with_closes",
                      h->score <= SCORE_EPS ? "nothing"
                      : h->with_closes      ? (val ? "value" : "absence")
                                            : (val ? "other values" : "presence"),
@@ -1153,19 +1182,31 @@ static json_t *header_json(size_t rank, const struct shunt_diff_header *h)
 /* One field's presence and values on both sides as JSON; NULL when out of memory. */
 static json_t *field_json(const struct shunt_diff_field *fd)
 {
-    json_t *sides[2];
+    json_t *sides[2] = {NULL, NULL};
     for (int s = 0; s < 2; s++) {
         json_t *vals = fd->values_compared ? json_array() : json_null();
-        for (int k = 0; fd->values_compared && k < SHUNT_DIFF_TOP_VALUES; k++)
-            if (fd->top[s][k] != NULL)
-                json_array_append_new(vals, json_pack("{s:s, s:I}", "value", fd->top[s][k],
-                                                      "count", (json_int_t)fd->top_n[s][k]));
+        for (int k = 0; vals != NULL && fd->values_compared && k < SHUNT_DIFF_TOP_VALUES; k++)
+            if (fd->top[s][k] != NULL &&
+                json_array_append_new(vals, json_pack("{s:o, s:I}", "value", jstr(fd->top[s][k]),
+                                                      "count", (json_int_t)fd->top_n[s][k])) != 0) {
+                json_decref(vals);
+                vals = NULL;
+            }
+        if (vals == NULL) {
+            json_decref(sides[0]);
+            return NULL;
+        }
         sides[s] = json_pack("{s:I, s:I, s:I, s:o}", "present", (json_int_t)fd->present[s],
                              "of", (json_int_t)fd->of[s], "distinct_values",
                              (json_int_t)fd->n_values[s], "values", vals);
+        if (sides[s] == NULL) {
+            json_decref(sides[0]);
+            return NULL;
+        }
     }
-    return json_pack("{s:s, s:s, s:b, s:o, s:o}", "part", part_name(fd->part), "name", fd->name,
-                     "values_compared", fd->values_compared, "a", sides[0], "b", sides[1]);
+    return json_pack("{s:s, s:o, s:b, s:o, s:o}", "part", part_name(fd->part), "name",
+                     jstr(fd->name), "values_compared", fd->values_compared, "a", sides[0], "b",
+                     sides[1]);
 }
 
 /* Appends <j> to <arr>; returns -1 (and drops both) when <j> is NULL. */
@@ -1189,19 +1230,19 @@ int shunt_diff_print_json(FILE *f, const struct shunt_diff *d, const struct shun
                                  "differs", d->st[i].differs)) != 0)
             goto oom;
     for (size_t i = 0; i < d->n_only_a; i++)
-        if (append(oa, json_pack("{s:s, s:I}", "request", d->only_a[i].key, "exchanges",
+        if (append(oa, json_pack("{s:o, s:I}", "request", jstr(d->only_a[i].key), "exchanges",
                                  (json_int_t)d->only_a[i].n)) != 0)
             goto oom;
     for (size_t i = 0; i < d->n_only_b; i++)
-        if (append(ob, json_pack("{s:s, s:I}", "request", d->only_b[i].key, "exchanges",
+        if (append(ob, json_pack("{s:o, s:I}", "request", jstr(d->only_b[i].key), "exchanges",
                                  (json_int_t)d->only_b[i].n)) != 0)
             goto oom;
     for (size_t i = 0; i < d->n_fields; i++)
         if (append(fs, field_json(&d->fields[i])) != 0)
             goto oom;
-    json_t *files = json_pack("{s:{s:s, s:b}, s:{s:s, s:b}}", "a", "file", info->path_a,
-                              "from_har", info->har_a, "b", "file", info->path_b, "from_har",
-                              info->har_b);
+    json_t *files = json_pack("{s:{s:o, s:b}, s:{s:o, s:b}}", "a", "file", jstr(info->path_a),
+                              "from_har", info->har_a, "b", "file", jstr(info->path_b),
+                              "from_har", info->har_b);
     json_t *conns = json_pack("{s:b, s:o, s:o}", "differ", d->conns_differ, "a",
                               side_json(&d->a), "b", side_json(&d->b));
     if (files == NULL || conns == NULL) {

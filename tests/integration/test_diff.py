@@ -5,6 +5,7 @@ and requests seen on one side only; exit statuses (0 no difference, 1 difference
 input) and the --json shape (docs/diff.md)."""
 import json
 import os
+import sqlite3
 import subprocess
 
 import pytest
@@ -371,3 +372,34 @@ def test_long_and_non_ascii_fields_fit_80_columns(tmp_path):
     assert value.endswith('..."'), value
     only = [l for l in lines if l.startswith("  GET intranet.example:80/")]
     assert len(only) == 2 and all(l.endswith("...      3 exchanges") for l in only), only
+
+
+def test_json_of_bytes_that_are_not_utf8(tmp_path):
+    # A capture keeps wire bytes as they came: here a Server value in ISO-8859-1 with a
+    # control byte, in a capture whose file name is not UTF-8 either. --json said "out of
+    # memory" (jansson refuses such strings); now they are read as ISO-8859-1, as the HAR
+    # export reads them.
+    har = write_har(tmp_path / "a.har", [
+        har_entry(i, "http://intranet.example/x", [("Content-Length", "2"), ("Server", "IIS")], 1)
+        for i in range(3)])
+    a = tmp_path / "a.db"
+    b = tmp_path / os.fsdecode(b"caf\xe9.db")
+    for path in (a, b):
+        p = subprocess.run([peers.SHUNT_BIN, "import", har, "--capture", path],
+                           capture_output=True, timeout=peers.WAIT)
+        assert p.returncode == 0, p.stderr
+    db = sqlite3.connect(b)
+    with db:
+        db.execute("UPDATE exchanges SET resp_head = replace(resp_head, CAST('Server: IIS' AS BLOB),"
+                   " CAST(X'5365727665723a20436166e920ff1b' AS BLOB))")
+    db.close()
+    doc = diff_json(a, b)
+    first = doc["differences"][0]
+    assert (first["name"], first["change"], first["value"]) == ("Server", "value", "Café ÿ\x1b")
+    assert first["a"]["common"] == "IIS" and first["b"]["common"] == "Café ÿ\x1b"
+    fields = {f["name"]: f for f in doc["fields"]}
+    assert fields["Server"]["b"]["values"] == [{"value": "Café ÿ\x1b", "count": 3}]
+    assert doc["files"]["b"]["file"].endswith("/café.db")
+    rc, out, _ = diff(a, b)
+    assert rc == 1
+    assert '    "Caf\\xe9 \\xff\\x1b" on 100% of B\'s responses; A has "IIS"' in text_lines(out)
