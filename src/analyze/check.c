@@ -28,6 +28,16 @@ struct shunt_finding *shunt_finding_add(struct shunt_findings *out,
     return f;
 }
 
+void shunt_finding_measure(struct shunt_finding *f, size_t count, const char *unit,
+                           int64_t lost_us, size_t lost_handshakes, size_t lost_connections)
+{
+    f->count = count;
+    f->unit = unit;
+    f->lost_us = lost_us;
+    f->lost_handshakes = lost_handshakes;
+    f->lost_connections = lost_connections;
+}
+
 void shunt_finding_what(struct shunt_finding *f, const char *fmt, ...)
 {
     va_list ap;

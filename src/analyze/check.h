@@ -74,6 +74,12 @@ struct shunt_finding *shunt_finding_add(struct shunt_findings *out,
                                         const struct shunt_check *check,
                                         enum shunt_confidence confidence);
 
+/* Sets how much <f> found: <count> occurrences of <unit> (a static plural noun), and the
+ * estimated loss: <lost_us> microseconds, <lost_handshakes> authentication handshakes,
+ * <lost_connections> connections opened for nothing. */
+void shunt_finding_measure(struct shunt_finding *f, size_t count, const char *unit,
+                           int64_t lost_us, size_t lost_handshakes, size_t lost_connections);
+
 /* Writes what happened into <f> (printf format, cut at its size). */
 void shunt_finding_what(struct shunt_finding *f, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -158,10 +158,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     free(v);
     if (f == NULL)
         return 0;
-    f->count = n;
-    f->unit = "legs";
-    f->lost_us = lost_us;
-    f->lost_handshakes = n;
+    shunt_finding_measure(f, n, "legs", lost_us, n, 0);
     if (n == 1)
         shunt_finding_what(f, "1 authentication leg went on another connection than the "
                            "challenge it answered (%s); the server %s. Exchange %lld on "

@@ -66,11 +66,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
                                                 SHUNT_CONFIDENCE_LIKELY);
     if (f == NULL)
         return SHUNT_ENOMEM;
-    f->count = n;
-    f->unit = "connections";
-    f->lost_us = lost_us;
-    f->lost_handshakes = handshakes;
-    f->lost_connections = n;
+    shunt_finding_measure(f, n, "connections", lost_us, handshakes, n);
     char how[160], after[96];
     if (n_rst == 0)
         snprintf(how, sizeof(how), "closed %zu connection%s with a FIN", n, n == 1 ? "" : "s");

@@ -168,11 +168,7 @@ static int report(const struct shunt_model *m, const struct quirk *q, struct shu
                                                 SHUNT_CONFIDENCE_LIKELY);
     if (f == NULL)
         return SHUNT_ENOMEM;
-    f->count = n;
-    f->unit = "exchanges";
-    f->lost_us = lost_us;
-    f->lost_handshakes = handshakes;
-    f->lost_connections = reopened;
+    shunt_finding_measure(f, n, "exchanges", lost_us, handshakes, reopened);
     shunt_finding_what(f, "%s (%s): %zu exchange%s where the client %s; %zu connection%s "
                        "closed by the client right after, then opened again. Source: %s.",
                        q->name, q->client, n, n == 1 ? "" : "s", q->rule, reopened,

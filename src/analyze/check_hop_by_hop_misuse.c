@@ -129,8 +129,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
                                                         : SHUNT_CONFIDENCE_LIKELY);
     if (f == NULL)
         return SHUNT_ENOMEM;
-    f->count = n;
-    f->unit = "exchanges";
+    shunt_finding_measure(f, n, "exchanges", 0, 0, 0);
     char parts[384];
     size_t o = 0;
     parts[0] = '\0';

@@ -79,11 +79,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     struct shunt_finding *f = shunt_finding_add(out, &shunt_check_idle_timeout_race, conf);
     if (f == NULL)
         return SHUNT_ENOMEM;
-    f->count = n;
-    f->unit = "exchanges";
-    f->lost_us = lost_us;
-    f->lost_handshakes = handshakes;
-    f->lost_connections = n;
+    shunt_finding_measure(f, n, "exchanges", lost_us, handshakes, n);
     char how[160], idle[96];
     if (n_certain < n)
         snprintf(how, sizeof(how), "the capture only says \"%.100s\"", first_error);

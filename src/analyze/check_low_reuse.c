@@ -80,11 +80,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
                                                 SHUNT_CONFIDENCE_CERTAIN);
     if (f == NULL)
         return SHUNT_ENOMEM;
-    f->count = replaced;
-    f->unit = "connections";
-    f->lost_us = lost_us;
-    f->lost_handshakes = handshakes;
-    f->lost_connections = replaced;
+    shunt_finding_measure(f, replaced, "connections", lost_us, handshakes, replaced);
     char how[256];
     size_t o = 0;
     how[0] = '\0';

@@ -104,11 +104,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         free(follows);
         return SHUNT_ENOMEM;
     }
-    f->count = handshakes;
-    f->unit = "handshakes";
-    f->lost_handshakes = repeated;
-    f->lost_us = lost_us;
-    f->lost_connections = reopened;
+    shunt_finding_measure(f, handshakes, "handshakes", lost_us, repeated, reopened);
     char how[256];
     if (reopened && again)
         snprintf(how, sizeof(how), "%zu on a new connection opened after an authenticated one "

@@ -58,11 +58,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
                                                 SHUNT_CONFIDENCE_CERTAIN);
     if (f == NULL)
         return SHUNT_ENOMEM;
-    f->count = n;
-    f->unit = "connections";
-    f->lost_us = lost_us;
-    f->lost_handshakes = handshakes;
-    f->lost_connections = n;
+    shunt_finding_measure(f, n, "connections", lost_us, handshakes, n);
     char how[256];
     size_t o = 0;
     how[0] = '\0';

@@ -65,8 +65,7 @@ static int report_unframed(const struct shunt_model *m, struct shunt_findings *o
                                                 SHUNT_CONFIDENCE_CERTAIN);
     if (f == NULL)
         return SHUNT_ENOMEM;
-    f->count = n;
-    f->unit = "exchanges";
+    shunt_finding_measure(f, n, "exchanges", 0, 0, 0);
     shunt_finding_what(f, "%zu response%s had a body but neither Content-Length nor chunked "
                        "framing, so only the close could end %s; %zu ended a connection the "
                        "client then had to open again (server-closes-keepalive counts what "
@@ -102,8 +101,7 @@ static int report_overlong(const struct shunt_model *m, struct shunt_findings *o
     if (f == NULL)
         return SHUNT_ENOMEM;
     if (n_ex > 0) {
-        f->count = n_ex;
-        f->unit = "exchanges";
+        shunt_finding_measure(f, n_ex, "exchanges", 0, 0, 0);
         shunt_finding_what(f, "%zu response%s carried %lld body byte%s beyond %s "
                            "Content-Length: a client reads them as the start of the next "
                            "response, and drops the connection.",
@@ -114,8 +112,7 @@ static int report_overlong(const struct shunt_model *m, struct shunt_findings *o
                 shunt_finding_example(f, m->ex[i].conn_id, m->ex[i].id);
         return 0;
     }
-    f->count = n_conns;
-    f->unit = "connections";
+    shunt_finding_measure(f, n_conns, "connections", 0, 0, 0);
     shunt_finding_what(f, "On %zu connection%s the server sent %lld byte%s after the declared "
                        "end of its responses (their Content-Length): shunt dropped them, but "
                        "a client talking to the server directly would read them as the start "

@@ -143,10 +143,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
                                                          : SHUNT_CONFIDENCE_LIKELY);
     if (f == NULL)
         return SHUNT_ENOMEM;
-    f->count = n;
-    f->unit = "handshakes";
-    f->lost_us = lost_us;
-    f->lost_handshakes = n;
+    shunt_finding_measure(f, n, "handshakes", lost_us, n, 0);
     struct shunt_slice via, server;
     (void)shunt_model_field(first->req_up, "Via", &via);
     char who[160];

@@ -69,11 +69,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     struct shunt_finding *f = shunt_finding_add(out, &shunt_check_wininet_auth_close, conf);
     if (f == NULL)
         return SHUNT_ENOMEM;
-    f->count = n;
-    f->unit = "connections";
-    f->lost_us = lost_us;
-    f->lost_handshakes = handshakes;
-    f->lost_connections = followed;
+    shunt_finding_measure(f, n, "connections", lost_us, handshakes, followed);
     char after[64], server[128];
     if (status > 0)
         snprintf(after, sizeof(after), "a %d", status);
