@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -195,6 +196,8 @@ struct ctx {
     size_t n_r;
     struct fld *f;
     size_t n_f, cap_f;
+    size_t *slots;   /* open-addressing index of <f> by part and name: 1 + index, 0 empty */
+    size_t n_slots;  /* a power of 2, at least twice n_f */
     size_t n_closed, n_kept;
     size_t of[2][2]; /* messages by [part][side] */
     size_t cap_h;    /* capacity of the result's differences */
@@ -407,12 +410,61 @@ static int in_list(const char *const *list, struct shunt_slice name)
     return 0;
 }
 
-/* The field <name> of <part> in <c>, added when new; NULL when out of memory. */
+/* FNV-1a of <part> and <name> with ASCII case folded: field names are case-insensitive
+ * (RFC 9110 5.1). */
+static size_t name_hash(enum shunt_diff_part part, struct shunt_slice name)
+{
+    uint64_t h = 14695981039346656037u ^ (uint64_t)part;
+    for (size_t i = 0; i < name.len; i++) {
+        unsigned char ch = (unsigned char)name.base[i];
+        h = (h ^ (ch >= 'A' && ch <= 'Z' ? ch + 32 : ch)) * 1099511628211u;
+    }
+    return (size_t)h;
+}
+
+/* The slot of field <name> of <part> in <c>'s index: the one holding it, or the empty one
+ * where it goes. */
+static size_t *field_slot(const struct ctx *c, enum shunt_diff_part part, struct shunt_slice name)
+{
+    size_t mask = c->n_slots - 1;
+    for (size_t k = name_hash(part, name) & mask;; k = (k + 1) & mask) {
+        size_t *slot = &c->slots[k];
+        const struct fld *f = *slot ? &c->f[*slot - 1] : NULL;
+        if (f == NULL || (f->part == part && strlen(f->name) == name.len &&
+                          shunt_slice_ieq(name, f->name, name.len)))
+            return slot;
+    }
+}
+
+/* Doubles <c>'s index (or makes it). Returns 0 or -1 when out of memory. */
+static int grow_slots(struct ctx *c)
+{
+    size_t n = c->n_slots ? 2 * c->n_slots : 64;
+    size_t *old = c->slots, n_old = c->n_slots;
+    c->slots = calloc(n, sizeof(*c->slots));
+    if (c->slots == NULL) {
+        c->slots = old;
+        return -1;
+    }
+    c->n_slots = n;
+    for (size_t i = 0; i < n_old; i++)
+        if (old[i]) {
+            const struct fld *f = &c->f[old[i] - 1];
+            *field_slot(c, f->part, shunt_slice_make(f->name, strlen(f->name))) = old[i];
+        }
+    free(old);
+    return 0;
+}
+
+/* The field <name> of <part> in <c>, added when new; NULL when out of memory. Found through
+ * a hash of the names: a HAR may hold a new name in every message. */
 static struct fld *field(struct ctx *c, enum shunt_diff_part part, struct shunt_slice name)
 {
-    for (size_t i = 0; i < c->n_f; i++)
-        if (c->f[i].part == part && shunt_slice_ieq(name, c->f[i].name, strlen(c->f[i].name)))
-            return &c->f[i];
+    if (2 * (c->n_f + 1) > c->n_slots && grow_slots(c) != 0)
+        return NULL;
+    size_t *slot = field_slot(c, part, name);
+    if (*slot)
+        return &c->f[*slot - 1];
     if (grow((void **)&c->f, &c->cap_f, c->n_f, sizeof(*c->f)) != 0)
         return NULL;
     struct fld *f = &c->f[c->n_f];
@@ -423,6 +475,7 @@ static struct fld *field(struct ctx *c, enum shunt_diff_part part, struct shunt_
     if (f->name == NULL)
         return NULL;
     c->n_f++;
+    *slot = c->n_f;
     return f;
 }
 
@@ -702,6 +755,7 @@ static void ctx_dispose(struct ctx *c)
     }
     free(c->r);
     free(c->f);
+    free(c->slots);
 }
 
 /* Adds the kinds of request seen on one side only, and counts the shared ones, walking
@@ -834,7 +888,7 @@ int shunt_diff_run(const struct shunt_model *a, const struct shunt_model *b,
             count_head(&c, i, SHUNT_DIFF_REQUEST, c.r[i].e->req) != 0)
             goto done;
     if (c.n_f > 1) /* qsort's base must not be NULL, even for nothing */
-        qsort(c.f, c.n_f, sizeof(*c.f), field_cmp);
+        qsort(c.f, c.n_f, sizeof(*c.f), field_cmp); /* the index is stale from here on */
     out->fields = calloc(c.n_f + 1, sizeof(*out->fields));
     if (out->fields == NULL)
         goto done;
