@@ -989,11 +989,13 @@ static void put_path(FILE *f, const char *path)
     free(buf);
 }
 
-/* "100%", "9%", "<1%" */
+/* "100%", "9%", "<1%", ">99%": some is never 0%, and short of all is never 100%. */
 static const char *pct(char *buf, size_t len, double r)
 {
     if (r > 0 && r < 0.005)
         snprintf(buf, len, "<1%%");
+    else if (r < 1 && r >= 0.995)
+        snprintf(buf, len, ">99%%");
     else
         snprintf(buf, len, "%.0f%%", r * 100);
     return buf;

@@ -394,6 +394,29 @@ static void large_counts_fit_80_columns(void **state)
     free(text);
 }
 
+/* 50 000 of 50 004 exchanges is not all of them: "100%" beside "4 (<1%)" said it was. */
+static void a_share_short_of_all_is_not_100_percent(void **state)
+{
+    (void)state;
+    struct shunt_diff_status st[2] = {{200, 50000, 25000, 1}, {401, 4, 25000, 1}};
+    struct shunt_diff_header h = {.part = SHUNT_DIFF_RESPONSE, .change = SHUNT_DIFF_PRESENCE,
+                                  .name = "Server", .rate_a = 50000.0 / 50004, .rate_b = 1};
+    struct shunt_diff d = {.a = {.n_conns = 4, .n_ex = 50004},
+                           .b = {.n_conns = 25000, .n_ex = 50000},
+                           .st = st, .n_st = 2, .h = &h, .n_h = 1};
+    struct shunt_diff_info info = {"a.db", "b.db", 0, 0};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    shunt_diff_print(f, &d, &info, 80);
+    assert_int_equal(fclose(f), 0);
+    assert_non_null(strstr(text, "\n    on >99% of A's responses, 100% of B's\n"));
+    assert_non_null(strstr(text, " 50000 (>99%)  25000 (50%)\n"));
+    assert_non_null(strstr(text, "     4 (<1%)  25000 (50%)\n"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +429,7 @@ int main(void)
         cmocka_unit_test(a_response_that_ends_the_connection_is_no_early_close),
         cmocka_unit_test(statuses_and_requests_on_one_side),
         cmocka_unit_test(large_counts_fit_80_columns),
+        cmocka_unit_test(a_share_short_of_all_is_not_100_percent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
