@@ -716,14 +716,17 @@ static const char *const stmt_sql[S_N] = {
 };
 
 /* Totals filled in once every exchange is written. */
+/* Each connection's and upstream's totals, from one pass over the exchanges each (GROUP BY,
+ * then UPDATE ... FROM, SQLite 3.33): a correlated subquery per row was quadratic for the
+ * upstreams, which have no index on exchanges.upstream_id (8 000 connections: 15 s). */
 static const char totals_sql[] =
-    "UPDATE connections SET"
-    " n_exchanges = (SELECT count(*) FROM exchanges e WHERE e.conn_id = connections.id),"
-    " bytes_in = (SELECT sum(req_bytes) FROM exchanges e WHERE e.conn_id = connections.id),"
-    " bytes_out = (SELECT sum(resp_bytes) FROM exchanges e WHERE e.conn_id = connections.id);"
-    "UPDATE upstreams SET"
-    " bytes_out = (SELECT sum(req_bytes) FROM exchanges e WHERE e.upstream_id = upstreams.id),"
-    " bytes_in = (SELECT sum(resp_bytes) FROM exchanges e WHERE e.upstream_id = upstreams.id);";
+    "WITH t AS (SELECT conn_id AS id, count(*) AS n, sum(req_bytes) AS i, sum(resp_bytes) AS o"
+    "           FROM exchanges GROUP BY conn_id)"
+    " UPDATE connections SET n_exchanges = t.n, bytes_in = t.i, bytes_out = t.o"
+    " FROM t WHERE t.id = connections.id;"
+    "WITH t AS (SELECT upstream_id AS id, sum(req_bytes) AS o, sum(resp_bytes) AS i"
+    "           FROM exchanges WHERE upstream_id IS NOT NULL GROUP BY upstream_id)"
+    " UPDATE upstreams SET bytes_out = t.o, bytes_in = t.i FROM t WHERE t.id = upstreams.id;";
 
 struct writer {
     sqlite3 *db;
@@ -1224,6 +1227,12 @@ static int64_t now_us(void)
 /* Parses <buf> into a JSON document, with the error said as a HAR reader would. */
 static json_t *load_json(struct importer *im, const char *buf, size_t len)
 {
+    /* A UTF-8 byte order mark, which Windows tools (Fiddler, .NET's writers) put first, is
+     * no part of the JSON (RFC 8259 8.1 lets a parser ignore it). */
+    if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
+        buf += 3;
+        len -= 3;
+    }
     size_t i = 0;
     while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n'))
         i++;

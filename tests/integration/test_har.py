@@ -90,7 +90,10 @@ def one_line_error(p, prefix):
 
 def import_har(tmp_path, har, name="in.har", check=0):
     src = tmp_path / name
-    src.write_text(json.dumps(har) if not isinstance(har, (str, bytes)) else har)
+    if isinstance(har, bytes):
+        src.write_bytes(har)
+    else:
+        src.write_text(json.dumps(har) if not isinstance(har, str) else har)
     out = tmp_path / (name + ".db")
     p = run("import", src, "--capture", out, check=check)
     return src, out, p
@@ -634,6 +637,29 @@ def test_import_fiddler_reads_client_ports_and_their_reuse(tmp_path):
     assert conns[0]["auth_scheme"] == "NTLM" and conns[1]["auth_scheme"] is None
     ex = rows(out, "SELECT started_us FROM exchanges ORDER BY id")
     assert ex[3]["started_us"] == BASE_US + 5_000_000  # 7 fraction digits read
+
+
+def test_import_reads_a_har_that_starts_with_a_byte_order_mark(tmp_path):
+    """Windows tools write a UTF-8 BOM first; it is no part of the JSON (RFC 8259 8.1)."""
+    plain = json.dumps(har_fiddler()).encode()
+    _, out, _ = import_har(tmp_path, b"\xef\xbb\xbf" + plain, name="bom.har")
+    _, ref, _ = import_har(tmp_path, plain, name="plain.har")
+    q = "SELECT conn_id, url, status FROM exchanges ORDER BY id"
+    assert rows(out, q) == rows(ref, q) and len(rows(out, q)) == 6
+
+
+def test_import_of_many_connections_sums_each_upstream(tmp_path):
+    """3 000 entries, a connection each: every connection and upstream gets its totals (the
+    sums were once a subquery per upstream, quadratic; bench-free check of the result)."""
+    entries = [entry(i, f"http://h.example/{i}", 10, 3, connection=str(i + 1))
+               for i in range(3000)]
+    _, out, _ = import_har(tmp_path, har("t", "1", entries))
+    c = rows(out, "SELECT count(*) AS n, sum(n_exchanges = 1) AS one, "
+                  "sum(bytes_out > 0) AS out FROM connections")[0]
+    u = rows(out, "SELECT count(*) AS n, sum(bytes_in > 0 AND bytes_out > 0) AS both "
+                  "FROM upstreams")[0]
+    assert (c["n"], c["one"], c["out"]) == (3000, 3000, 3000)
+    assert (u["n"], u["both"]) == (3000, 3000)
 
 
 def test_import_mitmproxy_infers_reuse_from_connect_timings(tmp_path):
