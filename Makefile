@@ -76,6 +76,7 @@ $(BUILD)/fuzz/fuzz_har: fuzz/fuzz_har.c src/capture/har_import.c src/capture/db.
 # filter and expression code the model links to).
 $(BUILD)/fuzz/fuzz_analyze: fuzz/fuzz_analyze.c $(wildcard src/analyze/*.c) \
     src/capture/har_import.c src/capture/har_export.c src/capture/db.c src/capture/filter.c \
+    src/capture/view.c \
     src/rules/expr.c \
     $(BUILD)/gen/schema.c $(PURE_SRC)
 	@mkdir -p $(dir $@)
