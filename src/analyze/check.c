@@ -154,6 +154,8 @@ const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_m
         return NULL;
     if (shunt_check_wininet_close(c, &w, &certain))
         return NULL; /* the story's close: wininet-auth-close explains it */
+    if (c->surplus_bytes > 0)
+        return NULL; /* the server sent more than it declared: unframed-or-overlong-body's */
     /* After an NTLM or Negotiate challenge the close is the handshake's business, not a
      * keep-alive policy: a handshake split over connections (auth-connection-switch's), a
      * refused token, a client without credentials giving up. */
@@ -198,6 +200,8 @@ const char *shunt_check_end_claimed(const struct shunt_model_conn *c)
         return "wininet-auth-close";
     if (shunt_check_server_ended(c) != NULL)
         return "server-closes-keepalive";
+    if (c->surplus_bytes > 0 && is(c->closer, "client"))
+        return "unframed-or-overlong-body";
     if (shunt_check_client_early(c) != NULL)
         return "client-closes-early";
     if (shunt_check_idle_race(c, &certain) != NULL)

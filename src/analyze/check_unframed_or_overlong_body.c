@@ -25,8 +25,8 @@ const struct shunt_check shunt_check_unframed_or_overlong_body = {
            "cannot tell a complete body from one cut short. Bytes after the declared end of a "
            "body belong to no response: a client reads them as the start of the next one, so "
            "browsers and most clients drop the connection (or, worse, pair a later request "
-           "with them; RFC 9112 11.2). shunt drops such bytes, so through it the client never "
-           "sees them.",
+           "with them; RFC 9112 11.2). shunt passes such bytes on as the server sent them, so "
+           "the client reacts through it as it would direct.",
     .fix = "give every body a length: a Content-Length that matches what is written, or "
            "chunked coding (an application that writes straight to the socket, a handler "
            "that sets Content-Length before compressing or appending, a filter that changes "
@@ -79,11 +79,12 @@ static int report_unframed(const struct shunt_model *m, struct shunt_findings *o
 
 /* Adds the finding about bytes after the end of a body: per exchange from a HAR's body sizes,
  * per connection from a shunt capture's upstream byte counts (a capture is one or the other;
- * the proxy stops a body at its length, so its exchanges never show an excess). */
+ * the proxy records a body up to its length and passes the rest on outside the exchange, so
+ * its exchanges never show an excess). */
 static int report_overlong(const struct shunt_model *m, struct shunt_findings *out)
 {
-    size_t n_ex = 0, n_conns = 0;
-    int64_t bytes = 0;
+    size_t n_ex = 0, n_conns = 0, reopened = 0, handshakes = 0;
+    int64_t bytes = 0, lost_us = 0;
     for (size_t i = 0; i < m->n_ex; i++)
         if (m->ex[i].selected && m->ex[i].body_excess > 0) {
             n_ex++;
@@ -93,6 +94,13 @@ static int report_overlong(const struct shunt_model *m, struct shunt_findings *o
         if (m->conns[i].selected && m->conns[i].surplus_bytes > 0) {
             n_conns++;
             bytes += m->conns[i].surplus_bytes;
+            /* the client that dropped the connection over them opened another */
+            struct shunt_check_cost cost = shunt_check_reopen_cost(&m->conns[i]);
+            if (strcmp(m->conns[i].closer, "client") == 0 && cost.followed) {
+                reopened++;
+                lost_us += cost.us;
+                handshakes += cost.handshakes;
+            }
         }
     if (n_ex == 0 && n_conns == 0)
         return 0;
@@ -112,13 +120,13 @@ static int report_overlong(const struct shunt_model *m, struct shunt_findings *o
                 shunt_finding_example(f, m->ex[i].conn_id, m->ex[i].id);
         return 0;
     }
-    shunt_finding_measure(f, n_conns, "connections", 0, 0, 0);
+    shunt_finding_measure(f, n_conns, "connections", lost_us, handshakes, reopened);
     shunt_finding_what(f, "On %zu connection%s the server sent %lld byte%s after the declared "
-                       "end of its responses (their Content-Length): shunt dropped them, but "
-                       "a client talking to the server directly would read them as the start "
-                       "of the next response, and drop the connection.",
+                       "end of its responses (their Content-Length); shunt passed them on, as "
+                       "the server sent them, and the client dropped %zu of those connections "
+                       "and opened another.",
                        n_conns, n_conns == 1 ? "" : "s", (long long)bytes,
-                       bytes == 1 ? "" : "s");
+                       bytes == 1 ? "" : "s", reopened);
     for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++)
         if (m->conns[i].selected && m->conns[i].surplus_bytes > 0)
             shunt_finding_example(f, m->conns[i].id, 0);

@@ -2103,12 +2103,17 @@ fields_done:
         nb = body_with_head(s, &s->resp_body, p + h.head_len, avail - h.head_len, 0);
         n = iov_add(iov, n, p + h.head_len, nb);
     }
+    /* bytes past a whole message's end go with it, as forward_response_body() says why */
+    size_t extra = final && h.status != 101 && s->resp_body.done && s->held == HOLD_NONE
+                       ? avail - h.head_len - nb
+                       : 0;
+    n = iov_add(iov, n, p + h.head_len + nb, extra);
     size_t before = s->bytes_out;
     int wr = send_client(s, iov, (unsigned)n); /* copies what it cannot send at once */
     if (edited)
         shunt_edit_dispose(&edit);
-    s->resp_bytes += s->bytes_out - before;
-    buf_consume(w, &u->in, h.head_len + nb);
+    s->resp_bytes += s->bytes_out - before - extra;
+    buf_consume(w, &u->in, h.head_len + nb + extra);
     s->resp_started = 1;
     if (final)
         s->status = h.status;
@@ -2168,11 +2173,17 @@ static int forward_response_body(struct session *s, struct upstream *u)
         session_close(s, 1, 1);
         return 0;
     }
-    if (n > 0) {
-        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    /* Bytes after the end of the body in the same read are no next response (the next
+     * request has not gone out: exchanges on a connection are one at a time); they are a
+     * server sending more than it declared, and go out with the body's end in the same
+     * write, as the client would read them from the server: a client that checks for
+     * excess (curl, browsers) sees it where it would, and drops the connection. */
+    size_t out = s->resp_body.done && s->held == HOLD_NONE ? avail : (size_t)n;
+    if (out > 0) {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)out);
         s->resp_bytes += (uint64_t)n;
         int wr = send_client(s, &b, 1);
-        buf_consume(s->w, &u->in, (size_t)n);
+        buf_consume(s->w, &u->in, out);
         if (wr != 0) {
             set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
             session_close(s, 0, 1);
@@ -2201,9 +2212,29 @@ static void process_upstream(struct upstream *u)
             pump(s, &u->in, &s->tcp, 0);
             break;
         }
+        if (u == s->cur && (s->rs == RS_NONE || s->rs == RS_DONE) && !s->finishing &&
+            s->held == HOLD_NONE) {
+            /* Bytes the server sent past the end of a response (a body longer than its
+             * Content-Length, a 408 on an idle connection): the client of a paired
+             * connection gets them as it would from the server, and reacts as it would
+             * (most drop the connection). Dropping them here would hide the defect. */
+            if (queued(&s->tcp) > 0)
+                break; /* resumes from client_write_cb */
+            const char *p = u->in.base + u->in.off;
+            size_t n = u->in.len - u->in.off;
+            uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+            int r = send_client(s, &b, 1);
+            buf_consume(s->w, &u->in, n);
+            if (r != 0) {
+                set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
+                session_close(s, 0, 1);
+                return;
+            }
+            break;
+        }
         if (u != s->cur || s->rs == RS_NONE || s->rs == RS_DONE || s->finishing) {
-            /* bytes nobody asked for (a 408 on an idle connection, say): not forwarded,
-             * since the client could not tell them from the next response */
+            /* bytes nobody can be given: another origin's idle connection, or a client
+             * connection on its way out */
             buf_release(s->w, &u->in);
             break;
         }

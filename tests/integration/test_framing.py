@@ -155,3 +155,40 @@ def test_response_head_over_the_limit_gets_502(shunt, origin):
     px = shunt()
     with px.client() as c:
         assert c.exchange(get(origin.host, "/")).status == 502
+
+
+def test_bytes_past_the_content_length_reach_the_client_as_from_the_server(shunt, origin):
+    """A server that sends more than its Content-Length: the client of a paired connection
+    gets every byte, as it would talking to the server (and, like curl or a browser, drops
+    the connection); the proxy no longer swallows them, which hid the defect."""
+    def overlong(conn):
+        conn.recv_request()
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA")
+        conn.recv_request()  # until the client goes
+        conn.close()
+
+    origin.handler = overlong
+    px = shunt()
+    with px.client() as c:
+        r = c.exchange(get(origin.host, "/"))
+        assert (r.status, r.body) == (200, b"ok")
+        c.shutdown_write()
+        assert c.wait_eof() == (b"EXTRA", "FIN")
+
+
+def test_a_408_on_an_idle_connection_reaches_the_client(shunt, origin):
+    """Servers answer an idle keep-alive connection with a 408 and close it; the client sees
+    the 408 and the FIN, as it would direct."""
+    late = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+    def idle_408(conn):
+        conn.recv_request()
+        conn.send(OK)
+        conn.send(late)
+        conn.close()
+
+    origin.handler = idle_408
+    px = shunt()
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/")).raw == OK
+        assert c.wait_eof() == (late, "FIN")
