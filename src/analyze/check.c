@@ -140,6 +140,11 @@ int shunt_check_handshake_moved(const struct shunt_model_conn *c)
            c->next != NULL && c->next->n_ex > 0 && (c->next->ex[0].auth & SHUNT_MODEL_AUTH_BOUND);
 }
 
+/* How much earlier than a connection's recorded close its successor's first request may
+ * start and still count as coming after it: the proxy records a close once it has passed it
+ * on, and may see the client's next request on another connection first. */
+#define SUCCESSOR_SLACK_US 20000
+
 const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_model_conn *c)
 {
     const struct shunt_model_exchange *l = shunt_model_last(c), *w;
@@ -160,6 +165,17 @@ const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_m
      * keep-alive policy: a handshake split over connections (auth-connection-switch's), a
      * refused token, a client without credentials giving up. */
     if (l->status == 401 && (l->challenge & SHUNT_MODEL_AUTH_BOUND))
+        return NULL;
+    /* A refused CONNECT ends its connection's use as a tunnel, whatever its framing. */
+    if (is(l->method, "CONNECT"))
+        return NULL;
+    /* The new connection must replace this one: its first request came after this close
+     * (give or take the order in which the proxy saw the two, SUCCESSOR_SLACK_US). A
+     * browser's parallel connection, already busy when the browser closed this one at exit,
+     * replaced nothing. */
+    const struct shunt_model_conn *n = c->next;
+    if (n != NULL && n->n_ex > 0 && c->closed_us >= 0 &&
+        n->ex[0].started_us + SUCCESSOR_SLACK_US < c->closed_us)
         return NULL;
     return l;
 }

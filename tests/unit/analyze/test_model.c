@@ -405,6 +405,39 @@ static void server_header_removes_the_story(void **state)
     shunt_model_free(m);
 }
 
+/* Two connections of one client to one origin, one exchange each, both closed by the client
+ * with a FIN: the first at <closed_a> microseconds, the second's request at <second_at>. */
+static size_t early_closes(int64_t closed_a, int64_t second_at)
+{
+    add_conn(1, 50000, 0, closed_a, "client", "FIN");
+    add_ex(1, 1, 1, 1000, 1000, 300, "/a", "", 200, OK_BARE);
+    add_conn(2, 50001, second_at - 500, second_at + 100000, "client", "FIN");
+    add_ex(2, 2, 1, second_at, 1000, 300, "/b", "", 200, OK_BARE);
+    struct shunt_model *m = load(NULL);
+    struct shunt_findings fs = {0};
+    assert_int_equal(shunt_diagnose_run(m, &fs), 0);
+    size_t at;
+    const struct shunt_finding *f = find(&fs, "client-closes-early", &at);
+    size_t n = f ? f->count : 0;
+    shunt_findings_dispose(&fs);
+    shunt_model_free(m);
+    return n;
+}
+
+static void a_close_that_a_new_connection_follows_is_early(void **state)
+{
+    (void)state;
+    /* closed at 5 ms, the next request at 8 ms on a new connection: it replaced this one */
+    assert_int_equal(early_closes(5000, 8000), 1);
+}
+
+static void a_parallel_connection_replaces_nothing(void **state)
+{
+    (void)state;
+    /* a browser: the second connection was busy from 3 ms, the first closed at exit, 300 ms */
+    assert_int_equal(early_closes(300000, 3000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +449,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(filter_marks_what_it_takes, setup, teardown),
         cmocka_unit_test_setup_teardown(story_ranks_cause_then_consequence, setup, teardown),
         cmocka_unit_test_setup_teardown(server_header_removes_the_story, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_close_that_a_new_connection_follows_is_early, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_parallel_connection_replaces_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
