@@ -140,10 +140,10 @@ int shunt_check_handshake_moved(const struct shunt_model_conn *c)
            c->next != NULL && c->next->n_ex > 0 && (c->next->ex[0].auth & SHUNT_MODEL_AUTH_BOUND);
 }
 
-/* How much earlier than a connection's recorded close its successor's first request may
- * start and still count as coming after it: the proxy records a close once it has passed it
- * on, and may see the client's next request on another connection first. */
-#define SUCCESSOR_SLACK_US 20000
+/* How much earlier than the end of a connection's last exchange its successor may have been
+ * opened and still count as opened after it: the two times are the proxy's, one taken as the
+ * response's last byte went out, the other at accept. */
+#define SUCCESSOR_SLACK_US 1000
 
 const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_model_conn *c)
 {
@@ -169,15 +169,28 @@ const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_m
     /* A refused CONNECT ends its connection's use as a tunnel, whatever its framing. */
     if (is(l->method, "CONNECT"))
         return NULL;
-    /* The new connection must replace this one: its first request came after this close
-     * (give or take the order in which the proxy saw the two, SUCCESSOR_SLACK_US). A
-     * browser's parallel connection, already busy when the browser closed this one at exit,
-     * replaced nothing. */
-    const struct shunt_model_conn *n = c->next;
-    if (n != NULL && n->n_ex > 0 && c->closed_us >= 0 &&
-        n->ex[0].started_us + SUCCESSOR_SLACK_US < c->closed_us)
+    if (!shunt_check_replaced(c))
         return NULL;
     return l;
+}
+
+int shunt_check_replaced(const struct shunt_model_conn *c)
+{
+    const struct shunt_model_conn *n = c->next;
+    const struct shunt_model_exchange *l = shunt_model_last(c);
+    if (n == NULL || l == NULL)
+        return 0;
+    /* A client that closes a connection and opens another does so after it read the last
+     * response: the new one is opened after that response ended. A browser's parallel
+     * connection was opened while this one was still busy, and replaced nothing when the
+     * browser closed this one at exit. (A close's own time is no help: the proxy records it
+     * once both sides are closed, which on a busy machine can come after the client went
+     * on.) Only for the client's closes: after a server's, the next connection follows the
+     * server's close whatever the timing. */
+    if (is(c->closer, "client") && l->status != 0 &&
+        n->opened_us + SUCCESSOR_SLACK_US < l->started_us + l->duration_us)
+        return 0;
+    return 1;
 }
 
 const struct shunt_model_exchange *shunt_check_idle_race(const struct shunt_model_conn *c,

@@ -406,13 +406,14 @@ static void server_header_removes_the_story(void **state)
 }
 
 /* Two connections of one client to one origin, one exchange each, both closed by the client
- * with a FIN: the first at <closed_a> microseconds, the second's request at <second_at>. */
+ * with a FIN: the first's exchange from 1 ms to 11 ms, closed at <closed_a> microseconds; the
+ * second opened at <second_at>, its request right after. */
 static size_t early_closes(int64_t closed_a, int64_t second_at)
 {
     add_conn(1, 50000, 0, closed_a, "client", "FIN");
-    add_ex(1, 1, 1, 1000, 1000, 300, "/a", "", 200, OK_BARE);
-    add_conn(2, 50001, second_at - 500, second_at + 100000, "client", "FIN");
-    add_ex(2, 2, 1, second_at, 1000, 300, "/b", "", 200, OK_BARE);
+    add_ex(1, 1, 1, 1000, 10000, 300, "/a", "", 200, OK_BARE);
+    add_conn(2, 50001, second_at, second_at + 100000, "client", "FIN");
+    add_ex(2, 2, 1, second_at + 500, 1000, 300, "/b", "", 200, OK_BARE);
     struct shunt_model *m = load(NULL);
     struct shunt_findings fs = {0};
     assert_int_equal(shunt_diagnose_run(m, &fs), 0);
@@ -427,15 +428,17 @@ static size_t early_closes(int64_t closed_a, int64_t second_at)
 static void a_close_that_a_new_connection_follows_is_early(void **state)
 {
     (void)state;
-    /* closed at 5 ms, the next request at 8 ms on a new connection: it replaced this one */
-    assert_int_equal(early_closes(5000, 8000), 1);
+    /* the response ended at 11 ms, a new connection at 12 ms: it replaced this one, even
+     * though the proxy recorded the close late (at 40 ms: both sides closed by then) */
+    assert_int_equal(early_closes(40000, 12000), 1);
 }
 
 static void a_parallel_connection_replaces_nothing(void **state)
 {
     (void)state;
-    /* a browser: the second connection was busy from 3 ms, the first closed at exit, 300 ms */
-    assert_int_equal(early_closes(300000, 3000), 0);
+    /* a browser: the second connection was opened at 5 ms, while the first was busy with
+     * its request (the model still links it as the next); the first closed at exit, 300 ms */
+    assert_int_equal(early_closes(300000, 5000), 0);
 }
 
 int main(void)
