@@ -71,8 +71,8 @@ struct shunt_check_cost shunt_check_reopen_cost(const struct shunt_model_conn *c
 {
     struct shunt_check_cost cost = {0, 0, 0};
     const struct shunt_model_conn *n = c->next;
-    if (n == NULL)
-        return cost;
+    if (!shunt_check_replaced(c))
+        return cost; /* nothing replaced it: its end cost nothing */
     cost.followed = 1;
     cost.us = n->connect_us + n->handshake_us;
     cost.handshakes = n->n_handshakes;

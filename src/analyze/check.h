@@ -106,7 +106,8 @@ struct shunt_check_cost {
  * was busy, replaced nothing). Pure. */
 int shunt_check_replaced(const struct shunt_model_conn *c);
 
-/* Measures what the end of <c> cost (its successor, c->next). Pure. */
+/* Measures what the end of <c> cost: the successor that replaced it (c->next, when
+ * shunt_check_replaced()), its connect time and handshakes. Pure. */
 struct shunt_check_cost shunt_check_reopen_cost(const struct shunt_model_conn *c);
 
 /* ---------------------------------------------------------------- ends the checks claim */

@@ -62,7 +62,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         conns++;
         requests += shunt_check_requests_on(c);
         struct shunt_check_cost cost = shunt_check_reopen_cost(c);
-        if (!shunt_check_replaced(c))
+        if (!cost.followed)
             continue;
         replaced++;
         lost_us += cost.us;
