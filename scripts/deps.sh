@@ -18,6 +18,19 @@ bench) want=$bench ;;
 *) echo "usage: $0 build|check|demo|bench" >&2; exit 2 ;;
 esac
 
+# The integration tests reach their peers by the name localhost (Kerberos needs a host name:
+# HTTP/localhost). A Debian root made by debootstrap has no /etc/hosts (the installer writes
+# one, debootstrap does not), so there localhost does not resolve: add Debian's lines.
+if [ "${1:-build}" = check ] && ! getent hosts localhost >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "shunt: the name localhost does not resolve (no line for it in /etc/hosts)" >&2
+        echo "shunt: add one with: echo '127.0.0.1 localhost' | sudo tee -a /etc/hosts" >&2
+        exit 1
+    fi
+    echo "shunt: the name localhost does not resolve; adding Debian's localhost lines to /etc/hosts"
+    printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >>/etc/hosts
+fi
+
 missing=""
 for p in $want; do
     # What matters of some packages is a command that others provide too: nginx-light,
