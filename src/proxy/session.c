@@ -1524,10 +1524,15 @@ static void start_request(struct session *s)
         v.respond_status = 0;
     }
     struct route rt;
-    if (route_request(s, &h, &rt) != 0)
+    if (route_request(s, &h, &rt) != 0) {
+        if (v.respond_body_free) /* a canned answer that will not be given */
+            free((char *)v.respond_body);
         return;
+    }
     shunt_http_body_init(&s->req_body, h.framing, h.content_length, &cfg->limits);
     if (prescan_body(&s->req_body, s->in.base + s->in.off + h.head_len, avail - h.head_len, &e)) {
+        if (v.respond_body_free)
+            free((char *)v.respond_body);
         answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
         return;
@@ -2445,7 +2450,8 @@ static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
  * answered with a 502 naming it. */
 static int raced_idle_close(const struct session *s, const struct upstream *u)
 {
-    return s->ex_reused && !(u->in.base != NULL && u->in.off < u->in.len);
+    /* not a byte for this exchange: a 100 Continue forwarded already is an answer */
+    return s->ex_reused && s->t_first_byte == 0 && !(u->in.base != NULL && u->in.off < u->in.len);
 }
 
 static void on_upstream_error(struct upstream *u, int err)
@@ -2526,7 +2532,8 @@ static void on_upstream_eof(struct upstream *u)
         if (raced_idle_close(s, u)) {
             s->error = "server closed the reused connection without responding";
             upstream_close(u, 0);
-            finish(s); /* FIN for FIN: the client retries as it would direct */
+            emit_exchange_done(s); /* ended now, not when the client gets round to closing */
+            finish(s);             /* FIN for FIN: the client retries as it would direct */
             return;
         }
         upstream_close(u, 0);

@@ -518,10 +518,13 @@ void shunt_rules_request_hook(void *ud, const struct shunt_head_ctx *ctx,
     sub.conn_id = (int64_t)ctx->conn_id;
     sub.req_headers = ctx->req_headers;
     sub.n_req_headers = ctx->n_req_headers;
+    /* A CONNECT has no URL to map, locally or elsewhere (mitmproxy's map_remote and
+     * map_local leave it alone too): only --respond may refuse it. */
+    int tunnel = shunt_slice_ieq(ctx->method, "CONNECT", 7);
     /* --map-remote: the first rule whose filter and regex match maps the URL; the result
      * lives in this thread's buffer until the next call here */
     static _Thread_local char mapped[4096];
-    for (size_t i = 0; i < r->n_m; i++) {
+    for (size_t i = 0; i < r->n_m && !tunnel; i++) {
         const struct map_remote *m = &r->m[i];
         if (m->filter != NULL && !shunt_expr_match(m->filter, &sub))
             continue;
@@ -538,7 +541,7 @@ void shunt_rules_request_hook(void *ud, const struct shunt_head_ctx *ctx,
         out->by = m->by;
         break;
     }
-    for (size_t i = 0; i < r->n_l; i++) {
+    for (size_t i = 0; i < r->n_l && !tunnel; i++) {
         const struct map_local *m = &r->l[i];
         if (m->filter != NULL && !shunt_expr_match(m->filter, &sub))
             continue;

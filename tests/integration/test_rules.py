@@ -136,6 +136,23 @@ def test_respond_refuses_a_connect_without_opening_anything(shunt, origin, tmp_p
         assert r.status == 502 and b"refused" in r.body.lower(), r
 
 
+def test_map_rules_leave_a_connect_alone(shunt, origin, tmp_path):
+    """--map-local and --map-remote rewrite URLs; a CONNECT has none (host:port only), so a
+    rule whose regex matches the host must not answer or move the tunnel."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_bytes(b"local\n")
+    px = shunt("--map-local", f"|127.0.0.1|{site}/",
+               "--map-remote", f"|127.0.0.1|127.0.0.1:{peers.free_port()}")
+    with px.client() as c:
+        r = c.exchange(f"CONNECT {origin.host} HTTP/1.1\r\nHost: {origin.host}\r\n\r\n"
+                       .encode(), method="CONNECT")
+        assert r.status == 200, r  # the tunnel to the origin, not a 404 from the folder
+        c.send(get(origin.host, "/through"))
+        assert c.response().raw == OK
+    assert b"/through" in origin.received
+
+
 def test_respond_refuses_bad_specs(shunt, tmp_path):
     for spec, message in [(f"/~q/99/{tmp_path}/x", "not a status code"),
                           ("/~q/200/" + str(tmp_path / "missing"), "cannot read it"),

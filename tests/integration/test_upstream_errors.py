@@ -133,3 +133,49 @@ def test_new_connection_closed_without_answer_still_gets_502(shunt, origin, end)
     with px.client() as c:
         r = c.exchange(get(origin.host, "/a"))
         assert r.status == 502 and r.body.startswith(b"shunt: "), r
+
+
+def test_a_close_after_100_continue_is_no_race_but_a_502(shunt, origin):
+    """The server answered (100 Continue) and then closed: not the idle race (not a byte
+    of answer), so the client gets the proxy's 502 naming it, not a silent close."""
+    def handler(conn):
+        conn.recv_request()
+        conn.send(peers.OK)
+        conn.r.read_until(b"\r\n\r\n")  # the second request's head, its body held back
+        conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn.close()
+    origin.handler = handler
+    px = shunt()
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/a")).raw == peers.OK
+        c.send(f"POST http://{origin.host}/b HTTP/1.1\r\nHost: {origin.host}\r\n"
+               "Content-Length: 4\r\nExpect: 100-continue\r\n\r\n".encode())
+        interim, final = c.final_response()
+        assert [m.status for m in interim] == [100]
+        assert final is not None and final.status == 502, final
+
+
+def test_the_raced_exchange_is_recorded_when_the_server_closes(shunt, origin, tmp_path):
+    """The race's exchange ends when the server closed, not when the client closes its side
+    (a client may hold a dead socket for a while): the capture has it while the client still
+    holds the connection."""
+    origin.handler = _answer_once_then("close")
+    cap = tmp_path / "race.db"
+    px = shunt("--capture", cap)
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/a")).raw == peers.OK
+        c.send(get(origin.host, "/b"))
+        assert c.wait_eof() == (b"", "FIN")
+        # The proxy gives up on a client that keeps a closed connection after 5 s (its
+        # linger), which would record the exchange too: poll for less than that, so that
+        # only the exchange ending with the server's close can pass.
+        deadline = time.monotonic() + 2.5
+        rows = []
+        while time.monotonic() < deadline:  # the store writes in batches: poll
+            with sqlite3.connect(f"file:{cap}?mode=ro", uri=True) as db:
+                rows = db.execute("SELECT path, error FROM exchanges WHERE path = '/b'").fetchall()
+            if rows:
+                break
+            time.sleep(0.05)
+        assert rows == [("/b", "server closed the reused connection without responding")]
+    assert px.stop() == []
