@@ -71,7 +71,7 @@ struct shunt_check_cost shunt_check_reopen_cost(const struct shunt_model_conn *c
 {
     struct shunt_check_cost cost = {0, 0, 0};
     const struct shunt_model_conn *n = c->next;
-    if (!shunt_check_replaced(c))
+    if (n == NULL)
         return cost; /* nothing replaced it: its end cost nothing */
     cost.followed = 1;
     cost.us = n->connect_us + n->handshake_us;
@@ -140,11 +140,6 @@ int shunt_check_handshake_moved(const struct shunt_model_conn *c)
            c->next != NULL && c->next->n_ex > 0 && (c->next->ex[0].auth & SHUNT_MODEL_AUTH_BOUND);
 }
 
-/* How much earlier than the end of a connection's last exchange its successor may have been
- * opened and still count as opened after it: the two times are the proxy's, one taken as the
- * response's last byte went out, the other at accept. */
-#define SUCCESSOR_SLACK_US 1000
-
 const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_model_conn *c)
 {
     const struct shunt_model_exchange *l = shunt_model_last(c), *w;
@@ -169,28 +164,9 @@ const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_m
     /* A refused CONNECT ends its connection's use as a tunnel, whatever its framing. */
     if (is(l->method, "CONNECT"))
         return NULL;
-    if (!shunt_check_replaced(c))
-        return NULL;
+    if (c->next == NULL)
+        return NULL; /* nothing replaced it (model.h: a parallel connection is no successor) */
     return l;
-}
-
-int shunt_check_replaced(const struct shunt_model_conn *c)
-{
-    const struct shunt_model_conn *n = c->next;
-    const struct shunt_model_exchange *l = shunt_model_last(c);
-    if (n == NULL || l == NULL)
-        return 0;
-    /* A client that closes a connection and opens another does so after it read the last
-     * response: the new one is opened after that response ended. A browser's parallel
-     * connection was opened while this one was still busy, and replaced nothing when the
-     * browser closed this one at exit. (A close's own time is no help: the proxy records it
-     * once both sides are closed, which on a busy machine can come after the client went
-     * on.) Only for the client's closes: after a server's, the next connection follows the
-     * server's close whatever the timing. */
-    if (is(c->closer, "client") && l->status != 0 &&
-        n->opened_us + SUCCESSOR_SLACK_US < l->started_us + l->duration_us)
-        return 0;
-    return 1;
 }
 
 const struct shunt_model_exchange *shunt_check_idle_race(const struct shunt_model_conn *c,

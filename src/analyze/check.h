@@ -101,13 +101,8 @@ struct shunt_check_cost {
     size_t handshakes;  /* handshakes it had to start again */
 };
 
-/* True when <c> has a successor that replaced it: for a connection the client closed after
- * a response, one opened after that response ended (a parallel connection, opened while <c>
- * was busy, replaced nothing). Pure. */
-int shunt_check_replaced(const struct shunt_model_conn *c);
-
-/* Measures what the end of <c> cost: the successor that replaced it (c->next, when
- * shunt_check_replaced()), its connect time and handshakes. Pure. */
+/* Measures what the end of <c> cost: the connection that replaced it (c->next), its connect
+ * time and handshakes. Pure. */
 struct shunt_check_cost shunt_check_reopen_cost(const struct shunt_model_conn *c);
 
 /* ---------------------------------------------------------------- ends the checks claim */

@@ -107,7 +107,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
                        (double)requests / (double)conns, replaced, how, auth);
     for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++) {
         const struct shunt_model_conn *c = &m->conns[i];
-        if (looked_at(c) && shunt_check_replaced(c))
+        if (looked_at(c) && c->next != NULL)
             shunt_finding_example(f, c->id, shunt_model_last(c)->id);
     }
     return 0;

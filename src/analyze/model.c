@@ -8,6 +8,11 @@
 #include "capture/har.h"
 #include "http/parser.h"
 
+/* How much earlier than the end of a connection's last response its replacement may have
+ * been opened: the proxy takes one time as the response's last byte goes out, the other at
+ * accept, maybe on another thread. */
+#define SUCCESSOR_SLACK_US 1000
+
 /* ================================================================ heads */
 
 /* Makes room in the array *<p> (capacity *<cap>) for element <n>, doubling it. Returns 0,
@@ -407,9 +412,13 @@ static int derive(struct shunt_model *m)
         v[i] = &m->conns[i];
     qsort(v, m->n_conns, sizeof(*v), conn_cmp_origin);
     /* Each connection's successor: the first connection of the same client to the same
-     * origin opened after its last exchange began and not already someone's successor. The
-     * close itself is not the bound: the proxy may record the client's FIN after the client
-     * opened its next connection. */
+     * origin that replaced it and is not already someone's successor. A client that closes a
+     * connection after a response opens the next one after reading that response: the bound
+     * is the response's end (less SUCCESSOR_SLACK_US, the two times being the proxy's), so
+     * that a browser's parallel connection, opened while this one was busy, is no
+     * replacement. After a server's close or a failed exchange the bound is the last
+     * exchange's start. The close itself is no bound: the proxy records it once both sides
+     * closed, which can come after the client opened its next connection. */
     unsigned char *taken = calloc(m->n_conns ? m->n_conns : 1, 1);
     if (taken == NULL) {
         free(v);
@@ -419,7 +428,10 @@ static int derive(struct shunt_model *m)
         struct shunt_model_conn *c = v[i];
         if (c->n_ex == 0)
             continue;
-        int64_t after = shunt_model_last(c)->started_us;
+        const struct shunt_model_exchange *l = shunt_model_last(c);
+        int64_t after = l->started_us;
+        if ((strcmp(c->closer, "client") == 0 || c->closer[0] == '\0') && l->status != 0)
+            after += l->duration_us - SUCCESSOR_SLACK_US;
         for (size_t j = i + 1; j < m->n_conns && same_origin(c, v[j]); j++)
             if (!taken[j] && v[j]->n_ex > 0 && opened_at(v[j]) >= after) {
                 c->next = v[j];

@@ -99,10 +99,13 @@ struct shunt_model_conn {
     int selected;            /* 1 when one of its exchanges is selected */
     const char *host;        /* host of its first exchange; "" when it has none */
     int port;                /* port of its first exchange; 0 when it has none */
-    const struct shunt_model_conn *next; /* its successor: the next connection of the same
-                                            client address to the same origin, opened after its
-                                            last exchange began, and no other's successor;
-                                            NULL none */
+    const struct shunt_model_conn *next; /* its successor, the connection that replaced it:
+                                            the next one of the same client address to the
+                                            same origin, opened after its last response ended
+                                            when the client (or nobody known) closed it, after
+                                            its last exchange began otherwise; no other's
+                                            successor; NULL none (a browser's parallel
+                                            connection replaces nothing) */
     int64_t connect_us;      /* upstream connect time paid by its first exchange, >= 0 */
     size_t n_handshakes;     /* connection-bound handshakes started on it (a fresh NTLM or
                                 Negotiate 401 challenge, or a first leg sent unasked) */

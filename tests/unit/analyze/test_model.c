@@ -441,6 +441,22 @@ static void a_parallel_connection_replaces_nothing(void **state)
     assert_int_equal(early_closes(300000, 5000), 0);
 }
 
+static void the_replacement_is_found_past_a_parallel_connection(void **state)
+{
+    (void)state;
+    /* A's exchange runs 1-11 ms; B is opened at 5 ms, in parallel, and used; the client
+     * closes A and opens C at 20 ms: C replaced A, B replaced nothing */
+    add_conn(1, 50000, 0, 15000, "client", "FIN");
+    add_ex(1, 1, 1, 1000, 10000, 300, "/a", "", 200, OK_BARE);
+    add_conn(2, 50001, 5000, 300000, "client", "FIN");
+    add_ex(2, 2, 1, 5500, 1000, 300, "/b", "", 200, OK_BARE);
+    add_conn(3, 50002, 20000, 300000, "client", "FIN");
+    add_ex(3, 3, 1, 20500, 1000, 300, "/c", "", 200, OK_BARE);
+    struct shunt_model *m = load(NULL);
+    assert_ptr_equal(m->conns[0].next, &m->conns[2]);
+    shunt_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +471,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_close_that_a_new_connection_follows_is_early, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_parallel_connection_replaces_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_replacement_is_found_past_a_parallel_connection,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
