@@ -414,8 +414,10 @@ static int64_t ms_to_us(double ms)
 {
     if (ms < 0)
         return -1;
-    if (ms > 9.0e12) /* about 285 years: keeps the product within int64 */
-        ms = 9.0e12;
+    /* One day at most: no exchange's phase lasts longer, and the analysis sums these over
+     * every entry (a HAR with a thousand timings of 285 years overflowed int64 there). */
+    if (ms > 8.64e7)
+        ms = 8.64e7;
     return (int64_t)(ms * 1000.0 + 0.5); /* rounded; no libm needed */
 }
 
@@ -715,8 +717,8 @@ static const char *const stmt_sql[S_N] = {
     "UPDATE connections SET auth_scheme = ?2 WHERE id = ?1 AND auth_scheme IS NULL",
 };
 
-/* Totals filled in once every exchange is written. */
-/* Each connection's and upstream's totals, from one pass over the exchanges each (GROUP BY,
+/* Totals filled in once every exchange is written: each connection's and upstream's, from
+ * one pass over the exchanges each (GROUP BY,
  * then UPDATE ... FROM, SQLite 3.33): a correlated subquery per row was quadratic for the
  * upstreams, which have no index on exchanges.upstream_id (8 000 connections: 15 s). */
 static const char totals_sql[] =
@@ -1229,7 +1231,9 @@ static json_t *load_json(struct importer *im, const char *buf, size_t len)
 {
     /* A UTF-8 byte order mark, which Windows tools (Fiddler, .NET's writers) put first, is
      * no part of the JSON (RFC 8259 8.1 lets a parser ignore it). */
+    size_t bom = 0;
     if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
+        bom = 3;
         buf += 3;
         len -= 3;
     }
@@ -1245,10 +1249,15 @@ static json_t *load_json(struct importer *im, const char *buf, size_t len)
     if (root != NULL)
         return root;
     enum json_error_code code = json_error_code(&je);
+    int cut = code == json_error_premature_end_of_input ||
+              (code == json_error_invalid_syntax && je.position >= (int)len);
+    /* where the error is, in the file as given: past the byte order mark skipped above */
+    je.position += (int)bom;
+    if (je.line == 1)
+        je.column += (int)(bom > 0);
     if (code == json_error_out_of_memory)
         fail(im, "out of memory");
-    else if (code == json_error_premature_end_of_input ||
-             (code == json_error_invalid_syntax && je.position >= (int)len))
+    else if (cut)
         fail(im, "truncated JSON: %s at line %d column %d (byte %d)", je.text, je.line,
              je.column, je.position);
     else

@@ -342,6 +342,23 @@ def test_proxy_connection_counts_only_where_it_reaches_the_server(shunt, lab_ori
     assert findings(cap)[0] == []
 
 
+def test_har_with_absurd_timings_is_read_without_overflow(tmp_path):
+    """Hostile timings (285 years each, over a thousand 401 legs) must not overflow the sums
+    of the checks: the importer caps a phase at one day."""
+    u = "http://intranet.example/"
+    entries = []
+    for i in range(1100):
+        e = har_entry(i % 60, u + str(i), [("Host", "intranet.example")], 401,
+                      [("WWW-Authenticate", "NTLM"), ("Content-Length", "0")], conn=str(i + 1))
+        e["time"] = 9e12
+        e["timings"] = {"send": 1, "wait": 9e12, "receive": 1}
+        entries.append(e)
+    rc, out, err = diagnose(write_har(tmp_path / "absurd.har", entries), "--json")
+    assert rc in (0, 1), err
+    for f in json.loads(out)["findings"]:
+        assert f["impact"]["ms"] >= 0, f
+
+
 def test_filter_limits_the_exchanges(record):
     path, _ = record(["--auth", "negotiate", "--no-server-header"],
                      ["--policy", "wininet", "--requests", 6])

@@ -646,6 +646,9 @@ def test_import_reads_a_har_that_starts_with_a_byte_order_mark(tmp_path):
     _, ref, _ = import_har(tmp_path, plain, name="plain.har")
     q = "SELECT conn_id, url, status FROM exchanges ORDER BY id"
     assert rows(out, q) == rows(ref, q) and len(rows(out, q)) == 6
+    # an error after a byte order mark is placed in the file as given
+    _, _, p = import_har(tmp_path, b"\xef\xbb\xbf" + b'{"log": nope}', name="bad.har", check=2)
+    assert "line 1 column 13 (byte 15)" in p.stderr, p.stderr
 
 
 def test_import_of_many_connections_sums_each_upstream(tmp_path):
