@@ -48,9 +48,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         const struct shunt_model_conn *c = &m->conns[i];
         if (!c->selected || shunt_check_client_early(c) == NULL)
             continue;
-        struct shunt_check_cost cost = shunt_check_reopen_cost(c);
-        if (!cost.followed)
-            continue; /* the client may simply have been done */
+        struct shunt_check_cost cost = shunt_check_reopen_cost(c); /* it was replaced */
         n++;
         n_fin += strcmp(c->close_how, "FIN") == 0;
         n_rst += strcmp(c->close_how, "RST") == 0;

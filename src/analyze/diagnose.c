@@ -177,8 +177,7 @@ int shunt_diagnose_run(const struct shunt_model *m, struct shunt_findings *out)
     }
     if (out->n < 2)
         return 0;
-    if (out->n > 1) /* qsort's base must not be NULL, even for nothing */
-        qsort(out->v, out->n, sizeof(*out->v), impact_cmp);
+    qsort(out->v, out->n, sizeof(*out->v), impact_cmp);
     /* Causes first, each followed by what it explains. */
     struct shunt_finding *v = malloc(out->n * sizeof(*v));
     const struct shunt_finding **by = malloc(out->n * sizeof(*by));

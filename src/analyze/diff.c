@@ -898,9 +898,8 @@ int shunt_diff_run(const struct shunt_model *a, const struct shunt_model *b,
         if (field_view(&out->fields[i], &c, &c.f[i]) != 0 || field_diffs(out, &c, &c.f[i]) != 0)
             goto done;
     }
-    if (out->n_h > 1)
-        if (out->n_h > 1) /* qsort's base must not be NULL, even for nothing */
-            qsort(out->h, out->n_h, sizeof(*out->h), header_cmp);
+    if (out->n_h > 1) /* qsort's base must not be NULL, even for nothing */
+        qsort(out->h, out->n_h, sizeof(*out->h), header_cmp);
     rc = 0;
 done:
     free(by);

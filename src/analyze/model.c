@@ -446,15 +446,26 @@ static int derive(struct shunt_model *m)
 
 /* ================================================================ byte counts */
 
-/* The exchange <id> of connection <conn_id> in <m>, or NULL. */
-static struct shunt_model_exchange *exchange_of(const struct shunt_model *m, int64_t conn_id,
+static int ex_ptr_cmp(const void *a, const void *b)
+{
+    int64_t x = (*(struct shunt_model_exchange *const *)a)->id;
+    int64_t y = (*(struct shunt_model_exchange *const *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* The exchange <id> in <by_id> (<n> pointers sorted by id), or NULL. */
+static struct shunt_model_exchange *exchange_of(struct shunt_model_exchange **by_id, size_t n,
                                                 int64_t id)
 {
-    const struct shunt_model_conn *c = shunt_model_conn_by_id(m, conn_id);
-    for (size_t k = 0; c != NULL && k < c->n_ex; k++)
-        if (c->ex[k].id == id)
-            return &c->ex[k];
-    return NULL;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (by_id[mid]->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && by_id[lo]->id == id ? by_id[lo] : NULL;
 }
 
 /* The response body bytes <e> recorded beyond its Content-Length (<body> bytes recorded in
@@ -493,8 +504,8 @@ static void add_surplus(struct shunt_model_conn *c, int64_t bytes_in, int64_t ex
  * past its Content-Length (a HAR can say so; a shunt capture stops at the length), and, in a
  * shunt capture, each connection's surplus: what the server sent on an upstream connection
  * beyond the responses the proxy read on it (status line and fields, 1xx heads, bodies). The
- * proxy does not forward those bytes (the client could not tell them from the next response)
- * and records them nowhere else. A response framed by chunked coding, a failed or tunnelled
+ * proxy passes those bytes on to the client as they came, outside any exchange, and records
+ * them nowhere else. A response framed by chunked coding, a failed or tunnelled
  * exchange, or an upstream whose count is missing makes its upstream's surplus unknown: the
  * capture keeps decoded chunk sizes only, and an error leaves bytes read but not counted.
  * Returns 0, SHUNT_ENOMEM, or SHUNT_EPARSE (SQLite's message is on <db>).
@@ -510,11 +521,22 @@ static int read_byte_counts(sqlite3 *db, struct shunt_model *m)
     int proxy = strcmp(m->source, "proxy") == 0, rc;
     int64_t up = 0, bytes_in = -1, expected = -1;
     struct shunt_model_conn *upc = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    /* the model's exchanges by id, found by a binary search per row (a scan of the
+     * connection's exchanges per row was quadratic on a long keep-alive connection) */
+    struct shunt_model_exchange **by_id = malloc((m->n_ex ? m->n_ex : 1) * sizeof(*by_id));
+    if (by_id == NULL)
+        return SHUNT_ENOMEM;
+    for (size_t i = 0; i < m->n_ex; i++)
+        by_id[i] = &m->ex[i];
+    if (m->n_ex > 1)
+        qsort(by_id, m->n_ex, sizeof(*by_id), ex_ptr_cmp);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        free(by_id);
         return SHUNT_EPARSE;
+    }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t conn_id = sqlite3_column_int64(st, 1);
-        struct shunt_model_exchange *e = exchange_of(m, conn_id, sqlite3_column_int64(st, 0));
+        struct shunt_model_exchange *e = exchange_of(by_id, m->n_ex, sqlite3_column_int64(st, 0));
         if (e == NULL)
             continue;
         int64_t body = col_i64(st, 3, 0);
@@ -538,6 +560,7 @@ static int read_byte_counts(sqlite3 *db, struct shunt_model *m)
     }
     add_surplus(upc, bytes_in, expected);
     sqlite3_finalize(st);
+    free(by_id);
     return rc == SQLITE_DONE ? 0 : SHUNT_EPARSE;
 }
 

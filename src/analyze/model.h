@@ -112,7 +112,8 @@ struct shunt_model_conn {
     int64_t handshake_us;    /* time its NTLM and Negotiate 401 legs took, >= 0 */
     int64_t surplus_bytes;   /* bytes its servers sent after the ends of the responses (a
                                 shunt capture: the upstream byte count beyond the response
-                                heads and bodies the proxy read; the proxy drops them); 0 none,
+                                heads and bodies the proxy read; the proxy passes them on
+                                to the client outside any exchange); 0 none,
                                 or unknown (a HAR, chunked responses, a failed exchange) */
 };
 
