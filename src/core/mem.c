@@ -22,3 +22,10 @@ char *shunt_xstrdup(const char *s)
     memcpy(p, s, n);
     return p;
 }
+
+void shunt__bug(const char *cond, const char *file, int line)
+{
+    /* not through the log module: it may be what is broken, and this must not allocate */
+    fprintf(stderr, "shunt: BUG at %s:%d: %s\n", file, line, cond);
+    abort();
+}
