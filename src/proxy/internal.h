@@ -31,6 +31,7 @@ struct worker {
     struct shunt_edit_field *edit_fields; /* a head hook's edit: max_headers + EXTRA */
     struct sockaddr_storage reverse_addr; /* resolved once at start (reverse mode) */
     char reverse_authority[300];          /* "host[:port]" for --reverse-host */
+    char discard[4096]; /* what upstreams no session wants any more read into, and drop */
 };
 
 /* Size of a connection's input buffer; heads larger than this grow it up to the limits.

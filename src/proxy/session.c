@@ -124,6 +124,8 @@ struct session {
     unsigned wr_shut_done : 1; /* our FIN to the client went out */
     int refs_handles;          /* tcp and timer handles still open; freed at 0 */
     unsigned in_exchange : 1;  /* an exchange began and its DONE event is still owed */
+    unsigned in_process : 1;    /* process_client() is running (it is not re-entered) */
+    unsigned process_again : 1; /* ... and must go round again: an exchange completed */
 
     enum shunt_closer closer; /* who closed first */
     enum shunt_close_how how;
@@ -1079,6 +1081,17 @@ static void do_connect(struct upstream *u, const struct sockaddr *sa)
 /* Returns a new upstream of <s> for <host>:<port>, made its current one; not connected. */
 static struct upstream *upstream_new(struct session *s, const char *host, int port)
 {
+    if (s->n_ups == MAX_UPSTREAMS) {
+        /* The table is full (a browser names many origins over one proxy connection): an
+         * origin that is not in use gives way. Only the exchange in flight uses one. */
+        for (int i = 0; i < s->n_ups; i++) {
+            if (s->ups[i] != s->cur) {
+                upstream_close(s->ups[i], 0);
+                break;
+            }
+        }
+    }
+    SHUNT_BUG_ON(s->n_ups >= MAX_UPSTREAMS);
     struct upstream *u = shunt_xcalloc(sizeof(*u));
     u->s = s;
     u->id = next_upstream_id();
@@ -1094,15 +1107,6 @@ static struct upstream *upstream_new(struct session *s, const char *host, int po
 static void open_upstream(struct session *s, const struct route *rt)
 {
     struct worker *w = s->w;
-    if (s->n_ups == MAX_UPSTREAMS) {
-        /* the oldest origin that is not in use gives way */
-        for (int i = 0; i < s->n_ups; i++) {
-            if (s->ups[i] != s->cur) {
-                upstream_close(s->ups[i], 0);
-                break;
-            }
-        }
-    }
     struct upstream *u = upstream_new(s, rt->host, rt->port);
     s->rq = RQ_CONNECTING;
     s->t_connect_start = now_us();
@@ -1167,12 +1171,13 @@ static void connect_cb(uv_connect_t *req, int status)
     if (status < 0 && u->next_addr < u->n_addrs) {
         /* the name has another address (::1 after 127.0.0.1, say): try it, as curl does,
          * on a new socket, within the same connect timeout */
+        /* The failed one goes first, so that its slot is free for the new one even when
+         * the table is full; <u> itself stays readable until its handle is closed. */
+        upstream_close(u, 0);
         struct upstream *n = upstream_new(s, u->host, u->port);
         memcpy(n->addrs, u->addrs, sizeof(n->addrs));
         n->n_addrs = u->n_addrs;
         n->next_addr = u->next_addr + 1;
-        upstream_close(u, 0);
-        s->cur = n;
         do_connect(n, (const struct sockaddr *)&n->addrs[n->next_addr - 1]);
         return;
     }
@@ -2271,7 +2276,30 @@ static void client_body_cut(struct session *s)
     maybe_done(s);
 }
 
+/*
+ * Works through what the client sent: request heads, bodies, tunnel bytes. Completing an
+ * exchange calls back here (maybe_done() looks for a pipelined request), and an exchange the
+ * proxy answers itself completes inside the call that started it; so a call made while one
+ * is running only asks the running one to go round again. Ten thousand pipelined requests
+ * answered by a rule are a loop, not ten thousand nested calls that overflow the stack.
+ */
+static void process_client_once(struct session *s);
+
 static void process_client(struct session *s)
+{
+    if (s->in_process) {
+        s->process_again = 1;
+        return;
+    }
+    s->in_process = 1;
+    do {
+        s->process_again = 0;
+        process_client_once(s);
+    } while (s->process_again && !s->closing);
+    s->in_process = 0;
+}
+
+static void process_client_once(struct session *s)
 {
     for (;;) {
         if (s->closing)
@@ -2292,6 +2320,9 @@ static void process_client(struct session *s)
                 buf_release(s->w, &s->in);
                 break;
             }
+            if (queued(&s->tcp) > 0)
+                break; /* a client that does not read its answers gets no more of them
+                          until it does: resumes from client_write_cb */
             enum req_state before = s->rq;
             uint64_t idx = s->idx;
             start_request(s);
@@ -2328,9 +2359,11 @@ static void client_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
 static void upstream_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
 {
     struct upstream *u = SHUNT_CONTAINER_OF(h, struct upstream, tcp);
-    static char discard[4096]; /* for an upstream whose session let go: read and drop */
     if (u->s == NULL) {
-        *out = uv_buf_init(discard, sizeof(discard));
+        /* an upstream whose session let go: read and drop, into its loop's own bytes (one
+         * buffer per worker: a static one would be written by every loop thread at once) */
+        struct worker *w = SHUNT_CONTAINER_OF(h->loop, struct worker, loop);
+        *out = uv_buf_init(w->discard, sizeof(w->discard));
         return;
     }
     if (buf_reserve(u->s->w, &u->in, out)) {
@@ -2601,9 +2634,15 @@ static void client_write_cb(uv_write_t *req, int status)
         session_close(s, 0, 1);
         return;
     }
-    if (queued(&s->tcp) == 0 && s->cur != NULL)
+    if (queued(&s->tcp) > 0) {
+        update_reading(s);
+        return;
+    }
+    if (s->cur != NULL)
         process_upstream(s->cur);
-    else
+    if (!s->closing && s->rq == RQ_IDLE && has_input(s))
+        process_client(s); /* pipelined requests held while the answers queued up */
+    else if (!s->closing)
         update_reading(s);
 }
 

@@ -350,10 +350,12 @@ class Process:
     name = "shunt"
     listen_re = None
 
-    def __init__(self, argv, wait_listening=True, env=None):
+    def __init__(self, argv, wait_listening=True, env=None, wrap=()):
+        """<wrap> is a command that execs the rest of its arguments (it must exec, so that
+        the process is shunt itself): `unshare -m sh -c '...; exec "$@"' sh`, say."""
         if not os.access(SHUNT_BIN, os.X_OK):
             raise PeerError(f"{SHUNT_BIN} does not exist: build it with `make`")
-        self.args = [SHUNT_BIN] + [str(a) for a in argv]
+        self.args = list(wrap) + [SHUNT_BIN] + [str(a) for a in argv]
         e = dict(os.environ)
         # ASan: report leaks and errors on stderr, where teardown looks for them.
         e.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
@@ -511,14 +513,14 @@ class Shunt(Process):
     name = "shunt"
     listen_re = LISTEN_RE
 
-    def __init__(self, args, listen="127.0.0.1:0", wait_listening=True, env=None):
+    def __init__(self, args, listen="127.0.0.1:0", wait_listening=True, env=None, wrap=()):
         args = [str(a) for a in args]
         if not any(a in ("--admin", "--no-admin") or a.startswith("--admin=") for a in args):
             # every proxy of the suite gets an admin API of its own, on a free port (the
             # default 127.0.0.1:8889 would be shared by tests running side by side)
             args = ["--admin", "127.0.0.1:0"] + args
         super().__init__(["proxy"] + (["--listen", listen] if listen else []) + args,
-                         wait_listening, env)
+                         wait_listening, env, wrap)
 
     @property
     def proxy_url(self):

@@ -1,0 +1,168 @@
+"""test_hostile_proxy.py - issue 10: what clients can make the proxy do to itself. Many origins
+on one connection, thousands of pipelined requests the proxy answers itself, a client that
+never reads its answers, and limits that must be refused rather than silently not hold."""
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import peers
+from peers import OK, get
+
+N_PIPELINED = 10_000
+# A read brings up to 64 KiB: some 2,500 of these short requests (reverse mode, origin-form),
+# which the proxy then answers one after the other.
+TINY = b"GET / HTTP/1.1\r\nHost:a\r\n\r\n"
+
+
+def _hosts_wrap(tmp_path, lines):
+    """A wrapper that runs shunt in a mount namespace of its own where /etc/hosts is <lines>
+    (the machine's file is left alone); None when this machine cannot make one."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(lines)
+    wrap = ["unshare", "-m", "sh", "-c", f'mount --bind "{hosts}" /etc/hosts && exec "$@"', "sh"]
+    try:
+        out = subprocess.run(wrap + ["getent", "ahosts", "localhost"], capture_output=True,
+                             timeout=peers.WAIT, text=True)
+    except (OSError, subprocess.TimeoutExpired):
+        return None, None
+    if out.returncode != 0:
+        return None, None
+    stream = [l.split()[0] for l in out.stdout.splitlines() if "STREAM" in l]
+    return wrap, stream
+
+
+def test_twenty_origins_on_one_connection_the_last_falling_back_to_its_second_address(
+        shunt, origins, tmp_path):
+    """Browsers send many origins over one proxy connection. The proxy keeps a table of them;
+    with it full, a name whose first address refuses used to write past the table's end
+    (an address fallback opened the new upstream before closing the failed one)."""
+    wrap, order = _hosts_wrap(tmp_path, "127.0.0.1 localhost\n::1 localhost\n")
+    if wrap is None or len(order) != 2:
+        pytest.skip("cannot give shunt a localhost with two addresses (unshare -m)")
+    first, second = order
+    # the origin listens on the second address only, on a port free on the first: the
+    # first attempt is refused, the second succeeds
+    late = origins(ip=second)
+    fam = socket.AF_INET6 if ":" in first else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((first, late.port))
+        except OSError:
+            pytest.skip(f"port {late.port} is taken on {first} too")
+    many = [origins() for _ in range(19)]
+    px = shunt(wrap=wrap)
+    with px.client() as c:
+        for i, o in enumerate(many):
+            assert c.exchange(get(o.host, f"/{i}")).raw == OK, i
+        assert c.exchange(get(f"localhost:{late.port}", "/last")).raw == OK
+        # the table still works: an origin evicted earlier is opened again
+        assert c.exchange(get(many[0].host, "/again")).raw == OK
+    late.wait_requests(1)
+    assert b"GET /last HTTP/1.1\r\n" in late.received
+    many[0].wait_requests(2)
+
+
+def _pipeline(px, requests, n_answers):
+    """Sends <requests> at once from one thread while another reads; returns the responses
+    (read until EOF or <n_answers>)."""
+    got = []
+    with px.client() as c:
+        t = threading.Thread(target=c.send, args=(requests,), daemon=True)
+        t.start()
+        while len(got) < n_answers:
+            m = c.response()
+            if m is None:
+                break
+            got.append(m)
+        t.join(peers.WAIT)
+    return got
+
+
+@pytest.mark.deadline(120)
+def test_ten_thousand_pipelined_requests_answered_by_respond(shunt, origin, tmp_path):
+    """Each answer the proxy gives itself completes its exchange inside the call that started
+    it; completion used to call back into request processing, one stack frame deeper per
+    pipelined request, until the stack overflowed (~1,400 requests on 8 MiB)."""
+    page = tmp_path / "gone.txt"
+    page.write_bytes(b"gone")
+    px = shunt("--reverse", origin.url, "--respond", f"/~q/410/{page}", "--workers", "1")
+    reqs = TINY * N_PIPELINED
+    got = _pipeline(px, reqs, N_PIPELINED)
+    assert len(got) == N_PIPELINED
+    assert all(m.status == 410 and m.body == b"gone" for m in got)
+    assert origin.conns == []  # nothing reached the server
+    with px.client() as c:  # and the proxy still answers
+        assert c.exchange(TINY).status == 410
+
+
+@pytest.mark.deadline(120)
+def test_ten_thousand_pipelined_requests_answered_by_map_local(shunt, origin, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "a.txt").write_bytes(b"local")
+    px = shunt("--reverse", origin.url, "--map-local", f"|~q|/|{site}/a.txt", "--workers", "1")
+    reqs = TINY * N_PIPELINED
+    got = _pipeline(px, reqs, N_PIPELINED)
+    assert len(got) == N_PIPELINED
+    assert all(m.status == 200 and m.body == b"local" for m in got)
+    assert origin.conns == []
+
+
+@pytest.mark.deadline(120)
+def test_pipelined_requests_then_one_the_parser_refuses(shunt, origin, tmp_path):
+    """Every good request is answered, then the bad one gets a 400 and the connection ends;
+    a pipeline of only bad requests gets one 400."""
+    page = tmp_path / "p.txt"
+    page.write_bytes(b"p")
+    px = shunt("--reverse", origin.url, "--respond", f"/~q/200/{page}", "--workers", "1")
+    bad = b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+    reqs = TINY * (N_PIPELINED - 1) + bad
+    got = _pipeline(px, reqs, N_PIPELINED)
+    assert len(got) == N_PIPELINED
+    assert all(m.status == 200 for m in got[:-1])
+    assert got[-1].status == 400 and b"MULTIPLE_HOST" in got[-1].body
+    got = _pipeline(px, bad * N_PIPELINED, N_PIPELINED)
+    assert [m.status for m in got] == [400]
+
+
+@pytest.mark.deadline(60)
+def test_a_client_that_never_reads_its_answers_does_not_grow_the_proxy(shunt, origin, tmp_path):
+    """A client that pipelines requests the proxy answers itself and never reads: the proxy
+    stops taking requests while its answers wait to be written, instead of queueing answers
+    without bound (64 KiB each here)."""
+    page = tmp_path / "big.bin"
+    page.write_bytes(b"x" * 65536)
+    px = shunt("--respond", f"/~u big/200/{page}", "--workers", "1")
+    before = px.vm_hwm_kib()
+    req = get(origin.host, "/big")
+    c = socket.create_connection(("127.0.0.1", px.port))
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    c.settimeout(2.0)
+    sent = 0
+    chunk = req * 1000
+    try:
+        while sent < 200 * len(chunk):  # 200,000 requests: 12 GiB of answers if all queued
+            c.sendall(chunk)
+            sent += len(chunk)
+    except socket.timeout:
+        pass  # the proxy stopped reading: what the test wants
+    grown = px.vm_hwm_kib() - before
+    c.close()
+    assert sent < 200 * len(chunk), "the proxy read every request of a client that never reads"
+    assert grown < 256 * 1024, f"the proxy grew by {grown} KiB for one client that never reads"
+    with px.client() as c2:
+        assert c2.exchange(get(origin.host, "/after")).raw == OK
+
+
+def test_a_body_limit_the_capture_queue_cannot_hold_is_refused(shunt, tmp_path):
+    """An exchange is one record of the capture queue; a body limit larger than the queue
+    holds for one exchange would drop every large exchange whole."""
+    px = shunt("--capture", tmp_path / "c.db", "--body-limit", "100m", wait_listening=False)
+    assert px.wait_exit() == 2
+    err = px.stderr.strip()
+    assert len(err.splitlines()) == 1 and "--body-limit 104857600 is over" in err, err
+    assert not (tmp_path / "c.db").exists()
