@@ -863,6 +863,16 @@ int shunt_recorder_open(const struct shunt_recorder_config *cfg, struct shunt_re
                         char *err, size_t err_len)
 {
     *out = NULL;
+    /* An exchange is one record holding both bodies' prefixes; a record the queue can never
+     * take would be dropped every time. A quarter of the queue leaves room for the others. */
+    size_t qbytes = cfg->queue_bytes ? cfg->queue_bytes : SHUNT_RECORDER_QUEUE_BYTES_DEFAULT;
+    if (cfg->body_limit > qbytes / 4) {
+        snprintf(err, err_len,
+                 "%s: --body-limit %zu is over the %zu bytes the capture queue holds for one "
+                 "exchange (a quarter of its %zu)",
+                 cfg->path, cfg->body_limit, qbytes / 4, qbytes);
+        return SHUNT_EINVAL;
+    }
     struct shunt_recorder *rc = shunt_xcalloc(sizeof(*rc));
     snprintf(rc->path, sizeof(rc->path), "%s", cfg->path);
     rc->body_limit = cfg->body_limit;

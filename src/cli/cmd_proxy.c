@@ -46,7 +46,7 @@ static const char help[] =
     "                           capture, written 0600; default shunt.db; never overwritten)\n"
     "  --no-capture             don't record (the default)\n"
     "  --body-limit BYTES       bytes kept of each body in the capture (default 1048576;\n"
-    "                           suffixes k, m)\n"
+    "                           suffixes k, m; at most 64m)\n"
     "  --capture-queue N        records waiting for the store thread before new ones are\n"
     "                           dropped and the capture marked incomplete (default 65536)\n"
     "  --modify-headers [/FILTER]/NAME/VALUE\n"
