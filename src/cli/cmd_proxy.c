@@ -26,6 +26,10 @@ static const char help[] =
     "  --listen ADDR:PORT       where to listen (default 127.0.0.1:8888; [::1]:8888 for IPv6;\n"
     "                           port 0 picks a free one)\n"
     "  --allow CIDR[,CIDR]      clients allowed; required to listen on a non-loopback address\n"
+    "  --allow-loopback-upstream\n"
+    "                           let clients of a non-loopback listener reach this machine's\n"
+    "                           loopback services through the proxy (refused by default;\n"
+    "                           the admin API is never reachable through the proxy)\n"
     "                           (others get 403)\n"
     "  --reverse http://HOST:PORT  send every request to this origin\n"
     "  --reverse-host           with --reverse: set Host to the origin's (default: keep the\n"
@@ -238,7 +242,7 @@ int shunt_cmd_proxy(int argc, char **argv)
     static struct shunt_admin_config admin = {0};
     static struct status_ctx status;
     const char *admin_text = "127.0.0.1:8889";
-    int admin_on = 1, admin_explicit = 0;
+    int admin_on = 1, admin_explicit = 0, allow_loopback_upstream = 0;
     const char *lua_path = NULL;
     int unsafe_lua = 0;
     static struct hooks hooks;
@@ -277,6 +281,8 @@ int shunt_cmd_proxy(int argc, char **argv)
             if (shunt_addr_parse(val, &cfg.listen) != 0)
                 return bad(opt, val, "expected ADDR:PORT, e.g. 127.0.0.1:8888 or [::1]:8888");
             listen_text = val;
+        } else if (strcmp(opt, "--allow-loopback-upstream") == 0) {
+            allow_loopback_upstream = 1;
         } else if (strcmp(opt, "--allow") == 0) {
             NEED_VAL();
             char buf[1024];
@@ -407,6 +413,8 @@ int shunt_cmd_proxy(int argc, char **argv)
     }
     if (cfg.reverse_host_header && !cfg.reverse)
         return bad("--reverse-host", NULL, "only makes sense with --reverse");
+    cfg.refuse_local_upstreams =
+        !shunt_addr_is_loopback((struct sockaddr *)&cfg.listen) && !allow_loopback_upstream;
     if (!shunt_addr_is_loopback((struct sockaddr *)&cfg.listen) && cfg.n_allow == 0) {
         fprintf(stderr,
                 "shunt proxy: %s is not a loopback address: anyone who can reach it could use "
@@ -490,6 +498,11 @@ int shunt_cmd_proxy(int argc, char **argv)
                                                         : "shunt: admin API on %s:%d",
                      a, port);
             cfg.announce = announce;
+            cfg.admin_addr = admin.listen; /* never an upstream: see forbidden_upstream() */
+            if (admin.listen.ss_family == AF_INET6)
+                ((struct sockaddr_in6 *)&cfg.admin_addr)->sin6_port = htons((uint16_t)port);
+            else
+                ((struct sockaddr_in *)&cfg.admin_addr)->sin_port = htons((uint16_t)port);
         }
     }
     int r = shunt_proxy_run(&cfg);

@@ -135,6 +135,18 @@ int shunt_addr_is_loopback(const struct sockaddr *sa)
     return memcmp(b, one, 16) == 0;
 }
 
+int shunt_addr_is_local(const struct sockaddr *sa)
+{
+    int family;
+    const unsigned char *b = addr_bytes(sa, &family);
+    if (b == NULL)
+        return 0;
+    if (family == AF_INET)
+        return b[0] == 127 || b[0] == 0;
+    static const unsigned char zero[16];
+    return shunt_addr_is_loopback(sa) || memcmp(b, zero, 16) == 0;
+}
+
 int shunt_addr_format(const struct sockaddr *sa, char *buf, size_t buf_len)
 {
     if (sa->sa_family == AF_INET) {

@@ -30,6 +30,11 @@ int shunt_cidr_match(const struct shunt_cidr *net, const struct sockaddr *sa);
 /* Returns 1 when <sa> is a loopback address (127.0.0.0/8, ::1, or v4-mapped 127/8). */
 int shunt_addr_is_loopback(const struct sockaddr *sa);
 
+/* Returns 1 when a connection to <sa> reaches this machine whatever its interfaces: a
+ * loopback address, or an unspecified one (0.0.0.0/8, ::; Linux connects those to the local
+ * host). Not the machine's other addresses, which it cannot know without asking the kernel. */
+int shunt_addr_is_local(const struct sockaddr *sa);
+
 /* Writes the address of <sa> as text into <buf> (no port) and returns its port, or -1. */
 int shunt_addr_format(const struct sockaddr *sa, char *buf, size_t buf_len);
 

@@ -110,6 +110,14 @@ struct shunt_proxy_config {
     int reverse_port;
     int reverse_host_header; /* 1: rewrite Host to the origin's (--reverse-host) */
 
+    /* Where a client may not send the proxy (a proxy serving other machines must not hand
+     * them this machine's loopback services, its own admin API first). */
+    int refuse_local_upstreams; /* 1: never connect to a loopback or unspecified address for
+                                   a client's request (forward targets, --map-remote results);
+                                   the --reverse origin is the user's and stays allowed */
+    struct sockaddr_storage admin_addr; /* the admin API's address and port (ss_family 0:
+                                           none): never an upstream, whatever the listener */
+
     int via;           /* 1: add a Via header (--via) */
     int proxy_support; /* 1: add Proxy-Support to NTLM/Negotiate 401s in forward mode */
 

@@ -1062,10 +1062,57 @@ static struct upstream *find_upstream(struct session *s, const char *host, int p
     return NULL;
 }
 
+/* Returns 1 when <a> and <b> name the same address (ports aside), v4-mapped or not. */
+static int same_address(const struct sockaddr *a, const struct sockaddr *b)
+{
+    char ta[64], tb[64];
+    if (shunt_addr_format(a, ta, sizeof(ta)) < 0 || shunt_addr_format(b, tb, sizeof(tb)) < 0)
+        return 0;
+    const char *pa = strncmp(ta, "::ffff:", 7) == 0 ? ta + 7 : ta;
+    const char *pb = strncmp(tb, "::ffff:", 7) == 0 ? tb + 7 : tb;
+    return strcmp(pa, pb) == 0;
+}
+
+/*
+ * Says why the proxy must not connect to <sa> for the exchange in flight, or returns NULL.
+ * Only destinations a client chose are checked (a forward request's target, a --map-remote
+ * result); the --reverse origin is the user's own. Two rules: the admin API is never an
+ * upstream (a client would switch rules through it, without its token when it listens on
+ * loopback); and a proxy that serves other machines (a listener beyond loopback) does not
+ * hand them this machine's loopback services, unless --allow-loopback-upstream.
+ */
+static const char *forbidden_upstream(const struct session *s, const struct sockaddr *sa)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    if (cfg->reverse && s->mapped_len == 0)
+        return NULL;
+    const struct sockaddr *adm = (const struct sockaddr *)&cfg->admin_addr;
+    if (adm->sa_family != 0) {
+        char t[64];
+        int aport = shunt_addr_format(adm, t, sizeof(t));
+        int port = shunt_addr_format(sa, t, sizeof(t));
+        if (aport > 0 && port == aport &&
+            (shunt_addr_is_local(adm) || shunt_addr_is_local(sa) || same_address(adm, sa)))
+            return "is shunt's own admin API";
+    }
+    if (cfg->refuse_local_upstreams && shunt_addr_is_local(sa))
+        return "is on this machine (a loopback address), and this proxy serves other machines: "
+               "start it with --allow-loopback-upstream to let them reach it";
+    return NULL;
+}
+
 static void do_connect(struct upstream *u, const struct sockaddr *sa)
 {
     struct session *s = u->s;
     u->remote_port = shunt_addr_format(sa, u->addr, sizeof(u->addr));
+    const char *why = forbidden_upstream(s, sa);
+    if (why != NULL) {
+        int v6 = strchr(u->addr, ':') != NULL;
+        answer(s, 403, "Forbidden", "shunt: not forwarded to %s:%d (%s%s%s:%d): it %s", u->host,
+               u->port, v6 ? "[" : "", u->addr, v6 ? "]" : "", u->remote_port, why);
+        upstream_close(u, 0);
+        return;
+    }
     u->connecting = 1;
     int r = uv_tcp_connect(&u->creq, &u->tcp, sa, connect_cb);
     if (r != 0) {

@@ -166,3 +166,87 @@ def test_a_body_limit_the_capture_queue_cannot_hold_is_refused(shunt, tmp_path):
     err = px.stderr.strip()
     assert len(err.splitlines()) == 1 and "--body-limit 104857600 is over" in err, err
     assert not (tmp_path / "c.db").exists()
+
+
+# ----------------------------------------------------------------------------- where requests may go
+
+ADD_SERVER = 'local add = option("Add Server Header", false)\n'
+
+
+def _admin_port(px):
+    line = peers.wait_for(lambda: next((l for l in px.stdout_lines if "admin API on" in l), None),
+                          what="the admin API line")
+    return int(line.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1:{port}", "localhost:{port}", "127.9.8.7:{port}",
+                                    "0.0.0.0:{port}", "[::1]:{port}", "[::ffff:127.0.0.1]:{port}"])
+def test_a_proxy_for_other_machines_refuses_loopback_upstreams(shunt, origin, target, tmp_path):
+    """With a listener beyond loopback (here 0.0.0.0, clients limited to loopback by --allow so
+    that the test stays on this machine) clients must not reach this machine's loopback
+    services through the proxy: 403 with the reason, recorded, nothing connected."""
+    cap = tmp_path / "c.db"
+    px = shunt("--allow", "127.0.0.0/8", "--capture", cap, listen="0.0.0.0:0")
+    host = target.format(port=origin.port)
+    with px.client() as c:
+        r = c.exchange(get(host, "/secret"))
+    assert r.status == 403
+    assert b"this proxy serves other machines" in r.body and b"--allow-loopback-upstream" in r.body
+    assert origin.conns == []
+    px.signal(2)
+    assert px.wait_exit() == 0
+    out = subprocess.run([peers.SHUNT_BIN, "sessions", cap], capture_output=True, text=True,
+                         timeout=peers.WAIT)
+    assert " 403 " in out.stdout and "/secret" in out.stdout, out.stdout
+
+
+def test_allow_loopback_upstream_lets_them_through(shunt, origin):
+    px = shunt("--allow", "127.0.0.0/8", "--allow-loopback-upstream", listen="0.0.0.0:0")
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/")).raw == OK
+    origin.wait_requests(1)
+
+
+def test_a_loopback_proxy_and_a_reverse_origin_on_loopback_stay_allowed(shunt, origin):
+    """The checks are about what a client chooses: a loopback listener serves this machine's
+    own users; a --reverse origin is the user's."""
+    with shunt().client() as c:
+        assert c.exchange(get(origin.host, "/")).raw == OK
+    px = shunt("--reverse", origin.url, "--allow", "127.0.0.0/8", listen="0.0.0.0:0")
+    with px.client() as c:
+        assert c.exchange(b"GET /r HTTP/1.1\r\nHost: x\r\n\r\n").raw == OK
+    origin.wait_requests(2)
+
+
+def test_map_remote_to_loopback_is_refused_for_other_machines(shunt, origin, origins):
+    """A --map-remote result is where the request goes: it is checked like a client's target
+    (the message names the mapped address, not the requested one)."""
+    other = origins()
+    px = shunt("--allow", "127.0.0.0/8", "--map-remote", f"|~u /m|//[^/]+/|//127.0.0.1:{other.port}/",
+               listen="0.0.0.0:0")
+    with px.client() as c:
+        r = c.exchange(get("localhost:1", "/m"))
+    assert r.status == 403 and f"127.0.0.1:{other.port}".encode() in r.body, r.raw
+    assert other.conns == []
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", "0.0.0.0:0"])
+def test_the_admin_api_is_never_an_upstream(shunt, tmp_path, listen):
+    """A client of the proxy would otherwise switch the rules through the token-less admin API
+    on loopback (curl -x PROXY -X PUT http://127.0.0.1:8889/api/options/...)."""
+    rules = tmp_path / "r.lua"
+    rules.write_text(ADD_SERVER)
+    px = shunt("--rules", rules, "--allow", "127.0.0.0/8", "--allow-loopback-upstream",
+               listen=listen)
+    port = _admin_port(px)
+    body = b'{"on": true}'
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"0.0.0.0:{port}"):
+        put = get(host, "/api/options/Add%20Server%20Header",
+                  b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body),
+                  method=b"PUT") + body
+        with px.client() as c:
+            r = c.exchange(put)
+        assert r.status == 403 and b"is shunt's own admin API" in r.body, (host, r.raw)
+    with peers.Client(port) as c:  # directly, the option is still off
+        c.send(b"GET /api/options HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port)
+        assert b'"on": false' in c.response().body.replace(b'":false', b'": false')
