@@ -5,6 +5,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@ struct map_local {
     struct shunt_expr *filter; /* NULL: every request */
     pcre2_code *re;
     char *path; /* a file, or a folder (then the rest of the URL names the file) */
+    char *real; /* a folder's real path (no links, no dots): what it serves stays in it */
     int is_dir;
     char by[40];
 };
@@ -89,6 +91,7 @@ void shunt_rules_free(struct shunt_rules *r)
         shunt_expr_free(r->l[i].filter);
         pcre2_code_free(r->l[i].re);
         free(r->l[i].path);
+        free(r->l[i].real);
     }
     free(r->l);
     free(r);
@@ -260,6 +263,11 @@ int shunt_rules_add_map_local(struct shunt_rules *r, const char *spec, char *err
     while (pl > 1 && m->path[pl - 1] == '/')
         m->path[--pl] = '\0';
     m->is_dir = S_ISDIR(st.st_mode);
+    m->real = m->is_dir ? realpath(m->path, NULL) : NULL;
+    if (m->is_dir && m->real == NULL) {
+        snprintf(err, err_len, "--map-local %s: %s: %s", spec, path, strerror(errno));
+        return SHUNT_EINVAL; /* the rules are freed whole by the caller */
+    }
     snprintf(m->by, sizeof(m->by), "--map-local #%zu", r->n_l);
     return 0;
 }
@@ -369,11 +377,11 @@ int shunt_rules_add_respond(struct shunt_rules *r, const char *spec, char *err, 
 /* Largest file --map-local serves. */
 #define MAP_LOCAL_MAX (16u * 1024 * 1024)
 
-/* Reads the regular file <path> whole into a new buffer. Returns 0, or -1 (no such file, not
- * a regular file, too large, unreadable). */
-static int slurp(const char *path, char **out, size_t *len)
+/* Reads the regular file <path> whole into a new buffer; with <nofollow>, not through a link.
+ * Returns 0, or -1 (no such file, a link, not a regular file, too large, unreadable). */
+static int slurp(const char *path, int nofollow, char **out, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
     if (fd < 0)
         return -1;
     struct stat st;
@@ -490,7 +498,17 @@ static int map_local(const struct map_local *m, struct shunt_slice url,
     pcre2_match_data_free(md);
     char *body = NULL;
     size_t len = 0;
-    if (ok && slurp(path, &body, &len) == 0) {
+    char *real = NULL;
+    if (ok && m->is_dir) {
+        /* The name has no dot segments, but the folder may hold symbolic links: what the
+         * links lead to must still be inside the folder (a link to /etc/passwd is not
+         * served). The resolved path is opened with O_NOFOLLOW. */
+        size_t rl = strlen(m->real);
+        real = realpath(path, NULL);
+        ok = real != NULL && strncmp(real, m->real, rl) == 0 &&
+             (real[rl] == '/' || (rl == 1 && m->real[0] == '/'));
+    }
+    if (ok && slurp(real != NULL ? real : path, real != NULL, &body, &len) == 0) {
         out->respond_status = 200;
         out->respond_type = type_of(path);
     } else {
@@ -500,11 +518,68 @@ static int map_local(const struct map_local *m, struct shunt_slice url,
         out->respond_status = 404;
         out->respond_type = "text/plain; charset=utf-8";
     }
+    free(real);
     out->respond_body = body;
     out->respond_body_len = len;
     out->respond_body_free = 1;
     out->by = m->by;
     return 1;
+}
+
+/*
+ * Says what is wrong with the absolute http:// URL <u> (<n> bytes) as a request target, or
+ * returns NULL: the authority is a host (a name, an IPv4 address or a bracketed IPv6 one) with
+ * an optional port of digits, no user info (RFC 3986 3.2); the rest is visible ASCII (no
+ * space, CR, LF or other control byte: RFC 9112 3.2 leaves no room for them).
+ */
+static const char *bad_url(const char *u, size_t n)
+{
+    size_t i = 7, a = 7; /* after "http://" */
+    while (i < n && u[i] != '/' && u[i] != '?' && u[i] != '#')
+        i++;
+    size_t e = i; /* the authority is [a, e) */
+    if (e == a)
+        return "no host";
+    size_t h = a, he = e; /* the host, without the port */
+    if (u[a] == '[') {
+        while (h < e && u[h] != ']')
+            h++;
+        if (h == e)
+            return "an unclosed [ in the host";
+        for (size_t k = a + 1; k < h; k++)
+            if (!(isxdigit((unsigned char)u[k]) || u[k] == ':' || u[k] == '.'))
+                return "a character that is not allowed in an IPv6 address";
+        he = h + 1;
+        h = a;
+    } else {
+        while (he > a && isdigit((unsigned char)u[he - 1]))
+            he--;
+        if (he > a && u[he - 1] == ':')
+            he--;
+        else
+            he = e;
+        for (size_t k = a; k < he; k++)
+            if (!(isalnum((unsigned char)u[k]) || strchr("-._~!$&'()*+,;=%", u[k]) != NULL))
+                return u[k] == '@' ? "user info in the host" : "a character not allowed in a host";
+        if (he == a)
+            return "no host";
+    }
+    if (he < e) { /* ":port" */
+        if (u[he] != ':' || e - he < 2 || e - he > 6)
+            return "a malformed port";
+        long port = 0;
+        for (size_t k = he + 1; k < e; k++) {
+            if (!isdigit((unsigned char)u[k]))
+                return "a malformed port";
+            port = port * 10 + (u[k] - '0');
+        }
+        if (port < 1 || port > 65535)
+            return "a port out of range";
+    }
+    for (size_t k = e; k < n; k++)
+        if ((unsigned char)u[k] <= 0x20 || (unsigned char)u[k] >= 0x7f)
+            return "a space, control or non-ASCII byte";
+    return NULL;
 }
 
 void shunt_rules_request_hook(void *ud, const struct shunt_head_ctx *ctx,
@@ -536,6 +611,20 @@ void shunt_rules_request_hook(void *ud, const struct shunt_head_ctx *ctx,
             continue; /* no match (0) or an error (a URL too long for the buffer) */
         if (outlen < 8 || strncmp(mapped, "http://", 7) != 0)
             continue; /* only http:// targets: a mapping elsewhere is ignored, not half done */
+        const char *why = bad_url(mapped, outlen);
+        if (why != NULL) {
+            /* The replacement can carry the client's bytes (a Host captured in reverse
+             * mode): none may reach a request line unchecked. Refused, not sent elsewhere. */
+            char msg[300];
+            int l = snprintf(msg, sizeof(msg), "shunt: %s made an invalid URL: %s\n", m->by, why);
+            out->respond_status = 400;
+            out->respond_body = dup_n(msg, l > 0 && (size_t)l < sizeof(msg) ? (size_t)l : 0);
+            out->respond_body_len = strlen(out->respond_body);
+            out->respond_body_free = 1;
+            out->respond_type = "text/plain; charset=utf-8";
+            out->by = m->by;
+            return;
+        }
         out->map_url = mapped;
         out->map_url_len = outlen;
         out->by = m->by;

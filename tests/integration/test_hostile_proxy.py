@@ -250,3 +250,50 @@ def test_the_admin_api_is_never_an_upstream(shunt, tmp_path, listen):
     with peers.Client(port) as c:  # directly, the option is still off
         c.send(b"GET /api/options HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port)
         assert b'"on": false' in c.response().body.replace(b'":false', b'": false')
+
+
+def test_map_local_serves_nothing_a_link_leads_out_of_its_folder_to(shunt, origin, tmp_path):
+    site = tmp_path / "site"
+    (site / "sub").mkdir(parents=True)
+    (site / "sub" / "in.txt").write_bytes(b"inside")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"never served")
+    (outside / "index.html").write_bytes(b"never served either")
+    os.symlink(outside / "secret.txt", site / "file-link.txt")   # a link to a file outside
+    os.symlink(outside, site / "dir-link")                        # a link to a folder outside
+    os.symlink("/etc/passwd", site / "passwd")
+    os.symlink(site / "sub" / "in.txt", site / "inner-link.txt")  # a link that stays inside
+    px = shunt("--map-local", f"|~u /static/|/static/|{site}")
+    with px.client() as c:
+        for path in ("/static/file-link.txt", "/static/dir-link/secret.txt", "/static/dir-link",
+                     "/static/dir-link/", "/static/passwd"):
+            r = c.exchange(get(origin.host, path))
+            assert r.status == 404 and b"never" not in r.body and b"root:" not in r.body, path
+        assert c.exchange(get(origin.host, "/static/inner-link.txt")).body == b"inside"
+        assert c.exchange(get(origin.host, "/static/sub/in.txt")).body == b"inside"
+    assert origin.conns == []
+
+
+def test_map_local_on_a_folder_reached_by_a_link_still_serves_it(shunt, origin, tmp_path):
+    """The folder itself may be named through a link (a user's ~/site -> /srv/site)."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.txt").write_bytes(b"a")
+    os.symlink(real, tmp_path / "named")
+    px = shunt("--map-local", f"|~u /s/|/s/|{tmp_path / 'named'}")
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/s/a.txt")).body == b"a"
+
+
+@pytest.mark.parametrize("host", [b"h:80", b"a@b", b"x y", b"x\tz"])
+def test_map_remote_results_are_valid_urls_or_refused(shunt, origins, host):
+    """In reverse mode the URL a --map-remote regex sees carries the client's Host; a result
+    that is not a valid URL (a bad port, user info, a space or control byte from that Host)
+    never reaches a request line: 400 with the reason, nothing connected."""
+    a, b = origins(), origins()
+    px = shunt("--reverse", a.url, "--map-remote", rf"|^http://([^/]*)/|http://\1.localhost:{b.port}/")
+    with px.client() as c:
+        r = c.exchange(b"GET /p HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert r.status == 400, r.raw
+    assert a.conns == [] and b.conns == []
