@@ -21,7 +21,7 @@ FUZZ_BIN := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 # The parts the fuzzers and parser benchmarks need: core and http, nothing with I/O.
 PURE_SRC := $(wildcard src/core/*.c src/http/*.c)
 
-.PHONY: all deps check demo demo-pairing fuzz bench clean unit asan format
+.PHONY: all deps check demo demo-pairing fuzz bench clean unit asan format FORCE
 .DELETE_ON_ERROR:
 
 all: deps
@@ -90,6 +90,20 @@ $(BUILD)/fuzz/fuzz_expr: fuzz/fuzz_expr.c src/rules/expr.c $(PURE_SRC)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lpcre2-8
 
+# The proxy's driver runs the whole program (`shunt proxy` in a thread, played against by the
+# driver as client and origin): every area, built once more with clang's instrumentation into
+# build-fuzz/ (objects kept, so a change rebuilds only what it touched).
+FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+ifneq ($(BUILD),build-fuzz)
+build-fuzz/libshunt.a: FORCE
+	@CC=clang $(MAKE) --no-print-directory BUILD=build-fuzz CFLAGS="$(FUZZ_CFLAGS)" $@
+endif
+
+$(BUILD)/fuzz/fuzz_proxy: fuzz/fuzz_proxy.c build-fuzz/libshunt.a
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $^ $(PKG_LIBS) -lpthread
+
 FUZZ_SECONDS ?= 600
 fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p $(BUILD)/fuzz/corpus-$$n; \
@@ -125,6 +139,6 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -309,6 +309,8 @@ static void on_request_head(struct pending *p, const struct shunt_event *ev)
     set_field(p, XF_METHOD, h->method.base, h->method.len);
     set_str(p, XF_VERSION, h->minor_version ? "HTTP/1.1" : "HTTP/1.0");
     struct shunt_slice t = h->target, auth = h->host, path = t;
+    if (auth.base == NULL) /* an HTTP/1.0 request without Host: no pointer to step over */
+        auth = shunt_slice_make("", 0);
     int is_connect = SHUNT_SLICE_IEQ_LIT(h->method, "CONNECT");
     if (t.len >= 7 && shunt_slice_ieq(shunt_slice_make(t.base, 7), "http://", 7)) {
         const char *a = t.base + 7, *end = t.base + t.len, *q = a;
@@ -441,14 +443,16 @@ static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
     r->resp_trunc = p->resp_trunc;
     r->flags = (p->changed ? 1 : 0) | (ev->error ? 2 : 0) |
                (p->req_trunc || p->resp_trunc ? 4 : 0) | (ev->tunnel ? 8 : 0);
-    memcpy(r->data, p->misc.p, p->misc.len);
+    if (p->misc.len > 0) /* an empty buffer may have no memory at all: memcpy(NULL) is UB */
+        memcpy(r->data, p->misc.p, p->misc.len);
     size_t off = p->misc.len;
     for (int i = 0; i < XF_OWN_BUFFER; i++)
         r->f[i] = p->f[i];
     for (int i = 0; i < XF_COUNT - XF_OWN_BUFFER; i++) {
         if (!p->has_own[i])
             continue;
-        memcpy(r->data + off, p->own[i].p, p->own[i].len);
+        if (p->own[i].len > 0)
+            memcpy(r->data + off, p->own[i].p, p->own[i].len);
         r->f[XF_OWN_BUFFER + i] = (struct span){(uint32_t)off, (uint32_t)p->own[i].len};
         off += p->own[i].len;
     }
