@@ -11,8 +11,10 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-/* Short deadlines, so that the slowloris test does not wait ten seconds. */
-#define ADMIN_REQUEST_MS 300
+/* Short deadlines, so that the slowloris tests do not wait seconds. The head deadline is long
+ * enough for the eviction tests to tell the connections closed to make room from the others. */
+#define ADMIN_HEAD_MS 1000
+#define ADMIN_BODY_MS 300
 #define ADMIN_IDLE_MS 600
 #include "web/admin.c"
 
@@ -540,12 +542,115 @@ static void test_slow_request_times_out(void **state)
     char out[4096];
     int fd = connect_to(s->port);
     send_str(fd, "GET /api/status HTTP/1.1\r\nHost: 127");
-    assert_int_equal(read_response(fd, out, sizeof(out)), 408); /* after ADMIN_REQUEST_MS */
+    assert_int_equal(read_response(fd, out, sizeof(out)), 408); /* after ADMIN_HEAD_MS */
+    assert_non_null(strstr(out, "the request head was not complete"));
     assert_int_equal(read_response(fd, out, sizeof(out)), 0);
     close(fd);
-    fd = connect_to(s->port); /* idle: closed without a word after ADMIN_IDLE_MS */
+    fd = connect_to(s->port); /* idle: closed without a word after ADMIN_HEAD_MS */
     assert_int_equal(read_response(fd, out, sizeof(out)), 0);
     close(fd);
+    fd = connect_to(s->port); /* a head, then a body that never comes */
+    send_str(fd, reqf("POST /api/reload HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                      "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n", s->port));
+    assert_int_equal(read_response(fd, out, sizeof(out)), 408); /* after ADMIN_BODY_MS */
+    assert_non_null(strstr(out, "the request body was not complete"));
+    close(fd);
+}
+
+/* A keep-alive connection waits ADMIN_IDLE_MS for its next request; once that request's
+ * first byte arrives, its head has ADMIN_HEAD_MS. */
+static void test_keep_alive_deadlines(void **state)
+{
+    struct srv *s = *state;
+    char out[4096];
+    int fd = connect_to(s->port);
+    send_str(fd, reqf("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", s->port));
+    assert_int_equal(read_response(fd, out, sizeof(out)), 200);
+    assert_int_equal(read_response(fd, out, sizeof(out)), 0); /* after ADMIN_IDLE_MS */
+    close(fd);
+    fd = connect_to(s->port);
+    send_str(fd, reqf("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\nGET /", s->port));
+    assert_int_equal(read_response(fd, out, sizeof(out)), 200);
+    assert_int_equal(read_response(fd, out, sizeof(out)), 408);
+    close(fd);
+}
+
+/* Connects to <port> on loopback from the address 127.0.0.<host>. */
+static int connect_from(int host, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in me = {.sin_family = AF_INET};
+    me.sin_addr.s_addr = htonl(INADDR_LOOPBACK + (uint32_t)host - 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Returns 1 when the server closed <fd>, 0 when it is still open (no wait: the server closes
+ * a connection to make room before it reads the newcomer's request, so once the newcomer has
+ * its answer, the FIN is there). */
+static int closed_now(int fd)
+{
+    char ch;
+    ssize_t n = recv(fd, &ch, 1, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* Idle connections from one address: past ADMIN_MAX_PENDING_PER_ADDR the oldest gives way,
+ * so a new client on the same address (the user, on 127.0.0.1) is answered. */
+static void test_idle_connections_give_way_per_address(void **state)
+{
+    struct srv *s = *state;
+    enum { N = ADMIN_MAX_PENDING_PER_ADDR + 3 };
+    int fds[N];
+    char out[4096];
+    for (int i = 0; i < N; i++)
+        fds[i] = connect_from(1, s->port);
+    int fd = connect_from(1, s->port);
+    send_str(fd, reqf("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", s->port));
+    assert_int_equal(read_response(fd, out, sizeof(out)), 200);
+    /* the newest ADMIN_MAX_PENDING_PER_ADDR - 1 are open, besides the one answered */
+    for (int i = 0; i < N; i++)
+        if (closed_now(fds[i]) != (i < N - (ADMIN_MAX_PENDING_PER_ADDR - 1)))
+            fail_msg("idle connection %d of %d: %s", i, N, closed_now(fds[i]) ? "closed" : "open");
+    /* another address has a quota of its own */
+    int other = connect_from(2, s->port);
+    send_str(other, reqf("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", s->port));
+    assert_int_equal(read_response(other, out, sizeof(out)), 200);
+    assert_false(closed_now(fds[N - 1]));
+    close(other);
+    close(fd);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+}
+
+/* All ADMIN_MAX_CLIENTS taken by idle connections from many addresses: the oldest of all gives
+ * way to a new one. */
+static void test_idle_connections_give_way_when_full(void **state)
+{
+    struct srv *s = *state;
+    enum { PER = ADMIN_MAX_PENDING_PER_ADDR, HOSTS = ADMIN_MAX_CLIENTS / PER };
+    int fds[HOSTS * PER];
+    char out[4096];
+    for (int h = 0; h < HOSTS; h++)
+        for (int i = 0; i < PER; i++)
+            fds[h * PER + i] = connect_from(10 + h, s->port);
+    int fd = connect_from(9, s->port);
+    send_str(fd, reqf("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", s->port));
+    assert_int_equal(read_response(fd, out, sizeof(out)), 200);
+    assert_true(closed_now(fds[0]));
+    for (int i = 1; i < HOSTS * PER; i++)
+        if (closed_now(fds[i]))
+            fail_msg("idle connection %d closed, only the oldest should be", i);
+    close(fd);
+    for (int i = 0; i < HOSTS * PER; i++)
+        close(fds[i]);
 }
 
 static void test_stop_with_open_connections(void **state)
@@ -593,6 +698,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_request_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_alive_deadlines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connections_give_way_per_address, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connections_give_way_when_full, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_open_connections, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
