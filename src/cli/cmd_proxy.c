@@ -71,7 +71,11 @@ static const char help[] =
     "  --unsafe-lua             give the Lua rules io, os, load and require (no sandbox)\n"
     "  --admin ADDR:PORT        the admin API (options, reload, status; `shunt ctl`), default\n"
     "                           127.0.0.1:8889; elsewhere than loopback it needs --admin-token\n"
-    "  --admin-token TOKEN      require Authorization: Bearer TOKEN on the admin API\n"
+    "  --admin-token TOKEN      require Authorization: Bearer TOKEN on the admin API (ps\n"
+    "                           shows it: prefer the two ways below)\n"
+    "  --admin-token-file FILE  the same, with the token read from FILE (no access for group\n"
+    "                           and others, e.g. mode 0600; a trailing newline is dropped)\n"
+    "                           default: $SHUNT_ADMIN_TOKEN when it is set\n"
     "  --no-admin               no admin API\n"
     "  -v, --verbose            one line per exchange on stderr (-vv: debug)\n"
     "  -h, --help               this text\n"
@@ -146,6 +150,36 @@ static void admin_status(void *ud, struct shunt_admin_status *out)
     out->events_dropped = c->recorder ? shunt_recorder_dropped(c->recorder) : 0;
     out->capture = c->capture;
     out->rules = c->rules;
+}
+
+/* Sets admin->token from --admin-token or --admin-token-file (<opt>, with <val>), else from
+ * $SHUNT_ADMIN_TOKEN. Returns 0, or -1 after printing why the token cannot be used. */
+static int resolve_admin_token(const char *opt, const char *val, struct shunt_admin_config *admin)
+{
+    static char from_file[SHUNT_ADMIN_TOKEN_MAX + 1]; /* process lifetime, like the config */
+    char err[256];
+    const char *where = opt;
+    if (opt != NULL && strcmp(opt, "--admin-token-file") == 0) {
+        if (shunt_admin_token_read(val, from_file, sizeof(from_file), err, sizeof(err)) != 0) {
+            fprintf(stderr, "shunt proxy: %s %s: %s\n", opt, val, err);
+            return -1;
+        }
+        admin->token = from_file;
+        return 0;
+    }
+    if (opt == NULL) {
+        val = getenv("SHUNT_ADMIN_TOKEN");
+        where = "SHUNT_ADMIN_TOKEN";
+        if (val == NULL)
+            return 0;
+    }
+    if (shunt_admin_token_check(val, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shunt proxy: %s: %s%s\n", where, err,
+                opt == NULL && *val == '\0' ? " (unset it for no token)" : "");
+        return -1;
+    }
+    admin->token = val;
+    return 0;
 }
 
 static int bad(const char *opt, const char *val, const char *why)
@@ -241,14 +275,18 @@ int shunt_cmd_proxy(int argc, char **argv)
     int admin_on = 1, admin_explicit = 0;
     const char *lua_path = NULL;
     int unsafe_lua = 0;
+    const char *token_opt = NULL, *token_val = NULL; /* --admin-token[-file] and its value */
     static struct hooks hooks;
     if (shunt_addr_parse(admin_text, &admin.listen) != 0)
         return 1;
     rules = shunt_rules_new();
     char cmdline[4096];
     size_t cl = (size_t)snprintf(cmdline, sizeof(cmdline), "shunt");
-    for (int i = 0; i < argc && cl < sizeof(cmdline); i++)
-        cl += (size_t)snprintf(cmdline + cl, sizeof(cmdline) - cl, " %s", argv[i]);
+    for (int i = 0; i < argc && cl < sizeof(cmdline); i++) /* the capture keeps no token */
+        cl += (size_t)snprintf(cmdline + cl, sizeof(cmdline) - cl, " %s",
+                               i > 0 && strcmp(argv[i - 1], "--admin-token") == 0 ? "***"
+                               : strncmp(argv[i], "--admin-token=", 14) == 0 ? "--admin-token=***"
+                                                                              : argv[i]);
     for (int i = 1; i < argc; i++) {
         char *opt = argv[i], *val = NULL;
         char *eq = strncmp(opt, "--", 2) == 0 ? strchr(opt, '=') : NULL;
@@ -338,11 +376,15 @@ int shunt_cmd_proxy(int argc, char **argv)
                 return bad(opt, val, "expected ADDR:PORT, e.g. 127.0.0.1:8889");
             admin_text = val;
             admin_on = admin_explicit = 1;
-        } else if (strcmp(opt, "--admin-token") == 0) {
+        } else if (strcmp(opt, "--admin-token") == 0 || strcmp(opt, "--admin-token-file") == 0) {
             NEED_VAL();
-            if (*val == '\0')
-                return bad(opt, val, "the token is empty");
-            admin.token = val;
+            if (token_opt != NULL) {
+                fprintf(stderr, "shunt proxy: %s: give the token once (--admin-token or "
+                        "--admin-token-file)\n", opt);
+                return 2;
+            }
+            token_opt = opt;
+            token_val = val;
         } else if (strcmp(opt, "--no-admin") == 0) {
             admin_on = 0;
         } else if (strcmp(opt, "--no-capture") == 0) {
@@ -405,6 +447,8 @@ int shunt_cmd_proxy(int argc, char **argv)
         }
 #undef NEED_VAL
     }
+    if (resolve_admin_token(token_opt, token_val, &admin) != 0)
+        return 2;
     if (cfg.reverse_host_header && !cfg.reverse)
         return bad("--reverse-host", NULL, "only makes sense with --reverse");
     if (!shunt_addr_is_loopback((struct sockaddr *)&cfg.listen) && cfg.n_allow == 0) {

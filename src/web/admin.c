@@ -2,7 +2,9 @@
  * that the proxy's workers never wait for it. docs/admin.md describes the endpoints. */
 #include "web/admin.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -293,6 +296,107 @@ static int pct_decode(struct shunt_slice s, char *out, size_t cap)
     }
     out[n] = '\0';
     return (int)n;
+}
+
+/* ------------------------------------------------------------------------ the token */
+
+int shunt_admin_token_check(const char *token, char *err, size_t err_len)
+{
+    size_t len = strlen(token);
+    if (len == 0) {
+        snprintf(err, err_len, "the token is empty");
+        return SHUNT_EINVAL;
+    }
+    if (len > SHUNT_ADMIN_TOKEN_MAX) {
+        snprintf(err, err_len, "the token is over %d bytes", SHUNT_ADMIN_TOKEN_MAX);
+        return SHUNT_EINVAL;
+    }
+    for (const char *t = token; *t; t++) {
+        if (*t <= 0x20 || *t >= 0x7f) {
+            snprintf(err, err_len, "the token must be printable ASCII without spaces");
+            return SHUNT_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Writes "<what>: <strerror(e)>" into <err>, the message's first letter lowered to fit in a
+ * sentence. */
+static void errno_msg(char *err, size_t err_len, const char *what, int e)
+{
+    int n = snprintf(err, err_len, "%s: %s", what, strerror(e));
+    size_t at = strlen(what) + 2;
+    if (n > 0 && at < err_len && (size_t)n > at && err[at] >= 'A' && err[at] <= 'Z')
+        err[at] = (char)(err[at] - 'A' + 'a');
+}
+
+int shunt_admin_token_read(const char *path, char *buf, size_t cap, char *err, size_t err_len)
+{
+    char tmp[SHUNT_ADMIN_TOKEN_MAX + 3]; /* a longest token, CRLF, and a byte to tell more */
+    struct stat st;
+    size_t len = 0;
+    int r = SHUNT_EINVAL;
+    assert(cap > SHUNT_ADMIN_TOKEN_MAX);
+    buf[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        r = -errno;
+        errno_msg(err, err_len, "cannot open it", errno);
+        return r;
+    }
+    if (fstat(fd, &st) != 0) {
+        r = -errno;
+        errno_msg(err, err_len, "cannot read it", errno);
+        goto done;
+    }
+    /* A pipe (`--admin-token-file <(pass show shunt)`) is its owner's alone: 0600. */
+    if ((st.st_mode & 077) != 0) {
+        snprintf(err, err_len, "other users may read or write it (mode %04o); chmod 600 it",
+                 (unsigned)(st.st_mode & 07777));
+        goto done;
+    }
+    while (len < sizeof(tmp)) {
+        ssize_t n = read(fd, tmp + len, sizeof(tmp) - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            errno_msg(err, err_len, "cannot read it", errno);
+            goto done;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    if (len == sizeof(tmp)) {
+        snprintf(err, err_len, "the token is over %d bytes", SHUNT_ADMIN_TOKEN_MAX);
+        goto done;
+    }
+    if (len > 0 && tmp[len - 1] == '\n')
+        len--;
+    if (len > 0 && tmp[len - 1] == '\r')
+        len--;
+    if (len == 0) {
+        snprintf(err, err_len, "the file holds no token");
+        goto done;
+    }
+    if (len > SHUNT_ADMIN_TOKEN_MAX) {
+        snprintf(err, err_len, "the token is over %d bytes", SHUNT_ADMIN_TOKEN_MAX);
+        goto done;
+    }
+    if (memchr(tmp, '\0', len) != NULL) {
+        snprintf(err, err_len, "the token must be printable ASCII without spaces");
+        goto done;
+    }
+    memcpy(buf, tmp, len);
+    buf[len] = '\0';
+    r = shunt_admin_token_check(buf, err, err_len);
+done:
+    close(fd);
+    explicit_bzero(tmp, sizeof(tmp)); /* the secret stays in <buf> only */
+    if (r != 0)
+        explicit_bzero(buf, cap);
+    return r;
 }
 
 /* ------------------------------------------------------------------------ JSON replies */
@@ -1059,12 +1163,8 @@ int shunt_admin_start(const struct shunt_admin_config *cfg, struct shunt_admin *
                  where);
         return SHUNT_EINVAL;
     }
-    for (const char *t = token; t && *t; t++) {
-        if (*t <= 0x20 || *t >= 0x7f) {
-            snprintf(err, err_len, "the admin token must be printable ASCII without spaces");
-            return SHUNT_EINVAL;
-        }
-    }
+    if (token != NULL && shunt_admin_token_check(token, err, err_len) != 0)
+        return SHUNT_EINVAL;
     int fd = shunt_listen_open(sa, 128, 0);
     if (fd < 0) {
         snprintf(err, err_len, "cannot listen on %s for the admin API: %s", where, strerror(-fd));

@@ -74,3 +74,116 @@ def test_partial_head_gets_408_after_the_head_timeout(shunt):
         m = c.response()
         assert m.status == 408 and b"head" in m.body
         assert c.response() is None
+
+
+# ----------------------------------------------------------------------------- the token
+
+
+def token_file(tmp_path, text, mode=0o600, name="token"):
+    p = tmp_path / name
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    os.chmod(p, mode)
+    return p
+
+
+def assert_token_is(px, token):
+    """<px>'s admin API takes exactly <token>: none and a wrong one get 401."""
+    port = admin_port(px)
+    st, j, m = api(port, "GET", "/api/status")
+    assert st == 401 and m.get("WWW-Authenticate").startswith(b"Bearer")
+    assert api(port, "GET", "/api/status", headers=["Authorization: Bearer wrong"])[0] == 401
+    assert api(port, "GET", "/api/status", headers=[f"Authorization: Bearer {token}x"])[0] == 401
+    assert api(port, "GET", "/api/status", headers=[f"Authorization: Bearer {token}"])[0] == 200
+
+
+def test_token_from_a_file(shunt, tmp_path):
+    px = shunt("--admin", "127.0.0.1:0", "--admin-token-file", token_file(tmp_path, "s3cret\n"))
+    assert_token_is(px, "s3cret")  # the trailing newline is not part of it
+    assert "s3cret" not in " ".join(px.args)
+
+
+def test_token_file_with_crlf_and_no_newline(shunt, tmp_path):
+    px = shunt("--admin", "127.0.0.1:0", "--admin-token-file",
+               token_file(tmp_path, "tok-1\r\n", name="a"))
+    assert_token_is(px, "tok-1")
+    px = shunt("--admin", "127.0.0.1:0", "--admin-token-file",
+               token_file(tmp_path, "tok-2", name="b"))
+    assert_token_is(px, "tok-2")
+
+
+def test_token_from_the_environment(shunt):
+    px = shunt("--admin", "127.0.0.1:0", env={"SHUNT_ADMIN_TOKEN": "from-env"})
+    assert_token_is(px, "from-env")
+
+
+def test_command_line_token_wins_over_the_environment(shunt):
+    px = shunt("--admin", "127.0.0.1:0", "--admin-token", "from-argv",
+               env={"SHUNT_ADMIN_TOKEN": "from-env"})
+    assert_token_is(px, "from-argv")
+
+
+def startup_error(shunt, *args, env=None):
+    """Starts a proxy that must refuse to start: returns its one line of stderr."""
+    px = shunt("--admin", "127.0.0.1:0", *args, wait_listening=False, env=env)
+    assert px.wait_exit() == 2
+    assert px.stdout_lines == []
+    lines = px.stderr.splitlines()
+    assert len(lines) == 1, px.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("content", ["", "\n", "\r\n"])
+def test_empty_token_file_is_refused(shunt, tmp_path, content):
+    p = token_file(tmp_path, content)
+    assert startup_error(shunt, "--admin-token-file", p) == \
+        f"shunt proxy: --admin-token-file {p}: the file holds no token"
+
+
+def test_token_file_readable_by_others_is_refused(shunt, tmp_path):
+    p = token_file(tmp_path, "s3cret\n", mode=0o644)
+    assert startup_error(shunt, "--admin-token-file", p) == \
+        (f"shunt proxy: --admin-token-file {p}: other users may read or write it (mode 0644);"
+         f" chmod 600 it")
+
+
+def test_missing_token_file_is_refused(shunt, tmp_path):
+    p = tmp_path / "none"
+    assert startup_error(shunt, "--admin-token-file", p) == \
+        f"shunt proxy: --admin-token-file {p}: cannot open it: no such file or directory"
+
+
+def test_bad_tokens_are_refused(shunt, tmp_path):
+    p = token_file(tmp_path, "two words\n")
+    assert startup_error(shunt, "--admin-token-file", p) == (
+        f"shunt proxy: --admin-token-file {p}: the token must be printable ASCII without "
+        "spaces")
+    assert startup_error(shunt, env={"SHUNT_ADMIN_TOKEN": ""}) == \
+        "shunt proxy: SHUNT_ADMIN_TOKEN: the token is empty (unset it for no token)"
+    assert startup_error(shunt, "--admin-token", "s3cret", "--admin-token-file",
+                         token_file(tmp_path, "x\n", name="x")) == \
+        "shunt proxy: --admin-token-file: give the token once (--admin-token or --admin-token-file)"
+
+
+def test_ctl_token_file(shunt, tmp_path):
+    px = shunt("--admin", "127.0.0.1:0", "--admin-token-file", token_file(tmp_path, "s3cret\n"))
+    assert ctl("--admin", admin_of(px), "--token-file", tmp_path / "token", "status")[0] == 0
+    assert ctl("--admin", admin_of(px), "--token-file=" + str(tmp_path / "token"), "status")[0] == 0
+    wrong = token_file(tmp_path, "nope\n", name="wrong")
+    rc, out, err = ctl("--admin", admin_of(px), "--token-file", wrong, "status")
+    assert (rc, out, err) == (1, "", "shunt ctl: wrong token\n")
+    empty = token_file(tmp_path, "\n", name="empty")
+    rc, out, err = ctl("--admin", admin_of(px), "--token-file", empty, "status")
+    assert (rc, out, err) == (2, "", f"shunt ctl: --token-file {empty}: the file holds no "
+                                     "token\n(`shunt ctl --help` tells more)\n")
+
+
+def test_token_is_not_recorded_in_the_capture(shunt, tmp_path):
+    import sqlite3
+
+    cap = tmp_path / "cap.db"
+    px = shunt("--admin", "127.0.0.1:0", "--admin-token", "s3cret", "--capture", cap)
+    px.signal(__import__("signal").SIGTERM)
+    assert px.wait_exit() == 0
+    with sqlite3.connect(cap) as c:
+        (line,) = c.execute("SELECT command_line FROM capture").fetchone()
+    assert "s3cret" not in line and "--admin-token ***" in line, line

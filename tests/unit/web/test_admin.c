@@ -116,6 +116,89 @@ static void test_quote_makes_printable(void **state)
     assert_string_equal(q, "0123456789ab...");
 }
 
+/* ------------------------------------------------------------------------ the token */
+
+/* Writes <len> bytes of <data> to a new file of mode <mode>; returns its path (static). */
+static const char *token_file(const void *data, size_t len, mode_t mode)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/shunt-token-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+    return path;
+}
+
+/* Reads the token file holding <data>: the return value, the token in <buf>, why in <err>. */
+static int read_token(const void *data, size_t len, mode_t mode, char *buf, char *err)
+{
+    const char *path = token_file(data, len, mode);
+    int r = shunt_admin_token_read(path, buf, SHUNT_ADMIN_TOKEN_MAX + 1, err, 256);
+    unlink(path);
+    return r;
+}
+
+static void test_token_file_newlines(void **state)
+{
+    char buf[SHUNT_ADMIN_TOKEN_MAX + 1], err[256];
+    static const char *const ok[] = {"s3cret", "s3cret\n", "s3cret\r\n"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        assert_int_equal(read_token(ok[i], strlen(ok[i]), 0600, buf, err), 0);
+        assert_string_equal(buf, "s3cret");
+    }
+    assert_int_equal(read_token("s3cret\n", 7, 0400, buf, err), 0);
+    /* one newline only; whatever else is in the token makes it invalid */
+    assert_int_equal(read_token("s3cret\n\n", 8, 0600, buf, err), SHUNT_EINVAL);
+    assert_string_equal(err, "the token must be printable ASCII without spaces");
+    assert_string_equal(buf, "");
+    assert_int_equal(read_token("s3\0cret", 7, 0600, buf, err), SHUNT_EINVAL);
+    assert_int_equal(read_token(" s3cret", 7, 0600, buf, err), SHUNT_EINVAL);
+}
+
+static void test_token_file_empty_or_too_long(void **state)
+{
+    char buf[SHUNT_ADMIN_TOKEN_MAX + 1], err[256];
+    static char big[SHUNT_ADMIN_TOKEN_MAX + 8];
+    static const char *const empty[] = {"", "\n", "\r\n"};
+    for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+        assert_int_equal(read_token(empty[i], strlen(empty[i]), 0600, buf, err), SHUNT_EINVAL);
+        assert_string_equal(err, "the file holds no token");
+    }
+    memset(big, 'a', sizeof(big));
+    memcpy(big + SHUNT_ADMIN_TOKEN_MAX, "\r\n", 2);
+    assert_int_equal(read_token(big, SHUNT_ADMIN_TOKEN_MAX + 2, 0600, buf, err), 0);
+    assert_int_equal(strlen(buf), SHUNT_ADMIN_TOKEN_MAX);
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(read_token(big, SHUNT_ADMIN_TOKEN_MAX + 1, 0600, buf, err), SHUNT_EINVAL);
+    assert_string_equal(err, "the token is over 1024 bytes");
+    assert_int_equal(read_token(big, sizeof(big), 0600, buf, err), SHUNT_EINVAL);
+    assert_string_equal(err, "the token is over 1024 bytes");
+}
+
+static void test_token_file_mode_and_absence(void **state)
+{
+    char buf[SHUNT_ADMIN_TOKEN_MAX + 1], err[256];
+    assert_int_equal(read_token("s3cret\n", 7, 0640, buf, err), SHUNT_EINVAL);
+    assert_string_equal(err, "other users may read or write it (mode 0640); chmod 600 it");
+    assert_int_equal(read_token("s3cret\n", 7, 0602, buf, err), SHUNT_EINVAL);
+    assert_string_equal(buf, "");
+    assert_int_equal(shunt_admin_token_read("/nonexistent/token", buf, sizeof(buf), err,
+                                            sizeof(err)), -ENOENT);
+    assert_string_equal(err, "cannot open it: no such file or directory");
+}
+
+static void test_token_check(void **state)
+{
+    char err[256];
+    assert_int_equal(shunt_admin_token_check("a", err, sizeof(err)), 0);
+    assert_int_equal(shunt_admin_token_check("", err, sizeof(err)), SHUNT_EINVAL);
+    assert_string_equal(err, "the token is empty");
+    assert_int_equal(shunt_admin_token_check("a\tb", err, sizeof(err)), SHUNT_EINVAL);
+    assert_int_equal(shunt_admin_token_check("caf\xc3\xa9", err, sizeof(err)), SHUNT_EINVAL);
+}
+
 /* ------------------------------------------------------------------------ the server */
 
 struct fake {
@@ -683,6 +766,10 @@ int main(void)
         cmocka_unit_test(test_json_content_type),
         cmocka_unit_test(test_pct_decode),
         cmocka_unit_test(test_quote_makes_printable),
+        cmocka_unit_test(test_token_file_newlines),
+        cmocka_unit_test(test_token_file_empty_or_too_long),
+        cmocka_unit_test(test_token_file_mode_and_absence),
+        cmocka_unit_test(test_token_check),
         cmocka_unit_test_setup_teardown(test_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_options_list_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_option_switch_put_and_post, setup, teardown),
