@@ -8,6 +8,7 @@
 #include "capture/recorder.h"
 #include "cli/commands.h"
 #include "core/log.h"
+#include "net/listen.h"
 #include "proxy/proxy.h"
 #include "rules/lua.h"
 #include "rules/rules.h"
@@ -24,7 +25,7 @@ static const char help[] =
     "\n"
     "options:\n"
     "  --listen ADDR:PORT       where to listen (default 127.0.0.1:8888; [::1]:8888 for IPv6;\n"
-    "                           port 0 picks a free one)\n"
+    "                           port 0 picks a free one; a port in use is refused)\n"
     "  --allow CIDR[,CIDR]      clients allowed; required to listen on a non-loopback address\n"
     "                           (others get 403)\n"
     "  --reverse http://HOST:PORT  send every request to this origin\n"
@@ -179,6 +180,21 @@ static int resolve_admin_token(const char *opt, const char *val, struct shunt_ad
         return -1;
     }
     admin->token = val;
+    return 0;
+}
+
+/* Returns 1 when nothing listens on <sa> yet (shunt_listen_probe()), or a port 0; otherwise
+ * prints why and returns 0. The proxy checks again when it binds; checking first keeps a
+ * refused start from leaving a capture file behind. */
+static int listen_free(const struct sockaddr_storage *sa)
+{
+    struct sockaddr_storage probe = *sa;
+    char msg[200];
+    int r = shunt_listen_probe(&probe);
+    if (r == 0)
+        return 1;
+    shunt_listen_describe((const struct sockaddr *)sa, r, msg, sizeof(msg));
+    fprintf(stderr, "shunt proxy: %s\n", msg);
     return 0;
 }
 
@@ -493,6 +509,10 @@ int shunt_cmd_proxy(int argc, char **argv)
         cfg.request_hook = shunt_rules_request_hook;
         cfg.request_hook_ud = rules;
     }
+    if (!listen_free(&cfg.listen)) { /* before the capture file and the admin API are made */
+        shunt_lua_free(hooks.lua);
+        return 2;
+    }
     struct shunt_recorder *recorder = NULL;
     if (rec.path != NULL) {
         char err[1200];
@@ -539,7 +559,7 @@ int shunt_cmd_proxy(int argc, char **argv)
     int r = shunt_proxy_run(&cfg);
     shunt_admin_stop(adm);
     shunt_lua_free(hooks.lua); /* the workers have stopped */
-    if (shunt_recorder_close(recorder) != 0)
-        r = r ? r : 1;
-    return r == 0 ? 0 : 1;
+    if (shunt_recorder_close(recorder) != 0 && r == 0)
+        r = 1;
+    return r < 0 ? 2 : r == 0 ? 0 : 1; /* r < 0: it could not start, and said why */
 }

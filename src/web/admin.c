@@ -1165,9 +1165,11 @@ int shunt_admin_start(const struct shunt_admin_config *cfg, struct shunt_admin *
     }
     if (token != NULL && shunt_admin_token_check(token, err, err_len) != 0)
         return SHUNT_EINVAL;
-    int fd = shunt_listen_open(sa, 128, 0);
+    int fd = shunt_listen_open(sa, 128, 0); /* no SO_REUSEPORT: a second one fails here */
     if (fd < 0) {
-        snprintf(err, err_len, "cannot listen on %s for the admin API: %s", where, strerror(-fd));
+        char why[128];
+        shunt_listen_reason(fd, why, sizeof(why));
+        snprintf(err, err_len, "cannot listen on %s for the admin API: %s", where, why);
         return fd;
     }
     struct sockaddr_storage bound;

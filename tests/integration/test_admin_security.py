@@ -187,3 +187,74 @@ def test_token_is_not_recorded_in_the_capture(shunt, tmp_path):
     with sqlite3.connect(cap) as c:
         (line,) = c.execute("SELECT command_line FROM capture").fetchone()
     assert "s3cret" not in line and "--admin-token ***" in line, line
+
+
+# ----------------------------------------------------------------------------- ports in use
+
+
+def in_use_error(shunt, listen, *args):
+    """Starts a proxy on <listen> (ADDR:PORT, taken): it must exit 2 with one line."""
+    px = shunt(*args, listen=listen, wait_listening=False)
+    assert px.wait_exit() == 2
+    assert px.stdout_lines == []
+    return px.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_second_shunt_on_the_same_port_is_refused(shunt, origin, tmp_path, host):
+    """SO_REUSEPORT would let it join the first one's sockets, and the kernel would spread the
+    connections over the two processes."""
+    first = shunt("--workers", "2", listen=f"[{host}]:0" if ":" in host else f"{host}:0")
+    where = f"[{host}]:{first.port}" if ":" in host else f"{host}:{first.port}"
+    cap = tmp_path / "second.db"
+    err = in_use_error(shunt, where, "--workers", "2", "--capture", cap)
+    assert err == f"shunt proxy: cannot listen on {where}: address already in use (another shunt?)\n"
+    assert not cap.exists()  # refused before anything was made
+    with first.client() as c:  # the first one serves on
+        assert c.exchange(peers.get(origin.host, "/")).raw == peers.OK
+
+
+def test_port_taken_by_another_program_is_refused(shunt):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        err = in_use_error(shunt, f"127.0.0.1:{port}")
+        assert err == (f"shunt proxy: cannot listen on 127.0.0.1:{port}: address already in use "
+                       "(another shunt?)\n")
+
+
+def test_port_bound_by_a_reuseport_program_is_refused(shunt):
+    """A listener that itself set SO_REUSEPORT (as shunt's workers do) is found too."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        err = in_use_error(shunt, f"127.0.0.1:{port}")
+        assert "address already in use" in err
+
+
+def test_second_admin_api_on_the_same_port_is_refused(shunt):
+    first = shunt("--admin", "127.0.0.1:0")
+    adm = admin_of(first)
+    px = shunt("--admin", adm, wait_listening=False)
+    assert px.wait_exit() == 2
+    assert px.stderr.splitlines() == [
+        f"shunt proxy: --admin {adm}: cannot listen on {adm} for the admin API: address "
+        "already in use (another shunt?)"]
+
+
+def test_many_workers_on_an_ephemeral_port(shunt, origin):
+    """Port 0: the port picked is shared by every worker, and a restart on it works (the
+    connections of the first run, in TIME_WAIT, do not count as the port being in use)."""
+    px = shunt("--workers", "4")
+    port = px.port
+    for _ in range(8):
+        with px.client() as c:
+            assert c.exchange(peers.get(origin.host, "/")).raw == peers.OK
+    px.signal(__import__("signal").SIGTERM)
+    assert px.wait_exit() == 0
+    again = shunt("--workers", "4", listen=f"127.0.0.1:{port}")
+    with again.client() as c:
+        assert c.exchange(peers.get(origin.host, "/")).raw == peers.OK
