@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "http/parser.h"
 #include "net/addr.h"
+#include "web/admin.h"
 
 #define CTL_DEFAULT_ADMIN "127.0.0.1:8889"
 #define CTL_TIMEOUT_S 10
@@ -26,7 +27,7 @@
 #define CTL_USAGE 2
 
 static const char help[] =
-    "usage: shunt ctl [--admin ADDR:PORT] [--token T] [--json] COMMAND\n"
+    "usage: shunt ctl [--admin ADDR:PORT] [--token T | --token-file FILE] [--json] COMMAND\n"
     "\n"
     "Talks to the admin API of a running `shunt proxy` (127.0.0.1:8889 unless it was started\n"
     "with another --admin ADDR:PORT, or with --no-admin).\n"
@@ -40,8 +41,10 @@ static const char help[] =
     "\n"
     "options:\n"
     "  --admin ADDR:PORT    the admin API (default $SHUNT_ADMIN, else " CTL_DEFAULT_ADMIN ")\n"
-    "  --token T            its token, when the proxy has --admin-token (default\n"
-    "                       $SHUNT_ADMIN_TOKEN)\n"
+    "  --token T            its token, when the proxy has one (default $SHUNT_ADMIN_TOKEN;\n"
+    "                       ps shows T: prefer the variable or --token-file)\n"
+    "  --token-file FILE    read the token from FILE (no access for group and others, e.g.\n"
+    "                       mode 0600; a trailing newline is dropped)\n"
     "  --json               print the API's JSON answer as it is\n"
     "  -h, --help           this text\n"
     "\n"
@@ -446,8 +449,9 @@ static int usage_error(const char *fmt, const char *arg)
 int shunt_cmd_ctl(int argc, char **argv)
 {
     struct ctl o = {getenv("SHUNT_ADMIN"), getenv("SHUNT_ADMIN_TOKEN"), 0, {0}};
-    const char *pos[4];
-    int n_pos = 0, only_pos = 0;
+    const char *pos[4], *token_file = NULL;
+    static char from_file[SHUNT_ADMIN_TOKEN_MAX + 1];
+    int n_pos = 0, only_pos = 0, token_flag = 0;
     if (o.admin == NULL || o.admin[0] == '\0')
         o.admin = CTL_DEFAULT_ADMIN;
     if (o.token != NULL && o.token[0] == '\0')
@@ -468,11 +472,18 @@ int shunt_cmd_ctl(int argc, char **argv)
             if (a[2] == 'a')
                 o.admin = argv[++i];
             else
-                o.token = argv[++i];
+                o.token = argv[++i], token_flag = 1;
         } else if (!only_pos && strncmp(a, "--admin=", 8) == 0) {
             o.admin = a + 8;
         } else if (!only_pos && strncmp(a, "--token=", 8) == 0) {
             o.token = a + 8;
+            token_flag = 1;
+        } else if (!only_pos && strcmp(a, "--token-file") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("%s needs a value", a);
+            token_file = argv[++i];
+        } else if (!only_pos && strncmp(a, "--token-file=", 13) == 0) {
+            token_file = a + 13;
         } else if (!only_pos && a[0] == '-' && a[1] != '\0' && n_pos == 0) {
             return usage_error("unknown option '%s'", a);
         } else {
@@ -487,10 +498,17 @@ int shunt_cmd_ctl(int argc, char **argv)
     }
     if (shunt_addr_parse(o.admin, &o.addr) != 0)
         return usage_error("--admin wants ADDR:PORT (e.g. 127.0.0.1:8889), not '%s'", o.admin);
-    if (o.token != NULL) {
-        for (const char *t = o.token; *t; t++)
-            if (*t <= 0x20 || *t >= 0x7f)
-                return usage_error("%s", "the token must be printable ASCII without spaces");
+    char err[256], msg[1400];
+    if (token_file != NULL && token_flag)
+        return usage_error("%s", "give the token once (--token or --token-file)");
+    if (token_file != NULL) {
+        if (shunt_admin_token_read(token_file, from_file, sizeof(from_file), err, sizeof(err))) {
+            snprintf(msg, sizeof(msg), "--token-file %s: %s", token_file, err);
+            return usage_error("%s", msg);
+        }
+        o.token = from_file;
+    } else if (o.token != NULL && shunt_admin_token_check(o.token, err, sizeof(err)) != 0) {
+        return usage_error("%s", err);
     }
 
     const char *cmd = pos[0];

@@ -8,6 +8,7 @@
 #include "capture/recorder.h"
 #include "cli/commands.h"
 #include "core/log.h"
+#include "net/listen.h"
 #include "proxy/proxy.h"
 #include "rules/lua.h"
 #include "rules/rules.h"
@@ -24,7 +25,7 @@ static const char help[] =
     "\n"
     "options:\n"
     "  --listen ADDR:PORT       where to listen (default 127.0.0.1:8888; [::1]:8888 for IPv6;\n"
-    "                           port 0 picks a free one)\n"
+    "                           port 0 picks a free one; a port in use is refused)\n"
     "  --allow CIDR[,CIDR]      clients allowed; required to listen on a non-loopback address\n"
     "  --allow-loopback-upstream\n"
     "                           let clients of a non-loopback listener reach this machine's\n"
@@ -75,7 +76,11 @@ static const char help[] =
     "  --unsafe-lua             give the Lua rules io, os, load and require (no sandbox)\n"
     "  --admin ADDR:PORT        the admin API (options, reload, status; `shunt ctl`), default\n"
     "                           127.0.0.1:8889; elsewhere than loopback it needs --admin-token\n"
-    "  --admin-token TOKEN      require Authorization: Bearer TOKEN on the admin API\n"
+    "  --admin-token TOKEN      require Authorization: Bearer TOKEN on the admin API (ps\n"
+    "                           shows it: prefer the two ways below)\n"
+    "  --admin-token-file FILE  the same, with the token read from FILE (no access for group\n"
+    "                           and others, e.g. mode 0600; a trailing newline is dropped)\n"
+    "                           default: $SHUNT_ADMIN_TOKEN when it is set\n"
     "  --no-admin               no admin API\n"
     "  -v, --verbose            one line per exchange on stderr (-vv: debug)\n"
     "  -h, --help               this text\n"
@@ -150,6 +155,51 @@ static void admin_status(void *ud, struct shunt_admin_status *out)
     out->events_dropped = c->recorder ? shunt_recorder_dropped(c->recorder) : 0;
     out->capture = c->capture;
     out->rules = c->rules;
+}
+
+/* Sets admin->token from --admin-token or --admin-token-file (<opt>, with <val>), else from
+ * $SHUNT_ADMIN_TOKEN. Returns 0, or -1 after printing why the token cannot be used. */
+static int resolve_admin_token(const char *opt, const char *val, struct shunt_admin_config *admin)
+{
+    static char from_file[SHUNT_ADMIN_TOKEN_MAX + 1]; /* process lifetime, like the config */
+    char err[256];
+    const char *where = opt;
+    if (opt != NULL && strcmp(opt, "--admin-token-file") == 0) {
+        if (shunt_admin_token_read(val, from_file, sizeof(from_file), err, sizeof(err)) != 0) {
+            fprintf(stderr, "shunt proxy: %s %s: %s\n", opt, val, err);
+            return -1;
+        }
+        admin->token = from_file;
+        return 0;
+    }
+    if (opt == NULL) {
+        val = getenv("SHUNT_ADMIN_TOKEN");
+        where = "SHUNT_ADMIN_TOKEN";
+        if (val == NULL)
+            return 0;
+    }
+    if (shunt_admin_token_check(val, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shunt proxy: %s: %s%s\n", where, err,
+                opt == NULL && *val == '\0' ? " (unset it for no token)" : "");
+        return -1;
+    }
+    admin->token = val;
+    return 0;
+}
+
+/* Returns 1 when nothing listens on <sa> yet (shunt_listen_probe()), or a port 0; otherwise
+ * prints why and returns 0. The proxy checks again when it binds; checking first keeps a
+ * refused start from leaving a capture file behind. */
+static int listen_free(const struct sockaddr_storage *sa)
+{
+    struct sockaddr_storage probe = *sa;
+    char msg[200];
+    int r = shunt_listen_probe(&probe);
+    if (r == 0)
+        return 1;
+    shunt_listen_describe((const struct sockaddr *)sa, r, msg, sizeof(msg));
+    fprintf(stderr, "shunt proxy: %s\n", msg);
+    return 0;
 }
 
 static int bad(const char *opt, const char *val, const char *why)
@@ -245,14 +295,18 @@ int shunt_cmd_proxy(int argc, char **argv)
     int admin_on = 1, admin_explicit = 0, allow_loopback_upstream = 0;
     const char *lua_path = NULL;
     int unsafe_lua = 0;
+    const char *token_opt = NULL, *token_val = NULL; /* --admin-token[-file] and its value */
     static struct hooks hooks;
     if (shunt_addr_parse(admin_text, &admin.listen) != 0)
         return 1;
     rules = shunt_rules_new();
     char cmdline[4096];
     size_t cl = (size_t)snprintf(cmdline, sizeof(cmdline), "shunt");
-    for (int i = 0; i < argc && cl < sizeof(cmdline); i++)
-        cl += (size_t)snprintf(cmdline + cl, sizeof(cmdline) - cl, " %s", argv[i]);
+    for (int i = 0; i < argc && cl < sizeof(cmdline); i++) /* the capture keeps no token */
+        cl += (size_t)snprintf(cmdline + cl, sizeof(cmdline) - cl, " %s",
+                               i > 0 && strcmp(argv[i - 1], "--admin-token") == 0 ? "***"
+                               : strncmp(argv[i], "--admin-token=", 14) == 0 ? "--admin-token=***"
+                                                                              : argv[i]);
     for (int i = 1; i < argc; i++) {
         char *opt = argv[i], *val = NULL;
         char *eq = strncmp(opt, "--", 2) == 0 ? strchr(opt, '=') : NULL;
@@ -344,11 +398,15 @@ int shunt_cmd_proxy(int argc, char **argv)
                 return bad(opt, val, "expected ADDR:PORT, e.g. 127.0.0.1:8889");
             admin_text = val;
             admin_on = admin_explicit = 1;
-        } else if (strcmp(opt, "--admin-token") == 0) {
+        } else if (strcmp(opt, "--admin-token") == 0 || strcmp(opt, "--admin-token-file") == 0) {
             NEED_VAL();
-            if (*val == '\0')
-                return bad(opt, val, "the token is empty");
-            admin.token = val;
+            if (token_opt != NULL) {
+                fprintf(stderr, "shunt proxy: %s: give the token once (--admin-token or "
+                        "--admin-token-file)\n", opt);
+                return 2;
+            }
+            token_opt = opt;
+            token_val = val;
         } else if (strcmp(opt, "--no-admin") == 0) {
             admin_on = 0;
         } else if (strcmp(opt, "--no-capture") == 0) {
@@ -411,6 +469,8 @@ int shunt_cmd_proxy(int argc, char **argv)
         }
 #undef NEED_VAL
     }
+    if (resolve_admin_token(token_opt, token_val, &admin) != 0)
+        return 2;
     if (cfg.reverse_host_header && !cfg.reverse)
         return bad("--reverse-host", NULL, "only makes sense with --reverse");
     cfg.refuse_local_upstreams =
@@ -456,6 +516,10 @@ int shunt_cmd_proxy(int argc, char **argv)
     if (shunt_rules_responds(rules)) { /* canned responses decide before any server is asked */
         cfg.request_hook = shunt_rules_request_hook;
         cfg.request_hook_ud = rules;
+    }
+    if (!listen_free(&cfg.listen)) { /* before the capture file and the admin API are made */
+        shunt_lua_free(hooks.lua);
+        return 2;
     }
     struct shunt_recorder *recorder = NULL;
     if (rec.path != NULL) {
@@ -508,7 +572,7 @@ int shunt_cmd_proxy(int argc, char **argv)
     int r = shunt_proxy_run(&cfg);
     shunt_admin_stop(adm);
     shunt_lua_free(hooks.lua); /* the workers have stopped */
-    if (shunt_recorder_close(recorder) != 0)
-        r = r ? r : 1;
-    return r == 0 ? 0 : 1;
+    if (shunt_recorder_close(recorder) != 0 && r == 0)
+        r = 1;
+    return r < 0 ? 2 : r == 0 ? 0 : 1; /* r < 0: it could not start, and said why */
 }

@@ -144,8 +144,18 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
             snprintf(rev_auth + l, sizeof(rev_auth) - (size_t)l, ":%d", cfg->reverse_port);
     }
 
+    /* Every worker's socket has SO_REUSEPORT, which would let them join another shunt's on the
+     * port: make sure nothing listens there first. Port 0 becomes the free port all share. */
+    char msg[200];
+    int r = shunt_listen_probe(&addr);
+    if (r != 0) {
+        shunt_listen_describe((struct sockaddr *)&addr, r, msg, sizeof(msg));
+        shunt_log(SHUNT_LOG_ERROR, "%s", msg);
+        return r;
+    }
+
     struct worker *ws = shunt_xcalloc(sizeof(*ws) * (size_t)n);
-    int r = 0, started = 0;
+    int started = 0;
     for (int i = 0; i < n; i++) {
         struct worker *w = &ws[i];
         w->cfg = cfg;
@@ -155,14 +165,9 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
         w->listen_fd = shunt_listen_open((struct sockaddr *)&addr, 4096, 1);
         if (w->listen_fd < 0) {
             r = w->listen_fd;
-            char a[64];
-            int port = shunt_addr_format((struct sockaddr *)&addr, a, sizeof(a));
-            shunt_log(SHUNT_LOG_ERROR, "cannot listen on %s port %d: %s", a, port, strerror(-r));
+            shunt_listen_describe((struct sockaddr *)&addr, r, msg, sizeof(msg));
+            shunt_log(SHUNT_LOG_ERROR, "%s", msg);
             break;
-        }
-        if (i == 0) { /* port 0 means any: the other workers share the one the first got */
-            socklen_t len = sizeof(addr);
-            getsockname(w->listen_fd, (struct sockaddr *)&addr, &len);
         }
         w->hdrs = shunt_xcalloc(sizeof(*w->hdrs) * cfg->limits.max_headers);
         /* room for the fields a hook may add (SHUNT_PROXY_EDIT_EXTRA) and a few more pieces */

@@ -2,7 +2,9 @@
  * that the proxy's workers never wait for it. docs/admin.md describes the endpoints. */
 #include "web/admin.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -30,12 +33,23 @@
 /* Input buffer: a head plus what follows it in the same reads. Body bytes are copied out as
  * they are framed, so the buffer never needs to hold a body. */
 #define ADMIN_IN_CAP (2 * ADMIN_MAX_HEAD)
-/* Open connections at most; more are closed as soon as they are accepted. */
+/* Open connections at most. When all are taken, the connection that has waited longest
+ * without a complete request is closed to make room; when none is waiting, the new one is. */
 #define ADMIN_MAX_CLIENTS 64
+/* Connections from one address that have no complete request yet, at most: a new one closes
+ * the one of them that has waited longest. An idle socket costs its client nothing, so a
+ * cap that refused newcomers would let a few idle sockets lock the user out; closing the
+ * oldest lets the user's next connection through (loopback clients all share 127.0.0.1). */
+#define ADMIN_MAX_PENDING_PER_ADDR 8
 /* Deadlines; a unit test that includes this file may define shorter ones first. */
-#ifndef ADMIN_REQUEST_MS
-/* A request must be complete (head and body) this long after its first byte: slowloris. */
-#define ADMIN_REQUEST_MS 10000
+#ifndef ADMIN_HEAD_MS
+/* A request head must be complete this long after the connection is accepted, or after its
+ * first byte on a keep-alive connection: idle sockets and slowloris. */
+#define ADMIN_HEAD_MS 5000
+#endif
+#ifndef ADMIN_BODY_MS
+/* A request body must be complete this long after its head. */
+#define ADMIN_BODY_MS 10000
 #endif
 #ifndef ADMIN_WRITE_MS
 /* A response must be taken by the client within this long. */
@@ -68,6 +82,8 @@ struct shunt_admin {
     void *status_ud;
     struct client *clients; /* open connections (list head) */
     size_t n_clients;
+    uint64_t seq;       /* last pending_seq handed out */
+    uint64_t n_evicted; /* pending connections closed to make room for new ones */
     int stopping; /* 1 once stop_async ran */
 };
 
@@ -87,9 +103,13 @@ struct client {
     int lingering;         /* that response is written and our side shut down: draining */
     char local_ip[64];     /* the address the client reached (our side), for the Host check */
     int local_family;      /* AF_INET or AF_INET6 */
+    struct sockaddr_storage peer; /* the client's address (zeroed when unknown) */
+    uint64_t pending_seq;  /* order in which it last began waiting for a request (accepted, or
+                              a keep-alive response written): the smallest gives way first */
+    int served;            /* a response was written: the next request waits ADMIN_IDLE_MS */
 
     /* The request being read. */
-    int request_started; /* its first byte arrived: the request deadline runs */
+    int request_started; /* its first byte arrived */
     int in_body;         /* its head is parsed; body bytes are being framed */
     int sent_continue;   /* 100 Continue sent for it */
     int body_too_big;    /* its payload went over ADMIN_MAX_BODY */
@@ -276,6 +296,107 @@ static int pct_decode(struct shunt_slice s, char *out, size_t cap)
     }
     out[n] = '\0';
     return (int)n;
+}
+
+/* ------------------------------------------------------------------------ the token */
+
+int shunt_admin_token_check(const char *token, char *err, size_t err_len)
+{
+    size_t len = strlen(token);
+    if (len == 0) {
+        snprintf(err, err_len, "the token is empty");
+        return SHUNT_EINVAL;
+    }
+    if (len > SHUNT_ADMIN_TOKEN_MAX) {
+        snprintf(err, err_len, "the token is over %d bytes", SHUNT_ADMIN_TOKEN_MAX);
+        return SHUNT_EINVAL;
+    }
+    for (const char *t = token; *t; t++) {
+        if (*t <= 0x20 || *t >= 0x7f) {
+            snprintf(err, err_len, "the token must be printable ASCII without spaces");
+            return SHUNT_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Writes "<what>: <strerror(e)>" into <err>, the message's first letter lowered to fit in a
+ * sentence. */
+static void errno_msg(char *err, size_t err_len, const char *what, int e)
+{
+    int n = snprintf(err, err_len, "%s: %s", what, strerror(e));
+    size_t at = strlen(what) + 2;
+    if (n > 0 && at < err_len && (size_t)n > at && err[at] >= 'A' && err[at] <= 'Z')
+        err[at] = (char)(err[at] - 'A' + 'a');
+}
+
+int shunt_admin_token_read(const char *path, char *buf, size_t cap, char *err, size_t err_len)
+{
+    char tmp[SHUNT_ADMIN_TOKEN_MAX + 3]; /* a longest token, CRLF, and a byte to tell more */
+    struct stat st;
+    size_t len = 0;
+    int r = SHUNT_EINVAL;
+    assert(cap > SHUNT_ADMIN_TOKEN_MAX);
+    buf[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        r = -errno;
+        errno_msg(err, err_len, "cannot open it", errno);
+        return r;
+    }
+    if (fstat(fd, &st) != 0) {
+        r = -errno;
+        errno_msg(err, err_len, "cannot read it", errno);
+        goto done;
+    }
+    /* A pipe (`--admin-token-file <(pass show shunt)`) is its owner's alone: 0600. */
+    if ((st.st_mode & 077) != 0) {
+        snprintf(err, err_len, "other users may read or write it (mode %04o); chmod 600 it",
+                 (unsigned)(st.st_mode & 07777));
+        goto done;
+    }
+    while (len < sizeof(tmp)) {
+        ssize_t n = read(fd, tmp + len, sizeof(tmp) - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            errno_msg(err, err_len, "cannot read it", errno);
+            goto done;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    if (len == sizeof(tmp)) {
+        snprintf(err, err_len, "the token is over %d bytes", SHUNT_ADMIN_TOKEN_MAX);
+        goto done;
+    }
+    if (len > 0 && tmp[len - 1] == '\n')
+        len--;
+    if (len > 0 && tmp[len - 1] == '\r')
+        len--;
+    if (len == 0) {
+        snprintf(err, err_len, "the file holds no token");
+        goto done;
+    }
+    if (len > SHUNT_ADMIN_TOKEN_MAX) {
+        snprintf(err, err_len, "the token is over %d bytes", SHUNT_ADMIN_TOKEN_MAX);
+        goto done;
+    }
+    if (memchr(tmp, '\0', len) != NULL) {
+        snprintf(err, err_len, "the token must be printable ASCII without spaces");
+        goto done;
+    }
+    memcpy(buf, tmp, len);
+    buf[len] = '\0';
+    r = shunt_admin_token_check(buf, err, err_len);
+done:
+    close(fd);
+    explicit_bzero(tmp, sizeof(tmp)); /* the secret stays in <buf> only */
+    if (r != 0)
+        explicit_bzero(buf, cap);
+    return r;
 }
 
 /* ------------------------------------------------------------------------ JSON replies */
@@ -646,6 +767,8 @@ static void on_write(uv_write_t *req, int status)
         linger(c);
         return;
     }
+    c->served = 1;
+    c->pending_seq = ++c->admin->seq; /* waiting again, for the next request */
     uv_timer_start(&c->timer, on_timeout, ADMIN_IDLE_MS, 0);
     process(c); /* a pipelined request may be waiting */
     if (c->closing || c->writes > 0)
@@ -741,8 +864,12 @@ static void on_timeout(uv_timer_t *t)
     }
     if (c->writes == 0 && c->request_started && !c->close_after_write) {
         char msg[96];
-        snprintf(msg, sizeof(msg), "the request was not complete within %d s",
-                 ADMIN_REQUEST_MS / 1000);
+        if (c->in_body)
+            snprintf(msg, sizeof(msg), "the request body was not complete within %d s of its head",
+                     ADMIN_BODY_MS / 1000);
+        else
+            snprintf(msg, sizeof(msg), "the request head was not complete within %d s",
+                     ADMIN_HEAD_MS / 1000);
         set_reading(c, 0);
         fail_request(c, 408, msg);
         return;
@@ -773,7 +900,9 @@ static void process(struct client *c)
                 return;
             if (!c->request_started) {
                 c->request_started = 1;
-                uv_timer_start(&c->timer, on_timeout, ADMIN_REQUEST_MS, 0);
+                /* On a new connection the head deadline runs from the accept already. */
+                if (c->served)
+                    uv_timer_start(&c->timer, on_timeout, ADMIN_HEAD_MS, 0);
             }
             int r = shunt_http_parse_request(c->in, c->len, c->last_len, &c->head, c->hdrs,
                                              ADMIN_MAX_HEADERS, &admin_limits, &e);
@@ -799,6 +928,7 @@ static void process(struct client *c)
                 return;
             }
             c->in_body = 1;
+            uv_timer_start(&c->timer, on_timeout, ADMIN_BODY_MS, 0);
             c->sent_continue = 0;
             c->body_len = 0;
             c->body_too_big = 0;
@@ -885,6 +1015,76 @@ static void set_reading(struct client *c, int on)
         uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
+/* Returns 1 when <c> holds no complete request: it waits for a head, or reads one or a body.
+ * Such a connection costs its client nothing to keep open, so it is the one to give way. */
+static int pending(const struct client *c)
+{
+    return !c->closing && c->writes == 0 && !c->close_after_write && !c->lingering;
+}
+
+/* Returns 1 when <x> and <y> come from the same IP address (a zeroed address, unknown, matches
+ * only another unknown one). */
+static int same_peer(const struct client *x, const struct client *y)
+{
+    const struct sockaddr_storage *a = &x->peer, *b = &y->peer;
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return 1;
+}
+
+/* Returns the pending connection other than <c> that has waited longest, among those from
+ * <c>'s address when <same> is 1, among all otherwise; NULL when there is none. Stores how
+ * many there are in *<n>. */
+static struct client *oldest_pending(struct shunt_admin *a, const struct client *c, int same,
+                                     size_t *n)
+{
+    struct client *oldest = NULL;
+    *n = 0;
+    for (struct client *o = a->clients; o != NULL; o = o->next) {
+        if (o == c || !pending(o) || (same && !same_peer(o, c)))
+            continue;
+        (*n)++;
+        if (oldest == NULL || o->pending_seq < oldest->pending_seq)
+            oldest = o;
+    }
+    return oldest;
+}
+
+/* Closes <victim> to make room for a new connection, and counts it. */
+static void evict(struct shunt_admin *a, struct client *victim)
+{
+    if (a->n_evicted++ == 0) /* peer-triggered: said once, not once a connection */
+        shunt_log(SHUNT_LOG_WARN, "admin API: idle connections closed to make room for new "
+                  "ones (more than %d from one address, or %d in all)",
+                  ADMIN_MAX_PENDING_PER_ADDR, ADMIN_MAX_CLIENTS);
+    client_close(victim);
+}
+
+/* Makes room for the just accepted <c> (already counted in a->n_clients): when its address
+ * has ADMIN_MAX_PENDING_PER_ADDR pending connections besides it, the one of them that has
+ * waited longest is closed; then, when over ADMIN_MAX_CLIENTS, the pending one that has
+ * waited longest of all. Returns 0, or -1 when none could give way (<c> must be closed). */
+static int make_room(struct shunt_admin *a, struct client *c)
+{
+    size_t n;
+    struct client *victim = oldest_pending(a, c, 1, &n);
+    if (n >= ADMIN_MAX_PENDING_PER_ADDR)
+        evict(a, victim);
+    if (a->n_clients <= ADMIN_MAX_CLIENTS)
+        return 0;
+    victim = oldest_pending(a, c, 0, &n);
+    if (victim == NULL)
+        return -1;
+    evict(a, victim);
+    return 0;
+}
+
 static void on_connection(uv_stream_t *l, int status)
 {
     struct shunt_admin *a = SHUNT_CONTAINER_OF(l, struct shunt_admin, listener);
@@ -902,7 +1102,7 @@ static void on_connection(uv_stream_t *l, int status)
         a->clients->prev = c;
     a->clients = c;
     a->n_clients++;
-    if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0 || a->n_clients > ADMIN_MAX_CLIENTS) {
+    if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
         client_close(c);
         return;
     }
@@ -912,7 +1112,15 @@ static void on_connection(uv_stream_t *l, int status)
         c->local_family = local.ss_family;
         shunt_addr_format((struct sockaddr *)&local, c->local_ip, sizeof(c->local_ip));
     }
-    uv_timer_start(&c->timer, on_timeout, ADMIN_IDLE_MS, 0);
+    len = sizeof(c->peer);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0)
+        memset(&c->peer, 0, sizeof(c->peer));
+    c->pending_seq = ++a->seq;
+    if (make_room(a, c) != 0) {
+        client_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timeout, ADMIN_HEAD_MS, 0);
     set_reading(c, 1);
 }
 
@@ -955,15 +1163,13 @@ int shunt_admin_start(const struct shunt_admin_config *cfg, struct shunt_admin *
                  where);
         return SHUNT_EINVAL;
     }
-    for (const char *t = token; t && *t; t++) {
-        if (*t <= 0x20 || *t >= 0x7f) {
-            snprintf(err, err_len, "the admin token must be printable ASCII without spaces");
-            return SHUNT_EINVAL;
-        }
-    }
-    int fd = shunt_listen_open(sa, 128, 0);
+    if (token != NULL && shunt_admin_token_check(token, err, err_len) != 0)
+        return SHUNT_EINVAL;
+    int fd = shunt_listen_open(sa, 128, 0); /* no SO_REUSEPORT: a second one fails here */
     if (fd < 0) {
-        snprintf(err, err_len, "cannot listen on %s for the admin API: %s", where, strerror(-fd));
+        char why[128];
+        shunt_listen_reason(fd, why, sizeof(why));
+        snprintf(err, err_len, "cannot listen on %s for the admin API: %s", where, why);
         return fd;
     }
     struct sockaddr_storage bound;

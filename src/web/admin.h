@@ -35,6 +35,29 @@ struct shunt_admin_config {
     void *status_ud;
 };
 
+/* Longest admin token, in bytes. */
+#define SHUNT_ADMIN_TOKEN_MAX 1024
+
+/* ------------------------------------------------------------------------ the token */
+
+/* Returns 0 when <token> can be an admin token (1 to SHUNT_ADMIN_TOKEN_MAX bytes of printable
+ * ASCII without spaces, as a Bearer token must be), or SHUNT_EINVAL with a one-line reason
+ * in <err> ("the token is empty"). Any thread. */
+SHUNT_MUST_CHECK int shunt_admin_token_check(const char *token, char *err, size_t err_len);
+
+/*
+ * Reads an admin token from the file <path> into <buf> (<cap> bytes, at least
+ * SHUNT_ADMIN_TOKEN_MAX + 1; NUL-terminated): the file's bytes without one trailing LF or
+ * CRLF, so that `echo TOKEN > file` works. Returns 0, or a negative code with a one-line
+ * reason in <err>: the file cannot be read, group or others may read or write it (a secret
+ * kept from `ps` must not be handed to every user instead), it holds no token, or the token
+ * fails shunt_admin_token_check(). Blocking file I/O: at startup, main thread.
+ */
+SHUNT_MUST_CHECK int shunt_admin_token_read(const char *path, char *buf, size_t cap, char *err,
+                                            size_t err_len);
+
+/* ------------------------------------------------------------------------ the server */
+
 /*
  * Binds and starts the admin thread. Returns 0 with *<out> set and the bound port in
  * *<port>, or a negative code with a one-line reason in <err> (address in use, a

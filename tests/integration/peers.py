@@ -357,6 +357,9 @@ class Process:
             raise PeerError(f"{SHUNT_BIN} does not exist: build it with `make`")
         self.args = list(wrap) + [SHUNT_BIN] + [str(a) for a in argv]
         e = dict(os.environ)
+        # A token exported for `shunt ctl` in the developer's shell would be taken by every
+        # proxy of the suite (shunt proxy reads it too); a test that wants one passes env.
+        e.pop("SHUNT_ADMIN_TOKEN", None)
         # ASan: report leaks and errors on stderr, where teardown looks for them.
         e.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")

@@ -11,8 +11,10 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-/* Short deadlines, so that the slowloris test does not wait ten seconds. */
-#define ADMIN_REQUEST_MS 300
+/* Short deadlines, so that the slowloris tests do not wait seconds. The head deadline is long
+ * enough for the eviction tests to tell the connections closed to make room from the others. */
+#define ADMIN_HEAD_MS 1000
+#define ADMIN_BODY_MS 300
 #define ADMIN_IDLE_MS 600
 #include "web/admin.c"
 
@@ -112,6 +114,89 @@ static void test_quote_makes_printable(void **state)
     assert_string_equal(q, "a??");
     quote(q, sizeof(q), S("0123456789abcdefghij"));
     assert_string_equal(q, "0123456789ab...");
+}
+
+/* ------------------------------------------------------------------------ the token */
+
+/* Writes <len> bytes of <data> to a new file of mode <mode>; returns its path (static). */
+static const char *token_file(const void *data, size_t len, mode_t mode)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/shunt-token-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+    return path;
+}
+
+/* Reads the token file holding <data>: the return value, the token in <buf>, why in <err>. */
+static int read_token(const void *data, size_t len, mode_t mode, char *buf, char *err)
+{
+    const char *path = token_file(data, len, mode);
+    int r = shunt_admin_token_read(path, buf, SHUNT_ADMIN_TOKEN_MAX + 1, err, 256);
+    unlink(path);
+    return r;
+}
+
+static void test_token_file_newlines(void **state)
+{
+    char buf[SHUNT_ADMIN_TOKEN_MAX + 1], err[256];
+    static const char *const ok[] = {"s3cret", "s3cret\n", "s3cret\r\n"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        assert_int_equal(read_token(ok[i], strlen(ok[i]), 0600, buf, err), 0);
+        assert_string_equal(buf, "s3cret");
+    }
+    assert_int_equal(read_token("s3cret\n", 7, 0400, buf, err), 0);
+    /* one newline only; whatever else is in the token makes it invalid */
+    assert_int_equal(read_token("s3cret\n\n", 8, 0600, buf, err), SHUNT_EINVAL);
+    assert_string_equal(err, "the token must be printable ASCII without spaces");
+    assert_string_equal(buf, "");
+    assert_int_equal(read_token("s3\0cret", 7, 0600, buf, err), SHUNT_EINVAL);
+    assert_int_equal(read_token(" s3cret", 7, 0600, buf, err), SHUNT_EINVAL);
+}
+
+static void test_token_file_empty_or_too_long(void **state)
+{
+    char buf[SHUNT_ADMIN_TOKEN_MAX + 1], err[256];
+    static char big[SHUNT_ADMIN_TOKEN_MAX + 8];
+    static const char *const empty[] = {"", "\n", "\r\n"};
+    for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+        assert_int_equal(read_token(empty[i], strlen(empty[i]), 0600, buf, err), SHUNT_EINVAL);
+        assert_string_equal(err, "the file holds no token");
+    }
+    memset(big, 'a', sizeof(big));
+    memcpy(big + SHUNT_ADMIN_TOKEN_MAX, "\r\n", 2);
+    assert_int_equal(read_token(big, SHUNT_ADMIN_TOKEN_MAX + 2, 0600, buf, err), 0);
+    assert_int_equal(strlen(buf), SHUNT_ADMIN_TOKEN_MAX);
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(read_token(big, SHUNT_ADMIN_TOKEN_MAX + 1, 0600, buf, err), SHUNT_EINVAL);
+    assert_string_equal(err, "the token is over 1024 bytes");
+    assert_int_equal(read_token(big, sizeof(big), 0600, buf, err), SHUNT_EINVAL);
+    assert_string_equal(err, "the token is over 1024 bytes");
+}
+
+static void test_token_file_mode_and_absence(void **state)
+{
+    char buf[SHUNT_ADMIN_TOKEN_MAX + 1], err[256];
+    assert_int_equal(read_token("s3cret\n", 7, 0640, buf, err), SHUNT_EINVAL);
+    assert_string_equal(err, "other users may read or write it (mode 0640); chmod 600 it");
+    assert_int_equal(read_token("s3cret\n", 7, 0602, buf, err), SHUNT_EINVAL);
+    assert_string_equal(buf, "");
+    assert_int_equal(shunt_admin_token_read("/nonexistent/token", buf, sizeof(buf), err,
+                                            sizeof(err)), -ENOENT);
+    assert_string_equal(err, "cannot open it: no such file or directory");
+}
+
+static void test_token_check(void **state)
+{
+    char err[256];
+    assert_int_equal(shunt_admin_token_check("a", err, sizeof(err)), 0);
+    assert_int_equal(shunt_admin_token_check("", err, sizeof(err)), SHUNT_EINVAL);
+    assert_string_equal(err, "the token is empty");
+    assert_int_equal(shunt_admin_token_check("a\tb", err, sizeof(err)), SHUNT_EINVAL);
+    assert_int_equal(shunt_admin_token_check("caf\xc3\xa9", err, sizeof(err)), SHUNT_EINVAL);
 }
 
 /* ------------------------------------------------------------------------ the server */
@@ -540,12 +625,115 @@ static void test_slow_request_times_out(void **state)
     char out[4096];
     int fd = connect_to(s->port);
     send_str(fd, "GET /api/status HTTP/1.1\r\nHost: 127");
-    assert_int_equal(read_response(fd, out, sizeof(out)), 408); /* after ADMIN_REQUEST_MS */
+    assert_int_equal(read_response(fd, out, sizeof(out)), 408); /* after ADMIN_HEAD_MS */
+    assert_non_null(strstr(out, "the request head was not complete"));
     assert_int_equal(read_response(fd, out, sizeof(out)), 0);
     close(fd);
-    fd = connect_to(s->port); /* idle: closed without a word after ADMIN_IDLE_MS */
+    fd = connect_to(s->port); /* idle: closed without a word after ADMIN_HEAD_MS */
     assert_int_equal(read_response(fd, out, sizeof(out)), 0);
     close(fd);
+    fd = connect_to(s->port); /* a head, then a body that never comes */
+    send_str(fd, reqf("POST /api/reload HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                      "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n", s->port));
+    assert_int_equal(read_response(fd, out, sizeof(out)), 408); /* after ADMIN_BODY_MS */
+    assert_non_null(strstr(out, "the request body was not complete"));
+    close(fd);
+}
+
+/* A keep-alive connection waits ADMIN_IDLE_MS for its next request; once that request's
+ * first byte arrives, its head has ADMIN_HEAD_MS. */
+static void test_keep_alive_deadlines(void **state)
+{
+    struct srv *s = *state;
+    char out[4096];
+    int fd = connect_to(s->port);
+    send_str(fd, reqf("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", s->port));
+    assert_int_equal(read_response(fd, out, sizeof(out)), 200);
+    assert_int_equal(read_response(fd, out, sizeof(out)), 0); /* after ADMIN_IDLE_MS */
+    close(fd);
+    fd = connect_to(s->port);
+    send_str(fd, reqf("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\nGET /", s->port));
+    assert_int_equal(read_response(fd, out, sizeof(out)), 200);
+    assert_int_equal(read_response(fd, out, sizeof(out)), 408);
+    close(fd);
+}
+
+/* Connects to <port> on loopback from the address 127.0.0.<host>. */
+static int connect_from(int host, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in me = {.sin_family = AF_INET};
+    me.sin_addr.s_addr = htonl(INADDR_LOOPBACK + (uint32_t)host - 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Returns 1 when the server closed <fd>, 0 when it is still open (no wait: the server closes
+ * a connection to make room before it reads the newcomer's request, so once the newcomer has
+ * its answer, the FIN is there). */
+static int closed_now(int fd)
+{
+    char ch;
+    ssize_t n = recv(fd, &ch, 1, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* Idle connections from one address: past ADMIN_MAX_PENDING_PER_ADDR the oldest gives way,
+ * so a new client on the same address (the user, on 127.0.0.1) is answered. */
+static void test_idle_connections_give_way_per_address(void **state)
+{
+    struct srv *s = *state;
+    enum { N = ADMIN_MAX_PENDING_PER_ADDR + 3 };
+    int fds[N];
+    char out[4096];
+    for (int i = 0; i < N; i++)
+        fds[i] = connect_from(1, s->port);
+    int fd = connect_from(1, s->port);
+    send_str(fd, reqf("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", s->port));
+    assert_int_equal(read_response(fd, out, sizeof(out)), 200);
+    /* the newest ADMIN_MAX_PENDING_PER_ADDR - 1 are open, besides the one answered */
+    for (int i = 0; i < N; i++)
+        if (closed_now(fds[i]) != (i < N - (ADMIN_MAX_PENDING_PER_ADDR - 1)))
+            fail_msg("idle connection %d of %d: %s", i, N, closed_now(fds[i]) ? "closed" : "open");
+    /* another address has a quota of its own */
+    int other = connect_from(2, s->port);
+    send_str(other, reqf("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", s->port));
+    assert_int_equal(read_response(other, out, sizeof(out)), 200);
+    assert_false(closed_now(fds[N - 1]));
+    close(other);
+    close(fd);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+}
+
+/* All ADMIN_MAX_CLIENTS taken by idle connections from many addresses: the oldest of all gives
+ * way to a new one. */
+static void test_idle_connections_give_way_when_full(void **state)
+{
+    struct srv *s = *state;
+    enum { PER = ADMIN_MAX_PENDING_PER_ADDR, HOSTS = ADMIN_MAX_CLIENTS / PER };
+    int fds[HOSTS * PER];
+    char out[4096];
+    for (int h = 0; h < HOSTS; h++)
+        for (int i = 0; i < PER; i++)
+            fds[h * PER + i] = connect_from(10 + h, s->port);
+    int fd = connect_from(9, s->port);
+    send_str(fd, reqf("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", s->port));
+    assert_int_equal(read_response(fd, out, sizeof(out)), 200);
+    assert_true(closed_now(fds[0]));
+    for (int i = 1; i < HOSTS * PER; i++)
+        if (closed_now(fds[i]))
+            fail_msg("idle connection %d closed, only the oldest should be", i);
+    close(fd);
+    for (int i = 0; i < HOSTS * PER; i++)
+        close(fds[i]);
 }
 
 static void test_stop_with_open_connections(void **state)
@@ -578,6 +766,10 @@ int main(void)
         cmocka_unit_test(test_json_content_type),
         cmocka_unit_test(test_pct_decode),
         cmocka_unit_test(test_quote_makes_printable),
+        cmocka_unit_test(test_token_file_newlines),
+        cmocka_unit_test(test_token_file_empty_or_too_long),
+        cmocka_unit_test(test_token_file_mode_and_absence),
+        cmocka_unit_test(test_token_check),
         cmocka_unit_test_setup_teardown(test_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_options_list_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_option_switch_put_and_post, setup, teardown),
@@ -593,6 +785,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_request_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_alive_deadlines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connections_give_way_per_address, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connections_give_way_when_full, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_open_connections, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
