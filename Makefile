@@ -110,13 +110,16 @@ fuzz: $(FUZZ_BIN)
 	  $$f -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/http.dict $(BUILD)/fuzz/corpus-$$n \
 	      fuzz/corpus/$${n#fuzz_} || exit 1; done
 
-# Everything: unit tests (plain and ASan/UBSan), integration tests, a 60 s fuzz run.
+# Everything: unit tests (plain and ASan/UBSan), integration tests (release and ASan/UBSan
+# builds, and the threaded parts under ThreadSanitizer with two workers), a fuzz run.
 check:
 	@scripts/deps.sh check
 	@$(MAKE) --no-print-directory $(BUILD)/shunt unit
 	@$(MAKE) --no-print-directory BUILD=build-asan \
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    build-asan/shunt unit
+	@$(MAKE) --no-print-directory BUILD=build-tsan \
+	    CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" build-tsan/shunt
 	@CC=clang $(MAKE) --no-print-directory $(FUZZ_BIN)
 	@[ -d node_modules ] || if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; \
 	    else npm install --no-audit --no-fund; fi

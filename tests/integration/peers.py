@@ -522,6 +522,11 @@ class Shunt(Process):
             # every proxy of the suite gets an admin API of its own, on a free port (the
             # default 127.0.0.1:8889 would be shared by tests running side by side)
             args = ["--admin", "127.0.0.1:0"] + args
+        workers = os.environ.get("SHUNT_TEST_WORKERS")
+        if workers and "--workers" not in args:
+            # the ThreadSanitizer run: every proxy gets this many loop threads, whatever the
+            # machine's cores, so that two workers share the process
+            args = ["--workers", workers] + args
         super().__init__(["proxy"] + (["--listen", listen] if listen else []) + args,
                          wait_listening, env, wrap)
 
