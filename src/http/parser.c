@@ -520,6 +520,8 @@ static int cl_field(struct sem *s, struct shunt_slice v)
             return fail(s->err, SHUNT_HTTP_R_BAD_CONTENT_LENGTH, OFF(s, v.base + i));
         if (head->has_cl && head->content_length != n)
             return fail(s->err, SHUNT_HTTP_R_CONFLICTING_CONTENT_LENGTH, OFF(s, v.base + start));
+        if (head->has_cl)
+            head->cl_repeated = 1;
         head->has_cl = 1;
         head->content_length = n;
         i = skip_ws(v, i);

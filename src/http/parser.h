@@ -128,6 +128,9 @@ struct shunt_http_head {
     unsigned expect_continue : 1;    /* request: Expect: 100-continue */
     unsigned has_te : 1;             /* Transfer-Encoding present */
     unsigned has_cl : 1;             /* Content-Length present */
+    unsigned cl_repeated : 1;        /* Content-Length given more than once, in several fields
+                                        or as a list, all with one value (RFC 9110 8.6): a
+                                        proxy sends it as one field */
     struct shunt_slice host;         /* request: the Host value (empty when none) */
 
     /* Where validation of an incomplete head stopped, so that the next call over the same

@@ -162,6 +162,10 @@ struct session {
     int ex_upstream_port; /* local port of the upstream that carried the exchange */
     int ex_reused;        /* that upstream had carried an exchange before */
     char errbuf[200];     /* the cause of a failed exchange, for the event and -v */
+    /* lines shunt writes in place of ambiguous ones (see "framing"); a request's and a
+     * response's may be in flight at once */
+    char req_cl[48];  /* the request's one Content-Length line */
+    char resp_cl[48]; /* the response's one Content-Length line */
 
     uint64_t bytes_in, bytes_out;
 
@@ -1668,6 +1672,81 @@ static struct shunt_slice wanted_host(const struct session *s, const struct rout
     return (struct shunt_slice){NULL, 0};
 }
 
+/* ------------------------------------------------------------------------ framing */
+
+/*
+ * shunt forwards bytes as they came, except what a downstream parser could read otherwise
+ * than shunt did (docs/framing.md). These helpers write the safe reading of an ambiguous
+ * head and record each change as made by "shunt", with the RFC section that allows it.
+ */
+
+static void emit_fix(struct session *s, int in_request, const char *what)
+{
+    emit_change_by(s, in_request, what, "shunt");
+}
+
+/* Returns the one "Content-Length: N" line that goes out for a message <h> whose length
+ * was given more than once with one value (RFC 9110 8.6), written into <buf>, and records
+ * the change with the values as they came. */
+static struct shunt_slice one_content_length(struct session *s, const struct shunt_http_head *h,
+                                             int in_request, char *buf, size_t cap)
+{
+    char what[200];
+    size_t wl = 0;
+    wl += (size_t)snprintf(what, sizeof(what), "Content-Length ");
+    int first = 1;
+    for (size_t i = 0; i < h->n_headers && wl < sizeof(what); i++) {
+        const struct shunt_http_header *f = &h->headers[i];
+        if (!shunt_slice_ieq(f->name, "Content-Length", 14))
+            continue;
+        wl += (size_t)snprintf(what + wl, sizeof(what) - wl, "%s%.*s", first ? "" : ", ",
+                               (int)(f->value.len > 60 ? 60 : f->value.len), f->value.base);
+        first = 0;
+    }
+    if (wl < sizeof(what))
+        snprintf(what + wl, sizeof(what) - wl, " sent as one field (RFC 9110 8.6)");
+    emit_fix(s, in_request, what);
+    int l = snprintf(buf, cap, "Content-Length: %" PRIu64 "\r\n", h->content_length);
+    return shunt_slice_make(buf, (size_t)l);
+}
+
+/* On an edit of <h>: the repeated Content-Length becomes one field (RFC 9110 8.6). */
+static void edit_one_content_length(struct session *s, const struct shunt_http_head *h,
+                                    struct shunt_head_edit *e, int in_request)
+{
+    if (!h->cl_repeated)
+        return;
+    char line[48];
+    (void)one_content_length(s, h, in_request, line, sizeof(line));
+    char v[24];
+    int l = snprintf(v, sizeof(v), "%" PRIu64, h->content_length);
+    /* the first field takes the value in its place; the others go */
+    if (shunt_edit_set(e, "Content-Length", 14, v, (size_t)l) != 0)
+        assert(0); /* digits, and a field to set: cannot fail */
+}
+
+/* Appends the field lines of <h> to <iov> from <n>, the Content-Length fields of a message
+ * that repeats its length made one (the first one's place). Returns the new count. */
+static size_t add_fields_framed(struct session *s, const struct shunt_http_head *h, uv_buf_t *iov,
+                                size_t n, int in_request, char *cl_buf, size_t cl_cap)
+{
+    if (!h->cl_repeated)
+        return add_lines(iov, n, h->headers, 0, h->n_headers);
+    size_t run = 0;
+    int cl_done = 0;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        if (!is_header(&h->headers[i], "Content-Length", 14))
+            continue;
+        n = add_lines(iov, n, h->headers, run, i);
+        run = i + 1;
+        if (cl_done++ == 0) {
+            struct shunt_slice l = one_content_length(s, h, in_request, cl_buf, cl_cap);
+            iov[n++] = uv_buf_init((char *)l.base, (unsigned)l.len);
+        }
+    }
+    return add_lines(iov, n, h->headers, run, h->n_headers);
+}
+
 /* The request's fields when a head hook (rules) is set: the proxy's own changes and then
  * the hook's, made on an edit <e> of the head, which the caller disposes of. */
 static void request_fields_edited(struct session *s, const struct shunt_http_head *h,
@@ -1677,6 +1756,7 @@ static void request_fields_edited(struct session *s, const struct shunt_http_hea
     const struct shunt_proxy_config *cfg = s->w->cfg;
     struct shunt_slice want_host = wanted_host(s, rt);
     shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
+    edit_one_content_length(s, h, e, 1);
     if (shunt_edit_remove(e, "Proxy-Connection", 16) > 0)
         emit_change(s, 1, "remove Proxy-Connection");
     if (shunt_edit_remove(e, "Proxy-Authorization", 19) > 0)
@@ -1757,7 +1837,7 @@ static void send_request(struct session *s)
         goto fields_done;
     }
     struct shunt_slice want_host = wanted_host(s, &rt);
-    int host_done = 0;
+    int host_done = 0, cl_done = 0;
     size_t run = 0;
     for (size_t i = 0; i < h.n_headers; i++) {
         const struct shunt_http_header *f = &h.headers[i];
@@ -1768,6 +1848,14 @@ static void send_request(struct session *s)
         } else if (is_header(f, "Proxy-Authorization", 19)) {
             drop = 1;
             emit_change(s, 1, "remove Proxy-Authorization");
+        } else if (h.cl_repeated && is_header(f, "Content-Length", 14)) {
+            n = add_lines(iov, n, h.headers, run, i);
+            run = i + 1;
+            if (!cl_done) {
+                struct shunt_slice l = one_content_length(s, &h, 1, s->req_cl, sizeof(s->req_cl));
+                iov[n++] = uv_buf_init((char *)l.base, (unsigned)l.len);
+                cl_done = 1;
+            }
         } else if (want_host.base != NULL && is_header(f, "Host", 4)) {
             host_done = 1;
             if (!shunt_slice_ieq(f->value, want_host.base, want_host.len)) {
@@ -1979,6 +2067,7 @@ static size_t response_fields_edited(struct session *s, const struct shunt_http_
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
+    edit_one_content_length(s, h, e, 0);
     if (h->status == 401 && !cfg->reverse && cfg->proxy_support &&
         has_session_auth_challenge(h) &&
         shunt_edit_add(e, "Proxy-Support", 13, "Session-Based-Authentication", 28) == 0)
@@ -2086,7 +2175,8 @@ static int handle_response_head(struct session *s, struct upstream *u)
         }
         goto fields_done;
     }
-    iov[n++] = uv_buf_init((char *)p, (unsigned)(h.head_len - 2));
+    iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
+    n = add_fields_framed(s, &h, iov, n, 0, s->resp_cl, sizeof(s->resp_cl));
     if (h.status == 401 && !cfg->reverse && cfg->proxy_support && has_session_auth_challenge(&h)) {
         /* Pairing makes connection-bound authentication work through us; say so, as Fiddler
          * does, or .NET clients will not authenticate through a proxy. */

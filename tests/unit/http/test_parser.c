@@ -78,6 +78,7 @@ struct head_case {
     uint64_t cl; /* expected content_length when framing is LENGTH */
     int keep;    /* expected shunt_http_keeps_alive(), or ANY */
     const struct shunt_http_limits *lim;
+    int cl_rep;  /* expected cl_repeated when framing is LENGTH */
 };
 
 static const struct shunt_http_limits lim_line16 = {16, 65536, 100};
@@ -96,6 +97,10 @@ static const struct shunt_http_limits lim_trailer8 = {8192, 8, 1};
 #define OK(n, k, s, fr, c, ka)                                                                     \
     {.name = n, .kind = k, .raw = s, .len = sizeof(s) - 1, .ret = WHOLE, .framing = fr, .cl = c,  \
      .keep = ka}
+/* A complete head whose Content-Length is repeated with one value. */
+#define OK_CL_REP(n, k, s, c)                                                                      \
+    {.name = n, .kind = k, .raw = s, .len = sizeof(s) - 1, .ret = WHOLE, .framing = LENGTH,       \
+     .cl = c, .keep = 1, .cl_rep = 1}
 /* A complete head <h> followed by bytes <rest> that are not part of it. */
 #define PIPE(n, k, h, rest, fr, c, ka)                                                             \
     {.name = n, .kind = k, .raw = h rest, .len = sizeof(h rest) - 1, .ret = sizeof(h) - 1,        \
@@ -131,9 +136,13 @@ static const struct head_case head_cases[] = {
     PIPE("post_content_length_pipelined", REQ, P11 "Content-Length: 5\r\n\r\n",
          "helloGET / HTTP/1.1\r\n", LENGTH, 5, 1),
     OK("content_length_zero", REQ, P11 "Content-Length: 0\r\n\r\n", LENGTH, 0, 1),
-    OK("content_length_list_equal", REQ, P11 "Content-Length: 5 , 5,5\r\n\r\n", LENGTH, 5, 1),
-    OK("content_length_fields_equal", REQ, P11 "Content-Length: 5\r\ncontent-length: 5\r\n\r\n",
-       LENGTH, 5, 1),
+    OK_CL_REP("content_length_list_equal", REQ, P11 "Content-Length: 5 , 5,5\r\n\r\n", 5),
+    OK_CL_REP("content_length_fields_equal", REQ,
+              P11 "Content-Length: 5\r\ncontent-length: 5\r\n\r\n", 5),
+    OK_CL_REP("content_length_list_and_field", REQ,
+              P11 "Content-Length: 0, 0\r\nX: 1\r\nContent-Length: 00\r\n\r\n", 0),
+    OK_CL_REP("response_content_length_repeated", RESP,
+              "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n", 2),
     OK("content_length_max", REQ, P11 "Content-Length: 18446744073709551615\r\n\r\n", LENGTH,
        UINT64_MAX, 1),
     OK("content_length_leading_zeros", REQ, P11 "Content-Length: 007\r\n\r\n", LENGTH, 7, 1),
@@ -393,8 +402,10 @@ static void check_outcome(const struct head_case *c, const struct outcome *o)
     assert_int_equal(h->head_len, (size_t)o->ret);
     if (c->framing != ANY)
         assert_int_equal(h->framing, c->framing);
-    if (c->framing == LENGTH)
+    if (c->framing == LENGTH) {
         assert_int_equal(h->content_length, c->cl);
+        assert_int_equal(h->cl_repeated, c->cl_rep);
+    }
     if (c->keep != ANY)
         assert_int_equal(shunt_http_keeps_alive(h), c->keep);
     assert_ptr_equal(h->headers, o->headers);
@@ -428,6 +439,7 @@ static void assert_same_outcome(const struct outcome *a, const struct outcome *b
     assert_int_equal(x->n_headers, y->n_headers);
     assert_int_equal(x->framing, y->framing);
     assert_int_equal(x->content_length, y->content_length);
+    assert_int_equal(x->cl_repeated, y->cl_repeated);
     assert_int_equal(shunt_http_keeps_alive(x), shunt_http_keeps_alive(y));
     for (size_t k = 0; k < x->n_headers; k++) {
         assert_same_slice(x->headers[k].name, a->buf, y->headers[k].name, b->buf);
