@@ -166,6 +166,7 @@ struct session {
      * response's may be in flight at once */
     char req_cl[48];  /* the request's one Content-Length line */
     char resp_cl[48]; /* the response's one Content-Length line */
+    char resp_sl[16]; /* "HTTP/1.x NNN \r\n": a status line repaired */
 
     uint64_t bytes_in, bytes_out;
 
@@ -1747,6 +1748,26 @@ static size_t add_fields_framed(struct session *s, const struct shunt_http_head 
     return add_lines(iov, n, h->headers, run, h->n_headers);
 }
 
+/* The status line of the response <h> (at <p>) as it goes to the client: as received, or,
+ * for "HTTP/1.1 200" without the SP before its empty reason, with it (RFC 9112 4: the SP
+ * is required; a client that splits on it would find no status). <record> says whether to
+ * record the change (once per head). */
+static uv_buf_t status_line(struct session *s, const struct shunt_http_head *h, const char *p,
+                            int record)
+{
+    if (h->start_line.len != 12)
+        return uv_buf_init((char *)p, (unsigned)(h->start_line.len + 2));
+    memcpy(s->resp_sl, p, 12);
+    memcpy(s->resp_sl + 12, " \r\n", 3);
+    if (record) {
+        char what[96];
+        snprintf(what, sizeof(what), "status line \"%.12s\" sent as \"%.12s \" (RFC 9112 4)", p,
+                 p);
+        emit_fix(s, 0, what);
+    }
+    return uv_buf_init(s->resp_sl, 15);
+}
+
 /* The request's fields when a head hook (rules) is set: the proxy's own changes and then
  * the hook's, made on an edit <e> of the head, which the caller disposes of. */
 static void request_fields_edited(struct session *s, const struct shunt_http_head *h,
@@ -2149,14 +2170,14 @@ static int handle_response_head(struct session *s, struct upstream *u)
     if (edited && s->held == HOLD_RELEASED) { /* its time is up: the fields the rules made */
         s->held = HOLD_NONE;
         edited = 0;
-        iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
+        iov[n++] = status_line(s, &h, p, 0);
         n = iov_add(iov, n, s->kept, s->kept_len);
         goto fields_done;
     }
     if (edited) {
         struct shunt_hook_out out = {0};
         auth_on_response(s, &h);
-        iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
+        iov[n++] = status_line(s, &h, p, 1);
         n = response_fields_edited(s, &h, &edit, iov, n, &out);
         free(out.respond_fields); /* s:respond() is for requests */
         free(out.respond_body);
@@ -2175,7 +2196,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
         }
         goto fields_done;
     }
-    iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
+    iov[n++] = status_line(s, &h, p, 1);
     n = add_fields_framed(s, &h, iov, n, 0, s->resp_cl, sizeof(s->resp_cl));
     if (h.status == 401 && !cfg->reverse && cfg->proxy_support && has_session_auth_challenge(&h)) {
         /* Pairing makes connection-bound authentication work through us; say so, as Fiddler
