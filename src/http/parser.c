@@ -460,13 +460,16 @@ static int te_elem(void *ctx, struct shunt_slice e)
     size_t i = skip_token(e, 0);
     if (i == 0)
         return fail(s->err, SHUNT_HTTP_R_BAD_TRANSFER_ENCODING, OFF(s, e.base));
-    int chunked = SHUNT_SLICE_IEQ_LIT(shunt_slice_make(e.base, i), "chunked");
+    struct shunt_slice name = shunt_slice_make(e.base, i);
+    int chunked = SHUNT_SLICE_IEQ_LIT(name, "chunked");
+    int params = 0;
     for (;;) {
         i = skip_ws(e, i);
         if (i == e.len)
             break;
         if (e.base[i] != ';')
             return fail(s->err, SHUNT_HTTP_R_BAD_TRANSFER_ENCODING, OFF(s, e.base + i));
+        params = 1;
         i = skip_ws(e, i + 1);
         size_t n = skip_token(e, i);
         if (n == i)
@@ -492,9 +495,21 @@ static int te_elem(void *ctx, struct shunt_slice e)
             i = n;
         }
     }
-    /* RFC 9112 6.1: a sender must not apply chunked more than once. */
+    /* RFC 9112 6.1: a sender must not apply chunked more than once; a recipient that
+     * decodes it once and one that decodes it twice disagree on where the body ends. */
     if (chunked && s->n_chunked++ > 0)
-        return fail(s->err, SHUNT_HTTP_R_BAD_TRANSFER_ENCODING, OFF(s, e.base));
+        return fail(s->err, SHUNT_HTTP_R_TE_CHUNKED_TWICE, OFF(s, e.base));
+    /* RFC 9112 7.1 defines no parameters for chunked: one that ignores them and one that
+     * refuses the coding read the message differently. */
+    if (chunked && params)
+        return fail(s->err, SHUNT_HTTP_R_TE_CHUNKED_PARAMS, OFF(s, e.base));
+    /* A request coding the proxy does not know may be one the server frames by (RFC 9112
+     * 6.1: a server that does not understand a coding answers 501; a proxy in between must
+     * not guess). The IANA registry's codings, other than the reserved ones. */
+    if (!s->is_response && !chunked && !SHUNT_SLICE_IEQ_LIT(name, "gzip") &&
+        !SHUNT_SLICE_IEQ_LIT(name, "x-gzip") && !SHUNT_SLICE_IEQ_LIT(name, "deflate") &&
+        !SHUNT_SLICE_IEQ_LIT(name, "compress") && !SHUNT_SLICE_IEQ_LIT(name, "x-compress"))
+        return fail(s->err, SHUNT_HTTP_R_TE_UNKNOWN, OFF(s, e.base));
     s->n_codings_field++;
     s->last_chunked = chunked;
     s->last_coding = OFF(s, e.base);

@@ -66,7 +66,10 @@ struct shunt_http_limits {
     XX(CHUNK_SIZE_OVERFLOW, "chunk size overflows")                                                \
     XX(BAD_CHUNK_EXT, "malformed chunk extension")                                                 \
     XX(CHUNK_LINE_ENDING, "chunk not followed by CRLF")                                            \
-    XX(BAD_TRAILER, "malformed trailer section")
+    XX(BAD_TRAILER, "malformed trailer section")                                                  \
+    XX(TE_CHUNKED_PARAMS, "chunked transfer coding with parameters")                               \
+    XX(TE_CHUNKED_TWICE, "chunked transfer coding applied more than once")                         \
+    XX(TE_UNKNOWN, "transfer coding shunt does not know")
 
 enum shunt_http_reason {
 #define XX(name, msg) SHUNT_HTTP_R_##name,
@@ -156,7 +159,9 @@ struct shunt_http_head {
  * <err> set when the head is invalid or over a limit. Errors are reported as early as the
  * bytes allow (a bare CR or a NUL in the start line is reported before the head is complete).
  * Also rejects: TE with CL, differing CLs, a request TE whose last coding isn't chunked,
- * TE in HTTP/1.0, a 1.1 request without Host, several Host fields. Any thread.
+ * chunked with parameters or applied twice (RFC 9112 6.1, 7), a request coding that is not
+ * chunked, gzip, x-gzip, deflate, compress or x-compress, TE in HTTP/1.0, a 1.1 request
+ * without Host, several Host fields. Any thread.
  */
 SHUNT_MUST_CHECK int shunt_http_parse_request(const char *buf, size_t len, size_t last_len,
                                               struct shunt_http_head *head,
@@ -168,7 +173,8 @@ SHUNT_MUST_CHECK int shunt_http_parse_request(const char *buf, size_t len, size_
 /*
  * Parses a response head at the start of <buf>, with the same contract as
  * shunt_http_parse_request(). A response whose Transfer-Encoding does not end in chunked
- * is framed by close (RFC 9112 6.3 rule 4), not rejected; TE with CL is rejected.
+ * is framed by close (RFC 9112 6.3 rule 4), not rejected, whatever its codings; TE with CL,
+ * chunked with parameters and chunked twice are rejected, as in requests.
  */
 SHUNT_MUST_CHECK int shunt_http_parse_response(const char *buf, size_t len, size_t last_len,
                                                struct shunt_http_head *head,
