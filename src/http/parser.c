@@ -548,6 +548,60 @@ static int cl_field(struct sem *s, struct shunt_slice v)
     }
 }
 
+/*
+ * Checks a Host value against RFC 9112 3.2: Host = uri-host [ ":" port ], with RFC 3986
+ * 3.2.2's uri-host = IP-literal / IPv4address / reg-name. Returns the offset in <v> of the
+ * first byte that breaks it, or -1 when the value is valid. An empty value is valid (3.2:
+ * a target without authority). Stricter than the grammar, since a downstream parser could
+ * read these otherwise: a comma (reg-name allows it, but a recipient that takes Host as a
+ * list routes by the first element) and a port over 65535 (parsers overflow differently).
+ */
+static long host_value(struct shunt_slice v)
+{
+    const char *p = v.base;
+    size_t i = 0, n = v.len;
+    if (n == 0)
+        return -1;
+    if (p[0] == '[') {
+        /* IP-literal: IPv6address / IPvFuture; their bytes are within these */
+        for (i = 1; i < n && p[i] != ']'; i++) {
+            char c = p[i];
+            if (!(IS_HEX_(c) || c == ':' || c == '.' || c == 'v' || c == 'V'))
+                return (long)i;
+        }
+        if (i == n || i == 1)
+            return (long)i;
+        i++;
+    } else {
+        for (; i < n && p[i] != ':'; i++) {
+            char c = p[i];
+            if (c == '%') {
+                if (i + 2 >= n || !IS_HEX_(p[i + 1]) || !IS_HEX_(p[i + 2]))
+                    return (long)i;
+                i += 2;
+                continue;
+            }
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                (c != 0 && strchr("-._~!$&'()*+;=", c) != NULL))
+                continue;
+            return (long)i;
+        }
+    }
+    if (i == n)
+        return -1;
+    if (p[i] != ':')
+        return (long)i;
+    uint32_t port = 0;
+    for (size_t k = i + 1; k < n; k++) {
+        if (p[k] < '0' || p[k] > '9')
+            return (long)k;
+        port = port * 10 + (uint32_t)(p[k] - '0');
+        if (port > 65535)
+            return (long)k;
+    }
+    return -1;
+}
+
 /* Reads the fields that bear on framing and connection handling, in wire order, then
  * derives the framing. */
 static int interpret(struct sem *s)
@@ -564,6 +618,9 @@ static int interpret(struct sem *s)
             if (!s->is_response && SHUNT_SLICE_IEQ_LIT(n, "host")) {
                 if (s->n_host++ > 0)
                     return fail(s->err, SHUNT_HTTP_R_MULTIPLE_HOST, line);
+                long bad = host_value(h->value);
+                if (bad >= 0) /* RFC 9112 3.2: an invalid Host value gets a 400 */
+                    return fail(s->err, SHUNT_HTTP_R_BAD_HOST, OFF(s, h->value.base + bad));
                 head->host = h->value;
             }
             break;

@@ -69,7 +69,8 @@ struct shunt_http_limits {
     XX(BAD_TRAILER, "malformed trailer section")                                                  \
     XX(TE_CHUNKED_PARAMS, "chunked transfer coding with parameters")                               \
     XX(TE_CHUNKED_TWICE, "chunked transfer coding applied more than once")                         \
-    XX(TE_UNKNOWN, "transfer coding shunt does not know")
+    XX(TE_UNKNOWN, "transfer coding shunt does not know")                                          \
+    XX(BAD_HOST, "invalid Host value")
 
 enum shunt_http_reason {
 #define XX(name, msg) SHUNT_HTTP_R_##name,
@@ -161,7 +162,8 @@ struct shunt_http_head {
  * Also rejects: TE with CL, differing CLs, a request TE whose last coding isn't chunked,
  * chunked with parameters or applied twice (RFC 9112 6.1, 7), a request coding that is not
  * chunked, gzip, x-gzip, deflate, compress or x-compress, TE in HTTP/1.0, a 1.1 request
- * without Host, several Host fields. Any thread.
+ * without Host, several Host fields, a Host that is not uri-host [":" port] (RFC 9112 3.2,
+ * RFC 3986 3.2.2; see host_value() for the details). Any thread.
  */
 SHUNT_MUST_CHECK int shunt_http_parse_request(const char *buf, size_t len, size_t last_len,
                                               struct shunt_http_head *head,
