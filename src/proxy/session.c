@@ -135,6 +135,7 @@ struct session {
     unsigned req_is_head : 1, req_is_connect : 1, req_upgrade : 1, resp_started : 1;
     unsigned req_close : 1; /* the request asked to close after the response (RFC 9112 9.3) */
     unsigned head_emitted : 1; /* the REQUEST_HEAD event of the exchange went out */
+    unsigned req_cut : 1;      /* the client closed inside the request body (client_body_cut) */
     uint64_t idx; /* exchanges begun on this connection */
     uint64_t t_start;
     uint64_t req_bytes, resp_bytes;
@@ -891,6 +892,7 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
     s->t_send_start = s->t_sent = s->t_first_byte = 0;
     s->req_payload = s->resp_payload = 0;
     s->head_emitted = 0;
+    s->req_cut = 0;
     s->rule_close = 0;
     s->mapped_len = 0;
     memset(&s->req_body, 0, sizeof(s->req_body));
@@ -2371,12 +2373,15 @@ static void process_upstream(struct upstream *u)
 /* ------------------------------------------------------------------------ the client side */
 
 /* After the client's FIN, a request body that stopped short of its length is all there will
- * be: what came is forwarded, then the FIN, as the client did it. */
+ * be: what came is forwarded, then the FIN, as the client did it, so that the server sees
+ * the request end unfinished; nothing is added to make it look whole. When the server then
+ * ends without a response, the client gets a 400 (answer_cut_request()). */
 static void client_body_cut(struct session *s)
 {
     if (s->closing || !s->rd_eof || s->rq != RQ_BODY || has_input(s))
         return;
     s->error = "client closed before the end of the request body";
+    s->req_cut = 1;
     s->rq = RQ_DONE;
     mirror_client_fin(s);
     maybe_done(s);
@@ -2565,6 +2570,24 @@ static int raced_idle_close(const struct session *s, const struct upstream *u)
     return s->ex_reused && s->t_first_byte == 0 && !(u->in.base != NULL && u->in.off < u->in.len);
 }
 
+/* A server that ends its connection without a response to a request whose body the client
+ * cut short is not at fault: the request was incomplete (RFC 9112 8), so the client gets a
+ * 400, not a 502. Returns 1 when it answered so. */
+static int answer_cut_request(struct session *s, struct upstream *u)
+{
+    if (!s->req_cut)
+        return 0;
+    char host[256];
+    int port = u->port;
+    snprintf(host, sizeof(host), "%s", u->host);
+    upstream_close(u, 0);
+    answer(s, 400, "Bad Request",
+           "shunt: bad request: the client closed after %" PRIu64 " bytes of the request body, "
+           "before its end; %s:%d got them and the close, and no response",
+           s->req_body.payload, host, port);
+    return 1;
+}
+
 static void on_upstream_error(struct upstream *u, int err)
 {
     struct session *s = u->s;
@@ -2577,6 +2600,8 @@ static void on_upstream_error(struct upstream *u, int err)
         return;
     }
     if (u == s->cur && s->in_exchange && !s->resp_started && !s->tunnel) {
+        if (answer_cut_request(s, u))
+            return;
         if (raced_idle_close(s, u)) {
             set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_RST);
             s->error = "server reset the reused connection without responding";
@@ -2640,6 +2665,8 @@ static void on_upstream_eof(struct upstream *u)
     if (s->rs == RS_WAIT) {
         int partial = u->in.base != NULL && u->in.off < u->in.len;
         set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
+        if (answer_cut_request(s, u))
+            return;
         if (raced_idle_close(s, u)) {
             s->error = "server closed the reused connection without responding";
             upstream_close(u, 0);
