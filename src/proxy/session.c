@@ -136,6 +136,7 @@ struct session {
     unsigned req_close : 1; /* the request asked to close after the response (RFC 9112 9.3) */
     unsigned head_emitted : 1; /* the REQUEST_HEAD event of the exchange went out */
     unsigned req_cut : 1;      /* the client closed inside the request body (client_body_cut) */
+    size_t empty_lines;        /* CRLFs skipped before the request line being read (2.2) */
     uint64_t idx; /* exchanges begun on this connection */
     uint64_t t_start;
     uint64_t req_bytes, resp_bytes;
@@ -416,6 +417,13 @@ static void emit_change_by(struct session *s, int in_request, const char *what, 
 static void emit_change(struct session *s, int in_request, const char *what)
 {
     emit_change_by(s, in_request, what, "proxy");
+}
+
+/* A change shunt makes so that no one downstream can read a message otherwise than shunt
+ * did (docs/framing.md): recorded as made by "shunt". */
+static void emit_fix(struct session *s, int in_request, const char *what)
+{
+    emit_change_by(s, in_request, what, "shunt");
 }
 
 /* A hook's change, reported as an event. */
@@ -1490,11 +1498,50 @@ static void route_on(struct session *s, struct upstream *u)
     }
 }
 
+/*
+ * RFC 9112 2.2: a server should ignore at least one empty line (CRLF) before a request
+ * line; clients send one after a POST body. Consumes those at the front of the client
+ * buffer, counted in s->empty_lines, at most max_head bytes of them per request so that
+ * they cost no more than a head would. Returns 0 to parse on, 1 when more bytes are needed,
+ * -1 when the request was refused.
+ */
+static int skip_empty_lines(struct session *s)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    const char *p = s->in.base + s->in.off;
+    size_t avail = s->in.len - s->in.off, k = 0;
+    while (k + 2 <= avail && p[k] == '\r' && p[k + 1] == '\n')
+        k += 2;
+    int cr_pending = k + 1 == avail && p[k] == '\r';
+    if (k > 0) {
+        free(s->partial); /* it parsed from a start that moves */
+        s->partial = NULL;
+        s->empty_lines += k / 2;
+        buf_consume(s->w, &s->in, k);
+    }
+    if (s->empty_lines * 2 > cfg->limits.max_head) {
+        s->empty_lines = 0;
+        begin_exchange(s, NULL);
+        answer(s, 400, "Bad Request",
+               "shunt: bad request: more than %zu bytes of empty lines before the request line "
+               "(RFC 9112 2.2)",
+               cfg->limits.max_head);
+        return -1;
+    }
+    return k == avail || cr_pending ? 1 : 0;
+}
+
 static void start_request(struct session *s)
 {
     struct shunt_http_head h;
     struct shunt_http_error e = {0};
     const struct shunt_proxy_config *cfg = s->w->cfg;
+    int skip = skip_empty_lines(s);
+    if (skip != 0) {
+        if (skip > 0 && (s->tkind == T_IDLE || s->tkind == T_FIRST))
+            arm(s, T_HEADER, cfg->header_timeout_ms);
+        return;
+    }
     int r = parse_request(s, &h, &e);
     size_t avail = s->in.len - s->in.off;
     if (r == 0) {
@@ -1503,6 +1550,7 @@ static void start_request(struct session *s)
         return;
     }
     if (r < 0) {
+        s->empty_lines = 0;
         begin_exchange(s, NULL);
         s->req_bytes = avail;
         if (shunt_proxy__wants(cfg, SHUNT_EV_REQUEST_HEAD)) { /* the evidence */
@@ -1516,6 +1564,13 @@ static void start_request(struct session *s)
         return;
     }
     begin_exchange(s, &h);
+    if (s->empty_lines > 0) {
+        char what[96];
+        snprintf(what, sizeof(what), "skip %zu empty line%s before the request line (RFC 9112 2.2)",
+                 s->empty_lines, s->empty_lines == 1 ? "" : "s");
+        emit_fix(s, 1, what);
+        s->empty_lines = 0;
+    }
     s->req_is_head = SHUNT_SLICE_IEQ_LIT(h.method, "HEAD");
     s->req_is_connect = SHUNT_SLICE_IEQ_LIT(h.method, "CONNECT");
     s->req_upgrade = h.has_upgrade && h.conn_upgrade;
@@ -1682,11 +1737,6 @@ static struct shunt_slice wanted_host(const struct session *s, const struct rout
  * than shunt did (docs/framing.md). These helpers write the safe reading of an ambiguous
  * head and record each change as made by "shunt", with the RFC section that allows it.
  */
-
-static void emit_fix(struct session *s, int in_request, const char *what)
-{
-    emit_change_by(s, in_request, what, "shunt");
-}
 
 /* Returns the one "Content-Length: N" line that goes out for a message <h> whose length
  * was given more than once with one value (RFC 9110 8.6), written into <buf>, and records
