@@ -1072,6 +1072,11 @@ static long scan_chunked(struct shunt_http_body *body, const char *buf, size_t l
             body->_line = 0;
             if (body->_size == 0) {
                 st = CH_TR_START;
+                if (body->hold_trailers) { /* the caller reads them whole */
+                    body->_state = st;
+                    body->at_trailers = 1;
+                    return (long)i;
+                }
             } else {
                 body->remaining = body->_size;
                 body->_size = 0;
@@ -1140,7 +1145,7 @@ long shunt_http_body_scan(struct shunt_http_body *body, const char *buf, size_t 
     err->offset = 0;
     if (body->_state == CH_ERROR)
         return fail(err, (enum shunt_http_reason)body->_size, 0);
-    if (body->done || len == 0)
+    if (body->done || body->at_trailers || len == 0)
         return 0;
     if (len > LONG_MAX)
         len = LONG_MAX;
@@ -1169,6 +1174,58 @@ long shunt_http_body_scan(struct shunt_http_body *body, const char *buf, size_t 
     default:
         return 0;
     }
+}
+
+long shunt_http_body_trailers(struct shunt_http_body *body, const char *buf, size_t len,
+                              struct shunt_http_header *fields, size_t max_fields,
+                              size_t *n_fields, struct shunt_http_error *err)
+{
+    size_t max_head = body->_lim.max_head;
+    size_t max_n = max_fields < body->_lim.max_headers ? max_fields : body->_lim.max_headers;
+    /* bytes past max_head cannot belong to an acceptable section (as in parse_head()) */
+    size_t vlen = len < max_head ? len : max_head;
+    size_t pos = 0, n = 0;
+
+    err->reason = SHUNT_HTTP_R_NONE;
+    err->offset = 0;
+    *n_fields = 0;
+    if (body->_state == CH_ERROR)
+        return fail(err, (enum shunt_http_reason)body->_size, 0);
+    if (!body->at_trailers)
+        return body->done ? 0 : body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, 0);
+    for (;;) {
+        if (pos >= vlen)
+            goto more;
+        char c = buf[pos];
+        if (c == '\r') {
+            if (pos + 1 >= vlen)
+                goto more;
+            if (buf[pos + 1] != '\n')
+                return body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, pos + 1);
+            pos += 2;
+            break;
+        }
+        /* a field line; no obs-fold, no whitespace first (RFC 9112 7.1.2, 5.2) */
+        if (c == '\n' || IS_WS(c) || n >= max_n)
+            return body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, pos);
+        long r = scan_field_line(buf, vlen, pos, &fields[n], err);
+        if (r < 0)
+            return body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, err->offset);
+        if (r == 0)
+            goto more;
+        pos = (size_t)r;
+        n++;
+    }
+    body->at_trailers = 0;
+    body->_state = CH_DONE;
+    body->done = 1;
+    *n_fields = n;
+    return (long)pos;
+
+more:
+    if (len >= max_head)
+        return body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, max_head);
+    return 0;
 }
 
 int shunt_http_body_eof(struct shunt_http_body *body)

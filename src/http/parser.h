@@ -225,6 +225,10 @@ struct shunt_http_body {
     uint64_t remaining; /* LENGTH: bytes left; CHUNKED: bytes left in the current chunk */
     uint64_t payload;   /* decoded payload bytes seen so far */
     int done;           /* 1 once the message is complete */
+    int hold_trailers;  /* set by the caller after init: a chunked scan stops in front of the
+                           trailer section instead of passing over it, so that the section
+                           can be read whole with shunt_http_body_trailers() */
+    int at_trailers;    /* 1 while a scan (hold_trailers) waits in front of the trailers */
     int _state;         /* chunked decoder state; private */
     size_t _line;       /* bytes of the current size/trailer line or section; private */
     size_t _n_trailers; /* trailer fields so far; private */
@@ -249,6 +253,22 @@ void shunt_http_body_init(struct shunt_http_body *body, enum shunt_http_framing 
 SHUNT_MUST_CHECK long shunt_http_body_scan(struct shunt_http_body *body, const char *buf,
                                            size_t len, shunt_http_data_cb on_data, void *ud,
                                            struct shunt_http_error *err);
+
+/*
+ * Reads the trailer section (RFC 9112 7.1.2: field lines, then the empty line) that starts
+ * at <buf> (<len> bytes) of a chunked <body> whose scan stopped in front of it (at_trailers,
+ * see hold_trailers). The section must come whole: call again with the same start and more
+ * bytes while this returns 0; each call reads from the start (the section is bounded by
+ * max_head bytes and max_headers fields). Fills <fields> (<max_fields> entries) with slices
+ * into <buf> and *<n_fields>. Returns the section's length, final CRLF included (>0; body
+ * is then done), 0 when more bytes are needed, or SHUNT_EPARSE with <err> (BAD_TRAILER, the
+ * offset relative to <buf>; <body> stays failed). The same sections are accepted as by a
+ * scan that passes over them. Any thread.
+ */
+SHUNT_MUST_CHECK long shunt_http_body_trailers(struct shunt_http_body *body, const char *buf,
+                                               size_t len, struct shunt_http_header *fields,
+                                               size_t max_fields, size_t *n_fields,
+                                               struct shunt_http_error *err);
 
 /* Tells <body> that the peer closed. Returns 1 when that completes the message (CLOSE
  * framing, or already done), 0 when the message was cut short. */

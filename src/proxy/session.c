@@ -137,6 +137,9 @@ struct session {
     unsigned head_emitted : 1; /* the REQUEST_HEAD event of the exchange went out */
     unsigned req_cut : 1;      /* the client closed inside the request body (client_body_cut) */
     size_t empty_lines;        /* CRLFs skipped before the request line being read (2.2) */
+    struct shunt_http_header *tr; /* a trailer section's fields (max_headers), on first use */
+    char *trbuf;                  /* a trailer section rewritten, on first use */
+    size_t trbuf_cap;
     uint64_t idx; /* exchanges begun on this connection */
     uint64_t t_start;
     uint64_t req_bytes, resp_bytes;
@@ -509,6 +512,8 @@ static void session_handle_closed(uv_handle_t *h)
         free(s->hostline);
         free(s->mapped);
         free(s->kept);
+        free(s->tr);
+        free(s->trbuf);
         free(s);
     }
 }
@@ -1281,11 +1286,24 @@ static int parse_request(struct session *s, struct shunt_http_head *h, struct sh
 
 /* A dry run of the body bytes already here, so that a malformed chunked body is refused
  * before anything reaches the other side. Returns 0 or -1 with <e> set. */
-static int prescan_body(struct shunt_http_body *b, const char *p, size_t n,
+static struct shunt_http_header *trailer_fields(struct session *s);
+
+static int prescan_body(struct session *s, struct shunt_http_body *b, const char *p, size_t n,
                         struct shunt_http_error *e)
 {
     struct shunt_http_body copy = *b;
-    return shunt_http_body_scan(&copy, p, n, NULL, NULL, e) < 0 ? -1 : 0;
+    long k = shunt_http_body_scan(&copy, p, n, NULL, NULL, e);
+    if (k < 0)
+        return -1;
+    if (copy.at_trailers) { /* a trailer section already here is checked too */
+        size_t nf;
+        if (shunt_http_body_trailers(&copy, p + k, n - (size_t)k, trailer_fields(s),
+                                     s->w->cfg->limits.max_headers, &nf, e) < 0) {
+            e->offset += (size_t)k;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static const char *reason_phrase(int status)
@@ -1592,7 +1610,8 @@ static void start_request(struct session *s)
         return;
     }
     shunt_http_body_init(&s->req_body, h.framing, h.content_length, &cfg->limits);
-    if (prescan_body(&s->req_body, s->in.base + s->in.off + h.head_len, avail - h.head_len, &e)) {
+    s->req_body.hold_trailers = 1; /* see frame_body() */
+    if (prescan_body(s, &s->req_body, s->in.base + s->in.off + h.head_len, avail - h.head_len, &e)) {
         if (v.respond_body_free)
             free((char *)v.respond_body);
         answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
@@ -1702,15 +1721,102 @@ static long scan_body(struct session *s, struct shunt_http_body *body, const cha
     return shunt_http_body_scan(body, p, n, on_body_data, &c, e);
 }
 
-/* Frames the body bytes that arrived with a head (at <p>, <avail> bytes) so that they go out
- * in the same writev as the head: one system call for a small message. Returns how many
- * belong to the body; <body> was prescanned, so this cannot fail. */
-static size_t body_with_head(struct session *s, struct shunt_http_body *body, const char *p,
-                             size_t avail, int from_client)
+/* The array trailer fields are read into: max_headers entries, made on first use. */
+static struct shunt_http_header *trailer_fields(struct session *s)
 {
-    struct shunt_http_error e;
-    long n = avail > 0 ? scan_body(s, body, p, avail, from_client, &e) : 0;
-    return n > 0 ? (size_t)n : 0;
+    if (s->tr == NULL)
+        s->tr = shunt_xcalloc(s->w->cfg->limits.max_headers * sizeof(s->tr[0]));
+    return s->tr;
+}
+
+/*
+ * Returns 1 for a field that must not be forwarded in a trailer section: RFC 9110 6.5.1 and
+ * 6.5.2 say a recipient must not merge, and a sender must not generate, trailers that frame
+ * the message, route it, modify the request (controls, conditionals), authenticate, carry
+ * response control data or say how to process the content. A recipient that merges them
+ * anyway (some do) would read the message otherwise than shunt did. Cookies authenticate in
+ * practice; Connection and its kin manage the connection, which the trailer section is too
+ * late to change.
+ */
+static int trailer_forbidden(struct shunt_slice name)
+{
+    static const char *const names[] = {
+        /* framing */
+        "Transfer-Encoding", "Content-Length", "Trailer",
+        /* routing */
+        "Host",
+        /* request modifiers: controls and conditionals (RFC 9110 7.6.2, 10.1, 13) */
+        "Cache-Control", "Expect", "Max-Forwards", "Pragma", "Range", "TE", "If-Match",
+        "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range",
+        /* authentication (RFC 9110 11) and state */
+        "Authorization", "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate",
+        "Authentication-Info", "Proxy-Authentication-Info", "Cookie", "Set-Cookie",
+        /* response control data (RFC 9110 15, 10.2) */
+        "Age", "Expires", "Date", "Location", "Retry-After", "Vary", "Warning",
+        /* how to process the content */
+        "Content-Encoding", "Content-Type", "Content-Range",
+        /* connection management */
+        "Connection", "Keep-Alive", "Proxy-Connection", "Upgrade",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (shunt_slice_ieq(name, names[i], strlen(names[i])))
+            return 1;
+    return 0;
+}
+
+/*
+ * Frames the body bytes at <p> (<avail>) of <body> and appends what goes out to <iov> from
+ * *<n> (at most two entries): the bytes that belong to the message, as they came, except a
+ * trailer section, which waits in the buffer until it is whole and then goes out without
+ * the fields trailer_forbidden() names, each drop recorded. Returns how many bytes of <p>
+ * were framed (consume them), or -1 with <e> (offset relative to <p>) when the framing is
+ * invalid.
+ */
+static long frame_body(struct session *s, struct shunt_http_body *body, const char *p,
+                       size_t avail, int from_client, uv_buf_t *iov, size_t *n,
+                       struct shunt_http_error *e)
+{
+    long k = scan_body(s, body, p, avail, from_client, e);
+    if (k < 0)
+        return -1;
+    *n = iov_add(iov, *n, p, (size_t)k);
+    if (!body->at_trailers)
+        return k;
+    const char *t = p + k;
+    size_t nf;
+    struct shunt_http_header *f = trailer_fields(s);
+    long tl = shunt_http_body_trailers(body, t, avail - (size_t)k, f,
+                                       s->w->cfg->limits.max_headers, &nf, e);
+    if (tl < 0) {
+        e->offset += (size_t)k;
+        return -1;
+    }
+    if (tl == 0)
+        return k; /* the rest of the section is still to come */
+    size_t drop = 0;
+    for (size_t i = 0; i < nf; i++)
+        drop += trailer_forbidden(f[i].name);
+    if (drop == 0) {
+        *n = iov_add(iov, *n, t, (size_t)tl);
+        return k + tl;
+    }
+    /* rewritten into a buffer of its own: one iov entry whatever the fields */
+    scratch(&s->trbuf, &s->trbuf_cap, (size_t)tl);
+    size_t out = 0;
+    for (size_t i = 0; i < nf; i++) {
+        if (trailer_forbidden(f[i].name)) {
+            char what[160];
+            snprintf(what, sizeof(what), "drop trailer field %.*s (RFC 9110 6.5.1)",
+                     (int)(f[i].name.len > 64 ? 64 : f[i].name.len), f[i].name.base);
+            emit_fix(s, from_client, what);
+            continue;
+        }
+        memcpy(s->trbuf + out, f[i].line.base, f[i].line.len);
+        out += f[i].line.len;
+    }
+    memcpy(s->trbuf + out, "\r\n", 2);
+    iov[(*n)++] = uv_buf_init(s->trbuf, (unsigned)(out + 2));
+    return k + tl;
 }
 
 static int is_header(const struct shunt_http_header *f, const char *name, size_t len)
@@ -1965,9 +2071,11 @@ fields_done:
     n = iov_add(iov, n, p + h.head_len - 2, 2);
     emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, p, iov, n);
     s->head_emitted = 1;
-    size_t nb = body_with_head(s, &s->req_body, p + h.head_len,
-                               s->in.len - s->in.off - h.head_len, 1);
-    n = iov_add(iov, n, p + h.head_len, nb);
+    /* the body bytes that came with the head go in the same writev: one system call for a
+     * small message; the body was prescanned, so this cannot fail */
+    long fb = frame_body(s, &s->req_body, p + h.head_len, s->in.len - s->in.off - h.head_len, 1,
+                         iov, &n, &e);
+    size_t nb = fb > 0 ? (size_t)fb : 0;
 
     s->req_bytes += h.head_len + nb;
     s->t_send_start = now_us();
@@ -2000,7 +2108,9 @@ static int forward_request_body(struct session *s)
     const char *p = s->in.base + s->in.off;
     size_t avail = s->in.len - s->in.off;
     struct shunt_http_error e = {0};
-    long n = scan_body(s, &s->req_body, p, avail, 1, &e);
+    uv_buf_t iov[2];
+    size_t ni = 0;
+    long n = frame_body(s, &s->req_body, p, avail, 1, iov, &ni, &e);
     if (n < 0) {
         /* the head went out already: the origin gets a reset, the client a 400 */
         upstream_close(u, 1);
@@ -2009,9 +2119,8 @@ static int forward_request_body(struct session *s)
         return 0;
     }
     if (n > 0) {
-        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
         s->req_bytes += (uint64_t)n;
-        int wr = send_upstream(u, &b, 1);
+        int wr = send_upstream(u, iov, (unsigned)ni);
         buf_consume(s->w, &s->in, (size_t)n);
         if (s->rs == RS_WAIT) /* a slow upload is progress, not a silent server */
             arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
@@ -2210,7 +2319,8 @@ static int handle_response_head(struct session *s, struct upstream *u)
     if (final && fr == SHUNT_HTTP_BODY_CHUNKED) {
         struct shunt_http_body b;
         shunt_http_body_init(&b, fr, 0, &cfg->limits);
-        if (prescan_body(&b, p + h.head_len, avail - (size_t)r, &e) != 0) {
+        b.hold_trailers = 1;
+        if (prescan_body(s, &b, p + h.head_len, avail - (size_t)r, &e) != 0) {
             upstream_close(u, 0);
             answer(s, 502, "Bad Gateway", "shunt: the response body from %s:%d is malformed: %s",
                    u->host, u->port, shunt_http_reason_str(e.reason));
@@ -2268,8 +2378,10 @@ fields_done:
     size_t nb = 0;
     if (final && h.status != 101) {
         shunt_http_body_init(&s->resp_body, fr, h.content_length, &cfg->limits);
-        nb = body_with_head(s, &s->resp_body, p + h.head_len, avail - h.head_len, 0);
-        n = iov_add(iov, n, p + h.head_len, nb);
+        s->resp_body.hold_trailers = 1;
+        /* prescanned: cannot fail */
+        long fb = frame_body(s, &s->resp_body, p + h.head_len, avail - h.head_len, 0, iov, &n, &e);
+        nb = fb > 0 ? (size_t)fb : 0;
     }
     /* bytes past a whole message's end go with it, as forward_response_body() says why */
     size_t extra = final && h.status != 101 && s->resp_body.done && s->held == HOLD_NONE
@@ -2332,7 +2444,9 @@ static int forward_response_body(struct session *s, struct upstream *u)
     const char *p = u->in.base + u->in.off;
     size_t avail = u->in.len - u->in.off;
     struct shunt_http_error e = {0};
-    long n = scan_body(s, &s->resp_body, p, avail, 0, &e);
+    uv_buf_t iov[3];
+    size_t ni = 0;
+    long n = frame_body(s, &s->resp_body, p, avail, 0, iov, &ni, &e);
     if (n < 0) {
         /* the head went out already: mirror as a reset, which is what the client would
          * have needed to see to know the message is broken */
@@ -2347,10 +2461,10 @@ static int forward_response_body(struct session *s, struct upstream *u)
      * write, as the client would read them from the server: a client that checks for
      * excess (curl, browsers) sees it where it would, and drops the connection. */
     size_t out = s->resp_body.done && s->held == HOLD_NONE ? avail : (size_t)n;
+    ni = iov_add(iov, ni, p + n, out - (size_t)n);
     if (out > 0) {
-        uv_buf_t b = uv_buf_init((char *)p, (unsigned)out);
         s->resp_bytes += (uint64_t)n;
-        int wr = send_client(s, &b, 1);
+        int wr = send_client(s, iov, (unsigned)ni);
         buf_consume(s->w, &u->in, out);
         if (wr != 0) {
             set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
@@ -2428,8 +2542,10 @@ static void process_upstream(struct upstream *u)
  * ends without a response, the client gets a 400 (answer_cut_request()). */
 static void client_body_cut(struct session *s)
 {
-    if (s->closing || !s->rd_eof || s->rq != RQ_BODY || has_input(s))
+    if (s->closing || !s->rd_eof || s->rq != RQ_BODY ||
+        (has_input(s) && !s->req_body.at_trailers))
         return;
+    buf_release(s->w, &s->in); /* a trailer section cut short: it never goes out */
     s->error = "client closed before the end of the request body";
     s->req_cut = 1;
     s->rq = RQ_DONE;

@@ -662,34 +662,65 @@ struct body_outcome {
     struct sink sink;
 };
 
-/* Feeds the case in pieces of <piece> bytes (0: whole), each piece against the guard page. */
-static void feed_body(const struct body_case *c, size_t piece, struct body_outcome *o)
+/* Feeds the case in pieces of <piece> bytes (0: whole), each piece against the guard page.
+ * With <hold> (chunked only) the scan stops in front of the trailer section, which is then
+ * read whole by shunt_http_body_trailers() from the bytes delivered so far, as a proxy that
+ * rewrites trailers does: the outcome must be the same as without. */
+static void feed_body(const struct body_case *c, size_t piece, int hold, struct body_outcome *o)
 {
     const struct shunt_http_limits def = SHUNT_HTTP_LIMITS_DEFAULT;
     struct shunt_http_body body;
     struct shunt_http_error err;
-    size_t pos = 0;
+    struct shunt_http_header fields[MAX_FIELDS];
+    size_t pos = 0, consumed = 0;
 
     memset(o, 0, sizeof(*o));
     shunt_http_body_init(&body, c->framing, c->cl, c->lim != NULL ? c->lim : &def);
+    body.hold_trailers = hold;
     do {
-        size_t n = piece == 0 || c->len - pos < piece ? c->len - pos : piece;
-        const char *p = at_guard(c->raw + pos, n);
-        long r = shunt_http_body_scan(&body, p, n, collect, &o->sink, &err);
-        if (r < 0) {
-            o->ret = r;
-            o->reason = err.reason;
-            o->off = pos + err.offset;
-            assert_in_range(err.offset, 0, n - 1);
-            return;
+        pos += piece == 0 || c->len - pos < piece ? c->len - pos : piece;
+        for (;;) {
+            size_t avail = pos - consumed;
+            const char *p = at_guard(c->raw + consumed, avail);
+            if (body.at_trailers) {
+                size_t nf = 99;
+                long t = shunt_http_body_trailers(&body, p, avail, fields, MAX_FIELDS, &nf, &err);
+                if (t < 0) {
+                    o->ret = t;
+                    o->reason = err.reason;
+                    o->off = consumed + err.offset;
+                    return;
+                }
+                if (t > 0) {
+                    assert_true(body.done);
+                    assert_in_range(t, 2, (long)avail);
+                    for (size_t k = 0; k < nf; k++)
+                        assert_within(fields[k].line, p, (size_t)t);
+                    consumed += (size_t)t;
+                } else {
+                    assert_int_equal(nf, 0);
+                }
+                break;
+            }
+            long r = shunt_http_body_scan(&body, p, avail, collect, &o->sink, &err);
+            if (r < 0) {
+                o->ret = r;
+                o->reason = err.reason;
+                o->off = consumed + err.offset;
+                assert_in_range(err.offset, 0, avail - 1);
+                return;
+            }
+            assert_in_range(r, 0, (long)avail);
+            assert_int_equal(err.reason, SHUNT_HTTP_R_NONE);
+            if ((size_t)r < avail)
+                assert_true(body.done || body.at_trailers);
+            consumed += (size_t)r;
+            if (!body.at_trailers)
+                break;
+            assert_true(hold);
         }
-        assert_in_range(r, 0, (long)n);
-        assert_int_equal(err.reason, SHUNT_HTTP_R_NONE);
-        if ((size_t)r < n)
-            assert_true(body.done);
-        o->ret += r;
-        pos += n;
     } while (pos < c->len);
+    o->ret = (long)consumed;
     o->done = body.done;
     assert_int_equal(body.payload, o->sink.len);
 }
@@ -700,21 +731,23 @@ static void run_body_case(void **state)
     static const size_t pieces[] = {0, 1, 2, 3, 7};
     long want = c->ret == WHOLE ? (long)c->len : c->ret;
 
-    for (size_t k = 0; k < sizeof(pieces) / sizeof(pieces[0]); k++) {
-        struct body_outcome o;
-        feed_body(c, pieces[k], &o);
-        assert_int_equal(o.ret, want);
-        if (want == SHUNT_EPARSE) {
-            assert_string_equal(shunt_http_reason_name(o.reason),
-                                shunt_http_reason_name(c->reason));
-            assert_int_equal(o.off, c->offset);
-            continue;
-        }
-        assert_int_equal(o.done, c->done);
-        assert_false(o.sink.overflow);
-        if (c->payload != NULL) {
-            assert_int_equal(o.sink.len, c->payload_len);
-            assert_memory_equal(o.sink.data, c->payload, c->payload_len);
+    for (int hold = 0; hold <= (c->framing == CHUNKED); hold++) {
+        for (size_t k = 0; k < sizeof(pieces) / sizeof(pieces[0]); k++) {
+            struct body_outcome o;
+            feed_body(c, pieces[k], hold, &o);
+            assert_int_equal(o.ret, want);
+            if (want == SHUNT_EPARSE) {
+                assert_string_equal(shunt_http_reason_name(o.reason),
+                                    shunt_http_reason_name(c->reason));
+                assert_int_equal(o.off, c->offset);
+                continue;
+            }
+            assert_int_equal(o.done, c->done);
+            assert_false(o.sink.overflow);
+            if (c->payload != NULL) {
+                assert_int_equal(o.sink.len, c->payload_len);
+                assert_memory_equal(o.sink.data, c->payload, c->payload_len);
+            }
         }
     }
 }
@@ -729,6 +762,40 @@ static const struct shunt_http_limits lim_default = SHUNT_HTTP_LIMITS_DEFAULT;
         assert_int_equal(s_.len, sizeof(lit) - 1);                                                 \
         assert_memory_equal(s_.base, (lit), sizeof(lit) - 1);                                      \
     } while (0)
+
+/* Held trailers: the scan stops right after the last chunk, reports nothing more until the
+ * section is read, and the section's fields are sliced in wire order. */
+static void body_trailers_held(void **state)
+{
+    (void)state;
+    static const char raw[] = "5\r\nhello\r\n0;x=1\r\nX-Sum: 1\r\nContent-Length:  9 \r\n\r\nNEXT";
+    struct shunt_http_body body;
+    struct shunt_http_error err;
+    struct shunt_http_header f[4];
+    size_t nf = 0;
+    shunt_http_body_init(&body, CHUNKED, 0, &lim_default);
+    body.hold_trailers = 1;
+    assert_int_equal(shunt_http_body_scan(&body, raw, sizeof(raw) - 1, NULL, NULL, &err), 17);
+    assert_true(body.at_trailers);
+    assert_false(body.done);
+    assert_int_equal(shunt_http_body_scan(&body, raw + 17, 5, NULL, NULL, &err), 0);
+    assert_int_equal(shunt_http_body_eof(&body), 0);
+    /* incomplete, then whole: the same start, more bytes */
+    assert_int_equal(shunt_http_body_trailers(&body, raw + 17, 20, f, 4, &nf, &err), 0);
+    long t = shunt_http_body_trailers(&body, raw + 17, sizeof(raw) - 1 - 17, f, 4, &nf, &err);
+    assert_int_equal(t, sizeof(raw) - 1 - 17 - 4);
+    assert_true(body.done);
+    assert_false(body.at_trailers);
+    assert_int_equal(nf, 2);
+    ASSERT_SLICE(f[0].name, "X-Sum");
+    ASSERT_SLICE(f[1].name, "Content-Length");
+    ASSERT_SLICE(f[1].value, "9");
+    ASSERT_SLICE(f[1].line, "Content-Length:  9 \r\n");
+    /* a body not stopped at its trailers has none to read */
+    shunt_http_body_init(&body, CHUNKED, 0, &lim_default);
+    assert_int_equal(shunt_http_body_trailers(&body, "\r\n", 2, f, 4, &nf, &err), SHUNT_EPARSE);
+    assert_int_equal(err.reason, SHUNT_HTTP_R_BAD_TRAILER);
+}
 
 static void request_slices_keep_wire_bytes(void **state)
 {
@@ -1014,6 +1081,7 @@ int main(void)
         cmocka_unit_test(response_slices),
         cmocka_unit_test(response_framing_by_request),
         cmocka_unit_test(body_eof_semantics),
+        cmocka_unit_test(body_trailers_held),
         cmocka_unit_test(body_error_is_sticky),
         cmocka_unit_test(default_limits),
         cmocka_unit_test(long_head_in_pieces),
