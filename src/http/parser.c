@@ -460,13 +460,16 @@ static int te_elem(void *ctx, struct shunt_slice e)
     size_t i = skip_token(e, 0);
     if (i == 0)
         return fail(s->err, SHUNT_HTTP_R_BAD_TRANSFER_ENCODING, OFF(s, e.base));
-    int chunked = SHUNT_SLICE_IEQ_LIT(shunt_slice_make(e.base, i), "chunked");
+    struct shunt_slice name = shunt_slice_make(e.base, i);
+    int chunked = SHUNT_SLICE_IEQ_LIT(name, "chunked");
+    int params = 0;
     for (;;) {
         i = skip_ws(e, i);
         if (i == e.len)
             break;
         if (e.base[i] != ';')
             return fail(s->err, SHUNT_HTTP_R_BAD_TRANSFER_ENCODING, OFF(s, e.base + i));
+        params = 1;
         i = skip_ws(e, i + 1);
         size_t n = skip_token(e, i);
         if (n == i)
@@ -492,9 +495,21 @@ static int te_elem(void *ctx, struct shunt_slice e)
             i = n;
         }
     }
-    /* RFC 9112 6.1: a sender must not apply chunked more than once. */
+    /* RFC 9112 6.1: a sender must not apply chunked more than once; a recipient that
+     * decodes it once and one that decodes it twice disagree on where the body ends. */
     if (chunked && s->n_chunked++ > 0)
-        return fail(s->err, SHUNT_HTTP_R_BAD_TRANSFER_ENCODING, OFF(s, e.base));
+        return fail(s->err, SHUNT_HTTP_R_TE_CHUNKED_TWICE, OFF(s, e.base));
+    /* RFC 9112 7.1 defines no parameters for chunked: one that ignores them and one that
+     * refuses the coding read the message differently. */
+    if (chunked && params)
+        return fail(s->err, SHUNT_HTTP_R_TE_CHUNKED_PARAMS, OFF(s, e.base));
+    /* A request coding the proxy does not know may be one the server frames by (RFC 9112
+     * 6.1: a server that does not understand a coding answers 501; a proxy in between must
+     * not guess). The IANA registry's codings, other than the reserved ones. */
+    if (!s->is_response && !chunked && !SHUNT_SLICE_IEQ_LIT(name, "gzip") &&
+        !SHUNT_SLICE_IEQ_LIT(name, "x-gzip") && !SHUNT_SLICE_IEQ_LIT(name, "deflate") &&
+        !SHUNT_SLICE_IEQ_LIT(name, "compress") && !SHUNT_SLICE_IEQ_LIT(name, "x-compress"))
+        return fail(s->err, SHUNT_HTTP_R_TE_UNKNOWN, OFF(s, e.base));
     s->n_codings_field++;
     s->last_chunked = chunked;
     s->last_coding = OFF(s, e.base);
@@ -520,6 +535,8 @@ static int cl_field(struct sem *s, struct shunt_slice v)
             return fail(s->err, SHUNT_HTTP_R_BAD_CONTENT_LENGTH, OFF(s, v.base + i));
         if (head->has_cl && head->content_length != n)
             return fail(s->err, SHUNT_HTTP_R_CONFLICTING_CONTENT_LENGTH, OFF(s, v.base + start));
+        if (head->has_cl)
+            head->cl_repeated = 1;
         head->has_cl = 1;
         head->content_length = n;
         i = skip_ws(v, i);
@@ -529,6 +546,60 @@ static int cl_field(struct sem *s, struct shunt_slice v)
             return fail(s->err, SHUNT_HTTP_R_BAD_CONTENT_LENGTH, OFF(s, v.base + i));
         i = skip_ws(v, i + 1);
     }
+}
+
+/*
+ * Checks a Host value against RFC 9112 3.2: Host = uri-host [ ":" port ], with RFC 3986
+ * 3.2.2's uri-host = IP-literal / IPv4address / reg-name. Returns the offset in <v> of the
+ * first byte that breaks it, or -1 when the value is valid. An empty value is valid (3.2:
+ * a target without authority). Stricter than the grammar, since a downstream parser could
+ * read these otherwise: a comma (reg-name allows it, but a recipient that takes Host as a
+ * list routes by the first element) and a port over 65535 (parsers overflow differently).
+ */
+static long host_value(struct shunt_slice v)
+{
+    const char *p = v.base;
+    size_t i = 0, n = v.len;
+    if (n == 0)
+        return -1;
+    if (p[0] == '[') {
+        /* IP-literal: IPv6address / IPvFuture; their bytes are within these */
+        for (i = 1; i < n && p[i] != ']'; i++) {
+            char c = p[i];
+            if (!(IS_HEX_(c) || c == ':' || c == '.' || c == 'v' || c == 'V'))
+                return (long)i;
+        }
+        if (i == n || i == 1)
+            return (long)i;
+        i++;
+    } else {
+        for (; i < n && p[i] != ':'; i++) {
+            char c = p[i];
+            if (c == '%') {
+                if (i + 2 >= n || !IS_HEX_(p[i + 1]) || !IS_HEX_(p[i + 2]))
+                    return (long)i;
+                i += 2;
+                continue;
+            }
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                (c != 0 && strchr("-._~!$&'()*+;=", c) != NULL))
+                continue;
+            return (long)i;
+        }
+    }
+    if (i == n)
+        return -1;
+    if (p[i] != ':')
+        return (long)i;
+    uint32_t port = 0;
+    for (size_t k = i + 1; k < n; k++) {
+        if (p[k] < '0' || p[k] > '9')
+            return (long)k;
+        port = port * 10 + (uint32_t)(p[k] - '0');
+        if (port > 65535)
+            return (long)k;
+    }
+    return -1;
 }
 
 /* Reads the fields that bear on framing and connection handling, in wire order, then
@@ -547,6 +618,9 @@ static int interpret(struct sem *s)
             if (!s->is_response && SHUNT_SLICE_IEQ_LIT(n, "host")) {
                 if (s->n_host++ > 0)
                     return fail(s->err, SHUNT_HTTP_R_MULTIPLE_HOST, line);
+                long bad = host_value(h->value);
+                if (bad >= 0) /* RFC 9112 3.2: an invalid Host value gets a 400 */
+                    return fail(s->err, SHUNT_HTTP_R_BAD_HOST, OFF(s, h->value.base + bad));
                 head->host = h->value;
             }
             break;
@@ -998,6 +1072,11 @@ static long scan_chunked(struct shunt_http_body *body, const char *buf, size_t l
             body->_line = 0;
             if (body->_size == 0) {
                 st = CH_TR_START;
+                if (body->hold_trailers) { /* the caller reads them whole */
+                    body->_state = st;
+                    body->at_trailers = 1;
+                    return (long)i;
+                }
             } else {
                 body->remaining = body->_size;
                 body->_size = 0;
@@ -1066,7 +1145,7 @@ long shunt_http_body_scan(struct shunt_http_body *body, const char *buf, size_t 
     err->offset = 0;
     if (body->_state == CH_ERROR)
         return fail(err, (enum shunt_http_reason)body->_size, 0);
-    if (body->done || len == 0)
+    if (body->done || body->at_trailers || len == 0)
         return 0;
     if (len > LONG_MAX)
         len = LONG_MAX;
@@ -1095,6 +1174,58 @@ long shunt_http_body_scan(struct shunt_http_body *body, const char *buf, size_t 
     default:
         return 0;
     }
+}
+
+long shunt_http_body_trailers(struct shunt_http_body *body, const char *buf, size_t len,
+                              struct shunt_http_header *fields, size_t max_fields,
+                              size_t *n_fields, struct shunt_http_error *err)
+{
+    size_t max_head = body->_lim.max_head;
+    size_t max_n = max_fields < body->_lim.max_headers ? max_fields : body->_lim.max_headers;
+    /* bytes past max_head cannot belong to an acceptable section (as in parse_head()) */
+    size_t vlen = len < max_head ? len : max_head;
+    size_t pos = 0, n = 0;
+
+    err->reason = SHUNT_HTTP_R_NONE;
+    err->offset = 0;
+    *n_fields = 0;
+    if (body->_state == CH_ERROR)
+        return fail(err, (enum shunt_http_reason)body->_size, 0);
+    if (!body->at_trailers)
+        return body->done ? 0 : body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, 0);
+    for (;;) {
+        if (pos >= vlen)
+            goto more;
+        char c = buf[pos];
+        if (c == '\r') {
+            if (pos + 1 >= vlen)
+                goto more;
+            if (buf[pos + 1] != '\n')
+                return body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, pos + 1);
+            pos += 2;
+            break;
+        }
+        /* a field line; no obs-fold, no whitespace first (RFC 9112 7.1.2, 5.2) */
+        if (c == '\n' || IS_WS(c) || n >= max_n)
+            return body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, pos);
+        long r = scan_field_line(buf, vlen, pos, &fields[n], err);
+        if (r < 0)
+            return body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, err->offset);
+        if (r == 0)
+            goto more;
+        pos = (size_t)r;
+        n++;
+    }
+    body->at_trailers = 0;
+    body->_state = CH_DONE;
+    body->done = 1;
+    *n_fields = n;
+    return (long)pos;
+
+more:
+    if (len >= max_head)
+        return body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, max_head);
+    return 0;
 }
 
 int shunt_http_body_eof(struct shunt_http_body *body)

@@ -66,7 +66,11 @@ struct shunt_http_limits {
     XX(CHUNK_SIZE_OVERFLOW, "chunk size overflows")                                                \
     XX(BAD_CHUNK_EXT, "malformed chunk extension")                                                 \
     XX(CHUNK_LINE_ENDING, "chunk not followed by CRLF")                                            \
-    XX(BAD_TRAILER, "malformed trailer section")
+    XX(BAD_TRAILER, "malformed trailer section")                                                  \
+    XX(TE_CHUNKED_PARAMS, "chunked transfer coding with parameters")                               \
+    XX(TE_CHUNKED_TWICE, "chunked transfer coding applied more than once")                         \
+    XX(TE_UNKNOWN, "transfer coding shunt does not know")                                          \
+    XX(BAD_HOST, "invalid Host value")
 
 enum shunt_http_reason {
 #define XX(name, msg) SHUNT_HTTP_R_##name,
@@ -128,6 +132,9 @@ struct shunt_http_head {
     unsigned expect_continue : 1;    /* request: Expect: 100-continue */
     unsigned has_te : 1;             /* Transfer-Encoding present */
     unsigned has_cl : 1;             /* Content-Length present */
+    unsigned cl_repeated : 1;        /* Content-Length given more than once, in several fields
+                                        or as a list, all with one value (RFC 9110 8.6): a
+                                        proxy sends it as one field */
     struct shunt_slice host;         /* request: the Host value (empty when none) */
 
     /* Where validation of an incomplete head stopped, so that the next call over the same
@@ -153,7 +160,10 @@ struct shunt_http_head {
  * <err> set when the head is invalid or over a limit. Errors are reported as early as the
  * bytes allow (a bare CR or a NUL in the start line is reported before the head is complete).
  * Also rejects: TE with CL, differing CLs, a request TE whose last coding isn't chunked,
- * TE in HTTP/1.0, a 1.1 request without Host, several Host fields. Any thread.
+ * chunked with parameters or applied twice (RFC 9112 6.1, 7), a request coding that is not
+ * chunked, gzip, x-gzip, deflate, compress or x-compress, TE in HTTP/1.0, a 1.1 request
+ * without Host, several Host fields, a Host that is not uri-host [":" port] (RFC 9112 3.2,
+ * RFC 3986 3.2.2; see host_value() for the details). Any thread.
  */
 SHUNT_MUST_CHECK int shunt_http_parse_request(const char *buf, size_t len, size_t last_len,
                                               struct shunt_http_head *head,
@@ -165,7 +175,8 @@ SHUNT_MUST_CHECK int shunt_http_parse_request(const char *buf, size_t len, size_
 /*
  * Parses a response head at the start of <buf>, with the same contract as
  * shunt_http_parse_request(). A response whose Transfer-Encoding does not end in chunked
- * is framed by close (RFC 9112 6.3 rule 4), not rejected; TE with CL is rejected.
+ * is framed by close (RFC 9112 6.3 rule 4), not rejected, whatever its codings; TE with CL,
+ * chunked with parameters and chunked twice are rejected, as in requests.
  */
 SHUNT_MUST_CHECK int shunt_http_parse_response(const char *buf, size_t len, size_t last_len,
                                                struct shunt_http_head *head,
@@ -214,6 +225,10 @@ struct shunt_http_body {
     uint64_t remaining; /* LENGTH: bytes left; CHUNKED: bytes left in the current chunk */
     uint64_t payload;   /* decoded payload bytes seen so far */
     int done;           /* 1 once the message is complete */
+    int hold_trailers;  /* set by the caller after init: a chunked scan stops in front of the
+                           trailer section instead of passing over it, so that the section
+                           can be read whole with shunt_http_body_trailers() */
+    int at_trailers;    /* 1 while a scan (hold_trailers) waits in front of the trailers */
     int _state;         /* chunked decoder state; private */
     size_t _line;       /* bytes of the current size/trailer line or section; private */
     size_t _n_trailers; /* trailer fields so far; private */
@@ -238,6 +253,22 @@ void shunt_http_body_init(struct shunt_http_body *body, enum shunt_http_framing 
 SHUNT_MUST_CHECK long shunt_http_body_scan(struct shunt_http_body *body, const char *buf,
                                            size_t len, shunt_http_data_cb on_data, void *ud,
                                            struct shunt_http_error *err);
+
+/*
+ * Reads the trailer section (RFC 9112 7.1.2: field lines, then the empty line) that starts
+ * at <buf> (<len> bytes) of a chunked <body> whose scan stopped in front of it (at_trailers,
+ * see hold_trailers). The section must come whole: call again with the same start and more
+ * bytes while this returns 0; each call reads from the start (the section is bounded by
+ * max_head bytes and max_headers fields). Fills <fields> (<max_fields> entries) with slices
+ * into <buf> and *<n_fields>. Returns the section's length, final CRLF included (>0; body
+ * is then done), 0 when more bytes are needed, or SHUNT_EPARSE with <err> (BAD_TRAILER, the
+ * offset relative to <buf>; <body> stays failed). The same sections are accepted as by a
+ * scan that passes over them. Any thread.
+ */
+SHUNT_MUST_CHECK long shunt_http_body_trailers(struct shunt_http_body *body, const char *buf,
+                                               size_t len, struct shunt_http_header *fields,
+                                               size_t max_fields, size_t *n_fields,
+                                               struct shunt_http_error *err);
 
 /* Tells <body> that the peer closed. Returns 1 when that completes the message (CLOSE
  * framing, or already done), 0 when the message was cut short. */

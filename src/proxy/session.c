@@ -137,6 +137,11 @@ struct session {
     unsigned req_is_head : 1, req_is_connect : 1, req_upgrade : 1, resp_started : 1;
     unsigned req_close : 1; /* the request asked to close after the response (RFC 9112 9.3) */
     unsigned head_emitted : 1; /* the REQUEST_HEAD event of the exchange went out */
+    unsigned req_cut : 1;      /* the client closed inside the request body (client_body_cut) */
+    size_t empty_lines;        /* CRLFs skipped before the request line being read (2.2) */
+    struct shunt_http_header *tr; /* a trailer section's fields (max_headers), on first use */
+    char *trbuf;                  /* a trailer section rewritten, on first use */
+    size_t trbuf_cap;
     uint64_t idx; /* exchanges begun on this connection */
     uint64_t t_start;
     uint64_t req_bytes, resp_bytes;
@@ -164,6 +169,11 @@ struct session {
     int ex_upstream_port; /* local port of the upstream that carried the exchange */
     int ex_reused;        /* that upstream had carried an exchange before */
     char errbuf[200];     /* the cause of a failed exchange, for the event and -v */
+    /* lines shunt writes in place of ambiguous ones (see "framing"); a request's and a
+     * response's may be in flight at once */
+    char req_cl[48];  /* the request's one Content-Length line */
+    char resp_cl[48]; /* the response's one Content-Length line */
+    char resp_sl[16]; /* "HTTP/1.x NNN \r\n": a status line repaired */
 
     uint64_t bytes_in, bytes_out;
 
@@ -414,6 +424,13 @@ static void emit_change(struct session *s, int in_request, const char *what)
     emit_change_by(s, in_request, what, "proxy");
 }
 
+/* A change shunt makes so that no one downstream can read a message otherwise than shunt
+ * did (docs/framing.md): recorded as made by "shunt". */
+static void emit_fix(struct session *s, int in_request, const char *what)
+{
+    emit_change_by(s, in_request, what, "shunt");
+}
+
 /* A hook's change, reported as an event. */
 struct hook_changes {
     struct session *s;
@@ -497,6 +514,8 @@ static void session_handle_closed(uv_handle_t *h)
         free(s->hostline);
         free(s->mapped);
         free(s->kept);
+        free(s->tr);
+        free(s->trbuf);
         free(s);
     }
 }
@@ -888,6 +907,7 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
     s->t_send_start = s->t_sent = s->t_first_byte = 0;
     s->req_payload = s->resp_payload = 0;
     s->head_emitted = 0;
+    s->req_cut = 0;
     s->rule_close = 0;
     s->mapped_len = 0;
     memset(&s->req_body, 0, sizeof(s->req_body));
@@ -1318,11 +1338,24 @@ static int parse_request(struct session *s, struct shunt_http_head *h, struct sh
 
 /* A dry run of the body bytes already here, so that a malformed chunked body is refused
  * before anything reaches the other side. Returns 0 or -1 with <e> set. */
-static int prescan_body(struct shunt_http_body *b, const char *p, size_t n,
+static struct shunt_http_header *trailer_fields(struct session *s);
+
+static int prescan_body(struct session *s, struct shunt_http_body *b, const char *p, size_t n,
                         struct shunt_http_error *e)
 {
     struct shunt_http_body copy = *b;
-    return shunt_http_body_scan(&copy, p, n, NULL, NULL, e) < 0 ? -1 : 0;
+    long k = shunt_http_body_scan(&copy, p, n, NULL, NULL, e);
+    if (k < 0)
+        return -1;
+    if (copy.at_trailers) { /* a trailer section already here is checked too */
+        size_t nf;
+        if (shunt_http_body_trailers(&copy, p + k, n - (size_t)k, trailer_fields(s),
+                                     s->w->cfg->limits.max_headers, &nf, e) < 0) {
+            e->offset += (size_t)k;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static const char *reason_phrase(int status)
@@ -1535,11 +1568,50 @@ static void route_on(struct session *s, struct upstream *u)
     }
 }
 
+/*
+ * RFC 9112 2.2: a server should ignore at least one empty line (CRLF) before a request
+ * line; clients send one after a POST body. Consumes those at the front of the client
+ * buffer, counted in s->empty_lines, at most max_head bytes of them per request so that
+ * they cost no more than a head would. Returns 0 to parse on, 1 when more bytes are needed,
+ * -1 when the request was refused.
+ */
+static int skip_empty_lines(struct session *s)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    const char *p = s->in.base + s->in.off;
+    size_t avail = s->in.len - s->in.off, k = 0;
+    while (k + 2 <= avail && p[k] == '\r' && p[k + 1] == '\n')
+        k += 2;
+    int cr_pending = k + 1 == avail && p[k] == '\r';
+    if (k > 0) {
+        free(s->partial); /* it parsed from a start that moves */
+        s->partial = NULL;
+        s->empty_lines += k / 2;
+        buf_consume(s->w, &s->in, k);
+    }
+    if (s->empty_lines * 2 > cfg->limits.max_head) {
+        s->empty_lines = 0;
+        begin_exchange(s, NULL);
+        answer(s, 400, "Bad Request",
+               "shunt: bad request: more than %zu bytes of empty lines before the request line "
+               "(RFC 9112 2.2)",
+               cfg->limits.max_head);
+        return -1;
+    }
+    return k == avail || cr_pending ? 1 : 0;
+}
+
 static void start_request(struct session *s)
 {
     struct shunt_http_head h;
     struct shunt_http_error e = {0};
     const struct shunt_proxy_config *cfg = s->w->cfg;
+    int skip = skip_empty_lines(s);
+    if (skip != 0) {
+        if (skip > 0 && (s->tkind == T_IDLE || s->tkind == T_FIRST))
+            arm(s, T_HEADER, cfg->header_timeout_ms);
+        return;
+    }
     int r = parse_request(s, &h, &e);
     size_t avail = s->in.len - s->in.off;
     if (r == 0) {
@@ -1548,6 +1620,7 @@ static void start_request(struct session *s)
         return;
     }
     if (r < 0) {
+        s->empty_lines = 0;
         begin_exchange(s, NULL);
         s->req_bytes = avail;
         if (shunt_proxy__wants(cfg, SHUNT_EV_REQUEST_HEAD)) { /* the evidence */
@@ -1561,6 +1634,13 @@ static void start_request(struct session *s)
         return;
     }
     begin_exchange(s, &h);
+    if (s->empty_lines > 0) {
+        char what[96];
+        snprintf(what, sizeof(what), "skip %zu empty line%s before the request line (RFC 9112 2.2)",
+                 s->empty_lines, s->empty_lines == 1 ? "" : "s");
+        emit_fix(s, 1, what);
+        s->empty_lines = 0;
+    }
     s->req_is_head = SHUNT_SLICE_IEQ_LIT(h.method, "HEAD");
     s->req_is_connect = SHUNT_SLICE_IEQ_LIT(h.method, "CONNECT");
     s->req_upgrade = h.has_upgrade && h.conn_upgrade;
@@ -1582,7 +1662,8 @@ static void start_request(struct session *s)
         return;
     }
     shunt_http_body_init(&s->req_body, h.framing, h.content_length, &cfg->limits);
-    if (prescan_body(&s->req_body, s->in.base + s->in.off + h.head_len, avail - h.head_len, &e)) {
+    s->req_body.hold_trailers = 1; /* see frame_body() */
+    if (prescan_body(s, &s->req_body, s->in.base + s->in.off + h.head_len, avail - h.head_len, &e)) {
         if (v.respond_body_free)
             free((char *)v.respond_body);
         answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
@@ -1692,15 +1773,102 @@ static long scan_body(struct session *s, struct shunt_http_body *body, const cha
     return shunt_http_body_scan(body, p, n, on_body_data, &c, e);
 }
 
-/* Frames the body bytes that arrived with a head (at <p>, <avail> bytes) so that they go out
- * in the same writev as the head: one system call for a small message. Returns how many
- * belong to the body; <body> was prescanned, so this cannot fail. */
-static size_t body_with_head(struct session *s, struct shunt_http_body *body, const char *p,
-                             size_t avail, int from_client)
+/* The array trailer fields are read into: max_headers entries, made on first use. */
+static struct shunt_http_header *trailer_fields(struct session *s)
 {
-    struct shunt_http_error e;
-    long n = avail > 0 ? scan_body(s, body, p, avail, from_client, &e) : 0;
-    return n > 0 ? (size_t)n : 0;
+    if (s->tr == NULL)
+        s->tr = shunt_xcalloc(s->w->cfg->limits.max_headers * sizeof(s->tr[0]));
+    return s->tr;
+}
+
+/*
+ * Returns 1 for a field that must not be forwarded in a trailer section: RFC 9110 6.5.1 and
+ * 6.5.2 say a recipient must not merge, and a sender must not generate, trailers that frame
+ * the message, route it, modify the request (controls, conditionals), authenticate, carry
+ * response control data or say how to process the content. A recipient that merges them
+ * anyway (some do) would read the message otherwise than shunt did. Cookies authenticate in
+ * practice; Connection and its kin manage the connection, which the trailer section is too
+ * late to change.
+ */
+static int trailer_forbidden(struct shunt_slice name)
+{
+    static const char *const names[] = {
+        /* framing */
+        "Transfer-Encoding", "Content-Length", "Trailer",
+        /* routing */
+        "Host",
+        /* request modifiers: controls and conditionals (RFC 9110 7.6.2, 10.1, 13) */
+        "Cache-Control", "Expect", "Max-Forwards", "Pragma", "Range", "TE", "If-Match",
+        "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range",
+        /* authentication (RFC 9110 11) and state */
+        "Authorization", "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate",
+        "Authentication-Info", "Proxy-Authentication-Info", "Cookie", "Set-Cookie",
+        /* response control data (RFC 9110 15, 10.2) */
+        "Age", "Expires", "Date", "Location", "Retry-After", "Vary", "Warning",
+        /* how to process the content */
+        "Content-Encoding", "Content-Type", "Content-Range",
+        /* connection management */
+        "Connection", "Keep-Alive", "Proxy-Connection", "Upgrade",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (shunt_slice_ieq(name, names[i], strlen(names[i])))
+            return 1;
+    return 0;
+}
+
+/*
+ * Frames the body bytes at <p> (<avail>) of <body> and appends what goes out to <iov> from
+ * *<n> (at most two entries): the bytes that belong to the message, as they came, except a
+ * trailer section, which waits in the buffer until it is whole and then goes out without
+ * the fields trailer_forbidden() names, each drop recorded. Returns how many bytes of <p>
+ * were framed (consume them), or -1 with <e> (offset relative to <p>) when the framing is
+ * invalid.
+ */
+static long frame_body(struct session *s, struct shunt_http_body *body, const char *p,
+                       size_t avail, int from_client, uv_buf_t *iov, size_t *n,
+                       struct shunt_http_error *e)
+{
+    long k = scan_body(s, body, p, avail, from_client, e);
+    if (k < 0)
+        return -1;
+    *n = iov_add(iov, *n, p, (size_t)k);
+    if (!body->at_trailers)
+        return k;
+    const char *t = p + k;
+    size_t nf;
+    struct shunt_http_header *f = trailer_fields(s);
+    long tl = shunt_http_body_trailers(body, t, avail - (size_t)k, f,
+                                       s->w->cfg->limits.max_headers, &nf, e);
+    if (tl < 0) {
+        e->offset += (size_t)k;
+        return -1;
+    }
+    if (tl == 0)
+        return k; /* the rest of the section is still to come */
+    size_t drop = 0;
+    for (size_t i = 0; i < nf; i++)
+        drop += trailer_forbidden(f[i].name);
+    if (drop == 0) {
+        *n = iov_add(iov, *n, t, (size_t)tl);
+        return k + tl;
+    }
+    /* rewritten into a buffer of its own: one iov entry whatever the fields */
+    scratch(&s->trbuf, &s->trbuf_cap, (size_t)tl);
+    size_t out = 0;
+    for (size_t i = 0; i < nf; i++) {
+        if (trailer_forbidden(f[i].name)) {
+            char what[160];
+            snprintf(what, sizeof(what), "drop trailer field %.*s (RFC 9110 6.5.1)",
+                     (int)(f[i].name.len > 64 ? 64 : f[i].name.len), f[i].name.base);
+            emit_fix(s, from_client, what);
+            continue;
+        }
+        memcpy(s->trbuf + out, f[i].line.base, f[i].line.len);
+        out += f[i].line.len;
+    }
+    memcpy(s->trbuf + out, "\r\n", 2);
+    iov[(*n)++] = uv_buf_init(s->trbuf, (unsigned)(out + 2));
+    return k + tl;
 }
 
 static int is_header(const struct shunt_http_header *f, const char *name, size_t len)
@@ -1720,6 +1888,96 @@ static struct shunt_slice wanted_host(const struct session *s, const struct rout
     return (struct shunt_slice){NULL, 0};
 }
 
+/* ------------------------------------------------------------------------ framing */
+
+/*
+ * shunt forwards bytes as they came, except what a downstream parser could read otherwise
+ * than shunt did (docs/framing.md). These helpers write the safe reading of an ambiguous
+ * head and record each change as made by "shunt", with the RFC section that allows it.
+ */
+
+/* Returns the one "Content-Length: N" line that goes out for a message <h> whose length
+ * was given more than once with one value (RFC 9110 8.6), written into <buf>, and records
+ * the change with the values as they came. */
+static struct shunt_slice one_content_length(struct session *s, const struct shunt_http_head *h,
+                                             int in_request, char *buf, size_t cap)
+{
+    char what[200];
+    size_t wl = 0;
+    wl += (size_t)snprintf(what, sizeof(what), "Content-Length ");
+    int first = 1;
+    for (size_t i = 0; i < h->n_headers && wl < sizeof(what); i++) {
+        const struct shunt_http_header *f = &h->headers[i];
+        if (!shunt_slice_ieq(f->name, "Content-Length", 14))
+            continue;
+        wl += (size_t)snprintf(what + wl, sizeof(what) - wl, "%s%.*s", first ? "" : ", ",
+                               (int)(f->value.len > 60 ? 60 : f->value.len), f->value.base);
+        first = 0;
+    }
+    if (wl < sizeof(what))
+        snprintf(what + wl, sizeof(what) - wl, " sent as one field (RFC 9110 8.6)");
+    emit_fix(s, in_request, what);
+    int l = snprintf(buf, cap, "Content-Length: %" PRIu64 "\r\n", h->content_length);
+    return shunt_slice_make(buf, (size_t)l);
+}
+
+/* On an edit of <h>: the repeated Content-Length becomes one field (RFC 9110 8.6). */
+static void edit_one_content_length(struct session *s, const struct shunt_http_head *h,
+                                    struct shunt_head_edit *e, int in_request)
+{
+    if (!h->cl_repeated)
+        return;
+    char line[48];
+    (void)one_content_length(s, h, in_request, line, sizeof(line));
+    char v[24];
+    int l = snprintf(v, sizeof(v), "%" PRIu64, h->content_length);
+    /* the first field takes the value in its place; the others go */
+    if (shunt_edit_set(e, "Content-Length", 14, v, (size_t)l) != 0)
+        assert(0); /* digits, and a field to set: cannot fail */
+}
+
+/* Appends the field lines of <h> to <iov> from <n>, the Content-Length fields of a message
+ * that repeats its length made one (the first one's place). Returns the new count. */
+static size_t add_fields_framed(struct session *s, const struct shunt_http_head *h, uv_buf_t *iov,
+                                size_t n, int in_request, char *cl_buf, size_t cl_cap)
+{
+    if (!h->cl_repeated)
+        return add_lines(iov, n, h->headers, 0, h->n_headers);
+    size_t run = 0;
+    int cl_done = 0;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        if (!is_header(&h->headers[i], "Content-Length", 14))
+            continue;
+        n = add_lines(iov, n, h->headers, run, i);
+        run = i + 1;
+        if (cl_done++ == 0) {
+            struct shunt_slice l = one_content_length(s, h, in_request, cl_buf, cl_cap);
+            iov[n++] = uv_buf_init((char *)l.base, (unsigned)l.len);
+        }
+    }
+    return add_lines(iov, n, h->headers, run, h->n_headers);
+}
+
+/* The status line of the response <h> (at <p>) as it goes to the client: as received, or,
+ * for "HTTP/1.1 200" without the SP before its empty reason, with it (RFC 9112 4: the SP
+ * is required; a client that splits on it would find no status). <record> says whether to
+ * record the change (once per head). */
+static uv_buf_t status_line(struct session *s, const struct shunt_http_head *h, const char *p,
+                            int record)
+{
+    if (h->start_line.len != 12)
+        return uv_buf_init((char *)p, (unsigned)(h->start_line.len + 2));
+    memcpy(s->resp_sl, p, 12);
+    memcpy(s->resp_sl + 12, " \r\n", 3);
+    if (record) {
+        char what[96];
+        snprintf(what, sizeof(what), "status line \"%.12s\" sent as \"%.12s \" (RFC 9112 4)", p,
+                 p);
+        emit_fix(s, 0, what);
+    }
+    return uv_buf_init(s->resp_sl, 15);
+}
+
 /* The request's fields when a head hook (rules) is set: the proxy's own changes and then
  * the hook's, made on an edit <e> of the head, which the caller disposes of. */
 static void request_fields_edited(struct session *s, const struct shunt_http_head *h,
@@ -1729,6 +1987,7 @@ static void request_fields_edited(struct session *s, const struct shunt_http_hea
     const struct shunt_proxy_config *cfg = s->w->cfg;
     struct shunt_slice want_host = wanted_host(s, rt);
     shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
+    edit_one_content_length(s, h, e, 1);
     if (shunt_edit_remove(e, "Proxy-Connection", 16) > 0)
         emit_change(s, 1, "remove Proxy-Connection");
     if (shunt_edit_remove(e, "Proxy-Authorization", 19) > 0)
@@ -1809,7 +2068,7 @@ static void send_request(struct session *s)
         goto fields_done;
     }
     struct shunt_slice want_host = wanted_host(s, &rt);
-    int host_done = 0;
+    int host_done = 0, cl_done = 0;
     size_t run = 0;
     for (size_t i = 0; i < h.n_headers; i++) {
         const struct shunt_http_header *f = &h.headers[i];
@@ -1820,6 +2079,14 @@ static void send_request(struct session *s)
         } else if (is_header(f, "Proxy-Authorization", 19)) {
             drop = 1;
             emit_change(s, 1, "remove Proxy-Authorization");
+        } else if (h.cl_repeated && is_header(f, "Content-Length", 14)) {
+            n = add_lines(iov, n, h.headers, run, i);
+            run = i + 1;
+            if (!cl_done) {
+                struct shunt_slice l = one_content_length(s, &h, 1, s->req_cl, sizeof(s->req_cl));
+                iov[n++] = uv_buf_init((char *)l.base, (unsigned)l.len);
+                cl_done = 1;
+            }
         } else if (want_host.base != NULL && is_header(f, "Host", 4)) {
             host_done = 1;
             if (!shunt_slice_ieq(f->value, want_host.base, want_host.len)) {
@@ -1856,9 +2123,11 @@ fields_done:
     n = iov_add(iov, n, p + h.head_len - 2, 2);
     emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, p, iov, n);
     s->head_emitted = 1;
-    size_t nb = body_with_head(s, &s->req_body, p + h.head_len,
-                               s->in.len - s->in.off - h.head_len, 1);
-    n = iov_add(iov, n, p + h.head_len, nb);
+    /* the body bytes that came with the head go in the same writev: one system call for a
+     * small message; the body was prescanned, so this cannot fail */
+    long fb = frame_body(s, &s->req_body, p + h.head_len, s->in.len - s->in.off - h.head_len, 1,
+                         iov, &n, &e);
+    size_t nb = fb > 0 ? (size_t)fb : 0;
 
     s->req_bytes += h.head_len + nb;
     s->t_send_start = now_us();
@@ -1891,7 +2160,9 @@ static int forward_request_body(struct session *s)
     const char *p = s->in.base + s->in.off;
     size_t avail = s->in.len - s->in.off;
     struct shunt_http_error e = {0};
-    long n = scan_body(s, &s->req_body, p, avail, 1, &e);
+    uv_buf_t iov[2];
+    size_t ni = 0;
+    long n = frame_body(s, &s->req_body, p, avail, 1, iov, &ni, &e);
     if (n < 0) {
         /* the head went out already: the origin gets a reset, the client a 400 */
         upstream_close(u, 1);
@@ -1900,9 +2171,8 @@ static int forward_request_body(struct session *s)
         return 0;
     }
     if (n > 0) {
-        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
         s->req_bytes += (uint64_t)n;
-        int wr = send_upstream(u, &b, 1);
+        int wr = send_upstream(u, iov, (unsigned)ni);
         buf_consume(s->w, &s->in, (size_t)n);
         if (s->rs == RS_WAIT) /* a slow upload is progress, not a silent server */
             arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
@@ -2031,6 +2301,7 @@ static size_t response_fields_edited(struct session *s, const struct shunt_http_
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
+    edit_one_content_length(s, h, e, 0);
     if (h->status == 401 && !cfg->reverse && cfg->proxy_support &&
         has_session_auth_challenge(h) &&
         shunt_edit_add(e, "Proxy-Support", 13, "Session-Based-Authentication", 28) == 0)
@@ -2100,7 +2371,8 @@ static int handle_response_head(struct session *s, struct upstream *u)
     if (final && fr == SHUNT_HTTP_BODY_CHUNKED) {
         struct shunt_http_body b;
         shunt_http_body_init(&b, fr, 0, &cfg->limits);
-        if (prescan_body(&b, p + h.head_len, avail - (size_t)r, &e) != 0) {
+        b.hold_trailers = 1;
+        if (prescan_body(s, &b, p + h.head_len, avail - (size_t)r, &e) != 0) {
             upstream_close(u, 0);
             answer(s, 502, "Bad Gateway", "shunt: the response body from %s:%d is malformed: %s",
                    u->host, u->port, shunt_http_reason_str(e.reason));
@@ -2112,14 +2384,14 @@ static int handle_response_head(struct session *s, struct upstream *u)
     if (edited && s->held == HOLD_RELEASED) { /* its time is up: the fields the rules made */
         s->held = HOLD_NONE;
         edited = 0;
-        iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
+        iov[n++] = status_line(s, &h, p, 0);
         n = iov_add(iov, n, s->kept, s->kept_len);
         goto fields_done;
     }
     if (edited) {
         struct shunt_hook_out out = {0};
         auth_on_response(s, &h);
-        iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
+        iov[n++] = status_line(s, &h, p, 1);
         n = response_fields_edited(s, &h, &edit, iov, n, &out);
         free(out.respond_fields); /* s:respond() is for requests */
         free(out.respond_body);
@@ -2138,7 +2410,8 @@ static int handle_response_head(struct session *s, struct upstream *u)
         }
         goto fields_done;
     }
-    iov[n++] = uv_buf_init((char *)p, (unsigned)(h.head_len - 2));
+    iov[n++] = status_line(s, &h, p, 1);
+    n = add_fields_framed(s, &h, iov, n, 0, s->resp_cl, sizeof(s->resp_cl));
     if (h.status == 401 && !cfg->reverse && cfg->proxy_support && has_session_auth_challenge(&h)) {
         /* Pairing makes connection-bound authentication work through us; say so, as Fiddler
          * does, or .NET clients will not authenticate through a proxy. */
@@ -2157,8 +2430,10 @@ fields_done:
     size_t nb = 0;
     if (final && h.status != 101) {
         shunt_http_body_init(&s->resp_body, fr, h.content_length, &cfg->limits);
-        nb = body_with_head(s, &s->resp_body, p + h.head_len, avail - h.head_len, 0);
-        n = iov_add(iov, n, p + h.head_len, nb);
+        s->resp_body.hold_trailers = 1;
+        /* prescanned: cannot fail */
+        long fb = frame_body(s, &s->resp_body, p + h.head_len, avail - h.head_len, 0, iov, &n, &e);
+        nb = fb > 0 ? (size_t)fb : 0;
     }
     /* bytes past a whole message's end go with it, as forward_response_body() says why */
     size_t extra = final && h.status != 101 && s->resp_body.done && s->held == HOLD_NONE
@@ -2221,7 +2496,9 @@ static int forward_response_body(struct session *s, struct upstream *u)
     const char *p = u->in.base + u->in.off;
     size_t avail = u->in.len - u->in.off;
     struct shunt_http_error e = {0};
-    long n = scan_body(s, &s->resp_body, p, avail, 0, &e);
+    uv_buf_t iov[3];
+    size_t ni = 0;
+    long n = frame_body(s, &s->resp_body, p, avail, 0, iov, &ni, &e);
     if (n < 0) {
         /* the head went out already: mirror as a reset, which is what the client would
          * have needed to see to know the message is broken */
@@ -2236,10 +2513,10 @@ static int forward_response_body(struct session *s, struct upstream *u)
      * write, as the client would read them from the server: a client that checks for
      * excess (curl, browsers) sees it where it would, and drops the connection. */
     size_t out = s->resp_body.done && s->held == HOLD_NONE ? avail : (size_t)n;
+    ni = iov_add(iov, ni, p + n, out - (size_t)n);
     if (out > 0) {
-        uv_buf_t b = uv_buf_init((char *)p, (unsigned)out);
         s->resp_bytes += (uint64_t)n;
-        int wr = send_client(s, &b, 1);
+        int wr = send_client(s, iov, (unsigned)ni);
         buf_consume(s->w, &u->in, out);
         if (wr != 0) {
             set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
@@ -2312,12 +2589,17 @@ static void process_upstream(struct upstream *u)
 /* ------------------------------------------------------------------------ the client side */
 
 /* After the client's FIN, a request body that stopped short of its length is all there will
- * be: what came is forwarded, then the FIN, as the client did it. */
+ * be: what came is forwarded, then the FIN, as the client did it, so that the server sees
+ * the request end unfinished; nothing is added to make it look whole. When the server then
+ * ends without a response, the client gets a 400 (answer_cut_request()). */
 static void client_body_cut(struct session *s)
 {
-    if (s->closing || !s->rd_eof || s->rq != RQ_BODY || has_input(s))
+    if (s->closing || !s->rd_eof || s->rq != RQ_BODY ||
+        (has_input(s) && !s->req_body.at_trailers))
         return;
+    buf_release(s->w, &s->in); /* a trailer section cut short: it never goes out */
     s->error = "client closed before the end of the request body";
+    s->req_cut = 1;
     s->rq = RQ_DONE;
     mirror_client_fin(s);
     maybe_done(s);
@@ -2534,6 +2816,24 @@ static int raced_idle_close(const struct session *s, const struct upstream *u)
     return s->ex_reused && s->t_first_byte == 0 && !(u->in.base != NULL && u->in.off < u->in.len);
 }
 
+/* A server that ends its connection without a response to a request whose body the client
+ * cut short is not at fault: the request was incomplete (RFC 9112 8), so the client gets a
+ * 400, not a 502. Returns 1 when it answered so. */
+static int answer_cut_request(struct session *s, struct upstream *u)
+{
+    if (!s->req_cut)
+        return 0;
+    char host[256];
+    int port = u->port;
+    snprintf(host, sizeof(host), "%s", u->host);
+    upstream_close(u, 0);
+    answer(s, 400, "Bad Request",
+           "shunt: bad request: the client closed after %" PRIu64 " bytes of the request body, "
+           "before its end; %s:%d got them and the close, and no response",
+           s->req_body.payload, host, port);
+    return 1;
+}
+
 static void on_upstream_error(struct upstream *u, int err)
 {
     struct session *s = u->s;
@@ -2546,6 +2846,8 @@ static void on_upstream_error(struct upstream *u, int err)
         return;
     }
     if (u == s->cur && s->in_exchange && !s->resp_started && !s->tunnel) {
+        if (answer_cut_request(s, u))
+            return;
         if (raced_idle_close(s, u)) {
             set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_RST);
             s->error = "server reset the reused connection without responding";
@@ -2609,6 +2911,8 @@ static void on_upstream_eof(struct upstream *u)
     if (s->rs == RS_WAIT) {
         int partial = u->in.base != NULL && u->in.off < u->in.len;
         set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
+        if (answer_cut_request(s, u))
+            return;
         if (raced_idle_close(s, u)) {
             s->error = "server closed the reused connection without responding";
             upstream_close(u, 0);

@@ -78,6 +78,7 @@ struct head_case {
     uint64_t cl; /* expected content_length when framing is LENGTH */
     int keep;    /* expected shunt_http_keeps_alive(), or ANY */
     const struct shunt_http_limits *lim;
+    int cl_rep;  /* expected cl_repeated when framing is LENGTH */
 };
 
 static const struct shunt_http_limits lim_line16 = {16, 65536, 100};
@@ -96,6 +97,10 @@ static const struct shunt_http_limits lim_trailer8 = {8192, 8, 1};
 #define OK(n, k, s, fr, c, ka)                                                                     \
     {.name = n, .kind = k, .raw = s, .len = sizeof(s) - 1, .ret = WHOLE, .framing = fr, .cl = c,  \
      .keep = ka}
+/* A complete head whose Content-Length is repeated with one value. */
+#define OK_CL_REP(n, k, s, c)                                                                      \
+    {.name = n, .kind = k, .raw = s, .len = sizeof(s) - 1, .ret = WHOLE, .framing = LENGTH,       \
+     .cl = c, .keep = 1, .cl_rep = 1}
 /* A complete head <h> followed by bytes <rest> that are not part of it. */
 #define PIPE(n, k, h, rest, fr, c, ka)                                                             \
     {.name = n, .kind = k, .raw = h rest, .len = sizeof(h rest) - 1, .ret = sizeof(h) - 1,        \
@@ -131,9 +136,13 @@ static const struct head_case head_cases[] = {
     PIPE("post_content_length_pipelined", REQ, P11 "Content-Length: 5\r\n\r\n",
          "helloGET / HTTP/1.1\r\n", LENGTH, 5, 1),
     OK("content_length_zero", REQ, P11 "Content-Length: 0\r\n\r\n", LENGTH, 0, 1),
-    OK("content_length_list_equal", REQ, P11 "Content-Length: 5 , 5,5\r\n\r\n", LENGTH, 5, 1),
-    OK("content_length_fields_equal", REQ, P11 "Content-Length: 5\r\ncontent-length: 5\r\n\r\n",
-       LENGTH, 5, 1),
+    OK_CL_REP("content_length_list_equal", REQ, P11 "Content-Length: 5 , 5,5\r\n\r\n", 5),
+    OK_CL_REP("content_length_fields_equal", REQ,
+              P11 "Content-Length: 5\r\ncontent-length: 5\r\n\r\n", 5),
+    OK_CL_REP("content_length_list_and_field", REQ,
+              P11 "Content-Length: 0, 0\r\nX: 1\r\nContent-Length: 00\r\n\r\n", 0),
+    OK_CL_REP("response_content_length_repeated", RESP,
+              "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n", 2),
     OK("content_length_max", REQ, P11 "Content-Length: 18446744073709551615\r\n\r\n", LENGTH,
        UINT64_MAX, 1),
     OK("content_length_leading_zeros", REQ, P11 "Content-Length: 007\r\n\r\n", LENGTH, 7, 1),
@@ -172,10 +181,28 @@ static const struct head_case head_cases[] = {
     ERR("te_chunked_not_last_over_fields", REQ,
         P11 "Transfer-Encoding: chunked\r\nTransfer-Encoding: ", "gzip\r\n\r\n", TE_NOT_CHUNKED),
     ERR("te_chunked_twice", REQ, P11 "Transfer-Encoding: chunked, ", "chunked\r\n\r\n",
-        BAD_TRANSFER_ENCODING),
+        TE_CHUNKED_TWICE),
     ERR("te_chunked_twice_over_fields", REQ,
         P11 "Transfer-Encoding: chunked\r\nTransfer-Encoding: ", "chunked\r\n\r\n",
-        BAD_TRANSFER_ENCODING),
+        TE_CHUNKED_TWICE),
+    /* issue 10: framing no one can read two ways */
+    ERR("te_chunked_with_parameter", REQ, P11 "Transfer-Encoding: ", "chunked;foo=bar\r\n\r\n",
+        TE_CHUNKED_PARAMS),
+    ERR("te_chunked_with_quoted_parameter", REQ, P11 "Transfer-Encoding: gzip, ",
+        "chunked ; a=\"b\"\r\n\r\n", TE_CHUNKED_PARAMS),
+    ERR("te_unknown_coding", REQ, P11 "Transfer-Encoding: ", "foo, chunked\r\n\r\n",
+        TE_UNKNOWN),
+    ERR("te_identity_is_unknown", REQ, P11 "Transfer-Encoding: gzip, ",
+        "identity, chunked\r\n\r\n", TE_UNKNOWN),
+    OK("te_known_codings", REQ,
+       P11 "Transfer-Encoding: x-gzip, Deflate, compress, X-Compress, chunked\r\n\r\n",
+       CHUNKED, 0, 1),
+    OK("response_te_unknown_coding_then_chunked", RESP,
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding: foo, chunked\r\n\r\n", CHUNKED, 0, 1),
+    ERR("response_te_chunked_with_parameter", RESP, "HTTP/1.1 200 OK\r\nTransfer-Encoding: ",
+        "chunked;q=1\r\n\r\n", TE_CHUNKED_PARAMS),
+    ERR("response_te_chunked_twice", RESP, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, ",
+        "chunked\r\n\r\n", TE_CHUNKED_TWICE),
     ERR("te_empty", REQ, P11 "Transfer-Encoding: ", "\r\n\r\n", BAD_TRANSFER_ENCODING),
     ERR("te_bad_coding", REQ, P11 "Transfer-Encoding: ", "@chunked\r\n\r\n",
         BAD_TRANSFER_ENCODING),
@@ -192,6 +219,27 @@ static const struct head_case head_cases[] = {
         TE_AND_CL),
     ERR("te_in_http10", REQ, "POST / HTTP/1.0\r\n", "Transfer-Encoding: chunked\r\n\r\n",
         TE_HTTP10),
+    OK("host_name_and_port", REQ, "GET / HTTP/1.1\r\nHost: Example.COM:8080\r\n\r\n", NONE, 0, 1),
+    OK("host_reg_name_chars", REQ, "GET / HTTP/1.1\r\nHost: a-b.c_d~e!$&'()*+;=%41\r\n\r\n", NONE,
+       0, 1),
+    OK("host_ipv4", REQ, "GET / HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n", NONE, 0, 1),
+    OK("host_ipv6", REQ, "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", NONE, 0, 1),
+    OK("host_ipv6_no_port", REQ, "GET / HTTP/1.1\r\nHost: [fe80::1.2.3.4]\r\n\r\n", NONE, 0, 1),
+    OK("host_empty_port", REQ, "GET / HTTP/1.1\r\nHost: a:\r\n\r\n", NONE, 0, 1),
+    OK("host_port_65535", REQ, "GET / HTTP/1.1\r\nHost: a:65535\r\n\r\n", NONE, 0, 1),
+    ERR("host_space", REQ, "GET / HTTP/1.1\r\nHost: a", " b\r\n\r\n", BAD_HOST),
+    ERR("host_slash", REQ, "GET / HTTP/1.1\r\nHost: a", "/b\r\n\r\n", BAD_HOST),
+    ERR("host_userinfo", REQ, "GET / HTTP/1.1\r\nHost: user", "@a\r\n\r\n", BAD_HOST),
+    ERR("host_comma", REQ, "GET / HTTP/1.1\r\nHost: a", ",b\r\n\r\n", BAD_HOST),
+    ERR("host_bad_port", REQ, "GET / HTTP/1.1\r\nHost: a:8", "x\r\n\r\n", BAD_HOST),
+    ERR("host_port_overflow", REQ, "GET / HTTP/1.1\r\nHost: a:6553", "6\r\n\r\n", BAD_HOST),
+    ERR("host_two_ports", REQ, "GET / HTTP/1.1\r\nHost: a:1", ":2\r\n\r\n", BAD_HOST),
+    ERR("host_bad_pct", REQ, "GET / HTTP/1.1\r\nHost: a", "%4g\r\n\r\n", BAD_HOST),
+    ERR("host_ipv6_unclosed", REQ, "GET / HTTP/1.1\r\nHost: [::1", "\r\n\r\n", BAD_HOST),
+    ERR("host_ipv6_bad_char", REQ, "GET / HTTP/1.1\r\nHost: [::", "g]\r\n\r\n", BAD_HOST),
+    ERR("host_ipv6_empty", REQ, "GET / HTTP/1.1\r\nHost: [", "]\r\n\r\n", BAD_HOST),
+    ERR("host_after_ipv6", REQ, "GET / HTTP/1.1\r\nHost: [::1]", "x\r\n\r\n", BAD_HOST),
+    ERR("host_http10_checked_too", REQ, "GET / HTTP/1.0\r\nHost: a", "\\b\r\n\r\n", BAD_HOST),
     ERR("no_host", REQ, "GET / HTTP/1.1\r\nX: y\r\n", "\r\n", NO_HOST),
     ERR("multiple_host", REQ, H11, "Host: b\r\n\r\n", MULTIPLE_HOST),
     ERR("multiple_host_http10", REQ, "GET / HTTP/1.0\r\nHost: a\r\n", "host: a\r\n\r\n",
@@ -393,8 +441,10 @@ static void check_outcome(const struct head_case *c, const struct outcome *o)
     assert_int_equal(h->head_len, (size_t)o->ret);
     if (c->framing != ANY)
         assert_int_equal(h->framing, c->framing);
-    if (c->framing == LENGTH)
+    if (c->framing == LENGTH) {
         assert_int_equal(h->content_length, c->cl);
+        assert_int_equal(h->cl_repeated, c->cl_rep);
+    }
     if (c->keep != ANY)
         assert_int_equal(shunt_http_keeps_alive(h), c->keep);
     assert_ptr_equal(h->headers, o->headers);
@@ -428,6 +478,7 @@ static void assert_same_outcome(const struct outcome *a, const struct outcome *b
     assert_int_equal(x->n_headers, y->n_headers);
     assert_int_equal(x->framing, y->framing);
     assert_int_equal(x->content_length, y->content_length);
+    assert_int_equal(x->cl_repeated, y->cl_repeated);
     assert_int_equal(shunt_http_keeps_alive(x), shunt_http_keeps_alive(y));
     for (size_t k = 0; k < x->n_headers; k++) {
         assert_same_slice(x->headers[k].name, a->buf, y->headers[k].name, b->buf);
@@ -611,34 +662,65 @@ struct body_outcome {
     struct sink sink;
 };
 
-/* Feeds the case in pieces of <piece> bytes (0: whole), each piece against the guard page. */
-static void feed_body(const struct body_case *c, size_t piece, struct body_outcome *o)
+/* Feeds the case in pieces of <piece> bytes (0: whole), each piece against the guard page.
+ * With <hold> (chunked only) the scan stops in front of the trailer section, which is then
+ * read whole by shunt_http_body_trailers() from the bytes delivered so far, as a proxy that
+ * rewrites trailers does: the outcome must be the same as without. */
+static void feed_body(const struct body_case *c, size_t piece, int hold, struct body_outcome *o)
 {
     const struct shunt_http_limits def = SHUNT_HTTP_LIMITS_DEFAULT;
     struct shunt_http_body body;
     struct shunt_http_error err;
-    size_t pos = 0;
+    struct shunt_http_header fields[MAX_FIELDS];
+    size_t pos = 0, consumed = 0;
 
     memset(o, 0, sizeof(*o));
     shunt_http_body_init(&body, c->framing, c->cl, c->lim != NULL ? c->lim : &def);
+    body.hold_trailers = hold;
     do {
-        size_t n = piece == 0 || c->len - pos < piece ? c->len - pos : piece;
-        const char *p = at_guard(c->raw + pos, n);
-        long r = shunt_http_body_scan(&body, p, n, collect, &o->sink, &err);
-        if (r < 0) {
-            o->ret = r;
-            o->reason = err.reason;
-            o->off = pos + err.offset;
-            assert_in_range(err.offset, 0, n - 1);
-            return;
+        pos += piece == 0 || c->len - pos < piece ? c->len - pos : piece;
+        for (;;) {
+            size_t avail = pos - consumed;
+            const char *p = at_guard(c->raw + consumed, avail);
+            if (body.at_trailers) {
+                size_t nf = 99;
+                long t = shunt_http_body_trailers(&body, p, avail, fields, MAX_FIELDS, &nf, &err);
+                if (t < 0) {
+                    o->ret = t;
+                    o->reason = err.reason;
+                    o->off = consumed + err.offset;
+                    return;
+                }
+                if (t > 0) {
+                    assert_true(body.done);
+                    assert_in_range(t, 2, (long)avail);
+                    for (size_t k = 0; k < nf; k++)
+                        assert_within(fields[k].line, p, (size_t)t);
+                    consumed += (size_t)t;
+                } else {
+                    assert_int_equal(nf, 0);
+                }
+                break;
+            }
+            long r = shunt_http_body_scan(&body, p, avail, collect, &o->sink, &err);
+            if (r < 0) {
+                o->ret = r;
+                o->reason = err.reason;
+                o->off = consumed + err.offset;
+                assert_in_range(err.offset, 0, avail - 1);
+                return;
+            }
+            assert_in_range(r, 0, (long)avail);
+            assert_int_equal(err.reason, SHUNT_HTTP_R_NONE);
+            if ((size_t)r < avail)
+                assert_true(body.done || body.at_trailers);
+            consumed += (size_t)r;
+            if (!body.at_trailers)
+                break;
+            assert_true(hold);
         }
-        assert_in_range(r, 0, (long)n);
-        assert_int_equal(err.reason, SHUNT_HTTP_R_NONE);
-        if ((size_t)r < n)
-            assert_true(body.done);
-        o->ret += r;
-        pos += n;
     } while (pos < c->len);
+    o->ret = (long)consumed;
     o->done = body.done;
     assert_int_equal(body.payload, o->sink.len);
 }
@@ -649,21 +731,23 @@ static void run_body_case(void **state)
     static const size_t pieces[] = {0, 1, 2, 3, 7};
     long want = c->ret == WHOLE ? (long)c->len : c->ret;
 
-    for (size_t k = 0; k < sizeof(pieces) / sizeof(pieces[0]); k++) {
-        struct body_outcome o;
-        feed_body(c, pieces[k], &o);
-        assert_int_equal(o.ret, want);
-        if (want == SHUNT_EPARSE) {
-            assert_string_equal(shunt_http_reason_name(o.reason),
-                                shunt_http_reason_name(c->reason));
-            assert_int_equal(o.off, c->offset);
-            continue;
-        }
-        assert_int_equal(o.done, c->done);
-        assert_false(o.sink.overflow);
-        if (c->payload != NULL) {
-            assert_int_equal(o.sink.len, c->payload_len);
-            assert_memory_equal(o.sink.data, c->payload, c->payload_len);
+    for (int hold = 0; hold <= (c->framing == CHUNKED); hold++) {
+        for (size_t k = 0; k < sizeof(pieces) / sizeof(pieces[0]); k++) {
+            struct body_outcome o;
+            feed_body(c, pieces[k], hold, &o);
+            assert_int_equal(o.ret, want);
+            if (want == SHUNT_EPARSE) {
+                assert_string_equal(shunt_http_reason_name(o.reason),
+                                    shunt_http_reason_name(c->reason));
+                assert_int_equal(o.off, c->offset);
+                continue;
+            }
+            assert_int_equal(o.done, c->done);
+            assert_false(o.sink.overflow);
+            if (c->payload != NULL) {
+                assert_int_equal(o.sink.len, c->payload_len);
+                assert_memory_equal(o.sink.data, c->payload, c->payload_len);
+            }
         }
     }
 }
@@ -678,6 +762,40 @@ static const struct shunt_http_limits lim_default = SHUNT_HTTP_LIMITS_DEFAULT;
         assert_int_equal(s_.len, sizeof(lit) - 1);                                                 \
         assert_memory_equal(s_.base, (lit), sizeof(lit) - 1);                                      \
     } while (0)
+
+/* Held trailers: the scan stops right after the last chunk, reports nothing more until the
+ * section is read, and the section's fields are sliced in wire order. */
+static void body_trailers_held(void **state)
+{
+    (void)state;
+    static const char raw[] = "5\r\nhello\r\n0;x=1\r\nX-Sum: 1\r\nContent-Length:  9 \r\n\r\nNEXT";
+    struct shunt_http_body body;
+    struct shunt_http_error err;
+    struct shunt_http_header f[4];
+    size_t nf = 0;
+    shunt_http_body_init(&body, CHUNKED, 0, &lim_default);
+    body.hold_trailers = 1;
+    assert_int_equal(shunt_http_body_scan(&body, raw, sizeof(raw) - 1, NULL, NULL, &err), 17);
+    assert_true(body.at_trailers);
+    assert_false(body.done);
+    assert_int_equal(shunt_http_body_scan(&body, raw + 17, 5, NULL, NULL, &err), 0);
+    assert_int_equal(shunt_http_body_eof(&body), 0);
+    /* incomplete, then whole: the same start, more bytes */
+    assert_int_equal(shunt_http_body_trailers(&body, raw + 17, 20, f, 4, &nf, &err), 0);
+    long t = shunt_http_body_trailers(&body, raw + 17, sizeof(raw) - 1 - 17, f, 4, &nf, &err);
+    assert_int_equal(t, sizeof(raw) - 1 - 17 - 4);
+    assert_true(body.done);
+    assert_false(body.at_trailers);
+    assert_int_equal(nf, 2);
+    ASSERT_SLICE(f[0].name, "X-Sum");
+    ASSERT_SLICE(f[1].name, "Content-Length");
+    ASSERT_SLICE(f[1].value, "9");
+    ASSERT_SLICE(f[1].line, "Content-Length:  9 \r\n");
+    /* a body not stopped at its trailers has none to read */
+    shunt_http_body_init(&body, CHUNKED, 0, &lim_default);
+    assert_int_equal(shunt_http_body_trailers(&body, "\r\n", 2, f, 4, &nf, &err), SHUNT_EPARSE);
+    assert_int_equal(err.reason, SHUNT_HTTP_R_BAD_TRAILER);
+}
 
 static void request_slices_keep_wire_bytes(void **state)
 {
@@ -963,6 +1081,7 @@ int main(void)
         cmocka_unit_test(response_slices),
         cmocka_unit_test(response_framing_by_request),
         cmocka_unit_test(body_eof_semantics),
+        cmocka_unit_test(body_trailers_held),
         cmocka_unit_test(body_error_is_sticky),
         cmocka_unit_test(default_limits),
         cmocka_unit_test(long_head_in_pieces),
