@@ -55,6 +55,13 @@ struct pending {
     char by[160];
 };
 
+/* A growable byte buffer on the C side, owned by the state (not by a C frame that a Lua
+ * error could jump over). Its bytes count against the state's memory limit. */
+struct cbuf {
+    char *p;
+    size_t len, cap;
+};
+
 /* The C side of one lua_State (found through lua_getextraspace). */
 struct lstate {
     lua_State *L;
@@ -63,8 +70,9 @@ struct lstate {
     int checking;          /* the scratch state of a load/reload: modules are read from disk */
     int ref_req, ref_resp; /* the hooks, LUA_NOREF when the file does not define them */
     int ref_connect, ref_close;
-    size_t mem_used;
+    size_t mem_used; /* Lua's heap plus what the C side holds for the rules (c_grow) */
     int exceeded; /* the instruction budget ran out in this call */
+    struct cbuf build; /* s:respond()'s header lines while they are built */
     /* the hook call under way */
     struct shunt_head_edit *edit;
     const struct shunt_head_ctx *ctx;
@@ -173,6 +181,46 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (p != NULL)
         st->mem_used = st->mem_used - osize + nsize;
     return p;
+}
+
+/* Makes room for <n> more bytes in <b>, counted against the memory limit of <st>. Returns 0,
+ * or -1 when the limit or malloc says no. No Lua error. */
+static int cbuf_reserve(struct lstate *st, struct cbuf *b, size_t n)
+{
+    if (n <= b->cap - b->len)
+        return 0;
+    if (n > SHUNT_LUA_MAX_MEMORY)
+        return -1;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < n)
+        cap *= 2;
+    if (st->mem_used + (cap - b->cap) > SHUNT_LUA_MAX_MEMORY)
+        return -1;
+    char *p = realloc(b->p, cap);
+    if (p == NULL)
+        return -1;
+    st->mem_used += cap - b->cap;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* Appends <n> bytes to <b>, or raises "not enough memory". MAY_LJMP */
+static void cbuf_add(lua_State *L, struct cbuf *b, const char *s, size_t n) MAY_LJMP
+{
+    if (cbuf_reserve(state_of(L), b, n) != 0)
+        luaL_error(L, "not enough memory (rules hold at most %d MiB)",
+                   (int)(SHUNT_LUA_MAX_MEMORY >> 20));
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+/* Frees <b>'s bytes and gives them back to the state's memory limit. */
+static void cbuf_dispose(struct lstate *st, struct cbuf *b)
+{
+    free(b->p);
+    st->mem_used -= b->cap;
+    memset(b, 0, sizeof(*b));
 }
 
 /* The instruction budget: the first time it runs out, the call is stopped; from then on
@@ -507,8 +555,10 @@ static int s_flag(lua_State *L) MAY_LJMP
 #define MAX_RESPOND_BODY (16u * 1024 * 1024)
 
 /* Appends "name: value\r\n" to <b> after checking both (no header injection); framing
- * fields are the proxy's and are skipped. MAY_LJMP */
-static void respond_field(lua_State *L, luaL_Buffer *b, int name_idx, int value_idx) MAY_LJMP
+ * fields are the proxy's and are skipped. The lines are built in C, not in a luaL_Buffer:
+ * a luaL_Buffer must stay at the top of the stack, and the values read here are pushed
+ * above it (its box then landed in their slot and was freed by their pop). MAY_LJMP */
+static void respond_field(lua_State *L, struct cbuf *b, int name_idx, int value_idx) MAY_LJMP
 {
     size_t nl, vl;
     if (lua_type(L, name_idx) != LUA_TSTRING)
@@ -523,15 +573,16 @@ static void respond_field(lua_State *L, luaL_Buffer *b, int name_idx, int value_
         luaL_error(L, "s:respond: '%s' is not a header name", n);
     if (!shunt_edit_field_valid(n, nl, v, vl))
         luaL_error(L, "s:respond: the value of %s holds CR, LF or NUL", n);
-    lua_pop(L, 1); /* luaL_tolstring's copy */
-    if ((nl == 14 && strncasecmp(n, "Content-Length", 14) == 0) ||
-        (nl == 17 && strncasecmp(n, "Transfer-Encoding", 17) == 0) ||
-        (nl == 10 && strncasecmp(n, "Connection", 10) == 0))
-        return; /* framing is the proxy's */
-    luaL_addlstring(b, n, nl);
-    luaL_addlstring(b, ": ", 2);
-    luaL_addlstring(b, v, vl);
-    luaL_addlstring(b, "\r\n", 2);
+    int framing = (nl == 14 && strncasecmp(n, "Content-Length", 14) == 0) ||
+                  (nl == 17 && strncasecmp(n, "Transfer-Encoding", 17) == 0) ||
+                  (nl == 10 && strncasecmp(n, "Connection", 10) == 0);
+    if (!framing) { /* framing is the proxy's */
+        cbuf_add(L, b, n, nl);
+        cbuf_add(L, b, ": ", 2);
+        cbuf_add(L, b, v, vl);
+        cbuf_add(L, b, "\r\n", 2);
+    }
+    lua_pop(L, 1); /* luaL_tolstring's copy, popped once <v> is copied */
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -559,8 +610,8 @@ static int s_respond(lua_State *L) MAY_LJMP
     const char *body = lua_isnoneornil(L, 4) ? "" : luaL_checklstring(L, 4, &bl);
     if (bl > MAX_RESPOND_BODY)
         return luaL_error(L, "s:respond: the body is larger than 16 MiB");
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
+    struct cbuf *b = &st->build;
+    b->len = 0;
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         if (lua_rawlen(L, 3) > 0) { /* a list of {name, value} */
@@ -570,7 +621,7 @@ static int s_respond(lua_State *L) MAY_LJMP
                     luaL_error(L, "s:respond: header %d is not a {name, value} pair", (int)i);
                 lua_rawgeti(L, -1, 1);
                 lua_rawgeti(L, -2, 2);
-                respond_field(L, &b, -2, -1);
+                respond_field(L, b, -2, -1);
                 lua_pop(L, 3);
             }
         } else { /* a map: in name order, so that the answer is the same every time */
@@ -592,22 +643,22 @@ static int s_respond(lua_State *L) MAY_LJMP
                 lua_pushlstring(L, names[i].base, names[i].len);
                 lua_pushvalue(L, -1);
                 lua_rawget(L, 3);
-                respond_field(L, &b, -2, -1);
+                respond_field(L, b, -2, -1);
                 lua_pop(L, 2);
             }
         }
     }
-    luaL_pushresult(&b);
-    size_t fl;
-    const char *fields = lua_tolstring(L, -1, &fl);
+    size_t fl = b->len;
     char *f = malloc(fl + 1), *bd = malloc(bl + 1);
     if (f == NULL || bd == NULL) {
         free(f);
         free(bd);
         return luaL_error(L, "not enough memory");
     }
-    memcpy(f, fields, fl);
+    memcpy(f, b->p, fl);
     memcpy(bd, body, bl);
+    if (b->cap > 64 * 1024)
+        cbuf_dispose(st, b); /* a big answer's room is not kept between calls */
     free(st->out.respond_fields); /* a second s:respond() replaces the first */
     free(st->out.respond_body);
     st->out.respond_status = (int)status;
@@ -755,6 +806,7 @@ static void state_free(struct lstate *st)
         return;
     if (st->L != NULL)
         lua_close(st->L);
+    free(st->build.p);
     free(st->pend);
     free(st);
 }
