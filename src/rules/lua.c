@@ -471,13 +471,15 @@ static int l_log(lua_State *L) MAY_LJMP
  * in the bundle), taken from the bundle when a worker builds its state. MAY_LJMP */
 static int l_require(lua_State *L) MAY_LJMP
 {
-    const char *name = luaL_checkstring(L, 1);
+    size_t nl;
+    const char *name = luaL_checklstring(L, 1, &nl);
     struct lstate *st = state_of(L);
+    if (nl != strlen(name)) /* a NUL inside: the name C sees would not be the rule's */
+        return luaL_error(L, "require '%s': not a module name", name);
     lua_getfield(L, LUA_REGISTRYINDEX, "shunt.loaded");
     if (lua_getfield(L, -1, name) != LUA_TNIL)
         return 1;
     lua_pop(L, 1);
-    size_t nl = strlen(name);
     if (nl == 0 || nl > 100 || name[0] == '.' || name[nl - 1] == '.' || strstr(name, ".."))
         return luaL_error(L, "require '%s': not a module name", name);
     for (size_t i = 0; i < nl; i++) {
@@ -533,10 +535,24 @@ static int l_require(lua_State *L) MAY_LJMP
     return 1;
 }
 
+/* Raises unless argument <arg> is a session object (a table with the session metatable):
+ * the methods and __index never trust what they are given. MAY_LJMP */
+static void check_session(lua_State *L, int arg) MAY_LJMP
+{
+    int ok = lua_type(L, arg) == LUA_TTABLE && lua_getmetatable(L, arg);
+    if (ok) {
+        luaL_getmetatable(L, MT_SESSION);
+        ok = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    if (!ok)
+        luaL_typeerror(L, arg, "session");
+}
+
 /* s:flag(text): marks the exchange. MAY_LJMP */
 static int s_flag(lua_State *L) MAY_LJMP
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    check_session(L, 1);
     const char *text = luaL_checkstring(L, 2);
     struct lstate *st = state_of(L);
     if (st->ctx == NULL)
@@ -597,7 +613,7 @@ static int cmp_name(const void *a, const void *b)
  * {{"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}} (sent as listed). MAY_LJMP */
 static int s_respond(lua_State *L) MAY_LJMP
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    check_session(L, 1);
     lua_Integer status = luaL_checkinteger(L, 2);
     struct lstate *st = state_of(L);
     if (st->ctx == NULL)
@@ -675,7 +691,7 @@ static int s_respond(lua_State *L) MAY_LJMP
  * MAY_LJMP */
 static int s_delay(lua_State *L) MAY_LJMP
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    check_session(L, 1);
     lua_Number ms = luaL_checknumber(L, 2);
     struct lstate *st = state_of(L);
     if (st->ctx == NULL || st->ctx->out == NULL)
@@ -757,17 +773,26 @@ static int build(lua_State *L) MAY_LJMP
     lua_pushcfunction(L, l_log);
     lua_setglobal(L, "print");
 
+    /* Each metatable is protected: getmetatable() gives false and setmetatable() refuses,
+     * so that rules never hold the raw C functions (which could then be called with any
+     * argument) nor change how the objects behave. */
     luaL_newmetatable(L, MT_HEADERS);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
     luaL_newlib(L, headers_methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, h_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
     luaL_newmetatable(L, MT_OPTION);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
     lua_pushcfunction(L, opt_index);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newmetatable(L, MT_SESSION);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
     luaL_newlib(L, session_methods);
     lua_pushcclosure(L, session_index, 1);
     lua_setfield(L, -2, "__index");
@@ -1070,6 +1095,9 @@ static int push_part(lua_State *L, struct lstate *st, const char *k) MAY_LJMP
  * MAY_LJMP */
 static int session_index(lua_State *L) MAY_LJMP
 {
+    check_session(L, 1);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return 0;
     const char *k = lua_tostring(L, 2);
     if (k == NULL)
         return 0;
