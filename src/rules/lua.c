@@ -22,6 +22,7 @@
 
 #include "core/log.h"
 #include "core/mem.h"
+#include "rules/luapat.h"
 #include "rules/options.h"
 
 #define MAY_LJMP /* this function may raise a Lua error (longjmp) */
@@ -71,7 +72,10 @@ struct lstate {
     int ref_req, ref_resp; /* the hooks, LUA_NOREF when the file does not define them */
     int ref_connect, ref_close;
     size_t mem_used; /* Lua's heap plus what the C side holds for the rules (c_grow) */
+    long left;    /* instructions the call under way may still run, all threads together */
+    long limit;   /* what it started with */
     int exceeded; /* the instruction budget ran out in this call */
+    char exceeded_at[160]; /* where: "rules.lua:7" */
     struct cbuf build; /* s:respond()'s header lines while they are built */
     /* the hook call under way */
     struct shunt_head_edit *edit;
@@ -223,25 +227,62 @@ static void cbuf_dispose(struct lstate *st, struct cbuf *b)
     memset(b, 0, sizeof(*b));
 }
 
-/* The instruction budget: the first time it runs out, the call is stopped; from then on
- * every instruction raises, so that a rule catching the error with pcall cannot go on. */
+/* Instructions a thread runs between two looks at the shared budget. */
+#define SLICE 1000
+
+/* The instruction budget of a hook call, shared by every thread (coroutine) of the state:
+ * each thread carries this count hook (lua_newthread copies its creator's), which charges
+ * the instructions the thread ran since its last call to st->left. The first time the budget
+ * runs out, the call is stopped; from then on the hook of every thread that runs again
+ * fires at each instruction and raises, so that a rule catching the error with pcall, or
+ * resuming another coroutine, cannot go on. */
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
     struct lstate *st = state_of(L);
+    int count = lua_gethookcount(L);
     if (!st->exceeded) {
+        st->left -= count;
+        if (st->left > 0) {
+            if (count != SLICE) /* a thread stopped in an earlier call */
+                lua_sethook(L, count_hook, LUA_MASKCOUNT, SLICE);
+            return;
+        }
         st->exceeded = 1;
-        lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+        lua_getinfo(L, "Sl", ar);
+        snprintf(st->exceeded_at, sizeof(st->exceeded_at), "%s:%d", ar->short_src,
+                 ar->currentline);
     }
+    if (count != 1)
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
     lua_getinfo(L, "Sl", ar);
     lua_pushfstring(L, "%s:%d: instruction limit exceeded (%d instructions)", ar->short_src,
-                    ar->currentline, SHUNT_LUA_MAX_INSTRUCTIONS);
+                    ar->currentline, (int)st->limit);
     lua_error(L);
 }
 
-static void budget(lua_State *L, int count)
+/* Gives the next call (a hook, the top level, the finalizers of lua_close) <count>
+ * instructions. The hook stays set between calls: threads kept from an earlier call run
+ * only inside a later one, and count against its budget. */
+static void budget(lua_State *L, long count)
 {
-    state_of(L)->exceeded = 0;
-    lua_sethook(L, count_hook, LUA_MASKCOUNT, count); /* also resets the count */
+    struct lstate *st = state_of(L);
+    st->exceeded = 0;
+    st->left = st->limit = count;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, SLICE); /* also restarts the thread's count */
+}
+
+/* The status of a call that returned <r>: a call whose budget ran out fails even when it
+ * returned normally (a coroutine's resume, or a pcall, caught the error and the caller ran
+ * out of Lua before its own hook fired), with the message on the stack. */
+static int call_status(lua_State *L, int r)
+{
+    struct lstate *st = state_of(L);
+    if (r == LUA_OK && st->exceeded) {
+        lua_pushfstring(L, "%s: instruction limit exceeded (%d instructions)", st->exceeded_at,
+                        (int)st->limit);
+        return LUA_ERRRUN;
+    }
+    return r;
 }
 
 /* "rules.lua:12" for the Lua code calling the current C function, or "rules.lua". */
@@ -254,6 +295,25 @@ static void where(lua_State *L, char *out, size_t n)
     else
         snprintf(out, n, "%s", st->owner->name);
 }
+
+/* The string patterns' steps (rules/luapat.c) count as instructions. MAY_LJMP */
+static void charge_steps(lua_State *L, size_t steps) MAY_LJMP
+{
+    struct lstate *st = state_of(L);
+    if (!st->exceeded) {
+        st->left -= steps > (size_t)st->left ? st->left : (long)steps;
+        if (st->left > 0)
+            return;
+        st->exceeded = 1;
+        where(L, st->exceeded_at, sizeof(st->exceeded_at));
+    }
+    char at[160];
+    where(L, at, sizeof(at));
+    luaL_error(L, "%s: instruction limit exceeded in a string pattern (%d instructions)", at,
+               (int)st->limit);
+}
+
+static const struct shunt_luapat_budget pattern_budget = {charge_steps};
 
 /* Queues a change for the change callback (sent once the call succeeded). No Lua error. */
 static void pend(struct lstate *st, const char *what, const char *by)
@@ -714,6 +774,74 @@ static const luaL_Reg session_methods[] = {
 
 static int session_index(lua_State *L);
 
+/* Metatable keys the sandbox keeps out of every metatable: __gc (a finalizer runs outside
+ * any hook call: at a collection, at lua_close on reload) and __mode (weak tables; a weak
+ * metatable reaches the use-after-free of Lua 5.4.4's luaV_finishset, see docs/lua.md). */
+static int forbidden_key(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return 0;
+    const char *k = lua_tostring(L, idx);
+    return strcmp(k, "__gc") == 0 || strcmp(k, "__mode") == 0;
+}
+
+/* The seal's __newindex: a sealed table (one used as a metatable) takes any new key but
+ * __gc and __mode. Upvalue: none. MAY_LJMP */
+static int seal_newindex(lua_State *L) MAY_LJMP
+{
+    if (forbidden_key(L, 2))
+        return luaL_error(L, "%s cannot be set in a metatable (sandbox)", lua_tostring(L, 2));
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+/* The sandbox's setmetatable(t, mt). <mt> may not hold __gc or __mode, and is sealed so
+ * that it never will: it gets a metatable of ours (the seal, upvalue 1) whose __newindex
+ * refuses those keys, and rawset refuses them too. A table that already has a metatable of
+ * its own cannot be sealed and so cannot be a metatable. MAY_LJMP */
+static int sb_setmetatable(lua_State *L) MAY_LJMP
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int t = lua_type(L, 2);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+        return luaL_error(L, "cannot change a protected metatable");
+    if (t == LUA_TTABLE) {
+        if (lua_getfield(L, 2, "__gc") != LUA_TNIL || lua_getfield(L, 2, "__mode") != LUA_TNIL)
+            return luaL_error(L, "setmetatable: __gc and __mode are not allowed (sandbox)");
+        lua_pop(L, 2);
+        if (!lua_getmetatable(L, 2)) {
+            lua_pushvalue(L, lua_upvalueindex(1));
+            lua_setmetatable(L, 2);
+        } else if (!lua_rawequal(L, -1, lua_upvalueindex(1))) {
+            return luaL_error(L, "setmetatable: a table with a metatable of its own cannot be"
+                                 " a metatable (sandbox)");
+        }
+    }
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* The sandbox's rawset(t, k, v): as Lua's, but a sealed table takes no __gc or __mode.
+ * Upvalue 1: the seal. MAY_LJMP */
+static int sb_rawset(lua_State *L) MAY_LJMP
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    luaL_checkany(L, 3);
+    if (forbidden_key(L, 2) && lua_getmetatable(L, 1)) {
+        if (lua_rawequal(L, -1, lua_upvalueindex(1)))
+            return luaL_error(L, "%s cannot be set in a metatable (sandbox)",
+                              lua_tostring(L, 2));
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 1;
+}
+
 /* Sets the globals of a sandboxed state: the safe parts of the standard library. */
 static void open_sandbox(lua_State *L) MAY_LJMP
 {
@@ -732,6 +860,22 @@ static void open_sandbox(lua_State *L) MAY_LJMP
         lua_pushnil(L);
         lua_setglobal(L, *g);
     }
+    /* coroutine.close reaches two crashes of Lua 5.4.4 (docs/lua.md, "Lua 5.4.4") */
+    lua_getglobal(L, "coroutine");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "close");
+    lua_pop(L, 1);
+    /* metatables without __gc or __mode: the seal, shared by both functions */
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, seal_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, sb_setmetatable, 1);
+    lua_setglobal(L, "setmetatable");
+    lua_pushcclosure(L, sb_rawset, 1);
+    lua_setglobal(L, "rawset");
     /* os: time, clock and date only */
     luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
     lua_createtable(L, 0, 3);
@@ -766,6 +910,10 @@ static int build(lua_State *L) MAY_LJMP
     } else {
         open_sandbox(L);
     }
+    /* string patterns count their steps as instructions, with or without the sandbox */
+    lua_getglobal(L, "string");
+    shunt_luapat__replace(L, &pattern_budget);
+    lua_pop(L, 1);
     lua_pushcfunction(L, l_option);
     lua_setglobal(L, "option");
     lua_pushcfunction(L, l_log);
@@ -829,6 +977,8 @@ static void state_free(struct lstate *st)
 {
     if (st == NULL)
         return;
+    /* No rule's Lua runs here in the sandbox: it refuses __gc (Lua runs finalizers with
+     * hooks off, so no budget could stop one) and a call leaves no to-be-closed variable. */
     if (st->L != NULL)
         lua_close(st->L);
     free(st->build.p);
@@ -858,8 +1008,7 @@ static struct lstate *state_new(const struct shunt_lua *lx, struct bundle *b, in
     *(struct lstate **)lua_getextraspace(st->L) = st;
     budget(st->L, SHUNT_LUA_MAX_INSTRUCTIONS * 10);
     lua_pushcfunction(st->L, build);
-    int r = lua_pcall(st->L, 0, 0, 0);
-    lua_sethook(st->L, NULL, 0, 0);
+    int r = call_status(st->L, lua_pcall(st->L, 0, 0, 0));
     if (r != LUA_OK) {
         const char *m = lua_tostring(st->L, -1);
         snprintf(err, err_len, "%s", m ? m : "error object is not a string");
@@ -1203,8 +1352,7 @@ void shunt_lua_conn_hook(void *ud, const struct shunt_conn_info *ci)
     lua_pushcfunction(L, call_conn_hook);
     lua_pushinteger(L, ref);
     lua_pushlightuserdata(L, (void *)ci);
-    int r = lua_pcall(L, 2, 0, 0);
-    lua_sethook(L, NULL, 0, 0);
+    int r = call_status(L, lua_pcall(L, 2, 0, 0));
     if (r != LUA_OK) {
         const char *m = lua_tostring(L, -1);
         char what[400];
@@ -1247,8 +1395,7 @@ void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
     lua_settop(L, 0);
     lua_pushcfunction(L, call_hook);
     lua_pushinteger(L, ref);
-    int r = lua_pcall(L, 1, 0, 0);
-    lua_sethook(L, NULL, 0, 0);
+    int r = call_status(L, lua_pcall(L, 1, 0, 0));
     st->edit = NULL;
     st->ctx = NULL;
     st->serial++;

@@ -57,3 +57,130 @@ end
         cl.send(get("127.0.0.1:1", "/"))
         got = cl.r.read_exact(len(want))
     assert got == want
+
+
+# ----------------------------------------------------------------------------- the budget
+
+RUNAWAY = """\
+function on_request(s)
+  s.request.headers:set("X-Touched", "1")
+  local url = s.request.url
+  if url:find("/coroutines") then
+    while true do  -- each coroutine used to start with a fresh million instructions
+      local co = coroutine.wrap(function() local n = 0 while n < 900000 do n = n + 1 end end)
+      pcall(co)
+    end
+  elseif url:find("/kept") then
+    kept = kept or coroutine.create(function() while true do end end)
+    coroutine.resume(kept)
+  elseif url:find("/pattern") then
+    string.find(string.rep("a", 300), string.rep(".-", 30) .. "b")
+  elseif url:find("/method") then
+    local subject = string.rep("a", 300)
+    subject:match(string.rep("(.-)", 30) .. "b")
+  elseif url:find("/gsub") then
+    string.gsub(string.rep("a", 300), string.rep("a-", 30) .. "b", "x")
+  elseif url:find("/gmatch") then
+    for _ in string.rep("a", 300):gmatch(string.rep("a*", 30) .. "b") do end
+  elseif url:find("/close") then
+    local x <close> = setmetatable({}, {__close = function() while true do end end})
+  end
+end
+"""
+
+
+def assert_fails_alone(px, origin, path, want_error, cap=None):
+    """Sends <path> on one connection, a plain request on another of the same worker: the
+    plain one is answered promptly, the hostile one passes unchanged, its error logged."""
+    req = get(origin.host, path)
+    with px.client() as hostile, px.client() as other:
+        t = time.monotonic()
+        hostile.send(req)
+        time.sleep(0)  # the hostile request goes first on the one worker
+        other.send(get(origin.host, "/other"))
+        assert other.response().status == 200
+        assert hostile.response().status == 200
+        assert time.monotonic() - t < 10
+    got = [r for c in origin.conns for r in c.requests if r.raw.startswith(origin_form(req))]
+    assert got and got[0].get("X-Touched") is None  # the exchange was rolled back
+    px.wait_stderr(want_error)
+
+
+@pytest.mark.parametrize("path,error", [
+    ("/coroutines", r"rules\.lua:\d+: instruction limit exceeded"),
+    ("/kept", r"rules\.lua:\d+: instruction limit exceeded"),
+    ("/pattern", r"rules\.lua:13: instruction limit exceeded in a string pattern"),
+    ("/method", r"rules\.lua:16: instruction limit exceeded in a string pattern"),
+    ("/gsub", r"rules\.lua:18: instruction limit exceeded in a string pattern"),
+    ("/gmatch", r"rules\.lua:20: instruction limit exceeded in a string pattern"),
+    ("/close", r"rules\.lua:22: instruction limit exceeded"),
+])
+def test_runaway_rule_fails_its_exchange_alone(shunt, origin, tmp_path, path, error):
+    px = shunt("--rules", rules_file(tmp_path, RUNAWAY), "--workers", "1")
+    assert_fails_alone(px, origin, path, error)
+
+
+ENDLESS_GC = """\
+local function forever() while true do end end
+keep = setmetatable({}, {__gc = forever})
+function on_request(s) s.request.headers:set("X-Rules", "gc") end
+"""
+
+
+def test_endless_finalizer_is_refused_at_startup_and_reload(shunt, origin, tmp_path):
+    """Lua runs finalizers with hooks off: no budget stops one, at a collection or when a
+    state is closed (after the check at startup, at each reload). The sandbox refuses __gc,
+    so such a file fails to load instead of hanging the proxy."""
+    rules = rules_file(tmp_path, ENDLESS_GC)
+    px = shunt("--rules", rules, wait_listening=False)
+    assert px.wait_exit() == 2
+    assert "rules.lua:2: setmetatable: __gc and __mode are not allowed (sandbox)" in px.stderr
+    rules.write_text('function on_request(s) s.request.headers:set("X-Rules", "1") end\n')
+    px = shunt("--rules", rules, "--workers", "1")
+    rules.write_text(ENDLESS_GC)
+    px.signal(1)  # SIGHUP
+    px.wait_stderr(r"reload: rules\.lua:2: setmetatable: __gc and __mode are not allowed")
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/")).status == 200
+    assert origin.conns[0].requests[0].get("X-Rules") == b"1"  # the old rules kept running
+    px.signalled = None
+
+
+def test_sandbox_refuses_finalizers_and_weak_tables(shunt, origin, tmp_path):
+    rules = rules_file(tmp_path, """\
+function on_request(s)
+  local url = s.request.url
+  s.request.headers:set("X-Touched", "1")
+  if url:find("/gc") then setmetatable({}, {__gc = function() end}) end
+  if url:find("/mode") then setmetatable({}, {__mode = "k"}) end
+  if url:find("/later") then
+    local mt = {}
+    setmetatable({}, mt)
+    mt.__mode = "v"
+  end
+  if url:find("/raw") then
+    local mt = {}
+    setmetatable({}, mt)
+    rawset(mt, "__gc", print)
+  end
+  if url:find("/meta") then
+    setmetatable({}, setmetatable({}, {__index = {}}))
+  end
+end
+""")
+    cap = tmp_path / "c.db"
+    px = shunt("--rules", rules, "--capture", cap)
+    with px.client() as c:
+        for path in ("/gc", "/mode", "/later", "/raw", "/meta", "/fine"):
+            assert c.exchange(get(origin.host, path)).status == 200
+    got = [r for c in origin.conns for r in c.requests]
+    assert [r.get("X-Touched") for r in got] == [None] * 5 + [b"1"]
+    stop(px)
+    assert errors_of(cap) == [
+        "error: rules.lua:4: setmetatable: __gc and __mode are not allowed (sandbox)",
+        "error: rules.lua:5: setmetatable: __gc and __mode are not allowed (sandbox)",
+        "error: rules.lua:9: __mode cannot be set in a metatable (sandbox)",
+        "error: rules.lua:14: __gc cannot be set in a metatable (sandbox)",
+        "error: rules.lua:17: setmetatable: a table with a metatable of its own cannot be a"
+        " metatable (sandbox)",
+    ]
