@@ -30,6 +30,7 @@
 #define MAX_FILE (4u * 1024 * 1024) /* a rules file or module */
 #define MAX_MODULES 64
 #define SNAP_STACK 64 /* fields saved on the stack before a hook call; more: malloc */
+#define MAX_PEND 256  /* changes reported one by one per call; the rest are counted */
 
 #define MT_HEADERS "shunt.headers"
 #define MT_OPTION "shunt.option"
@@ -77,6 +78,7 @@ struct lstate {
     int exceeded; /* the instruction budget ran out in this call */
     char exceeded_at[160]; /* where: "rules.lua:7" */
     struct cbuf build; /* s:respond()'s header lines while they are built */
+    size_t store_held; /* growth of the edit's store in the call under way, in mem_used */
     /* the hook call under way */
     struct shunt_head_edit *edit;
     const struct shunt_head_ctx *ctx;
@@ -84,6 +86,7 @@ struct lstate {
     int report;      /* someone listens to changes: describe them (else skip the formatting) */
     struct pending *pend;
     size_t n_pend, cap_pend;
+    size_t n_pend_dropped; /* changes past MAX_PEND in the call */
     struct shunt_hook_out out; /* s:respond() and s:delay() of the call, given to the proxy
                                   once it succeeded */
 };
@@ -318,6 +321,10 @@ static const struct shunt_luapat_budget pattern_budget = {charge_steps};
 /* Queues a change for the change callback (sent once the call succeeded). No Lua error. */
 static void pend(struct lstate *st, const char *what, const char *by)
 {
+    if (st->n_pend >= MAX_PEND) { /* a rule editing in a loop: report the first ones */
+        st->n_pend_dropped++;
+        return;
+    }
     if (st->n_pend == st->cap_pend) {
         size_t cap = st->cap_pend ? st->cap_pend * 2 : 8;
         struct pending *p = realloc(st->pend, cap * sizeof(*p));
@@ -405,7 +412,21 @@ static int h_edit(lua_State *L, int set) MAY_LJMP
     const char *name = luaL_checklstring(L, 2, &nl);
     const char *value = luaL_checklstring(L, 3, &vl);
     unsigned before = e->changes;
+    /* The edit's store holds every line a rule writes (a set leaves the old line there):
+     * it grows within what the state's memory limit leaves, and counts against it until the
+     * call ends (the proxy frees the store with the head). */
+    struct lstate *st = state_of(L);
+    size_t cap0 = e->store_cap;
+    e->store_max = cap0 + (SHUNT_LUA_MAX_MEMORY - (st->mem_used < SHUNT_LUA_MAX_MEMORY
+                                                       ? st->mem_used
+                                                       : SHUNT_LUA_MAX_MEMORY));
     int r = set ? shunt_edit_set(e, name, nl, value, vl) : shunt_edit_add(e, name, nl, value, vl);
+    e->store_max = 0;
+    st->mem_used += e->store_cap - cap0;
+    st->store_held += e->store_cap - cap0;
+    if (r == SHUNT_ENOMEM)
+        return luaL_error(L, "%s %s: not enough memory (rules hold at most %d MiB)",
+                          set ? "set" : "add", name, (int)(SHUNT_LUA_MAX_MEMORY >> 20));
     if (r == SHUNT_EINVAL)
         return luaL_error(L, "%s %s: not a header name, or the value holds CR, LF or NUL",
                           set ? "set" : "add", name);
@@ -1388,7 +1409,7 @@ void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
     st->edit = edit;
     st->ctx = ctx;
     st->serial++;
-    st->n_pend = 0;
+    st->n_pend = st->n_pend_dropped = 0;
     st->report = change != NULL;
     memset(&st->out, 0, sizeof(st->out));
     budget(L, SHUNT_LUA_MAX_INSTRUCTIONS);
@@ -1399,9 +1420,16 @@ void shunt_lua_head_hook(void *ud, struct shunt_head_edit *edit,
     st->edit = NULL;
     st->ctx = NULL;
     st->serial++;
+    st->mem_used -= st->store_held; /* the store is the proxy's again */
+    st->store_held = 0;
     if (r == LUA_OK) {
         for (size_t i = 0; i < st->n_pend; i++) /* none when change is NULL */
             change(cctx, st->pend[i].what, st->pend[i].by);
+        if (st->n_pend_dropped > 0) {
+            char what[80];
+            snprintf(what, sizeof(what), "%zu more changes not listed", st->n_pend_dropped);
+            change(cctx, what, lx->name);
+        }
         give_out(st, ctx->out);
     } else {
         free(st->out.respond_fields);

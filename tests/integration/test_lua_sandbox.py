@@ -184,3 +184,26 @@ end
         "error: rules.lua:17: setmetatable: a table with a metatable of its own cannot be a"
         " metatable (sandbox)",
     ]
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def test_header_edits_past_the_memory_limit_fail_the_exchange_alone(shunt, origin, tmp_path):
+    """Every h:set() of a new value leaves the old line in the edit's store: a loop of 1 MiB
+    values grew it until the process aborted ("out of memory"), taking every connection."""
+    rules = rules_file(tmp_path, """\
+local big = string.rep("v", 1024 * 1024)
+function on_request(s)
+  s.request.headers:set("X-Touched", "1")
+  if s.request.url:find("/grow") then
+    for i = 1, 100000 do s.request.headers:set("X-Big", big .. i) end
+  end
+end
+""")
+    px = shunt("--rules", rules, "--workers", "1")
+    assert_fails_alone(px, origin, "/grow",
+                       r"rules\.lua:5: set X-Big: not enough memory \(rules hold at most 64 MiB\)")
+    with px.client() as c:  # and again: the memory came back
+        assert c.exchange(get(origin.host, "/grow")).status == 200
+    px.wait_stderr(r"set X-Big: not enough memory", count=2)

@@ -181,6 +181,34 @@ static void test_exposed_functions_refuse_wrong_arguments_with_a_lua_error(void 
     shunt_lua_free(lx);
 }
 
+/* ------------------------------------------------------------------------ item 4 */
+
+/* Each h:set() of a new value writes a new line into the edit's store and the old one stays:
+ * with a 1 MiB value in a loop the store grew until malloc failed and the process aborted. */
+static void test_header_edits_count_against_the_memory_limit(void **state)
+{
+    struct shunt_lua *lx = load("local big = string.rep('v', 1024 * 1024)\n"
+                                "function on_request(s)\n"
+                                "  local h = s.request.headers\n"
+                                "  h:set('X-Small', 'changed')\n"
+                                "  if s.request.url == 'big' then\n"
+                                "    for i = 1, 100000 do h:set('X-Big', big .. i) end\n"
+                                "  end\n"
+                                "end\n");
+    struct seen seen;
+    const char *lines = call(lx, 1, "big", &seen);
+    assert_error(&seen, "rules.lua:6: set X-Big: not enough memory (rules hold at most 64 MiB)",
+                 "big");
+    assert_string_equal(lines, "Server: nginx\r\nX-A: 1\r\nContent-Length: 0\r\n");
+    for (int i = 0; i < 2; i++) { /* the next calls of the state are unharmed */
+        lines = call(lx, 1, "small", &seen);
+        assert_int_equal(seen.n, 1);
+        assert_string_equal(seen.what[0], "set X-Small: changed");
+        assert_non_null(strstr(lines, "X-Small: changed\r\n"));
+    }
+    shunt_lua_free(lx);
+}
+
 int main(void)
 {
     if (mkdtemp(dir) == NULL)
@@ -189,6 +217,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_exposed_functions_refuse_wrong_arguments_with_a_lua_error,
                                setup),
+        cmocka_unit_test_setup(test_header_edits_count_against_the_memory_limit, setup),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(path);
