@@ -931,6 +931,11 @@ static int build(lua_State *L) MAY_LJMP
     } else {
         open_sandbox(L);
     }
+    /* Lua 5.4.4 makes this message when a message handler fails, unprotected: pinned here,
+     * it is found in the string table instead of allocated, which under the memory limit
+     * could fail and panic the process (upstream 25da574f; docs/lua.md) */
+    lua_pushliteral(L, "error in error handling");
+    lua_setfield(L, LUA_REGISTRYINDEX, "shunt.errerr");
     /* string patterns count their steps as instructions, with or without the sandbox */
     lua_getglobal(L, "string");
     shunt_luapat__replace(L, &pattern_budget);

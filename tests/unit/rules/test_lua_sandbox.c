@@ -209,6 +209,68 @@ static void test_header_edits_count_against_the_memory_limit(void **state)
     shunt_lua_free(lx);
 }
 
+/* ------------------------------------------------------------------------ item 5 */
+
+/* The reproducers of the Lua 5.4.4 bugs that crash or corrupt memory (docs/lua.md, "Lua
+ * 5.4.4"), each run in on_request: each must end in a Lua error, not in a crash. */
+static const struct {
+    const char *bug, *code, *error;
+} lua544[] = {
+    {"1e64c139 nested coroutine.close overflows the C stack",
+     "local coro = false\n"
+     "for i = 1, 20000 do\n"
+     "  local previous = coro\n"
+     "  coro = coroutine.create(function()\n"
+     "    local cc <close> = setmetatable({}, {__close = function()\n"
+     "      if previous then assert(coroutine.close(previous)) end end})\n"
+     "    coroutine.yield()\n"
+     "  end)\n"
+     "  assert(coroutine.resume(coro))\n"
+     "end\n"
+     "coroutine.close(coro)\n",
+     "attempt to call a nil value (field 'close')"},
+    {"3fe7be95 a __close overwrites the message handler of a closed coroutine",
+     "local c = coroutine.create(function()\n"
+     "  local clo <close> = setmetatable({}, {__close = function() local x = 134; error(x) end})\n"
+     "  xpcall(coroutine.yield, function() return 'XXX' end)\n"
+     "end)\n"
+     "assert(coroutine.resume(c))\n"
+     "coroutine.close(c)\n",
+     "attempt to call a nil value (field 'close')"},
+    {"983bc433 use after free in luaV_finishset (weak metatable)",
+     "local mt = setmetatable({__newindex = {}}, {__mode = 'v'})\n"
+     "local t = setmetatable({}, mt)\n"
+     "local fill = {}\n"
+     "for i = 1, 1e9 do fill[i] = string.rep('x', 4096) .. i; t[i] = 1 end\n",
+     "setmetatable: __gc and __mode are not allowed (sandbox)"},
+    {"983bc433 with __mode added once the metatable is in use",
+     "local w = {}\n"
+     "local mt = setmetatable({__newindex = {}}, w)\n"
+     "w.__mode = 'v'\n",
+     "__mode cannot be set in a metatable (sandbox)"},
+    {"1f3c6f45 (CVE-2022-28805) _ENV <const>, patched by Debian",
+     "local function foo() local _ENV <const> = 11; X = 'hi' end\n"
+     "foo()\n",
+     "attempt to index a number value"},
+    {"25da574f error in error handling",
+     "local ok, m = xpcall(error, error)\n"
+     "error(tostring(m))\n",
+     "error in error handling"},
+};
+
+static void test_lua_544_crash_reproducers_fail_with_an_error(void **state)
+{
+    for (size_t i = 0; i < sizeof(lua544) / sizeof(lua544[0]); i++) {
+        char src[4096];
+        snprintf(src, sizeof(src), "function on_request(s)\n%s\nend\n", lua544[i].code);
+        struct shunt_lua *lx = load(src);
+        struct seen seen;
+        call(lx, 1, "x", &seen);
+        assert_error(&seen, lua544[i].error, lua544[i].bug);
+        shunt_lua_free(lx);
+    }
+}
+
 int main(void)
 {
     if (mkdtemp(dir) == NULL)
@@ -218,6 +280,7 @@ int main(void)
         cmocka_unit_test_setup(test_exposed_functions_refuse_wrong_arguments_with_a_lua_error,
                                setup),
         cmocka_unit_test_setup(test_header_edits_count_against_the_memory_limit, setup),
+        cmocka_unit_test_setup(test_lua_544_crash_reproducers_fail_with_an_error, setup),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(path);
