@@ -1,7 +1,7 @@
 /* src/http/edit.c - editing a head's fields without losing the bytes nobody touched. */
 #include "http/edit.h"
 
-#include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,20 +47,26 @@ int shunt_edit_field_valid(const char *name, size_t name_len, const char *value,
 }
 
 /* Writes "name: value\r\n" into the store and points <f> at it. When the store moves, the
- * fields that point into it are moved along. */
-static void own_line(struct shunt_head_edit *e, struct shunt_edit_field *f, const char *name,
-                     size_t name_len, const char *value, size_t value_len)
+ * fields that point into it are moved along. Returns 0, or SHUNT_ENOMEM (nothing changed)
+ * when the store would pass store_max or malloc fails: the lines are a rule's, sized by
+ * whatever it computed, so this fails softly (STYLE 4). */
+static int own_line(struct shunt_head_edit *e, struct shunt_edit_field *f, const char *name,
+                    size_t name_len, const char *value, size_t value_len)
 {
     size_t need = name_len + value_len + 4;
-    if (e->store_len + need > e->store_cap) {
+    if (need > e->store_cap - e->store_len) {
+        if (need > SIZE_MAX / 4 - e->store_len)
+            return SHUNT_ENOMEM;
         size_t cap = e->store_cap ? e->store_cap * 2 : 256;
         while (cap < e->store_len + need)
             cap *= 2;
+        if (e->store_max != 0 && cap > e->store_max)
+            cap = e->store_len + need; /* just what fits, when that does */
+        if (e->store_max != 0 && cap > e->store_max)
+            return SHUNT_ENOMEM;
         char *old = e->store, *p = malloc(cap);
-        if (p == NULL) { /* a rule's few lines: a control structure, so abort (STYLE 4) */
-            fputs("shunt: out of memory\n", stderr);
-            abort();
-        }
+        if (p == NULL)
+            return SHUNT_ENOMEM;
         if (old != NULL)
             memcpy(p, old, e->store_len);
         for (size_t i = 0; i < e->n && old != NULL; i++) {
@@ -85,6 +91,7 @@ static void own_line(struct shunt_head_edit *e, struct shunt_edit_field *f, cons
     f->line = shunt_slice_make(line, need);
     f->owned = 1;
     e->store_len += need;
+    return 0;
 }
 
 struct shunt_slice shunt_edit_get(const struct shunt_head_edit *e, const char *name,
@@ -108,9 +115,12 @@ int shunt_edit_add(struct shunt_head_edit *e, const char *name, size_t name_len,
         return SHUNT_EINVAL;
     if (e->n == e->cap)
         return SHUNT_ETOOBIG;
-    struct shunt_edit_field *f = &e->f[e->n++];
+    struct shunt_edit_field *f = &e->f[e->n];
     memset(f, 0, sizeof(*f));
-    own_line(e, f, name, name_len, value, value_len);
+    int r = own_line(e, f, name, name_len, value, value_len);
+    if (r != 0)
+        return r;
+    e->n++;
     e->changes++;
     return 0;
 }
@@ -121,27 +131,27 @@ int shunt_edit_set(struct shunt_head_edit *e, const char *name, size_t name_len,
     if (!shunt_edit_field_valid(name, name_len, value, value_len))
         return SHUNT_EINVAL;
     struct shunt_edit_field *first = NULL;
-    for (size_t i = 0; i < e->n; i++) {
-        struct shunt_edit_field *f = &e->f[i];
-        if (f->removed || !shunt_slice_ieq(f->name, name, name_len))
-            continue;
-        if (first == NULL) {
-            first = f;
-        } else {
+    for (size_t i = 0; i < e->n && first == NULL; i++)
+        if (!e->f[i].removed && shunt_slice_ieq(e->f[i].name, name, name_len))
+            first = &e->f[i];
+    if (first == NULL)
+        return shunt_edit_add(e, name, name_len, value, value_len);
+    if (!shunt_slice_eq(first->value, value, value_len)) {
+        /* keep the field's own spelling of its name */
+        char keep[256];
+        size_t kl = first->name.len < sizeof(keep) ? first->name.len : sizeof(keep);
+        memcpy(keep, first->name.base, kl);
+        int r = own_line(e, first, keep, kl, value, value_len);
+        if (r != 0)
+            return r; /* before the later fields go: a failed set changes nothing */
+        e->changes++;
+    }
+    for (struct shunt_edit_field *f = first + 1; f < e->f + e->n; f++) {
+        if (!f->removed && shunt_slice_ieq(f->name, name, name_len)) {
             f->removed = 1;
             e->changes++;
         }
     }
-    if (first == NULL)
-        return shunt_edit_add(e, name, name_len, value, value_len);
-    if (shunt_slice_eq(first->value, value, value_len))
-        return 0;
-    /* keep the field's own spelling of its name */
-    char keep[256];
-    size_t kl = first->name.len < sizeof(keep) ? first->name.len : sizeof(keep);
-    memcpy(keep, first->name.base, kl);
-    own_line(e, first, keep, kl, value, value_len);
-    e->changes++;
     return 0;
 }
 

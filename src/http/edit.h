@@ -25,6 +25,8 @@ struct shunt_head_edit {
     size_t n, cap;
     char *store; /* owned lines, one after the other; moves when it grows */
     size_t store_len, store_cap;
+    size_t store_max; /* 0: no bound; else store_cap never grows past it (a rule's edits
+                         count against its memory limit) */
     unsigned changes; /* edits made */
 };
 
@@ -47,7 +49,8 @@ int shunt_edit_field_valid(const char *name, size_t name_len, const char *value,
                            size_t value_len);
 
 /* Appends a field. Returns 0; SHUNT_EINVAL when <name> is not a token or <value> holds CR,
- * LF or NUL (no header injection); SHUNT_ETOOBIG when the array is full. */
+ * LF or NUL (no header injection); SHUNT_ETOOBIG when the array is full; SHUNT_ENOMEM when
+ * the store would grow past store_max or malloc fails (the edit is then unchanged). */
 SHUNT_MUST_CHECK int shunt_edit_add(struct shunt_head_edit *e, const char *name, size_t name_len,
                                     const char *value, size_t value_len);
 
