@@ -90,6 +90,12 @@ $(BUILD)/fuzz/fuzz_expr: fuzz/fuzz_expr.c src/rules/expr.c $(PURE_SRC)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lpcre2-8
 
+# The counted Lua patterns' driver runs them beside Lua's own string library.
+$(BUILD)/fuzz/fuzz_luapat: fuzz/fuzz_luapat.c src/rules/luapat.c
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -llua5.4
+
 # The proxy's driver runs the whole program (`shunt proxy` in a thread, played against by the
 # driver as client and origin): every area, built once more with clang's instrumentation into
 # build-fuzz/ (objects kept, so a change rebuilds only what it touched).
