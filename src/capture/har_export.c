@@ -28,11 +28,28 @@ static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
     *y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
+/* <a> / <b> rounded down (<b> > 0), without the overflow of negating INT64_MIN. */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return a % b < 0 ? q - 1 : q;
+}
+
+/* The times ISO 8601's four-digit years can write: 0000-01-01 to 9999-12-31T23:59:59.999. */
+#define TIME_MIN_US INT64_C(-62167219200000000)
+#define TIME_MAX_US INT64_C(253402300799999000)
+
 void shunt_har_format_time(int64_t us, char *buf, size_t len)
 {
-    int64_t ms = us >= 0 ? us / 1000 : -((-us + 999) / 1000); /* floor */
-    int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    /* A capture file may hold any integer here: a time beyond the years a HAR can write is
+     * written as the nearest one it can. */
+    if (us < TIME_MIN_US)
+        us = TIME_MIN_US;
+    if (us > TIME_MAX_US)
+        us = TIME_MAX_US;
+    int64_t ms = floor_div(us, 1000);
+    int64_t secs = floor_div(ms, 1000);
+    int64_t days = floor_div(secs, 86400);
     int64_t sod = secs - days * 86400;
     int64_t y;
     unsigned m, d;
@@ -218,6 +235,14 @@ static json_t *jcolumn_text(sqlite3_stmt *st, int col)
     return jtext((const char *)sqlite3_column_text(st, col), (size_t)sqlite3_column_bytes(st, col));
 }
 
+/* Column <col> as a JSON string: "" when NULL, text as jtext() makes it (never NULL but
+ * out of memory: bytes that are not UTF-8 must not fail the export). */
+static json_t *jcolumn_text_or_empty(sqlite3_stmt *st, int col)
+{
+    const char *s = (const char *)sqlite3_column_text(st, col);
+    return jtext(s ? s : "", s ? (size_t)sqlite3_column_bytes(st, col) : 0);
+}
+
 static json_t *jcolumn_int(sqlite3_stmt *st, int col)
 {
     if (sqlite3_column_type(st, col) == SQLITE_NULL)
@@ -261,6 +286,8 @@ static struct shunt_slice find_field(struct blob head, const char *name)
 /* The <k>-th space-separated token of <line> (0-based); the last one takes the rest. */
 static struct shunt_slice start_token(struct shunt_slice line, int k, int rest)
 {
+    if (line.base == NULL) /* no head: no token (and no offset on a NULL base) */
+        return shunt_slice_make("", 0);
     size_t p = 0;
     for (int i = 0; i < k; i++) {
         while (p < line.len && line.base[p] != ' ')
@@ -275,6 +302,16 @@ static struct shunt_slice start_token(struct shunt_slice line, int k, int rest)
         while (e < line.len && line.base[e] != ' ')
             e++;
     return shunt_slice_make(line.base + p, e - p);
+}
+
+/* The status code in the token <t>: its leading digits (at most three), 0 without any. Not
+ * atoi(): the token is inside a BLOB, which has no NUL after it. */
+static int status_of(struct shunt_slice t)
+{
+    int v = 0;
+    for (size_t i = 0; i < t.len && i < 3 && t.base[i] >= '0' && t.base[i] <= '9'; i++)
+        v = v * 10 + (t.base[i] - '0');
+    return v;
 }
 
 /* headers: [{name, value}] in wire order. */
@@ -515,9 +552,10 @@ static json_t *request_json(struct exporter *x, sqlite3_stmt *st, struct blob se
                          : jslice(start_token(line, 0, 0));
     json_t *ver = sqlite3_column_type(st, C_VERSION) != SQLITE_NULL ? jcolumn_text(st, C_VERSION)
                                                                     : jslice(version);
-    json_t *r = json_pack("{s:o,s:s,s:o,s:o,s:o,s:o,s:I,s:I}", "method", method, "url",
-                          url ? url : "", "httpVersion", ver, "cookies", request_cookies(sent),
-                          "headers", headers_json(sent), "queryString", query_string(url),
+    json_t *r = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I}", "method", method, "url",
+                          jcolumn_text_or_empty(st, C_URL), "httpVersion", ver, "cookies",
+                          request_cookies(sent), "headers", headers_json(sent), "queryString",
+                          query_string(url),
                           "headersSize", sent.p ? (json_int_t)sent.len : (json_int_t)-1,
                           "bodySize", (json_int_t)col64(st, C_REQ_BODY_SIZE));
     if (r == NULL)
@@ -556,7 +594,7 @@ static json_t *response_json(struct exporter *x, sqlite3_stmt *st, struct blob s
         line = shunt_har_head_start(sent.p, sent.len, &pos);
     int status = sqlite3_column_type(st, C_STATUS) != SQLITE_NULL
                      ? sqlite3_column_int(st, C_STATUS)
-                     : atoi(start_token(line, 1, 0).len ? start_token(line, 1, 0).base : "0");
+                     : status_of(start_token(line, 1, 0));
     struct shunt_slice ct = find_field(sent, "Content-Type");
     struct shunt_slice loc = find_field(sent, "Location");
     int64_t hs = sent.p ? (int64_t)sent.len : -1;
@@ -642,8 +680,8 @@ static json_t *entry_json(struct exporter *x, sqlite3_stmt *st)
     int64_t total = 0;
     for (int k = 0; k < 6 && timings != NULL; k++) {
         int64_t us = col64(st, C_BLOCKED + k);
-        if (us > 0)
-            total += us;
+        if (us > 0 && __builtin_add_overflow(total, us, &total))
+            total = INT64_MAX; /* a hostile file's timings: saturate rather than overflow */
         json_object_set_new(timings, names[k], jms(us));
     }
     if (timings != NULL)
@@ -653,9 +691,8 @@ static json_t *entry_json(struct exporter *x, sqlite3_stmt *st)
                           response_json(x, st, resp), "cache", "timings", timings);
     if (e == NULL)
         return NULL;
-    const char *addr = (const char *)sqlite3_column_text(st, C_UP_ADDR);
-    if (addr != NULL && *addr != '\0' &&
-        json_object_set_new(e, "serverIPAddress", json_string(addr)) != 0)
+    if (sqlite3_column_bytes(st, C_UP_ADDR) > 0 &&
+        json_object_set_new(e, "serverIPAddress", jcolumn_text_or_empty(st, C_UP_ADDR)) != 0)
         goto fail;
     if (json_object_set_new(e, "connection", json_string(conn)) != 0 ||
         json_object_set_new(e, "_connectionId", json_string(conn)) != 0 ||
