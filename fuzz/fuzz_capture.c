@@ -1,6 +1,6 @@
 /* fuzz/fuzz_capture.c - libFuzzer driver for every reader of a capture file: the input
  * becomes a capture (SQLite), which is then read by each view (sessions, connections, show;
- * text and JSON), the HAR export, the model with every diagnose check
+ * text and JSON), the HAR export (plain and redacted), the model with every diagnose check
  * and both printers, and diff against itself. A capture file is untrusted input: whatever
  * its rows say (negative or extreme integers, text where a number belongs, NULLs, dangling
  * ids, duplicates, missing tables, a wrong user_version), every reader must end without a
@@ -307,9 +307,12 @@ static void export(void)
     check_err(rc, err);
     if (rc != 0)
         return;
-    struct shunt_har_export_info info;
-    err[0] = '\0';
-    check_err(shunt_har_export(db, NULL, "fuzz", sink, &info, err, sizeof(err)), err);
+    for (int redact = 0; redact < 2; redact++) {
+        struct shunt_har_export_info info;
+        struct shunt_har_export_opts xo = {"fuzz", redact};
+        err[0] = '\0';
+        check_err(shunt_har_export(db, NULL, &xo, sink, &info, err, sizeof(err)), err);
+    }
     sqlite3_close(db);
 }
 

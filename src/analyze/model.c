@@ -182,11 +182,32 @@ static void split_credentials(struct shunt_slice v, struct shunt_slice *scheme,
     *token = trim(shunt_slice_make(v.base + i, v.len - i));
 }
 
+/* True when <s> starts with <prefix>. */
+static int starts(struct shunt_slice s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return s.len >= n && memcmp(s.base, prefix, n) == 0;
+}
+
 /* What the NTLM or Negotiate token <tok> is (MS-NLMP 2.2.1: "NTLMSSP\0" then the message
  * type; RFC 4178 4.2: NegTokenInit inside an InitialContextToken [APPLICATION 0] = 0x60,
  * NegTokenResp = [1] = 0xa1). */
 static enum shunt_model_leg classify_token(struct shunt_slice tok)
 {
+    /* A HAR written with --redact keeps what the token was in its marker
+     * (shunt_har_redact_head(): "<redacted: type 1 NEGOTIATE>", "<redacted: NegTokenInit
+     * (Kerberos AP-REQ)>"), so that the legs survive the redaction. */
+    static const char mark[] = SHUNT_HAR_REDACTED ": ";
+    if (tok.len >= sizeof(mark) - 1 && memcmp(tok.base, mark, sizeof(mark) - 1) == 0) {
+        struct shunt_slice what = shunt_slice_make(tok.base + sizeof(mark) - 1,
+                                                   tok.len - (sizeof(mark) - 1));
+        if (starts(what, "type 1 ") || starts(what, "NegTokenInit") ||
+            starts(what, "Kerberos AP-REQ") || starts(what, "InitialContextToken"))
+            return SHUNT_MODEL_LEG_FIRST;
+        if (starts(what, "type 3 ") || starts(what, "NegTokenResp"))
+            return SHUNT_MODEL_LEG_CONTINUATION;
+        return SHUNT_MODEL_LEG_UNKNOWN;
+    }
     unsigned char b[12];
     size_t n = b64_prefix(tok, b, sizeof(b));
     if (n >= 12 && memcmp(b, "NTLMSSP", 8) == 0) {
