@@ -84,6 +84,18 @@ $(BUILD)/fuzz/fuzz_analyze: fuzz/fuzz_analyze.c $(wildcard src/analyze/*.c) \
 	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lsqlite3 \
 	    -ljansson -lpcre2-8
 
+# The capture readers' driver: every view, the HAR export, the analysis (the same sources as
+# fuzz_analyze's).
+$(BUILD)/fuzz/fuzz_capture: fuzz/fuzz_capture.c $(wildcard src/analyze/*.c) \
+    src/capture/har_import.c src/capture/har_export.c src/capture/db.c src/capture/filter.c \
+    src/capture/view.c \
+    src/rules/expr.c \
+    $(BUILD)/gen/schema.c $(PURE_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lsqlite3 \
+	    -ljansson -lpcre2-8
+
 # The filter expressions' driver also needs PCRE2.
 $(BUILD)/fuzz/fuzz_expr: fuzz/fuzz_expr.c src/rules/expr.c $(PURE_SRC)
 	@mkdir -p $(dir $@)

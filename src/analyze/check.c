@@ -74,7 +74,7 @@ struct shunt_check_cost shunt_check_reopen_cost(const struct shunt_model_conn *c
     if (n == NULL)
         return cost; /* nothing replaced it: its end cost nothing */
     cost.followed = 1;
-    cost.us = n->connect_us + n->handshake_us;
+    cost.us = shunt_model_add(n->connect_us, n->handshake_us);
     cost.handshakes = n->n_handshakes;
     return cost;
 }

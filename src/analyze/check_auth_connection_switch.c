@@ -147,7 +147,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
             n++;
             n_cont += e->leg == SHUNT_MODEL_LEG_CONTINUATION;
             n_refused += e->status == 401;
-            lost_us += e->duration_us + x->e->duration_us;
+            lost_us = shunt_model_add(lost_us, shunt_model_add(e->duration_us, x->e->duration_us));
             shunt_finding_example(f, c->id, e->id);
             if (n == 1) {
                 first_leg = e;

@@ -55,7 +55,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         size_t per = shunt_check_requests_on(c);
         per_min = n == 1 || per < per_min ? per : per_min;
         per_max = per > per_max ? per : per_max;
-        lost_us += cost.us;
+        lost_us = shunt_model_add(lost_us, cost.us);
         handshakes += cost.handshakes;
     }
     if (n == 0)

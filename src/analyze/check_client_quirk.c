@@ -157,7 +157,7 @@ static int report(const struct shunt_model *m, const struct quirk *q, struct shu
             if (k + 1 == c->n_ex && strcmp(c->closer, "client") == 0) {
                 struct shunt_check_cost cost = shunt_check_reopen_cost(c);
                 reopened += (size_t)cost.followed;
-                lost_us += cost.us;
+                lost_us = shunt_model_add(lost_us, cost.us);
                 handshakes += cost.handshakes;
             }
         }

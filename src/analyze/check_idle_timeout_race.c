@@ -62,7 +62,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         n_certain += (size_t)certain;
         n_reset += strcmp(c->close_how, "RST") == 0 || strcmp(c->up_close_how, "RST") == 0;
         /* The request that failed, and the new connection that carried it again. */
-        lost_us += l->duration_us + cost.us;
+        lost_us = shunt_model_add(lost_us, shunt_model_add(l->duration_us, cost.us));
         handshakes += cost.handshakes;
         /* How long the connection had been idle: from the end of the exchange before to
          * this request. Near the server's keep-alive timeout, by this check's nature. */

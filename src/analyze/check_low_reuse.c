@@ -65,7 +65,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         if (!cost.followed)
             continue;
         replaced++;
-        lost_us += cost.us;
+        lost_us = shunt_model_add(lost_us, cost.us);
         handshakes += cost.handshakes;
         if (!shunt_check_wants_keepalive(shunt_model_last(c)))
             asked++;

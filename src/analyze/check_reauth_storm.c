@@ -88,7 +88,9 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
             int first = !repeats(c, k, 0); /* the connection's first: repeats by following */
             reopened += first;
             again += !first;
-            lost_us += c->handshake_us / (int64_t)c->n_handshakes + (first ? c->connect_us : 0);
+            lost_us = shunt_model_add(lost_us, c->handshake_us / (int64_t)c->n_handshakes);
+            if (first)
+                lost_us = shunt_model_add(lost_us, c->connect_us);
         }
         handshakes += mine;
         conns += mine > 0;

@@ -49,7 +49,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         n_close += why[0] == 'C';
         n_http10 += why[0] == 'H';
         n_unframed += why[0] == 'a';
-        lost_us += cost.us;
+        lost_us = shunt_model_add(lost_us, cost.us);
         handshakes += cost.handshakes;
     }
     if (n == 0)

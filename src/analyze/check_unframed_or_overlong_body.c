@@ -88,17 +88,17 @@ static int report_overlong(const struct shunt_model *m, struct shunt_findings *o
     for (size_t i = 0; i < m->n_ex; i++)
         if (m->ex[i].selected && m->ex[i].body_excess > 0) {
             n_ex++;
-            bytes += m->ex[i].body_excess;
+            bytes = shunt_model_add(bytes, m->ex[i].body_excess);
         }
     for (size_t i = 0; i < m->n_conns; i++)
         if (m->conns[i].selected && m->conns[i].surplus_bytes > 0) {
             n_conns++;
-            bytes += m->conns[i].surplus_bytes;
+            bytes = shunt_model_add(bytes, m->conns[i].surplus_bytes);
             /* the client that dropped the connection over them opened another */
             struct shunt_check_cost cost = shunt_check_reopen_cost(&m->conns[i]);
             if (strcmp(m->conns[i].closer, "client") == 0 && cost.followed) {
                 reopened++;
-                lost_us += cost.us;
+                lost_us = shunt_model_add(lost_us, cost.us);
                 handshakes += cost.handshakes;
             }
         }

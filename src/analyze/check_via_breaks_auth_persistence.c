@@ -107,7 +107,7 @@ static int64_t handshake_time(const struct shunt_model_conn *c, size_t k)
 {
     int64_t us = 0;
     for (size_t j = k; j < c->n_ex && c->ex[j].status == 401; j++)
-        us += c->ex[j].duration_us;
+        us = shunt_model_add(us, c->ex[j].duration_us);
     return us;
 }
 
@@ -129,7 +129,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
             n_iis += who == 2;
             /* Not in the request the client sent: the proxy that recorded it added it. */
             n_added += !shunt_model_field(e->req, "Via", &v);
-            lost_us += handshake_time(c, k);
+            lost_us = shunt_model_add(lost_us, handshake_time(c, k));
             if (first == NULL) {
                 first = e;
                 contrast = persisted_without_via(m, e->host, e->port);

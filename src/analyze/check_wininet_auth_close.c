@@ -59,7 +59,7 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
         ended_handshake += (l->auth & SHUNT_MODEL_AUTH_BOUND) != 0;
         status = status == -1 || status == l->status ? l->status : 0;
         followed++;
-        lost_us += cost.us;
+        lost_us = shunt_model_add(lost_us, cost.us);
         handshakes += cost.handshakes;
     }
     if (n == 0)

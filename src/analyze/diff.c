@@ -519,6 +519,11 @@ static int count_head(struct ctx *c, size_t i, enum shunt_diff_part part, struct
     c->of[part][r->side]++;
     (void)shunt_har_head_start(head.base, head.len, &pos);
     while (shunt_har_head_next(head.base, head.len, &pos, &n, &v)) {
+        /* Names and values are kept as C strings and compared by their length: a NUL
+         * (never valid in a field, RFC 9110 5.5, but a capture file may hold anything) ends
+         * them here, or the same field would count as a new one at every message. */
+        n.len = strnlen(n.base, n.len);
+        v.len = v.base ? strnlen(v.base, v.len) : 0;
         if (n.len == 0)
             continue;
         struct fld *f = field(c, part, n);

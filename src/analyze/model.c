@@ -182,11 +182,32 @@ static void split_credentials(struct shunt_slice v, struct shunt_slice *scheme,
     *token = trim(shunt_slice_make(v.base + i, v.len - i));
 }
 
+/* True when <s> starts with <prefix>. */
+static int starts(struct shunt_slice s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return s.len >= n && memcmp(s.base, prefix, n) == 0;
+}
+
 /* What the NTLM or Negotiate token <tok> is (MS-NLMP 2.2.1: "NTLMSSP\0" then the message
  * type; RFC 4178 4.2: NegTokenInit inside an InitialContextToken [APPLICATION 0] = 0x60,
  * NegTokenResp = [1] = 0xa1). */
 static enum shunt_model_leg classify_token(struct shunt_slice tok)
 {
+    /* A HAR written with --redact keeps what the token was in its marker
+     * (shunt_har_redact_head(): "<redacted: type 1 NEGOTIATE>", "<redacted: NegTokenInit
+     * (Kerberos AP-REQ)>"), so that the legs survive the redaction. */
+    static const char mark[] = SHUNT_HAR_REDACTED ": ";
+    if (tok.len >= sizeof(mark) - 1 && memcmp(tok.base, mark, sizeof(mark) - 1) == 0) {
+        struct shunt_slice what = shunt_slice_make(tok.base + sizeof(mark) - 1,
+                                                   tok.len - (sizeof(mark) - 1));
+        if (starts(what, "type 1 ") || starts(what, "NegTokenInit") ||
+            starts(what, "Kerberos AP-REQ") || starts(what, "InitialContextToken"))
+            return SHUNT_MODEL_LEG_FIRST;
+        if (starts(what, "type 3 ") || starts(what, "NegTokenResp"))
+            return SHUNT_MODEL_LEG_CONTINUATION;
+        return SHUNT_MODEL_LEG_UNKNOWN;
+    }
     unsigned char b[12];
     size_t n = b64_prefix(tok, b, sizeof(b));
     if (n >= 12 && memcmp(b, "NTLMSSP", 8) == 0) {
@@ -302,6 +323,23 @@ static int64_t col_i64(sqlite3_stmt *st, int i, int64_t if_null)
     return sqlite3_column_type(st, i) == SQLITE_NULL ? if_null : sqlite3_column_int64(st, i);
 }
 
+/* Column <i> as a time or a duration in [0, SHUNT_MODEL_MAX_US]; <if_unknown> when NULL or
+ * negative (it may itself be -1, "unknown"). */
+static int64_t col_us(sqlite3_stmt *st, int i, int64_t if_unknown)
+{
+    int64_t v = col_i64(st, i, -1);
+    if (v < 0)
+        return if_unknown;
+    return v > SHUNT_MODEL_MAX_US ? SHUNT_MODEL_MAX_US : v;
+}
+
+/* Column <i> as an int in [<lo>, <hi>], <if_null> when NULL. */
+static int col_int(sqlite3_stmt *st, int i, int lo, int hi, int if_null)
+{
+    int64_t v = col_i64(st, i, if_null);
+    return v < lo ? lo : v > hi ? hi : (int)v;
+}
+
 /* The port of the absolute URL <url> ("http://h:p/..."), the scheme's default without one. */
 static int url_port(const char *url)
 {
@@ -335,6 +373,8 @@ static int conn_cmp_id(const void *a, const void *b)
 
 const struct shunt_model_conn *shunt_model_conn_by_id(const struct shunt_model *m, int64_t id)
 {
+    if (m->n_conns == 0)
+        return NULL; /* conns is NULL then, which bsearch() must not be given */
     struct shunt_model_conn key;
     key.id = id;
     return bsearch(&key, m->conns, m->n_conns, sizeof(key), conn_cmp_id);
@@ -388,7 +428,7 @@ static int derive(struct shunt_model *m)
             int bare = e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND) &&
                        !e->challenge_token;
             if (e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND))
-                c->handshake_us += e->duration_us;
+                c->handshake_us = shunt_model_add(c->handshake_us, e->duration_us);
             /* A fresh challenge to a request without credentials, or a first leg that no
              * fresh challenge on this connection asked for, starts a handshake. */
             const struct shunt_model_exchange *prev = k ? &c->ex[k - 1] : NULL;
@@ -496,7 +536,7 @@ static int64_t body_excess(const struct shunt_model_exchange *e, int64_t body)
 static void add_surplus(struct shunt_model_conn *c, int64_t bytes_in, int64_t expected)
 {
     if (c != NULL && expected >= 0 && bytes_in > expected)
-        c->surplus_bytes += bytes_in - expected;
+        c->surplus_bytes = shunt_model_add(c->surplus_bytes, bytes_in - expected);
 }
 
 /*
@@ -540,6 +580,8 @@ static int read_byte_counts(sqlite3 *db, struct shunt_model *m)
         if (e == NULL)
             continue;
         int64_t body = col_i64(st, 3, 0);
+        if (body < 0)
+            body = 0; /* a size: a negative one is a hostile file's */
         e->body_excess = body_excess(e, body);
         int64_t u = col_i64(st, 2, 0);
         if (!proxy || u <= 0)
@@ -556,7 +598,8 @@ static int read_byte_counts(sqlite3 *db, struct shunt_model *m)
             sqlite3_column_int(st, 6) != 0 || shunt_model_field(e->resp, "Transfer-Encoding", &v))
             expected = -1;
         else
-            expected += col_i64(st, 4, 0) + col_i64(st, 5, 0) + body;
+            expected = shunt_model_add(shunt_model_add(expected, col_i64(st, 4, 0)),
+                                       shunt_model_add(col_i64(st, 5, 0), body));
     }
     add_surplus(upc, bytes_in, expected);
     sqlite3_finalize(st);
@@ -614,12 +657,12 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
         memset(c, 0, sizeof(*c));
         c->id = sqlite3_column_int64(st, 0);
         c->client_addr = dup_text(st, 1);
-        c->client_port = (int)col_i64(st, 2, 0);
-        c->opened_us = col_i64(st, 3, -1);
-        c->closed_us = col_i64(st, 4, -1);
+        c->client_port = col_int(st, 2, 0, 65535, 0);
+        c->opened_us = col_us(st, 3, -1);
+        c->closed_us = col_us(st, 4, -1);
         c->closer = dup_text(st, 5);
         c->close_how = dup_text(st, 6);
-        c->tunnel = (int)col_i64(st, 7, 0);
+        c->tunnel = col_i64(st, 7, 0) != 0;
         c->up_closer = strdup("");
         c->up_close_how = strdup("");
         if (c->client_addr == NULL || c->closer == NULL || c->close_how == NULL ||
@@ -677,12 +720,10 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
         e->id = sqlite3_column_int64(st, 0);
         e->conn_id = conn_id;
         e->idx = sqlite3_column_int64(st, 2);
-        e->started_us = sqlite3_column_int64(st, 3);
-        e->duration_us = col_i64(st, 4, 0);
-        if (e->duration_us < 0)
-            e->duration_us = 0;
-        e->t_connect = col_i64(st, 5, -1);
-        e->status = (int)col_i64(st, 6, 0);
+        e->started_us = col_us(st, 3, 0);
+        e->duration_us = col_us(st, 4, 0);
+        e->t_connect = col_us(st, 5, -1);
+        e->status = col_int(st, 6, 0, 999, 0);
         e->method = dup_text(st, 7);
         e->host = dup_text(st, 8);
         e->url = dup_text(st, 9);

@@ -15,6 +15,10 @@
 
 /* Head bytes kept per head; longer heads are cut (a check reads fields, not megabytes). */
 #define SHUNT_MODEL_MAX_HEAD (64u * 1024)
+/* A capture file is untrusted input: loading clamps every time and duration it reads into
+ * [0, SHUNT_MODEL_MAX_US] (2^53 microseconds: 285 years after the epoch), so that a time
+ * plus a duration never overflows, and sums over many exchanges use shunt_model_add(). */
+#define SHUNT_MODEL_MAX_US ((int64_t)1 << 53)
 
 /* Authentication schemes, as bits (a response may offer several). */
 #define SHUNT_MODEL_AUTH_NTLM 1u
@@ -167,6 +171,16 @@ int shunt_model_resp_unframed(const struct shunt_model_exchange *e);
 
 /* The connection with id <id>, or NULL. */
 const struct shunt_model_conn *shunt_model_conn_by_id(const struct shunt_model *m, int64_t id);
+
+/* <a> + <b>, saturated at INT64_MIN and INT64_MAX instead of overflowing: the counts and
+ * times summed come from a file that may say anything. */
+static inline int64_t shunt_model_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
 
 /* The last exchange of <c>, or NULL when it has none. */
 static inline const struct shunt_model_exchange *

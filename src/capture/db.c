@@ -20,6 +20,27 @@ static int pragma_int(sqlite3 *db, const char *sql, int *out)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
+/* The first table of the schema that <db> lacks (a view of that name does not count), or
+ * NULL when it has them all. The readers then only meet bad rows, never a missing table. */
+static const char *missing_table(sqlite3 *db)
+{
+    static const char *const tables[] = {"capture", "connections", "upstreams",
+                                         "exchanges", "bodies",      "changes"};
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return tables[0];
+    const char *missing = NULL;
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]) && missing == NULL; i++) {
+        sqlite3_bind_text(st, 1, tables[i], -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_ROW)
+            missing = tables[i];
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return missing;
+}
+
 int shunt_capture_create(const char *path, sqlite3 **out, char *err, size_t err_len)
 {
     *out = NULL;
@@ -99,6 +120,18 @@ int shunt_capture_open(const char *path, int writable, sqlite3 **out, char *err,
         snprintf(err, err_len,
                  "%s: made by a newer shunt (capture schema %d; this shunt reads up to %d)", path,
                  version, SHUNT_CAPTURE_SCHEMA_VERSION);
+        sqlite3_close(db);
+        return SHUNT_EINVAL;
+    }
+    if (version < 1) {
+        snprintf(err, err_len, "%s: not a capture this shunt reads (capture schema %d)", path,
+                 version);
+        sqlite3_close(db);
+        return SHUNT_EINVAL;
+    }
+    const char *missing = missing_table(db);
+    if (missing != NULL) {
+        snprintf(err, err_len, "%s: not a shunt capture (no table %s)", path, missing);
         sqlite3_close(db);
         return SHUNT_EINVAL;
     }

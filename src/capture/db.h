@@ -38,7 +38,9 @@ SHUNT_MUST_CHECK int shunt_capture_create(const char *path, sqlite3 **out, char 
  * Opens the existing capture <path>, read-only unless <writable>, and checks that it is a
  * shunt capture whose schema this build reads. Returns 0 with *<out> set, or a negative code
  * with a one-line reason in <err> naming the file and the problem: missing, not SQLite, not
- * a capture, made by a newer shunt.
+ * a capture (another application_id, a table of the schema missing), a schema version this
+ * build does not read (older than 1, or made by a newer shunt). The rows are not checked:
+ * every reader treats them as untrusted.
  */
 SHUNT_MUST_CHECK int shunt_capture_open(const char *path, int writable, sqlite3 **out, char *err,
                                         size_t err_len);

@@ -85,6 +85,27 @@ int shunt_har_head_next(const char *head, size_t len, size_t *pos, struct shunt_
 
 /* ---------------------------------------------------------------- export */
 
+/* What an export is asked for. */
+struct shunt_har_export_opts {
+    const char *version; /* shunt's version, for log.creator */
+    int redact;          /* 1: credentials replaced by markers (shunt_har_redact_head()) */
+};
+
+/* The marker a redacted credential starts with: "<redacted>" or "<redacted: WHAT>". */
+#define SHUNT_HAR_REDACTED "<redacted"
+
+/*
+ * Returns a new copy of the head (or heads: 1xx heads concatenated) <p>/<len> with its
+ * credentials replaced by markers that keep what the analysis reads: Authorization and
+ * Proxy-Authorization keep their scheme and, for NTLM and Negotiate, the leg
+ * ("NTLM <redacted: type 1 NEGOTIATE>", "Negotiate <redacted: NegTokenInit (Kerberos
+ * AP-REQ)>", "Basic <redacted>"); WWW-Authenticate and Proxy-Authenticate lose the NTLM or
+ * Negotiate token they carry, nothing else; Cookie keeps the names ("a=<redacted>;
+ * b=<redacted>") and Set-Cookie its name and attributes. Everything else is copied byte for
+ * byte. Sets *<out_len>; free() the result; NULL when out of memory. Pure.
+ */
+char *shunt_har_redact_head(const char *p, size_t len, size_t *out_len);
+
 /* What an export found out, for the caller to report. */
 struct shunt_har_export_info {
     uint64_t n_entries;     /* entries written */
@@ -93,12 +114,13 @@ struct shunt_har_export_info {
 
 /*
  * Writes the exchanges of the capture <db> that <f> selects (NULL: all) as a HAR 1.2 document
- * to <out>; <version> is shunt's version for log.creator. Entries are streamed in start order,
- * so memory does not grow with the capture. Returns 0, or a negative code with a one-line
- * reason in <err> (without the file name). The caller's thread.
+ * to <out>, as <o> asks (with o->redact every head, as sent and as received, goes through
+ * shunt_har_redact_head(), and log.comment and log._shunt.redacted say so). Entries are
+ * streamed in start order, so memory does not grow with the capture. Returns 0, or a negative
+ * code with a one-line reason in <err> (without the file name). The caller's thread.
  */
 SHUNT_MUST_CHECK int shunt_har_export(sqlite3 *db, const struct shunt_capture_filter *f,
-                                      const char *version, FILE *out,
+                                      const struct shunt_har_export_opts *o, FILE *out,
                                       struct shunt_har_export_info *info, char *err,
                                       size_t err_len);
 
@@ -109,7 +131,8 @@ SHUNT_MUST_CHECK int shunt_har_export(sqlite3 *db, const struct shunt_capture_fi
  * Returns 0, or a negative code with a one-line reason naming the file in <err>.
  */
 SHUNT_MUST_CHECK int shunt_har_export_file(sqlite3 *db, const struct shunt_capture_filter *f,
-                                           const char *version, const char *path,
+                                           const struct shunt_har_export_opts *o,
+                                           const char *path,
                                            struct shunt_har_export_info *info, char *err,
                                            size_t err_len);
 

@@ -28,11 +28,28 @@ static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
     *y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
+/* <a> / <b> rounded down (<b> > 0), without the overflow of negating INT64_MIN. */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return a % b < 0 ? q - 1 : q;
+}
+
+/* The times ISO 8601's four-digit years can write: 0000-01-01 to 9999-12-31T23:59:59.999. */
+#define TIME_MIN_US INT64_C(-62167219200000000)
+#define TIME_MAX_US INT64_C(253402300799999000)
+
 void shunt_har_format_time(int64_t us, char *buf, size_t len)
 {
-    int64_t ms = us >= 0 ? us / 1000 : -((-us + 999) / 1000); /* floor */
-    int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    /* A capture file may hold any integer here: a time beyond the years a HAR can write is
+     * written as the nearest one it can. */
+    if (us < TIME_MIN_US)
+        us = TIME_MIN_US;
+    if (us > TIME_MAX_US)
+        us = TIME_MAX_US;
+    int64_t ms = floor_div(us, 1000);
+    int64_t secs = floor_div(ms, 1000);
+    int64_t days = floor_div(secs, 86400);
     int64_t sod = secs - days * 86400;
     int64_t y;
     unsigned m, d;
@@ -218,6 +235,14 @@ static json_t *jcolumn_text(sqlite3_stmt *st, int col)
     return jtext((const char *)sqlite3_column_text(st, col), (size_t)sqlite3_column_bytes(st, col));
 }
 
+/* Column <col> as a JSON string: "" when NULL, text as jtext() makes it (never NULL but
+ * out of memory: bytes that are not UTF-8 must not fail the export). */
+static json_t *jcolumn_text_or_empty(sqlite3_stmt *st, int col)
+{
+    const char *s = (const char *)sqlite3_column_text(st, col);
+    return jtext(s ? s : "", s ? (size_t)sqlite3_column_bytes(st, col) : 0);
+}
+
 static json_t *jcolumn_int(sqlite3_stmt *st, int col)
 {
     if (sqlite3_column_type(st, col) == SQLITE_NULL)
@@ -261,6 +286,8 @@ static struct shunt_slice find_field(struct blob head, const char *name)
 /* The <k>-th space-separated token of <line> (0-based); the last one takes the rest. */
 static struct shunt_slice start_token(struct shunt_slice line, int k, int rest)
 {
+    if (line.base == NULL) /* no head: no token (and no offset on a NULL base) */
+        return shunt_slice_make("", 0);
     size_t p = 0;
     for (int i = 0; i < k; i++) {
         while (p < line.len && line.base[p] != ' ')
@@ -275,6 +302,16 @@ static struct shunt_slice start_token(struct shunt_slice line, int k, int rest)
         while (e < line.len && line.base[e] != ' ')
             e++;
     return shunt_slice_make(line.base + p, e - p);
+}
+
+/* The status code in the token <t>: its leading digits (at most three), 0 without any. Not
+ * atoi(): the token is inside a BLOB, which has no NUL after it. */
+static int status_of(struct shunt_slice t)
+{
+    int v = 0;
+    for (size_t i = 0; i < t.len && i < 3 && t.base[i] >= '0' && t.base[i] <= '9'; i++)
+        v = v * 10 + (t.base[i] - '0');
+    return v;
 }
 
 /* headers: [{name, value}] in wire order. */
@@ -418,6 +455,251 @@ static json_t *query_string(const char *url)
     return a;
 }
 
+/* ---------------------------------------------------------------- redaction */
+
+/* A growing output buffer; <bad> once an allocation failed. */
+struct dbuf {
+    char *p;
+    size_t len, cap;
+    int bad;
+};
+
+static void dput(struct dbuf *b, const void *s, size_t n)
+{
+    if (b->bad || n == 0)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t nc = (b->len + n + 1) * 2;
+        char *q = realloc(b->p, nc);
+        if (q == NULL) {
+            b->bad = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void dputs(struct dbuf *b, const char *s)
+{
+    dput(b, s, strlen(s));
+}
+
+/* Decodes the base64 <s> (standard alphabet, padding and whitespace ignored) into at most
+ * <cap> bytes of <out>; returns the bytes decoded, stopping at the first other character. */
+static size_t b64_decode(struct shunt_slice s, unsigned char *out, size_t cap)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < s.len && n < cap; i++) {
+        unsigned char c = (unsigned char)s.base[i];
+        int v;
+        if (c >= 'A' && c <= 'Z')
+            v = c - 'A';
+        else if (c >= 'a' && c <= 'z')
+            v = c - 'a' + 26;
+        else if (c >= '0' && c <= '9')
+            v = c - '0' + 52;
+        else if (c == '+')
+            v = 62;
+        else if (c == '/')
+            v = 63;
+        else if (c == '=' || c == ' ' || c == '\t')
+            continue;
+        else
+            break;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return n;
+}
+
+static int has_bytes(const unsigned char *p, size_t n, const char *what, size_t what_len)
+{
+    return memmem(p, n, what, what_len) != NULL;
+}
+
+/* The NTLM message in <p>/<n> ("NTLMSSP\0" then its type, MS-NLMP 2.2.1), or NULL. */
+static const char *ntlm_type(const unsigned char *p, size_t n)
+{
+    const unsigned char *m = memmem(p, n, "NTLMSSP", 8);
+    if (m == NULL || (size_t)(m - p) + 12 > n)
+        return NULL;
+    switch (m[8]) {
+    case 1:
+        return "type 1 NEGOTIATE";
+    case 2:
+        return "type 2 CHALLENGE";
+    case 3:
+        return "type 3 AUTHENTICATE";
+    default:
+        return "type ?";
+    }
+}
+
+/* OIDs as DER (tag, length, value): SPNEGO 1.3.6.1.5.5.2 (RFC 4178), Kerberos 5
+ * 1.2.840.113554.1.2.2 and its Microsoft alias 1.2.840.48018.1.2.2 (RFC 4121). */
+static const char oid_spnego[] = "\x06\x06\x2b\x06\x01\x05\x05\x02";
+static const char oid_krb5[] = "\x06\x09\x2a\x86\x48\x86\xf7\x12\x01\x02\x02";
+static const char oid_krb5_ms[] = "\x06\x09\x2a\x86\x48\x82\xf7\x12\x01\x02\x02";
+
+/* Writes into <buf> what the NTLM or Negotiate token <tok> (base64) is, as the analysis
+ * classifies legs (model.c): "type 1 NEGOTIATE", "NegTokenInit (Kerberos AP-REQ)",
+ * "NegTokenResp", "Kerberos AP-REQ"...; "" when its bytes say nothing known. */
+static void describe_token(struct shunt_slice tok, char *buf, size_t len)
+{
+    unsigned char b[4096]; /* enough for the OIDs and the NTLM header near the start */
+    size_t n = b64_decode(tok, b, sizeof(b));
+    const char *ntlm = ntlm_type(b, n);
+    buf[0] = '\0';
+    if (ntlm != NULL && memcmp(b, "NTLMSSP", 8) == 0) {
+        snprintf(buf, len, "%s", ntlm);
+    } else if (n >= 1 && b[0] == 0x60) { /* InitialContextToken, RFC 2743 3.1 */
+        int krb = has_bytes(b, n, oid_krb5, sizeof(oid_krb5) - 1) ||
+                  has_bytes(b, n, oid_krb5_ms, sizeof(oid_krb5_ms) - 1);
+        const char *inner = ntlm ? ntlm : krb ? "Kerberos AP-REQ" : NULL;
+        if (has_bytes(b, n, oid_spnego, sizeof(oid_spnego) - 1))
+            snprintf(buf, len, "NegTokenInit%s%s%s%s", inner ? " (" : "", ntlm ? "NTLM " : "",
+                     inner ? inner : "", inner ? ")" : "");
+        else if (krb)
+            snprintf(buf, len, "Kerberos AP-REQ");
+        else
+            snprintf(buf, len, "InitialContextToken");
+    } else if (n >= 1 && b[0] == 0xa1) { /* NegTokenResp, RFC 4178 4.2.2 */
+        snprintf(buf, len, "NegTokenResp%s%s%s", ntlm ? " (NTLM " : "", ntlm ? ntlm : "",
+                 ntlm ? ")" : "");
+    }
+}
+
+/* "Scheme token" with the token replaced: a marker with what it is for NTLM and Negotiate;
+ * a bare scheme (a challenge without a token) stays as it is. */
+static void redact_credentials(struct dbuf *o, struct shunt_slice v)
+{
+    size_t i = 0;
+    while (i < v.len && v.base[i] != ' ' && v.base[i] != '\t')
+        i++;
+    struct shunt_slice scheme = shunt_slice_make(v.base, i);
+    struct shunt_slice tok = trim(shunt_slice_make(v.base + i, v.len - i));
+    dput(o, scheme.base, scheme.len);
+    if (tok.len == 0)
+        return;
+    char what[96] = "";
+    if (name_is(scheme, "NTLM") || name_is(scheme, "Negotiate"))
+        describe_token(tok, what, sizeof(what));
+    dputs(o, " " SHUNT_HAR_REDACTED);
+    if (what[0] != '\0') {
+        dputs(o, ": ");
+        dputs(o, what);
+    }
+    dputs(o, ">");
+}
+
+/* A challenge keeps its parameters (a realm is no secret) but loses an NTLM or Negotiate
+ * token: the server's half of the handshake. */
+static void redact_challenge(struct dbuf *o, struct shunt_slice v)
+{
+    size_t i = 0;
+    while (i < v.len && v.base[i] != ' ' && v.base[i] != '\t')
+        i++;
+    struct shunt_slice scheme = shunt_slice_make(v.base, i);
+    if ((name_is(scheme, "NTLM") || name_is(scheme, "Negotiate")) &&
+        memchr(v.base, ',', v.len) == NULL)
+        redact_credentials(o, v);
+    else
+        dput(o, v.base, v.len);
+}
+
+/* "a=1; b=2" as "a=<redacted>; b=<redacted>"; with <set_cookie>, only the first pair (the
+ * attributes after it stay). */
+static void redact_cookies(struct dbuf *o, struct shunt_slice v, int set_cookie)
+{
+    int first = 1;
+    while (v.len > 0) {
+        struct shunt_slice part, rest, n, val;
+        split_at(v, ';', &part, &rest);
+        if (!first)
+            dputs(o, ";");
+        if (first || !set_cookie) {
+            struct shunt_slice t = trim(part);
+            if (!first)
+                dputs(o, " ");
+            split_at(t, '=', &n, &val);
+            if (memchr(t.base, '=', t.len) != NULL) {
+                dput(o, n.base, n.len);
+                dputs(o, "=");
+            }
+            if (t.len > 0)
+                dputs(o, SHUNT_HAR_REDACTED ">");
+        } else {
+            dput(o, part.base, part.len);
+        }
+        first = 0;
+        if (rest.base == v.base + v.len)
+            break;
+        v = rest;
+    }
+}
+
+char *shunt_har_redact_head(const char *p, size_t len, size_t *out_len)
+{
+    struct dbuf o = {NULL, 0, 0, 0};
+    size_t pos = 0;
+    dput(&o, "", 0);
+    while (pos < len) {
+        size_t lf = line_end(p, len, pos);
+        size_t e = strip_cr(p, pos, lf);
+        size_t next = lf < len ? lf + 1 : len;
+        const char *colon = memchr(p + pos, ':', e - pos);
+        struct shunt_slice name = {0}, value = {0};
+        int kind = 0; /* 1 credentials, 2 challenge, 3 Cookie, 4 Set-Cookie */
+        if (colon != NULL) {
+            name = trim(shunt_slice_make(p + pos, (size_t)(colon - (p + pos))));
+            value = trim(shunt_slice_make(colon + 1, (size_t)(p + e - colon - 1)));
+            if (name_is(name, "Authorization") || name_is(name, "Proxy-Authorization"))
+                kind = 1;
+            else if (name_is(name, "WWW-Authenticate") || name_is(name, "Proxy-Authenticate"))
+                kind = 2;
+            else if (name_is(name, "Cookie"))
+                kind = 3;
+            else if (name_is(name, "Set-Cookie"))
+                kind = 4;
+        }
+        if (kind == 0 || value.len == 0) {
+            dput(&o, p + pos, next - pos);
+        } else {
+            /* The name as it was, one space, the redacted value, the line's own ending. */
+            dput(&o, p + pos, (size_t)(colon - (p + pos)) + 1);
+            dputs(&o, " ");
+            if (kind == 1)
+                redact_credentials(&o, value);
+            else if (kind == 2)
+                redact_challenge(&o, value);
+            else
+                redact_cookies(&o, value, kind == 4);
+            dput(&o, p + e, next - e);
+        }
+        pos = next;
+    }
+    if (o.p == NULL && !o.bad) {
+        o.p = malloc(1);
+        o.bad = o.p == NULL;
+    }
+    if (o.bad) {
+        free(o.p);
+        return NULL;
+    }
+    o.p[o.len] = '\0';
+    *out_len = o.len;
+    return o.p;
+}
+
 /* ---------------------------------------------------------------- entries */
 
 enum col {
@@ -442,7 +724,24 @@ struct exporter {
     sqlite3_stmt *rows;    /* select_sql */
     sqlite3_stmt *bodies;  /* the bodies of one exchange */
     sqlite3_stmt *changes; /* the changes of one exchange */
+    int redact;            /* heads go through shunt_har_redact_head() */
 };
+
+/* <b> as the export writes it: with credentials redacted when <x> asks (then *<owned> is
+ * the copy to free), else as it is. Returns 0, or -1 when out of memory. */
+static int export_head(const struct exporter *x, struct blob *b, char **owned)
+{
+    *owned = NULL;
+    if (!x->redact || b->p == NULL)
+        return 0;
+    size_t len;
+    *owned = shunt_har_redact_head(b->p, b->len, &len);
+    if (*owned == NULL)
+        return -1;
+    b->p = *owned;
+    b->len = len;
+    return 0;
+}
 
 /* A body row: data, length, truncated; data NULL when there is none. */
 struct body {
@@ -515,9 +814,10 @@ static json_t *request_json(struct exporter *x, sqlite3_stmt *st, struct blob se
                          : jslice(start_token(line, 0, 0));
     json_t *ver = sqlite3_column_type(st, C_VERSION) != SQLITE_NULL ? jcolumn_text(st, C_VERSION)
                                                                     : jslice(version);
-    json_t *r = json_pack("{s:o,s:s,s:o,s:o,s:o,s:o,s:I,s:I}", "method", method, "url",
-                          url ? url : "", "httpVersion", ver, "cookies", request_cookies(sent),
-                          "headers", headers_json(sent), "queryString", query_string(url),
+    json_t *r = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I}", "method", method, "url",
+                          jcolumn_text_or_empty(st, C_URL), "httpVersion", ver, "cookies",
+                          request_cookies(sent), "headers", headers_json(sent), "queryString",
+                          query_string(url),
                           "headersSize", sent.p ? (json_int_t)sent.len : (json_int_t)-1,
                           "bodySize", (json_int_t)col64(st, C_REQ_BODY_SIZE));
     if (r == NULL)
@@ -556,7 +856,7 @@ static json_t *response_json(struct exporter *x, sqlite3_stmt *st, struct blob s
         line = shunt_har_head_start(sent.p, sent.len, &pos);
     int status = sqlite3_column_type(st, C_STATUS) != SQLITE_NULL
                      ? sqlite3_column_int(st, C_STATUS)
-                     : atoi(start_token(line, 1, 0).len ? start_token(line, 1, 0).base : "0");
+                     : status_of(start_token(line, 1, 0));
     struct shunt_slice ct = find_field(sent, "Content-Type");
     struct shunt_slice loc = find_field(sent, "Location");
     int64_t hs = sent.p ? (int64_t)sent.len : -1;
@@ -610,11 +910,13 @@ static json_t *shunt_json(struct exporter *x, sqlite3_stmt *st)
     };
     for (size_t k = 0; k < sizeof(heads) / sizeof(heads[0]); k++) {
         struct blob b = column_blob(st, heads[k].col);
-        int rc = 0;
-        if (b.p != NULL)
+        char *owned;
+        int rc = export_head(x, &b, &owned);
+        if (rc == 0 && b.p != NULL)
             rc = set_bytes(s, heads[k].key, heads[k].enc, b.p, b.len);
-        else if (k < 2) /* the received heads are always there, null when none */
+        else if (rc == 0 && k < 2) /* the received heads are always there, null when none */
             rc = json_object_set_new(s, heads[k].key, json_null());
+        free(owned);
         if (rc != 0)
             goto fail;
     }
@@ -627,6 +929,9 @@ fail:
     return NULL;
 }
 
+static json_t *entry_of(struct exporter *x, sqlite3_stmt *st, struct blob req, struct blob resp);
+
+/* The entry of the row <st>. */
 static json_t *entry_json(struct exporter *x, sqlite3_stmt *st)
 {
     struct blob req = column_blob(st, C_REQ_SENT), resp = column_blob(st, C_RESP_SENT);
@@ -634,6 +939,20 @@ static json_t *entry_json(struct exporter *x, sqlite3_stmt *st)
         req = column_blob(st, C_REQ_HEAD);
     if (resp.p == NULL)
         resp = column_blob(st, C_RESP_HEAD);
+    char *req_owned, *resp_owned = NULL;
+    if (export_head(x, &req, &req_owned) != 0 || export_head(x, &resp, &resp_owned) != 0) {
+        free(req_owned);
+        return NULL;
+    }
+    json_t *e = entry_of(x, st, req, resp);
+    free(req_owned);
+    free(resp_owned);
+    return e;
+}
+
+/* The entry of the row <st>, with the request and response heads <req> and <resp>. */
+static json_t *entry_of(struct exporter *x, sqlite3_stmt *st, struct blob req, struct blob resp)
+{
     char when[40], conn[24];
     shunt_har_format_time(col64(st, C_STARTED), when, sizeof(when));
     snprintf(conn, sizeof(conn), "%" PRId64, col64(st, C_CONN));
@@ -642,8 +961,8 @@ static json_t *entry_json(struct exporter *x, sqlite3_stmt *st)
     int64_t total = 0;
     for (int k = 0; k < 6 && timings != NULL; k++) {
         int64_t us = col64(st, C_BLOCKED + k);
-        if (us > 0)
-            total += us;
+        if (us > 0 && __builtin_add_overflow(total, us, &total))
+            total = INT64_MAX; /* a hostile file's timings: saturate rather than overflow */
         json_object_set_new(timings, names[k], jms(us));
     }
     if (timings != NULL)
@@ -653,9 +972,8 @@ static json_t *entry_json(struct exporter *x, sqlite3_stmt *st)
                           response_json(x, st, resp), "cache", "timings", timings);
     if (e == NULL)
         return NULL;
-    const char *addr = (const char *)sqlite3_column_text(st, C_UP_ADDR);
-    if (addr != NULL && *addr != '\0' &&
-        json_object_set_new(e, "serverIPAddress", json_string(addr)) != 0)
+    if (sqlite3_column_bytes(st, C_UP_ADDR) > 0 &&
+        json_object_set_new(e, "serverIPAddress", jcolumn_text_or_empty(st, C_UP_ADDR)) != 0)
         goto fail;
     if (json_object_set_new(e, "connection", json_string(conn)) != 0 ||
         json_object_set_new(e, "_connectionId", json_string(conn)) != 0 ||
@@ -700,11 +1018,18 @@ static void put(FILE *out, const char *s, int *bad)
         *bad = 1;
 }
 
-int shunt_har_export(sqlite3 *db, const struct shunt_capture_filter *f, const char *version,
-                     FILE *out, struct shunt_har_export_info *info, char *err, size_t err_len)
+/* log.comment of a redacted export (JSON text: no quote nor backslash in it). */
+#define REDACTED_COMMENT                                                                           \
+    "Credentials redacted by shunt export --redact: Authorization, Proxy-Authorization, "         \
+    "Cookie and Set-Cookie values, and NTLM and Negotiate tokens, keep their scheme, leg and "    \
+    "cookie names only. Query strings and bodies are as captured."
+
+int shunt_har_export(sqlite3 *db, const struct shunt_capture_filter *f,
+                     const struct shunt_har_export_opts *o, FILE *out,
+                     struct shunt_har_export_info *info, char *err, size_t err_len)
 {
     static const struct shunt_capture_filter any = {0};
-    struct exporter x = {db, NULL, NULL, NULL};
+    struct exporter x = {db, NULL, NULL, NULL, o->redact};
     char where[SHUNT_CAPTURE_FILTER_SQL_MAX], *sql = NULL;
     int nparams, bad = 0, rc = SHUNT_EINVAL, began = 0;
     json_t *ls = NULL, *creator = NULL;
@@ -736,7 +1061,9 @@ int shunt_har_export(sqlite3 *db, const struct shunt_capture_filter *f, const ch
     ls = log_shunt(db, &info->events_dropped);
     if (ls == NULL)
         goto sqlfail;
-    creator = json_pack("{s:s,s:s}", "name", "shunt", "version", version);
+    if (o->redact && json_object_set_new(ls, "redacted", json_true()) != 0)
+        goto sqlfail;
+    creator = json_pack("{s:s,s:s}", "name", "shunt", "version", o->version);
     char *cs = creator ? json_dumps(creator, JSON_COMPACT) : NULL;
     char *ss = json_dumps(ls, JSON_COMPACT);
     if (cs == NULL || ss == NULL) {
@@ -748,6 +1075,8 @@ int shunt_har_export(sqlite3 *db, const struct shunt_capture_filter *f, const ch
     }
     put(out, "{\"log\":{\"version\":\"1.2\",\"creator\":", &bad);
     put(out, cs, &bad);
+    if (o->redact)
+        put(out, ",\"comment\":\"" REDACTED_COMMENT "\"", &bad);
     put(out, ",\"_shunt\":", &bad);
     put(out, ss, &bad);
     put(out, ",\"entries\":[", &bad);
@@ -793,13 +1122,13 @@ done:
     return rc;
 }
 
-int shunt_har_export_file(sqlite3 *db, const struct shunt_capture_filter *f, const char *version,
-                          const char *path, struct shunt_har_export_info *info, char *err,
-                          size_t err_len)
+int shunt_har_export_file(sqlite3 *db, const struct shunt_capture_filter *f,
+                          const struct shunt_har_export_opts *o, const char *path,
+                          struct shunt_har_export_info *info, char *err, size_t err_len)
 {
     char msg[512];
     if (strcmp(path, "-") == 0) {
-        int rc = shunt_har_export(db, f, version, stdout, info, msg, sizeof(msg));
+        int rc = shunt_har_export(db, f, o, stdout, info, msg, sizeof(msg));
         if (rc != 0)
             snprintf(err, err_len, "-: %s", msg);
         return rc;
@@ -824,7 +1153,7 @@ int shunt_har_export_file(sqlite3 *db, const struct shunt_capture_filter *f, con
         close(fd);
         goto fail;
     }
-    int rc = shunt_har_export(db, f, version, out, info, msg, sizeof(msg));
+    int rc = shunt_har_export(db, f, o, out, info, msg, sizeof(msg));
     if (rc != 0) {
         snprintf(err, err_len, "%s: %s", path, msg);
         fclose(out);

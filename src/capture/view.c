@@ -899,7 +899,8 @@ static int64_t dense_start(sqlite3 *db, int64_t offset)
             v[k] = col_i64(st, 0, -1);
         sqlite3_finalize(st);
     }
-    if (v[2] <= 0 || v[1] - v[0] + 1 != v[2] || offset >= v[2])
+    /* Ids from the file may be anything: the dense case has them in [1, count]. */
+    if (v[2] <= 0 || v[0] < 1 || v[1] < v[0] || v[1] - v[0] != v[2] - 1 || offset >= v[2])
         return 0;
     return v[0] + offset;
 }

@@ -9,7 +9,8 @@
 #include "cli/commands.h"
 
 static const char help[] =
-    "usage: shunt export FILE --har OUT.har [FILTER] [--host H] [--status N] [--conn ID]\n"
+    "usage: shunt export FILE --har OUT.har [FILTER] [--redact] [--host H] [--status N]\n"
+    "                    [--conn ID]\n"
     "\n"
     "Writes the exchanges of the capture FILE as a HAR 1.2 file that browsers' DevTools and\n"
     "other HAR viewers open. Every exchange is an entry: heads as sent, body prefixes,\n"
@@ -23,6 +24,9 @@ static const char help[] =
     "\n"
     "options:\n"
     "  --har OUT.har     where to write (required)\n"
+    "  --redact          replace credentials by markers that keep their scheme and leg:\n"
+    "                    Authorization, Proxy-Authorization, Cookie, Set-Cookie, NTLM and\n"
+    "                    Negotiate tokens (query strings and bodies stay as captured)\n"
     "  --host H          only exchanges with this host\n"
     "  --status N        only exchanges with this final status\n"
     "  --conn ID         only exchanges on this connection\n"
@@ -30,7 +34,8 @@ static const char help[] =
     "\n"
     "examples:\n"
     "  shunt export shunt.db --har day.har --host example.com\n"
-    "  shunt export shunt.db --har errors.har '~e | ~c 500'\n";
+    "  shunt export shunt.db --har errors.har '~e | ~c 500'\n"
+    "  shunt export shunt.db --har share.har --redact\n";
 
 static int usage_error(const char *why)
 {
@@ -42,6 +47,7 @@ int shunt_cmd_export(int argc, char **argv)
 {
     struct shunt_capture_filter f = {0};
     const char *file = NULL, *out = NULL, *filter = NULL;
+    struct shunt_har_export_opts xo = {SHUNT_VERSION, 0};
     char err[1024];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -54,7 +60,9 @@ int shunt_cmd_export(int argc, char **argv)
             return usage_error(err);
         if (r > 0)
             continue;
-        if (strcmp(a, "--har") == 0) {
+        if (strcmp(a, "--redact") == 0) {
+            xo.redact = 1;
+        } else if (strcmp(a, "--har") == 0) {
             if (i + 1 >= argc)
                 return usage_error("--har needs a file name");
             out = argv[++i];
@@ -97,7 +105,7 @@ int shunt_cmd_export(int argc, char **argv)
         return 2;
     }
     struct shunt_har_export_info info;
-    int rc = shunt_har_export_file(db, &f, SHUNT_VERSION, out, &info, err, sizeof(err));
+    int rc = shunt_har_export_file(db, &f, &xo, out, &info, err, sizeof(err));
     sqlite3_close(db); /* before the expression: the SQL function holds it */
     shunt_expr_free(expr);
     if (rc != 0) {
@@ -110,6 +118,7 @@ int shunt_cmd_export(int argc, char **argv)
                 " events, so exchanges may be missing (log._shunt.incomplete is true)\n",
                 file, info.events_dropped);
     if (strcmp(out, "-") != 0)
-        fprintf(stderr, "shunt export: %s: %" PRIu64 " entries\n", out, info.n_entries);
+        fprintf(stderr, "shunt export: %s: %" PRIu64 " entries%s\n", out, info.n_entries,
+                xo.redact ? ", credentials redacted" : "");
     return 0;
 }

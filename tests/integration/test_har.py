@@ -446,6 +446,106 @@ def test_export_replaces_the_file_atomically_and_leaves_no_temporary(tmp_path):
         os.chmod(tmp_path, 0o700)
 
 
+def b64(b):
+    return base64.b64encode(b).decode()
+
+
+NTLM1 = b64(b"NTLMSSP\0\x01\0\0\0" + bytes(24))
+NTLM2 = b64(b"NTLMSSP\0\x02\0\0\0" + bytes(40))
+NTLM3 = b64(b"NTLMSSP\0\x03\0\0\0" + bytes(60))
+SPNEGO_KRB = b64(b"\x60\x82\x01\x00\x06\x06\x2b\x06\x01\x05\x05\x02\xa0\x30\x30\x2e"
+                 b"\xa0\x0d\x30\x0b\x06\x09\x2a\x86\x48\x86\xf7\x12\x01\x02\x02"
+                 + b"\x6e\x82" + bytes(40))
+SPNEGO_RESP = b64(b"\xa1\x14\x30\x12\xa0\x03\x0a\x01\x00" + bytes(12))
+
+# (field as captured, as a redacted export writes it)
+REDACTIONS = [
+    (f"Authorization: NTLM {NTLM1}", "NTLM <redacted: type 1 NEGOTIATE>"),
+    (f"Authorization: NTLM {NTLM3}", "NTLM <redacted: type 3 AUTHENTICATE>"),
+    (f"Authorization: Negotiate {SPNEGO_KRB}",
+     "Negotiate <redacted: NegTokenInit (Kerberos AP-REQ)>"),
+    (f"Authorization: Negotiate {SPNEGO_RESP}", "Negotiate <redacted: NegTokenResp>"),
+    (f"Authorization: Negotiate {NTLM1}", "Negotiate <redacted: type 1 NEGOTIATE>"),
+    ("Authorization: Basic dXNlcjpzZWNyZXQ=", "Basic <redacted>"),
+    ("Authorization: Bearer eyJhbGciOi.secret.sig", "Bearer <redacted>"),
+    ("Proxy-Authorization: Basic cHJveHk6c2VjcmV0", "Basic <redacted>"),
+    ("Cookie: a=1; b=secret; flag", "a=<redacted>; b=<redacted>; <redacted>"),
+]
+RESP_REDACTIONS = [
+    (f"WWW-Authenticate: NTLM {NTLM2}", "NTLM <redacted: type 2 CHALLENGE>"),
+    (f"WWW-Authenticate: Negotiate {SPNEGO_RESP}", "Negotiate <redacted: NegTokenResp>"),
+    ("WWW-Authenticate: Negotiate", "Negotiate"),
+    ('WWW-Authenticate: Basic realm="corp"', 'Basic realm="corp"'),
+    ("Proxy-Authenticate: NTLM", "NTLM"),
+    ("Set-Cookie: sid=s3cr3t; Path=/; HttpOnly", "sid=<redacted>; Path=/; HttpOnly"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(REDACTIONS)))
+def test_export_redact_replaces_credentials_by_markers_that_keep_scheme_and_leg(tmp_path, i):
+    field, want = REDACTIONS[i]
+    rfield, rwant = RESP_REDACTIONS[i % len(RESP_REDACTIONS)]
+    cap = tmp_path / "c.db"
+    req = head(b"GET /a?token=t1&x=2 HTTP/1.1", b"Host: origin.test", field.encode())
+    resp = head(b"HTTP/1.1 401 Unauthorized", rfield.encode(), b"Content-Length: 0")
+    with Capture(cap) as c:
+        conn = c.connection()
+        c.exchange(conn, path="/a?token=t1&x=2", status=401, req_head=req, resp_head=resp,
+                   req_head_sent=req + b"", resp_head_sent=resp)
+    out = tmp_path / "r.har"
+    p = export(cap, out, "--redact")
+    assert p.stderr.endswith("1 entries, credentials redacted\n"), p.stderr
+    har = validate(out)
+    text = out.read_text()
+    log = har["log"]
+    assert log["_shunt"]["redacted"] is True
+    assert "redacted" in log["comment"]
+    e = log["entries"][0]
+    name = field.split(":")[0]
+    assert [h["value"] for h in e["request"]["headers"] if h["name"] == name] == [want]
+    rname = rfield.split(":")[0]
+    assert [h["value"] for h in e["response"]["headers"] if h["name"] == rname] == [rwant]
+    # the raw heads under _shunt are redacted too, line for line
+    for key in ("request_head_received", "request_head_sent"):
+        assert f"{name}: {want}\r\n" in e["_shunt"][key]
+    assert f"{rname}: {rwant}\r\n" in e["_shunt"]["response_head_received"]
+    for secret in (field.split(" ", 2)[-1], rfield.split(" ", 2)[-1]):
+        if "<redacted" not in want + rwant or secret in (want, rwant):
+            continue
+        assert secret.split(";")[0] not in text.replace(want, "").replace(rwant, "")
+    # cookies keep their names, query strings stay (docs/har.md says why)
+    if name == "Cookie":
+        assert e["request"]["cookies"] == [{"name": "a", "value": "<redacted>"},
+                                           {"name": "b", "value": "<redacted>"},
+                                           {"name": "<redacted>", "value": ""}]
+    assert e["request"]["queryString"] == [{"name": "token", "value": "t1"},
+                                           {"name": "x", "value": "2"}]
+    # without --redact nothing changes
+    plain = tmp_path / "p.har"
+    export(cap, plain)
+    pe = json.loads(plain.read_text())["log"]
+    assert "comment" not in pe and "redacted" not in pe["_shunt"]
+    assert [h["value"] for h in pe["entries"][0]["request"]["headers"] if h["name"] == name] == \
+        [field.split(": ", 1)[1]]
+
+
+def test_diagnose_of_the_redacted_story_har_gives_the_same_first_finding(tmp_path):
+    demo = tmp_path / "demo"
+    run("lab", "demo", "--requests", "6", "--dir", demo, check=0)
+    plain, red = tmp_path / "plain.har", tmp_path / "red.har"
+    export(demo / "demo.db", plain)
+    export(demo / "demo.db", red, "--redact")
+    assert "Negotiate <redacted: NegTokenInit" in red.read_text()
+    findings = []
+    for h in (demo / "demo.db", plain, red):
+        p = run("diagnose", h, "--json", check=1)
+        findings.append([(f["id"], f["count"], f["impact"]["handshakes"])
+                         for f in json.loads(p.stdout)["findings"]])
+    assert findings[0][0][0] == "wininet-auth-close"
+    assert findings[2] == findings[1], findings
+    assert findings[2][0] == findings[0][0]
+
+
 def test_export_to_stdout(tmp_path):
     cap = sample(tmp_path / "s.db")
     p = run("export", cap, "--har", "-", check=0)

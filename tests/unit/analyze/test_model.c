@@ -18,6 +18,7 @@
 #include "analyze/diagnose.h"
 #include "analyze/model.h"
 #include "capture/db.h"
+#include "capture/har.h"
 
 static struct shunt_slice S(const char *s)
 {
@@ -323,6 +324,38 @@ static void negotiate_legs_and_a_second_handshake(void **state)
     shunt_model_free(m);
 }
 
+/* Issue 10: a HAR exported with --redact keeps each token's leg in its marker, and the
+ * model reads the leg from it as it did from the token. */
+static void redacted_tokens_keep_their_legs(void **state)
+{
+    (void)state;
+    static const char *const fields[] = {
+        "Authorization: NTLM " NTLM_1 "\r\n", "Authorization: NTLM " NTLM_3 "\r\n",
+        "Authorization: Negotiate " SPNEGO_INIT "\r\n",
+        "Authorization: Negotiate " SPNEGO_RESP "\r\n", "Authorization: Negotiate garbage\r\n"};
+    add_conn(1, 50000, 0, -1, NULL, NULL);
+    for (int k = 0; k < 5; k++) {
+        size_t len;
+        char *red = shunt_har_redact_head(fields[k], strlen(fields[k]), &len);
+        assert_non_null(red);
+        assert_null(strstr(red, k < 4 ? (k < 2 ? "TlRM" : k == 2 ? "YII" : "oYG") : "garbage"));
+        add_ex(2 * k + 1, 1, 2 * k + 1, 1000 * k, 100, -1, "/a", fields[k], 200, OK_BARE);
+        add_ex(2 * k + 2, 1, 2 * k + 2, 1000 * k + 500, 100, -1, "/a", red, 200, OK_BARE);
+        free(red);
+    }
+    struct shunt_model *m = load(NULL);
+    assert_int_equal(m->n_ex, 10);
+    static const enum shunt_model_leg want[] = {
+        SHUNT_MODEL_LEG_FIRST, SHUNT_MODEL_LEG_CONTINUATION, SHUNT_MODEL_LEG_FIRST,
+        SHUNT_MODEL_LEG_CONTINUATION, SHUNT_MODEL_LEG_UNKNOWN};
+    for (int k = 0; k < 5; k++) {
+        assert_int_equal(m->ex[2 * k].leg, want[k]);
+        assert_int_equal(m->ex[2 * k + 1].leg, want[k]);
+        assert_int_equal(m->ex[2 * k + 1].auth, m->ex[2 * k].auth);
+    }
+    shunt_model_free(m);
+}
+
 static void filter_marks_what_it_takes(void **state)
 {
     (void)state;
@@ -465,6 +498,7 @@ int main(void)
         cmocka_unit_test(response_persistence_follows_rfc_9112),
         cmocka_unit_test_setup_teardown(ntlm_legs_challenges_and_handshakes, setup, teardown),
         cmocka_unit_test_setup_teardown(negotiate_legs_and_a_second_handshake, setup, teardown),
+        cmocka_unit_test_setup_teardown(redacted_tokens_keep_their_legs, setup, teardown),
         cmocka_unit_test_setup_teardown(filter_marks_what_it_takes, setup, teardown),
         cmocka_unit_test_setup_teardown(story_ranks_cause_then_consequence, setup, teardown),
         cmocka_unit_test_setup_teardown(server_header_removes_the_story, setup, teardown),

@@ -70,6 +70,21 @@ static void times_format_with_milliseconds_in_utc(void **state)
     assert_int_equal(us, INT64_C(951782400000000));
 }
 
+/* Issue 10: a capture file may hold any integer as a time; INT64_MIN was negated (signed
+ * overflow) and years beyond 9999 are no ISO 8601 a HAR reader takes. */
+static void times_beyond_four_digit_years_are_clamped(void **state)
+{
+    char buf[40];
+    shunt_har_format_time(INT64_MIN, buf, sizeof(buf));
+    assert_string_equal(buf, "0000-01-01T00:00:00.000Z");
+    shunt_har_format_time(INT64_MIN + 1, buf, sizeof(buf));
+    assert_string_equal(buf, "0000-01-01T00:00:00.000Z");
+    shunt_har_format_time(INT64_MAX, buf, sizeof(buf));
+    assert_string_equal(buf, "9999-12-31T23:59:59.999Z");
+    shunt_har_format_time(-1, buf, sizeof(buf));
+    assert_string_equal(buf, "1969-12-31T23:59:59.999Z");
+}
+
 static void heads_are_walked_leniently(void **state)
 {
     const char h[] = "GET / HTTP/1.1\r\nHost:  a \r\nX-Empty:\r\nno colon here\nBare: lf\r\n\r\n"
@@ -195,6 +210,7 @@ int main(void)
         cmocka_unit_test(producers_are_told_by_creator_name),
         cmocka_unit_test(times_parse_in_every_producers_form),
         cmocka_unit_test(times_format_with_milliseconds_in_utc),
+        cmocka_unit_test(times_beyond_four_digit_years_are_clamped),
         cmocka_unit_test(heads_are_walked_leniently),
         cmocka_unit_test(keyed_connections_follow_the_key),
         cmocka_unit_test(a_port_seen_again_after_its_connection_ended_is_a_new_connection),
