@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base64.h"
 #include "capture/har.h"
 #include "http/parser.h"
 
@@ -129,37 +130,6 @@ int shunt_model_resp_unframed(const struct shunt_model_exchange *e)
 
 /* ================================================================ authentication */
 
-/* Decodes up to <cap> bytes of the base64 text <s> into <out>; returns the bytes decoded. */
-static size_t b64_prefix(struct shunt_slice s, unsigned char *out, size_t cap)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t n = 0;
-    for (size_t i = 0; i < s.len && n < cap; i++) {
-        char c = s.base[i];
-        int v;
-        if (c >= 'A' && c <= 'Z')
-            v = c - 'A';
-        else if (c >= 'a' && c <= 'z')
-            v = c - 'a' + 26;
-        else if (c >= '0' && c <= '9')
-            v = c - '0' + 52;
-        else if (c == '+' || c == '-')
-            v = 62;
-        else if (c == '/' || c == '_')
-            v = 63;
-        else
-            break;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char)(acc >> bits);
-        }
-    }
-    return n;
-}
-
 static unsigned scheme_bit(struct shunt_slice s)
 {
     if (ieq(s, "NTLM"))
@@ -209,7 +179,7 @@ static enum shunt_model_leg classify_token(struct shunt_slice tok)
         return SHUNT_MODEL_LEG_UNKNOWN;
     }
     unsigned char b[12];
-    size_t n = b64_prefix(tok, b, sizeof(b));
+    size_t n = shunt_base64_decode_prefix(tok.base, tok.len, b, sizeof(b));
     if (n >= 12 && memcmp(b, "NTLMSSP", 8) == 0) {
         if (b[8] == 1)
             return SHUNT_MODEL_LEG_FIRST;

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/base64.h"
+
 /* ---------------------------------------------------------------- pure pieces */
 
 /* Days since 1970-01-01 to a civil date (proleptic Gregorian), after H. Hinnant's
@@ -487,40 +489,6 @@ static void dputs(struct dbuf *b, const char *s)
     dput(b, s, strlen(s));
 }
 
-/* Decodes the base64 <s> (standard alphabet, padding and whitespace ignored) into at most
- * <cap> bytes of <out>; returns the bytes decoded, stopping at the first other character. */
-static size_t b64_decode(struct shunt_slice s, unsigned char *out, size_t cap)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t n = 0;
-    for (size_t i = 0; i < s.len && n < cap; i++) {
-        unsigned char c = (unsigned char)s.base[i];
-        int v;
-        if (c >= 'A' && c <= 'Z')
-            v = c - 'A';
-        else if (c >= 'a' && c <= 'z')
-            v = c - 'a' + 26;
-        else if (c >= '0' && c <= '9')
-            v = c - '0' + 52;
-        else if (c == '+')
-            v = 62;
-        else if (c == '/')
-            v = 63;
-        else if (c == '=' || c == ' ' || c == '\t')
-            continue;
-        else
-            break;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char)(acc >> bits);
-        }
-    }
-    return n;
-}
-
 static int has_bytes(const unsigned char *p, size_t n, const char *what, size_t what_len)
 {
     return memmem(p, n, what, what_len) != NULL;
@@ -556,7 +524,7 @@ static const char oid_krb5_ms[] = "\x06\x09\x2a\x86\x48\x82\xf7\x12\x01\x02\x02"
 static void describe_token(struct shunt_slice tok, char *buf, size_t len)
 {
     unsigned char b[4096]; /* enough for the OIDs and the NTLM header near the start */
-    size_t n = b64_decode(tok, b, sizeof(b));
+    size_t n = shunt_base64_decode_prefix(tok.base, tok.len, b, sizeof(b));
     const char *ntlm = ntlm_type(b, n);
     buf[0] = '\0';
     if (ntlm != NULL && memcmp(b, "NTLMSSP", 8) == 0) {
