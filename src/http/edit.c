@@ -168,3 +168,9 @@ int shunt_edit_remove(struct shunt_head_edit *e, const char *name, size_t name_l
     e->changes += (unsigned)n;
     return n;
 }
+
+int shunt_edit_frames(const char *name, size_t name_len)
+{
+    struct shunt_slice n = shunt_slice_make(name, name_len);
+    return SHUNT_SLICE_IEQ_LIT(n, "Content-Length") || SHUNT_SLICE_IEQ_LIT(n, "Transfer-Encoding");
+}

@@ -48,6 +48,12 @@ struct shunt_slice shunt_edit_get(const struct shunt_head_edit *e, const char *n
 int shunt_edit_field_valid(const char *name, size_t name_len, const char *value,
                            size_t value_len);
 
+/* Returns 1 when the field <name> frames the message: Content-Length or Transfer-Encoding
+ * (RFC 9112 6). The proxy frames a body by the head as received, so a rule that changed
+ * either would send the next hop a message it reads to another length (request smuggling):
+ * rules may not set, add or remove them. */
+int shunt_edit_frames(const char *name, size_t name_len);
+
 /* Appends a field. Returns 0; SHUNT_EINVAL when <name> is not a token or <value> holds CR,
  * LF or NUL (no header injection); SHUNT_ETOOBIG when the array is full; SHUNT_ENOMEM when
  * the store would grow past store_max or malloc fails (the edit is then unchanged). */

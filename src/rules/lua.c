@@ -299,12 +299,13 @@ static void where(lua_State *L, char *out, size_t n)
         snprintf(out, n, "%s", st->owner->name);
 }
 
-/* The string patterns' steps (rules/luapat.c) count as instructions. MAY_LJMP */
-static void charge_steps(lua_State *L, size_t steps) MAY_LJMP
+/* Charges <n> instructions of work done outside the count hook's view to the call's budget;
+ * raises once it is spent, naming <what> ("in a string pattern"). MAY_LJMP */
+static void charge(lua_State *L, size_t n, const char *what) MAY_LJMP
 {
     struct lstate *st = state_of(L);
     if (!st->exceeded) {
-        st->left -= steps > (size_t)st->left ? st->left : (long)steps;
+        st->left -= n > (size_t)st->left ? st->left : (long)n;
         if (st->left > 0)
             return;
         st->exceeded = 1;
@@ -312,11 +313,32 @@ static void charge_steps(lua_State *L, size_t steps) MAY_LJMP
     }
     char at[160];
     where(L, at, sizeof(at));
-    luaL_error(L, "%s: instruction limit exceeded in a string pattern (%d instructions)", at,
-               (int)st->limit);
+    luaL_error(L, "%s: instruction limit exceeded%s (%d instructions)", at, what, (int)st->limit);
+}
+
+/* The string patterns' steps (rules/luapat.c) count as instructions. MAY_LJMP */
+static void charge_steps(lua_State *L, size_t steps) MAY_LJMP
+{
+    charge(L, steps, " in a string pattern");
 }
 
 static const struct shunt_luapat_budget pattern_budget = {charge_steps};
+
+/*
+ * coroutine.create and coroutine.wrap, charged. A new thread's count hook fires only once
+ * the thread ran SLICE instructions, so a thread that ends sooner would run uncharged, and
+ * coroutines nested a few levels deep (80 threads of 999 instructions, each making 80 more)
+ * would run for minutes on no budget at all. Each new thread is charged SLICE up front: the
+ * most it can run before its own hook takes over the counting. MAY_LJMP
+ */
+static int charged_new_thread(lua_State *L) MAY_LJMP
+{
+    charge(L, SLICE, "");
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the library's create or wrap */
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
 
 /* Queues a change for the change callback (sent once the call succeeded). No Lua error. */
 static void pend(struct lstate *st, const char *what, const char *by)
@@ -405,12 +427,22 @@ static int h_list(lua_State *L) MAY_LJMP
     return 1;
 }
 
+/* Refuses an edit of a field that frames the message (shunt_edit_frames()). MAY_LJMP */
+static void check_not_framing(lua_State *L, const char *verb, const char *name, size_t nl)
+{
+    if (shunt_edit_frames(name, nl))
+        luaL_error(L, "%s %s: rules cannot change Content-Length or Transfer-Encoding (the body "
+                   "goes on framed as received; another length would desync the next hop)",
+                   verb, name);
+}
+
 static int h_edit(lua_State *L, int set) MAY_LJMP
 {
     struct shunt_head_edit *e = check_headers(L);
     size_t nl, vl;
     const char *name = luaL_checklstring(L, 2, &nl);
     const char *value = luaL_checklstring(L, 3, &vl);
+    check_not_framing(L, set ? "set" : "add", name, nl);
     unsigned before = e->changes;
     /* The edit's store holds every line a rule writes (a set leaves the old line there):
      * it grows within what the state's memory limit leaves, and counts against it until the
@@ -457,6 +489,7 @@ static int h_set(lua_State *L) MAY_LJMP
         struct shunt_head_edit *e = check_headers(L);
         size_t nl;
         const char *name = luaL_checklstring(L, 2, &nl);
+        check_not_framing(L, "set", name, nl);
         if (shunt_edit_remove(e, name, nl) > 0 && state_of(L)->report) {
             char what[320], by[160];
             snprintf(what, sizeof(what), "remove %.*s", (int)nl, name);
@@ -473,6 +506,7 @@ static int h_remove(lua_State *L) MAY_LJMP
     struct shunt_head_edit *e = check_headers(L);
     size_t nl;
     const char *name = luaL_checklstring(L, 2, &nl);
+    check_not_framing(L, "remove", name, nl);
     int n = shunt_edit_remove(e, name, nl);
     if (n > 0 && state_of(L)->report) {
         char what[320], by[160];
@@ -658,20 +692,27 @@ static int s_flag(lua_State *L) MAY_LJMP
 static void respond_field(lua_State *L, struct cbuf *b, int name_idx, int value_idx) MAY_LJMP
 {
     size_t nl, vl;
+    name_idx = lua_absindex(L, name_idx);
+    value_idx = lua_absindex(L, value_idx);
     if (lua_type(L, name_idx) != LUA_TSTRING)
         luaL_error(L, "s:respond: a header name must be a string");
     if (lua_isnil(L, value_idx))
         luaL_error(L, "s:respond: header %s has no value", lua_tostring(L, name_idx));
+    /* A string or a number, converted without a metamethod: a __tostring could change the
+     * header table while the names sorted from it are in use (and free their strings). */
+    if (lua_type(L, value_idx) != LUA_TSTRING && lua_type(L, value_idx) != LUA_TNUMBER)
+        luaL_error(L, "s:respond: the value of header %s must be a string or a number",
+                   lua_tostring(L, name_idx));
     const char *n = lua_tolstring(L, name_idx, &nl);
-    const char *v = luaL_tolstring(L, value_idx, &vl);
+    lua_pushvalue(L, value_idx); /* converted on a copy: the table keeps its number */
+    const char *v = lua_tolstring(L, -1, &vl);
     if (nl == 0 || nl > 256)
         luaL_error(L, "s:respond: a header name must have 1 to 256 characters");
     if (!shunt_edit_field_valid(n, nl, "", 0))
         luaL_error(L, "s:respond: '%s' is not a header name", n);
     if (!shunt_edit_field_valid(n, nl, v, vl))
         luaL_error(L, "s:respond: the value of %s holds CR, LF or NUL", n);
-    int framing = (nl == 14 && strncasecmp(n, "Content-Length", 14) == 0) ||
-                  (nl == 17 && strncasecmp(n, "Transfer-Encoding", 17) == 0) ||
+    int framing = shunt_edit_frames(n, nl) ||
                   (nl == 10 && strncasecmp(n, "Connection", 10) == 0);
     if (!framing) { /* framing is the proxy's */
         cbuf_add(L, b, n, nl);
@@ -679,7 +720,7 @@ static void respond_field(lua_State *L, struct cbuf *b, int name_idx, int value_
         cbuf_add(L, b, v, vl);
         cbuf_add(L, b, "\r\n", 2);
     }
-    lua_pop(L, 1); /* luaL_tolstring's copy, popped once <v> is copied */
+    lua_pop(L, 1); /* the value's copy, popped once <v> is copied */
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -885,6 +926,12 @@ static void open_sandbox(lua_State *L) MAY_LJMP
     lua_getglobal(L, "coroutine");
     lua_pushnil(L);
     lua_setfield(L, -2, "close");
+    static const char *const makers[] = {"create", "wrap", NULL};
+    for (const char *const *m = makers; *m; m++) {
+        lua_getfield(L, -1, *m);
+        lua_pushcclosure(L, charged_new_thread, 1);
+        lua_setfield(L, -2, *m);
+    }
     lua_pop(L, 1);
     /* metatables without __gc or __mode: the seal, shared by both functions */
     lua_createtable(L, 0, 2);

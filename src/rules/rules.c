@@ -710,6 +710,13 @@ int shunt_rules_add_quick(struct shunt_rules *r, enum shunt_quick_kind kind, con
             return SHUNT_EINVAL;
         }
     }
+    if (shunt_edit_frames(parts[1], lens[1])) {
+        snprintf(err, err_len,
+                 "%s %s: %.*s frames the message; shunt forwards bodies framed as received, "
+                 "so no rule may change it",
+                 opt, spec, (int)lens[1], parts[1]);
+        return SHUNT_EINVAL;
+    }
     if (kind == SHUNT_QUICK_ADD && lens[2] == 0) {
         snprintf(err, err_len, "%s %s: the value is empty", opt, spec);
         return SHUNT_EINVAL;

@@ -84,6 +84,15 @@ function on_request(s)
     for _ in string.rep("a", 300):gmatch(string.rep("a*", 30) .. "b") do end
   elseif url:find("/close") then
     local x <close> = setmetatable({}, {__close = function() while true do end end})
+  elseif url:find("/shortthreads") then
+    -- every coroutine ends before its count hook would first fire (1000 instructions), so
+    -- nothing was charged: 80^3 of them held the worker for seconds on no budget at all
+    local function leaf() local x = 0 for j = 1, 250 do x = x + j end end
+    local function work(d)
+      if d == 0 then return leaf() end
+      for i = 1, 80 do coroutine.wrap(work)(d - 1) end
+    end
+    work(4)
   end
 end
 """
@@ -114,6 +123,7 @@ def assert_fails_alone(px, origin, path, want_error, cap=None):
     ("/gsub", r"rules\.lua:18: instruction limit exceeded in a string pattern"),
     ("/gmatch", r"rules\.lua:20: instruction limit exceeded in a string pattern"),
     ("/close", r"rules\.lua:22: instruction limit exceeded"),
+    ("/shortthreads", r"rules\.lua:\d+: instruction limit exceeded"),
 ])
 def test_runaway_rule_fails_its_exchange_alone(shunt, origin, tmp_path, path, error):
     px = shunt("--rules", rules_file(tmp_path, RUNAWAY), "--workers", "1")
@@ -207,3 +217,65 @@ end
     with px.client() as c:  # and again: the memory came back
         assert c.exchange(get(origin.host, "/grow")).status == 200
     px.wait_stderr(r"set X-Big: not enough memory", count=2)
+
+
+RESPOND_TOSTRING = """\
+function on_request(s)
+  local h, a, others = {}, "A" .. string.rep("a", 100), {}
+  for i = 1, 8 do others[i] = "B" .. string.rep("b", 100) .. i end
+  -- a value whose __tostring empties the table and makes garbage while the sorted names
+  -- are in use: it used to free the name strings under s:respond() (ASan: use after free)
+  local victim = setmetatable({}, {__tostring = function()
+    for i = 1, 8 do h[others[i]] = nil end
+    others = nil
+    local j
+    for k = 1, 400 do j = string.rep("x", 100000 + k) end
+    for k = 1, 20000 do j = {k} end
+    return "v"
+  end})
+  h[a] = victim
+  for i = 1, 8 do h[others[i]] = "val" .. i end
+  s:respond(200, h, "body")
+end
+"""
+
+
+def test_respond_takes_only_strings_and_numbers_as_header_values(shunt, origin, tmp_path):
+    cap = tmp_path / "c.db"
+    px = shunt("--rules", rules_file(tmp_path, RESPOND_TOSTRING), "--workers", "1",
+               "--capture", cap)
+    with px.client() as c:
+        r = c.exchange(get(origin.host, "/"))
+    assert r.status == 200 and r.body == b"ok"  # the rule failed: on to the server
+    px.wait_stderr(r"must be a string or a number")
+    stop(px)
+    assert any("must be a string or a number" in e for e in errors_of(cap))
+
+
+FRAMING_EDITS = """\
+function on_request(s)
+  local u = s.request.url
+  if u:find("/set") then s.request.headers:set("Content-Length", "0")
+  elseif u:find("/add") then s.request.headers:add("Transfer-Encoding", "chunked")
+  elseif u:find("/remove") then s.request.headers:remove("content-length")
+  elseif u:find("/nil") then s.request.headers:set("Transfer-Encoding", nil) end
+end
+function on_response(s) s.response.headers:set("Content-Length", "1") end
+"""
+
+
+@pytest.mark.parametrize("path", ["/set", "/add", "/remove", "/nil"])
+def test_rules_cannot_change_the_framing_of_a_message(shunt, origin, tmp_path, path):
+    """A rule that set Content-Length: 0 on a POST sent the origin a body it read as the next
+    request (request smuggling). Framing fields are the proxy's: the edit is a rule error,
+    the exchange goes on as received."""
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    px = shunt("--rules", rules_file(tmp_path, FRAMING_EDITS), "--workers", "1")
+    req = get(origin.host, path, b"Content-Length: %d\r\n" % len(smuggled), method=b"POST",
+              body=smuggled)
+    with px.client() as c:
+        r = c.exchange(req)
+    assert r.status == 200 and r.get("Content-Length") == b"2"
+    origin.wait_requests(1)
+    assert origin.received == origin_form(req)  # exactly as sent: one request, its body
+    px.wait_stderr(r"rules cannot change Content-Length or Transfer-Encoding")

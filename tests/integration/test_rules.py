@@ -93,6 +93,10 @@ def test_bad_rules_are_refused_with_a_clear_line(shunt):
         (("--modify-headers", "//1"), "header name is empty"),
         (("--add-header", "/~q/X-A/"), "value is empty"),
         (("--modify-headers", "/~q/Bad Name/1"), "is not a header name"),
+        # framing is the proxy's: a changed length would desync the next hop (smuggling)
+        (("--modify-headers", "/Content-Length/0"), "Content-Length frames the message"),
+        (("--modify-headers", "/content-length/"), "content-length frames the message"),
+        (("--add-header", "/~s/Transfer-Encoding/chunked"), "Transfer-Encoding frames the message"),
     ]
     for args, message in cases:
         px = shunt(*args, wait_listening=False)
