@@ -740,6 +740,32 @@ static int load_body(struct exporter *x, int64_t id, int dir, struct body *b)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* A change's text as the export writes it. With --redact, a rule's header edit ("set NAME:
+ * VALUE", "add NAME: VALUE") goes through the head redactor like the heads themselves: a
+ * rule that sets a credential would otherwise leave it in the change it recorded. */
+static json_t *change_what(const struct exporter *x, sqlite3_stmt *st, int col)
+{
+    const char *w = (const char *)sqlite3_column_text(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    if (!x->redact || w == NULL || n < 4 ||
+        (memcmp(w, "set ", 4) != 0 && memcmp(w, "add ", 4) != 0))
+        return jcolumn_text(st, col);
+    size_t rl;
+    char *r = shunt_har_redact_head(w + 4, n - 4, &rl);
+    if (r == NULL)
+        return NULL;
+    char *out = malloc(rl + 5);
+    json_t *j = NULL;
+    if (out != NULL) {
+        memcpy(out, w, 4);
+        memcpy(out + 4, r, rl);
+        j = jtext(out, rl + 4);
+    }
+    free(out);
+    free(r);
+    return j;
+}
+
 static json_t *changes_json(struct exporter *x, int64_t id)
 {
     json_t *a = json_array();
@@ -747,7 +773,7 @@ static json_t *changes_json(struct exporter *x, int64_t id)
     sqlite3_bind_int64(x->changes, 1, id);
     int rc;
     while (a != NULL && (rc = sqlite3_step(x->changes)) == SQLITE_ROW) {
-        json_t *c = json_pack("{s:o,s:o,s:b}", "what", jcolumn_text(x->changes, 0), "by",
+        json_t *c = json_pack("{s:o,s:o,s:b}", "what", change_what(x, x->changes, 0), "by",
                               jcolumn_text(x->changes, 1), "in_request",
                               sqlite3_column_int(x->changes, 2) != 0);
         if (json_array_append_new(a, c) != 0) {

@@ -932,3 +932,29 @@ def test_round_trip_of_recorded_traffic(shunt, origin, tmp_path):
 if __name__ == "__main__":
     write_samples()
     print(f"wrote {len(PRODUCERS)} HAR files into {DATA}", file=sys.stderr)
+
+
+def test_redact_covers_credentials_a_rule_set(shunt, origin, tmp_path):
+    """A rule's header edit is recorded with its value ("set Authorization: Bearer ..."); the
+    redacted export passes that text through the same redaction as the heads."""
+    rules = tmp_path / "r.lua"
+    rules.write_text('function on_request(s)\n'
+                     '  s.request.headers:set("Authorization", "Bearer TOPSECRET1")\n'
+                     '  s.request.headers:add("Cookie", "sid=TOPSECRET2")\n'
+                     '  s.request.headers:set("X-Plain", "kept")\n'
+                     'end\n')
+    cap, out = tmp_path / "c.db", tmp_path / "c.har"
+    px = shunt("--rules", rules, "--capture", cap)
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/")).status == 200
+    px.signal(signal.SIGTERM)
+    assert px.wait_exit() == 0
+    export(cap, out, "--redact")
+    text = out.read_text()
+    assert "TOPSECRET" not in text
+    whats = [c["what"] for e in json.loads(text)["log"]["entries"] for c in e["_shunt"]["changes"]]
+    assert "set Authorization: Bearer <redacted>" in whats, whats
+    assert "add Cookie: sid=<redacted>" in whats, whats
+    assert "set X-Plain: kept" in whats, whats
+    export(cap, tmp_path / "plain.har")  # without --redact the changes say what was set
+    assert "TOPSECRET1" in (tmp_path / "plain.har").read_text()
