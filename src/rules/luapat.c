@@ -262,6 +262,9 @@ static const char *end_capture(struct mstate *ms, const char *s, const char *p)
 static const char *match_capture(struct mstate *ms, const char *s, int l)
 {
     l = check_capture(ms, l);
+    if (ms->capture[l].len == CAP_POSITION)
+        return NULL; /* as in the library (its length reads as huge): a position never matches;
+                        and no negative count reaches step() */
     size_t len = (size_t)ms->capture[l].len;
     step(ms, len);
     if ((size_t)(ms->src_end - s) >= len && memcmp(ms->capture[l].init, s, len) == 0)

@@ -286,14 +286,39 @@ def test_map_local_on_a_folder_reached_by_a_link_still_serves_it(shunt, origin, 
         assert c.exchange(get(origin.host, "/s/a.txt")).body == b"a"
 
 
-@pytest.mark.parametrize("host", [b"h:80", b"a@b", b"x y", b"x\tz"])
-def test_map_remote_results_are_valid_urls_or_refused(shunt, origins, host):
-    """In reverse mode the URL a --map-remote regex sees carries the client's Host; a result
-    that is not a valid URL (a bad port, user info, a space or control byte from that Host)
-    never reaches a request line: 400 with the reason, nothing connected."""
+HOST_FROM_PATH = r"http://\1.localhost:{port}/"
+PORT_FROM_PATH = r"http://localhost:\1/"
+
+
+@pytest.mark.parametrize("segment,into,why", [
+    ("h:80", HOST_FROM_PATH, b"a character not allowed in a host"),
+    ("a@b", HOST_FROM_PATH, b"user info in the host"),
+    ("[x", HOST_FROM_PATH, b"an unclosed [ in the host"),
+    ("99999", PORT_FROM_PATH, b"a port out of range"),
+    ("8a", PORT_FROM_PATH, b"a character not allowed in a host"),
+    ("0", PORT_FROM_PATH, b"a port out of range"),
+])
+def test_map_remote_results_are_valid_urls_or_refused(shunt, origins, segment, into, why):
+    """A --map-remote result is checked as a URL before it is used: here the regex moves a
+    path segment (the client's bytes) into the authority, and a result that is not a valid
+    URL is refused with 400 naming the rule, nothing connected."""
+    a, b = origins(), origins()
+    px = shunt("--reverse", a.url, "--map-remote",
+               r"|^http://[^/]*/([^/]*)/|" + into.format(port=b.port))
+    with px.client() as c:
+        r = c.exchange(b"GET /" + segment.encode() + b"/p HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert r.status == 400, r.raw
+    assert b"--map-remote #1 made an invalid URL: " + why in r.body, r.body
+    assert a.conns == [] and b.conns == []
+
+
+@pytest.mark.parametrize("host", [b"x y", b"x\tz", b"a@b"])
+def test_a_host_that_would_make_a_bad_url_is_refused_first(shunt, origins, host):
+    """In reverse mode the URL the regex sees carries the client's Host: an invalid Host is
+    refused before any rule runs (BAD_HOST), so none of its bytes reach a request line."""
     a, b = origins(), origins()
     px = shunt("--reverse", a.url, "--map-remote", rf"|^http://([^/]*)/|http://\1.localhost:{b.port}/")
     with px.client() as c:
         r = c.exchange(b"GET /p HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
-    assert r.status == 400, r.raw
+    assert r.status == 400 and b"BAD_HOST" in r.body, r.raw
     assert a.conns == [] and b.conns == []
