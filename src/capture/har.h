@@ -13,7 +13,8 @@
 #include "core/errors.h"
 #include "core/slice.h"
 
-/* A HAR whose input is larger than this is refused (bytes); jansson holds it all in memory. */
+/* A HAR whose input is larger than this is refused (bytes): jansson's offsets are ints, and a
+ * file the scanner leaves to jansson's tree of the whole document takes ten times its size. */
 #define SHUNT_HAR_MAX_INPUT ((size_t)1 << 31)
 /* The timing inference looks back at most this many earlier entries to the same origin for
  * an idle connection (bounds the work on a hostile file). */
@@ -154,9 +155,12 @@ struct shunt_har_import_info {
 /*
  * Parses the HAR in the <len> bytes at <buf> and writes it into <db>, an empty capture with
  * the schema (a file from shunt_capture_create(), or ":memory:" with the schema executed), in
- * one transaction. Returns 0, or a negative code with a one-line reason in <err> that says
- * where (JSON line and column, or "log.entries[N]") and what; then nothing was written.
- * The caller's thread.
+ * one transaction. The entries are parsed one at a time, twice (to order them and infer the
+ * connections, then to write them), so that memory holds <buf>, one entry's tree and a few
+ * hundred bytes per entry; a document the scanner does not follow is parsed whole, as jansson's
+ * tree (ten times <len>), with the same result. Returns 0, or a negative code with a one-line
+ * reason in <err> that says where (JSON line and column, or "log.entries[N]") and what; then
+ * nothing was written. The caller's thread.
  */
 SHUNT_MUST_CHECK int shunt_har_import_buf(sqlite3 *db, const char *buf, size_t len,
                                           const struct shunt_har_import_opts *o,
@@ -164,9 +168,11 @@ SHUNT_MUST_CHECK int shunt_har_import_buf(sqlite3 *db, const char *buf, size_t l
                                           size_t err_len);
 
 /*
- * Imports the HAR file <in> into the new capture file <out> (which must not exist). On any
- * failure <out> is removed. Returns 0, or a negative code with a one-line reason naming the
- * file in <err>.
+ * Imports the HAR file <in> into the new capture file <out> (which must not exist), as
+ * shunt_har_import_buf() from a read-only mapping of <in> whose pages are let go as they are
+ * read: the file is never resident whole (<in> must not shrink meanwhile). On any failure
+ * <out> is removed. Returns 0, or a negative code with a one-line reason naming the file in
+ * <err>.
  */
 SHUNT_MUST_CHECK int shunt_har_import_file(const char *in, const char *out,
                                            const struct shunt_har_import_opts *o,

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -366,11 +367,16 @@ __attribute__((format(printf, 2, 3))) static int fail(struct importer *im, const
 /* What one entry became, before it is written. */
 struct ent {
     size_t src;       /* index in log.entries */
-    json_t *j;        /* the entry (borrowed from the document) */
+    json_t *j;        /* the entry while it is being written (a reference the writer holds),
+                         else NULL: pass 1 keeps only the fields below */
     int64_t start_us; /* startedDateTime */
     int64_t time_us;  /* time */
     int64_t t[6];     /* blocked, dns, connect, send, wait, receive; -1 when not given */
-    const char *url;
+    int has_connect;  /* timings.connect is a number (then in connect_ms) */
+    double connect_ms;
+    char *cid;        /* _connectionId as text (get_id()), owned; NULL when none */
+    char *conn_field; /* connection as text (get_id()), owned; NULL when none */
+    char *url;        /* request.url, owned (NUL-free: read_entry() checks) */
     char *key;        /* connection key, owned; NULL */
     char *origin;     /* "scheme://host:port", owned */
     char *host;       /* lower case, no port, owned; NULL when the URL has no authority */
@@ -542,14 +548,15 @@ static int check_pairs(struct importer *im, json_t *obj, const char *where, size
     return 0;
 }
 
-/* Reads and checks entry <src> into <e>: what the connection inference and the order need. */
+/* Reads and checks entry <src> into <e>: what the connection inference and the order need,
+ * copied, so that <j> may be freed once this returns. */
 static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
 {
     const char *s;
     size_t l;
     double d;
+    char id[64];
     e->src = src;
-    e->j = j;
     if (!json_is_object(j))
         return fail(im, "log.entries[%zu] is not an object", src);
     int r = get_str(j, "startedDateTime", &s, &l);
@@ -568,9 +575,11 @@ static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
     if ((r = get_str(req, "method", &s, &l)) != 1 || l == 0)
         return fail(im, "log.entries[%zu].request.method is %s", src,
                     r < 0 ? "not a string" : "missing");
-    if ((r = get_str(req, "url", &e->url, &l)) != 1 || l == 0 || strlen(e->url) != l)
+    if ((r = get_str(req, "url", &s, &l)) != 1 || l == 0 || strlen(s) != l)
         return fail(im, "log.entries[%zu].request.url is %s", src,
                     r < 0 ? "not a string" : r == 0 ? "missing" : "empty or holds a NUL");
+    if ((e->url = dup_n(s, l)) == NULL)
+        return fail(im, "out of memory");
     json_t *st = json_object_get(resp, "status");
     if (!json_is_number(st))
         return fail(im, "log.entries[%zu].response.status is %s", src,
@@ -590,6 +599,10 @@ static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
         if (r < 0)
             return fail(im, "log.entries[%zu].timings.%s is not a number", src, names[k]);
         e->t[k] = ms_to_us(d);
+        if (k == 2) {
+            e->has_connect = 1;
+            e->connect_ms = d;
+        }
     }
     if ((r = get_num(j, "time", &d)) < 0)
         return fail(im, "log.entries[%zu].time is not a number", src);
@@ -616,6 +629,11 @@ static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
     if (get_str(req, "httpVersion", &s, &l) == 1)
         e->multiplexed = (l >= 2 && (s[0] == 'h' || s[0] == 'H') && (s[1] == '2' || s[1] == '3')) ||
                          strncasecmp(s, "HTTP/2", 6) == 0 || strncasecmp(s, "HTTP/3", 6) == 0;
+    if (get_id(j, "_connectionId", id, sizeof(id)) && (e->cid = dup_n(id, strlen(id))) == NULL)
+        return fail(im, "out of memory");
+    if (get_id(j, "connection", id, sizeof(id)) &&
+        (e->conn_field = dup_n(id, strlen(id))) == NULL)
+        return fail(im, "out of memory");
     if (parse_url(e) != 0)
         return fail(im, "out of memory");
     return 0;
@@ -625,19 +643,16 @@ static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
  * writes 0, not -1, for a reused connection (see docs/har.md). */
 static int opens(const struct importer *im, const struct ent *e)
 {
-    json_t *t = json_object_get(e->j, "timings");
-    double d;
-    if (t == NULL || get_num(t, "connect", &d) != 1)
+    if (!e->has_connect)
         return -1;
     if (im->producer == SHUNT_HAR_FIREFOX)
-        return d > 0;
-    return d >= 0;
+        return e->connect_ms > 0;
+    return e->connect_ms >= 0;
 }
 
 /* Decides what `connection` means in this file (docs/har.md, "Connections"). */
 static void judge_connection_field(struct importer *im, struct ent *ents, size_t n)
 {
-    char buf[64];
     switch (im->producer) {
     case SHUNT_HAR_SHUNT:
     case SHUNT_HAR_FIDDLER:
@@ -651,7 +666,7 @@ static void judge_connection_field(struct importer *im, struct ent *ents, size_t
     }
     /* Current Chrome writes both `_connectionId` and `connection` = the server's port. */
     for (size_t i = 0; i < n; i++)
-        if (get_id(ents[i].j, "_connectionId", buf, sizeof(buf))) {
+        if (ents[i].cid != NULL) {
             im->connection_is_id = 0;
             return;
         }
@@ -659,12 +674,12 @@ static void judge_connection_field(struct importer *im, struct ent *ents, size_t
      * holds ports. */
     int any = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!get_id(ents[i].j, "connection", buf, sizeof(buf)))
+        if (ents[i].conn_field == NULL)
             continue;
         any = 1;
         char port[16];
         snprintf(port, sizeof(port), "%d", ents[i].port);
-        if (strcmp(buf, port) != 0) {
+        if (strcmp(ents[i].conn_field, port) != 0) {
             im->connection_is_id = 1;
             return;
         }
@@ -676,11 +691,11 @@ static void judge_connection_field(struct importer *im, struct ent *ents, size_t
 /* The connection key of <e>: "id:" _connectionId, or "c:" connection when that names one. */
 static int make_key(struct importer *im, struct ent *e)
 {
-    char buf[64], key[80];
-    if (get_id(e->j, "_connectionId", buf, sizeof(buf)))
-        snprintf(key, sizeof(key), "id:%s", buf);
-    else if (im->connection_is_id && get_id(e->j, "connection", buf, sizeof(buf)))
-        snprintf(key, sizeof(key), "c:%s", buf);
+    char key[80];
+    if (e->cid != NULL)
+        snprintf(key, sizeof(key), "id:%s", e->cid);
+    else if (im->connection_is_id && e->conn_field != NULL)
+        snprintf(key, sizeof(key), "c:%s", e->conn_field);
     else
         return 0;
     e->key = dup_n(key, strlen(key));
@@ -693,6 +708,311 @@ static int by_start(const void *a, const void *b)
     if (x->start_us != y->start_us)
         return x->start_us < y->start_us ? -1 : 1;
     return x->src < y->src ? -1 : x->src > y->src;
+}
+
+/* ---------------------------------------------------------------- one entry at a time */
+
+/*
+ * A HAR is mostly its log.entries, and jansson's tree of a whole document takes ten times the
+ * file. So a scanner finds the byte span of each element of the array jansson would take as
+ * log.entries; the rest of the document (the skeleton: the file with that array emptied, a
+ * few kilobytes) is parsed by jansson as a whole, and each entry alone from its span, twice:
+ * once to read what the order and the connection inference need (pass 1, into struct ent),
+ * once to write it (pass 2, in start order).
+ *
+ * The scanner only delimits. jansson still reads every byte: the skeleton, each span; the
+ * scanner itself checks what lies between the spans (whitespace and commas). When the scanner
+ * meets anything else it does not expect (a syntax error, a truncated file, a key written with
+ * escapes at the top level or in log, since "l\u006fg" is "log" to jansson, nesting near
+ * jansson's limit) or a span does not parse alone, the import starts over from jansson's tree
+ * of the whole document, as before: the same result, the same error with line and column, at
+ * the old cost in memory. The streamed import differs from the whole tree in memory only;
+ * fuzz/fuzz_har.c checks that both give the same rows or the same error.
+ *
+ * Duplicate keys: jansson keeps the last value of a key, so the scanner takes the last "log"
+ * of the top level and the last "entries" of that log. Earlier duplicates stay in the
+ * skeleton, parsed whole and checked as before.
+ */
+
+/* Bytes read from a mapped input between two drops of its pages (a test sets it lower). */
+#ifndef DROP_EVERY
+#define DROP_EVERY ((size_t)8 << 20)
+#endif
+
+/* The input, when it is a read-only mapping of the file (shunt_har_import_file()): the pages
+ * read are dropped from the process every DROP_EVERY bytes (the page cache keeps them, a
+ * later read maps them again), so that the file is never resident whole, though both passes
+ * and the scanner read all of it. */
+struct mapping {
+    void *base;  /* the mapping, page-aligned; NULL: the input is the caller's memory */
+    size_t len;  /* its length */
+    size_t read; /* bytes read since the last drop */
+};
+
+/* Counts <n> bytes read from <m> (NULL: not a mapping), dropping the pages read when due. */
+static void map_read(struct mapping *m, size_t n)
+{
+    if (m == NULL || m->base == NULL)
+        return;
+    m->read += n;
+    if (m->read >= DROP_EVERY) {
+        (void)madvise(m->base, m->len, MADV_DONTNEED); /* a hint: failure costs memory only */
+        m->read = 0;
+    }
+}
+
+/* The byte range of one entry in the input. */
+struct span {
+    size_t off, len;
+};
+
+/* What the scanner found, offsets into the input after the byte order mark. */
+struct scan {
+    size_t open;    /* the entries array's '[' */
+    size_t close;   /* its ']' */
+    struct span *v; /* its elements, in order; malloc'ed */
+    size_t n, cap;
+    int found;      /* the last "log" is an object whose last "entries" is an array */
+    struct mapping *map; /* the input's mapping, or NULL */
+};
+
+/* Nesting allowed inside the entries before the scanner leaves the file to the whole tree:
+ * jansson refuses past JSON_PARSER_MAX_DEPTH counting the three levels above an entry (the
+ * document, log, entries), which a span parsed alone would not count. */
+#define SCAN_MAX_DEPTH (JSON_PARSER_MAX_DEPTH - 8)
+
+/* JSON whitespace (RFC 8259 section 2), as jansson skips it. */
+static size_t skip_ws(const char *p, size_t len, size_t i)
+{
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* Skips the string whose '"' is at p[*i]. Returns 0 with *i past its closing quote and *<esc>
+ * 1 when it holds a backslash, or -1 when the input ends first. Escapes are not checked
+ * (jansson does): a backslash just hides the byte after it. */
+static int skip_string(const char *p, size_t len, size_t *i, int *esc)
+{
+    size_t k = *i + 1;
+    *esc = 0;
+    while (k < len) {
+        const char *q = memchr(p + k, '"', len - k);
+        if (q == NULL)
+            return -1;
+        /* the quote ends the string unless an odd run of backslashes precedes it */
+        size_t at = (size_t)(q - p), bs = 0;
+        while (at - bs > k && p[at - bs - 1] == '\\')
+            bs++;
+        if (memchr(p + k, '\\', at - k) != NULL)
+            *esc = 1;
+        k = at + 1;
+        if (bs % 2 == 0) {
+            *i = k;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Skips the value at p[*i], held by a container at nesting <depth> (1: the top-level object).
+ * Returns 0 with *i past it, or -1: no value there, the input ends first, or nesting deeper
+ * than SCAN_MAX_DEPTH. Only where the value ends is checked. */
+static int skip_value(const char *p, size_t len, size_t *i, int depth)
+{
+    size_t k = *i;
+    int esc;
+    if (k >= len)
+        return -1;
+    if (p[k] == '"')
+        return skip_string(p, len, i, &esc);
+    if (p[k] != '{' && p[k] != '[') { /* a number or a literal: up to a delimiter */
+        while (k < len && p[k] != ',' && p[k] != ']' && p[k] != '}' && p[k] != ' ' &&
+               p[k] != '\t' && p[k] != '\n' && p[k] != '\r' && p[k] != '"' && p[k] != ':' &&
+               p[k] != '{' && p[k] != '[')
+            k++;
+        if (k == *i)
+            return -1;
+        *i = k;
+        return 0;
+    }
+    int d = depth;
+    while (k < len) {
+        char c = p[k];
+        if (c == '"') {
+            if (skip_string(p, len, &k, &esc) != 0)
+                return -1;
+            continue;
+        }
+        k++;
+        if (c == '{' || c == '[') {
+            if (++d > SCAN_MAX_DEPTH)
+                return -1;
+        } else if (c == '}' || c == ']') {
+            if (--d == depth) {
+                *i = k;
+                return 0;
+            }
+        }
+    }
+    return -1;
+}
+
+/* Reads a member's key and colon at p[*i]. Returns 0 with the key's bytes in *<key>/<key_len>
+ * and *i at the value, or -1 (also for a key with escapes: it may spell what we look for). */
+static int scan_key(const char *p, size_t len, size_t *i, const char **key, size_t *key_len)
+{
+    size_t k = *i;
+    int esc;
+    if (k >= len || p[k] != '"' || skip_string(p, len, &k, &esc) != 0 || esc)
+        return -1;
+    *key = p + *i + 1;
+    *key_len = k - *i - 2;
+    k = skip_ws(p, len, k);
+    if (k >= len || p[k] != ':')
+        return -1;
+    *i = skip_ws(p, len, k + 1);
+    return 0;
+}
+
+/* After a member or an element: 1 with *i at the next one (a comma), 0 with *i past <close>,
+ * -1 on anything else. */
+static int scan_next(const char *p, size_t len, size_t *i, char close)
+{
+    size_t k = skip_ws(p, len, *i);
+    if (k < len && p[k] == ',') {
+        *i = skip_ws(p, len, k + 1);
+        return 1;
+    }
+    if (k < len && p[k] == close) {
+        *i = k + 1;
+        return 0;
+    }
+    return -1;
+}
+
+/* Scans the entries array whose '[' is at p[*i]: its elements' spans into <sc>. */
+static int scan_entries(const char *p, size_t len, size_t *i, struct scan *sc)
+{
+    size_t k = skip_ws(p, len, *i + 1);
+    sc->open = *i;
+    sc->n = 0;
+    if (k < len && p[k] == ']') {
+        sc->close = k;
+        *i = k + 1;
+        return 0;
+    }
+    for (;;) {
+        size_t start = k;
+        if (skip_value(p, len, &k, 3) != 0)
+            return -1;
+        if (sc->n == sc->cap) {
+            size_t cap = sc->cap ? sc->cap * 2 : 1024;
+            struct span *v = realloc(sc->v, cap * sizeof(*v));
+            if (v == NULL)
+                return -1;
+            sc->v = v;
+            sc->cap = cap;
+        }
+        sc->v[sc->n++] = (struct span){start, k - start};
+        map_read(sc->map, k - start);
+        int r = scan_next(p, len, &k, ']');
+        if (r < 0)
+            return -1;
+        if (r == 0) {
+            sc->close = k - 1;
+            *i = k;
+            return 0;
+        }
+    }
+}
+
+/* Walks the members of the object whose '{' is at p[*i], at nesting <depth> (1: the top
+ * level; 2: log). Returns 0 with *i past its '}', or -1. */
+static int scan_object(const char *p, size_t len, size_t *i, int depth, struct scan *sc)
+{
+    size_t k = skip_ws(p, len, *i + 1);
+    int r = 1;
+    if (k < len && p[k] == '}')
+        r = 0, k++;
+    while (r == 1) {
+        const char *key;
+        size_t kl;
+        if (scan_key(p, len, &k, &key, &kl) != 0)
+            return -1;
+        if (depth == 1 && kl == 3 && memcmp(key, "log", 3) == 0) {
+            sc->found = 0; /* the last "log" is the one */
+            int r2 = k < len && p[k] == '{' ? scan_object(p, len, &k, 2, sc)
+                                            : skip_value(p, len, &k, depth);
+            if (r2 != 0)
+                return -1;
+        } else if (depth == 2 && kl == 7 && memcmp(key, "entries", 7) == 0) {
+            sc->found = 0; /* the last "entries" is the one */
+            if (k < len && p[k] == '[') {
+                if (scan_entries(p, len, &k, sc) != 0)
+                    return -1;
+                sc->found = 1;
+            } else if (skip_value(p, len, &k, depth) != 0) {
+                return -1;
+            }
+        } else if (skip_value(p, len, &k, depth) != 0) {
+            return -1;
+        }
+        r = scan_next(p, len, &k, '}');
+    }
+    *i = k;
+    return r;
+}
+
+/* Scans the document at <p> (after the byte order mark). Returns 0 when <sc> holds the spans
+ * of log.entries, -1 when the document is left to the whole tree. */
+static int scan(const char *p, size_t len, struct scan *sc)
+{
+    size_t k = skip_ws(p, len, 0);
+    if (k >= len || p[k] != '{' || scan_object(p, len, &k, 1, sc) != 0)
+        return -1;
+    return skip_ws(p, len, k) == len && sc->found ? 0 : -1;
+}
+
+/* jansson's tree of the document at <p> with the entries array emptied ("entries":[]), or
+ * NULL when it does not parse (the whole tree will say why) or is out of memory. */
+static json_t *load_skeleton(const char *p, size_t len, const struct scan *sc)
+{
+    size_t head = sc->open + 1, tail = len - sc->close;
+    char *s = malloc(head + tail);
+    if (s == NULL)
+        return NULL;
+    memcpy(s, p, head);
+    memcpy(s + head, p + sc->close, tail);
+    json_error_t je;
+    json_t *root = json_loadb(s, head + tail, JSON_ALLOW_NUL, &je);
+    free(s);
+    /* The scanner and jansson must agree on which array is log.entries. */
+    json_t *entries = json_object_get(json_object_get(root, "log"), "entries");
+    if (root != NULL && !(json_is_array(entries) && json_array_size(entries) == 0)) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* Where the entries come from: jansson's tree of the whole document, or spans of the input. */
+struct source {
+    json_t *entries;          /* the tree's log.entries (borrowed), or NULL: spans */
+    const char *buf;          /* the input after the byte order mark */
+    const struct span *spans; /* the entries' spans in <buf> */
+    struct mapping *map;      /* the input's mapping, or NULL */
+};
+
+/* Entry <i> of <s>: a new reference (json_decref() it), or NULL with *<je> said: the span is
+ * not JSON alone, or out of memory. */
+static json_t *source_entry(const struct source *s, size_t i, json_error_t *je)
+{
+    if (s->entries != NULL)
+        return json_incref(json_array_get(s->entries, i));
+    map_read(s->map, s->spans[i].len);
+    return json_loadb(s->buf + s->spans[i].off, s->spans[i].len, JSON_ALLOW_NUL | JSON_DECODE_ANY,
+                      je);
 }
 
 /* ---------------------------------------------------------------- writing */
@@ -1094,7 +1414,6 @@ static int write_conn(struct importer *im, struct writer *w, const struct ent *e
 {
     json_t *sh = im->producer == SHUNT_HAR_SHUNT ? json_object_get(e->j, "_shunt") : NULL;
     sqlite3_stmt *st = w->st[S_CONN];
-    char buf[64];
     int rc = SQLITE_CONSTRAINT;
     for (int attempt = 0; attempt < 2 && rc == SQLITE_CONSTRAINT; attempt++) {
         json_t *cid = sh ? json_object_get(sh, "conn_id") : NULL;
@@ -1108,10 +1427,9 @@ static int write_conn(struct importer *im, struct writer *w, const struct ent *e
             bind_json_int(st, 2, sh, "client_port");
             bind_json_text(st, 4, sh, "closer");
             bind_json_text(st, 5, sh, "close_how");
-        } else if (im->producer == SHUNT_HAR_FIDDLER &&
-                   get_id(e->j, "connection", buf, sizeof(buf))) {
+        } else if (im->producer == SHUNT_HAR_FIDDLER && e->conn_field != NULL) {
             char *end;
-            long p = strtol(buf, &end, 10);
+            long p = strtol(e->conn_field, &end, 10);
             if (*end == '\0' && p > 0 && p <= 65535)
                 sqlite3_bind_int64(st, 2, p);
         }
@@ -1158,20 +1476,34 @@ static int write_upstream(struct importer *im, struct writer *w, const struct en
     return 0;
 }
 
-/* Writes everything; <ents> sorted, <hints> parallel to them. */
-static int write_all(struct importer *im, struct writer *w, struct ent *ents,
-                     struct shunt_har_conn_hint *hints, size_t n, size_t n_conns)
+/* Writes everything (pass 2): each entry of <src> parsed again in turn, in the order of
+ * <ents>, sorted; <hints> parallel to them. */
+static int write_all(struct importer *im, struct writer *w, const struct source *src,
+                     struct ent *ents, struct shunt_har_conn_hint *hints, size_t n,
+                     size_t n_conns)
 {
     int64_t *conn_ids = calloc(n_conns + 1, sizeof(*conn_ids));
     char **ukeys = calloc(n + 1, sizeof(*ukeys));
     struct smap ups = {0};
+    struct ent *e = NULL;
     int rc = SHUNT_ENOMEM;
     if (conn_ids == NULL || ukeys == NULL || smap_init(&ups, n) != 0) {
         rc = fail(im, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        struct ent *e = &ents[i];
+        json_error_t je;
+        json_decref(e ? e->j : NULL);
+        if (e != NULL)
+            e->j = NULL;
+        e = &ents[i];
+        e->j = source_entry(src, e->src, &je);
+        if (e->j == NULL) { /* it parsed in pass 1: short of memory */
+            rc = fail(im, "log.entries[%zu]: %s", e->src,
+                      json_error_code(&je) == json_error_out_of_memory ? "out of memory"
+                                                                       : je.text);
+            goto done;
+        }
         size_t c = hints[i].conn;
         if (conn_ids[c] == 0 && (rc = write_conn(im, w, e, &conn_ids[c])) != 0)
             goto done;
@@ -1209,6 +1541,10 @@ static int write_all(struct importer *im, struct writer *w, struct ent *ents,
     }
     rc = 0;
 done:
+    if (e != NULL) {
+        json_decref(e->j);
+        e->j = NULL;
+    }
     smap_dispose(&ups);
     for (size_t i = 0; ukeys != NULL && i < n; i++)
         free(ukeys[i]);
@@ -1266,25 +1602,55 @@ static json_t *load_json(struct importer *im, const char *buf, size_t len)
     return NULL;
 }
 
-int shunt_har_import_buf(sqlite3 *db, const char *buf, size_t len,
-                         const struct shunt_har_import_opts *o, struct shunt_har_import_info *info,
-                         char *err, size_t err_len)
+/* Frees what pass 1 kept of <n> entries <ents>, and <ents>. */
+static void free_ents(struct ent *ents, size_t n)
+{
+    for (size_t i = 0; ents != NULL && i < n; i++) {
+        free(ents[i].cid);
+        free(ents[i].conn_field);
+        free(ents[i].url);
+        free(ents[i].key);
+        free(ents[i].origin);
+        free(ents[i].host);
+    }
+    free(ents);
+}
+
+/* Imports as shunt_har_import_buf(). <whole_tree> 1 reads jansson's tree of the whole
+ * document, the reference that the streamed reading (0: when the scanner can) must equal.
+ * <map> describes <buf> when it is a read-only mapping of a file, else NULL. */
+static int import_buf(sqlite3 *db, const char *buf, size_t len,
+                      const struct shunt_har_import_opts *o, struct shunt_har_import_info *info,
+                      char *err, size_t err_len, int whole_tree, struct mapping *map)
 {
     struct importer im = {err, err_len, SHUNT_HAR_OTHER, 0};
     struct writer w = {db, {0}, 0};
+    struct scan sc = {.map = map};
+    struct source src = {.map = map};
     struct ent *ents = NULL;
     struct shunt_har_conn_hint *hints = NULL;
-    size_t n = 0;
-    int rc, began = 0;
+    size_t n = 0, bad;
+    int rc = SHUNT_EPARSE, began = 0;
     json_t *root = NULL;
     memset(info, 0, sizeof(*info));
     if (len > SHUNT_HAR_MAX_INPUT)
         return fail(&im, "over %zu bytes, too large to import", SHUNT_HAR_MAX_INPUT);
-    root = load_json(&im, buf, len);
-    if (root == NULL)
-        return SHUNT_EPARSE;
+    /* the byte order mark that load_json() skips */
+    size_t bom = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+again:
+    if (!whole_tree && scan(buf + bom, len - bom, &sc) == 0)
+        root = load_skeleton(buf + bom, len - bom, &sc);
+    if (root != NULL) {
+        src.buf = buf + bom;
+        src.spans = sc.v;
+        n = sc.n;
+    } else {
+        whole_tree = 1;
+        root = load_json(&im, buf, len);
+        if (root == NULL)
+            goto done;
+    }
     json_t *log = json_object_get(root, "log");
-    rc = SHUNT_EPARSE;
     if (!json_is_object(root)) {
         fail(&im, "not a HAR: the top level is not an object");
         goto done;
@@ -1298,6 +1664,39 @@ int shunt_har_import_buf(sqlite3 *db, const char *buf, size_t len,
         fail(&im, "not a HAR: log.entries is %s", entries ? "not an array" : "missing");
         goto done;
     }
+    if (whole_tree) {
+        src.entries = entries;
+        n = json_array_size(entries);
+    }
+
+    /* Pass 1. Every entry is parsed, even past one that read_entry() refuses: a syntax error
+     * anywhere comes first, as when the whole document is parsed at once. */
+    ents = calloc(n + 1, sizeof(*ents));
+    hints = calloc(n + 1, sizeof(*hints));
+    if (ents == NULL || hints == NULL) {
+        fail(&im, "out of memory");
+        goto done;
+    }
+    bad = n; /* the first entry read_entry() refused (its reason in err); n: none */
+    for (size_t i = 0; i < n; i++) {
+        json_error_t je;
+        json_t *j = source_entry(&src, i, &je);
+        if (j == NULL && json_error_code(&je) == json_error_out_of_memory) {
+            fail(&im, "out of memory");
+            goto done;
+        }
+        if (j == NULL) { /* not JSON alone: the whole tree says where and why */
+            free_ents(ents, n);
+            free(hints);
+            json_decref(root);
+            ents = NULL, hints = NULL, root = NULL, n = 0;
+            whole_tree = 1;
+            goto again;
+        }
+        if (bad == n && read_entry(&im, j, i, &ents[i]) != 0)
+            bad = i;
+        json_decref(j);
+    }
     json_t *creator = json_object_get(log, "creator");
     const char *cname = NULL, *cver = NULL;
     size_t cnl = 0, cvl = 0;
@@ -1310,19 +1709,11 @@ int shunt_har_import_buf(sqlite3 *db, const char *buf, size_t len,
         fail(&im, "log.creator.name and .version must be strings");
         goto done;
     }
+    if (bad < n)
+        goto done;
     im.producer = shunt_har_producer_of(cname && strlen(cname) == cnl ? cname : NULL);
     info->producer = im.producer;
 
-    n = json_array_size(entries);
-    ents = calloc(n + 1, sizeof(*ents));
-    hints = calloc(n + 1, sizeof(*hints));
-    if (ents == NULL || hints == NULL) {
-        fail(&im, "out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++)
-        if ((rc = read_entry(&im, json_array_get(entries, i), i, &ents[i])) != 0)
-            goto done;
     qsort(ents, n, sizeof(*ents), by_start);
     judge_connection_field(&im, ents, n);
     int64_t first = n ? ents[0].start_us : now_us(), last = first;
@@ -1352,7 +1743,7 @@ int shunt_har_import_buf(sqlite3 *db, const char *buf, size_t len,
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         goto sqlfail;
     began = 1;
-    if ((rc = write_all(&im, &w, ents, hints, n, (size_t)n_conns)) != 0)
+    if ((rc = write_all(&im, &w, &src, ents, hints, n, (size_t)n_conns)) != 0)
         goto done;
     json_t *lsh = im.producer == SHUNT_HAR_SHUNT ? json_object_get(log, "_shunt") : NULL;
     char detail[256];
@@ -1385,16 +1776,20 @@ done:
         (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     for (int k = 0; k < S_N; k++)
         sqlite3_finalize(w.st[k]);
-    for (size_t i = 0; ents != NULL && i < n; i++) {
-        free(ents[i].key);
-        free(ents[i].origin);
-        free(ents[i].host);
-    }
-    free(ents);
+    free_ents(ents, n);
     free(hints);
     json_decref(root);
+    free(sc.v);
     return rc;
 }
+
+int shunt_har_import_buf(sqlite3 *db, const char *buf, size_t len,
+                         const struct shunt_har_import_opts *o, struct shunt_har_import_info *info,
+                         char *err, size_t err_len)
+{
+    return import_buf(db, buf, len, o, info, err, err_len, 0, NULL);
+}
+
 
 /* Removes the capture <path> and the files SQLite keeps beside it. */
 static void remove_capture(const char *path)
@@ -1418,7 +1813,7 @@ int shunt_har_import_file(const char *in, const char *out, const struct shunt_ha
                           struct shunt_har_import_info *info, char *err, size_t err_len)
 {
     char msg[512];
-    char *buf = NULL;
+    struct mapping map = {NULL, 0, 0};
     sqlite3 *db = NULL;
     int rc = SHUNT_EINVAL;
     memset(info, 0, sizeof(*info));
@@ -1436,15 +1831,20 @@ int shunt_har_import_file(const char *in, const char *out, const struct shunt_ha
         snprintf(err, err_len, "%s: over %zu bytes, too large to import", in, SHUNT_HAR_MAX_INPUT);
         goto done;
     }
-    size_t len = (size_t)sb.st_size;
-    buf = malloc(len + 1);
-    if (buf == NULL || fread(buf, 1, len, f) != len) {
-        snprintf(err, err_len, "%s: %s", in, buf ? "cannot read it" : "out of memory");
-        goto done;
+    /* Mapped, not read: the pages are the page cache's, and map_read() lets them go as the
+     * import moves on. The file must not shrink meanwhile (SIGBUS), as with any mapping. */
+    map.len = (size_t)sb.st_size;
+    if (map.len > 0) {
+        void *p = mmap(NULL, map.len, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+        if (p == MAP_FAILED) {
+            snprintf(err, err_len, "%s: %s", in, strerror(errno));
+            goto done;
+        }
+        map.base = p;
     }
     if ((rc = shunt_capture_create(out, &db, err, err_len)) != 0)
         goto done;
-    rc = shunt_har_import_buf(db, buf, len, o, info, msg, sizeof(msg));
+    rc = import_buf(db, map.base ? map.base : "", map.len, o, info, msg, sizeof(msg), 0, &map);
     if (rc != 0)
         snprintf(err, err_len, "%s: %s", in, msg);
     if (sqlite3_close(db) != SQLITE_OK && rc == 0) {
@@ -1456,6 +1856,7 @@ int shunt_har_import_file(const char *in, const char *out, const struct shunt_ha
 done:
     if (f != NULL)
         fclose(f);
-    free(buf);
+    if (map.base != NULL)
+        munmap(map.base, map.len);
     return rc;
 }

@@ -887,6 +887,28 @@ def test_import_survives_hostile_values(tmp_path):
     assert b"X-Evil: a  Injected: 1 \r\n" in head0  # one line: CR, LF and NUL become spaces
 
 
+def test_import_of_a_20mb_har_peaks_under_four_times_its_size(tmp_path):
+    """Entries are parsed one at a time from a mapped file (issue 10): the peak resident memory
+    (VmHWM, from /usr/bin/time) stays under 4x the file, where jansson's tree of the whole
+    document took 11x. Sanitizer builds carry shadow memory: there only the import counts."""
+    if "asan" in peers.SHUNT_BIN:
+        pytest.skip("a sanitizer build's memory says nothing of the release build's")
+    if not os.access("/usr/bin/time", os.X_OK):
+        raise peers.PeerError("/usr/bin/time is missing (apt-get install time)")
+    src, out = tmp_path / "big.har", tmp_path / "big.db"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gen_har.py"), str(src), "--size", "20M"],
+                   check=True, timeout=60)
+    size = src.stat().st_size
+    p = subprocess.run(["/usr/bin/time", "-f", "peak %M KB", peers.SHUNT_BIN, "import", src,
+                        "--capture", out], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    peak = int(p.stderr.strip().split("\n")[-1].split()[1]) * 1024
+    n = len(json.loads(src.read_bytes())["log"]["entries"])
+    assert f"{n} entries from chrome" in p.stderr, p.stderr
+    assert rows(out, "SELECT count(*) AS n FROM exchanges")[0]["n"] == n
+    assert peak < 4 * size, f"peak {peak / size:.2f}x the file ({peak >> 20} MiB for {size >> 20} MiB)"
+
+
 # ----------------------------------------------------------------------------- round trip
 
 
