@@ -1093,28 +1093,44 @@ static int same_address(const struct sockaddr *a, const struct sockaddr *b)
     return strcmp(pa, pb) == 0;
 }
 
+/* Returns 1 when a connection to <sa> reaches the listener bound to <listener>: the same port,
+ * and the same address, or either of them this machine's loopback or wildcard. */
+static int reaches(const struct sockaddr *sa, const struct sockaddr *listener)
+{
+    char t[64];
+    int lport = shunt_addr_format(listener, t, sizeof(t));
+    int port = shunt_addr_format(sa, t, sizeof(t));
+    return lport > 0 && port == lport &&
+           (shunt_addr_is_local(listener) || shunt_addr_is_local(sa) || same_address(listener, sa));
+}
+
 /*
- * Says why the proxy must not connect to <sa> for the exchange in flight, or returns NULL.
- * Only destinations a client chose are checked (a forward request's target, a --map-remote
- * result); the --reverse origin is the user's own. Two rules: the admin API is never an
+ * Says why the proxy must not connect to <sa> for the exchange in flight, with the status to
+ * answer in *<status>, or returns NULL. Only destinations a client chose are checked (a
+ * forward request's target, a --map-remote result); the --reverse origin is the user's own.
+ * Three rules: the proxy never connects to itself (a request would come back to it as one
+ * from itself, a CONNECT would tunnel into itself, one connection pair per hop: 508, RFC 5842
+ * 7.2); the admin API is never an
  * upstream (a client would switch rules through it, without its token when it listens on
  * loopback); and a proxy that serves other machines (a listener beyond loopback) does not
  * hand them this machine's loopback services, unless --allow-loopback-upstream.
  */
-static const char *forbidden_upstream(const struct session *s, const struct sockaddr *sa)
+static const char *forbidden_upstream(const struct session *s, const struct sockaddr *sa,
+                                      int *status)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     if (cfg->reverse && s->mapped_len == 0)
         return NULL;
+    *status = 508;
+    struct sockaddr_storage own;
+    int len = sizeof(own);
+    if (uv_tcp_getsockname(&s->w->listener, (struct sockaddr *)&own, &len) == 0 &&
+        reaches(sa, (const struct sockaddr *)&own))
+        return "is this proxy itself: the request would loop";
+    *status = 403;
     const struct sockaddr *adm = (const struct sockaddr *)&cfg->admin_addr;
-    if (adm->sa_family != 0) {
-        char t[64];
-        int aport = shunt_addr_format(adm, t, sizeof(t));
-        int port = shunt_addr_format(sa, t, sizeof(t));
-        if (aport > 0 && port == aport &&
-            (shunt_addr_is_local(adm) || shunt_addr_is_local(sa) || same_address(adm, sa)))
-            return "is shunt's own admin API";
-    }
+    if (adm->sa_family != 0 && reaches(sa, adm))
+        return "is shunt's own admin API";
     if (cfg->refuse_local_upstreams && shunt_addr_is_local(sa))
         return "is on this machine (a loopback address), and this proxy serves other machines: "
                "start it with --allow-loopback-upstream to let them reach it";
@@ -1125,11 +1141,13 @@ static void do_connect(struct upstream *u, const struct sockaddr *sa)
 {
     struct session *s = u->s;
     u->remote_port = shunt_addr_format(sa, u->addr, sizeof(u->addr));
-    const char *why = forbidden_upstream(s, sa);
+    int status = 0;
+    const char *why = forbidden_upstream(s, sa, &status);
     if (why != NULL) {
         int v6 = strchr(u->addr, ':') != NULL;
-        answer(s, 403, "Forbidden", "shunt: not forwarded to %s:%d (%s%s%s:%d): it %s", u->host,
-               u->port, v6 ? "[" : "", u->addr, v6 ? "]" : "", u->remote_port, why);
+        answer(s, status, status == 508 ? "Loop Detected" : "Forbidden",
+               "shunt: not forwarded to %s:%d (%s%s%s:%d): it %s", u->host, u->port,
+               v6 ? "[" : "", u->addr, v6 ? "]" : "", u->remote_port, why);
         upstream_close(u, 0);
         return;
     }

@@ -322,3 +322,21 @@ def test_a_host_that_would_make_a_bad_url_is_refused_first(shunt, origins, host)
         r = c.exchange(b"GET /p HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
     assert r.status == 400 and b"BAD_HOST" in r.body, r.raw
     assert a.conns == [] and b.conns == []
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1:{port}", "localhost:{port}", "0.0.0.0:{port}"])
+def test_a_request_to_the_proxy_itself_is_refused_not_looped(shunt, target):
+    """Forwarded to itself, a request came back as the proxy's own (answered with a puzzling
+    400 about origin-form) and a CONNECT tunnelled into the proxy, one connection pair per
+    hop: now 508 Loop Detected naming the cause, for a GET and for a CONNECT."""
+    px = shunt()
+    host = target.format(port=px.port)
+    with px.client() as c:
+        r = c.exchange(get(host, "/"))
+    assert r.status == 508 and b"is this proxy itself" in r.body, r.raw
+    with px.client() as c:
+        c.send(f"CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        r = c.response(method=b"CONNECT")
+    assert r.status == 508, r.raw
+    with px.client() as c:  # and it still works
+        assert c.exchange(get(host.replace(str(px.port), "1"), "/")).status == 502
