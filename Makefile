@@ -132,15 +132,17 @@ fuzz: $(FUZZ_BIN)
 
 # Everything: unit tests (plain and ASan/UBSan), integration tests (release and ASan/UBSan
 # builds, and the threaded parts under ThreadSanitizer with two workers), a fuzz run.
+# The builds of make check use every core (four builds of the whole tree, and the fuzzers).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 check:
 	@scripts/deps.sh check
-	@$(MAKE) --no-print-directory $(BUILD)/shunt unit
-	@$(MAKE) --no-print-directory BUILD=build-asan \
+	@$(MAKE) -j$(JOBS) --no-print-directory $(BUILD)/shunt unit
+	@$(MAKE) -j$(JOBS) --no-print-directory BUILD=build-asan \
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    build-asan/shunt unit
-	@$(MAKE) --no-print-directory BUILD=build-tsan \
+	@$(MAKE) -j$(JOBS) --no-print-directory BUILD=build-tsan \
 	    CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" build-tsan/shunt
-	@CC=clang $(MAKE) --no-print-directory $(FUZZ_BIN)
+	@CC=clang $(MAKE) -j$(JOBS) --no-print-directory $(FUZZ_BIN)
 	@[ -d node_modules ] || if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; \
 	    else npm install --no-audit --no-fund; fi
 	@tests/run
