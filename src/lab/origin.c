@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "http/parser.h"
+#include "http/status.h"
 #include "lab/auth.h"
 #include "lab/internal.h"
 #include "lab/lab.h"
@@ -274,38 +275,6 @@ static void conn_finish(struct conn *c, const char *why)
 
 /* ------------------------------------------------------------------------ responses */
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
-    }
-}
-
 static void on_write(uv_write_t *req, int status);
 static void process(struct conn *c);
 
@@ -350,7 +319,7 @@ static void send_response(struct conn *c)
                      "HTTP/1.%d %d %s\r\n"
                      "%s%s%s"
                      "Date: %s\r\n",
-                     cfg->http10 ? 0 : 1, r->status, reason_phrase(r->status),
+                     cfg->http10 ? 0 : 1, r->status, shunt_http_reason_phrase(r->status),
                      cfg->server ? "Server: " : "", cfg->server ? cfg->server : "",
                      cfg->server ? "\r\n" : "", date);
     size_t len = (size_t)n;

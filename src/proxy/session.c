@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "core/mem.h"
+#include "http/status.h"
 #include "proxy/internal.h"
 
 #define MAX_UPSTREAMS 8 /* origins kept per client connection; the oldest idle one goes */
@@ -1376,28 +1377,6 @@ static int prescan_body(struct session *s, struct shunt_http_body *b, const char
     return 0;
 }
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return status < 400 ? "OK" : "Error";
-    }
-}
-
 static const char *auth_name(enum auth_state a)
 {
     switch (a) {
@@ -1465,7 +1444,8 @@ static void respond_now(struct session *s, const struct shunt_http_head *h, int 
     emit_change_by(s, 1, what, by ? by : "rule");
     int keep = s->req_body.done && !s->req_close;
     char line[64], tail[80];
-    int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, reason_phrase(status));
+    int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status,
+                      shunt_http_reason_phrase(status));
     int tl = snprintf(tail, sizeof(tail), "Content-Length: %zu\r\n%s\r\n", body_len,
                       keep ? "" : "Connection: close\r\n");
     uv_buf_t bufs[4] = {uv_buf_init(line, (unsigned)ll),

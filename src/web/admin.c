@@ -21,6 +21,7 @@
 #include "core/mem.h"
 #include "core/version.h"
 #include "http/parser.h"
+#include "http/status.h"
 #include "net/addr.h"
 #include "net/listen.h"
 #include "rules/options.h"
@@ -435,27 +436,6 @@ static void reply_err(struct reply *rp, int status, const char *fmt, ...)
     reply_json(rp, status, json_pack("{s:o}", "error", jstr(msg)));
 }
 
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 431: return "Request Header Fields Too Large";
-    default: return "Internal Server Error";
-    }
-}
-
 /* ------------------------------------------------------------------------ endpoints */
 
 struct option_find {
@@ -824,7 +804,8 @@ static void send_reply(struct client *c, struct reply *rp, int keep)
                       "X-Content-Type-Options: nosniff\r\n"
                       "%s%s"
                       "\r\n",
-                      rp->status, status_text(rp->status), blen + 1, rp->extra ? rp->extra : "",
+                      rp->status, shunt_http_reason_phrase(rp->status), blen + 1,
+                      rp->extra ? rp->extra : "",
                       !keep ? "Connection: close\r\n"
                       : c->head.minor_version == 0 ? "Connection: keep-alive\r\n"
                                                     : "");
