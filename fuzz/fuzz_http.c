@@ -1,7 +1,8 @@
 /* fuzz/fuzz_http.c - libFuzzer driver for the HTTP/1.1 head parser and the body framer.
  *
  * The first byte picks the mode: (byte & 3) == 0 parses a request head, 1 a response head,
- * 2 frames a chunked body, 3 a Content-Length body of (byte >> 2) * 3 bytes. Bit 2 of the
+ * 2 frames a chunked body (passing over its trailers, and again holding them as the proxy
+ * does, which must agree), 3 a Content-Length body of (byte >> 2) * 3 bytes. Bit 2 of the
  * first byte selects small limits for the head modes so that the limit paths are reached.
  * The rest is fed whole and then in pieces whose sizes come from the input itself; both
  * runs must agree exactly, and every length, offset and slice must stay within the input.
@@ -218,6 +219,78 @@ static void feed_body(enum shunt_http_framing framing, uint64_t cl, const uint8_
         CHECK(o->done == (o->payload == cl));
 }
 
+/* A chunked body as the proxy reads it when it must see the trailers (hold_trailers): the
+ * scan stops in front of the trailer section, which shunt_http_body_trailers() then reads
+ * whole, from prefixes growing piece by piece. Results go to <o> as feed_body()'s do. */
+static void feed_held(const uint8_t *data, size_t size, struct body_run *o)
+{
+    const struct shunt_http_limits lim = {64, 256, 4};
+    struct shunt_http_body body;
+    struct shunt_http_error err;
+    struct shunt_http_header fields[8];
+    size_t pos = 0, k = 0;
+
+    memset(o, 0, sizeof(*o));
+    shunt_http_body_init(&body, SHUNT_HTTP_BODY_CHUNKED, 0, &lim);
+    body.hold_trailers = 1;
+    while (pos < size && !body.done) {
+        if (body.at_trailers) {
+            size_t len = 0, nf = 0;
+            long t = 0;
+            while (len < size - pos) {
+                len += piece_size(data, size, k++);
+                if (len > size - pos)
+                    len = size - pos;
+                char *p = malloc(len);
+                memcpy(p, data + pos, len);
+                t = shunt_http_body_trailers(&body, p, len, fields, 8, &nf, &err);
+                if (t > 0) {
+                    CHECK((size_t)t <= len && body.done && nf <= lim.max_headers);
+                    for (size_t i = 0; i < nf; i++) {
+                        check_slice(fields[i].name, p, (size_t)t);
+                        check_slice(fields[i].value, p, (size_t)t);
+                        check_slice(fields[i].line, p, (size_t)t);
+                    }
+                }
+                free(p);
+                if (t != 0)
+                    break;
+            }
+            if (t < 0) {
+                CHECK(t == SHUNT_EPARSE && err.reason != SHUNT_HTTP_R_NONE && err.offset < len);
+                o->total = t;
+                o->reason = err.reason;
+                o->off = pos + err.offset;
+                return;
+            }
+            o->total += t;
+            pos += (size_t)t;
+            break; /* done, or the section is not whole yet */
+        }
+        size_t n = piece_size(data, size, k++);
+        if (n > size - pos)
+            n = size - pos;
+        char *p = malloc(n);
+        memcpy(p, data + pos, n);
+        long r = shunt_http_body_scan(&body, p, n, count, o, &err);
+        free(p);
+        if (r < 0) {
+            CHECK(r == SHUNT_EPARSE && err.reason != SHUNT_HTTP_R_NONE && err.offset < n);
+            o->total = r;
+            o->reason = err.reason;
+            o->off = pos + err.offset;
+            return;
+        }
+        CHECK((size_t)r <= n);
+        CHECK((size_t)r == n || body.done || body.at_trailers);
+        o->total += r;
+        pos += (size_t)r;
+    }
+    o->done = body.done;
+    o->payload = body.payload;
+    CHECK(o->payload == o->seen);
+}
+
 static void fuzz_body(enum shunt_http_framing framing, uint64_t cl, const uint8_t *data,
                       size_t size)
 {
@@ -226,6 +299,21 @@ static void fuzz_body(enum shunt_http_framing framing, uint64_t cl, const uint8_
     feed_body(framing, cl, data, size, 0, &b);
     CHECK(a.total == b.total && a.reason == b.reason && a.off == b.off);
     CHECK(a.done == b.done && a.payload == b.payload);
+    if (framing != SHUNT_HTTP_BODY_CHUNKED)
+        return;
+    /* Holding the trailers accepts exactly what passing over them accepts: a message the
+     * scan completes, the held reading completes to the same length, and the other way
+     * round. One may refuse a section the other has not seen whole yet (the held reading
+     * knows at max_head bytes that it cannot fit, the scan at the byte after), but never a
+     * message the other completed. */
+    struct body_run h;
+    feed_held(data, size, &h);
+    if (a.done || h.done)
+        CHECK(a.done == h.done && a.total == h.total && a.payload == h.payload);
+    if (h.total < 0)
+        CHECK(!a.done);
+    if (a.total < 0)
+        CHECK(!h.done);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
