@@ -1223,10 +1223,11 @@ long shunt_http_body_trailers(struct shunt_http_body *body, const char *buf, siz
     return (long)pos;
 
 more:
-    /* max_head bytes and still not whole: it cannot fit. The offset is the last byte seen
-     * (the section's byte max_head, the first too many, has not come yet). */
+    /* max_head bytes and still not whole: it cannot fit. The offset is the byte that will
+     * not fit, as a scan passing over the section reports it: with exactly max_head bytes
+     * given, the one after them. */
     if (len >= max_head)
-        return body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, max_head - 1);
+        return body_fail(body, err, SHUNT_HTTP_R_BAD_TRAILER, max_head);
     return 0;
 }
 
