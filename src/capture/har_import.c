@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "capture/db.h"
+#include "core/base64.h"
 
 /* ---------------------------------------------------------------- producers */
 
@@ -296,21 +297,6 @@ static void dbuf_free(struct dbuf *b)
     memset(b, 0, sizeof(*b));
 }
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
 /* Decodes base64 (RFC 4648 sections 4 and 5; whitespace skipped, padding optional) into <out>.
  * Returns 0, or -1 when malformed. */
 static int base64_decode(const char *s, size_t len, struct dbuf *out)
@@ -326,7 +312,7 @@ static int base64_decode(const char *s, size_t len, struct dbuf *out)
             pad++;
             continue;
         }
-        int x = b64val(c);
+        int x = shunt_base64_value(c);
         if (x < 0 || pad)
             return -1;
         v = (v << 6) | (unsigned)x;

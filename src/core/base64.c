@@ -3,9 +3,7 @@
 
 #include <stdint.h>
 
-/* The value of the base64 digit <c> in either alphabet, -1 for padding and white space (to
- * skip), -2 for anything else (to stop at). */
-static int digit(unsigned char c)
+int shunt_base64_value(unsigned char c)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -17,9 +15,7 @@ static int digit(unsigned char c)
         return 62;
     if (c == '/' || c == '_')
         return 63;
-    if (c == '=' || c == ' ' || c == '\t')
-        return -1;
-    return -2;
+    return -1;
 }
 
 size_t shunt_base64_decode_prefix(const char *in, size_t len, unsigned char *out, size_t cap)
@@ -28,9 +24,10 @@ size_t shunt_base64_decode_prefix(const char *in, size_t len, unsigned char *out
     int bits = 0;
     size_t n = 0;
     for (size_t i = 0; i < len && n < cap; i++) {
-        int v = digit((unsigned char)in[i]);
-        if (v == -1)
-            continue;
+        unsigned char c = (unsigned char)in[i];
+        if (c == '=' || c == ' ' || c == '\t')
+            continue; /* padding and white space: skipped */
+        int v = shunt_base64_value(c);
         if (v < 0)
             break;
         acc = (acc << 6) | (uint32_t)v;

@@ -4,6 +4,10 @@
 
 #include <stddef.h>
 
+/* Returns the value (0..63) of the base64 digit <c> in either alphabet (RFC 4648 sections 4
+ * and 5: "+/" or "-_" for 62 and 63), or -1 for any other byte. */
+int shunt_base64_value(unsigned char c);
+
 /*
  * Decodes the base64 text <in> (<len> bytes) into at most <cap> bytes of <out> and returns
  * how many it wrote. Lenient, for reading what peers sent (an authentication token, say):
