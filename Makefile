@@ -74,25 +74,13 @@ $(BUILD)/fuzz/fuzz_har: fuzz/fuzz_har.c src/capture/har_import.c src/capture/db.
 	    -fno-sanitize-recover=undefined -o $@ \
 	    $(filter-out src/capture/har_import.c,$(filter %.c,$^)) $(PKG_CFLAGS) -lsqlite3 -ljansson
 
-# The analysis' driver: the importer, the model, every check, diagnose and diff (and the
-# filter and expression code the model links to).
-$(BUILD)/fuzz/fuzz_analyze: fuzz/fuzz_analyze.c $(wildcard src/analyze/*.c) \
-    src/capture/har_import.c src/capture/har_export.c src/capture/db.c src/capture/filter.c \
-    src/capture/view.c \
-    src/rules/expr.c \
-    $(BUILD)/gen/schema.c $(PURE_SRC)
-	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lsqlite3 \
-	    -ljansson -lpcre2-8
-
-# The capture readers' driver: every view, the HAR export, the analysis (the same sources as
-# fuzz_analyze's).
-$(BUILD)/fuzz/fuzz_capture: fuzz/fuzz_capture.c $(wildcard src/analyze/*.c) \
-    src/capture/har_import.c src/capture/har_export.c src/capture/db.c src/capture/filter.c \
-    src/capture/view.c \
-    src/rules/expr.c \
-    $(BUILD)/gen/schema.c $(PURE_SRC)
+# The analysis' driver (the importer, the model, every check, diagnose and diff) and the
+# capture readers' (every view, the HAR export, the analysis) link the same sources: those,
+# the filter and expression code the model uses, SQLite, jansson and PCRE2.
+ANALYZE_FUZZ_SRC := $(wildcard src/analyze/*.c) src/capture/har_import.c \
+    src/capture/har_export.c src/capture/db.c src/capture/filter.c src/capture/view.c \
+    src/rules/expr.c $(BUILD)/gen/schema.c $(PURE_SRC)
+$(BUILD)/fuzz/fuzz_analyze $(BUILD)/fuzz/fuzz_capture: $(BUILD)/fuzz/%: fuzz/%.c $(ANALYZE_FUZZ_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lsqlite3 \
