@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "capture/har.h"
 
@@ -65,25 +66,40 @@ int shunt_capture_filter_sql(const struct shunt_capture_filter *f, const char *a
 {
     int n = 0, used = 0;
     size_t off = 0;
-    const char *parts[3];
-    if (f->host != NULL)
-        parts[n++] = "%s%s.host = lower(?%d)"; /* hosts are stored in lower case, and a
-                                                  plain comparison can use exchanges_host */
-    if (f->status != 0)
-        parts[n++] = "%s%s.status = ?%d";
-    if (f->conn != 0)
-        parts[n++] = "%s%s.conn_id = ?%d";
-    if (n == 0 && f->expr == NULL)
+    const char *parts[4];
+    int params[4];
+    if (f->host != NULL) {
+        parts[n] = "%s%s.host = lower(?%d)"; /* hosts are stored in lower case, and a plain
+                                                comparison can use exchanges_host */
+        params[n++] = 1;
+        if (f->port != 0) {
+            parts[n] = "%sshunt_url_port(%s.url) = ?%d";
+            params[n++] = 1;
+        }
+    }
+    if (f->status != 0) {
+        parts[n] = "%s%s.status = ?%d";
+        params[n++] = 1;
+    }
+    if (f->conn != 0) {
+        parts[n] = "%s%s.conn_id = ?%d";
+        params[n++] = 1;
+    }
+    if (n == 0 && f->expr == NULL && !f->changed)
         return snprintf(buf, len, "1") < (int)len ? 0 : SHUNT_ETOOBIG;
     for (int k = 0; k < n; k++) {
         if (append(buf, len, &off, parts[k], k == 0 ? "(" : " AND ", alias,
                    first_param + used) != 0)
             return SHUNT_ETOOBIG;
-        used++;
+        used += params[k];
     }
+    if (f->changed && append(buf, len, &off, "%s(%s.flags & %d) != 0", n == 0 ? "(" : " AND ",
+                             alias, SHUNT_CAPTURE_FLAG_CHANGED) != 0)
+        return SHUNT_ETOOBIG;
     /* The expression last: SQLite tests the cheap, indexed conditions first. */
-    if (f->expr != NULL && (append(buf, len, &off, "%s", n == 0 ? "(" : " AND ") != 0 ||
-                            expr_sql(f->expr, alias, buf, len, &off) != 0))
+    if (f->expr != NULL &&
+        (append(buf, len, &off, "%s", n == 0 && !f->changed ? "(" : " AND ") != 0 ||
+         expr_sql(f->expr, alias, buf, len, &off) != 0))
         return SHUNT_ETOOBIG;
     if (append(buf, len, &off, ")") != 0)
         return SHUNT_ETOOBIG;
@@ -174,8 +190,82 @@ static void filter_fn(sqlite3_context *cx, int argc, sqlite3_value **v)
     sqlite3_result_int(cx, shunt_expr_match(f->expr, &s));
 }
 
+int shunt_capture_url_port(const char *url, size_t len, int *named)
+{
+    if (named != NULL)
+        *named = 0;
+    if (url == NULL)
+        return -1;
+    size_t a = 0; /* where the authority starts */
+    int dflt = -1;
+    for (size_t i = 0; i + 2 < len; i++) {
+        if (url[i] == ':' && url[i + 1] == '/' && url[i + 2] == '/') {
+            static const struct {
+                const char *scheme;
+                int port;
+            } schemes[] = {{"http", 80}, {"https", 443}, {"ws", 80}, {"wss", 443}};
+            for (size_t k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++)
+                if (strlen(schemes[k].scheme) == i && strncasecmp(url, schemes[k].scheme, i) == 0)
+                    dflt = schemes[k].port;
+            a = i + 3;
+            break;
+        }
+        if (url[i] == '/' || url[i] == '?' || url[i] == '#')
+            break;
+    }
+    size_t end = a;
+    while (end < len && url[end] != '/' && url[end] != '?' && url[end] != '#')
+        end++;
+    /* The port follows the last ':' after the host; an IPv6 literal sits in brackets. */
+    size_t h = a;
+    if (h < end && url[h] == '[') {
+        const char *rb = memchr(url + h, ']', end - h);
+        if (rb == NULL)
+            return -1;
+        h = (size_t)(rb - url) + 1;
+    }
+    const char *colon = NULL;
+    for (size_t i = h; i < end; i++)
+        if (url[i] == ':')
+            colon = url + i;
+    if (colon == NULL || colon + 1 == url + end)
+        return dflt;
+    int port = 0;
+    for (const char *p = colon + 1; p < url + end; p++) {
+        if (*p < '0' || *p > '9' || port > 65535)
+            return dflt;
+        port = port * 10 + (*p - '0');
+    }
+    if (port < 1 || port > 65535)
+        return dflt;
+    if (named != NULL)
+        *named = port != dflt;
+    return port;
+}
+
+/* shunt_url_port(url): shunt_capture_url_port(), NULL when the URL says no port. */
+static void url_port_fn(sqlite3_context *cx, int argc, sqlite3_value **v)
+{
+    (void)argc;
+    const unsigned char *u = sqlite3_value_text(v[0]);
+    int port = u ? shunt_capture_url_port((const char *)u, (size_t)sqlite3_value_bytes(v[0]),
+                                          NULL)
+                 : -1;
+    if (port < 0)
+        sqlite3_result_null(cx);
+    else
+        sqlite3_result_int(cx, port);
+}
+
 int shunt_capture_filter_register(sqlite3 *db, const struct shunt_capture_filter *f)
 {
+    if (f->host != NULL && f->port != 0) {
+        int rc = sqlite3_create_function_v2(db, "shunt_url_port", 1,
+                                            SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, url_port_fn,
+                                            NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
     if (f->expr == NULL)
         return SQLITE_OK;
     struct fctx *c = malloc(sizeof(*c));
@@ -192,13 +282,37 @@ int shunt_capture_filter_bind(const struct shunt_capture_filter *f, sqlite3_stmt
                               int first_param)
 {
     int p = first_param, rc = SQLITE_OK;
-    if (f->host != NULL)
-        rc = sqlite3_bind_text(st, p++, f->host, -1, SQLITE_STATIC);
+    if (f->host != NULL) {
+        rc = sqlite3_bind_text(st, p++, f->host, f->host_len ? (int)f->host_len : -1,
+                               SQLITE_STATIC);
+        if (rc == SQLITE_OK && f->port != 0)
+            rc = sqlite3_bind_int(st, p++, f->port);
+    }
     if (rc == SQLITE_OK && f->status != 0)
         rc = sqlite3_bind_int(st, p++, f->status);
     if (rc == SQLITE_OK && f->conn != 0)
         rc = sqlite3_bind_int64(st, p++, f->conn);
     return rc;
+}
+
+/* Splits "host:port" at the port when <h> ends in one ("[::1]:8080" too; a bare IPv6
+ * address "::1" names no port). Sets *<host_len> and *<port>; returns 0, or SHUNT_EINVAL
+ * for a port out of range. */
+static int host_and_port(const char *h, size_t *host_len, int *port)
+{
+    const char *colon = strrchr(h, ':');
+    *host_len = 0;
+    *port = 0;
+    if (colon == NULL || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+        return 0;
+    if (h[0] == '[' ? colon == h || colon[-1] != ']' : memchr(h, ':', (size_t)(colon - h)) != NULL)
+        return 0;
+    long v = strtol(colon + 1, NULL, 10);
+    if (strlen(colon + 1) > 5 || v < 1 || v > 65535)
+        return SHUNT_EINVAL;
+    *host_len = (size_t)(colon - h);
+    *port = (int)v;
+    return 0;
 }
 
 int shunt_capture_filter_arg(struct shunt_capture_filter *f, int argc, char **argv, int *i,
@@ -207,6 +321,10 @@ int shunt_capture_filter_arg(struct shunt_capture_filter *f, int argc, char **ar
     const char *names[] = {"--host", "--status", "--conn"};
     const char *arg = argv[*i], *val = NULL;
     int which = -1;
+    if (strcmp(arg, "--changed") == 0) {
+        f->changed = 1;
+        return 1;
+    }
     for (int k = 0; k < 3; k++) {
         size_t l = strlen(names[k]);
         if (strncmp(arg, names[k], l) == 0 && (arg[l] == '\0' || arg[l] == '=')) {
@@ -226,6 +344,11 @@ int shunt_capture_filter_arg(struct shunt_capture_filter *f, int argc, char **ar
     if (which == 0) {
         if (*val == '\0') {
             snprintf(err, err_len, "--host needs a host name");
+            return SHUNT_EINVAL;
+        }
+        if (host_and_port(val, &f->host_len, &f->port) != 0 || (f->port != 0 && f->host_len == 0)) {
+            snprintf(err, err_len, "--host %s: expected a host name, or HOST:PORT with a port "
+                                   "from 1 to 65535", val);
             return SHUNT_EINVAL;
         }
         f->host = val;

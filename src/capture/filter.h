@@ -26,7 +26,25 @@ struct shunt_capture_filter {
     const struct shunt_expr *expr; /* a filter expression the exchange must match, or NULL;
                                       borrowed: it must outlive the statements that use it.
                                       Needs shunt_capture_filter_register() on the database */
+    size_t host_len;              /* bytes of <host> that name the host; 0: all of it */
+    int port;                     /* with <host>: the URL's port equals this (the scheme's
+                                     default when the URL names none), or 0. Needs
+                                     shunt_capture_filter_register() on the database */
+    int changed;                  /* 1: only exchanges with flag C (exchanges.flags & 1: a rule,
+                                     an option or a repair changed a head), 0: any */
 };
+
+/* exchanges.flags bits (src/capture/schema.sql, docs/capture.md). */
+#define SHUNT_CAPTURE_FLAG_CHANGED 1   /* C: a rule, a user's option or a repair changed it */
+#define SHUNT_CAPTURE_FLAG_ERROR 2     /* E */
+#define SHUNT_CAPTURE_FLAG_TRUNCATED 4 /* T: a body longer than the capture kept */
+#define SHUNT_CAPTURE_FLAG_TUNNEL 8    /* U: became a tunnel (CONNECT, 101) */
+#define SHUNT_CAPTURE_FLAG_PENDING 16  /* P: the request head was seen, the exchange has not
+                                          ended (status NULL) */
+#define SHUNT_CAPTURE_FLAG_ROUTINE 32  /* r: forwarded with only the rewrites every forward
+                                          proxy makes (changes by 'proxy'); not C */
+#define SHUNT_CAPTURE_FLAG_SELF 64     /* S: no server response reached the client; shunt
+                                          answered itself */
 
 /*
  * Writes into <buf> a condition over the exchanges table aliased <alias> ("e") that selects
@@ -47,17 +65,29 @@ int shunt_capture_filter_bind(const struct shunt_capture_filter *f, sqlite3_stmt
                               int first_param);
 
 /*
- * Registers on <db> the SQL function shunt_filter() that evaluates <f->expr> for the
- * conditions of shunt_capture_filter_sql(); nothing when <f->expr> is NULL. The function
- * holds <f->expr> (borrowed) until <db> is closed or this is called again. Returns SQLITE_OK
- * or SQLite's error. The thread that uses <db>.
+ * Registers on <db> the SQL functions that the conditions of shunt_capture_filter_sql() call:
+ * shunt_url_port(url) (shunt_capture_url_port) when <f> names a port, and shunt_filter(),
+ * which evaluates <f->expr>, when there is an expression. shunt_filter() holds <f->expr>
+ * (borrowed) until <db> is closed or this is called again. Returns SQLITE_OK or SQLite's
+ * error. The thread that uses <db>.
  */
 int shunt_capture_filter_register(sqlite3 *db, const struct shunt_capture_filter *f);
 
-/* Parses the filter options at argv[*i] ("--host H", "--status N", "--conn ID", also as
- * "--opt=value") into <f>, advancing *<i> past the value. Returns 1 when argv[*i] was one
- * of them, 0 when not, or SHUNT_EINVAL with a one-line reason in <err>. */
+/* Parses the filter options at argv[*i] ("--host H", "--host H:PORT", "--status N",
+ * "--conn ID", also as "--opt=value", and "--changed") into <f>, advancing *<i> past the
+ * value. Returns 1 when argv[*i] was one of them, 0 when not, or SHUNT_EINVAL with a one-line
+ * reason in <err>. */
 SHUNT_MUST_CHECK int shunt_capture_filter_arg(struct shunt_capture_filter *f, int argc,
                                               char **argv, int *i, char *err, size_t err_len);
+
+/*
+ * The port of the absolute URL <url> (<len> bytes) as the capture stores it: the port it
+ * names ("http://h:8080/x": 8080; "[::1]:8443" in brackets), else its scheme's default
+ * (http, ws: 80; https, wss: 443). A CONNECT's target "host:port" has no scheme: its port.
+ * Sets *<named> (when not NULL) to 1 when the port must be shown beside the host, that is
+ * when it is not the default of the URL's scheme (always for a CONNECT target).
+ * Returns the port (1-65535), or -1 when the URL says none.
+ */
+int shunt_capture_url_port(const char *url, size_t len, int *named);
 
 #endif

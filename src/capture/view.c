@@ -23,20 +23,46 @@
 
 /* ================================================================ pure formatting helpers */
 
-char *shunt_view_flags(int64_t flags, int changed, int error, int truncated, char *buf)
+char *shunt_view_flags(int64_t flags, int error, int truncated, char *buf)
 {
     size_t n = 0;
-    if ((flags & 1) || changed)
+    /* C and r exclude each other: r says that nothing but the routine rewrites happened. */
+    if (flags & SHUNT_CAPTURE_FLAG_CHANGED)
         buf[n++] = 'C';
-    if ((flags & 2) || error)
+    else if (flags & SHUNT_CAPTURE_FLAG_ROUTINE)
+        buf[n++] = 'r';
+    if ((flags & SHUNT_CAPTURE_FLAG_ERROR) || error)
         buf[n++] = 'E';
-    if ((flags & 4) || truncated)
+    if ((flags & SHUNT_CAPTURE_FLAG_TRUNCATED) || truncated)
         buf[n++] = 'T';
-    if (flags & 8)
+    if (flags & SHUNT_CAPTURE_FLAG_TUNNEL)
         buf[n++] = 'U';
+    if (flags & SHUNT_CAPTURE_FLAG_SELF)
+        buf[n++] = 'S';
+    if (flags & SHUNT_CAPTURE_FLAG_PENDING)
+        buf[n++] = 'P';
     if (n == 0)
         buf[n++] = '-';
     buf[n] = '\0';
+    return buf;
+}
+
+char *shunt_view_host(const char *host, size_t host_len, const char *url, size_t url_len,
+                      char *buf, size_t len)
+{
+    int named = 0;
+    int port = shunt_capture_url_port(url, url_len, &named);
+    if (host_len == 0) {
+        snprintf(buf, len, "-");
+        return buf;
+    }
+    /* An IPv6 literal takes brackets before a port, as in a URL (RFC 3986 3.2.2). */
+    int v6 = memchr(host, ':', host_len) != NULL && host[0] != '[';
+    if (named && port > 0)
+        snprintf(buf, len, "%s%.*s%s:%d", v6 ? "[" : "", (int)host_len, host, v6 ? "]" : "",
+                 port);
+    else
+        snprintf(buf, len, "%.*s", (int)host_len, host);
     return buf;
 }
 
@@ -487,7 +513,18 @@ struct cap {
     const char *path;
     json_t *facts; /* the capture table's row, for --json */
     int64_t events_dropped;
+    int64_t stopped_us; /* capture.stopped_us; -1 while recording (or when the proxy died) */
+    int64_t now_us;     /* the wall clock when the view began */
+    int from_proxy;     /* capture.source is 'proxy': a NULL closed_us means still open */
 };
+
+/* How long a pending exchange that began at <started_us> has waited: until the capture
+ * stopped, or until now while it is being recorded. */
+static int64_t waited_us(const struct cap *c, int64_t started_us)
+{
+    int64_t end = c->stopped_us >= 0 ? c->stopped_us : c->now_us;
+    return end > started_us ? end - started_us : 0;
+}
 
 static int sql_fail(struct cap *c, char *err, size_t err_len)
 {
@@ -578,10 +615,18 @@ static int cap_open(struct cap *c, const struct shunt_view_opts *o, char *err, s
     json_t *file = json_string(o->path);
     json_object_set_new(c->facts, "file", file ? file : json_null());
     int rc = sqlite3_step(st);
+    c->stopped_us = -1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    c->now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     if (rc == SQLITE_ROW) {
         for (int i = 0; i < 8; i++)
             json_object_set_new(c->facts, names[i], col_json(st, i));
         c->events_dropped = col_i64(st, 7, 0);
+        c->stopped_us = col_i64(st, 5, -1);
+        size_t sl;
+        const char *src = col_text(st, 2, &sl);
+        c->from_proxy = sl == 5 && memcmp(src, "proxy", 5) == 0;
     } else if (rc != SQLITE_DONE) {
         goto fail;
     }
@@ -617,14 +662,15 @@ static void json_open(struct out *o, struct cap *c, const char *key)
 }
 
 /* Streams the rows of <st> as the JSON array that closes what json_open() began, one row a
- * line, each made by <row> (NULL: out of memory). Returns the last sqlite3_step() result, or
- * SHUNT_ENOMEM. */
-static int json_rows(struct out *out, sqlite3_stmt *st, json_t *(*row)(sqlite3_stmt *st))
+ * line, each made by <row> from the capture <c> (NULL: out of memory). Returns the last
+ * sqlite3_step() result, or SHUNT_ENOMEM. */
+static int json_rows(struct out *out, const struct cap *c, sqlite3_stmt *st,
+                     json_t *(*row)(const struct cap *c, sqlite3_stmt *st))
 {
     int rc, first = 1;
     fputs("[", out->f);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && !out_failed(out)) {
-        json_t *j = row(st);
+        json_t *j = row(c, st);
         if (j == NULL) {
             rc = SHUNT_ENOMEM;
             break;
@@ -783,8 +829,12 @@ void shunt_view_opts_dispose(struct shunt_view_opts *o)
 /* One exchange row of the table, as read. */
 struct srow {
     int64_t id, conn, idx, port, status, bytes, dur_us; /* port, status: -1 when unknown */
-    char *method, *host, *path;                          /* owned, never NULL */
-    char flags[5];
+    int64_t flags;                                       /* exchanges.flags */
+    int pending;                                         /* flag P: no response yet */
+    int64_t waited_us;                                   /* pending: waited so far */
+    char *method, *host, *path;                          /* owned, never NULL; host as
+                                                            shown (shunt_view_host) */
+    char flags_txt[SHUNT_VIEW_FLAGS_LEN];
 };
 
 static char *dup_col(sqlite3_stmt *st, int i)
@@ -799,11 +849,23 @@ static char *dup_col(sqlite3_stmt *st, int i)
     return s;
 }
 
+/* Column <i> as a new string; "-" when it is NULL or empty (a request the parser refused has
+ * no method and no path). */
+static char *dup_or_dash(sqlite3_stmt *st, int i)
+{
+    if (sqlite3_column_bytes(st, i) > 0)
+        return dup_col(st, i);
+    char *s = malloc(2);
+    if (s != NULL)
+        memcpy(s, "-", 2);
+    return s;
+}
+
 /* The columns of the sessions query, in order. */
 enum { S_ID, S_CONN, S_IDX, S_PORT, S_METHOD, S_HOST, S_PATH, S_STATUS, S_BYTES, S_DUR,
-       S_FLAGS, S_CHANGED, S_TRUNC, S_ERROR, S_URL, S_STARTED, S_REQ_BYTES };
+       S_FLAGS, S_ERROR, S_URL, S_STARTED, S_REQ_BYTES };
 
-static int srow_read(sqlite3_stmt *st, struct srow *r)
+static int srow_read(const struct cap *c, sqlite3_stmt *st, struct srow *r)
 {
     r->id = sqlite3_column_int64(st, S_ID);
     r->conn = sqlite3_column_int64(st, S_CONN);
@@ -812,12 +874,21 @@ static int srow_read(sqlite3_stmt *st, struct srow *r)
     r->status = col_i64(st, S_STATUS, -1);
     r->bytes = sqlite3_column_int64(st, S_BYTES);
     r->dur_us = sqlite3_column_int64(st, S_DUR);
-    shunt_view_flags(sqlite3_column_int64(st, S_FLAGS), sqlite3_column_int(st, S_CHANGED),
-                     sqlite3_column_type(st, S_ERROR) != SQLITE_NULL,
-                     sqlite3_column_int(st, S_TRUNC), r->flags);
-    r->method = dup_col(st, S_METHOD);
-    r->host = dup_col(st, S_HOST);
-    r->path = dup_col(st, S_PATH);
+    r->flags = sqlite3_column_int64(st, S_FLAGS);
+    r->pending = (r->flags & SHUNT_CAPTURE_FLAG_PENDING) != 0;
+    r->waited_us = r->pending ? waited_us(c, sqlite3_column_int64(st, S_STARTED)) : 0;
+    /* T comes from the flags alone: bodies.truncated sits after the body's bytes, and
+     * reading it for every row tripled the time of a full listing; `show` does read it. */
+    shunt_view_flags(r->flags, sqlite3_column_type(st, S_ERROR) != SQLITE_NULL, 0, r->flags_txt);
+    r->method = dup_or_dash(st, S_METHOD);
+    size_t hl, ul;
+    const char *h = col_text(st, S_HOST, &hl), *u = col_text(st, S_URL, &ul);
+    r->host = malloc(hl + 16);
+    if (r->host != NULL)
+        shunt_view_host(h, hl, u, ul, r->host, hl + 16);
+    /* A CONNECT names no path: its target is the authority (the URL the capture keeps). */
+    int connect = r->method && strcmp(r->method, "CONNECT") == 0;
+    r->path = dup_or_dash(st, connect && sqlite3_column_bytes(st, S_PATH) == 0 ? S_URL : S_PATH);
     return r->method && r->host && r->path ? 0 : SHUNT_ENOMEM;
 }
 
@@ -829,6 +900,17 @@ static void srow_dispose(struct srow *r)
     r->method = r->host = r->path = NULL;
 }
 
+/* The ms cell: the duration, or for a pending exchange the time waited so far and "+". */
+static char *srow_ms(const struct srow *r, char *buf, size_t len)
+{
+    shunt_view_ms(r->pending ? r->waited_us : r->dur_us, 1, buf, len);
+    if (r->pending) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, len - l, "+");
+    }
+    return buf;
+}
+
 /* Column widths of the sessions table. */
 struct swidth {
     size_t id, conn, idx, method, host, path, bytes, ms;
@@ -836,24 +918,30 @@ struct swidth {
 
 static void srow_print(FILE *f, const struct srow *r, const struct swidth *w)
 {
-    char method[64], host[4 * 40 + 4], path[4 * 1000 + 4], port[16], status[16], ms[32];
+    char method[64], host[4 * 60 + 4], path[4 * 1000 + 4], port[16], status[16], ms[32];
     size_t mw = shunt_view_fit(r->method, strlen(r->method), w->method, method, sizeof(method));
     size_t hw = shunt_view_fit(r->host, strlen(r->host), w->host, host, sizeof(host));
     size_t pw = shunt_view_fit(r->path, strlen(r->path), w->path, path, sizeof(path));
     snprintf(port, sizeof(port), r->port < 0 ? "-" : "%" PRId64, r->port);
-    snprintf(status, sizeof(status), r->status < 0 ? "-" : "%" PRId64, r->status);
-    shunt_view_ms(r->dur_us, 1, ms, sizeof(ms));
+    if (r->pending)
+        snprintf(status, sizeof(status), "wait");
+    else
+        snprintf(status, sizeof(status), r->status < 0 ? "-" : "%" PRId64, r->status);
+    srow_ms(r, ms, sizeof(ms));
     fprintf(f, "%*" PRId64 "  %*" PRId64 "  %*" PRId64 "  %5s  %s%*s  %s%*s  %s%*s  %6s  %*" PRId64
                "  %*s  %s\n",
             (int)w->id, r->id, (int)w->conn, r->conn, (int)w->idx, r->idx, port, method,
             (int)(w->method - mw), "", host, (int)(w->host - hw), "", path, (int)(w->path - pw),
-            "", status, (int)w->bytes, r->bytes, (int)w->ms, ms, r->flags);
+            "", status, (int)w->bytes, r->bytes, (int)w->ms, ms, r->flags_txt);
 }
 
 /* The row as JSON, every value in full. */
 static json_t *srow_json(sqlite3_stmt *st, const struct srow *r)
 {
     json_t *j = json_object();
+    size_t ul;
+    const char *u = col_text(st, S_URL, &ul);
+    int port = shunt_capture_url_port(u, ul, NULL);
     json_object_set_new(j, "id", json_integer(r->id));
     json_object_set_new(j, "conn", json_integer(r->conn));
     json_object_set_new(j, "idx", json_integer(r->idx));
@@ -861,21 +949,26 @@ static json_t *srow_json(sqlite3_stmt *st, const struct srow *r)
     json_object_set_new(j, "method", col_json(st, S_METHOD));
     json_object_set_new(j, "url", col_json(st, S_URL));
     json_object_set_new(j, "host", col_json(st, S_HOST));
+    json_object_set_new(j, "port", port > 0 ? json_integer(port) : json_null());
     json_object_set_new(j, "path", col_json(st, S_PATH));
     json_object_set_new(j, "status", col_json(st, S_STATUS));
     json_object_set_new(j, "bytes", json_integer(r->bytes));
     json_object_set_new(j, "req_bytes", col_json(st, S_REQ_BYTES));
     json_object_set_new(j, "started_us", col_json(st, S_STARTED));
-    json_object_set_new(j, "duration_us", json_integer(r->dur_us));
-    json_object_set_new(j, "flags", json_string(strcmp(r->flags, "-") ? r->flags : ""));
+    json_object_set_new(j, "duration_us", r->pending ? json_null() : json_integer(r->dur_us));
+    json_object_set_new(j, "pending", json_boolean(r->pending));
+    json_object_set_new(j, "waiting_us", r->pending ? json_integer(r->waited_us) : json_null());
+    json_object_set_new(j, "answered_by_shunt",
+                        json_boolean((r->flags & SHUNT_CAPTURE_FLAG_SELF) != 0));
+    json_object_set_new(j, "flags", json_string(strcmp(r->flags_txt, "-") ? r->flags_txt : ""));
     json_object_set_new(j, "error", col_json(st, S_ERROR));
     return j;
 }
 
-static json_t *srow_to_json(sqlite3_stmt *st)
+static json_t *srow_to_json(const struct cap *c, sqlite3_stmt *st)
 {
     struct srow r;
-    json_t *j = srow_read(st, &r) ? NULL : srow_json(st, &r);
+    json_t *j = srow_read(c, st, &r) ? NULL : srow_json(st, &r);
     srow_dispose(&r);
     return j;
 }
@@ -939,20 +1032,15 @@ int shunt_view_sessions(const struct shunt_view_opts *o, char *err, size_t err_l
         goto done;
     }
     int64_t offset = o->offset, start = 0;
-    if (n == 0 && o->filter.expr == NULL && offset > 1000) {
+    if (n == 0 && o->filter.expr == NULL && !o->filter.changed && offset > 1000) {
         start = dense_start(c.db, offset);
         if (start > 0)
             offset = 0;
     }
-    /* C also looks at the changes table (an index probe, skipped when the flag is set). T
-     * comes from the flags alone: bodies.truncated sits after the body's bytes, and reading
-     * it for every row tripled the time of a full listing; `show` does read it. */
+    /* The flags say everything the columns show: no probe of changes or bodies per row. */
     snprintf(sql, sizeof(sql),
              "SELECT e.id, e.conn_id, e.idx, c.client_port, e.method, e.host, e.path, e.status, "
-             "e.resp_bytes, e.duration_us, e.flags, "
-             "CASE WHEN e.flags & 1 THEN 1 "
-             "ELSE EXISTS (SELECT 1 FROM changes g WHERE g.exchange_id = e.id) END, 0, "
-             "e.error, e.url, e.started_us, e.req_bytes "
+             "e.resp_bytes, e.duration_us, e.flags, e.error, e.url, e.started_us, e.req_bytes "
              "FROM exchanges e LEFT JOIN connections c ON c.id = e.conn_id "
              "WHERE %s AND e.id >= ?%d ORDER BY e.id LIMIT ?%d OFFSET ?%d",
              where, n + 1, n + 2, n + 3);
@@ -967,7 +1055,7 @@ int shunt_view_sessions(const struct shunt_view_opts *o, char *err, size_t err_l
     out_init(&out);
     if (o->json) {
         json_open(&out, &c, "exchanges");
-        rc = json_rows(&out, st, srow_to_json);
+        rc = json_rows(&out, &c, st, srow_to_json);
     } else {
         /* The first rows set the column widths; later rows stream in them. */
         struct swidth w = {digits(max_of(c.db, "SELECT max(id) FROM exchanges")),
@@ -980,7 +1068,7 @@ int shunt_view_sessions(const struct shunt_view_opts *o, char *err, size_t err_l
         size_t path_max = 4;
         while (n_rows < FIRST_ROWS && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             struct srow *r = &rows[n_rows++];
-            if (srow_read(st, r) != 0) {
+            if (srow_read(&c, st, r) != 0) {
                 rc = SHUNT_ENOMEM;
                 break;
             }
@@ -991,12 +1079,12 @@ int shunt_view_sessions(const struct shunt_view_opts *o, char *err, size_t err_l
             if ((l = strlen(r->method)) > w.method)
                 w.method = l > 10 ? 10 : l;
             if ((l = strlen(r->host)) > w.host)
-                w.host = l > 40 ? 40 : l;
+                w.host = l > 46 ? 46 : l; /* 40 for the name, 6 for ":65535" */
             if ((l = strlen(r->path)) > path_max)
                 path_max = l;
             if (digits(r->bytes) > w.bytes)
                 w.bytes = digits(r->bytes);
-            if ((l = strlen(shunt_view_ms(r->dur_us, 1, ms, sizeof(ms)))) > w.ms)
+            if ((l = strlen(srow_ms(r, ms, sizeof(ms)))) > w.ms)
                 w.ms = l;
         }
         if (rc == SHUNT_ENOMEM)
@@ -1019,7 +1107,7 @@ int shunt_view_sessions(const struct shunt_view_opts *o, char *err, size_t err_l
         if (n_rows == FIRST_ROWS) {
             while ((rc = sqlite3_step(st)) == SQLITE_ROW && !out_failed(&out)) {
                 struct srow r;
-                int bad = srow_read(st, &r);
+                int bad = srow_read(&c, st, &r);
                 if (!bad)
                     srow_print(out.f, &r, &w);
                 srow_dispose(&r);
@@ -1171,26 +1259,313 @@ static void reason_of(const char *head, size_t len, char *buf, size_t buf_len)
     shunt_view_fit(sp2 + 1, rl, 40, buf, buf_len);
 }
 
-static void head_section(FILE *f, const char *title, const char *where, sqlite3_stmt *st,
-                         int recv, int sent, int *oom)
+/* ---------------------------------------------------------------- what happened to it */
+
+/* Why shunt answered an exchange itself, as far as the capture tells. */
+enum why {
+    WHY_NONE,        /* a server answered, or nobody yet */
+    WHY_RULE,        /* a rule's "respond N without the server" (--respond, --map-local, Lua) */
+    WHY_PARSER,      /* the strict parser refused the request (head or body) */
+    WHY_REFUSED,     /* shunt would not forward it (its target, a forbidden upstream) */
+    WHY_UNREACHABLE, /* the upstream could not be resolved or connected to */
+    WHY_CONNECT,     /* a CONNECT, which the proxy answers itself before the tunnel */
+    WHY_OTHER,       /* anything else: the error says what */
+};
+
+static const char *const why_names[] = {NULL,     "rule",        "parser", "refused",
+                                        "unreachable", "connect", "other"};
+
+/*
+ * The errors of shunt's own answers that say the request was not forwarded, by how they
+ * begin: the texts of answer() in src/proxy/session.c without their "shunt: ". The capture
+ * has no column for "not sent"; these texts are shunt's own and test_views_truth.py pins
+ * them against real captures. <sent> is what the error tells: 0 not sent upstream, -1 the
+ * error does not say.
+ */
+static const struct {
+    const char *prefix;
+    enum why why;
+    int sent;
+} answer_errors[] = {
+    {"bad request body: ", WHY_PARSER, -1},
+    {"cannot connect to ", WHY_UNREACHABLE, 0},
+    {"cannot resolve ", WHY_UNREACHABLE, 0},
+    {"connecting to ", WHY_UNREACHABLE, 0}, /* "... timed out after N s" */
+    {"not forwarded to ", WHY_REFUSED, 0},
+    {"CONNECT needs ", WHY_REFUSED, 0},
+    {"cannot read the host and port ", WHY_REFUSED, 0},
+    {"https:// in a request line ", WHY_REFUSED, 0},
+    {"this is a forward proxy", WHY_REFUSED, 0},
+    {"the request target ", WHY_REFUSED, 0},
+    {"the request head did not arrive ", WHY_OTHER, 0},
+};
+
+/* What happened to an exchange's request and who answered it. */
+struct fate {
+    int pending;           /* flag P: no response yet */
+    int64_t waited_us;     /* pending: waited so far (until the capture stopped, or now) */
+    int self;              /* no server response reached the client: shunt answered */
+    enum why why;          /* self: why */
+    const char *rule;      /* WHY_RULE: the rule's name (changes.by), borrowed */
+    const char *rule_what; /* WHY_RULE: "respond N without the server", borrowed */
+    int sent;              /* the request went upstream: 1 yes, 0 no, -1 the capture cannot say */
+    int quotes_error;      /* the "answered by shunt" line carries the error text */
+};
+
+static int starts_with(const char *s, size_t len, const char *prefix)
 {
-    size_t rl = 0, sl = 0;
-    const void *r = sqlite3_column_blob(st, recv);
-    rl = (size_t)sqlite3_column_bytes(st, recv);
-    const void *s = sqlite3_column_blob(st, sent);
-    sl = (size_t)sqlite3_column_bytes(st, sent);
-    int has_sent = sqlite3_column_type(st, sent) != SQLITE_NULL;
-    if (sqlite3_column_type(st, recv) == SQLITE_NULL) {
-        fprintf(f, "\n%s: none\n", title);
+    size_t l = strlen(prefix);
+    return len >= l && memcmp(s, prefix, l) == 0;
+}
+
+/*
+ * Works out the fate of the exchange in row <st> (the show query) with its <changes>, in a
+ * capture <c>. Shunt's own answer has flag S (64). Captures of older shunts have no such
+ * flag: there a rule's "respond ... without the server", no upstream with a status, or a
+ * CONNECT's 2xx tell the same, for captures that a proxy made (not imports).
+ */
+static void fate_of(const struct cap *c, sqlite3_stmt *st, json_t *changes, struct fate *fa)
+{
+    memset(fa, 0, sizeof(*fa));
+    int64_t flags = col_i64(st, X_FLAGS, 0);
+    int has_status = sqlite3_column_type(st, X_STATUS) != SQLITE_NULL;
+    int status = sqlite3_column_int(st, X_STATUS);
+    int has_up = sqlite3_column_type(st, X_UP) != SQLITE_NULL;
+    int has_sent_head = sqlite3_column_type(st, X_REQ_SENT) != SQLITE_NULL;
+    size_t ml, el;
+    const char *method = col_text(st, X_METHOD, &ml);
+    const char *error = col_text(st, X_ERROR, &el);
+    int connect = ml == 7 && memcmp(method, "CONNECT", 7) == 0;
+    fa->pending = (flags & SHUNT_CAPTURE_FLAG_PENDING) != 0;
+    if (fa->pending)
+        fa->waited_us = waited_us(c, col_i64(st, X_STARTED, 0));
+    size_t k;
+    json_t *one;
+    json_array_foreach(changes, k, one)
+    {
+        const char *what = json_string_value(json_object_get(one, "what"));
+        const char *in = json_string_value(json_object_get(one, "in"));
+        if (what && in && strcmp(in, "request") == 0 && strncmp(what, "respond ", 8) == 0 &&
+            strstr(what, " without the server") != NULL) {
+            fa->rule = json_string_value(json_object_get(one, "by"));
+            fa->rule_what = what;
+        }
+    }
+    fa->self = (flags & SHUNT_CAPTURE_FLAG_SELF) != 0 ||
+               (c->from_proxy && !fa->pending &&
+                (fa->rule != NULL || (!has_up && has_status) ||
+                 (connect && status >= 200 && status < 300)));
+    fa->sent = has_sent_head || has_up ? 1 : -1;
+    if (!fa->self)
+        return;
+    fa->why = WHY_OTHER;
+    fa->sent = has_sent_head ? 1 : has_up ? 1 : -1;
+    if (fa->rule != NULL) {
+        fa->why = WHY_RULE;
+        fa->sent = 0;
+        return;
+    }
+    if (connect && status >= 200 && status < 300) {
+        fa->why = WHY_CONNECT;
+        fa->sent = 0;
+        return;
+    }
+    if (el > 0 && starts_with(error, el, "bad request: ") && ml == 0) {
+        /* no method: the head itself could not be read */
+        fa->why = WHY_PARSER;
+        fa->sent = 0;
+        fa->quotes_error = 1;
+        return;
+    }
+    for (size_t i = 0; el > 0 && i < sizeof(answer_errors) / sizeof(answer_errors[0]); i++) {
+        if (!starts_with(error, el, answer_errors[i].prefix))
+            continue;
+        fa->why = answer_errors[i].why;
+        if (answer_errors[i].sent == 0)
+            fa->sent = 0;
+        break;
+    }
+    fa->quotes_error = el > 0;
+}
+
+/* Writes the line that says why shunt answered the exchange itself. */
+static void fate_print(FILE *f, sqlite3_stmt *st, const struct fate *fa)
+{
+    size_t el, ul;
+    const char *error = col_text(st, X_ERROR, &el), *url = col_text(st, X_URL, &ul);
+    fputs("answered by shunt: ", f);
+    switch (fa->why) {
+    case WHY_RULE:
+        fputs("the rule \"", f);
+        put_escaped(f, fa->rule ? fa->rule : "?", strlen(fa->rule ? fa->rule : "?"));
+        fputs("\" (", f);
+        put_escaped(f, fa->rule_what, strlen(fa->rule_what));
+        fputs(")", f);
+        break;
+    case WHY_CONNECT:
+        fputs("it connected to ", f);
+        put_escaped(f, ul ? url : "?", ul ? ul : 1);
+        fputs(" and answered the CONNECT itself, as a proxy does", f);
+        if (col_i64(st, X_FLAGS, 0) & SHUNT_CAPTURE_FLAG_TUNNEL)
+            fputs("; the connection then became a tunnel", f);
+        break;
+    case WHY_PARSER: {
+        /* "bad request: REASON (NAME) at byte N" reads as the parser's refusal */
+        size_t skip = starts_with(error, el, "bad request: ") ? 13 : 0;
+        fputs(skip ? "its parser refused the request: " : "its parser refused the request body: ",
+              f);
+        if (!skip && starts_with(error, el, "bad request body: "))
+            skip = 18;
+        put_escaped(f, error + skip, el - skip);
+        break;
+    }
+    case WHY_UNREACHABLE:
+        fputs("the upstream was unreachable: ", f);
+        put_escaped(f, error, el);
+        break;
+    case WHY_REFUSED:
+        fputs("it did not forward the request: ", f);
+        put_escaped(f, error, el);
+        break;
+    default:
+        if (el > 0)
+            put_escaped(f, error, el);
+        else
+            fputs("no server response reached the client", f);
+        break;
+    }
+    if (fa->sent == 0 && fa->why != WHY_CONNECT)
+        fputs("; the request was not sent upstream", f);
+    fputc('\n', f);
+}
+
+/* The reason a request that was not sent upstream gives in its head's title. */
+static const char *not_sent_why(const struct fate *fa)
+{
+    switch (fa->why) {
+    case WHY_RULE:
+        return "a rule answered it";
+    case WHY_PARSER:
+        return "shunt's parser refused it";
+    case WHY_REFUSED:
+        return "shunt would not forward it";
+    case WHY_UNREACHABLE:
+        return "the upstream was unreachable";
+    case WHY_CONNECT:
+        return "a CONNECT is answered by the proxy";
+    default:
+        return "shunt answered it";
+    }
+}
+
+static json_t *fate_json(sqlite3_stmt *st, const struct fate *fa)
+{
+    if (!fa->self)
+        return json_null();
+    json_t *j = json_object();
+    json_object_set_new(j, "why", json_string(why_names[fa->why]));
+    json_object_set_new(j, "rule", fa->rule ? json_string(fa->rule) : json_null());
+    json_object_set_new(j, "rule_change", fa->rule_what ? json_string(fa->rule_what) : json_null());
+    json_object_set_new(j, "error", col_json(st, X_ERROR));
+    return j;
+}
+
+/* ---------------------------------------------------------------- show */
+
+static void request_head_section(FILE *f, sqlite3_stmt *st, const struct fate *fa, int *oom)
+{
+    const void *r = sqlite3_column_blob(st, X_REQ_HEAD);
+    size_t rl = (size_t)sqlite3_column_bytes(st, X_REQ_HEAD);
+    const void *s = sqlite3_column_blob(st, X_REQ_SENT);
+    size_t sl = (size_t)sqlite3_column_bytes(st, X_REQ_SENT);
+    int has_sent = sqlite3_column_type(st, X_REQ_SENT) != SQLITE_NULL;
+    if (sqlite3_column_type(st, X_REQ_HEAD) == SQLITE_NULL) {
+        fprintf(f, "\nrequest head: none\n");
+        return;
+    }
+    if (fa->sent == 0 && has_sent)
+        fprintf(f, "\nrequest head (as received; \"- \" removed, \"+ \" added by shunt or a rule; "
+                   "not sent upstream: %s):\n", not_sent_why(fa));
+    else if (fa->sent == 0)
+        fprintf(f, "\nrequest head (as received; not sent upstream: %s):\n", not_sent_why(fa));
+    else if (has_sent)
+        fprintf(f, "\nrequest head (as received; \"- \" removed, \"+ \" added when sent "
+                   "upstream):\n");
+    else if (fa->sent == 1)
+        fprintf(f, "\nrequest head (as received, sent upstream unchanged):\n");
+    else
+        fprintf(f, "\nrequest head (as received):\n");
+    if (shunt_view_head_diff(f, r ? r : "", rl, has_sent ? (s ? s : "") : NULL, sl) < 0)
+        *oom = 1;
+}
+
+/* The response head the client received: the head as sent to it when the capture has one
+ * (shunt's own answers have nothing else), else the head as received (sent unchanged). */
+static void response_head_section(FILE *f, const struct cap *c, sqlite3_stmt *st,
+                                  const struct fate *fa, int *oom)
+{
+    const void *r = sqlite3_column_blob(st, X_RESP_HEAD);
+    size_t rl = (size_t)sqlite3_column_bytes(st, X_RESP_HEAD);
+    const void *s = sqlite3_column_blob(st, X_RESP_SENT);
+    size_t sl = (size_t)sqlite3_column_bytes(st, X_RESP_SENT);
+    int has_recv = sqlite3_column_type(st, X_RESP_HEAD) != SQLITE_NULL;
+    int has_sent = sqlite3_column_type(st, X_RESP_SENT) != SQLITE_NULL;
+    if (fa->pending) {
+        char since[64], waited[32];
+        fprintf(f, "\nresponse: none yet; waiting since %s (%s%s)\n",
+                shunt_view_clock(col_i64(st, X_STARTED, 0), 1, since, sizeof(since)),
+                shunt_view_lifetime(fa->waited_us, waited, sizeof(waited)),
+                c->stopped_us >= 0 ? " when the capture stopped" : " so far");
+        return;
+    }
+    if (!has_recv && has_sent) {
+        fprintf(f, "\nresponse head (sent by shunt; no server sent one):\n");
+        if (shunt_view_head_diff(f, s ? s : "", sl, NULL, 0) < 0)
+            *oom = 1;
+        return;
+    }
+    if (!has_recv) {
+        if (sqlite3_column_type(st, X_STATUS) == SQLITE_NULL)
+            fprintf(f, "\nresponse head: none (the client received no response)\n");
+        else
+            fprintf(f, "\nresponse head: not in the capture (%s sent %d)\n",
+                    fa->self ? "shunt" : "the client was", sqlite3_column_int(st, X_STATUS));
         return;
     }
     if (!has_sent)
-        fprintf(f, "\n%s (as received, sent %s unchanged):\n", title, where);
+        fprintf(f, "\nresponse head (as received, sent to the client unchanged):\n");
     else
-        fprintf(f, "\n%s (as received; \"- \" removed, \"+ \" added when sent %s):\n", title,
-                where);
+        fprintf(f, "\nresponse head (as received; \"- \" removed, \"+ \" added when sent to the "
+                   "client):\n");
     if (shunt_view_head_diff(f, r ? r : "", rl, has_sent ? (s ? s : "") : NULL, sl) < 0)
         *oom = 1;
+}
+
+/* Writes the changes of <changes> made by <routine> ("proxy": the rewrites every forward
+ * proxy makes) or by anyone else, under <title>. */
+static void changes_print(FILE *f, json_t *changes, int routine, const char *title)
+{
+    size_t k;
+    json_t *one;
+    int first = 1;
+    json_array_foreach(changes, k, one)
+    {
+        if (json_is_true(json_object_get(one, "routine")) != routine)
+            continue;
+        if (first)
+            fprintf(f, "\n%s:\n", title);
+        first = 0;
+        const char *what = json_string_value(json_object_get(one, "what"));
+        const char *by = json_string_value(json_object_get(one, "by"));
+        fprintf(f, "  %-8s  ", json_string_value(json_object_get(one, "in")));
+        put_escaped(f, what ? what : "?", strlen(what ? what : "?"));
+        if (!routine) {
+            fputs("  (by ", f);
+            put_escaped(f, by ? by : "?", strlen(by ? by : "?"));
+            fputc(')', f);
+        }
+        fputc('\n', f);
+    }
 }
 
 int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
@@ -1214,7 +1589,7 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
     struct body bodies[2];
     memset(bodies, 0, sizeof(bodies));
     sqlite3_stmt *st = NULL, *ch = NULL, *bo = NULL;
-    int oom = 0, changed = 0, truncated = 0;
+    int oom = 0, truncated = 0, n_changes = 0, n_routine = 0;
     json_t *changes = NULL;
     int rc = cap_open(&c, o, err, err_len);
     if (rc != 0)
@@ -1235,16 +1610,23 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
     }
     if (rc != SQLITE_ROW)
         goto sql_error;
-    /* Changes and bodies first: the flags need them. */
+    /* Changes and bodies first: the flags and the fate need them. */
     changes = json_array();
     while ((rc = sqlite3_step(ch)) == SQLITE_ROW) {
         json_t *one = json_object();
+        size_t bl;
+        const char *by = col_text(ch, 2, &bl);
+        /* "proxy": the rewrites every forward proxy makes (origin-form, Proxy-Connection,
+         * Proxy-Authorization, Host), apart from what a rule, an option or a repair did. */
+        int routine = bl == 5 && memcmp(by, "proxy", 5) == 0;
         json_object_set_new(one, "in", json_string(sqlite3_column_int(ch, 0) ? "request"
                                                                                : "response"));
         json_object_set_new(one, "what", col_json(ch, 1));
         json_object_set_new(one, "by", col_json(ch, 2));
+        json_object_set_new(one, "routine", json_boolean(routine));
         json_array_append_new(changes, one);
-        changed = 1;
+        n_routine += routine;
+        n_changes += !routine;
     }
     if (rc != SQLITE_DONE)
         goto sql_error;
@@ -1271,9 +1653,13 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
     }
     if (!oom && rc != SQLITE_DONE)
         goto sql_error;
-    char flags[5];
-    shunt_view_flags(sqlite3_column_int64(st, X_FLAGS), changed,
+    char flags[SHUNT_VIEW_FLAGS_LEN];
+    shunt_view_flags(sqlite3_column_int64(st, X_FLAGS),
                      sqlite3_column_type(st, X_ERROR) != SQLITE_NULL, truncated, flags);
+    struct fate fa;
+    fate_of(&c, st, changes, &fa);
+    size_t ul;
+    const char *url = col_text(st, X_URL, &ul);
     out_init(&out);
     FILE *f = out.f;
     if (o->json) {
@@ -1294,10 +1680,21 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
             } else if (i == X_FLAGS) {
                 json_object_set_new(x, "flags", json_string(strcmp(flags, "-") ? flags : ""));
                 json_object_set_new(x, "flags_bits", col_json(st, i));
+            } else if (i == X_DURATION && fa.pending) {
+                json_object_set_new(x, x_names[i], json_null()); /* not ended: no duration */
             } else {
                 json_object_set_new(x, x_names[i], col_json(st, i));
             }
         }
+        int port = shunt_capture_url_port(url, ul, NULL);
+        json_object_set_new(x, "port", port > 0 ? json_integer(port) : json_null());
+        json_object_set_new(x, "pending", json_boolean(fa.pending));
+        json_object_set_new(x, "waiting_us", fa.pending ? json_integer(fa.waited_us)
+                                                        : json_null());
+        json_object_set_new(x, "answered_by_shunt", json_boolean(fa.self));
+        json_object_set_new(x, "shunt_answer", fate_json(st, &fa));
+        json_object_set_new(x, "sent_upstream", fa.sent < 0 ? json_null()
+                                                            : json_boolean(fa.sent));
         json_object_set_new(x, "changes", json_incref(changes));
         json_object_set_new(x, "req_body", body_json(&bodies[0], col_i64(st, X_REQ_BODY, 0)));
         json_object_set_new(x, "resp_body", body_json(&bodies[1], col_i64(st, X_RESP_BODY, 0)));
@@ -1310,8 +1707,8 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
         goto done;
     }
     /* Summary: what, where it went, when, how long. */
-    size_t ml, ul;
-    const char *method = col_text(st, X_METHOD, &ml), *url = col_text(st, X_URL, &ul);
+    size_t ml;
+    const char *method = col_text(st, X_METHOD, &ml);
     char reason[200] = "";
     int resp_col = sqlite3_column_type(st, X_RESP_SENT) != SQLITE_NULL ? X_RESP_SENT : X_RESP_HEAD;
     if (sqlite3_column_type(st, resp_col) != SQLITE_NULL)
@@ -1321,7 +1718,9 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
     put_escaped(f, ml ? method : "-", ml ? ml : 1);
     fputc(' ', f);
     put_escaped(f, ul ? url : "-", ul ? ul : 1);
-    if (sqlite3_column_type(st, X_STATUS) == SQLITE_NULL)
+    if (fa.pending)
+        fprintf(f, " -> no response yet");
+    else if (sqlite3_column_type(st, X_STATUS) == SQLITE_NULL)
         fprintf(f, " -> no response");
     else
         fprintf(f, " -> %d%s%s", sqlite3_column_int(st, X_STATUS), *reason ? " " : "", reason);
@@ -1335,18 +1734,22 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
              col_i64(st, X_UPORT, 0));
     fprintf(f, "connection %" PRId64 ", exchange %" PRId64 " on it; client port %s",
             col_i64(st, X_CONN, 0), col_i64(st, X_IDX, 0), cport);
-    if (sqlite3_column_type(st, X_UP) == SQLITE_NULL) {
-        fprintf(f, ", answered by shunt (no upstream)\n");
+    /* An older capture names the connection's upstream for a rule's answer: no server was
+     * involved. */
+    if (sqlite3_column_type(st, X_UP) == SQLITE_NULL || fa.why == WHY_RULE) {
+        fprintf(f, fa.self ? ", answered by shunt (no upstream)\n" : ", no upstream\n");
     } else {
         int64_t reused = col_i64(st, X_REUSED, -1);
         fprintf(f, " -> upstream %" PRId64 " from local port %s (%s)\n", col_i64(st, X_UP, 0),
                 uport, reused == 1 ? "reused" : reused == 0 ? "new" : "new or reused: unknown");
     }
     char when[64], took[32];
-    fprintf(f, "started %s, took %s ms; %" PRId64 " bytes from the client, %" PRId64
-               " bytes to it\n",
-            shunt_view_clock(col_i64(st, X_STARTED, 0), 1, when, sizeof(when)),
-            shunt_view_ms(col_i64(st, X_DURATION, 0), 2, took, sizeof(took)),
+    fprintf(f, "started %s, ", shunt_view_clock(col_i64(st, X_STARTED, 0), 1, when, sizeof(when)));
+    if (fa.pending)
+        fprintf(f, "not ended yet");
+    else
+        fprintf(f, "took %s ms", shunt_view_ms(col_i64(st, X_DURATION, 0), 2, took, sizeof(took)));
+    fprintf(f, "; %" PRId64 " bytes from the client, %" PRId64 " bytes to it\n",
             col_i64(st, X_REQ_BYTES, 0), col_i64(st, X_RESP_BYTES, 0));
     static const char *const phases[] = {"blocked", "dns", "connect", "send", "wait", "receive"};
     fprintf(f, "timings (ms):");
@@ -1356,29 +1759,20 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
                 shunt_view_ms(col_i64(st, X_BLOCKED + k, -1), 2, ms, sizeof(ms)));
     }
     fputc('\n', f);
-    if (sqlite3_column_type(st, X_ERROR) != SQLITE_NULL) {
+    if (sqlite3_column_type(st, X_ERROR) != SQLITE_NULL && !(fa.self && fa.quotes_error)) {
         size_t el;
         const char *e = col_text(st, X_ERROR, &el);
         fputs("error: ", f);
         put_escaped(f, e, el);
         fputc('\n', f);
     }
-    head_section(f, "request head", "upstream", st, X_REQ_HEAD, X_REQ_SENT, &oom);
-    if (json_array_size(changes) > 0) {
-        fprintf(f, "\nchanges:\n");
-        size_t k;
-        json_t *one;
-        json_array_foreach(changes, k, one)
-        {
-            fprintf(f, "  %-8s  %s  (by %s)\n", json_string_value(json_object_get(one, "in")),
-                    json_string_value(json_object_get(one, "what"))
-                        ? json_string_value(json_object_get(one, "what"))
-                        : "?",
-                    json_string_value(json_object_get(one, "by"))
-                        ? json_string_value(json_object_get(one, "by"))
-                        : "?");
-        }
-    }
+    if (fa.self)
+        fate_print(f, st, &fa);
+    request_head_section(f, st, &fa, &oom);
+    if (n_changes > 0)
+        changes_print(f, changes, 0, "changes");
+    if (n_routine > 0)
+        changes_print(f, changes, 1, "routine forward-proxy rewrites");
     if (sqlite3_column_type(st, X_INTERIM) != SQLITE_NULL) {
         fprintf(f, "\ninterim responses (1xx, as received):\n");
         const void *p = sqlite3_column_blob(st, X_INTERIM);
@@ -1386,8 +1780,7 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
                                  0) < 0)
             oom = 1;
     }
-    head_section(f, "response head", "to the client", st, X_RESP_HEAD, X_RESP_SENT,
-                 &oom);
+    response_head_section(f, &c, st, &fa, &oom);
     fputc('\n', f);
     body_print(f, "request", &bodies[0], col_i64(st, X_REQ_BODY, 0));
     body_print(f, "response", &bodies[1], col_i64(st, X_RESP_BODY, 0));
@@ -1422,6 +1815,7 @@ struct krow {
     int64_t opened, lifetime;      /* opened: -1 when unknown; lifetime: -1 when not closed */
     char *ups, *closer, *how, *auth; /* owned, never NULL */
     int tls, tunnel;
+    int open;                      /* still open (or open when the proxy died) */
 };
 
 static char *dup_or(sqlite3_stmt *st, int i, const char *if_null)
@@ -1434,17 +1828,22 @@ static char *dup_or(sqlite3_stmt *st, int i, const char *if_null)
     return s;
 }
 
-static int krow_read(sqlite3_stmt *st, struct krow *r)
+static int krow_read(const struct cap *c, sqlite3_stmt *st, struct krow *r)
 {
     r->id = sqlite3_column_int64(st, K_ID);
     r->port = col_i64(st, K_PORT, -1);
+    /* Counted from the exchanges table: connections.n_exchanges is only final at the close. */
     r->exch = sqlite3_column_int64(st, K_EXCH);
     r->opened = col_i64(st, K_OPENED, -1);
     int64_t closed = col_i64(st, K_CLOSED, -1);
     r->lifetime = (r->opened >= 0 && closed >= r->opened) ? closed - r->opened : -1;
+    /* The recorder writes a connection's row at its open and its close time at its end, so
+     * in a proxy's capture no close time means open; an import just does not know. */
+    r->open = c->from_proxy && sqlite3_column_type(st, K_CLOSED) == SQLITE_NULL &&
+              sqlite3_column_type(st, K_CLOSER) == SQLITE_NULL;
     r->ups = dup_or(st, K_UPS, "-");
-    r->closer = dup_or(st, K_CLOSER, "?");
-    r->how = dup_or(st, K_HOW, "?");
+    r->closer = dup_or(st, K_CLOSER, r->open ? "open" : "?");
+    r->how = dup_or(st, K_HOW, r->open ? "-" : "?");
     r->auth = dup_or(st, K_AUTH, "-");
     r->tls = sqlite3_column_int(st, K_TLS) != 0;
     r->tunnel = sqlite3_column_int(st, K_TUNNEL) != 0;
@@ -1510,6 +1909,7 @@ static json_t *krow_json(sqlite3_stmt *st, const struct krow *r)
     json_object_set_new(j, "closed_us", col_json(st, K_CLOSED));
     json_object_set_new(j, "lifetime_us",
                         r->lifetime < 0 ? json_null() : json_integer(r->lifetime));
+    json_object_set_new(j, "open", json_boolean(r->open));
     json_object_set_new(j, "closer", col_json(st, K_CLOSER));
     json_object_set_new(j, "close_how", col_json(st, K_HOW));
     json_object_set_new(j, "auth_scheme", col_json(st, K_AUTH));
@@ -1520,10 +1920,10 @@ static json_t *krow_json(sqlite3_stmt *st, const struct krow *r)
     return j;
 }
 
-static json_t *krow_to_json(sqlite3_stmt *st)
+static json_t *krow_to_json(const struct cap *c, sqlite3_stmt *st)
 {
     struct krow r;
-    json_t *j = krow_read(st, &r) ? NULL : krow_json(st, &r);
+    json_t *j = krow_read(c, st, &r) ? NULL : krow_json(st, &r);
     krow_dispose(&r);
     return j;
 }
@@ -1582,7 +1982,7 @@ int shunt_view_connections(const struct shunt_view_opts *o, char *err, size_t er
     out_init(&out);
     if (o->json) {
         json_open(&out, &c, "connections");
-        rc = json_rows(&out, st, krow_to_json);
+        rc = json_rows(&out, &c, st, krow_to_json);
     } else {
         struct kwidth w = {digits(max_of(c.db, "SELECT max(id) FROM connections")), 8, 4, 6, 3, 4,
                            4};
@@ -1590,7 +1990,7 @@ int shunt_view_connections(const struct shunt_view_opts *o, char *err, size_t er
             w.id = 2;
         while (n_rows < FIRST_ROWS && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             struct krow *r = &rows[n_rows++];
-            if (krow_read(st, r) != 0) {
+            if (krow_read(&c, st, r) != 0) {
                 rc = SHUNT_ENOMEM;
                 break;
             }
@@ -1617,7 +2017,7 @@ int shunt_view_connections(const struct shunt_view_opts *o, char *err, size_t er
         if (n_rows == FIRST_ROWS) {
             while ((rc = sqlite3_step(st)) == SQLITE_ROW && !out_failed(&out)) {
                 struct krow r;
-                int bad = krow_read(st, &r);
+                int bad = krow_read(&c, st, &r);
                 if (!bad)
                     krow_print(out.f, &r, &w);
                 krow_dispose(&r);

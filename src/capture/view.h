@@ -76,13 +76,26 @@ int shunt_view_main(const char *cmd, const char *help, unsigned accept,
 
 /* ---------------------------------------------------------------- formatting helpers */
 
+/* Bytes shunt_view_flags() writes at most, the NUL included. */
+#define SHUNT_VIEW_FLAGS_LEN 8
+
 /*
- * Writes into <buf> (5 bytes at least) the flag letters of an exchange, in this order:
- * C changed by shunt or a rule (<flags> & 1, or <changed>), E error (<flags> & 2, or
- * <error>), T a body truncated by the capture (<flags> & 4, or <truncated>), U became a
- * tunnel (<flags> & 8); "-" when none. Returns <buf>.
+ * Writes into <buf> (SHUNT_VIEW_FLAGS_LEN bytes) the flag letters of an exchange from its
+ * exchanges.flags <flags> (SHUNT_CAPTURE_FLAG_*), in this order: C changed by a rule, a
+ * user's option or a repair of shunt's (flag 1), or else r forwarded with only the routine
+ * forward-proxy rewrites (flag 32); E error (flag 2, or <error>); T a body truncated by the
+ * capture (flag 4, or <truncated>); U became a tunnel (8); S answered by shunt, no server
+ * response reached the client (64); P pending, no response yet (16). "-" when none.
+ * Returns <buf>.
  */
-char *shunt_view_flags(int64_t flags, int changed, int error, int truncated, char *buf);
+char *shunt_view_flags(int64_t flags, int error, int truncated, char *buf);
+
+/* Writes into <buf> the host of an exchange as the views show it: <host> (<host_len> bytes),
+ * then ":port" when its URL <url> names a port other than its scheme's default (always for
+ * a CONNECT target, "host:port"), so that two origins on one host read apart. "-" when
+ * there is no host. Returns <buf>. */
+char *shunt_view_host(const char *host, size_t host_len, const char *url, size_t url_len,
+                      char *buf, size_t len);
 
 /* Writes <us> microseconds as milliseconds with <decimals> decimals into <buf>; "-" when <us>
  * is negative (HAR's "does not apply"). Returns <buf>. */

@@ -151,7 +151,8 @@ def test_the_table_shows_the_rows_the_filter_takes(cap):
     rc, out, err = run("sessions", cap, "~m connect | ~q")
     assert (rc, err) == (0, "")
     rows = [l.split()[:8] for l in out.splitlines()[1:]]
-    assert rows == [["5", "3", "1", "50003", "CONNECT", "secure.test", "secure.test:443", "200"],
+    # issue 11: a CONNECT's host is shown as its target, host:port
+    assert rows == [["5", "3", "1", "50003", "CONNECT", "secure.test:443", "secure.test:443", "200"],
                     ["7", "4", "1", "50004", "PUT", "api.example.com", "/v1/items/9", "-"]]
 
 

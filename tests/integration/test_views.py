@@ -39,21 +39,34 @@ def ok(*args, **kw):
     return out
 
 
+def sample(path, **kw):
+    """captures.sample() with the flags a proxy records since issue 11: exchange 1 (only the
+    routine Proxy-Connection removal) has flag r (32), not C; exchange 3 (a rule changed
+    its response head) has C (1) beside T (4), since C comes from the flag alone."""
+    captures.sample(path, **kw)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE exchanges SET flags = 32 WHERE id = 1")
+        db.execute("UPDATE exchanges SET flags = 5 WHERE id = 3")
+    return path
+
+
 @pytest.fixture
 def cap(tmp_path):
-    return captures.sample(tmp_path / "c.db")
+    return sample(tmp_path / "c.db")
 
 
 # ----------------------------------------------------------------------------- sessions
 
+# Issue 11 changed: exchange 1 is r (routine rewrites only), not C; a CONNECT's host is
+# its target, host:port.
 SESSIONS = """\
-id  conn  idx  cport  method   host         path             status  bytes       ms  flags
- 1     1    1  50001  GET      origin.test  /index.html         200     94     12.3  C
- 2     1    2  50001  GET      origin.test  /logo.png           200    120      0.8  -
- 3     2    1  50002  POST     origin.test  /api/items          201     57      2.0  CT
- 4     2    2  50002  GET      other.test   /down               502     47  10000.0  E
- 5     3    1  50003  CONNECT  secure.test  secure.test:443     200     39  60000.0  U
- 6     3    2  50003  GET      origin.test  /slow               200     38   2500.0  -
+id  conn  idx  cport  method   host             path             status  bytes       ms  flags
+ 1     1    1  50001  GET      origin.test      /index.html         200     94     12.3  r
+ 2     1    2  50001  GET      origin.test      /logo.png           200    120      0.8  -
+ 3     2    1  50002  POST     origin.test      /api/items          201     57      2.0  CT
+ 4     2    2  50002  GET      other.test       /down               502     47  10000.0  E
+ 5     3    1  50003  CONNECT  secure.test:443  secure.test:443     200     39  60000.0  U
+ 6     3    2  50003  GET      origin.test      /slow               200     38   2500.0  -
 """
 
 
@@ -97,13 +110,15 @@ def test_sessions_json_has_every_value_in_full(cap):
     }
     assert doc["exchanges"] == [
         {"id": 3, "conn": 2, "idx": 1, "client_port": 50002, "method": "POST",
-         "url": "http://origin.test/api/items", "host": "origin.test", "path": "/api/items",
-         "status": 201, "bytes": 57, "req_bytes": 101 + 3012, "started_us": T0 + 3_000_100,
-         "duration_us": 2000, "flags": "CT", "error": None},
+         "url": "http://origin.test/api/items", "host": "origin.test", "port": 80,
+         "path": "/api/items", "status": 201, "bytes": 57, "req_bytes": 101 + 3012,
+         "started_us": T0 + 3_000_100, "duration_us": 2000, "pending": False,
+         "waiting_us": None, "answered_by_shunt": False, "flags": "CT", "error": None},
         {"id": 4, "conn": 2, "idx": 2, "client_port": 50002, "method": "GET",
-         "url": "http://other.test/down", "host": "other.test", "path": "/down", "status": 502,
-         "bytes": 47, "req_bytes": 40, "started_us": T0 + 3_050_000, "duration_us": 10_000_000,
-         "flags": "E", "error": "upstream refused"},
+         "url": "http://other.test/down", "host": "other.test", "port": 80, "path": "/down",
+         "status": 502, "bytes": 47, "req_bytes": 40, "started_us": T0 + 3_050_000,
+         "duration_us": 10_000_000, "pending": False, "waiting_us": None,
+         "answered_by_shunt": False, "flags": "E", "error": "upstream refused"},
     ]
     assert json.loads(ok("sessions", cap, "--json", "--offset", "6"))["exchanges"] == []
 
@@ -131,8 +146,9 @@ def test_sessions_of_an_empty_capture_is_the_header(tmp_path):
 
 # ----------------------------------------------------------------------------- show
 
+# Issue 11 changed: flag r, and the routine rewrite listed apart from the changes.
 SHOW_1 = """\
-exchange 1: GET http://origin.test/index.html -> 200 OK  [C]
+exchange 1: GET http://origin.test/index.html -> 200 OK  [r]
 connection 1, exchange 1 on it; client port 50001 -> upstream 1 from local port 40001 (new)
 started 2026-11-26 12:00:00.002, took 12.35 ms; 108 bytes from the client, 94 bytes to it
 timings (ms): blocked 0.01, dns -, connect 0.52, send 0.03, wait 11.00, receive 0.79
@@ -144,8 +160,8 @@ request head (as received; "- " removed, "+ " added when sent upstream):
 - Proxy-Connection: keep-alive
   Accept: */*
 
-changes:
-  request   remove Proxy-Connection  (by proxy)
+routine forward-proxy rewrites:
+  request   remove Proxy-Connection
 
 response head (as received, sent to the client unchanged):
   HTTP/1.1 200 OK
@@ -216,10 +232,10 @@ def test_show_error_interim_heads_and_long_binary_preview(cap, tmp_path):
         e = c.exchange(conn, status=None, resp_head=None, resp_body_size=5000)
         c.body(e, 1, bytes(range(256)) * 10 + b"\0" * 100)
     out = ok("show", tmp_path / "b.db", "1")
+    # issue 11: nobody answered it, so the view no longer says "answered by shunt"
     assert out.startswith("exchange 1: GET http://origin.test/ -> no response  [-]\n"
-                          "connection 1, exchange 1 on it; client port 50000, answered by shunt "
-                          "(no upstream)\n")
-    assert "\nresponse head: none\n" in out
+                          "connection 1, exchange 1 on it; client port 50000, no upstream\n")
+    assert "\nresponse head: none (the client received no response)\n" in out
     dump = out.split("response body: 5000 bytes, binary:\n")[1].splitlines()
     assert len(dump) == 2048 // 16 + 1
     assert dump[-2] == "  000007f0  f0 f1 f2 f3 f4 f5 f6 f7  f8 f9 fa fb fc fd fe ff  |................|"
@@ -231,12 +247,14 @@ def test_show_json_has_heads_changes_and_whole_bodies(cap):
     x = doc["exchange"]
     assert doc["capture"]["incomplete"] is False
     assert (x["id"], x["conn"], x["idx"], x["status"], x["flags"], x["flags_bits"]) == (
-        3, 2, 1, 201, "CT", 4)
+        3, 2, 1, 201, "CT", 5)
+    assert (x["pending"], x["waiting_us"], x["answered_by_shunt"], x["shunt_answer"],
+            x["sent_upstream"], x["port"]) == (False, None, False, None, True, 80)
     assert x["resp_head"] == "HTTP/1.1 201 Created\r\nServer: test\r\nContent-Length: 0\r\n\r\n"
     assert x["resp_head_sent"].endswith("X-Debug: shunt\r\n\r\n") and x["req_head_sent"] is None
     assert x["changes"] == [
-        {"in": "response", "what": "remove Server", "by": "strip-server"},
-        {"in": "response", "what": "add X-Debug: shunt", "by": "strip-server"}]
+        {"in": "response", "what": "remove Server", "by": "strip-server", "routine": False},
+        {"in": "response", "what": "add X-Debug: shunt", "by": "strip-server", "routine": False}]
     assert x["req_body"] == {"size": 3012, "kept": 2500, "truncated": True,
                              "data": ('{"name": "' + "x" * 3000)[:2500]}
     assert x["resp_body"] is None
@@ -250,11 +268,12 @@ def test_show_json_has_heads_changes_and_whole_bodies(cap):
 
 # ----------------------------------------------------------------------------- connections
 
+# Issue 11 changed: connection 3, with no close in a proxy's capture, is open.
 CONNECTIONS = """\
 id  cport  upstream     exch        opened  lifetime  closer  how  auth  mode
  1  50001  40001           2  12:00:00.001     2.50s  client  FIN  -     -
  2  50002  40002,40003     2  12:00:03.000    75.5ms  server  RST  NTLM  -
- 3  50003  40004           2  12:00:04.000         -  ?       ?    -     tunnel+tls
+ 3  50003  40004           2  12:00:04.000         -  open    -    -     tunnel+tls
 """
 
 
@@ -276,7 +295,7 @@ def test_connections_json(cap):
     assert doc["connections"] == [{
         "id": 2, "client_addr": "127.0.0.1", "client_port": 50002,
         "upstream_ports": [40002, 40003], "exchanges": 2, "opened_us": T0 + 3_000_000,
-        "closed_us": T0 + 3_075_500, "lifetime_us": 75_500, "closer": "server",
+        "closed_us": T0 + 3_075_500, "lifetime_us": 75_500, "open": False, "closer": "server",
         "close_how": "RST", "auth_scheme": "NTLM", "tls": False, "tunnel": False,
         "bytes_in": 0, "bytes_out": 0}]
 
@@ -286,7 +305,7 @@ def test_connections_json(cap):
 
 @pytest.mark.parametrize("args", [["sessions"], ["show", "1"], ["connections"]])
 def test_every_view_warns_when_the_capture_is_incomplete(tmp_path, args):
-    path = captures.sample(tmp_path / "i.db", events_dropped=17)
+    path = sample(tmp_path / "i.db", events_dropped=17)
     rc, out, err = view(args[0], path, *args[1:])
     assert rc == 0 and out
     assert err == f"shunt: {path} is incomplete: 17 events were dropped while recording\n"
@@ -348,7 +367,7 @@ def test_the_missing_default_file_says_it_is_the_default(tmp_path, cmd):
 
 
 def test_the_default_file_is_shunt_db_in_the_current_folder(tmp_path):
-    captures.sample(tmp_path / "shunt.db")
+    sample(tmp_path / "shunt.db")
     assert ok("sessions", cwd=tmp_path) == SESSIONS
     assert ok("show", "1", cwd=tmp_path) == SHOW_1
     assert ok("connections", cwd=tmp_path) == CONNECTIONS
@@ -541,7 +560,8 @@ def test_recorded_traffic_with_curl_while_the_proxy_still_runs(shunt, origin, tm
 
     peers.wait_for(recorded, what="two exchanges in the capture")
     out = ok("sessions", path, "--host", origin.host.split(":")[0])
+    # issue 11: the host column shows the origin's port (not http's 80)
     assert [l.split()[4:8] for l in out.splitlines()[1:]] == [
-        ["POST", origin.host.split(":")[0], "/a", "200"],
-        ["POST", origin.host.split(":")[0], "/b", "200"]]
+        ["POST", origin.host, "/a", "200"],
+        ["POST", origin.host, "/b", "200"]]
     assert "request body: 7 bytes, text:\n  hello=1\n" in ok("show", path, "1")

@@ -22,7 +22,7 @@ static void test_no_filter_is_true(void **state)
 
 static void test_all_three_numbered_from_first_param(void **state)
 {
-    struct shunt_capture_filter f = {"Example.COM", 404, 7, NULL};
+    struct shunt_capture_filter f = {.host = "Example.COM", .status = 404, .conn = 7};
     char buf[256];
     assert_int_equal(shunt_capture_filter_sql(&f, "e", 3, buf, sizeof(buf)), 3);
     assert_string_equal(buf, "(e.host = lower(?3) AND e.status = ?4 AND e.conn_id = ?5)");
@@ -30,7 +30,7 @@ static void test_all_three_numbered_from_first_param(void **state)
 
 static void test_too_small_buffer(void **state)
 {
-    struct shunt_capture_filter f = {"h", 200, 1, NULL};
+    struct shunt_capture_filter f = {.host = "h", .status = 200, .conn = 1};
     char buf[20];
     assert_int_equal(shunt_capture_filter_sql(&f, "e", 1, buf, sizeof(buf)), SHUNT_ETOOBIG);
 }
@@ -77,6 +77,73 @@ static void test_status_and_conn_combine(void **state)
     assert_int_equal(select_ids(&g), 23);
 }
 
+/* issue 11: --host H:PORT takes one origin of a host; --changed the exchanges with flag C */
+static void test_host_port_and_changed(void **state)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE exchanges (id INTEGER PRIMARY KEY, host, url,"
+                                  " flags);"
+                                  "INSERT INTO exchanges VALUES"
+                                  " (1, 'a.test', 'http://a.test/', 32),"
+                                  " (2, 'a.test', 'http://a.test:8080/x', 1),"
+                                  " (3, 'a.test', 'a.test:443', 8),"
+                                  " (4, 'b.test', 'http://b.test:8080/', 33),"
+                                  " (5, 'a.test', 'https://a.test/', 0);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    const struct {
+        struct shunt_capture_filter f;
+        int ids;
+    } cases[] = {
+        {{.host = "a.test"}, 1235},
+        {{.host = "a.test:8080", .host_len = 6, .port = 8080}, 2},
+        {{.host = "A.test:80", .host_len = 6, .port = 80}, 1},
+        {{.host = "a.test:443", .host_len = 6, .port = 443}, 35},
+        {{.changed = 1}, 24},
+        {{.host = "a.test", .changed = 1}, 2},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        char where[256], sql[400];
+        int n = shunt_capture_filter_sql(&cases[k].f, "e", 1, where, sizeof(where));
+        assert_true(n >= 0);
+        snprintf(sql, sizeof(sql), "SELECT id FROM exchanges e WHERE %s ORDER BY id", where);
+        assert_int_equal(shunt_capture_filter_register(db, &cases[k].f), SQLITE_OK);
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(shunt_capture_filter_bind(&cases[k].f, st, 1), SQLITE_OK);
+        int ids = 0;
+        while (sqlite3_step(st) == SQLITE_ROW)
+            ids = ids * 10 + sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        assert_int_equal(ids, cases[k].ids);
+    }
+    sqlite3_close(db);
+}
+
+static void test_url_port(void **state)
+{
+    int named;
+#define PORT(u) shunt_capture_url_port(u, strlen(u), &named)
+    assert_int_equal(PORT("http://h/x"), 80);
+    assert_int_equal(named, 0);
+    assert_int_equal(PORT("HTTPS://h?q"), 443);
+    assert_int_equal(named, 0);
+    assert_int_equal(PORT("http://h:8080"), 8080);
+    assert_int_equal(named, 1);
+    assert_int_equal(PORT("h:443"), 443); /* a CONNECT target has no default */
+    assert_int_equal(named, 1);
+    assert_int_equal(PORT("http://[::1]:9/"), 9);
+    assert_int_equal(PORT("http://[::1]/"), 80);
+    assert_int_equal(PORT("ftp://h/"), -1);
+    assert_int_equal(PORT("http://h:99999/"), 80);
+    assert_int_equal(PORT("http://h:/"), 80);
+    assert_int_equal(PORT("/path:80"), -1);
+    assert_int_equal(PORT(""), -1);
+#undef PORT
+}
+
 static int parse(const char *const *args, int argc, struct shunt_capture_filter *f, char *err)
 {
     int i = 0;
@@ -98,6 +165,20 @@ static void test_arg_forms(void **state)
     assert_int_equal(f.conn, 12);
     const char *d[] = {"--json"};
     assert_int_equal(parse(d, 1, &f, err), 0);
+    const char *e[] = {"--host=127.0.0.1:8080"};
+    assert_int_equal(parse(e, 1, &f, err), 1);
+    assert_int_equal(f.host_len, 9);
+    assert_int_equal(f.port, 8080);
+    const char *g[] = {"--host", "[::1]:81"};
+    assert_int_equal(parse(g, 2, &f, err), 1);
+    assert_int_equal(f.host_len, 5);
+    assert_int_equal(f.port, 81);
+    const char *h[] = {"--host", "::1"};
+    assert_int_equal(parse(h, 2, &f, err), 1);
+    assert_int_equal(f.port, 0);
+    const char *i[] = {"--changed"};
+    assert_int_equal(parse(i, 1, &f, err), 1);
+    assert_int_equal(f.changed, 1);
 }
 
 static void test_arg_errors(void **state)
@@ -116,6 +197,11 @@ static void test_arg_errors(void **state)
     assert_int_equal(parse(d, 1, &f, err), SHUNT_EINVAL);
     const char *e[] = {"--conn", "0"};
     assert_int_equal(parse(e, 2, &f, err), SHUNT_EINVAL);
+    const char *g[] = {"--host", "a.test:70000"};
+    assert_int_equal(parse(g, 2, &f, err), SHUNT_EINVAL);
+    assert_non_null(strstr(err, "HOST:PORT"));
+    const char *h[] = {"--host", ":80"};
+    assert_int_equal(parse(h, 2, &f, err), SHUNT_EINVAL);
 }
 
 /* An expression runs as shunt_filter() inside the condition, on a capture with the schema:
@@ -189,6 +275,8 @@ int main(void)
         cmocka_unit_test(test_too_small_buffer),
         cmocka_unit_test(test_host_ignores_case),
         cmocka_unit_test(test_status_and_conn_combine),
+        cmocka_unit_test(test_host_port_and_changed),
+        cmocka_unit_test(test_url_port),
         cmocka_unit_test(test_arg_forms),
         cmocka_unit_test(test_arg_errors),
         cmocka_unit_test(test_expression_in_the_condition),

@@ -29,12 +29,39 @@
 
 static void flags_letters_in_order_or_dash(void **state)
 {
-    char b[5];
-    assert_string_equal(shunt_view_flags(0, 0, 0, 0, b), "-");
-    assert_string_equal(shunt_view_flags(15, 0, 0, 0, b), "CETU");
-    assert_string_equal(shunt_view_flags(0, 1, 0, 0, b), "C");
-    assert_string_equal(shunt_view_flags(8, 0, 1, 1, b), "ETU");
-    assert_string_equal(shunt_view_flags(4, 0, 0, 0, b), "T");
+    char b[SHUNT_VIEW_FLAGS_LEN];
+    assert_string_equal(shunt_view_flags(0, 0, 0, b), "-");
+    assert_string_equal(shunt_view_flags(15, 0, 0, b), "CETU");
+    assert_string_equal(shunt_view_flags(8, 1, 1, b), "ETU");
+    assert_string_equal(shunt_view_flags(4, 0, 0, b), "T");
+    /* issue 11: r is the routine forward-proxy rewrites alone, never beside C */
+    assert_string_equal(shunt_view_flags(32, 0, 0, b), "r");
+    assert_string_equal(shunt_view_flags(1 | 32, 0, 0, b), "C");
+    assert_string_equal(shunt_view_flags(16, 0, 0, b), "P");
+    assert_string_equal(shunt_view_flags(32 | 16, 0, 0, b), "rP");
+    assert_string_equal(shunt_view_flags(2 | 64, 0, 0, b), "ES");
+    assert_string_equal(shunt_view_flags(127, 0, 0, b), "CETUSP");
+}
+
+/* issue 11: the port beside the host when it is not the scheme's default */
+static void host_with_the_port_when_not_the_default(void **state)
+{
+    char b[64];
+#define HOST(h, u) shunt_view_host(h, strlen(h), u, strlen(u), b, sizeof(b))
+    assert_string_equal(HOST("a.test", "http://a.test/x"), "a.test");
+    assert_string_equal(HOST("a.test", "http://a.test:80/x"), "a.test");
+    assert_string_equal(HOST("a.test", "http://a.test:8080/x"), "a.test:8080");
+    assert_string_equal(HOST("a.test", "https://a.test/x"), "a.test");
+    assert_string_equal(HOST("a.test", "https://a.test:443"), "a.test");
+    assert_string_equal(HOST("a.test", "https://a.test:80/"), "a.test:80");
+    assert_string_equal(HOST("a.test", "a.test:443"), "a.test:443"); /* a CONNECT target */
+    assert_string_equal(HOST("::1", "http://[::1]:8080/"), "[::1]:8080");
+    assert_string_equal(HOST("[::1]", "http://[::1]:8080/"), "[::1]:8080");
+    assert_string_equal(HOST("::1", "http://[::1]/"), "::1");
+    assert_string_equal(HOST("a.test", "http://a.test:x/"), "a.test");
+    assert_string_equal(HOST("a.test", ""), "a.test");
+    assert_string_equal(HOST("", "http://a.test:81/"), "-");
+#undef HOST
 }
 
 static void ms_and_not_applicable(void **state)
@@ -194,6 +221,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(flags_letters_in_order_or_dash),
+        cmocka_unit_test(host_with_the_port_when_not_the_default),
         cmocka_unit_test(ms_and_not_applicable),
         cmocka_unit_test(lifetime_units),
         cmocka_unit_test(clock_in_local_time),
