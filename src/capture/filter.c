@@ -295,24 +295,39 @@ int shunt_capture_filter_bind(const struct shunt_capture_filter *f, sqlite3_stmt
     return rc;
 }
 
-/* Splits "host:port" at the port when <h> ends in one ("[::1]:8080" too; a bare IPv6
- * address "::1" names no port). Sets *<host_len> and *<port>; returns 0, or SHUNT_EINVAL
- * for a port out of range. */
-static int host_and_port(const char *h, size_t *host_len, int *port)
+/* Splits <h>, "host" or "host:port", into the host (*<host> and *<host_len>) and the port
+ * (*<port>, 0 when none). An IPv6 literal names a port only in brackets, "[::1]:8080", and
+ * its host loses them: the capture stores "::1". Returns 0, or SHUNT_EINVAL for a port out
+ * of range or an empty host. */
+static int host_and_port(const char *h, const char **host, size_t *host_len, int *port)
 {
-    const char *colon = strrchr(h, ':');
-    *host_len = 0;
+    size_t len = strlen(h);
+    *host = h;
+    *host_len = len;
     *port = 0;
-    if (colon == NULL || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1))
-        return 0;
-    if (h[0] == '[' ? colon == h || colon[-1] != ']' : memchr(h, ':', (size_t)(colon - h)) != NULL)
-        return 0;
-    long v = strtol(colon + 1, NULL, 10);
-    if (strlen(colon + 1) > 5 || v < 1 || v > 65535)
-        return SHUNT_EINVAL;
-    *host_len = (size_t)(colon - h);
-    *port = (int)v;
-    return 0;
+    const char *colon = strrchr(h, ':');
+    if (h[0] == '[') {
+        const char *rb = strchr(h, ']');
+        if (rb != NULL && (rb[1] == '\0' || rb[1] == ':')) {
+            *host = h + 1;
+            *host_len = (size_t)(rb - h) - 1;
+            colon = rb[1] == ':' ? rb + 1 : NULL;
+        } else {
+            colon = NULL;
+        }
+    } else if (colon != NULL && memchr(h, ':', (size_t)(colon - h)) != NULL) {
+        colon = NULL; /* a bare IPv6 address: no port */
+    } else if (colon != NULL) {
+        *host_len = (size_t)(colon - h);
+    }
+    if (colon != NULL) {
+        const char *p = colon + 1;
+        size_t n = strlen(p);
+        if (n == 0 || n > 5 || strspn(p, "0123456789") != n || atoi(p) < 1 || atoi(p) > 65535)
+            return SHUNT_EINVAL;
+        *port = atoi(p);
+    }
+    return *host_len > 0 ? 0 : SHUNT_EINVAL;
 }
 
 int shunt_capture_filter_arg(struct shunt_capture_filter *f, int argc, char **argv, int *i,
@@ -346,12 +361,11 @@ int shunt_capture_filter_arg(struct shunt_capture_filter *f, int argc, char **ar
             snprintf(err, err_len, "--host needs a host name");
             return SHUNT_EINVAL;
         }
-        if (host_and_port(val, &f->host_len, &f->port) != 0 || (f->port != 0 && f->host_len == 0)) {
+        if (host_and_port(val, &f->host, &f->host_len, &f->port) != 0) {
             snprintf(err, err_len, "--host %s: expected a host name, or HOST:PORT with a port "
                                    "from 1 to 65535", val);
             return SHUNT_EINVAL;
         }
-        f->host = val;
         return 1;
     }
     char *end;

@@ -5,14 +5,17 @@
 #include "cli/commands.h"
 
 static const char help[] =
-    "usage: shunt sessions [FILE] [FILTER] [--host H] [--status N] [--conn ID] [--limit N]\n"
-    "                      [--offset N] [--json]\n"
+    "usage: shunt sessions [FILE] [FILTER] [--host H[:PORT]] [--status N] [--conn ID]\n"
+    "                      [--changed] [--limit N] [--offset N] [--json]\n"
     "\n"
     "The exchanges of the capture FILE (default shunt.db), one a row, in id order: id,\n"
-    "connection, index on it, client port, method, host, path, status, bytes sent to the\n"
-    "client, duration in ms, and flags: C changed by shunt or a rule, E error, T a body\n"
-    "truncated by the capture, U became a tunnel. On a terminal, long tables go through\n"
-    "${PAGER:-less} (with LESS=FRX unless set).\n"
+    "connection, index on it, client port, method, host (with :port when not the scheme's\n"
+    "default), path, status (wait: no response yet), bytes sent to the client, duration in\n"
+    "ms (waited so far, with +, when pending), and flags: C changed by a rule, an option or a\n"
+    "repair of shunt's; r only the rewrites every forward proxy makes; E error; T a body\n"
+    "truncated by the capture; U became a tunnel; S answered by shunt, not by a server;\n"
+    "P pending, no response yet. On a terminal, long tables go through ${PAGER:-less}\n"
+    "(with LESS=FRX unless set).\n"
     "\n"
     "FILTER is a filter expression (mitmproxy's language, docs/filters.md), e.g.\n"
     "'~d example\\.com & ~c 404', '~h \"server: iis\" | ~e', '~auth ~closed server'. It\n"
@@ -21,7 +24,9 @@ static const char help[] =
     "below combine with it (AND).\n"
     "\n"
     "options:\n"
-    "  --host H      only exchanges with host H (no port; case-insensitive)\n"
+    "  --host H      only exchanges with host H (case-insensitive), any port; H:PORT\n"
+    "                only that port (the scheme's default when the URL names none)\n"
+    "  --changed     only exchanges with flag C (not those with only r)\n"
     "  --status N    only exchanges whose final status is N\n"
     "  --conn ID     only exchanges of client connection ID\n"
     "  --limit N     at most N rows\n"
@@ -33,5 +38,8 @@ static const char help[] =
 
 int shunt_cmd_sessions(int argc, char **argv)
 {
-    return shunt_view_main("sessions", help, SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_PAGE | SHUNT_VIEW_ACCEPT_EXPR, shunt_view_sessions, argc, argv);
+    return shunt_view_main("sessions", help,
+                           SHUNT_VIEW_ACCEPT_FILTER | SHUNT_VIEW_ACCEPT_PAGE |
+                               SHUNT_VIEW_ACCEPT_EXPR,
+                           shunt_view_sessions, argc, argv);
 }

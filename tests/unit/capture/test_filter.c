@@ -171,11 +171,18 @@ static void test_arg_forms(void **state)
     assert_int_equal(f.port, 8080);
     const char *g[] = {"--host", "[::1]:81"};
     assert_int_equal(parse(g, 2, &f, err), 1);
-    assert_int_equal(f.host_len, 5);
+    assert_int_equal(f.host_len, 3);
+    assert_memory_equal(f.host, "::1", 3);
     assert_int_equal(f.port, 81);
     const char *h[] = {"--host", "::1"};
     assert_int_equal(parse(h, 2, &f, err), 1);
     assert_int_equal(f.port, 0);
+    assert_int_equal(f.host_len, 3);
+    const char *k[] = {"--host", "[::1]"};
+    assert_int_equal(parse(k, 2, &f, err), 1);
+    assert_int_equal(f.port, 0);
+    assert_memory_equal(f.host, "::1", 3);
+    assert_int_equal(f.host_len, 3);
     const char *i[] = {"--changed"};
     assert_int_equal(parse(i, 1, &f, err), 1);
     assert_int_equal(f.changed, 1);
@@ -202,6 +209,10 @@ static void test_arg_errors(void **state)
     assert_non_null(strstr(err, "HOST:PORT"));
     const char *h[] = {"--host", ":80"};
     assert_int_equal(parse(h, 2, &f, err), SHUNT_EINVAL);
+    const char *k[] = {"--host", "a.test:"};
+    assert_int_equal(parse(k, 2, &f, err), SHUNT_EINVAL);
+    const char *m[] = {"--host", "[]:80"};
+    assert_int_equal(parse(m, 2, &f, err), SHUNT_EINVAL);
 }
 
 /* An expression runs as shunt_filter() inside the condition, on a capture with the schema:
