@@ -454,6 +454,7 @@ static void emit_head(struct session *s, enum shunt_ev_type t, const struct shun
     fill_conn_event(s, &ev, t);
     ev.raw = shunt_slice_make(raw, h->head_len);
     ev.head = h;
+    ev.again = t == SHUNT_EV_REQUEST_HEAD && s->head_emitted; /* announced early, now sent */
     struct shunt_slice *parts = s->w->iov_slices;
     for (size_t i = 0; i < n_iov; i++)
         parts[i] = shunt_slice_make(iov[i].base, iov[i].len);
@@ -834,9 +835,11 @@ static void maybe_done(struct session *s)
 
 static int parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e);
 
-/* Reports the head of a request that never went upstream (CONNECT, which shunt answers, or
- * a request that failed before it was sent) with nothing as sent, so that the capture still
- * has it. The head is still at the front of the client buffer. */
+/* Reports the head of a request that has not gone upstream with nothing as sent: one that
+ * never will (a CONNECT, which shunt answers, a request that failed before it was sent, one
+ * a rule answers), or one that waits (for its upstream to connect, for a rule's hold), so
+ * that the capture shows it while it waits. The head is still at the front of the client
+ * buffer. */
 static void emit_unsent_head(struct session *s)
 {
     if (s->head_emitted || !s->in_exchange || s->in.base == NULL ||
@@ -846,8 +849,8 @@ static void emit_unsent_head(struct session *s)
     struct shunt_http_error e;
     if (parse_request(s, &h, &e) <= 0)
         return;
-    s->head_emitted = 1;
     emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, s->in.base + s->in.off, NULL, 0);
+    s->head_emitted = 1;
 }
 
 /* ------------------------------------------------------------------------ own answers */
@@ -1549,6 +1552,8 @@ static void request_fields_edited(struct session *s, const struct shunt_http_hea
  * s->route_host and s->route_port. */
 static void route_on(struct session *s, struct upstream *u)
 {
+    if (u == NULL || !u->connected)
+        emit_unsent_head(s); /* it waits for the connection: visible while it does */
     if (u == NULL) {
         struct route rt = {0};
         snprintf(rt.host, sizeof(rt.host), "%s", s->route_host);
@@ -1706,6 +1711,7 @@ static void start_request(struct session *s)
         char what[64];
         snprintf(what, sizeof(what), "hold the request %" PRIu64 " ms", out.delay_ms);
         emit_change_by(s, 1, what, out.by ? out.by : "rule");
+        emit_unsent_head(s); /* visible while it is held */
         s->held = HOLD_REQUEST;
         s->rq = RQ_CONNECTING;
         arm(s, T_DELAY, out.delay_ms);
@@ -3184,6 +3190,10 @@ void shunt_proxy__close_all(struct worker *w)
 {
     while (w->sessions != NULL) {
         struct session *s = w->sessions;
+        if (s->in_exchange && s->error == NULL)
+            s->error = w->draining ? "proxy stopping: the exchange had not ended when the grace "
+                                     "period (--grace) ran out"
+                                   : "proxy stopping";
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
         session_close(s, 0, 0);
     }
