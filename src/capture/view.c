@@ -1483,7 +1483,9 @@ static void request_head_section(FILE *f, sqlite3_stmt *st, const struct fate *f
         fprintf(f, "\nrequest head: none\n");
         return;
     }
-    if (fa->sent == 0 && has_sent)
+    if (fa->pending && fa->sent != 1)
+        fprintf(f, "\nrequest head (as received; not sent upstream yet):\n");
+    else if (fa->sent == 0 && has_sent)
         fprintf(f, "\nrequest head (as received; \"- \" removed, \"+ \" added by shunt or a rule; "
                    "not sent upstream: %s):\n", not_sent_why(fa));
     else if (fa->sent == 0)
