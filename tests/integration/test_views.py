@@ -266,6 +266,97 @@ def test_show_json_has_heads_changes_and_whole_bodies(cap):
     assert x2["upstream_reused"] is True
 
 
+def test_a_pending_exchange_waited_until_the_capture_stopped(tmp_path):
+    """issue 11: flag P (16) with no status: 'wait', the time waited with '+', and in show
+    how long it had waited when the capture stopped."""
+    path = tmp_path / "p.db"
+    with Capture(path, stopped_us=T0 + 10_000_000) as c:
+        conn = c.connection(client_port=50009)
+        c.exchange(conn, path="/hang", status=None, started_us=T0 + 2_500_000, duration_us=0,
+                   flags=16 | 32, req_head_sent=head(b"GET /hang HTTP/1.1", b"Host: origin.test"),
+                   req_head=head(b"GET http://origin.test/hang HTTP/1.1", b"Host: origin.test"),
+                   upstream=c.upstream(conn, local_port=40009))
+    assert ok("sessions", path).splitlines()[1].split() == [
+        "1", "1", "1", "50009", "GET", "origin.test", "/hang", "wait", "0", "7500.0+", "rP"]
+    out = ok("show", path, "1")
+    assert out.startswith("exchange 1: GET http://origin.test/hang -> no response yet  [rP]\n")
+    assert "\nstarted 2026-11-26 12:00:02.500, not ended yet; " in out
+    assert "\nresponse: none yet; waiting since 2026-11-26 12:00:02.500 (7.50s when the capture " \
+           "stopped)\n" in out
+    x = json.loads(ok("sessions", path, "--json"))["exchanges"][0]
+    assert (x["pending"], x["waiting_us"], x["duration_us"], x["status"]) == (
+        True, 7_500_000, None, None)
+    assert json.loads(ok("show", path, "1", "--json"))["exchange"]["waiting_us"] == 7_500_000
+    assert ids(ok("sessions", path, "~q")) == [1]
+
+
+def test_show_of_shunts_own_answer_shows_what_the_client_received(tmp_path):
+    """issue 11: flag S (64), resp_head NULL, resp_head_sent what shunt sent, the body as
+    sent: the response head is the one the client received, and the request was not sent."""
+    path = tmp_path / "s.db"
+    sent = head(b"HTTP/1.1 502 Bad Gateway", b"Content-Length: 49")
+    body = b"shunt: cannot connect to origin.test:80: refused\n"
+    with Capture(path) as c:
+        conn = c.connection()
+        e = c.exchange(conn, status=502, resp_head=None, resp_head_sent=sent, flags=2 | 64,
+                       error="cannot connect to origin.test:80: connection refused "
+                             "(ECONNREFUSED)", resp_body_size=len(body))
+        c.db.execute("UPDATE exchanges SET resp_head = NULL")  # no server sent one
+        c.body(e, 1, body)
+    out = ok("show", path, "1")
+    assert out.startswith("exchange 1: GET http://origin.test/ -> 502 Bad Gateway  [ES]\n"
+                          "connection 1, exchange 1 on it; client port 50000, answered by shunt "
+                          "(no upstream)\n")
+    assert ("\nanswered by shunt: the upstream was unreachable: cannot connect to "
+            "origin.test:80: connection refused (ECONNREFUSED); the request was not sent "
+            "upstream\n\nrequest head (as received; not sent upstream: the upstream was "
+            "unreachable):\n  GET / HTTP/1.1\n  Host: origin.test\n\n"
+            "response head (sent by shunt; no server sent one):\n  HTTP/1.1 502 Bad Gateway\n"
+            "  Content-Length: 49\n\nrequest body: none\nresponse body: 49 bytes, text:\n"
+            "  shunt: cannot connect to origin.test:80: refused\n") in out, out
+    assert "\nerror:" not in out
+    x = json.loads(ok("show", path, "1", "--json"))["exchange"]
+    assert (x["answered_by_shunt"], x["sent_upstream"], x["shunt_answer"]["why"]) == (
+        True, False, "unreachable")
+    assert ok("sessions", path).splitlines()[1].split()[-1] == "ES"
+
+
+def test_show_of_an_older_capture_never_says_a_rules_answer_went_upstream(tmp_path):
+    """Captures made before issue 11 have no flag S, and named the connection's upstream for a
+    rule's answer: the respond change says what happened."""
+    path = tmp_path / "o.db"
+    with Capture(path) as c:
+        conn = c.connection()
+        u = c.upstream(conn, local_port=40001)
+        c.exchange(conn, upstream=u, path="/a")
+        e = c.exchange(conn, upstream=u, path="/canned", status=200, resp_head=None, flags=1)
+        c.db.execute("UPDATE exchanges SET resp_head = NULL WHERE id = ?", (e,))
+        c.change(e, "respond 200 without the server", by="--respond #1")
+    out = ok("show", path, "2")
+    assert "client port 50000, answered by shunt (no upstream)\n" in out
+    assert "\nanswered by shunt: the rule \"--respond #1\" (respond 200 without the server); " \
+           "the request was not sent upstream\n" in out
+    assert "unchanged" not in out and "not sent upstream: a rule answered it" in out
+    assert "\nresponse head: not in the capture (shunt sent 200)\n" in out
+
+
+def test_sessions_filters_changed_and_one_port_of_a_host(tmp_path):
+    path = tmp_path / "h.db"
+    with Capture(path) as c:
+        conn = c.connection()
+        c.exchange(conn, host="127.0.0.1", port=8080, path="/a", flags=32)
+        c.exchange(conn, host="127.0.0.1", port=8081, path="/b", flags=1)
+        c.exchange(conn, host="127.0.0.1", path="/c")
+    assert [l.split()[5] for l in ok("sessions", path).splitlines()[1:]] == [
+        "127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1"]
+    assert ids(ok("sessions", path, "--host", "127.0.0.1:8081")) == [2]
+    assert ids(ok("sessions", path, "--host", "127.0.0.1:80")) == [3]
+    assert ids(ok("sessions", path, "--host", "127.0.0.1")) == [1, 2, 3]
+    assert ids(ok("sessions", path, "--changed")) == [2]
+    assert ids(ok("connections", path, "--changed")) == [1]
+    assert ids(ok("connections", path, "--host", "127.0.0.1:9")) == []
+
+
 # ----------------------------------------------------------------------------- connections
 
 # Issue 11 changed: connection 3, with no close in a proxy's capture, is open.
@@ -391,6 +482,8 @@ BAD_ARGS = [
     (["sessions", "{f}", "--conn", "0"], "shunt sessions: --conn 0: expected a connection id (1, 2, ...)"),
     (["sessions", "{f}", "--host", ""], "shunt sessions: --host needs a host name"),
     (["sessions", "{f}", "--host"], "shunt sessions: --host needs a value"),
+    (["sessions", "{f}", "--host", "h.test:0"],
+     "shunt sessions: --host h.test:0: expected a host name, or HOST:PORT with a port from 1 to 65535"),
     (["sessions", "{f}", "--bogus"], "shunt sessions: unknown option '--bogus' (see --help)"),
     (["sessions", "{f}", "~q", "other.db"], "shunt sessions: unexpected argument 'other.db' (see --help)"),
     (["connections", "{f}", "--limit=-5"], "shunt connections: --limit -5: expected a whole number (1 or more)"),
