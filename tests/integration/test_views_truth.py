@@ -149,3 +149,113 @@ def test_two_origins_on_one_host_are_two_hosts(shunt, origins, tmp_path):
     assert [e["path"] for e in exchanges(path, "--host", "127.0.0.1", "~m get")] == ["/a", "/b"]
     assert [(e["host"], e["port"]) for e in exchanges(path)][:2] == [
         ("127.0.0.1", a.port), ("127.0.0.1", b.port)]
+
+
+# ----------------------------------------------------------------------------- shunt's answers
+
+
+def response_part(out):
+    """What show prints from the response head on."""
+    return out[out.index("\nresponse head "):]
+
+
+def test_a_rules_answers_are_shown_as_the_client_received_them(shunt, origin, tmp_path):
+    path = tmp_path / "c.db"
+    canned = tmp_path / "canned.txt"
+    canned.write_bytes(b"canned answer\n")
+    local = tmp_path / "local.txt"
+    local.write_bytes(b"local file\n")
+    px = shunt("--capture", path, "--respond", f"|~u canned|203|{canned}",
+               "--map-local", f"|/mapped|{local}")
+    with px.client() as c:
+        r1 = c.exchange(get(origin.host, "/canned"))
+        r2 = c.exchange(get(origin.host, "/mapped"))
+    assert (r1.status, r1.body, r2.status, r2.body) == (203, b"canned answer\n", 200,
+                                                        b"local file\n")
+    assert origin.conns == []
+    rows = recorded(path, 2, "~s")
+    for x, rule, resp in ((rows[0], "--respond #1", r1), (rows[1], "--map-local #1", r2)):
+        out = view("show", path, x["id"])
+        assert f"\nanswered by shunt: the rule \"{rule}\" (respond {resp.status} without the " \
+               "server); the request was not sent upstream\n" in out, out
+        assert ", answered by shunt (no upstream)\n" in out
+        assert "\nrequest head (as received; not sent upstream: a rule answered it):\n" in out
+        assert "unchanged" not in out.split("\nresponse head ")[0]
+        # the response the client received, head and body
+        head = resp.raw[:resp.raw.index(b"\r\n\r\n")].decode().split("\r\n")
+        assert response_part(out).startswith(
+            "\nresponse head (sent by shunt; no server sent one):\n" +
+            "".join(f"  {l}\n" for l in head)), out
+        assert out.endswith(f"response body: {len(resp.body)} bytes, text:\n"
+                            f"  {resp.body.decode().rstrip()}\n")
+        doc = json.loads(view("show", path, x["id"], "--json"))["exchange"]
+        assert (doc["sent_upstream"], doc["shunt_answer"]["why"], doc["shunt_answer"]["rule"]) \
+            == (False, "rule", rule)
+    assert [(e["flags"], e["answered_by_shunt"]) for e in rows] == [("CS", True), ("CS", True)]
+
+
+def test_an_unreachable_upstream_is_not_sent_upstream_unchanged(shunt, tmp_path):
+    path = tmp_path / "c.db"
+    dead = peers.free_port()
+    px = shunt("--capture", path)
+    req = get(f"127.0.0.1:{dead}", "/refused")
+    with px.client() as c:
+        r = c.exchange(req)
+    assert r.status == 502
+    x = recorded(path, 1)[0]
+    out = view("show", path, x["id"])
+    assert (f"\nanswered by shunt: the upstream was unreachable: cannot connect to "
+            f"127.0.0.1:{dead}: connection refused (ECONNREFUSED); the request was not sent "
+            "upstream\n") in out, out
+    assert "\nerror: " not in out  # the line above quotes it
+    assert "\nrequest head (as received; not sent upstream: the upstream was unreachable):\n" \
+        in out
+    assert "sent upstream unchanged" not in out
+    assert response_part(out).startswith(
+        "\nresponse head (sent by shunt; no server sent one):\n  HTTP/1.1 502 Bad Gateway\n")
+    assert f"\nresponse body: {len(r.body)} bytes, text:\n  {r.body.decode().rstrip()}\n" in out
+    assert (x["status"], x["flags"], x["host"], x["port"]) == (502, "ES", "127.0.0.1", dead)
+    # the bytes show counts are those of the list view (req_bytes, bytes)
+    assert f"; {x['req_bytes']} bytes from the client, {x['bytes']} bytes to it\n" in out
+    assert x["bytes"] == len(r.raw)
+
+
+def test_a_request_the_parser_refused_says_why_and_where(shunt, tmp_path):
+    path = tmp_path / "c.db"
+    px = shunt("--capture", path)
+    bad = b"GET http://x.test/ HTTP/1.1\r\nHost: x.test\r\nBad Header\r\n\r\n"
+    with px.client() as c:
+        c.send(bad)
+        r = c.response()
+    assert r.status == 400
+    x = recorded(path, 1)[0]
+    out = view("show", path, x["id"])
+    at = bad.index(b"Bad Header") + 3  # the space: not a character of a field name
+    assert ("\nanswered by shunt: its parser refused the request: invalid character in field "
+            f"name (BAD_HEADER_NAME) at byte {at}; the request was not sent upstream\n") in out, out
+    assert "\nrequest head (as received; not sent upstream: shunt's parser refused it):\n" in out
+    assert "  Bad Header\n" in out and "unchanged" not in out.split("\nresponse head ")[0]
+    assert response_part(out).startswith(
+        "\nresponse head (sent by shunt; no server sent one):\n  HTTP/1.1 400 Bad Request\n")
+    assert f"\nresponse body: {len(r.body)} bytes, text:\n  {r.body.decode().rstrip()}\n" in out
+    assert f"; {len(bad)} bytes from the client, {len(r.raw)} bytes to it\n" in out
+    assert (x["status"], x["flags"], x["answered_by_shunt"]) == (400, "ES", True)
+
+
+def test_a_connect_is_answered_by_shunt_then_a_tunnel(shunt, origin, tmp_path):
+    path = tmp_path / "c.db"
+    px = shunt("--capture", path)
+    with px.client() as c:
+        c.send(f"CONNECT {origin.host} HTTP/1.1\r\nHost: {origin.host}\r\n\r\n".encode())
+        head = c.r.read_until(b"\r\n\r\n")
+    x = recorded(path, 1)[0]
+    out = view("show", path, x["id"])
+    assert (f"\nanswered by shunt: it connected to {origin.host} and answered the CONNECT "
+            "itself, as a proxy does; the connection then became a tunnel\n") in out, out
+    assert "\nrequest head (as received; not sent upstream: a CONNECT is answered by the " \
+           "proxy):\n" in out
+    lines = head.decode().split("\r\n")[:-2]
+    assert response_part(out).startswith(
+        "\nresponse head (sent by shunt; no server sent one):\n" +
+        "".join(f"  {l}\n" for l in lines)), out
+    assert (x["method"], x["flags"], x["answered_by_shunt"]) == ("CONNECT", "US", True)
