@@ -1737,9 +1737,12 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
     fprintf(f, "connection %" PRId64 ", exchange %" PRId64 " on it; client port %s",
             col_i64(st, X_CONN, 0), col_i64(st, X_IDX, 0), cport);
     /* An older capture names the connection's upstream for a rule's answer: no server was
-     * involved. */
+     * involved. Shunt's answer after the request went out (a 504, an upstream that closed)
+     * has no upstream in the capture either, yet there was one. */
     if (sqlite3_column_type(st, X_UP) == SQLITE_NULL || fa.why == WHY_RULE) {
-        fprintf(f, fa.self ? ", answered by shunt (no upstream)\n" : ", no upstream\n");
+        fprintf(f, !fa.self ? ", no upstream\n"
+                   : fa.sent == 0 ? ", answered by shunt (no upstream)\n"
+                                  : ", answered by shunt\n");
     } else {
         int64_t reused = col_i64(st, X_REUSED, -1);
         fprintf(f, " -> upstream %" PRId64 " from local port %s (%s)\n", col_i64(st, X_UP, 0),

@@ -259,3 +259,23 @@ def test_a_connect_is_answered_by_shunt_then_a_tunnel(shunt, origin, tmp_path):
         "\nresponse head (sent by shunt; no server sent one):\n" +
         "".join(f"  {l}\n" for l in lines)), out
     assert (x["method"], x["flags"], x["answered_by_shunt"]) == ("CONNECT", "US", True)
+
+
+def test_a_timeout_after_the_request_went_upstream_says_it_went(shunt, silent_origin, tmp_path):
+    path = tmp_path / "c.db"
+    px = shunt("--capture", path, "--response-timeout", "1")
+    with px.client() as c:
+        r = c.exchange(get(silent_origin.host, "/slow"))
+    assert r.status == 504
+    x = recorded(path, 1, "~s")[0]
+    out = view("show", path, x["id"])
+    lines = out.splitlines()
+    # shunt answered, but not "without an upstream": the request went out and no answer came
+    assert lines[1].endswith(", answered by shunt"), out
+    assert f"\nanswered by shunt: {silent_origin.host} did not respond within 1 s\n" in out
+    assert "\nrequest head (as received; \"- \" removed, \"+ \" added when sent upstream):\n" \
+           f"- GET http://{silent_origin.host}/slow HTTP/1.1\n+ GET /slow HTTP/1.1\n" in out
+    assert response_part(out).startswith(
+        "\nresponse head (sent by shunt; no server sent one):\n  HTTP/1.1 504 Gateway Timeout\n")
+    assert f"\nresponse body: {len(r.body)} bytes, text:\n  {r.body.decode().rstrip()}\n" in out
+    assert x["flags"] == "rES"
