@@ -1973,6 +1973,13 @@ static struct shunt_slice wanted_host(const struct session *s, const struct rout
     return (struct shunt_slice){NULL, 0};
 }
 
+/* Who changes the Host of a request routed by <rt>: the target, as every forward proxy
+ * does (RFC 9112 3.2.2), or the user's --reverse-host. */
+static const char *host_by(const struct route *rt)
+{
+    return rt->absolute ? "proxy" : "--reverse-host";
+}
+
 /* ------------------------------------------------------------------------ framing */
 
 /*
@@ -2083,10 +2090,11 @@ static void request_fields_edited(struct session *s, const struct shunt_http_hea
         (void)shunt_edit_get(e, "Host", 4, &found);
         if (shunt_edit_set(e, "Host", 4, want_host.base, want_host.len) == 0 &&
             e->changes != before)
-            emit_change(s, 1, found ? "set Host to the target's" : "add Host");
+            emit_change_by(s, 1, found ? "set Host to the target's" : "add Host",
+                           host_by(rt));
     }
     if (cfg->via && shunt_edit_add(e, "Via", 3, "1.1 shunt", 9) == 0)
-        emit_change(s, 1, "add Via");
+        emit_change_by(s, 1, "add Via", "--via");
     /* the URL the rules see is absolute, as the capture stores it */
     int found;
     struct shunt_slice host = shunt_edit_get(e, "Host", 4, &found);
@@ -2174,7 +2182,7 @@ static void send_request(struct session *s)
                 int l = snprintf(s->hostline, need, "%.*s: %.*s\r\n", (int)f->name.len,
                                  f->name.base, (int)want_host.len, want_host.base);
                 iov[n++] = uv_buf_init(s->hostline, (unsigned)l);
-                emit_change(s, 1, "set Host to the target's");
+                emit_change_by(s, 1, "set Host to the target's", host_by(&rt));
                 run = i + 1;
             }
         }
@@ -2190,12 +2198,12 @@ static void send_request(struct session *s)
         int l = snprintf(s->hostline, need, "Host: %.*s\r\n", (int)want_host.len,
                          want_host.base);
         iov[n++] = uv_buf_init(s->hostline, (unsigned)l);
-        emit_change(s, 1, "add Host");
+        emit_change_by(s, 1, "add Host", host_by(&rt));
     }
     if (cfg->via) {
         static const char via[] = "Via: 1.1 shunt\r\n";
         iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
-        emit_change(s, 1, "add Via");
+        emit_change_by(s, 1, "add Via", "--via");
     }
 fields_done:
     n = iov_add(iov, n, p + h.head_len - 2, 2);
@@ -2384,9 +2392,10 @@ static size_t response_fields_edited(struct session *s, const struct shunt_http_
     if (h->status == 401 && !cfg->reverse && cfg->proxy_support &&
         has_session_auth_challenge(h) &&
         shunt_edit_add(e, "Proxy-Support", 13, "Session-Based-Authentication", 28) == 0)
-        emit_change(s, 0, "add Proxy-Support: Session-Based-Authentication");
+        emit_change_by(s, 0, "add Proxy-Support: Session-Based-Authentication",
+                       "--proxy-support");
     if (cfg->via && shunt_edit_add(e, "Via", 3, "1.1 shunt", 9) == 0)
-        emit_change(s, 0, "add Via");
+        emit_change_by(s, 0, "add Via", "--via");
     struct shunt_head_ctx ctx = {0,
                                  shunt_slice_make(s->method, strlen(s->method)),
                                  shunt_slice_make(s->hook_url, s->hook_url_len),
@@ -2496,12 +2505,13 @@ static int handle_response_head(struct session *s, struct upstream *u)
          * does, or .NET clients will not authenticate through a proxy. */
         static const char ps[] = "Proxy-Support: Session-Based-Authentication\r\n";
         iov[n++] = uv_buf_init((char *)ps, sizeof(ps) - 1);
-        emit_change(s, 0, "add Proxy-Support: Session-Based-Authentication");
+        emit_change_by(s, 0, "add Proxy-Support: Session-Based-Authentication",
+                       "--proxy-support");
     }
     if (cfg->via && final) {
         static const char via[] = "Via: 1.1 shunt\r\n";
         iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
-        emit_change(s, 0, "add Via");
+        emit_change_by(s, 0, "add Via", "--via");
     }
 fields_done:
     n = iov_add(iov, n, p + h.head_len - 2, 2);

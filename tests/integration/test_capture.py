@@ -388,3 +388,44 @@ def test_a_long_target_and_method_are_stored_whole(shunt, origin, tmp_path):
     with db(path) as c:
         e = c.execute("SELECT method, url, host, path FROM exchanges").fetchone()
     assert (e["method"], e["url"], e["host"], e["path"]) == (method, url, "example.com", target)
+
+
+# ----------------------------------------------------------------------------- C vs routine
+
+
+@pytest.mark.parametrize("args, reverse, flag, by", [
+    ([], False, 32, {"proxy"}),                                  # plain forward: routine only
+    (["--via"], False, 1, {"proxy", "--via"}),                   # a user's option: C
+    (["--modify-headers", "/~q/X-Rule/1"], False, 1, {"proxy", "--modify-headers #1"}),  # a rule
+    ([], True, 0, set()),                                        # reverse, untouched
+    (["--reverse-host"], True, 1, {"--reverse-host"}),           # an option changed Host
+], ids=["forward", "via", "rule", "reverse", "reverse-host"])
+def test_c_means_a_rule_an_option_or_a_repair_not_the_routine_rewrites(shunt, origin, tmp_path,
+                                                                        args, reverse, flag, by):
+    path = tmp_path / "c.db"
+    mode = ["--reverse", origin.url] if reverse else []
+    px = shunt("--capture", str(path), *mode, *args)
+    req = (b"GET /x HTTP/1.1\r\nHost: h.example\r\n\r\n" if reverse
+           else get(origin.host, "/x", extra=b"Proxy-Connection: keep-alive\r\n"))
+    with px.client() as c:
+        assert c.exchange(req).status == 200
+    stop(px)
+    with db(path) as c:
+        e = c.execute("SELECT flags FROM exchanges").fetchone()
+        bys = {r[0] for r in c.execute("SELECT by FROM changes")}
+    assert e["flags"] & (1 | 32) == flag, e["flags"]
+    assert bys == by
+
+
+def test_proxy_support_is_the_option_s_change(shunt, origin, tmp_path):
+    path = tmp_path / "c.db"
+    origin.handler = reply_with(response(b"401 Unauthorized", [b"WWW-Authenticate: NTLM"]))
+    px = shunt("--capture", str(path))  # --proxy-support is on by default
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/")).status == 401
+    stop(px)
+    with db(path) as c:
+        e = c.execute("SELECT flags FROM exchanges").fetchone()
+        changes = [tuple(r) for r in c.execute("SELECT what, by FROM changes WHERE in_request = 0")]
+    assert changes == [("add Proxy-Support: Session-Based-Authentication", "--proxy-support")]
+    assert e["flags"] & 1 and not e["flags"] & 32
