@@ -97,6 +97,24 @@ def test_a_request_waiting_for_its_response_shows_pending_in_every_view(shunt, s
         assert (k["open"], k["exchanges"], k["closed_us"]) == (True, 1, None)
 
 
+def test_a_request_held_by_a_rule_is_pending_and_not_sent_yet(shunt, origin, tmp_path):
+    path = tmp_path / "c.db"
+    rules = tmp_path / "hold.lua"
+    rules.write_text('function on_request(s) if s.request.url:find("/held") then '
+                     's:delay(1500) end end\n')
+    px = shunt("--capture", path, "--rules", rules)
+    with px.client() as c:
+        c.send(get(origin.host, "/held"))
+        x = recorded(path, 1)[0]
+        out = view("show", path, x["id"])
+        assert out.splitlines()[0].endswith(" -> no response yet  [CP]"), out
+        assert "\nrequest head (as received; not sent upstream yet):\n" in out
+        assert "\nchanges:\n  request   hold the request 1500 ms  (by hold.lua)\n" in out
+        assert "\nresponse: none yet; waiting since " in out
+        assert c.response().status == 200
+    assert origin.conns and table(view("sessions", path, "~s"))[0]["flags"] == "C"
+
+
 # ----------------------------------------------------------------------------- C and r
 
 
