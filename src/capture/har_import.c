@@ -379,6 +379,7 @@ struct ent {
     size_t authority_len;
     int multiplexed;  /* httpVersion says HTTP/2 or HTTP/3 */
     int closes;       /* its messages end the connection (entry_closes()) */
+    int connect;      /* a CONNECT: its URL may be the authority alone (host:port) */
 };
 
 /* The string value of <key> in <obj>: 1 with *<s>/<len>, 0 when absent or null, -1 when of
@@ -447,22 +448,24 @@ static char *dup_n(const char *s, size_t n)
 }
 
 /* Splits e->url into origin, host, port, path. A URL without "//" (data:, about:) keeps its
- * scheme as its origin and has no host. */
+ * scheme as its origin and has no host, but a CONNECT's, which is its target in authority
+ * form ("host:port", RFC 9112 3.2.3: mitmproxy and shunt write it so): then the path is that
+ * target, as shunt records it. */
 static int parse_url(struct ent *e)
 {
     const char *u = e->url;
     const char *sep = strstr(u, "://");
-    size_t slen = sep ? (size_t)(sep - u) : strcspn(u, ":");
+    size_t slen = sep ? (size_t)(sep - u) : e->connect ? 0 : strcspn(u, ":");
     char scheme[16] = "";
     if (slen < sizeof(scheme))
         for (size_t i = 0; i < slen; i++)
             scheme[i] = (char)(u[i] >= 'A' && u[i] <= 'Z' ? u[i] + 32 : u[i]);
     e->tls = strcmp(scheme, "https") == 0 || strcmp(scheme, "wss") == 0;
-    if (sep == NULL) {
+    if (sep == NULL && !(e->connect && u[0] != '\0')) {
         e->origin = dup_n(u, slen);
         return e->origin ? 0 : -1;
     }
-    const char *a = sep + 3;
+    const char *a = sep ? sep + 3 : u;
     size_t alen = strcspn(a, "/?#");
     const char *at = memchr(a, '@', alen); /* userinfo is not part of the origin */
     if (at != NULL) {
@@ -507,6 +510,10 @@ static int parse_url(struct ent *e)
     size_t plen = strcspn(path, "#");
     e->path = path;
     e->path_len = plen;
+    if (e->connect) { /* the target is the authority */
+        e->path = e->authority;
+        e->path_len = e->authority_len;
+    }
     size_t olen = slen + strlen(e->host) + 32;
     e->origin = malloc(olen);
     if (e->origin == NULL)
@@ -682,6 +689,7 @@ static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
     if ((r = get_str(req, "method", &s, &l)) != 1 || l == 0)
         return fail(im, "log.entries[%zu].request.method is %s", src,
                     r < 0 ? "not a string" : "missing");
+    e->connect = strcasecmp(s, "CONNECT") == 0;
     /* shunt's own HAR: the exchange row as recorded, which the HAR's fields derive from. */
     json_t *row = im->producer == SHUNT_HAR_SHUNT
                       ? json_object_get(json_object_get(j, "_shunt"), "exchange")
