@@ -3,7 +3,10 @@
 # recording to a flow file (-w), on the same load in one run: small keep-alive responses
 # (the harness's origin, wrk -c50). Pinned like peers.sh: wrk and the origin on CPU 0, the
 # proxy on CPU 1 (so shunt's store thread shares the proxy's CPU). Prints medians, ratios,
-# the events shunt dropped and the capture size per exchange.
+# the proxy's CPU time per request (utime+stime of the whole process, from /proc/PID/stat,
+# over wrk's run, divided by wrk's requests), the events shunt dropped and the capture size
+# per exchange. The CPU figure moves when shunt gets faster even when the load side
+# saturates first (wrk and the origin share CPU 0).
 # usage: bench/capture.sh [-r N] [-d SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +23,9 @@ mkdir -p "$run/html" "$run/tmp"
 sed -e "s|@DIR@|$run|g" -e "s|@ORIGIN_PORT@|$OP|g" -e "s|@ORIGIN_WORKERS@|1|g" "$CONF/origin.conf" >"$run/origin.conf"
 taskset -c 0 nginx -c "$run/origin.conf" -p "$run" -g 'daemon off;' 2>/dev/null & pids+=($!)
 sleep 0.5
-declare -A all dropped size
+declare -A all dropped size cpu
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; } # utime + stime
 port_of() { case $1 in shunt-off) echo 18382 ;; shunt-capture) echo 18383 ;; *) echo 18384 ;; esac; }
 start_peer() { # name -> pid of the started proxy
     local P; P=$(port_of "$1")
@@ -38,9 +43,12 @@ for i in $(seq "$R"); do
         pid=$(start_peer $peer)
         P=$(port_of $peer)
         for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$P/" && break; sleep 0.1; done
+        t0=$(cpu_ticks "$pid")
         out=$(taskset -c 0 wrk -t1 -c50 -d"$D"s "http://127.0.0.1:$P/")
+        t1=$(cpu_ticks "$pid")
         rps=$(echo "$out" | awk '/Requests\/sec/ {printf "%d", $2}')
         n=$(echo "$out" | awk '/requests in/ {print $1}')
+        cpu[$peer]+="$(awk -v t="$((t1 - t0))" -v hz="$HZ" -v n="$n" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}') "
         kill -TERM "$pid"
         for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         all[$peer]+="$rps "
@@ -57,8 +65,14 @@ med() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)
 off=$(echo "${all[shunt-off]}" | med)
 cap=$(echo "${all[shunt-capture]}" | med)
 mitm=$(echo "${all[mitmdump-w]}" | med)
-printf '%-16s %9s   %s\n' peer rps_med "runs (wrk -t1 -c50 -d${D}s, 100-byte keep-alive responses)"
-printf '%-16s %9s   %s\n' shunt-off "$off" "${all[shunt-off]}"
-printf '%-16s %9s   %s  capture/off=%.2f  dropped: %s  bytes per exchange: %s\n' shunt-capture "$cap" \
-    "${all[shunt-capture]}" "$(echo "$cap $off" | awk '{print $1/$2}')" "${dropped[shunt-capture]}" "${size[shunt-capture]}"
-printf '%-16s %9s   %s  shunt-capture/this=%.1f\n' mitmdump-w "$mitm" "${all[mitmdump-w]}" "$(echo "$cap $mitm" | awk '{print $1/$2}')"
+cpu_off=$(echo "${cpu[shunt-off]}" | med)
+cpu_cap=$(echo "${cpu[shunt-capture]}" | med)
+cpu_mitm=$(echo "${cpu[mitmdump-w]}" | med)
+printf '%-16s %9s %9s   %s\n' peer rps_med us/req "runs (wrk -t1 -c50 -d${D}s, 100-byte keep-alive responses)"
+printf '%-16s %9s %9s   rps: %s  us/req: %s\n' shunt-off "$off" "$cpu_off" "${all[shunt-off]}" "${cpu[shunt-off]}"
+printf '%-16s %9s %9s   rps: %s  us/req: %s\n' shunt-capture "$cap" "$cpu_cap" "${all[shunt-capture]}" "${cpu[shunt-capture]}"
+printf '%-16s %9s %9s   rps: %s  us/req: %s\n' mitmdump-w "$mitm" "$cpu_mitm" "${all[mitmdump-w]}" "${cpu[mitmdump-w]}"
+printf 'capture/off: rps %.2f (target >= 0.8), CPU per request %.2f; dropped: %s; bytes per exchange: %s\n' \
+    "$(echo "$cap $off" | awk '{print $1/$2}')" "$(echo "$cpu_cap $cpu_off" | awk '{print $1/$2}')" \
+    "${dropped[shunt-capture]}" "${size[shunt-capture]}"
+printf 'shunt-capture/mitmdump-w: rps %.1f\n' "$(echo "$cap $mitm" | awk '{print $1/$2}')"

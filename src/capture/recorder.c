@@ -1,11 +1,17 @@
 /* src/capture/recorder.c - from proxy events to capture rows.
  *
  * Loop threads (shunt_recorder_on_event) assemble each exchange in the connection's slot as
- * its events arrive and, when it is done, push one self-contained record to a bounded
- * queue; connection and upstream opens and closes are records of their own. The store
+ * its events arrive and push self-contained records to a bounded queue: one when the request
+ * head is seen (the exchange's row, pending), one when the exchange is done (the row
+ * complete); connection and upstream opens and closes are records of their own. The store
  * thread takes whatever is queued every few milliseconds and writes it in one transaction.
  * The loops never wait for it: when the queue is full a record is dropped and counted, and
  * the capture says it is incomplete.
+ *
+ * Most exchanges end within the batch in which they began: then the end's record, pushed
+ * while the start's is still queued, marks that one to be skipped, and the row is written
+ * once, complete. Otherwise the start's record writes the row pending and the end's
+ * completes it by its id, which the loop thread gave it at the start.
  */
 #include "capture/recorder.h"
 
@@ -27,7 +33,24 @@
 
 /* ------------------------------------------------------------------------ records */
 
-enum rkind { RK_CONN_OPEN, RK_CONN_CLOSE, RK_UP_OPEN, RK_UP_CLOSE, RK_EXCHANGE };
+enum rkind {
+    RK_CONN_OPEN,
+    RK_CONN_CLOSE,
+    RK_UP_OPEN,
+    RK_UP_CLOSE,
+    RK_EX_START, /* the request head was seen: the exchange's row, pending */
+    RK_EX_SENT,  /* that head went out later: the pending row's head as sent */
+    RK_EXCHANGE, /* the exchange ended: its row, complete */
+};
+
+/* exchanges.flags (schema.sql) */
+#define FL_CHANGED 1  /* a rule, a user's option or a repair changed the message */
+#define FL_ERROR 2
+#define FL_TRUNCATED 4
+#define FL_TUNNEL 8
+#define FL_PENDING 16 /* the request head was seen, the exchange has not ended */
+#define FL_ROUTINE 32 /* only the rewrites every forward proxy makes (changes by "proxy") */
+#define FL_OWN 64     /* shunt answered itself: no server response reached the client */
 
 /* The variable parts of a record, as spans into its data. */
 enum xf {
@@ -62,6 +85,11 @@ struct span {
 struct rec {
     struct rec *next;
     enum rkind kind;
+    int skip;   /* RK_EX_START, RK_EX_SENT: the exchange's end came in the same batch */
+    int update; /* RK_EXCHANGE: its row was written pending: complete it */
+    uint32_t changes_from; /* RK_EXCHANGE: bytes of XF_CHANGES written with the row already */
+    uint32_t changes_to;   /* RK_EX_START, RK_EX_SENT: bytes of the exchange's changes so far */
+    uint64_t id; /* exchanges.id */
     uint64_t conn_id, up_id, idx;
     int64_t wall_us; /* when it happened */
     int port1, port2, port3;
@@ -115,7 +143,21 @@ struct pending {
     struct rbuf own[XF_COUNT - XF_OWN_BUFFER]; /* bodies, changes */
     struct span f[XF_OWN_BUFFER];        /* spans into misc */
     int has_own[XF_COUNT - XF_OWN_BUFFER];
-    int req_trunc, resp_trunc, changed;
+    int req_trunc, resp_trunc;
+    int by_other;           /* a change by a rule, an option or a repair: flag C */
+    int by_proxy;           /* a routine rewrite (by "proxy"): flag 32 unless C */
+    int n_changes[2];       /* changes reported to the response [0] and request [1] head */
+    int unexplained;        /* a head went out changed with no change reported for it: C */
+    int answered;           /* shunt answered itself */
+    uint64_t id;            /* the exchange's row id; 0 before its first record */
+    /* The records that wrote the row early (start, head sent later): while one is still
+     * queued (its batch is <gen>), the end's record can make it unnecessary. Touched under
+     * the queue's mutex only, since the store thread frees them once taken. */
+    struct rec *early[2];
+    uint64_t early_gen[2];
+    uint32_t early_changes[2]; /* bytes of changes written with the row by each */
+    int n_early;
+    int start_lost; /* the start's record was dropped: no row to complete */
     uint64_t n_exchanges;
     char auth[16];
 };
@@ -131,6 +173,8 @@ struct shunt_recorder {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct rec *head, *tail; /* the queue */
+    uint64_t gen;            /* batches taken so far: a record pushed now is taken in this one */
+    _Atomic uint64_t next_id; /* the last exchange id given */
     size_t n_queued, bytes_queued;
     size_t max_records, max_bytes;
     int stop;
@@ -141,7 +185,7 @@ struct shunt_recorder {
     int failed; /* the store hit an SQLite error: recording stopped (logged) */
 
     sqlite3_stmt *st_conn_open, *st_conn_close, *st_up_open, *st_up_close, *st_exchange,
-        *st_body, *st_change, *st_auth, *st_dropped;
+        *st_ex_update, *st_ex_sent, *st_body, *st_change, *st_auth, *st_dropped;
 };
 
 unsigned shunt_recorder_mask(void)
@@ -171,8 +215,10 @@ static int64_t mono_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Queues <r>, or drops it when the queue is full. Loop threads. */
-static void push(struct shunt_recorder *rc, struct rec *r)
+/* Queues <r>, or drops it when the queue is full; returns 1 when queued. For the records of
+ * an exchange, <p> is its pending state: an early record is remembered there, and the end's
+ * record skips those still queued (see the file's comment). Loop threads. */
+static int push(struct shunt_recorder *rc, struct rec *r, struct pending *p)
 {
     size_t size = sizeof(*r) + r->len;
     int wake = 0;
@@ -182,7 +228,25 @@ static void push(struct shunt_recorder *rc, struct rec *r)
         pthread_mutex_unlock(&rc->mu);
         atomic_fetch_add(&rc->dropped, 1);
         free(r);
-        return;
+        return 0;
+    }
+    if (r->kind == RK_EX_START || r->kind == RK_EX_SENT) {
+        p->early[p->n_early] = r;
+        p->early_gen[p->n_early] = rc->gen;
+        p->early_changes[p->n_early] = r->changes_to;
+        p->n_early++;
+    } else if (r->kind == RK_EXCHANGE && p != NULL) {
+        /* A record taken by the store thread has written the row; one still queued is
+         * skipped, and this one writes what it would have (the later ones are queued when
+         * an earlier one is: batches are taken in order). */
+        for (int i = 0; i < p->n_early; i++) {
+            if (p->early_gen[i] == rc->gen) {
+                p->early[i]->skip = 1;
+            } else {
+                r->update = 1;
+                r->changes_from = p->early_changes[i];
+            }
+        }
     }
     r->next = NULL;
     if (rc->tail != NULL)
@@ -198,6 +262,7 @@ static void push(struct shunt_recorder *rc, struct rec *r)
     pthread_mutex_unlock(&rc->mu);
     if (wake)
         pthread_cond_signal(&rc->cv);
+    return 1;
 }
 
 static struct rec *rec_new(size_t data_len)
@@ -241,7 +306,12 @@ static void pending_reset(struct pending *p)
     }
     for (int i = 0; i < XF_OWN_BUFFER; i++)
         p->f[i].len = SPAN_NULL;
-    p->req_trunc = p->resp_trunc = p->changed = 0;
+    p->req_trunc = p->resp_trunc = 0;
+    p->by_other = p->by_proxy = p->unexplained = p->answered = 0;
+    p->n_changes[0] = p->n_changes[1] = 0;
+    p->id = 0;
+    p->n_early = 0;
+    p->start_lost = 0;
     p->auth[0] = '\0';
 }
 
@@ -295,17 +365,99 @@ static void auth_scheme(const struct shunt_http_head *h, const char *name, size_
     out[n] = '\0';
 }
 
-static void on_request_head(struct pending *p, const struct shunt_event *ev)
+/* The flags that the changes seen so far give (C, or routine) and an own answer. */
+static int change_flags(const struct pending *p)
+{
+    int f = p->by_other || p->unexplained ? FL_CHANGED : p->by_proxy ? FL_ROUTINE : 0;
+    return f | (p->answered ? FL_OWN : 0);
+}
+
+/* A head went out as <ev> says: kept when it differs from the one received; a difference
+ * no change explains is shunt's, and counts as one (C). */
+static void on_sent(struct pending *p, enum xf x, int in_request, const struct shunt_event *ev)
+{
+    if (!sent_differs(ev))
+        return;
+    add_sent(p, x, ev);
+    if (p->n_changes[in_request] == 0)
+        p->unexplained = 1;
+}
+
+static struct rbuf *changes_of(struct pending *p)
+{
+    return &p->own[XF_CHANGES - XF_OWN_BUFFER];
+}
+
+/* The row of an exchange whose request head was seen: pending, with what is known of the
+ * request and the changes made to it so far. */
+static void push_start(struct shunt_recorder *rc, struct pending *p, const struct shunt_event *ev)
+{
+    struct rbuf *ch = changes_of(p);
+    struct rec *r = rec_new(p->misc.len + ch->len);
+    r->kind = RK_EX_START;
+    r->id = p->id;
+    r->conn_id = ev->conn_id;
+    if (ev->sent.n_parts > 0) /* it went out: on the connection it names */
+        r->up_id = ev->upstream_id;
+    r->idx = ev->exchange;
+    r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
+    r->t_dns = r->t_connect = -1;
+    r->flags = FL_PENDING | change_flags(p);
+    if (p->misc.len > 0)
+        memcpy(r->data, p->misc.p, p->misc.len);
+    for (int i = 0; i < XF_OWN_BUFFER; i++)
+        r->f[i] = p->f[i];
+    if (ch->len > 0) {
+        memcpy(r->data + p->misc.len, ch->p, ch->len);
+        r->f[XF_CHANGES] = (struct span){(uint32_t)p->misc.len, (uint32_t)ch->len};
+    }
+    r->changes_to = (uint32_t)ch->len;
+    if (!push(rc, r, p))
+        p->start_lost = 1;
+}
+
+/* The pending row's head as sent, once it went out, with the changes made since. */
+static void push_sent(struct shunt_recorder *rc, struct pending *p, const struct shunt_event *ev)
+{
+    if (p->start_lost || p->n_early == 0 || p->n_early == 2)
+        return; /* no row to complete (the end's record writes it whole), or sent already */
+    struct rbuf *ch = changes_of(p);
+    uint32_t from = p->early_changes[p->n_early - 1];
+    struct span sent = p->f[XF_REQ_SENT];
+    size_t sl = sent.len == SPAN_NULL ? 0 : sent.len, cl = ch->len - from;
+    struct rec *r = rec_new(sl + cl);
+    r->kind = RK_EX_SENT;
+    r->id = p->id;
+    r->up_id = ev->upstream_id;
+    r->flags = FL_PENDING | change_flags(p);
+    if (sent.len != SPAN_NULL) {
+        memcpy(r->data, p->misc.p + sent.off, sl);
+        r->f[XF_REQ_SENT] = (struct span){0, (uint32_t)sl};
+    }
+    if (cl > 0) {
+        memcpy(r->data + sl, ch->p + from, cl);
+        r->f[XF_CHANGES] = (struct span){(uint32_t)sl, (uint32_t)cl};
+    }
+    r->changes_to = (uint32_t)ch->len;
+    push(rc, r, p);
+}
+
+static void on_request_head(struct shunt_recorder *rc, struct pending *p,
+                            const struct shunt_event *ev)
 {
     /* no reset here: the proxy reports its changes to a head before the head itself */
+    if (ev->again && p->f[XF_REQ_HEAD].len != SPAN_NULL) {
+        /* reported when it began to wait; now it went out */
+        on_sent(p, XF_REQ_SENT, 1, ev);
+        push_sent(rc, p, ev);
+        return;
+    }
     set_field(p, XF_REQ_HEAD, ev->raw.base, ev->raw.len);
     const struct shunt_http_head *h = ev->head;
     if (h == NULL)
-        return; /* a request the parser rejected: its bytes are the evidence */
-    if (ev->sent.n_parts > 0 && sent_differs(ev)) { /* none: never sent (CONNECT, failure) */
-        add_sent(p, XF_REQ_SENT, ev);
-        p->changed = 1;
-    }
+        return; /* a request the parser rejected: its bytes are the evidence; it ends now */
+    if (ev->sent.n_parts > 0) /* none: not sent (yet) */
+        on_sent(p, XF_REQ_SENT, 1, ev);
     set_field(p, XF_METHOD, h->method.base, h->method.len);
     set_str(p, XF_VERSION, h->minor_version ? "HTTP/1.1" : "HTTP/1.0");
     struct shunt_slice t = h->target, auth = h->host, path = t;
@@ -324,10 +476,12 @@ static void on_request_head(struct pending *p, const struct shunt_event *ev)
         path = shunt_slice_make(NULL, 0);
         set_field(p, XF_URL, t.base, t.len);
     } else {
-        char url[64 + 512];
-        int n = snprintf(url, sizeof(url), "http://%.*s%.*s", (int)auth.len, auth.base,
-                         (int)(t.len > 512 ? 512 : t.len), t.base);
-        set_field(p, XF_URL, url, n > 0 && (size_t)n < sizeof(url) ? (size_t)n : 0);
+        /* origin-form: the URL is made whole from the Host and the target */
+        p->f[XF_URL].off = (uint32_t)p->misc.len;
+        rbuf_add(&p->misc, "http://", 7);
+        rbuf_add(&p->misc, auth.base, auth.len);
+        rbuf_add(&p->misc, t.base, t.len);
+        p->f[XF_URL].len = (uint32_t)(7 + auth.len + t.len);
     }
     /* host: lower case, without the port (and without IPv6 brackets) */
     const char *hs = auth.base, *he = auth.base + auth.len;
@@ -339,17 +493,22 @@ static void on_request_head(struct pending *p, const struct shunt_event *ev)
         const char *colon = memchr(hs, ':', auth.len);
         he = colon ? colon : he;
     }
-    char host[256];
-    size_t hl = (size_t)(he - hs) < sizeof(host) ? (size_t)(he - hs) : sizeof(host) - 1;
-    for (size_t i = 0; i < hl; i++)
-        host[i] = (hs[i] >= 'A' && hs[i] <= 'Z') ? (char)(hs[i] + 32) : hs[i];
-    set_field(p, XF_HOST, host, hl);
+    size_t hl = (size_t)(he - hs);
+    set_field(p, XF_HOST, hs, hl);
+    for (char *c = p->misc.p + p->f[XF_HOST].off, *e = c + hl; c < e; c++)
+        *c = (*c >= 'A' && *c <= 'Z') ? (char)(*c + 32) : *c;
     set_field(p, XF_PATH, path.base, path.len);
     auth_scheme(h, "Authorization", 13, p->auth, sizeof(p->auth));
+    push_start(rc, p, ev);
 }
 
 static void on_response_head(struct pending *p, const struct shunt_event *ev)
 {
+    if (ev->own) { /* shunt's own answer: no head received, the one sent */
+        add_sent(p, XF_RESP_SENT, ev);
+        p->answered = 1;
+        return;
+    }
     const struct shunt_http_head *h = ev->head;
     if (h->status < 200 && h->status != 101) {
         /* interim: kept together, as received */
@@ -370,10 +529,7 @@ static void on_response_head(struct pending *p, const struct shunt_event *ev)
         return;
     }
     set_field(p, XF_RESP_HEAD, ev->raw.base, ev->raw.len);
-    if (sent_differs(ev)) {
-        add_sent(p, XF_RESP_SENT, ev);
-        p->changed = 1;
-    }
+    on_sent(p, XF_RESP_SENT, 0, ev);
     if (h->status == 401)
         auth_scheme(h, "WWW-Authenticate", 16, p->auth, sizeof(p->auth));
 }
@@ -397,12 +553,16 @@ static void on_body(struct shunt_recorder *rc, struct pending *p, const struct s
 
 static void on_change(struct pending *p, const struct shunt_event *ev)
 {
-    struct rbuf *b = &p->own[XF_CHANGES - XF_OWN_BUFFER];
+    struct rbuf *b = changes_of(p);
     p->has_own[XF_CHANGES - XF_OWN_BUFFER] = 1;
     rbuf_add(b, ev->what, strlen(ev->what) + 1);
     rbuf_add(b, ev->by, strlen(ev->by) + 1);
     rbuf_add(b, ev->in_request ? "1" : "0", 1);
-    p->changed = 1;
+    if (strcmp(ev->by, "proxy") == 0)
+        p->by_proxy = 1;
+    else
+        p->by_other = 1;
+    p->n_changes[ev->in_request ? 1 : 0]++;
 }
 
 static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
@@ -423,8 +583,10 @@ static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
 
     struct rec *r = rec_new(total);
     r->kind = RK_EXCHANGE;
+    r->id = p->id ? p->id : atomic_fetch_add(&rc->next_id, 1) + 1;
     r->conn_id = ev->conn_id;
-    r->up_id = ev->upstream_id;
+    /* shunt's own answer: no upstream answered, whichever the connection used last */
+    r->up_id = p->answered ? 0 : ev->upstream_id;
     r->idx = ev->exchange;
     r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
     r->duration_us = ev->duration_us;
@@ -441,8 +603,8 @@ static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
     r->t_receive = ev->t_receive_us;
     r->req_trunc = p->req_trunc;
     r->resp_trunc = p->resp_trunc;
-    r->flags = (p->changed ? 1 : 0) | (ev->error ? 2 : 0) |
-               (p->req_trunc || p->resp_trunc ? 4 : 0) | (ev->tunnel ? 8 : 0);
+    r->flags = change_flags(p) | (ev->error ? FL_ERROR : 0) |
+               (p->req_trunc || p->resp_trunc ? FL_TRUNCATED : 0) | (ev->tunnel ? FL_TUNNEL : 0);
     if (p->misc.len > 0) /* an empty buffer may have no memory at all: memcpy(NULL) is UB */
         memcpy(r->data, p->misc.p, p->misc.len);
     size_t off = p->misc.len;
@@ -468,8 +630,8 @@ static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
         off += auth_len;
     }
     p->n_exchanges = ev->exchange;
+    push(rc, r, p);
     pending_reset(p);
-    push(rc, r);
 }
 
 /* A connection or upstream record, with up to two strings. */
@@ -500,7 +662,7 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
         r->port1 = ev->peer_port;
         r->port2 = ev->local_port;
-        push(rc, r);
+        push(rc, r, NULL);
         break;
     case SHUNT_EV_UPSTREAM_OPEN:
         r = rec_endpoints(RK_UP_OPEN, ev->peer_addr, ev->origin_host);
@@ -510,11 +672,15 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
         r->port1 = ev->peer_port;
         r->port2 = ev->local_port;
-        push(rc, r);
+        push(rc, r, NULL);
         break;
-    case SHUNT_EV_REQUEST_HEAD:
-        on_request_head(pending_of(ev), ev);
+    case SHUNT_EV_REQUEST_HEAD: {
+        struct pending *p = pending_of(ev);
+        if (p->id == 0 && ev->head != NULL)
+            p->id = atomic_fetch_add(&rc->next_id, 1) + 1;
+        on_request_head(rc, p, ev);
         break;
+    }
     case SHUNT_EV_RESPONSE_HEAD:
         on_response_head(pending_of(ev), ev);
         break;
@@ -537,7 +703,7 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         r->how = ev->how;
         r->bytes_in = ev->bytes_in;
         r->bytes_out = ev->bytes_out;
-        push(rc, r);
+        push(rc, r, NULL);
         break;
     case SHUNT_EV_CONN_CLOSE: {
         struct pending *p = *ev->slot;
@@ -551,7 +717,7 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         r->bytes_out = ev->bytes_out;
         r->tunnel = ev->tunnel;
         r->n_exchanges = p ? p->n_exchanges : 0;
-        push(rc, r);
+        push(rc, r, NULL);
         if (p != NULL) {
             rbuf_free(&p->misc);
             for (int i = 0; i < XF_COUNT - XF_OWN_BUFFER; i++)
@@ -609,6 +775,27 @@ static int run(sqlite3 *db, sqlite3_stmt *st)
     return 0;
 }
 
+/* Writes the changes of exchange record <r> from byte <from> of its XF_CHANGES on. */
+static int write_changes(struct shunt_recorder *rc, const struct rec *r, uint32_t from)
+{
+    if (r->f[XF_CHANGES].len == SPAN_NULL || from >= r->f[XF_CHANGES].len)
+        return 0;
+    const char *p = r->data + r->f[XF_CHANGES].off + from;
+    const char *end = r->data + r->f[XF_CHANGES].off + r->f[XF_CHANGES].len;
+    while (p < end) {
+        const char *what = p, *by = what + strlen(what) + 1, *inreq = by + strlen(by) + 1;
+        sqlite3_stmt *st = rc->st_change;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)r->id);
+        sqlite3_bind_int(st, 2, *inreq == '1');
+        sqlite3_bind_text(st, 3, what, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, by, -1, SQLITE_STATIC);
+        if (run(rc->db, st) != 0)
+            return -1;
+        p = inreq + 1;
+    }
+    return 0;
+}
+
 static int write_rec(struct shunt_recorder *rc, const struct rec *r)
 {
     sqlite3_stmt *st;
@@ -653,11 +840,28 @@ static int write_rec(struct shunt_recorder *rc, const struct rec *r)
         sqlite3_bind_int64(st, 5, (sqlite3_int64)r->bytes_out);
         sqlite3_bind_int64(st, 6, (sqlite3_int64)r->up_id);
         return run(rc->db, st);
+    case RK_EX_START:
+    case RK_EX_SENT:
     case RK_EXCHANGE:
         break;
     }
-    st = rc->st_exchange;
+    if (r->skip)
+        return 0; /* the exchange ended in this batch: its end's record writes the row */
+    if (r->kind == RK_EX_SENT) {
+        st = rc->st_ex_sent;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)r->id);
+        bind_span(st, 2, r, XF_REQ_SENT, 1);
+        sqlite3_bind_int(st, 3, r->flags);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)r->up_id);
+        if (run(rc->db, st) != 0)
+            return -1;
+        return write_changes(rc, r, 0);
+    }
+    /* The whole row; a start's record leaves the response's columns at their defaults. The
+     * update binds the same parameters (its SET list has all but conn_id and idx). */
+    st = r->update ? rc->st_ex_update : rc->st_exchange;
     int i = 1;
+    sqlite3_bind_int64(st, i++, (sqlite3_int64)r->id);
     sqlite3_bind_int64(st, i++, (sqlite3_int64)r->conn_id);
     sqlite3_bind_int64(st, i++, (sqlite3_int64)r->idx);
     if (r->up_id) {
@@ -696,33 +900,23 @@ static int write_rec(struct shunt_recorder *rc, const struct rec *r)
     sqlite3_bind_int(st, i++, r->flags);
     if (run(rc->db, st) != 0)
         return -1;
-    sqlite3_int64 id = sqlite3_last_insert_rowid(rc->db);
-    for (int dir = 0; dir < 2; dir++) {
-        enum xf x = dir ? XF_RESP_BODY : XF_REQ_BODY;
-        if (r->f[x].len == SPAN_NULL || r->f[x].len == 0)
-            continue;
-        st = rc->st_body;
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int(st, 2, dir);
-        bind_span(st, 3, r, x, 1);
-        sqlite3_bind_int(st, 4, dir ? r->resp_trunc : r->req_trunc);
-        if (run(rc->db, st) != 0)
-            return -1;
-    }
-    if (r->f[XF_CHANGES].len != SPAN_NULL) {
-        const char *p = r->data + r->f[XF_CHANGES].off, *end = p + r->f[XF_CHANGES].len;
-        while (p < end) {
-            const char *what = p, *by = what + strlen(what) + 1, *inreq = by + strlen(by) + 1;
-            st = rc->st_change;
+    sqlite3_int64 id = (sqlite3_int64)r->id;
+    if (r->kind == RK_EXCHANGE) {
+        for (int dir = 0; dir < 2; dir++) {
+            enum xf x = dir ? XF_RESP_BODY : XF_REQ_BODY;
+            if (r->f[x].len == SPAN_NULL || r->f[x].len == 0)
+                continue;
+            st = rc->st_body;
             sqlite3_bind_int64(st, 1, id);
-            sqlite3_bind_int(st, 2, *inreq == '1');
-            sqlite3_bind_text(st, 3, what, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 4, by, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 2, dir);
+            bind_span(st, 3, r, x, 1);
+            sqlite3_bind_int(st, 4, dir ? r->resp_trunc : r->req_trunc);
             if (run(rc->db, st) != 0)
                 return -1;
-            p = inreq + 1;
         }
     }
+    if (write_changes(rc, r, r->changes_from) != 0)
+        return -1;
     if (r->f[XF_AUTH].len != SPAN_NULL) {
         st = rc->st_auth;
         bind_span(st, 1, r, XF_AUTH, 0);
@@ -750,6 +944,7 @@ static struct rec *take(struct shunt_recorder *rc, int wait_ms, int *stop)
     struct rec *all = rc->head;
     rc->head = rc->tail = NULL;
     rc->n_queued = rc->bytes_queued = 0;
+    rc->gen++; /* what is pushed from now on comes in the next batch */
     *stop = rc->stop;
     pthread_mutex_unlock(&rc->mu);
     return all;
@@ -849,12 +1044,23 @@ static const char *const sql_up_close =
     "UPDATE upstreams SET closed_us = ?1, closer = ?2, close_how = ?3, bytes_in = ?4,"
     " bytes_out = ?5 WHERE id = ?6";
 static const char *const sql_exchange =
-    "INSERT INTO exchanges (conn_id, idx, upstream_id, upstream_reused, started_us, method, url,"
-    " host, path, http_version, status, req_head, req_head_sent, resp_head, resp_head_sent,"
+    "INSERT INTO exchanges (id, conn_id, idx, upstream_id, upstream_reused, started_us, method,"
+    " url, host, path, http_version, status, req_head, req_head_sent, resp_head, resp_head_sent,"
     " resp_interim, req_body_size, resp_body_size, req_bytes, resp_bytes, t_dns, t_connect,"
     " t_send, t_wait, t_receive, duration_us, error, flags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
     " ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25,"
-    " ?26, ?27, ?28)";
+    " ?26, ?27, ?28, ?29)";
+/* the same parameters as sql_exchange; conn_id and idx (?2, ?3, bound but unused) do not
+ * change, and their index is left alone */
+static const char *const sql_ex_update =
+    "UPDATE exchanges SET upstream_id = ?4, upstream_reused = ?5, started_us = ?6, method = ?7,"
+    " url = ?8, host = ?9, path = ?10, http_version = ?11, status = ?12, req_head = ?13,"
+    " req_head_sent = ?14, resp_head = ?15, resp_head_sent = ?16, resp_interim = ?17,"
+    " req_body_size = ?18, resp_body_size = ?19, req_bytes = ?20, resp_bytes = ?21, t_dns = ?22,"
+    " t_connect = ?23, t_send = ?24, t_wait = ?25, t_receive = ?26, duration_us = ?27,"
+    " error = ?28, flags = ?29 WHERE id = ?1";
+static const char *const sql_ex_sent =
+    "UPDATE exchanges SET req_head_sent = ?2, flags = ?3, upstream_id = ?4 WHERE id = ?1";
 static const char *const sql_body =
     "INSERT INTO bodies (exchange_id, direction, data, truncated) VALUES (?1, ?2, ?3, ?4)";
 static const char *const sql_change =
@@ -899,7 +1105,8 @@ int shunt_recorder_open(const struct shunt_recorder_config *cfg, struct shunt_re
     } stmts[] = {
         {sql_conn_open, &rc->st_conn_open}, {sql_conn_close, &rc->st_conn_close},
         {sql_up_open, &rc->st_up_open},     {sql_up_close, &rc->st_up_close},
-        {sql_exchange, &rc->st_exchange},   {sql_body, &rc->st_body},
+        {sql_exchange, &rc->st_exchange},   {sql_ex_update, &rc->st_ex_update},
+        {sql_ex_sent, &rc->st_ex_sent},     {sql_body, &rc->st_body},
         {sql_change, &rc->st_change},       {sql_auth, &rc->st_auth},
         {sql_dropped, &rc->st_dropped},
     };
@@ -998,9 +1205,10 @@ int shunt_recorder_close(struct shunt_recorder *rc)
     if (dropped > 0)
         shunt_log(SHUNT_LOG_WARN, "capture: %s is incomplete: %" PRIu64 " events were dropped",
                   rc->path, dropped);
-    sqlite3_stmt *all[] = {rc->st_conn_open, rc->st_conn_close, rc->st_up_open, rc->st_up_close,
-                           rc->st_exchange,  rc->st_body,       rc->st_change,  rc->st_auth,
-                           rc->st_dropped};
+    sqlite3_stmt *all[] = {rc->st_conn_open, rc->st_conn_close, rc->st_up_open,
+                           rc->st_up_close,  rc->st_exchange,   rc->st_ex_update,
+                           rc->st_ex_sent,   rc->st_body,       rc->st_change,
+                           rc->st_auth,      rc->st_dropped};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
     if (sqlite3_close(rc->db) != SQLITE_OK)

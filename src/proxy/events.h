@@ -13,8 +13,9 @@
 enum shunt_ev_type {
     SHUNT_EV_CONN_OPEN,      /* a client connection was accepted */
     SHUNT_EV_UPSTREAM_OPEN,  /* an upstream connection was established for a client one */
-    SHUNT_EV_REQUEST_HEAD,   /* a request head: as received and as sent */
-    SHUNT_EV_RESPONSE_HEAD,  /* a response head (1xx included): as received and as sent */
+    SHUNT_EV_REQUEST_HEAD,   /* a request head: as received and as sent (see <again>) */
+    SHUNT_EV_RESPONSE_HEAD,  /* a response head (1xx included): as received and as sent, or
+                                shunt's own answer as sent (see <own>) */
     SHUNT_EV_BODY,           /* body bytes as on the wire, in either direction */
     SHUNT_EV_CHANGE,         /* shunt changed a head: which header, why */
     SHUNT_EV_EXCHANGE_DONE,  /* an exchange ended (complete, failed or cut short) */
@@ -68,11 +69,24 @@ struct shunt_event {
     const char *origin_host;
     int origin_port;
 
-    /* REQUEST_HEAD, RESPONSE_HEAD */
+    /* REQUEST_HEAD, RESPONSE_HEAD
+     *
+     * A request head is reported as soon as the exchange waits for anything: at once with
+     * <sent> when it goes out at once (the usual case); else first with <sent> empty (the
+     * upstream is connecting, a rule holds the request, a CONNECT, a request shunt answers
+     * itself) and, if it goes out later, a second time with <again> 1 and <sent> filled.
+     *
+     * A response head with <own> 1 is shunt's own answer (its 400, 403, 408, 502, 504...,
+     * the 200 of a CONNECT, --respond, --map-local, s:respond): no server sent it; <raw> is
+     * empty (not NULL), <head> NULL, <status> its status and <sent> the head as sent to the
+     * client; its body follows as BODY events from_client 0. */
     struct shunt_slice raw;             /* head bytes as received */
     const struct shunt_http_head *head; /* parsed view of <raw>; NULL for a request the
-                                           parser rejected (<raw>: the bytes it saw) */
-    struct shunt_ev_iov sent;           /* head as sent */
+                                           parser rejected (<raw>: the bytes it saw) and for
+                                           an own response */
+    struct shunt_ev_iov sent;           /* head as sent; no parts: not sent (yet) */
+    int again;                          /* REQUEST_HEAD: reported before, unsent; now sent */
+    int own;                            /* RESPONSE_HEAD: shunt's own answer */
 
     /* BODY */
     int from_client;         /* 1: client to upstream, 0: upstream to client */
@@ -81,13 +95,18 @@ struct shunt_event {
 
     /* CHANGE */
     const char *what;  /* e.g. "remove Proxy-Connection", "add Proxy-Support" */
-    const char *by;    /* "proxy" for shunt itself, a rule's name later */
+    const char *by;    /* who: "proxy" for exactly the rewrites every forward proxy makes
+                          (request line to origin-form, Proxy-Connection and
+                          Proxy-Authorization removed, Host set from the target); "shunt" for
+                          a repair (docs/framing.md); a user's option ("--via",
+                          "--proxy-support", "--reverse-host"); else the rule's name */
     int in_request;    /* 1: the request head, 0: the response head */
 
     /* EXCHANGE_DONE */
-    const char *method;  /* NUL-terminated copies, possibly truncated */
-    const char *url;
-    int status;          /* final status sent to the client, 0 when none */
+    const char *method;  /* NUL-terminated, whole ("-" when no head was read) */
+    const char *url;     /* the request target as received, whole ("-" likewise) */
+    int status;          /* final status sent to the client, 0 when none (RESPONSE_HEAD
+                            with <own>: its status) */
     uint64_t req_bytes;  /* request bytes received from the client (head + body) */
     uint64_t resp_bytes; /* response bytes sent to the client (head + body) */
     uint64_t duration_us;

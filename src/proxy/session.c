@@ -149,8 +149,13 @@ struct session {
     int status;
     struct partial *partial; /* a request head that arrived in pieces, or NULL */
     const char *error;
-    char method[24];
-    char url[512];
+    const char *method; /* the exchange's method and target, whole, NUL-terminated: in
+                           <names>, or "-" when there is no head to name it by */
+    const char *url;
+    char *names;
+    size_t names_cap;
+    char *hook_url; /* the absolute URL the rules see for the exchange in flight, whole */
+    size_t hook_url_cap, hook_url_len;
     char *reqline; /* rewritten request line (forward mode), allocated on first use */
     size_t reqline_cap;
     char *hostline; /* rewritten Host line, allocated on first use */
@@ -169,7 +174,7 @@ struct session {
     char auth_scheme[16];
     int ex_upstream_port; /* local port of the upstream that carried the exchange */
     int ex_reused;        /* that upstream had carried an exchange before */
-    char errbuf[200];     /* the cause of a failed exchange, for the event and -v */
+    char *errbuf;         /* the cause of a failed exchange, whole, for the event and -v */
     /* lines shunt writes in place of ambiguous ones (see "framing"); a request's and a
      * response's may be in flight at once */
     char req_cl[48];  /* the request's one Content-Length line */
@@ -454,6 +459,7 @@ static void emit_head(struct session *s, enum shunt_ev_type t, const struct shun
     fill_conn_event(s, &ev, t);
     ev.raw = shunt_slice_make(raw, h->head_len);
     ev.head = h;
+    ev.again = t == SHUNT_EV_REQUEST_HEAD && s->head_emitted; /* announced early, now sent */
     struct shunt_slice *parts = s->w->iov_slices;
     for (size_t i = 0; i < n_iov; i++)
         parts[i] = shunt_slice_make(iov[i].base, iov[i].len);
@@ -475,6 +481,28 @@ static void emit_body(struct session *s, int from_client, const char *p, size_t 
     ev.body_offset = *seen;
     *seen += n;
     emit(s, &ev);
+}
+
+/* Reports shunt's own answer as the client gets it: the head in <n> pieces, then the body.
+ * No server sent it: the event's raw head is empty (events.h). */
+static void emit_own_response(struct session *s, int status, const uv_buf_t *head, size_t n,
+                              const char *body, size_t body_len)
+{
+    if (shunt_proxy__wants(s->w->cfg, SHUNT_EV_RESPONSE_HEAD)) {
+        struct shunt_slice parts[4];
+        SHUNT_BUG_ON(n > 4);
+        struct shunt_event ev;
+        fill_conn_event(s, &ev, SHUNT_EV_RESPONSE_HEAD);
+        ev.raw = shunt_slice_make("", 0);
+        ev.own = 1;
+        ev.status = status;
+        for (size_t i = 0; i < n; i++)
+            parts[i] = shunt_slice_make(head[i].base, head[i].len);
+        ev.sent.parts = parts;
+        ev.sent.n_parts = n;
+        emit(s, &ev);
+    }
+    emit_body(s, 0, body, body_len);
 }
 
 /* ------------------------------------------------------------------------ timers */
@@ -517,6 +545,9 @@ static void session_handle_closed(uv_handle_t *h)
         free(s->kept);
         free(s->tr);
         free(s->trbuf);
+        free(s->names);
+        free(s->hook_url);
+        free(s->errbuf);
         free(s);
     }
 }
@@ -834,9 +865,11 @@ static void maybe_done(struct session *s)
 
 static int parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e);
 
-/* Reports the head of a request that never went upstream (CONNECT, which shunt answers, or
- * a request that failed before it was sent) with nothing as sent, so that the capture still
- * has it. The head is still at the front of the client buffer. */
+/* Reports the head of a request that has not gone upstream with nothing as sent: one that
+ * never will (a CONNECT, which shunt answers, a request that failed before it was sent, one
+ * a rule answers), or one that waits (for its upstream to connect, for a rule's hold), so
+ * that the capture shows it while it waits. The head is still at the front of the client
+ * buffer. */
 static void emit_unsent_head(struct session *s)
 {
     if (s->head_emitted || !s->in_exchange || s->in.base == NULL ||
@@ -846,8 +879,8 @@ static void emit_unsent_head(struct session *s)
     struct shunt_http_error e;
     if (parse_request(s, &h, &e) <= 0)
         return;
-    s->head_emitted = 1;
     emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, s->in.base + s->in.off, NULL, 0);
+    s->head_emitted = 1;
 }
 
 /* ------------------------------------------------------------------------ own answers */
@@ -859,33 +892,43 @@ static void answer(struct session *s, int status, const char *reason, const char
 
 static void answer(struct session *s, int status, const char *reason, const char *fmt, ...)
 {
-    char body[1200], head[256];
-    va_list ap;
+    /* the body, whole (it names hosts and targets): "shunt: why" and a newline */
+    va_list ap, ap2;
     va_start(ap, fmt);
-    int bl = vsnprintf(body, sizeof(body) - 1, fmt, ap);
+    va_copy(ap2, ap);
+    int ml = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (bl < 0)
-        bl = 0;
-    if ((size_t)bl > sizeof(body) - 2)
-        bl = (int)sizeof(body) - 2;
-    body[bl++] = '\n';
+    if (ml < 0)
+        ml = 0;
+    char *msg = shunt_xcalloc((size_t)ml + 2);
+    if (ml > 0)
+        vsnprintf(msg, (size_t)ml + 1, fmt, ap2);
+    va_end(ap2);
+    msg[ml] = '\n';
+    size_t bl = (size_t)ml + 1;
+    char head[256];
     int hl = snprintf(head, sizeof(head),
                       "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                      "Content-Length: %d\r\nConnection: close\r\n\r\n",
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                       status, reason, bl);
-    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl), uv_buf_init(body, (unsigned)bl)};
     emit_unsent_head(s);
     if (!s->resp_started && !s->wr_shut && !s->closing) {
+        uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl), uv_buf_init(msg, (unsigned)bl)};
         s->status = status;
-        s->resp_bytes += (uint64_t)hl + (uint64_t)bl;
+        s->resp_bytes += (uint64_t)hl + bl;
+        s->resp_body.payload = bl;
         (void)send_client(s, bufs, 2); /* a client gone already changes nothing */
+        emit_own_response(s, status, bufs, 1, msg, bl);
     }
     s->resp_started = 1;
+    msg[ml] = '\0';
     if (s->error == NULL) {
         /* the cause, for the event and -v: the body without "shunt: " and the newline */
-        const char *m = strncmp(body, "shunt: ", 7) == 0 ? body + 7 : body;
-        snprintf(s->errbuf, sizeof(s->errbuf), "%.*s", (int)(body + bl - 1 - m), m);
-        s->error = s->errbuf;
+        free(s->errbuf);
+        s->errbuf = msg;
+        s->error = strncmp(msg, "shunt: ", 7) == 0 ? msg + 7 : msg;
+    } else {
+        free(msg);
     }
     s->ending = 1;
     set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
@@ -911,19 +954,27 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
     s->req_cut = 0;
     s->rule_close = 0;
     s->mapped_len = 0;
+    s->hook_url_len = 0;
     memset(&s->req_body, 0, sizeof(s->req_body));
     memset(&s->resp_body, 0, sizeof(s->resp_body));
     if (h == NULL) { /* no head to name it by: a rejected or missing request */
-        snprintf(s->method, sizeof(s->method), "-");
-        snprintf(s->url, sizeof(s->url), "-");
+        s->method = s->url = "-";
         return;
     }
-    size_t ml = h->method.len < sizeof(s->method) - 1 ? h->method.len : sizeof(s->method) - 1;
-    memcpy(s->method, h->method.base, ml);
-    s->method[ml] = '\0';
-    size_t ul = h->target.len < sizeof(s->url) - 1 ? h->target.len : sizeof(s->url) - 1;
-    memcpy(s->url, h->target.base, ul);
-    s->url[ul] = '\0';
+    /* whole: the head's limits bound them; the buffer is kept for the next exchange */
+    size_t need = h->method.len + h->target.len + 2;
+    if (need > s->names_cap) {
+        size_t cap = need < 128 ? 128 : need;
+        free(s->names);
+        s->names = shunt_xcalloc(cap);
+        s->names_cap = cap;
+    }
+    memcpy(s->names, h->method.base, h->method.len);
+    s->names[h->method.len] = '\0';
+    memcpy(s->names + h->method.len + 1, h->target.base, h->target.len);
+    s->names[need - 1] = '\0';
+    s->method = s->names;
+    s->url = s->names + h->method.len + 1;
 }
 
 /* ------------------------------------------------------------------------ routing */
@@ -1020,7 +1071,7 @@ static int route_request(struct session *s, const struct shunt_http_head *h, str
         if (parse_authority(t, 0, rt) != 0) {
             answer(s, 400, "Bad Request",
                    "shunt: CONNECT needs a target of the form host:port, got \"%.*s\"",
-                   (int)(t.len > 200 ? 200 : t.len), t.base);
+                   (int)t.len, t.base);
             return -1;
         }
         return 0;
@@ -1030,7 +1081,7 @@ static int route_request(struct session *s, const struct shunt_http_head *h, str
             parse_authority(rt->authority, 80, rt) != 0) {
             answer(s, 400, "Bad Request",
                    "shunt: cannot read the host and port in \"%.*s\" (user info is not allowed)",
-                   (int)(t.len > 200 ? 200 : t.len), t.base);
+                   (int)t.len, t.base);
             return -1;
         }
     } else if (t.len >= 8 && shunt_slice_ieq(shunt_slice_make(t.base, 8), "https://", 8)) {
@@ -1049,7 +1100,7 @@ static int route_request(struct session *s, const struct shunt_http_head *h, str
         rt->path = t;
     } else {
         answer(s, 400, "Bad Request", "shunt: the request target \"%.*s\" is not a URL or path",
-               (int)(t.len > 200 ? 200 : t.len), t.base);
+               (int)t.len, t.base);
         return -1;
     }
     if (cfg->reverse && s->mapped_len == 0) {
@@ -1387,33 +1438,64 @@ static const char *auth_name(enum auth_state a)
     }
 }
 
+/* Makes the URL the rules see for the request in flight, whole, in s->hook_url (the
+ * response's hook sees the same): <target> when it is absolute, else "http://" <host>
+ * <target>; then, after it in the same buffer when <lower> is not NULL, <lower_src> in lower
+ * case up to its port, returned in *<lower>. */
+static struct shunt_slice make_hook_url(struct session *s, struct shunt_slice host,
+                                        struct shunt_slice target, int absolute,
+                                        struct shunt_slice lower_src, struct shunt_slice *lower)
+{
+    size_t ul = absolute ? target.len : 7 + host.len + target.len;
+    size_t ll = 0;
+    while (lower != NULL && ll < lower_src.len && lower_src.base[ll] != ':')
+        ll++;
+    if (ul + ll + 1 > s->hook_url_cap) {
+        size_t cap = ul + ll + 1 < 256 ? 256 : ul + ll + 1;
+        free(s->hook_url);
+        s->hook_url = shunt_xcalloc(cap);
+        s->hook_url_cap = cap;
+    }
+    char *p = s->hook_url;
+    if (!absolute) {
+        memcpy(p, "http://", 7);
+        if (host.len > 0)
+            memcpy(p + 7, host.base, host.len);
+        p += 7 + host.len;
+    }
+    if (target.len > 0)
+        memcpy(p, target.base, target.len);
+    s->hook_url_len = ul;
+    if (lower != NULL) {
+        char *l = s->hook_url + ul;
+        for (size_t i = 0; i < ll; i++) {
+            char c = lower_src.base[i];
+            l[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+        }
+        *lower = shunt_slice_make(l, ll);
+    }
+    return shunt_slice_make(s->hook_url, ul);
+}
+
 /* Asks the request hook about <h>, before it is routed; a mapped URL takes effect at once
  * (routing and the request line follow it). */
 static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
                              struct shunt_request_verdict *v)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
-    char url[600], hostbuf[256];
-    struct shunt_slice u = h->target, host = h->host;
+    struct shunt_slice host = h->host, lower;
     struct route tmp;
-    if (s->req_is_connect) {
-        /* the target is the authority, host:port, as mitmproxy shows a CONNECT's URL */
+    int absolute = 1; /* the target is the URL: absolute-form, or a CONNECT's authority (as
+                         mitmproxy shows a CONNECT's URL) */
+    if (s->req_is_connect)
         host = h->target;
-    } else if (split_absolute(h->target, &tmp)) {
+    else if (split_absolute(h->target, &tmp))
         host = tmp.authority;
-    } else {
-        int l = snprintf(url, sizeof(url), "http://%.*s%.*s", (int)h->host.len, h->host.base,
-                         (int)h->target.len, h->target.base);
-        if (l > 0 && (size_t)l < sizeof(url))
-            u = shunt_slice_make(url, (size_t)l);
-    }
-    /* the host without its port, as the filters' ~d sees it */
-    size_t hl = 0;
-    while (hl < host.len && hl < sizeof(hostbuf) - 1 && host.base[hl] != ':') {
-        char c = host.base[hl];
-        hostbuf[hl++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-    }
-    struct shunt_head_ctx ctx = {1,    h->method,  u, shunt_slice_make(hostbuf, hl),
+    else
+        absolute = 0;
+    /* with the host without its port, as the filters' ~d sees it */
+    struct shunt_slice u = make_hook_url(s, h->host, h->target, absolute, host, &lower);
+    struct shunt_head_ctx ctx = {1,    h->method,  u, lower,
                                  0,    h->headers, h->n_headers, NULL, 0, s->id, s->w->index,
                                  s->idx, h->minor_version, {"", 0}, s->peer_port,
                                  auth_name(s->auth), s->auth_scheme, NULL};
@@ -1455,8 +1537,10 @@ static void respond_now(struct session *s, const struct shunt_http_head *h, int 
     s->status = status;
     s->resp_started = 1;
     s->resp_bytes += (uint64_t)ll + fields_len + (uint64_t)tl + body_len;
+    s->resp_body.payload = body_len;
     s->req_bytes += h->head_len;
     (void)send_client(s, bufs, 4); /* copies what it cannot send at once */
+    emit_own_response(s, status, bufs, 3, body, body_len);
     if (keep)
         buf_consume(s->w, &s->in, h->head_len);
     else
@@ -1549,6 +1633,8 @@ static void request_fields_edited(struct session *s, const struct shunt_http_hea
  * s->route_host and s->route_port. */
 static void route_on(struct session *s, struct upstream *u)
 {
+    if (u == NULL || !u->connected)
+        emit_unsent_head(s); /* it waits for the connection: visible while it does */
     if (u == NULL) {
         struct route rt = {0};
         snprintf(rt.host, sizeof(rt.host), "%s", s->route_host);
@@ -1706,6 +1792,7 @@ static void start_request(struct session *s)
         char what[64];
         snprintf(what, sizeof(what), "hold the request %" PRIu64 " ms", out.delay_ms);
         emit_change_by(s, 1, what, out.by ? out.by : "rule");
+        emit_unsent_head(s); /* visible while it is held */
         s->held = HOLD_REQUEST;
         s->rq = RQ_CONNECTING;
         arm(s, T_DELAY, out.delay_ms);
@@ -1886,6 +1973,13 @@ static struct shunt_slice wanted_host(const struct session *s, const struct rout
     return (struct shunt_slice){NULL, 0};
 }
 
+/* Who changes the Host of a request routed by <rt>: the target, as every forward proxy
+ * does (RFC 9112 3.2.2), or the user's --reverse-host. */
+static const char *host_by(const struct route *rt)
+{
+    return rt->absolute ? "proxy" : "--reverse-host";
+}
+
 /* ------------------------------------------------------------------------ framing */
 
 /*
@@ -1996,21 +2090,15 @@ static void request_fields_edited(struct session *s, const struct shunt_http_hea
         (void)shunt_edit_get(e, "Host", 4, &found);
         if (shunt_edit_set(e, "Host", 4, want_host.base, want_host.len) == 0 &&
             e->changes != before)
-            emit_change(s, 1, found ? "set Host to the target's" : "add Host");
+            emit_change_by(s, 1, found ? "set Host to the target's" : "add Host",
+                           host_by(rt));
     }
     if (cfg->via && shunt_edit_add(e, "Via", 3, "1.1 shunt", 9) == 0)
-        emit_change(s, 1, "add Via");
+        emit_change_by(s, 1, "add Via", "--via");
     /* the URL the rules see is absolute, as the capture stores it */
-    char url[600];
-    struct shunt_slice u = h->target;
-    if (!rt->absolute) {
-        int found;
-        struct shunt_slice host = shunt_edit_get(e, "Host", 4, &found);
-        int l = snprintf(url, sizeof(url), "http://%.*s%.*s", (int)host.len, host.base,
-                         (int)h->target.len, h->target.base);
-        if (l > 0 && (size_t)l < sizeof(url))
-            u = shunt_slice_make(url, (size_t)l);
-    }
+    int found;
+    struct shunt_slice host = shunt_edit_get(e, "Host", 4, &found);
+    struct shunt_slice u = make_hook_url(s, host, h->target, rt->absolute, host, NULL);
     struct shunt_head_ctx ctx = {1,          h->method,   u,
                                  shunt_slice_make(s->route_host, strlen(s->route_host)),
                                  0,          h->headers,  h->n_headers,
@@ -2094,7 +2182,7 @@ static void send_request(struct session *s)
                 int l = snprintf(s->hostline, need, "%.*s: %.*s\r\n", (int)f->name.len,
                                  f->name.base, (int)want_host.len, want_host.base);
                 iov[n++] = uv_buf_init(s->hostline, (unsigned)l);
-                emit_change(s, 1, "set Host to the target's");
+                emit_change_by(s, 1, "set Host to the target's", host_by(&rt));
                 run = i + 1;
             }
         }
@@ -2110,12 +2198,12 @@ static void send_request(struct session *s)
         int l = snprintf(s->hostline, need, "Host: %.*s\r\n", (int)want_host.len,
                          want_host.base);
         iov[n++] = uv_buf_init(s->hostline, (unsigned)l);
-        emit_change(s, 1, "add Host");
+        emit_change_by(s, 1, "add Host", host_by(&rt));
     }
     if (cfg->via) {
         static const char via[] = "Via: 1.1 shunt\r\n";
         iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
-        emit_change(s, 1, "add Via");
+        emit_change_by(s, 1, "add Via", "--via");
     }
 fields_done:
     n = iov_add(iov, n, p + h.head_len - 2, 2);
@@ -2219,6 +2307,7 @@ static void establish_tunnel(struct session *s)
     s->status = 200;
     s->resp_bytes += b.len;
     s->resp_started = 1;
+    emit_own_response(s, 200, &b, 1, NULL, 0);
     if (send_client(s, &b, 1) != 0) {
         set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
         session_close(s, 0, 1);
@@ -2303,12 +2392,13 @@ static size_t response_fields_edited(struct session *s, const struct shunt_http_
     if (h->status == 401 && !cfg->reverse && cfg->proxy_support &&
         has_session_auth_challenge(h) &&
         shunt_edit_add(e, "Proxy-Support", 13, "Session-Based-Authentication", 28) == 0)
-        emit_change(s, 0, "add Proxy-Support: Session-Based-Authentication");
+        emit_change_by(s, 0, "add Proxy-Support: Session-Based-Authentication",
+                       "--proxy-support");
     if (cfg->via && shunt_edit_add(e, "Via", 3, "1.1 shunt", 9) == 0)
-        emit_change(s, 0, "add Via");
+        emit_change_by(s, 0, "add Via", "--via");
     struct shunt_head_ctx ctx = {0,
                                  shunt_slice_make(s->method, strlen(s->method)),
-                                 shunt_slice_make(s->url, strlen(s->url)),
+                                 shunt_slice_make(s->hook_url, s->hook_url_len),
                                  shunt_slice_make(s->route_host, strlen(s->route_host)),
                                  h->status,
                                  NULL,
@@ -2415,12 +2505,13 @@ static int handle_response_head(struct session *s, struct upstream *u)
          * does, or .NET clients will not authenticate through a proxy. */
         static const char ps[] = "Proxy-Support: Session-Based-Authentication\r\n";
         iov[n++] = uv_buf_init((char *)ps, sizeof(ps) - 1);
-        emit_change(s, 0, "add Proxy-Support: Session-Based-Authentication");
+        emit_change_by(s, 0, "add Proxy-Support: Session-Based-Authentication",
+                       "--proxy-support");
     }
     if (cfg->via && final) {
         static const char via[] = "Via: 1.1 shunt\r\n";
         iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
-        emit_change(s, 0, "add Via");
+        emit_change_by(s, 0, "add Via", "--via");
     }
 fields_done:
     n = iov_add(iov, n, p + h.head_len - 2, 2);
@@ -3184,6 +3275,10 @@ void shunt_proxy__close_all(struct worker *w)
 {
     while (w->sessions != NULL) {
         struct session *s = w->sessions;
+        if (s->in_exchange && s->error == NULL)
+            s->error = w->draining ? "proxy stopping: the exchange had not ended when the grace "
+                                     "period (--grace) ran out"
+                                   : "proxy stopping";
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
         session_close(s, 0, 0);
     }

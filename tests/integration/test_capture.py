@@ -105,7 +105,8 @@ def test_exchange_rows_hold_heads_as_received_and_as_sent(shunt, origin, tmp_pat
     assert e["http_version"] == "HTTP/1.1" and e["idx"] == 1 and e["upstream_reused"] == 0
     assert e["resp_body_size"] == 5 and e["req_body_size"] == 0
     assert e["req_bytes"] == len(req) and e["resp_bytes"] == len(resp.raw)
-    assert e["flags"] & 1 and not e["flags"] & 2
+    # only the rewrites every forward proxy makes: routine (32), not changed (C, 1)
+    assert e["flags"] & 32 and not e["flags"] & (1 | 2 | 16 | 64)
     assert e["t_dns"] == -1 and e["t_connect"] >= 0 and e["t_wait"] >= 0
     assert e["duration_us"] > 0
     assert (1, "remove Proxy-Connection", "proxy") in changes
@@ -307,3 +308,124 @@ def test_kill_9_under_load_loses_at_most_the_last_100ms(origin, tmp_path):
     assert len(must) > 100, "the load was too light to prove anything"
     missing = must - recorded
     assert not missing, f"{len(missing)} of {len(must)} exchanges finished >100 ms before the kill are missing"
+
+
+# ----------------------------------------------------------------------------- shunt's answers
+
+
+def _answer_rows(path):
+    with db(path) as c:
+        e = c.execute("SELECT * FROM exchanges").fetchone()
+        bodies = [(r["direction"], bytes(r["data"])) for r in c.execute("SELECT * FROM bodies")]
+        changes = [(r["what"], r["by"]) for r in c.execute("SELECT what, by FROM changes")]
+    return e, bodies, changes
+
+
+def test_the_200_of_a_connect_is_recorded_as_sent(shunt, origins, tmp_path):
+    path = tmp_path / "c.db"
+    echo = origins(peers.echo_handler)
+    px = shunt("--capture", str(path))
+    with px.client() as c:
+        c.send(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (echo.host.encode(), echo.host.encode()))
+        resp = c.response("CONNECT")
+        assert resp.status == 200
+    stop(px)
+    e, bodies, _ = _answer_rows(path)
+    assert e["resp_head"] is None and bytes(e["resp_head_sent"]) == resp.raw
+    assert e["flags"] & 64 and e["flags"] & 8 and not e["flags"] & (1 | 2 | 16)
+    assert bodies == []  # the tunnel's bytes are not a body
+
+
+@pytest.mark.parametrize("how", ["--respond", "--map-local", "s:respond"])
+def test_an_answer_of_a_rule_is_recorded_as_sent(shunt, origin, tmp_path, how):
+    path = tmp_path / "c.db"
+    page = tmp_path / "page.txt"
+    page.write_bytes(b"canned page\n")
+    if how == "--respond":
+        args, by = ["--respond", f"/~u canned/418/{page}"], "--respond"
+    elif how == "--map-local":
+        args, by = ["--map-local", f"|/canned$|{page}"], "--map-local"
+    else:
+        rules = tmp_path / "r.lua"
+        rules.write_text('function on_request(s) s:respond(418, {["X-R"] = "1"}, "canned page\\n") end\n')
+        args, by = ["--rules", str(rules)], "r.lua:1"
+    px = shunt("--capture", str(path), *args)
+    with px.client() as c:
+        resp = c.exchange(get(origin.host, "/canned"))
+    stop(px)
+    assert resp.body == b"canned page\n" and origin.conns == []
+    e, bodies, changes = _answer_rows(path)
+    assert e["status"] == resp.status and e["resp_head"] is None and e["upstream_id"] is None
+    assert bytes(e["resp_head_sent"]) + resp.body == resp.raw
+    assert bodies == [(1, b"canned page\n")]
+    assert e["resp_body_size"] == len(resp.body) and e["resp_bytes"] == len(resp.raw)
+    # answered by shunt (64), because a rule said so (C); no error
+    assert e["flags"] & 64 and e["flags"] & 1 and not e["flags"] & (2 | 16 | 32)
+    assert any(w.startswith("respond ") and b.startswith(by.split(":")[0]) for w, b in changes), changes
+
+
+# ----------------------------------------------------------------------------- whole names
+
+
+def test_a_long_target_and_method_are_stored_whole(shunt, origin, tmp_path):
+    """Nothing is cut at a buffer's size: the URL a reverse proxy builds from Host and a 3000
+    byte target, a 40 byte method; the rules see them whole too (the URL absolute, in the
+    response's hook as in the request's)."""
+    path = tmp_path / "c.db"
+    rules = tmp_path / "r.lua"
+    rules.write_text('function on_response(s) s.response.headers:set("X-Url-Len", #s.request.url)'
+                     ' s.response.headers:set("X-Method", s.request.method) end\n')
+    px = shunt("--capture", str(path), "--reverse", origin.url, "--rules", str(rules))
+    target = "/" + "t" * 3000 + "?q=" + "v" * 100
+    method = "X" * 40
+    with px.client() as c:
+        resp = c.exchange(f"{method} {target} HTTP/1.1\r\nHost: Example.COM:8080\r\n\r\n".encode())
+        assert resp.status == 200
+    url = "http://Example.COM:8080" + target
+    assert resp.get("X-Url-Len") == str(len(url)).encode()
+    assert resp.get("X-Method") == method.encode()
+    stop(px)
+    with db(path) as c:
+        e = c.execute("SELECT method, url, host, path FROM exchanges").fetchone()
+    assert (e["method"], e["url"], e["host"], e["path"]) == (method, url, "example.com", target)
+
+
+# ----------------------------------------------------------------------------- C vs routine
+
+
+@pytest.mark.parametrize("args, reverse, flag, by", [
+    ([], False, 32, {"proxy"}),                                  # plain forward: routine only
+    (["--via"], False, 1, {"proxy", "--via"}),                   # a user's option: C
+    (["--modify-headers", "/~q/X-Rule/1"], False, 1, {"proxy", "--modify-headers #1"}),  # a rule
+    ([], True, 0, set()),                                        # reverse, untouched
+    (["--reverse-host"], True, 1, {"--reverse-host"}),           # an option changed Host
+], ids=["forward", "via", "rule", "reverse", "reverse-host"])
+def test_c_means_a_rule_an_option_or_a_repair_not_the_routine_rewrites(shunt, origin, tmp_path,
+                                                                        args, reverse, flag, by):
+    path = tmp_path / "c.db"
+    mode = ["--reverse", origin.url] if reverse else []
+    px = shunt("--capture", str(path), *mode, *args)
+    req = (b"GET /x HTTP/1.1\r\nHost: h.example\r\n\r\n" if reverse
+           else get(origin.host, "/x", extra=b"Proxy-Connection: keep-alive\r\n"))
+    with px.client() as c:
+        assert c.exchange(req).status == 200
+    stop(px)
+    with db(path) as c:
+        e = c.execute("SELECT flags FROM exchanges").fetchone()
+        bys = {r[0] for r in c.execute("SELECT by FROM changes")}
+    assert e["flags"] & (1 | 32) == flag, e["flags"]
+    assert bys == by
+
+
+def test_proxy_support_is_the_option_s_change(shunt, origin, tmp_path):
+    path = tmp_path / "c.db"
+    origin.handler = reply_with(response(b"401 Unauthorized", [b"WWW-Authenticate: NTLM"]))
+    px = shunt("--capture", str(path))  # --proxy-support is on by default
+    with px.client() as c:
+        assert c.exchange(get(origin.host, "/")).status == 401
+    stop(px)
+    with db(path) as c:
+        e = c.execute("SELECT flags FROM exchanges").fetchone()
+        changes = [tuple(r) for r in c.execute("SELECT what, by FROM changes WHERE in_request = 0")]
+    assert changes == [("add Proxy-Support: Session-Based-Authentication", "--proxy-support")]
+    assert e["flags"] & 1 and not e["flags"] & 32

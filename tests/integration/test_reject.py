@@ -2,6 +2,8 @@
 closed connection, and the origin receives nothing (no bytes, no connection); a response
 that cannot be framed safely gets 502. Cases are data: the bytes sent, with $H standing
 for the origin's host:port."""
+import sqlite3
+
 import pytest
 
 import peers
@@ -247,3 +249,57 @@ MORE_TE_CASES = {
 def test_ambiguous_request_gets_400_and_origin_receives_nothing(shunt, origin, case):
     px = shunt()
     _assert_rejected(px, origin, _fill(case, origin))
+
+
+# ------------------------------------------------------------------ the capture
+
+
+def _capture_rows(path, sql):
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    c.row_factory = sqlite3.Row
+    try:
+        return c.execute(sql).fetchall()
+    finally:
+        c.close()
+
+
+def test_a_rejected_request_is_recorded_with_the_400_the_client_got(shunt, origin, tmp_path):
+    """What the client received when shunt answered itself is in the capture: no head from
+    a server (resp_head NULL), the head and body as sent, flag 64; the error says why, with
+    the reason and the offset, and is the body's text."""
+    cap = tmp_path / "c.db"
+    px = shunt("--capture", cap)
+    bad = _fill(REJECTED_REQUESTS["space_before_colon"], origin)
+    with px.client() as c:
+        c.send(bad)
+        resp = c.response()
+        assert resp.status == 400
+        c.wait_eof()
+    assert px.stop() == []
+    (e,) = _capture_rows(cap, "SELECT * FROM exchanges")
+    bodies = _capture_rows(cap, "SELECT * FROM bodies")
+    assert e["resp_head"] is None and e["upstream_id"] is None and e["status"] == 400
+    assert bytes(e["resp_head_sent"]) == resp.raw[: len(resp.raw) - len(resp.body)]
+    assert [(b["direction"], bytes(b["data"])) for b in bodies] == [(1, resp.body)]
+    assert e["flags"] & 64 and e["flags"] & 2 and not e["flags"] & (1 | 16 | 32)
+    assert resp.body == b"shunt: " + e["error"].encode() + b"\n"
+    assert "at byte" in e["error"] and bytes(e["req_head"]) == bad
+    assert e["resp_body_size"] == len(resp.body) and e["resp_bytes"] == len(resp.raw)
+
+
+def test_a_refusal_naming_a_long_target_is_stored_whole(shunt, tmp_path):
+    """The 400 for a target with user info names the target: all of it, in the body and in
+    the error (they were cut at 200 bytes), and the URL is whole."""
+    cap = tmp_path / "c.db"
+    px = shunt("--capture", cap)
+    target = b"http://user@127.0.0.1:1/" + b"p" * 3000
+    with px.client() as c:
+        c.send(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+        resp = c.response()
+        assert resp.status == 400
+    assert target in resp.body
+    assert px.stop() == []
+    (e,) = _capture_rows(cap, "SELECT url, error FROM exchanges")
+    assert e["url"] == target.decode()
+    assert target.decode() in e["error"] and len(e["error"]) > 3000
+    assert resp.body == b"shunt: " + e["error"].encode() + b"\n"

@@ -173,9 +173,71 @@ def test_the_raced_exchange_is_recorded_when_the_server_closes(shunt, origin, tm
         rows = []
         while time.monotonic() < deadline:  # the store writes in batches: poll
             with sqlite3.connect(f"file:{cap}?mode=ro", uri=True) as db:
-                rows = db.execute("SELECT path, error FROM exchanges WHERE path = '/b'").fetchall()
+                rows = db.execute("SELECT path, error FROM exchanges WHERE path = '/b'"
+                                  " AND NOT flags & 16").fetchall()  # ended, not pending
             if rows:
                 break
             time.sleep(0.05)
         assert rows == [("/b", "server closed the reused connection without responding")]
     assert px.stop() == []
+
+
+# ------------------------------------------------------------------ the capture
+
+
+def _rows(path, sql):
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    c.row_factory = sqlite3.Row
+    try:
+        return c.execute(sql).fetchall()
+    finally:
+        c.close()
+
+
+def _assert_recorded_as_received(path, resp):
+    """The exchange's row holds the answer the client received from shunt: no server head,
+    the head and body as sent, flag 64 (and 2), no upstream; the error is the body's text."""
+    (e,) = _rows(path, "SELECT * FROM exchanges")
+    bodies = _rows(path, "SELECT direction, data FROM bodies")
+    assert e["status"] == resp.status and e["resp_head"] is None and e["upstream_id"] is None
+    assert bytes(e["resp_head_sent"]) + resp.body == resp.raw
+    assert [(b["direction"], bytes(b["data"])) for b in bodies] == [(1, resp.body)]
+    assert e["flags"] & 64 and e["flags"] & 2 and not e["flags"] & 16
+    assert resp.body == b"shunt: " + e["error"].encode() + b"\n"  # whole
+    return e
+
+
+def test_a_refused_upstream_is_recorded_with_the_502_the_client_got(shunt, tmp_path):
+    cap = tmp_path / "c.db"
+    px = shunt("--capture", cap)
+    resp, _ = _error_response(px, f"127.0.0.1:{peers.free_port()}")
+    assert resp.status == 502
+    assert px.stop() == []
+    e = _assert_recorded_as_received(cap, resp)
+    assert "refused" in e["error"]
+
+
+def test_a_connect_timeout_is_recorded_with_the_504_the_client_got(shunt, tmp_path):
+    cap = tmp_path / "c.db"
+    hole = peers.BlackHole()
+    try:
+        px = shunt("--capture", cap, "--connect-timeout", "1")
+        resp, _ = _error_response(px, hole.host)
+        assert resp.status == 504
+        assert px.stop() == []
+    finally:
+        hole.close()
+    e = _assert_recorded_as_received(cap, resp)
+    assert "timed out" in e["error"]
+
+
+def test_an_unreadable_response_is_recorded_with_the_502_the_client_got(shunt, origin, tmp_path):
+    """The server's bytes never reached the client: the capture says what did."""
+    origin.handler = peers.reply_with(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+    cap = tmp_path / "c.db"
+    px = shunt("--capture", cap)
+    resp, _ = _error_response(px, origin.host)
+    assert resp.status == 502
+    assert px.stop() == []
+    e = _assert_recorded_as_received(cap, resp)
+    assert "cannot be parsed" in e["error"]
