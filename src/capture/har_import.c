@@ -550,7 +550,7 @@ static int check_pairs(struct importer *im, json_t *obj, const char *where, size
 /* The name the import gives the HTTP version <v> (<len> bytes, as a producer spelled it):
  * one spelling per version, "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3", whatever the
  * producer wrote (Chrome "http/1.1", "h2", "http/2.0", "h3"; Firefox "HTTP/2"; others
- * "HTTP/2.0", "h2c", "h3-29"). NULL for anything else, which is kept as written. */
+ * "HTTP/2.0", "h2c", drafts "h2-14", "h3-29"). NULL for anything else, kept as written. */
 static const char *version_name(const char *v, size_t len)
 {
     char low[16];
@@ -563,8 +563,8 @@ static const char *version_name(const char *v, size_t len)
         return "HTTP/1.0";
     if (strcmp(low, "http/1.1") == 0)
         return "HTTP/1.1";
-    if (strcmp(low, "h2") == 0 || strcmp(low, "h2c") == 0 || strcmp(low, "http/2") == 0 ||
-        strcmp(low, "http/2.0") == 0)
+    if (strcmp(low, "h2") == 0 || strcmp(low, "h2c") == 0 || strncmp(low, "h2-", 3) == 0 ||
+        strcmp(low, "http/2") == 0 || strcmp(low, "http/2.0") == 0)
         return "HTTP/2";
     if (strcmp(low, "h3") == 0 || strncmp(low, "h3-", 3) == 0 || strcmp(low, "http/3") == 0 ||
         strcmp(low, "http/3.0") == 0)
