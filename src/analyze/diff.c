@@ -594,8 +594,42 @@ static const struct val *most_common(const struct fld *f, int side)
     return best;
 }
 
+/* The square root of <x> >= 0 by Newton's iteration: shunt links without libm. */
+static double root(double x)
+{
+    if (x <= 0)
+        return 0;
+    double r = x > 1 ? x : 1; /* above the root: the iteration comes down to it */
+    for (int i = 0; i < 64; i++) {
+        double next = 0.5 * (r + x / r);
+        if (next >= r)
+            break;
+        r = next;
+    }
+    return r;
+}
+
+/* The ends of the Wilson score interval of the share <x> of <n> (E. B. Wilson, 1927), <z>
+ * standard errors wide: unlike x/n +- z*se it stays within 0..1 and does not shrink to a
+ * point when x is 0 or n: one response of one is a share of 1 known very loosely. */
+static void wilson(size_t x, size_t n, double z, double *lo, double *hi)
+{
+    if (n == 0) {
+        *lo = 0, *hi = 1;
+        return;
+    }
+    double p = (double)x / (double)n, nn = (double)n, z2 = z * z;
+    double mid = p + z2 / (2 * nn), half = z * root(p * (1 - p) / nn + z2 / (4 * nn * nn));
+    *lo = (mid - half) / (1 + z2 / nn);
+    *hi = (mid + half) / (1 + z2 / nn);
+    if (*lo < 0)
+        *lo = 0;
+    if (*hi > 1)
+        *hi = 1;
+}
+
 /* Scores <h> by how its feature (with <closed_with> and <kept_with> messages) goes with the
- * closes of <c>. */
+ * closes of <c>: the score itself, the closes it explains, and the bound it is ranked by. */
 static void set_score(struct shunt_diff_header *h, const struct ctx *c, size_t closed_with,
                       size_t kept_with)
 {
@@ -606,6 +640,19 @@ static void set_score(struct shunt_diff_header *h, const struct ctx *c, size_t c
     h->kept_with = kept_with;
     h->score = fabs(j);
     h->with_closes = j > SCORE_EPS;
+    /* Say it the way round that goes with the closes: the feature, or its opposite. */
+    int flip = !h->with_closes && h->score > SCORE_EPS;
+    size_t cw = flip ? h->closed - closed_with : closed_with;
+    size_t kw = flip ? h->kept - kept_with : kept_with;
+    h->explains = h->score > SCORE_EPS ? cw : 0;
+    double lo, hi, klo, khi;
+    wilson(cw, h->closed, SHUNT_DIFF_Z, &lo, &hi);
+    wilson(kw, h->kept, SHUNT_DIFF_Z, &klo, &khi);
+    h->bound = h->score > SCORE_EPS && lo > khi ? lo - khi : 0;
+    /* Ranked: enough closes and kept responses to score anything, and a score that rests on
+     * enough of the closes (a score of 0 explains none: it is ranked, last). */
+    h->ranked = h->closed >= SHUNT_DIFF_MIN_EVIDENCE && h->kept >= SHUNT_DIFF_MIN_EVIDENCE &&
+                (h->explains >= SHUNT_DIFF_MIN_EVIDENCE || h->score <= SCORE_EPS);
 }
 
 /* Adds to <d> the differences of field <f>: its presence, then its values. Returns 0 or
@@ -678,11 +725,17 @@ static int field_diffs(struct shunt_diff *d, struct ctx *c, const struct fld *f)
     return 0;
 }
 
-/* Ranking: score; then a missing field before a different value, the response before the
- * request, the fields that steer connections, the larger change in rate, the name. */
+/* Ranking: the differences that rest on enough exchanges first, by the bound that takes
+ * their number into account, then the score; the others after them, by score. Then a missing
+ * field before a different value, the response before the request, the fields that steer
+ * connections, the larger change in rate, the name. */
 static int header_cmp(const void *x, const void *y)
 {
     const struct shunt_diff_header *a = x, *b = y;
+    if (a->ranked != b->ranked)
+        return a->ranked ? -1 : 1;
+    if (a->ranked && fabs(a->bound - b->bound) > SCORE_EPS)
+        return a->bound > b->bound ? -1 : 1;
     if (fabs(a->score - b->score) > SCORE_EPS)
         return a->score > b->score ? -1 : 1;
     if (a->change != b->change)
@@ -905,6 +958,10 @@ int shunt_diff_run(const struct shunt_model *a, const struct shunt_model *b,
     }
     if (out->n_h > 1) /* qsort's base must not be NULL, even for nothing */
         qsort(out->h, out->n_h, sizeof(*out->h), header_cmp);
+    out->n_closed = c.n_closed;
+    out->n_kept = c.n_kept;
+    out->too_small = c.n_closed > 0 && (c.n_closed < SHUNT_DIFF_MIN_EVIDENCE ||
+                                        c.n_kept < SHUNT_DIFF_MIN_EVIDENCE);
     rc = 0;
 done:
     free(by);
@@ -1060,15 +1117,23 @@ static void print_conns(FILE *f, const struct shunt_diff *d)
         fputs("  => it differs (requests per connection, server closes or handshakes).\n", f);
 }
 
-/* One ranked difference, in three lines (four when the counts are long), each at most
- * <width> columns: the name and the values are cut to fit. */
+/* One difference, in three lines (four when the counts are long), each at most <width>
+ * columns: the name and the values are cut to fit. <rank> 0: listed, not ranked. */
 static void print_header(FILE *f, size_t rank, const struct shunt_diff_header *h, int width)
 {
-    char x[16], y[16], head[64], tail[32], v[CELL_LEN], w[CELL_LEN];
+    char x[16], y[16], head[64], tail[64], v[CELL_LEN], w[CELL_LEN];
     size_t wd = width > 40 ? (size_t)width : 40;
-    snprintf(head, sizeof(head), "%2zu. %s header ", rank, part_name(h->part));
-    snprintf(tail, sizeof(tail), "%s  (%.2f)", h->change == SHUNT_DIFF_VALUE ? " value" : "",
-             h->score);
+    if (rank > 0)
+        snprintf(head, sizeof(head), "%2zu. %s header ", rank, part_name(h->part));
+    else
+        snprintf(head, sizeof(head), "  - %s header ", part_name(h->part));
+    /* the score, and the exchanges it rests on (none without an early close) */
+    if (h->closed == 0)
+        snprintf(tail, sizeof(tail), "%s  (%.2f)", h->change == SHUNT_DIFF_VALUE ? " value" : "",
+                 h->score);
+    else
+        snprintf(tail, sizeof(tail), "%s  (%.2f over %zu exchanges)",
+                 h->change == SHUNT_DIFF_VALUE ? " value" : "", h->score, h->closed + h->kept);
     size_t room = wd > strlen(head) + strlen(tail) + 8 ? wd - strlen(head) - strlen(tail) : 8;
     fit(v, h->name, room);
     fprintf(f, "%s%s%s\n", head, v, tail);
@@ -1126,14 +1191,39 @@ void shunt_diff_print(FILE *f, const struct shunt_diff *d, const struct shunt_di
     fprintf(f, "aligned by method, %s (ids folded): %zu in common\n",
             d->by_origin ? "origin, path and query" : "path and query", d->n_keys_shared);
     print_conns(f, d);
-    if (d->n_h > 0) {
+    if (d->too_small)
+        fprintf(f,
+                "\ntoo few exchanges to separate anything: %zu %s and %zu comparable\n"
+                "%s kept; a ranking needs at least %d of each.\n",
+                d->n_closed, plural(d->n_closed, "early close", "early closes"), d->n_kept,
+                plural(d->n_kept, "response", "responses"), SHUNT_DIFF_MIN_EVIDENCE);
+    size_t n_ranked = 0;
+    for (size_t i = 0; i < d->n_h; i++)
+        n_ranked += (size_t)d->h[i].ranked;
+    if (d->n_h > 0 && (d->n_closed == 0 || n_ranked > 0)) {
         fputs("\ndifferences in headers, ranked by how well each tells the responses after\n"
               "which the client closed early from those after which it kept the connection:\n",
               f);
-        for (size_t i = 0; i < d->n_h && i < PRINT_MAX_DIFFS; i++)
+        /* Without an early close nothing is ranked on evidence: all are listed in order. */
+        size_t n = d->n_closed == 0 ? d->n_h : n_ranked;
+        for (size_t i = 0; i < n && i < PRINT_MAX_DIFFS; i++)
             print_header(f, i + 1, &d->h[i], width);
-        if (d->n_h > PRINT_MAX_DIFFS)
-            fprintf(f, "... and %zu more (--json lists them all)\n", d->n_h - PRINT_MAX_DIFFS);
+        if (n > PRINT_MAX_DIFFS)
+            fprintf(f, "... and %zu more (--json lists them all)\n", n - PRINT_MAX_DIFFS);
+    }
+    if (d->n_closed > 0 && n_ranked < d->n_h) {
+        if (d->too_small)
+            fputs("\ndifferences in headers, not ranked (too few exchanges):\n", f);
+        else
+            fprintf(f,
+                    "\n%s in headers, not ranked: each goes with fewer than %d of the\n"
+                    "early closes, too few to tell it from chance:\n",
+                    n_ranked ? "other differences" : "differences", SHUNT_DIFF_MIN_EVIDENCE);
+        for (size_t i = n_ranked; i < d->n_h && i - n_ranked < PRINT_MAX_DIFFS; i++)
+            print_header(f, 0, &d->h[i], width);
+        if (d->n_h - n_ranked > PRINT_MAX_DIFFS)
+            fprintf(f, "... and %zu more (--json lists them all)\n",
+                    d->n_h - n_ranked - PRINT_MAX_DIFFS);
     }
     size_t n_st = 0;
     for (size_t i = 0; i < d->n_st; i++)
@@ -1223,13 +1313,14 @@ static json_t *side_json(const struct shunt_diff_side *s)
                      s->hs_per_req);
 }
 
-/* One ranked difference as JSON; NULL when out of memory. */
+/* One difference as JSON (<rank> 0: not ranked, null); NULL when out of memory. */
 static json_t *header_json(size_t rank, const struct shunt_diff_header *h)
 {
     int val = h->change == SHUNT_DIFF_VALUE;
-    return json_pack("{s:I, s:s, s:o, s:s, s:o, s:{s:f, s:o}, s:{s:f, s:o}, s:f, s:s, "
-                     "s:{s:I, s:I}, s:{s:I, s:I}}",
-                     "rank", (json_int_t)rank, "part", part_name(h->part), "name", jstr(h->name),
+    return json_pack("{s:o, s:s, s:o, s:s, s:o, s:{s:f, s:o}, s:{s:f, s:o}, s:f, s:s, "
+                     "s:{s:I, s:I}, s:{s:I, s:I}, s:I, s:I, s:f, s:b}",
+                     "rank", rank ? json_integer((json_int_t)rank) : json_null(), "part",
+                     part_name(h->part), "name", jstr(h->name),
                      "change", val ? "value" : "presence", "value", jstr(h->value), "a", "rate",
                      h->rate_a, "common", jstr(h->common_a), "b", "rate", h->rate_b, "common",
                      jstr(h->common_b), "score", h->score, "goes_with_closes",
@@ -1237,7 +1328,9 @@ static json_t *header_json(size_t rank, const struct shunt_diff_header *h)
                      : h->with_closes      ? (val ? "value" : "absence")
                                            : (val ? "other values" : "presence"),
                      "closed", "of", (json_int_t)h->closed, "with", (json_int_t)h->closed_with,
-                     "kept", "of", (json_int_t)h->kept, "with", (json_int_t)h->kept_with);
+                     "kept", "of", (json_int_t)h->kept, "with", (json_int_t)h->kept_with,
+                     "rests_on", (json_int_t)(h->closed + h->kept), "explains",
+                     (json_int_t)h->explains, "bound", h->bound, "ranked", h->ranked);
 }
 
 /* One field's presence and values on both sides as JSON; NULL when out of memory. */
@@ -1283,7 +1376,7 @@ int shunt_diff_print_json(FILE *f, const struct shunt_diff *d, const struct shun
     if (root == NULL || hs == NULL || st == NULL || oa == NULL || ob == NULL || fs == NULL)
         goto oom;
     for (size_t i = 0; i < d->n_h; i++)
-        if (append(hs, header_json(i + 1, &d->h[i])) != 0)
+        if (append(hs, header_json(d->n_closed == 0 || d->h[i].ranked ? i + 1 : 0, &d->h[i])) != 0)
             goto oom;
     for (size_t i = 0; i < d->n_st; i++)
         if (append(st, json_pack("{s:i, s:I, s:I, s:b}", "status", d->st[i].status, "a",
@@ -1317,6 +1410,12 @@ int shunt_diff_print_json(FILE *f, const struct shunt_diff *d, const struct shun
                         json_string(d->by_origin ? "method, origin, path and query"
                                                  : "method, path and query"));
     json_object_set_new(root, "shared_requests", json_integer((json_int_t)d->n_keys_shared));
+    json_t *ev = json_pack("{s:I, s:I, s:I, s:b}", "early_closes", (json_int_t)d->n_closed,
+                           "kept_responses", (json_int_t)d->n_kept, "needed",
+                           (json_int_t)SHUNT_DIFF_MIN_EVIDENCE, "too_small", d->too_small);
+    if (ev == NULL)
+        goto oom;
+    json_object_set_new(root, "evidence", ev);
     json_object_set_new(root, "connections", conns);
     json_object_set_new(root, "differences", hs);
     json_object_set_new(root, "statuses", st);

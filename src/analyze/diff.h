@@ -19,6 +19,13 @@
 #define SHUNT_DIFF_MAX_VALUES 64
 /* Bytes of a folded request target kept in an alignment key. */
 #define SHUNT_DIFF_MAX_KEY 512
+/* A difference is ranked only when its score rests on at least this many early closes and
+ * this many comparable kept responses, and it explains at least this many of the closes;
+ * below, the traces are too small to tell it from chance (docs/diff.md). */
+#define SHUNT_DIFF_MIN_EVIDENCE 3
+/* Standard errors taken off a score for how few exchanges it rests on: the ranking uses the
+ * lower end of a Wilson interval of this width around each share (docs/diff.md). */
+#define SHUNT_DIFF_Z 1.0
 
 /* One side's connection behaviour. Connections without an exchange are left out. */
 struct shunt_diff_side {
@@ -72,6 +79,12 @@ struct shunt_diff_header {
                                closed early (docs/diff.md) */
     int with_closes;        /* 1 when the feature goes with the closes, 0 when its opposite
                                does (or score is 0) */
+    size_t explains;        /* early closes with the feature (or its opposite, whichever goes
+                               with the closes): the evidence for it */
+    double bound;           /* the score less what so few exchanges leave unsure: the sensitivity's
+                               Wilson lower bound less the kept share's upper one (SHUNT_DIFF_Z),
+                               0..1; ranked differences are ordered by it */
+    int ranked;             /* rests on enough exchanges to be ranked (SHUNT_DIFF_MIN_EVIDENCE) */
 };
 
 /* How many exchanges of each side got one final status (0: no response). */
@@ -108,9 +121,14 @@ struct shunt_diff_field {
 struct shunt_diff {
     struct shunt_diff_side a, b;
     int conns_differ;              /* connection behaviour differs (docs/diff.md: thresholds) */
+    size_t n_closed, n_kept;       /* early closes, and comparable kept responses, that every
+                                      score rests on */
+    int too_small;                 /* there are closes, but too few of them or of kept responses
+                                      to rank any difference (SHUNT_DIFF_MIN_EVIDENCE) */
     int by_origin;                 /* keys include host and port (the traces share an origin) */
     size_t n_keys_shared;          /* alignment keys seen on both sides */
-    struct shunt_diff_header *h;   /* ranked, best explanation first */
+    struct shunt_diff_header *h;   /* ranked ones first, best explanation first; then those too
+                                      thinly supported to rank, by score */
     size_t n_h;
     struct shunt_diff_status *st;  /* every status seen, in order */
     size_t n_st;

@@ -43,6 +43,15 @@ struct shunt_har_conn_hint {
                            the entry names none: then timings decide */
     const char *origin; /* NUL-terminated "scheme://host:port" the request went to */
     int multiplexed;    /* 1 for HTTP/2 and HTTP/3: a busy connection may take it */
+    int key_may_repeat; /* 1 when <key> is a number that may name a later connection once this
+                           one closed (a client port), 0 when it names one connection for the
+                           whole file (a socket id, shunt's connection id) */
+    int closes;         /* 1 when the entry's messages end its connection: Connection: close
+                           in either, HTTP/1.0 without keep-alive, a response body delimited
+                           by the close (RFC 9112 9.6, 9.3, 6.3) */
+    int connects;       /* 1 when the timings measured a connect (> 0 ms) for this entry on the
+                           connection <key> names; 0 when they did not, or describe another
+                           connection (Fiddler's are about its own connection to the server) */
     /* out */
     size_t conn;        /* 1, 2, ...: the inferred connection, numbered by first use */
     size_t idx;         /* 1, 2, ...: the entry's place on that connection */
@@ -53,8 +62,10 @@ struct shunt_har_conn_hint {
 /*
  * Infers connections for <n> entries <h>, which must be sorted by start_us (stable).
  * Keyed entries: the first use of a key opens a connection; a later entry with the same key
- * that starts at or after the end of that connection's last entry and opens (opens == 1) is a
- * new connection (a port reused after its connection closed); otherwise it joins it.
+ * joins it unless the key may repeat and that connection provably ended before the entry
+ * started: the entry starts at or after the end of the connection's last entry, and an entry
+ * on it closed it (closes) or this one connected anew on it (connects). Then it is a new
+ * connection (a port given out again).
  * Unkeyed entries: opens != 0 opens a new connection; opens == 0 joins the connection of the
  * latest earlier unkeyed entry to the same origin whose connection is idle at this start
  * (its last entry ended; any, when multiplexed), looking back SHUNT_HAR_LOOKBACK entries,

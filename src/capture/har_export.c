@@ -675,6 +675,13 @@ enum col {
     C_REQ_HEAD, C_REQ_SENT, C_RESP_HEAD, C_RESP_SENT, C_INTERIM, C_REQ_BODY_SIZE,
     C_RESP_BODY_SIZE, C_REQ_BYTES, C_RESP_BYTES, C_BLOCKED, C_DNS, C_CONNECT, C_SEND, C_WAIT,
     C_RECEIVE, C_ERROR, C_FLAGS, C_CLIENT_PORT, C_CLOSER, C_CLOSE_HOW, C_UP_ADDR, C_UP_PORT,
+    C_HOST, C_PATH, C_DURATION,
+    /* the connection row (C_C_ID NULL: the capture has none) */
+    C_C_ID, C_C_ADDR, C_C_LISTEN_ADDR, C_C_LISTEN_PORT, C_C_OPENED, C_C_CLOSED, C_C_BYTES_IN,
+    C_C_BYTES_OUT, C_C_TLS, C_C_TUNNEL, C_C_N, C_C_AUTH,
+    /* the upstream row (C_U_ID NULL: none) */
+    C_U_ID, C_U_HOST, C_U_PORT, C_U_REMOTE_PORT, C_U_OPENED, C_U_CLOSED, C_U_CLOSER,
+    C_U_CLOSE_HOW, C_U_BYTES_IN, C_U_BYTES_OUT,
 };
 
 static const char select_sql[] =
@@ -682,7 +689,12 @@ static const char select_sql[] =
     " e.url, e.http_version, e.status, e.req_head, e.req_head_sent, e.resp_head,"
     " e.resp_head_sent, e.resp_interim, e.req_body_size, e.resp_body_size, e.req_bytes,"
     " e.resp_bytes, e.t_blocked, e.t_dns, e.t_connect, e.t_send, e.t_wait, e.t_receive,"
-    " e.error, e.flags, c.client_port, c.closer, c.close_how, u.addr, u.local_port"
+    " e.error, e.flags, c.client_port, c.closer, c.close_how, u.addr, u.local_port,"
+    " e.host, e.path, e.duration_us,"
+    " c.id, c.client_addr, c.listen_addr, c.listen_port, c.opened_us, c.closed_us, c.bytes_in,"
+    " c.bytes_out, c.tls, c.tunnel, c.n_exchanges, c.auth_scheme,"
+    " u.id, u.host, u.port, u.remote_port, u.opened_us, u.closed_us, u.closer, u.close_how,"
+    " u.bytes_in, u.bytes_out"
     " FROM exchanges e LEFT JOIN connections c ON c.id = e.conn_id"
     " LEFT JOIN upstreams u ON u.id = e.upstream_id WHERE %s ORDER BY e.started_us, e.id";
 
@@ -808,8 +820,13 @@ static json_t *request_json(struct exporter *x, sqlite3_stmt *st, struct blob se
                          : jslice(start_token(line, 0, 0));
     json_t *ver = sqlite3_column_type(st, C_VERSION) != SQLITE_NULL ? jcolumn_text(st, C_VERSION)
                                                                     : jslice(version);
+    /* No URL recorded (a request refused before its target was understood): the target as
+     * the client wrote it, when that is an absolute URL. */
+    json_t *jurl = url != NULL || !(line.base != NULL && memmem(line.base, line.len, "://", 3))
+                       ? jcolumn_text_or_empty(st, C_URL)
+                       : jslice(start_token(line, 1, 0));
     json_t *r = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I}", "method", method, "url",
-                          jcolumn_text_or_empty(st, C_URL), "httpVersion", ver, "cookies",
+                          jurl, "httpVersion", ver, "cookies",
                           request_cookies(sent), "headers", headers_json(sent), "queryString",
                           query_string(url),
                           "headersSize", sent.p ? (json_int_t)sent.len : (json_int_t)-1,
@@ -835,15 +852,28 @@ fail:
     return NULL;
 }
 
+/* response.comment of an exchange still pending when the capture was exported. */
+#define PENDING_COMMENT "pending: no response yet (the request was in flight when recorded)"
+
 /* The response object from the head as sent to the client; status 0 and empty fields when
  * no response was sent (Chrome's way of writing a failed request). */
 static json_t *response_json(struct exporter *x, sqlite3_stmt *st, struct blob sent)
 {
-    if (sent.p == NULL && sqlite3_column_type(st, C_STATUS) == SQLITE_NULL)
-        return json_pack("{s:i,s:s,s:s,s:[],s:[],s:{s:i,s:s},s:s,s:i,s:i}", "status", 0,
-                         "statusText", "", "httpVersion", "", "cookies", "headers", "content",
-                         "size", 0, "mimeType", "x-unknown", "redirectURL", "", "headersSize",
-                         -1, "bodySize", -1);
+    if (sent.p == NULL && sqlite3_column_type(st, C_STATUS) == SQLITE_NULL) {
+        /* As Chrome and mitmproxy write a request without a response: `_error` says why, null
+         * when nothing failed: the exchange was still pending (flag 16) when exported. */
+        json_t *r = json_pack("{s:i,s:s,s:s,s:[],s:[],s:{s:i,s:s},s:s,s:i,s:i,s:o}", "status", 0,
+                              "statusText", "", "httpVersion", "", "cookies", "headers",
+                              "content", "size", 0, "mimeType", "x-unknown", "redirectURL", "",
+                              "headersSize", -1, "bodySize", -1, "_error",
+                              jcolumn_text(st, C_ERROR));
+        if (r != NULL && (col64(st, C_FLAGS) & 16) &&
+            json_object_set_new(r, "comment", json_string(PENDING_COMMENT)) != 0) {
+            json_decref(r);
+            return NULL;
+        }
+        return r;
+    }
     struct shunt_slice line = {0};
     size_t pos;
     if (sent.p != NULL)
@@ -878,6 +908,55 @@ static json_t *response_json(struct exporter *x, sqlite3_stmt *st, struct blob s
 fail:
     json_decref(r);
     return NULL;
+}
+
+/* The exchange row's own values, exactly: the HAR's fields derive from them (a time in
+ * milliseconds, a status 0 for none, a URL rebuilt when the capture has none), and the import
+ * of a shunt HAR reads these instead, so that the round trip gives the same rows. */
+static json_t *exchange_row_json(sqlite3_stmt *st)
+{
+    return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "method",
+                     jcolumn_text(st, C_METHOD), "url", jcolumn_text(st, C_URL), "host",
+                     jcolumn_text(st, C_HOST), "path", jcolumn_text(st, C_PATH), "http_version",
+                     jcolumn_text(st, C_VERSION), "status", jcolumn_int(st, C_STATUS),
+                     "started_us", (json_int_t)col64(st, C_STARTED), "duration_us",
+                     (json_int_t)col64(st, C_DURATION), "req_body_size",
+                     (json_int_t)col64(st, C_REQ_BODY_SIZE), "resp_body_size",
+                     (json_int_t)col64(st, C_RESP_BODY_SIZE), "req_bytes",
+                     (json_int_t)col64(st, C_REQ_BYTES), "resp_bytes",
+                     (json_int_t)col64(st, C_RESP_BYTES));
+}
+
+/* The client connection's row, or null when the capture has none (events dropped). */
+static json_t *connection_row_json(sqlite3_stmt *st)
+{
+    if (sqlite3_column_type(st, C_C_ID) == SQLITE_NULL)
+        return json_null();
+    return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:o}", "client_addr",
+                     jcolumn_text(st, C_C_ADDR), "client_port", jcolumn_int(st, C_CLIENT_PORT),
+                     "listen_addr", jcolumn_text(st, C_C_LISTEN_ADDR), "listen_port",
+                     jcolumn_int(st, C_C_LISTEN_PORT), "opened_us", jcolumn_int(st, C_C_OPENED),
+                     "closed_us", jcolumn_int(st, C_C_CLOSED), "closer", jcolumn_text(st, C_CLOSER),
+                     "close_how", jcolumn_text(st, C_CLOSE_HOW), "bytes_in",
+                     jcolumn_int(st, C_C_BYTES_IN), "bytes_out", jcolumn_int(st, C_C_BYTES_OUT),
+                     "tls", (json_int_t)col64(st, C_C_TLS), "tunnel",
+                     (json_int_t)col64(st, C_C_TUNNEL), "n_exchanges", (json_int_t)col64(st, C_C_N),
+                     "auth_scheme", jcolumn_text(st, C_C_AUTH));
+}
+
+/* The upstream connection's row, or null when there is none (or the capture lacks it). */
+static json_t *upstream_row_json(sqlite3_stmt *st)
+{
+    if (sqlite3_column_type(st, C_U_ID) == SQLITE_NULL)
+        return json_null();
+    return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "host",
+                     jcolumn_text(st, C_U_HOST), "port", jcolumn_int(st, C_U_PORT), "addr",
+                     jcolumn_text(st, C_UP_ADDR), "remote_port", jcolumn_int(st, C_U_REMOTE_PORT),
+                     "local_port", jcolumn_int(st, C_UP_PORT), "opened_us",
+                     jcolumn_int(st, C_U_OPENED), "closed_us", jcolumn_int(st, C_U_CLOSED),
+                     "closer", jcolumn_text(st, C_U_CLOSER), "close_how",
+                     jcolumn_text(st, C_U_CLOSE_HOW), "bytes_in", jcolumn_int(st, C_U_BYTES_IN),
+                     "bytes_out", jcolumn_int(st, C_U_BYTES_OUT));
 }
 
 static json_t *shunt_json(struct exporter *x, sqlite3_stmt *st)
@@ -915,7 +994,10 @@ static json_t *shunt_json(struct exporter *x, sqlite3_stmt *st)
             goto fail;
     }
     if (json_object_set_new(s, "error", jcolumn_text(st, C_ERROR)) != 0 ||
-        json_object_set_new(s, "flags", json_integer(col64(st, C_FLAGS))) != 0)
+        json_object_set_new(s, "flags", json_integer(col64(st, C_FLAGS))) != 0 ||
+        json_object_set_new(s, "exchange", exchange_row_json(st)) != 0 ||
+        json_object_set_new(s, "connection", connection_row_json(st)) != 0 ||
+        json_object_set_new(s, "upstream", upstream_row_json(st)) != 0)
         goto fail;
     return s;
 fail:

@@ -186,6 +186,7 @@ static size_t smap_slot(const struct smap *m, const char *key)
 struct conn_state {
     int64_t last_end; /* end of the latest-ending entry on it */
     size_t n;         /* entries so far */
+    int closed;       /* an entry on it ended it (hint.closes) */
 };
 
 long shunt_har_infer_connections(struct shunt_har_conn_hint *h, size_t n)
@@ -203,8 +204,11 @@ long shunt_har_infer_connections(struct shunt_har_conn_hint *h, size_t n)
             size_t s = smap_slot(&keys, h[i].key);
             if (keys.keys[s] != NULL) {
                 c = keys.vals[s];
-                /* The key names a connection that had ended: a port reused. */
-                if (h[i].opens == 1 && h[i].start_us >= conns[c].last_end)
+                /* The key names a connection that provably ended before this entry began:
+                 * a port given out again. Without that proof the key decides: a client that
+                 * keeps its connection shows the same port on every request. */
+                if (h[i].key_may_repeat && h[i].start_us >= conns[c].last_end &&
+                    (conns[c].closed || h[i].connects))
                     c = NONE;
             }
             if (c == NONE) {
@@ -232,6 +236,7 @@ long shunt_har_infer_connections(struct shunt_har_conn_hint *h, size_t n)
         h[i].reused = h[i].idx > 1 || h[i].opens == 0;
         if (conns[c].n == 1 || h[i].end_us > conns[c].last_end)
             conns[c].last_end = h[i].end_us;
+        conns[c].closed |= h[i].closes;
     }
     rc = (long)n_conns;
 done:
@@ -373,6 +378,8 @@ struct ent {
     const char *authority; /* into url: host[:port], for CONNECT's target */
     size_t authority_len;
     int multiplexed;  /* httpVersion says HTTP/2 or HTTP/3 */
+    int closes;       /* its messages end the connection (entry_closes()) */
+    int connect;      /* a CONNECT: its URL may be the authority alone (host:port) */
 };
 
 /* The string value of <key> in <obj>: 1 with *<s>/<len>, 0 when absent or null, -1 when of
@@ -441,22 +448,24 @@ static char *dup_n(const char *s, size_t n)
 }
 
 /* Splits e->url into origin, host, port, path. A URL without "//" (data:, about:) keeps its
- * scheme as its origin and has no host. */
+ * scheme as its origin and has no host, but a CONNECT's, which is its target in authority
+ * form ("host:port", RFC 9112 3.2.3: mitmproxy and shunt write it so): then the path is that
+ * target, as shunt records it. */
 static int parse_url(struct ent *e)
 {
     const char *u = e->url;
     const char *sep = strstr(u, "://");
-    size_t slen = sep ? (size_t)(sep - u) : strcspn(u, ":");
+    size_t slen = sep ? (size_t)(sep - u) : e->connect ? 0 : strcspn(u, ":");
     char scheme[16] = "";
     if (slen < sizeof(scheme))
         for (size_t i = 0; i < slen; i++)
             scheme[i] = (char)(u[i] >= 'A' && u[i] <= 'Z' ? u[i] + 32 : u[i]);
     e->tls = strcmp(scheme, "https") == 0 || strcmp(scheme, "wss") == 0;
-    if (sep == NULL) {
+    if (sep == NULL && !(e->connect && u[0] != '\0')) {
         e->origin = dup_n(u, slen);
         return e->origin ? 0 : -1;
     }
-    const char *a = sep + 3;
+    const char *a = sep ? sep + 3 : u;
     size_t alen = strcspn(a, "/?#");
     const char *at = memchr(a, '@', alen); /* userinfo is not part of the origin */
     if (at != NULL) {
@@ -501,6 +510,10 @@ static int parse_url(struct ent *e)
     size_t plen = strcspn(path, "#");
     e->path = path;
     e->path_len = plen;
+    if (e->connect) { /* the target is the authority */
+        e->path = e->authority;
+        e->path_len = e->authority_len;
+    }
     size_t olen = slen + strlen(e->host) + 32;
     e->origin = malloc(olen);
     if (e->origin == NULL)
@@ -534,6 +547,121 @@ static int check_pairs(struct importer *im, json_t *obj, const char *where, size
     return 0;
 }
 
+/* The name the import gives the HTTP version <v> (<len> bytes, as a producer spelled it):
+ * one spelling per version, "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3", whatever the
+ * producer wrote (Chrome "http/1.1", "h2", "http/2.0", "h3"; Firefox "HTTP/2"; others
+ * "HTTP/2.0", "h2c", drafts "h2-14", "h3-29"). NULL for anything else, kept as written. */
+static const char *version_name(const char *v, size_t len)
+{
+    char low[16];
+    if (v == NULL || len == 0 || len >= sizeof(low))
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        low[i] = (char)(v[i] >= 'A' && v[i] <= 'Z' ? v[i] + 32 : v[i]);
+    low[len] = '\0';
+    if (strcmp(low, "http/1.0") == 0)
+        return "HTTP/1.0";
+    if (strcmp(low, "http/1.1") == 0)
+        return "HTTP/1.1";
+    if (strcmp(low, "h2") == 0 || strcmp(low, "h2c") == 0 || strncmp(low, "h2-", 3) == 0 ||
+        strcmp(low, "http/2") == 0 || strcmp(low, "http/2.0") == 0)
+        return "HTTP/2";
+    if (strcmp(low, "h3") == 0 || strncmp(low, "h3-", 3) == 0 || strcmp(low, "http/3") == 0 ||
+        strcmp(low, "http/3.0") == 0)
+        return "HTTP/3";
+    return NULL;
+}
+
+/* 1 when the version <v> multiplexes requests on a connection: HTTP/2, HTTP/3, and the SPDY
+ * and QUIC names older Chrome wrote ("spdy/3.1", "quic/1+spdy/3", "http/2+quic/43"). */
+static int version_multiplexes(const char *v, size_t len)
+{
+    const char *n = version_name(v, len);
+    if (n != NULL)
+        return strcmp(n, "HTTP/2") == 0 || strcmp(n, "HTTP/3") == 0;
+    char low[64];
+    if (v == NULL || len >= sizeof(low))
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        low[i] = (char)(v[i] >= 'A' && v[i] <= 'Z' ? v[i] + 32 : v[i]);
+    low[len] = '\0';
+    return strstr(low, "spdy") != NULL || strstr(low, "quic") != NULL;
+}
+
+/* 1 when a field <name> of the HAR headers <arr> lists <token> among its comma-separated
+ * values (ASCII case ignored), as Connection does (RFC 9110 7.6.1). */
+static int fields_have_token(json_t *arr, const char *name, const char *token)
+{
+    size_t tl = strlen(token);
+    for (size_t k = 0; k < json_array_size(arr); k++) {
+        json_t *h = json_array_get(arr, k);
+        const char *n, *v;
+        size_t nl, vl;
+        if (get_str(h, "name", &n, &nl) != 1 || strcasecmp(n, name) != 0 ||
+            get_str(h, "value", &v, &vl) != 1)
+            continue;
+        for (size_t i = 0; i < vl;) {
+            while (i < vl && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+                i++;
+            size_t st = i;
+            while (i < vl && v[i] != ',')
+                i++;
+            size_t e = i;
+            while (e > st && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+                e--;
+            if (e - st == tl && strncasecmp(v + st, token, tl) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 when the HAR headers <arr> have a field <name>. */
+static int has_field(json_t *arr, const char *name)
+{
+    for (size_t k = 0; k < json_array_size(arr); k++) {
+        const char *n;
+        size_t nl;
+        if (get_str(json_array_get(arr, k), "name", &n, &nl) == 1 && strcasecmp(n, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* 1 when the messages of an entry end its HTTP/1 connection, so that nothing can follow
+ * them on it: Connection: close in the request or the response (RFC 9112 9.6), a request or
+ * response of HTTP/1.0 without keep-alive (9.3), a response whose body is delimited by the
+ * close (6.3: no Content-Length nor Transfer-Encoding where a body may follow). Nothing for
+ * HTTP/2 and HTTP/3 (no such fields) nor without a response (how it ended is not known).
+ * <status> is the response's. */
+static int entry_closes(json_t *req, json_t *resp, int status)
+{
+    const char *m = "", *v = NULL, *rv = NULL;
+    size_t ml = 0, vl = 0, rvl = 0;
+    json_t *rq = json_object_get(req, "headers"), *rs = json_object_get(resp, "headers");
+    (void)get_str(req, "method", &m, &ml);
+    if (get_str(req, "httpVersion", &v, &vl) != 1)
+        v = NULL, vl = 0;
+    if (get_str(resp, "httpVersion", &rv, &rvl) != 1 || rvl == 0)
+        rv = v, rvl = vl;
+    if (version_multiplexes(v, vl) || version_multiplexes(rv, rvl) || status <= 0)
+        return 0;
+    if (fields_have_token(rq, "Connection", "close") || fields_have_token(rs, "Connection", "close"))
+        return 1;
+    const char *qn = version_name(v, vl), *sn = version_name(rv, rvl);
+    if ((qn != NULL && strcmp(qn, "HTTP/1.0") == 0 &&
+         !fields_have_token(rq, "Connection", "keep-alive")) ||
+        (sn != NULL && strcmp(sn, "HTTP/1.0") == 0 &&
+         !fields_have_token(rs, "Connection", "keep-alive")))
+        return 1;
+    /* A body without a length is read until the close; not for a response that has no body
+     * (1xx, 204, 304, to HEAD) nor one that turns the connection into a tunnel. */
+    if (status < 200 || status == 204 || status == 304 || strcasecmp(m, "HEAD") == 0 ||
+        (strcasecmp(m, "CONNECT") == 0 && status < 300))
+        return 0;
+    return !has_field(rs, "Content-Length") && !has_field(rs, "Transfer-Encoding");
+}
+
 /* Reads and checks entry <src> into <e>: what the connection inference and the order need,
  * copied, so that <j> may be freed once this returns. */
 static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
@@ -561,7 +689,17 @@ static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
     if ((r = get_str(req, "method", &s, &l)) != 1 || l == 0)
         return fail(im, "log.entries[%zu].request.method is %s", src,
                     r < 0 ? "not a string" : "missing");
-    if ((r = get_str(req, "url", &s, &l)) != 1 || l == 0 || strlen(s) != l)
+    e->connect = strcasecmp(s, "CONNECT") == 0;
+    /* shunt's own HAR: the exchange row as recorded, which the HAR's fields derive from. */
+    json_t *row = im->producer == SHUNT_HAR_SHUNT
+                      ? json_object_get(json_object_get(j, "_shunt"), "exchange")
+                      : NULL;
+    if (!json_is_object(row))
+        row = NULL;
+    r = get_str(req, "url", &s, &l);
+    /* A request refused before its URL was known has none in a shunt capture. */
+    int no_url = row != NULL && r == 1 && l == 0 && json_is_null(json_object_get(row, "url"));
+    if (!no_url && (r != 1 || l == 0 || strlen(s) != l))
         return fail(im, "log.entries[%zu].request.url is %s", src,
                     r < 0 ? "not a string" : r == 0 ? "missing" : "empty or holds a NUL");
     if ((e->url = dup_n(s, l)) == NULL)
@@ -599,6 +737,15 @@ static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
         for (int k = 0; k < 6; k++)
             e->time_us += e->t[k] > 0 ? e->t[k] : 0;
     }
+    /* shunt's row has the start to the microsecond and its own duration (time is the sum of
+     * the timings, HAR's definition); both in range, as a capture may hold anything. */
+    json_t *su = row ? json_object_get(row, "started_us") : NULL;
+    json_t *du = row ? json_object_get(row, "duration_us") : NULL;
+    if (json_is_integer(su) && json_integer_value(su) / 1000 == e->start_us / 1000)
+        e->start_us = json_integer_value(su);
+    if (json_is_integer(du) && json_integer_value(du) >= 0 &&
+        json_integer_value(du) <= (INT64_C(1) << 53))
+        e->time_us = json_integer_value(du);
     if (check_pairs(im, req, "request", src, "headers") != 0 ||
         check_pairs(im, resp, "response", src, "headers") != 0)
         return SHUNT_EPARSE;
@@ -613,8 +760,8 @@ static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
     if (pd != NULL && get_str(pd, "text", &s, &l) < 0)
         return fail(im, "log.entries[%zu].request.postData.text is not a string", src);
     if (get_str(req, "httpVersion", &s, &l) == 1)
-        e->multiplexed = (l >= 2 && (s[0] == 'h' || s[0] == 'H') && (s[1] == '2' || s[1] == '3')) ||
-                         strncasecmp(s, "HTTP/2", 6) == 0 || strncasecmp(s, "HTTP/3", 6) == 0;
+        e->multiplexed = version_multiplexes(s, l);
+    e->closes = entry_closes(req, resp, (int)json_number_value(st));
     if (get_id(j, "_connectionId", id, sizeof(id)) && (e->cid = dup_n(id, strlen(id))) == NULL)
         return fail(im, "out of memory");
     if (get_id(j, "connection", id, sizeof(id)) &&
@@ -626,14 +773,32 @@ static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
 }
 
 /* 1 when the entry's timings say it opened its connection, 0 reused, -1 unknown. Firefox
- * writes 0, not -1, for a reused connection (see docs/har.md). */
+ * and Fiddler write 0, not -1, for a reused connection (see docs/har.md). */
 static int opens(const struct importer *im, const struct ent *e)
 {
     if (!e->has_connect)
         return -1;
-    if (im->producer == SHUNT_HAR_FIREFOX)
+    if (im->producer == SHUNT_HAR_FIREFOX || im->producer == SHUNT_HAR_FIDDLER)
         return e->connect_ms > 0;
     return e->connect_ms >= 0;
+}
+
+/* 1 when the key of <e> is a number that another connection may carry once this one closed:
+ * a client port (Fiddler's `connection`, and any producer's that we cannot place). Socket
+ * ids (`_connectionId`, old Chrome's `connection`) and shunt's ids name one connection. */
+static int key_may_repeat(const struct importer *im, const struct ent *e)
+{
+    if (e->key == NULL || e->cid != NULL)
+        return 0;
+    return im->producer == SHUNT_HAR_FIDDLER || im->producer == SHUNT_HAR_OTHER;
+}
+
+/* 1 when the timings of <e> measured a connect (> 0 ms; 0 may be no connect at all) on the
+ * connection its key names. Fiddler's timings are about its own connection to the server,
+ * not the client's connection that its key (the client port) names. */
+static int connects(const struct importer *im, const struct ent *e)
+{
+    return im->producer != SHUNT_HAR_FIDDLER && e->has_connect && e->connect_ms > 0;
 }
 
 /* Decides what `connection` means in this file (docs/har.md, "Connections"). */
@@ -1003,7 +1168,10 @@ static json_t *source_entry(const struct source *s, size_t i, json_error_t *je)
 
 /* ---------------------------------------------------------------- writing */
 
-enum stmt { S_CAPTURE, S_CONN, S_UPSTREAM, S_EXCHANGE, S_BODY, S_CHANGE, S_AUTH, S_N };
+enum stmt {
+    S_CAPTURE, S_CONN, S_UPSTREAM, S_EXCHANGE, S_BODY, S_CHANGE, S_AUTH, S_OWN_CONN, S_OWN_UP,
+    S_N
+};
 
 static const char *const stmt_sql[S_N] = {
     "INSERT INTO capture (id, shunt_version, command_line, source, source_detail, started_us,"
@@ -1021,6 +1189,13 @@ static const char *const stmt_sql[S_N] = {
     "INSERT INTO bodies (exchange_id, direction, data, truncated) VALUES (?1, ?2, ?3, ?4)",
     "INSERT INTO changes (exchange_id, in_request, what, by) VALUES (?1, ?2, ?3, ?4)",
     "UPDATE connections SET auth_scheme = ?2 WHERE id = ?1 AND auth_scheme IS NULL",
+    /* shunt's own rows, as recorded (written after the totals, which they already have) */
+    "INSERT OR IGNORE INTO connections (id, client_addr, client_port, listen_addr, listen_port,"
+    " opened_us, closed_us, closer, close_how, bytes_in, bytes_out, tls, tunnel, n_exchanges,"
+    " auth_scheme) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    "INSERT OR IGNORE INTO upstreams (id, conn_id, host, port, addr, remote_port, local_port,"
+    " opened_us, closed_us, closer, close_how, bytes_in, bytes_out) VALUES (?1, ?2, ?3, ?4, ?5,"
+    " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 };
 
 /* Totals filled in once every exchange is written: each connection's and upstream's, from
@@ -1174,6 +1349,12 @@ static int write_exchange(struct importer *im, struct writer *w, const struct en
         ver = NULL;
     if (get_str(resp, "httpVersion", &rver, &rvlen) != 1 || rvlen == 0)
         rver = ver, rvlen = vlen;
+    /* One spelling per version (docs/har.md), in the column and the rebuilt heads alike. */
+    const char *vn = version_name(ver, vlen), *rvn = version_name(rver, rvlen);
+    if (vn != NULL)
+        ver = vn, vlen = strlen(vn);
+    if (rvn != NULL)
+        rver = rvn, rvlen = strlen(rvn);
     if (get_str(resp, "statusText", &stext, &stlen) != 1)
         stext = "", stlen = 0;
 
@@ -1269,8 +1450,11 @@ static int write_exchange(struct importer *im, struct writer *w, const struct en
     if (sh != NULL && json_is_integer(json_object_get(sh, "flags"))) {
         flags = json_integer_value(json_object_get(sh, "flags"));
     } else {
+        /* No response and no error: the request was still in flight when the producer
+         * wrote the file (Chrome and mitmproxy write it so): pending, flag 16. */
         flags = (error ? 2 : 0) | (q_trunc || s_trunc ? 4 : 0) |
-                (strcasecmp(method, "CONNECT") == 0 || status == 101 ? 8 : 0);
+                (strcasecmp(method, "CONNECT") == 0 || status == 101 ? 8 : 0) |
+                (status == 0 && error == NULL ? 16 : 0);
     }
 
     sqlite3_stmt *st = w->st[S_EXCHANGE];
@@ -1312,6 +1496,28 @@ static int write_exchange(struct importer *im, struct writer *w, const struct en
     sqlite3_bind_int64(st, 28, e->time_us);
     bind_text(st, 29, error, elen);
     sqlite3_bind_int64(st, 30, flags);
+    /* shunt's own HAR: the row as recorded, where the HAR's fields had to bend it (a status
+     * 0 for none, a method or URL the capture did not have, sizes HAR counts otherwise). */
+    json_t *row = sh ? json_object_get(sh, "exchange") : NULL;
+    if (json_is_object(row)) {
+        static const struct {
+            const char *key;
+            int col, is_text;
+        } cols[] = {
+            {"method", 7, 1}, {"url", 8, 1}, {"host", 9, 1}, {"path", 10, 1},
+            {"http_version", 11, 1}, {"status", 12, 0}, {"req_body_size", 18, 0},
+            {"resp_body_size", 19, 0}, {"req_bytes", 20, 0}, {"resp_bytes", 21, 0},
+        };
+        for (size_t k = 0; k < sizeof(cols) / sizeof(cols[0]); k++) {
+            json_t *v = json_object_get(row, cols[k].key);
+            if (v == NULL)
+                continue; /* not written: the HAR's value stands */
+            if (cols[k].is_text)
+                bind_json_text(st, cols[k].col, row, cols[k].key);
+            else if (json_is_integer(v) || (json_is_null(v) && cols[k].col == 12))
+                bind_json_int(st, cols[k].col, row, cols[k].key);
+        }
+    }
     int src = SQLITE_CONSTRAINT;
     if (json_is_integer(shid) && json_integer_value(shid) > 0) {
         sqlite3_bind_int64(st, 1, json_integer_value(shid));
@@ -1462,6 +1668,65 @@ static int write_upstream(struct importer *im, struct writer *w, const struct en
     return 0;
 }
 
+/* A row of shunt's own (`_shunt.connection` or `_shunt.upstream`) kept until the totals are
+ * made: the capture's row has totals of its own (bytes of tunnels, of a body the exchange
+ * did not count), which the sums over the exchanges must not replace. */
+struct own_row {
+    int64_t id, conn_id;
+    json_t *row; /* a reference */
+};
+
+/* Binds the integer <key> of <row> to parameter <i>, or <dflt> when it is not an integer (a
+ * NOT NULL column). */
+static void bind_int_or(sqlite3_stmt *st, int i, json_t *row, const char *key, int64_t dflt)
+{
+    json_t *v = json_object_get(row, key);
+    sqlite3_bind_int64(st, i, json_is_integer(v) ? json_integer_value(v) : dflt);
+}
+
+/* Inserts the rows kept in <own> (<n>): connections (<up> 0) or upstreams (1). */
+static int write_own(struct importer *im, struct writer *w, const struct own_row *own, size_t n,
+                     int up)
+{
+    for (size_t k = 0; k < n; k++) {
+        json_t *r = own[k].row;
+        sqlite3_stmt *st = w->st[up ? S_OWN_UP : S_OWN_CONN];
+        sqlite3_bind_int64(st, 1, own[k].id);
+        if (!up) {
+            bind_json_text(st, 2, r, "client_addr");
+            bind_json_int(st, 3, r, "client_port");
+            bind_json_text(st, 4, r, "listen_addr");
+            bind_json_int(st, 5, r, "listen_port");
+            bind_json_int(st, 6, r, "opened_us");
+            bind_json_int(st, 7, r, "closed_us");
+            bind_json_text(st, 8, r, "closer");
+            bind_json_text(st, 9, r, "close_how");
+            bind_json_int(st, 10, r, "bytes_in");
+            bind_json_int(st, 11, r, "bytes_out");
+            bind_int_or(st, 12, r, "tls", 0);
+            bind_int_or(st, 13, r, "tunnel", 0);
+            bind_int_or(st, 14, r, "n_exchanges", 0);
+            bind_json_text(st, 15, r, "auth_scheme");
+        } else {
+            sqlite3_bind_int64(st, 2, own[k].conn_id);
+            bind_json_text(st, 3, r, "host");
+            bind_json_int(st, 4, r, "port");
+            bind_json_text(st, 5, r, "addr");
+            bind_json_int(st, 6, r, "remote_port");
+            bind_json_int(st, 7, r, "local_port");
+            bind_json_int(st, 8, r, "opened_us");
+            bind_json_int(st, 9, r, "closed_us");
+            bind_json_text(st, 10, r, "closer");
+            bind_json_text(st, 11, r, "close_how");
+            bind_json_int(st, 12, r, "bytes_in");
+            bind_json_int(st, 13, r, "bytes_out");
+        }
+        if (run(st) != SQLITE_OK)
+            return fail(im, "cannot write the capture: %s", sqlite3_errmsg(w->db));
+    }
+    return 0;
+}
+
 /* Writes everything (pass 2): each entry of <src> parsed again in turn, in the order of
  * <ents>, sorted; <hints> parallel to them. */
 static int write_all(struct importer *im, struct writer *w, const struct source *src,
@@ -1470,10 +1735,14 @@ static int write_all(struct importer *im, struct writer *w, const struct source 
 {
     int64_t *conn_ids = calloc(n_conns + 1, sizeof(*conn_ids));
     char **ukeys = calloc(n + 1, sizeof(*ukeys));
+    struct own_row *own_c = calloc(n_conns + 1, sizeof(*own_c));
+    struct own_row *own_u = calloc(n + 1, sizeof(*own_u));
+    size_t n_own_c = 0, n_own_u = 0;
     struct smap ups = {0};
     struct ent *e = NULL;
     int rc = SHUNT_ENOMEM;
-    if (conn_ids == NULL || ukeys == NULL || smap_init(&ups, n) != 0) {
+    if (conn_ids == NULL || ukeys == NULL || own_c == NULL || own_u == NULL ||
+        smap_init(&ups, n) != 0) {
         rc = fail(im, "out of memory");
         goto done;
     }
@@ -1491,14 +1760,41 @@ static int write_all(struct importer *im, struct writer *w, const struct source 
             goto done;
         }
         size_t c = hints[i].conn;
-        if (conn_ids[c] == 0 && (rc = write_conn(im, w, e, &conn_ids[c])) != 0)
+        json_t *sh = im->producer == SHUNT_HAR_SHUNT ? json_object_get(e->j, "_shunt") : NULL;
+        json_t *cid = json_object_get(sh, "conn_id"), *crow = json_object_get(sh, "connection");
+        if (conn_ids[c] == 0 && json_is_integer(cid) && json_integer_value(cid) > 0 &&
+            (json_is_object(crow) || json_is_null(crow))) {
+            /* shunt's row as recorded, kept for after the totals; none when the capture had
+             * none (its recorder dropped it): then none is invented. */
+            conn_ids[c] = json_integer_value(cid);
+            if (json_is_object(crow))
+                own_c[n_own_c++] = (struct own_row){conn_ids[c], 0, json_incref(crow)};
+        } else if (conn_ids[c] == 0 && (rc = write_conn(im, w, e, &conn_ids[c])) != 0) {
             goto done;
+        }
         int64_t up = 0;
         if (im->producer == SHUNT_HAR_SHUNT) {
-            json_t *u = json_object_get(json_object_get(e->j, "_shunt"), "upstream_id");
+            json_t *u = json_object_get(sh, "upstream_id"), *urow = json_object_get(sh, "upstream");
             if (json_is_integer(u) && json_integer_value(u) > 0 &&
-                (rc = write_upstream(im, w, e, conn_ids[c], json_integer_value(u), &up)) != 0)
+                (json_is_object(urow) || json_is_null(urow))) {
+                up = json_integer_value(u);
+                ukeys[i] = malloc(32);
+                if (ukeys[i] == NULL) {
+                    rc = fail(im, "out of memory");
+                    goto done;
+                }
+                snprintf(ukeys[i], 32, "%" PRId64, up);
+                size_t s = smap_slot(&ups, ukeys[i]);
+                if (ups.keys[s] == NULL) {
+                    ups.keys[s] = ukeys[i];
+                    if (json_is_object(urow))
+                        own_u[n_own_u++] = (struct own_row){up, conn_ids[c], json_incref(urow)};
+                }
+            } else if (json_is_integer(u) && json_integer_value(u) > 0 &&
+                       (rc = write_upstream(im, w, e, conn_ids[c], json_integer_value(u), &up)) !=
+                           0) {
                 goto done;
+            }
         } else if (e->host != NULL) {
             /* One upstream per origin on a connection, as shunt records it. */
             size_t kl = strlen(e->origin) + 24;
@@ -1525,6 +1821,9 @@ static int write_all(struct importer *im, struct writer *w, const struct source 
         rc = fail(im, "cannot write the capture: %s", sqlite3_errmsg(w->db));
         goto done;
     }
+    if ((rc = write_own(im, w, own_c, n_own_c, 0)) != 0 ||
+        (rc = write_own(im, w, own_u, n_own_u, 1)) != 0)
+        goto done;
     rc = 0;
 done:
     if (e != NULL) {
@@ -1534,6 +1833,12 @@ done:
     smap_dispose(&ups);
     for (size_t i = 0; ukeys != NULL && i < n; i++)
         free(ukeys[i]);
+    for (size_t k = 0; k < n_own_c; k++)
+        json_decref(own_c[k].row);
+    for (size_t k = 0; k < n_own_u; k++)
+        json_decref(own_u[k].row);
+    free(own_c);
+    free(own_u);
     free(ukeys);
     free(conn_ids);
     return rc;
@@ -1655,6 +1960,15 @@ again:
         n = json_array_size(entries);
     }
 
+    /* Who wrote it, early: read_entry() takes shunt's own facts from a shunt HAR. A creator
+     * of the wrong type is refused after pass 1, as before. */
+    {
+        const char *cn = NULL;
+        size_t cl = 0;
+        if (get_str(json_object_get(log, "creator"), "name", &cn, &cl) == 1 && strlen(cn) == cl)
+            im.producer = shunt_har_producer_of(cn);
+    }
+
     /* Pass 1. Every entry is parsed, even past one that read_entry() refuses: a syntax error
      * anywhere comes first, as when the whole document is parsed at once. */
     ents = calloc(n + 1, sizeof(*ents));
@@ -1714,6 +2028,9 @@ again:
         hints[i].key = ents[i].key;
         hints[i].origin = ents[i].origin;
         hints[i].multiplexed = ents[i].multiplexed;
+        hints[i].key_may_repeat = key_may_repeat(&im, &ents[i]);
+        hints[i].closes = ents[i].closes;
+        hints[i].connects = connects(&im, &ents[i]);
         if (hints[i].end_us > last)
             last = hints[i].end_us;
     }

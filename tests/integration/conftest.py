@@ -7,6 +7,7 @@ SHUNT_BIN=build-asan/shunt runs the suite against the sanitizer build.
 import os
 import signal
 import socket
+import subprocess
 
 import pytest
 
@@ -18,6 +19,8 @@ TEST_DEADLINE = 60  # seconds a test may take, fixtures included
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "deadline(seconds): a different time bound for this test")
+    config.addinivalue_line("markers", "no_har_round_trip(reason): the captures this test's "
+                            "proxies write are not checked against their HAR export (say why)")
     socket.setdefaulttimeout(peers.WAIT)
 
 
@@ -156,3 +159,82 @@ def tshark(tmp_path):
     yield start
     for t in caps:
         t.stop()
+
+
+# ----------------------------------------------------------------------------- HAR round trip
+#
+# Every capture a test's proxy writes must say the same thing after `shunt export --har`:
+# `shunt diff CAPTURE EXPORTED.har` finds no difference (docs/har.md, "Round trip"). The
+# check runs after the test, once its proxies stopped, for each capture file a `shunt proxy`
+# of the test created (a file that existed before is not the proxy's). A test whose captures
+# are broken on purpose opts out with @pytest.mark.no_har_round_trip("why").
+
+_round_trip_captures = None  # while a test runs: [(path, peers.Shunt)]
+
+
+def _capture_path(args):
+    """The capture file named by `shunt proxy` arguments <args> (absolute), or None."""
+    for i, a in enumerate(args):
+        if a.startswith("--capture="):
+            return os.path.abspath(a[len("--capture="):])
+        if a == "--capture":
+            # as cmd_proxy.c reads it: the name is optional, shunt.db when an option follows
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            return os.path.abspath(nxt if nxt is not None and not nxt.startswith("-")
+                                   else "shunt.db")
+    return None
+
+
+_shunt_init = peers.Shunt.__init__
+
+
+def _recording_init(self, args, *a, **kw):
+    path = _capture_path([str(x) for x in args])
+    if _round_trip_captures is not None and path is not None and not os.path.exists(path):
+        _round_trip_captures.append((path, self))
+    _shunt_init(self, args, *a, **kw)
+
+
+peers.Shunt.__init__ = _recording_init
+
+
+def _round_trip(path):
+    """Exports the capture <path> to HAR and diffs the two; returns a problem or None."""
+    env = dict(os.environ)
+    env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+    har = path + ".round-trip.har"
+    steps = [["export", path, "--har", har], ["diff", path, har]]
+    for args in steps:
+        p = subprocess.run([peers.SHUNT_BIN] + args, capture_output=True, text=True,
+                           timeout=peers.WAIT, env=env, stdin=subprocess.DEVNULL)
+        if p.returncode != 0 or peers.SANITIZER_RE.search(p.stderr):
+            return (f"HAR round trip of {path}: `shunt {' '.join(args)}` exited "
+                    f"{p.returncode}\n{p.stdout[-6000:]}{p.stderr[-3000:]}")
+    return None
+
+
+@pytest.fixture(autouse=True)
+def har_round_trip(request):
+    """After the test: each capture its proxies wrote diffs clean against its HAR export."""
+    global _round_trip_captures
+    mark = request.node.get_closest_marker("no_har_round_trip")
+    if mark is not None:
+        assert mark.args and mark.args[0], "no_har_round_trip needs a reason"
+    _round_trip_captures = [] if mark is None else None
+    yield
+    captures, _round_trip_captures = _round_trip_captures or [], None
+    problems = []
+    for path, px in captures:
+        if px.proc.poll() is None:
+            continue  # still running (the test left it to the session's end): not complete
+        try:
+            with open(path, "rb") as f:
+                if f.read(16) != b"SQLite format 3\0":
+                    continue  # the proxy refused to start, or the test replaced the file
+        except OSError:
+            continue  # the test removed it
+        problem = _round_trip(path)
+        if problem:
+            problems.append(problem)
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)

@@ -108,11 +108,18 @@ def test_story_first_difference_is_the_server_header(story, order):
     assert doc["aligned_by"] == "method, path and query" and doc["shared_requests"] == 1
     assert doc["only_in_a"] == [] and doc["only_in_b"] == []
 
+    # the score rests on the 9 closes and the 11 comparable kept responses
+    assert (first["rests_on"], first["explains"], first["ranked"]) == (20, 9, True)
+    assert 0 < first["bound"] < first["score"]
+    assert doc["evidence"] == {"early_closes": 9, "kept_responses": 11, "needed": 3,
+                               "too_small": False}
+
     rc, out, err = diff(a, b)
     assert rc == 1, err
     lines = text_lines(out)
     first_diff = lines.index(next(l for l in lines if l.startswith(" 1. ")))
-    assert lines[first_diff].startswith(" 1. response header Server  (0.9")
+    assert lines[first_diff] == " 1. response header Server  (0.91 over 20 exchanges)"
+    assert not any(l.startswith("too few exchanges") for l in lines)
     assert "missing on 9 of 9 responses before an early close" in lines[first_diff + 2]
     assert f"  => it differs: the client closed 9 connections early in {fail.upper()}, " \
            f"0 in {keep.upper()}." in lines
@@ -163,7 +170,9 @@ def test_old_iis_value_is_a_value_difference(record):
     assert first["closed"] == {"of": 7, "with": 7}
     rc, out, _ = diff(good, old)
     lines = text_lines(out)
-    i = lines.index(" 1. response header Server value  (%.2f)" % first["score"])
+    i = lines.index(" 1. response header Server value  (%.2f over %d exchanges)" %
+                    (first["score"], first["rests_on"]))
+    assert first["rests_on"] == first["closed"]["of"] + first["kept"]["of"]
     assert lines[i + 1] == ('    "Microsoft-IIS/3.0" on 100% of B\'s responses; A has '
                             '"Microsoft-IIS/6.0"')
 
@@ -215,6 +224,69 @@ def test_noise_header_never_ranks_above_the_real_difference(tmp_path):
     assert fields["X-Request-Id"]["values_compared"] is False
     assert fields["X-Request-Id"]["a"]["values"] is None
     assert fields["X-Backend"]["a"]["values"] == [{"value": "web-1", "count": 6}]
+
+
+def closing_trace(path, conns, extra):
+    """A HAR of GET /item/N, <conns> a list of connections, each a list of response header
+    lists (beyond Content-Length): every connection but the last is followed by the next
+    one, so its last response counts as an early close (the closer of a HAR is unknown)."""
+    entries, t = [], 0
+    for c, heads in enumerate(conns):
+        for h in heads:
+            entries.append(har_entry(t, f"http://intranet.example/item/{t}",
+                                     [("Content-Length", "2")] + list(h) + list(extra), c + 1))
+            t += 1
+    return write_har(path, entries)
+
+
+def test_a_difference_few_closes_go_with_never_ranks_above_one_they_all_do(tmp_path):
+    """X-Thin is on 2 of the 3 responses before an early close and on none kept (0.67);
+    X-Real is missing on all 3 and on 4 of the 11 kept (0.64). X-Thin's score rests on 2
+    closes: it is listed, not ranked, and never above X-Real (it once ranked first)."""
+    real, thin = ("X-Real", "1"), ("X-Thin", "1")
+    a = closing_trace(tmp_path / "a.har", [[[real]] * 6], [])
+    b = closing_trace(tmp_path / "b.har", [
+        [[], [thin]], [[], [thin]], [[real], []], [[], []]], [])
+    doc = diff_json(a, b)
+    order = ranked(doc)
+    h = {x["name"]: x for x in doc["differences"]}
+    assert (h["X-Thin"]["score"], h["X-Real"]["score"]) == (pytest.approx(2 / 3),
+                                                            pytest.approx(1 - 4 / 11))
+    assert order.index(("response", "X-Real", "presence")) < \
+        order.index(("response", "X-Thin", "presence"))
+    assert (h["X-Real"]["rank"], h["X-Real"]["ranked"], h["X-Real"]["explains"]) == (1, True, 3)
+    assert (h["X-Thin"]["rank"], h["X-Thin"]["ranked"], h["X-Thin"]["explains"]) == (
+        None, False, 2)
+    assert doc["evidence"]["too_small"] is False
+    rc, out, _ = diff(a, b)
+    lines = text_lines(out)
+    assert " 1. response header X-Real  (0.64 over 14 exchanges)" in lines
+    i = lines.index("other differences in headers, not ranked: each goes with fewer than 3 of "
+                    "the")
+    assert "  - response header X-Thin  (0.67 over 14 exchanges)" in lines[i:]
+
+
+def test_traces_too_small_to_separate_anything_say_so(tmp_path):
+    """One early close: every difference of that one response scores 1.00, on one exchange.
+    Nothing is ranked, and the report says the traces are too small."""
+    a = closing_trace(tmp_path / "a.har", [[[("Server", "IIS"), ("X-Cache", "HIT")]] * 2], [])
+    b = closing_trace(tmp_path / "b.har", [[[("X-Cache", "MISS")]], [[("X-Cache", "HIT")]]], [])
+    doc = diff_json(a, b)
+    assert doc["evidence"] == {"early_closes": 1, "kept_responses": 3, "needed": 3,
+                               "too_small": True}
+    assert doc["differences"] and all(h["rank"] is None and not h["ranked"]
+                                      for h in doc["differences"])
+    h = {(x["name"], x["change"]): x for x in doc["differences"]}
+    assert (h["X-Cache", "value"]["value"], h["X-Cache", "value"]["score"]) == ("MISS", 1.0)
+    rc, out, _ = diff(a, b)
+    lines = text_lines(out)
+    assert rc == 1
+    i = lines.index("too few exchanges to separate anything: 1 early close and 3 comparable")
+    assert lines[i + 1] == "responses kept; a ranking needs at least 3 of each."
+    assert "differences in headers, not ranked (too few exchanges):" in lines
+    assert not any(l.startswith(" 1. ") for l in lines)
+    assert any(l.startswith("  - response header ") and l.endswith("over 4 exchanges)")
+               for l in lines)
 
 
 def test_same_connection_behaviour_explains_nothing(tmp_path):

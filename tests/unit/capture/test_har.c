@@ -118,7 +118,8 @@ static void heads_are_walked_leniently(void **state)
 }
 
 /* A hint: start and end in ms, opens, key, origin. */
-#define H(s, e, o, k, org) {(s) * 1000, (e) * 1000, (o), (k), (org), 0, 0, 0, 0}
+#define H(s, e, o, k, org)                                                                         \
+    {.start_us = (s) * 1000, .end_us = (e) * 1000, .opens = (o), .key = (k), .origin = (org)}
 
 static void check(struct shunt_har_conn_hint *h, size_t n, const size_t *conns,
                   const size_t *idx, long want)
@@ -147,13 +148,36 @@ static void a_port_seen_again_after_its_connection_ended_is_a_new_connection(voi
 {
     struct shunt_har_conn_hint h[] = {
         H(0, 50, 1, "c:50001", "http://a:80"),
-        H(60, 90, 0, "c:50001", "http://a:80"),   /* reused: same connection */
-        H(80, 95, 1, "c:50001", "http://a:80"),   /* opens, but the connection is busy: same */
-        H(5000, 5050, 1, "c:50001", "http://a:80"), /* after the end, opens: new */
-        H(5060, 5070, -1, "c:50001", "http://a:80"), /* unknown: stays */
+        H(60, 90, 0, "c:50001", "http://a:80"),     /* reused: same connection */
+        H(80, 95, 1, "c:50001", "http://a:80"),     /* connects, but it is busy: same */
+        H(5000, 5050, 1, "c:50001", "http://a:80"), /* after the end, connects: new */
+        H(5060, 5070, -1, "c:50001", "http://a:80"), /* nothing proven: stays */
     };
+    for (size_t i = 0; i < 5; i++)
+        h[i].key_may_repeat = 1;
+    h[2].connects = h[3].connects = 1;
     const size_t conns[] = {1, 1, 1, 2, 2}, idx[] = {1, 2, 3, 1, 2};
     check(h, 5, conns, idx, 2);
+}
+
+static void a_port_is_split_only_when_its_connection_provably_ended(void **state)
+{
+    struct shunt_har_conn_hint h[] = {
+        H(0, 50, 1, "c:1", "http://a:80"),      /* 1 */
+        H(100, 120, 1, "c:1", "http://a:80"),   /* no proof it ended: 1 */
+        H(200, 220, 0, "c:1", "http://a:80"),   /* closes it */
+        H(210, 230, 0, "c:1", "http://a:80"),   /* before the close's end: 1 */
+        H(300, 320, 0, "c:1", "http://a:80"),   /* after it: 2 */
+        H(400, 420, 1, "c:1", "http://a:80"),   /* 2 */
+        H(500, 520, 0, "id:9", "http://a:80"),  /* 3 */
+        H(600, 620, 0, "id:9", "http://a:80"),  /* an id never repeats: 3 */
+    };
+    for (size_t i = 0; i < 6; i++)
+        h[i].key_may_repeat = 1;
+    h[2].closes = 1;
+    h[6].closes = 1;
+    const size_t conns[] = {1, 1, 1, 1, 2, 2, 3, 3}, idx[] = {1, 2, 3, 4, 1, 2, 1, 2};
+    check(h, 8, conns, idx, 3);
 }
 
 static void timings_decide_without_a_key(void **state)
@@ -214,6 +238,7 @@ int main(void)
         cmocka_unit_test(heads_are_walked_leniently),
         cmocka_unit_test(keyed_connections_follow_the_key),
         cmocka_unit_test(a_port_seen_again_after_its_connection_ended_is_a_new_connection),
+        cmocka_unit_test(a_port_is_split_only_when_its_connection_provably_ended),
         cmocka_unit_test(timings_decide_without_a_key),
         cmocka_unit_test(multiplexed_entries_share_a_busy_connection),
         cmocka_unit_test(lookback_is_bounded),
