@@ -8,6 +8,7 @@ import json
 import socket
 import sqlite3
 import subprocess
+import time
 
 import pytest
 
@@ -191,6 +192,33 @@ def test_client_that_asked_to_close_is_not_closing_early_but_low_reuse(origin, t
     assert "4 after a request that asked to close" in f["what"]
     assert f["impact"]["connections"] == 4 and f["impact"]["handshakes"] == 0
     assert f["examples"] == {"connections": [1, 2, 3], "exchanges": [1, 2, 3]}
+
+
+def test_separate_runs_of_curl_seconds_apart_are_ordinary_use(origin, through):
+    # Issue 11: curl run five times, 2 s apart (as by hand, or a script with a pause): each
+    # process opens a connection and closes it with a FIN at exit. The next run replaced
+    # nothing: "let the client keep its connections" is no advice for that.
+    def runs(port):
+        for i in range(5):
+            if i:
+                time.sleep(2)
+            assert peers.curl("-x", f"http://127.0.0.1:{port}", f"{origin.url}/{i}",
+                              "-o", "/dev/null").returncode == 0
+    path = through(runs)
+    assert closes(path) == [("client", "FIN")] * 5
+    ids, _ = findings(path)
+    assert "client-closes-early" not in ids and "low-reuse" not in ids, ids
+    assert ids == []
+
+
+def test_back_to_back_closes_are_still_client_closes_early(record):
+    # ... while a client that closes and opens again at once, at the pace of its traffic,
+    # replaced each connection
+    path, s = record([], ["--requests", 5, "--max-per-conn", 1])
+    assert closes(path) == [("client", "FIN")] * 5
+    ids, doc = findings(path)
+    assert ids == ["client-closes-early"]
+    assert doc["findings"][0]["count"] == 4
 
 
 def test_exported_capture_keeps_client_closes_early(record, tmp_path):
