@@ -86,9 +86,11 @@ static const struct chal *challenge_elsewhere(const struct chal *v, size_t n,
     return NULL;
 }
 
+/* An NTLM or Negotiate 401 challenge, over HTTP/1.x (the only version that binds a
+ * handshake to its connection). */
 static int is_challenge(const struct shunt_model_exchange *e)
 {
-    return e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND);
+    return shunt_model_http1(e) && e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND);
 }
 
 /* Is the leg at <c->ex[k]> sent away from its challenge, in a way that breaks? */
@@ -96,7 +98,7 @@ static const struct chal *switched(const struct chal *v, size_t n,
                                    const struct shunt_model_conn *c, size_t k)
 {
     const struct shunt_model_exchange *e = &c->ex[k];
-    if (!e->selected || e->leg == SHUNT_MODEL_LEG_NONE)
+    if (!e->selected || e->leg == SHUNT_MODEL_LEG_NONE || !shunt_model_http1(e))
         return NULL;
     if (k > 0 && is_challenge(&c->ex[k - 1]))
         return NULL; /* it answers the challenge on its own connection */

@@ -635,6 +635,10 @@ static struct shunt_model_exchange *exchange_of(struct shunt_model_exchange **by
 static int64_t body_excess(const struct shunt_model_exchange *e, int64_t body)
 {
     struct shunt_slice h = e->resp, v;
+    /* HTTP/1.x: there the bytes past a body's length are read as the next response; HTTP/2
+     * and HTTP/3 frame each body, and a mismatch is a malformed stream (RFC 9113 8.1.1). */
+    if (!shunt_model_http1(e))
+        return 0;
     if (h.base == NULL || e->status < 200 || e->status == 204 || e->status == 304 ||
         strcmp(e->method, "HEAD") == 0 || shunt_model_field(h, "Transfer-Encoding", &v) ||
         shunt_model_field(h, "Content-Encoding", &v) ||

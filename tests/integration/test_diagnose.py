@@ -13,7 +13,7 @@ import pytest
 import peers
 
 CHECKS = ["wininet-auth-close", "reauth-storm", "server-closes-keepalive",
-          "client-closes-early", "idle-timeout-race", "auth-connection-switch",
+          "rule-closes-keepalive", "client-closes-early", "idle-timeout-race", "auth-connection-switch",
           "hop-by-hop-misuse", "low-reuse", "unframed-or-overlong-body",
           "via-breaks-auth-persistence", "client-quirk"]
 

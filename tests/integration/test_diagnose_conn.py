@@ -221,6 +221,36 @@ def test_back_to_back_closes_are_still_client_closes_early(record):
     assert doc["findings"][0]["count"] == 4
 
 
+# ----------------------------------------------------------------------------- a rule's close
+
+
+@pytest.mark.parametrize("proxy_args, rule, where", [
+    # the rule sets Connection: close on the response: shunt closes each connection itself
+    (["--rules", peers.ROOT / "examples/rules/force-connection-close.lua"],
+     "force-connection-close.lua:7", "on the response sent to the client"),
+    # on the request: the server closes each connection, as it was asked to
+    (["--modify-headers", "/~q/Connection/close"], "--modify-headers #1",
+     "on the request sent to the server"),
+])
+def test_a_close_a_rule_asked_for_is_the_rules(shunt, lab_origin, tmp_path, proxy_args, rule,
+                                               where):
+    # Issue 11: neither the client nor the server chose these closes; the user's rule did,
+    # and diagnose says so rather than blame the server (or the client, or low reuse).
+    o = lab_origin("-q")
+    path = tmp_path / "rule.db"
+    px = shunt("--capture", path, *proxy_args)
+    s = lab_client("--proxy", f"127.0.0.1:{px.port}", "--requests", 5, o.url("/"))
+    assert px.stop() == []
+    assert (s["ok"], s["connections_opened"]) == (5, 5)
+    ids, doc = findings(path)
+    assert ids == ["rule-closes-keepalive"]
+    f = doc["findings"][0]
+    assert (f["confidence"], f["count"], f["unit"]) == ("certain", 4, "connections")
+    assert f["what"].startswith(f"Your rule {rule} ended 4 connections"), f["what"]
+    assert where in f["what"]
+    assert f["examples"] == {"connections": [1, 2, 3], "exchanges": [1, 2, 3]}
+
+
 def test_exported_capture_keeps_client_closes_early(record, tmp_path):
     path, _ = record([], ["--requests", 6, "--max-per-conn", 2])
     har = tmp_path / "early.har"
