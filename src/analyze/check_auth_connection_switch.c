@@ -127,7 +127,8 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     if (n_chal > 1) /* qsort's base must not be NULL, even for nothing */
         qsort(v, n_chal, sizeof(*v), chal_cmp);
 
-    size_t n = 0, n_cont = 0, n_refused = 0;
+    size_t n = 0, n_cont = 0, n_refused = 0, n_ruled = 0;
+    int on_request;
     const struct shunt_model_exchange *first_leg = NULL, *first_chal = NULL;
     int64_t lost_us = 0;
     struct shunt_finding *f = NULL;
@@ -149,6 +150,10 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
             n++;
             n_cont += e->leg == SHUNT_MODEL_LEG_CONTINUATION;
             n_refused += e->status == 401;
+            /* A rule of the user's ended the challenge's connection right after it: the
+             * leg had nowhere else to go (rule-closes-keepalive's consequence). */
+            n_ruled += shunt_model_last(x->c) == x->e &&
+                       shunt_check_rule_closed(x->c, &on_request) != NULL;
             lost_us = shunt_model_add(lost_us, shunt_model_add(e->duration_us, x->e->duration_us));
             shunt_finding_example(f, c->id, e->id);
             if (n == 1) {
@@ -161,6 +166,8 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     if (f == NULL)
         return 0;
     shunt_finding_measure(f, n, "legs", lost_us, n, 0);
+    if (n_ruled == n)
+        f->cause = "rule-closes-keepalive";
     if (n == 1)
         shunt_finding_what(f, "1 authentication leg went on another connection than the "
                            "challenge it answered (%s); the server %s. Exchange %lld on "

@@ -252,6 +252,22 @@ def test_a_close_a_rule_asked_for_is_the_rules(shunt, lab_origin, tmp_path, prox
     assert f["examples"]["connections"] == [1, 2, 3] and len(f["examples"]["exchanges"]) == 3
 
 
+def test_a_rule_that_breaks_handshakes_causes_what_follows(shunt, lab_origin, tmp_path):
+    # The rule closes after NTLM's challenge too: each leg goes on a new connection and is
+    # refused, and the handshakes repeat. Both are the rule's consequences, ranked after it.
+    o = lab_origin("-q", "--auth", "ntlm")
+    path = tmp_path / "rule-ntlm.db"
+    px = shunt("--capture", path, "--rules",
+               peers.ROOT / "examples/rules/force-connection-close.lua")
+    s = lab_client("--proxy", f"127.0.0.1:{px.port}", "--requests", 5, o.url("/"))
+    assert px.stop() == []
+    assert s["auth_failures"] == 5
+    ids, doc = findings(path)
+    assert ids[0] == "rule-closes-keepalive"
+    assert sorted(ids[1:]) == ["auth-connection-switch", "reauth-storm"]
+    assert all(f["explained_by"] == "rule-closes-keepalive" for f in doc["findings"][1:])
+
+
 def test_exported_capture_keeps_client_closes_early(record, tmp_path):
     path, _ = record([], ["--requests", 6, "--max-per-conn", 2])
     har = tmp_path / "early.har"
