@@ -148,7 +148,7 @@ int shunt_check_wininet_close(const struct shunt_model_conn *c,
     if (l->has_server && !l->old_iis)
         return 0;
     /* A client that did not ask to keep the connection (HTTP/1.0 without keep-alive,
-     * Connection: close) closed nothing it meant to keep: not the rule's close. */
+     * Connection: close) closed nothing it meant to keep: not WinINet's close. */
     if (!shunt_check_wants_keepalive(l))
         return 0;
     /* The response must not have ended the connection itself: then the client only obeyed. */
