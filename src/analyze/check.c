@@ -94,22 +94,62 @@ static int is(const char *s, const char *want)
     return strcmp(s, want) == 0;
 }
 
-int shunt_check_wants_keepalive(const struct shunt_model_exchange *e)
+/* Does the request head <h> (HTTP/1.0 when <http10>) ask to keep its connection? */
+static int asks_keepalive(struct shunt_slice h, int http10)
 {
-    if (shunt_model_field_has_token(e->req, "Connection", "close"))
+    if (shunt_model_field_has_token(h, "Connection", "close"))
         return 0;
-    if (e->req_http10 && !shunt_model_field_has_token(e->req, "Connection", "keep-alive"))
+    if (http10 && !shunt_model_field_has_token(h, "Connection", "keep-alive"))
         return 0;
     return 1;
+}
+
+int shunt_check_wants_keepalive(const struct shunt_model_exchange *e)
+{
+    return !shunt_model_http1(e) || asks_keepalive(e->req, e->req_http10);
+}
+
+/* Does the request of <e> as the server got it ask to keep the connection? (A rule may have
+ * added Connection: close on the way; the version is the client's.) */
+static int upstream_wants_keepalive(const struct shunt_model_exchange *e)
+{
+    return !shunt_model_http1(e) || asks_keepalive(e->req_up, e->req_http10);
+}
+
+const char *shunt_check_rule_closed(const struct shunt_model_conn *c, int *on_request)
+{
+    const struct shunt_model_exchange *l = shunt_model_last(c);
+    if (l == NULL || c->tunnel || !shunt_model_http1(l) || l->status == 0 ||
+        !shunt_check_wants_keepalive(l))
+        return NULL;
+    /* The request: the client asked to keep the connection, the server was asked to close
+     * it, and a rule changed the request. */
+    if (l->rule_req != NULL && !upstream_wants_keepalive(l)) {
+        *on_request = 1;
+        return l->rule_req;
+    }
+    /* The response: the server's let the connection persist, the one the client got ends
+     * it, and a rule changed the response. */
+    if (l->rule_resp != NULL && l->resp.base != NULL && shunt_model_server_closes(l) == NULL &&
+        shunt_model_resp_closes(l) != NULL) {
+        *on_request = 0;
+        return l->rule_resp;
+    }
+    return NULL;
 }
 
 int shunt_check_wininet_close(const struct shunt_model_conn *c,
                               const struct shunt_model_exchange **last, int *certain)
 {
     const struct shunt_model_exchange *l = shunt_model_last(c);
-    if (l == NULL || c->tunnel || l->status == 0 || l->status == 401 || !l->auth_context)
+    if (l == NULL || c->tunnel || l->status == 0 || l->status == 401 || !l->auth_context ||
+        !shunt_model_http1(l))
         return 0;
     if (l->has_server && !l->old_iis)
+        return 0;
+    /* A client that did not ask to keep the connection (HTTP/1.0 without keep-alive,
+     * Connection: close) closed nothing it meant to keep: not WinINet's close. */
+    if (!shunt_check_wants_keepalive(l))
         return 0;
     /* The response must not have ended the connection itself: then the client only obeyed. */
     if (shunt_model_resp_closes(l) != NULL)
@@ -128,23 +168,28 @@ int shunt_check_wininet_close(const struct shunt_model_conn *c,
 const char *shunt_check_server_ended(const struct shunt_model_conn *c)
 {
     const struct shunt_model_exchange *l = shunt_model_last(c);
-    if (l == NULL || c->tunnel || !shunt_check_wants_keepalive(l) || is(c->closer, "proxy"))
+    if (l == NULL || c->tunnel || !shunt_check_wants_keepalive(l) ||
+        !upstream_wants_keepalive(l) || is(c->closer, "proxy"))
         return NULL;
-    return shunt_model_resp_closes(l);
+    /* The response as the server sent it: a Connection: close that a rule of the proxy's
+     * added on the way is not the server's (shunt_check_rule_closed()). */
+    return shunt_model_server_closes(l);
 }
 
 int shunt_check_handshake_moved(const struct shunt_model_conn *c)
 {
     const struct shunt_model_exchange *l = shunt_model_last(c);
-    return l != NULL && l->status == 401 && (l->challenge & SHUNT_MODEL_AUTH_BOUND) &&
-           c->next != NULL && c->next->n_ex > 0 && (c->next->ex[0].auth & SHUNT_MODEL_AUTH_BOUND);
+    return l != NULL && shunt_model_http1(l) && l->status == 401 &&
+           (l->challenge & SHUNT_MODEL_AUTH_BOUND) && c->next != NULL && c->next->n_ex > 0 &&
+           (c->next->ex[0].auth & SHUNT_MODEL_AUTH_BOUND);
 }
 
 const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_model_conn *c)
 {
     const struct shunt_model_exchange *l = shunt_model_last(c), *w;
-    int certain;
-    if (l == NULL || c->tunnel || !is(c->closer, "client") ||
+    int certain, on_request;
+    /* HTTP/1.x: RFC 9112's persistence is what says the client could have kept it. */
+    if (l == NULL || c->tunnel || c->multiplexed || !is(c->closer, "client") ||
         !(is(c->close_how, "FIN") || is(c->close_how, "RST")))
         return NULL;
     /* A whole response (no error: the client did not abort one half-read) that let the
@@ -164,6 +209,10 @@ const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_m
     /* A refused CONNECT ends its connection's use as a tunnel, whatever its framing. */
     if (is(l->method, "CONNECT"))
         return NULL;
+    /* A known client's own rule (client-quirk names it), or a rule of the user's in the
+     * proxy (rule-closes-keepalive), explains the close. */
+    if (shunt_check_quirk_of(l) != NULL || shunt_check_rule_closed(c, &on_request) != NULL)
+        return NULL;
     if (c->next == NULL)
         return NULL; /* nothing replaced it (model.h: a parallel connection is no successor) */
     return l;
@@ -173,7 +222,9 @@ const struct shunt_model_exchange *shunt_check_idle_race(const struct shunt_mode
                                                          int *certain)
 {
     const struct shunt_model_exchange *l = shunt_model_last(c);
-    if (l == NULL || c->tunnel || c->n_ex < 2)
+    /* HTTP/1.x: over HTTP/2 and HTTP/3 a server ends an idle connection with GOAWAY, which
+     * names the last stream it processed (RFC 9113 6.8): no request is lost to the race. */
+    if (l == NULL || c->tunnel || c->multiplexed || c->n_ex < 2)
         return NULL;
     /* Reused: the exchange before it was whole. Unanswered: no response head came from the
      * server, and either no status at all or the proxy's own answer with its reason. */
@@ -200,13 +251,17 @@ const struct shunt_model_exchange *shunt_check_idle_race(const struct shunt_mode
 const char *shunt_check_end_claimed(const struct shunt_model_conn *c)
 {
     const struct shunt_model_exchange *l;
-    int certain;
+    int certain, on_request;
+    if (shunt_check_rule_closed(c, &on_request) != NULL)
+        return "rule-closes-keepalive";
     if (shunt_check_wininet_close(c, &l, &certain))
         return "wininet-auth-close";
     if (shunt_check_server_ended(c) != NULL)
         return "server-closes-keepalive";
     if (c->surplus_bytes > 0 && is(c->closer, "client"))
         return "unframed-or-overlong-body";
+    if ((l = shunt_model_last(c)) != NULL && shunt_check_quirk_of(l) != NULL)
+        return "client-quirk";
     if (shunt_check_client_early(c) != NULL)
         return "client-closes-early";
     if (shunt_check_idle_race(c, &certain) != NULL)

@@ -54,8 +54,15 @@ struct shunt_finding {
     int64_t lost_us;                     /* estimated time lost, microseconds, >= 0 */
     size_t lost_handshakes;              /* estimated authentication handshakes lost */
     size_t lost_connections;             /* estimated connections opened for nothing */
+    const char *cause;                   /* id of the check whose finding causes this one,
+                                            when the check that adds it knows (a finding-level
+                                            caused_by: server-closes-keepalive's closes forced
+                                            by bodies without a length); NULL: its check's
+                                            caused_by decide */
     const char *explained_by;            /* id of a check whose finding causes this one, or
                                             NULL; set by the ranking */
+    size_t explained_rank;               /* that finding's rank (1, 2, ...), 0 none; set by
+                                            the ranking */
 };
 
 /* The findings of a run, in the order added until ranked. */
@@ -112,22 +119,39 @@ struct shunt_check_cost shunt_check_reopen_cost(const struct shunt_model_conn *c
  * (client-closes-early and wininet-auth-close), asks these. All pure; none looks at
  * c->selected nor at whether a new connection followed unless it says so. */
 
-/* Did the request of <e> ask to keep its connection? Not with Connection: close, nor as
- * HTTP/1.0 without Connection: keep-alive (RFC 9112 9.3): a client that asked for the close
- * got what it asked for. */
+/* Did the request of <e> (as the client sent it) ask to keep its connection? Not with
+ * Connection: close, nor as HTTP/1.0 without Connection: keep-alive (RFC 9112 9.3): a client
+ * that asked for the close got what it asked for. HTTP/2 and HTTP/3 always keep it. */
 int shunt_check_wants_keepalive(const struct shunt_model_exchange *e);
+
+/* The rule of the user's that ended <c>: its last exchange wanted the connection kept (the
+ * client's request did, and the server's response did not end it), and the head as shunt
+ * passed it on says close only because a rule of the user's changed it: the response sent
+ * to the client (*<on_request> 0; shunt then closes the connection itself, as a proxy that
+ * says close must) or the request sent to the server (*<on_request> 1; the server then
+ * closed it, as asked). Returns the rule's name (the changes table's by), or NULL. Such a
+ * close is neither the client's nor the server's doing. */
+const char *shunt_check_rule_closed(const struct shunt_model_conn *c, int *on_request);
+
+/* The quirk of a known client (client-quirk's table, by User-Agent) that <e> meets, or NULL;
+ * selection not looked at. The end of a connection right after such an exchange is the
+ * quirk's: its client closes (Java) or gives up (.NET), or keeps a connection the server
+ * may close (HTTP/1.0 keep-alive answered in HTTP/1.1). */
+const char *shunt_check_quirk_of(const struct shunt_model_exchange *e);
 
 /* wininet-auth-close's pattern: <c> ended right after a non-401 response in an
  * authentication context that had no Server (or named IIS 1.0-3.0) and did not itself end
- * the connection, and the client closed it with a FIN. Returns 1 with that response in
+ * the connection, to a request that asked to keep it (a client that did not ask closed
+ * nothing early), over HTTP/1.x, and the client closed it with a FIN. Returns 1 with that response in
  * *<last> and *<certain> set when the capture saw the client's FIN; from a HAR (closer
  * unknown) a new handshake on the next connection stands in for the FIN (*<certain> 0). */
 int shunt_check_wininet_close(const struct shunt_model_conn *c,
                               const struct shunt_model_exchange **last, int *certain);
 
-/* server-closes-keepalive's pattern: the last response of <c> ended it although its request
- * asked to keep it. Returns the reason (shunt_model_resp_closes()) or NULL; closes by the
- * proxy itself are not the server's. */
+/* server-closes-keepalive's pattern: the last response of <c>, as the server sent it, ended
+ * it although the request asked to keep it, as the client sent it and as the server got it.
+ * Returns the reason (shunt_model_server_closes()) or NULL; closes by the proxy itself, and
+ * a close a rule asked the server for, are not the server's. */
 const char *shunt_check_server_ended(const struct shunt_model_conn *c);
 
 /* A handshake moved: the last response of <c> was an NTLM or Negotiate 401 and the next
@@ -136,9 +160,11 @@ const char *shunt_check_server_ended(const struct shunt_model_conn *c);
  * auth-connection-switch judges those legs; the close that moved them is not early. */
 int shunt_check_handshake_moved(const struct shunt_model_conn *c);
 
-/* client-closes-early's pattern: the client closed <c> (FIN or RST) after a whole response
- * that let it keep the connection, to a request that asked to keep it, and the close is
- * neither wininet-auth-close's nor a moved handshake. Returns its last exchange, or NULL. */
+/* client-closes-early's pattern: the client closed <c> (FIN or RST) after a whole HTTP/1.x
+ * response that let it keep the connection, to a request that asked to keep it, a new
+ * connection replaced it (c->next), and the close is neither wininet-auth-close's, a moved
+ * handshake, a known client's quirk (shunt_check_quirk_of()) nor a rule's. Returns its last
+ * exchange, or NULL. */
 const struct shunt_model_exchange *shunt_check_client_early(const struct shunt_model_conn *c);
 
 /* idle-timeout-race's pattern: the last request of <c>, sent on the reused connection after
@@ -150,7 +176,8 @@ const struct shunt_model_exchange *shunt_check_idle_race(const struct shunt_mode
                                                          int *certain);
 
 /* The id of the check whose pattern explains the end of <c> (the patterns above; a moved
- * handshake counts as auth-connection-switch's), or NULL. */
+ * handshake counts as auth-connection-switch's, a rule's close as rule-closes-keepalive's, a
+ * quirk's as client-quirk's), or NULL. */
 const char *shunt_check_end_claimed(const struct shunt_model_conn *c);
 
 /* Requests the application made on <c>: its exchanges but the NTLM and Negotiate 401 legs,

@@ -86,9 +86,11 @@ static const struct chal *challenge_elsewhere(const struct chal *v, size_t n,
     return NULL;
 }
 
+/* An NTLM or Negotiate 401 challenge, over HTTP/1.x (the only version that binds a
+ * handshake to its connection). */
 static int is_challenge(const struct shunt_model_exchange *e)
 {
-    return e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND);
+    return shunt_model_http1(e) && e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND);
 }
 
 /* Is the leg at <c->ex[k]> sent away from its challenge, in a way that breaks? */
@@ -96,7 +98,7 @@ static const struct chal *switched(const struct chal *v, size_t n,
                                    const struct shunt_model_conn *c, size_t k)
 {
     const struct shunt_model_exchange *e = &c->ex[k];
-    if (!e->selected || e->leg == SHUNT_MODEL_LEG_NONE)
+    if (!e->selected || e->leg == SHUNT_MODEL_LEG_NONE || !shunt_model_http1(e))
         return NULL;
     if (k > 0 && is_challenge(&c->ex[k - 1]))
         return NULL; /* it answers the challenge on its own connection */
@@ -125,7 +127,8 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     if (n_chal > 1) /* qsort's base must not be NULL, even for nothing */
         qsort(v, n_chal, sizeof(*v), chal_cmp);
 
-    size_t n = 0, n_cont = 0, n_refused = 0;
+    size_t n = 0, n_cont = 0, n_refused = 0, n_ruled = 0;
+    int on_request;
     const struct shunt_model_exchange *first_leg = NULL, *first_chal = NULL;
     int64_t lost_us = 0;
     struct shunt_finding *f = NULL;
@@ -147,6 +150,10 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
             n++;
             n_cont += e->leg == SHUNT_MODEL_LEG_CONTINUATION;
             n_refused += e->status == 401;
+            /* A rule of the user's ended the challenge's connection right after it: the
+             * leg had nowhere else to go (rule-closes-keepalive's consequence). */
+            n_ruled += shunt_model_last(x->c) == x->e &&
+                       shunt_check_rule_closed(x->c, &on_request) != NULL;
             lost_us = shunt_model_add(lost_us, shunt_model_add(e->duration_us, x->e->duration_us));
             shunt_finding_example(f, c->id, e->id);
             if (n == 1) {
@@ -159,6 +166,8 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     if (f == NULL)
         return 0;
     shunt_finding_measure(f, n, "legs", lost_us, n, 0);
+    if (n_ruled == n)
+        f->cause = "rule-closes-keepalive";
     if (n == 1)
         shunt_finding_what(f, "1 authentication leg went on another connection than the "
                            "challenge it answered (%s); the server %s. Exchange %lld on "

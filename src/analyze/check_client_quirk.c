@@ -129,17 +129,33 @@ static const struct quirk quirks[] = {
 
 #define N_QUIRKS (sizeof(quirks) / sizeof(quirks[0]))
 
-/* Does quirk <q> apply to exchange <e>? Its client by User-Agent, and its rule. */
-static int quirk_applies(const struct quirk *q, const struct shunt_model_exchange *e)
+/* Does quirk <q> apply to exchange <e>, selected or not? Its client by User-Agent, and its
+ * rule. Every rule of the table is about HTTP/1.x (Connection, HTTP/1.0 keep-alive,
+ * connection-bound authentication). */
+static int meets(const struct quirk *q, const struct shunt_model_exchange *e)
 {
     struct shunt_slice ua;
     size_t l = strlen(q->ua);
-    if (!e->selected || !shunt_model_field(e->req, "User-Agent", &ua) || ua.len < l)
+    if (!shunt_model_http1(e) || !shunt_model_field(e->req, "User-Agent", &ua) || ua.len < l)
         return 0;
     for (size_t i = 0; i + l <= ua.len; i++)
         if (memcmp(ua.base + i, q->ua, l) == 0)
             return q->applies(e);
     return 0;
+}
+
+/* Does quirk <q> apply to exchange <e>, one the FILTER takes? */
+static int quirk_applies(const struct quirk *q, const struct shunt_model_exchange *e)
+{
+    return e->selected && meets(q, e);
+}
+
+const char *shunt_check_quirk_of(const struct shunt_model_exchange *e)
+{
+    for (size_t i = 0; i < N_QUIRKS; i++)
+        if (meets(&quirks[i], e))
+            return quirks[i].name;
+    return NULL;
 }
 
 /* Adds the finding of quirk <q> when it applies to some exchange: the exchanges, and what the

@@ -88,6 +88,11 @@ static int inspect(const struct shunt_model_exchange *e, struct misuse *u)
 {
     struct shunt_slice v;
     memset(u, 0, sizeof(*u));
+    /* HTTP/1.x only: HTTP/2 and HTTP/3 have no hop-by-hop fields at all (a message with
+     * them is malformed, RFC 9113 8.2.2, RFC 9114 4.2), and a HAR's list of an HTTP/2
+     * entry's fields is what the browser shows, not what went on the wire. */
+    if (!shunt_model_http1(e))
+        return 0;
     /* Proxy-Connection is what many clients (curl among them) send to a forward proxy,
      * which removes it: it is a defect only where it reaches a server, in the head as the
      * server got it (a HAR's head is both), on a request the server answered (one that

@@ -43,11 +43,14 @@ const struct shunt_check shunt_check_low_reuse = {
     .run = run,
 };
 
-/* Is <c> one of the connections this check looks at? Selected, with a request, not a
- * tunnel, and its end not explained by another check. */
+/* Is <c> one of the connections this check looks at? Selected, with a request, HTTP/1.x,
+ * not a tunnel, and its end not explained by another check. An HTTP/2 or HTTP/3 connection
+ * carries every request to its origin at once (RFC 9113 9.1: one per origin); a browser's
+ * one per origin, with a few requests each, is how it is meant to be used. */
 static int looked_at(const struct shunt_model_conn *c)
 {
-    return c->selected && c->n_ex > 0 && !c->tunnel && shunt_check_end_claimed(c) == NULL;
+    return c->selected && c->n_ex > 0 && !c->tunnel && !c->multiplexed &&
+           shunt_check_end_claimed(c) == NULL;
 }
 
 static int run(const struct shunt_model *m, struct shunt_findings *out)

@@ -13,9 +13,10 @@
 static int run(const struct shunt_model *m, struct shunt_findings *out);
 
 static const char *const causes[] = {"wininet-auth-close", "server-closes-keepalive",
-                                     "auth-connection-switch", "client-closes-early",
-                                     "idle-timeout-race", "low-reuse",
-                                     "via-breaks-auth-persistence", NULL};
+                                     "rule-closes-keepalive", "auth-connection-switch",
+                                     "client-closes-early", "idle-timeout-race", "low-reuse",
+                                     "via-breaks-auth-persistence",
+                                     "unframed-or-overlong-body", "client-quirk", NULL};
 
 const struct shunt_check shunt_check_reauth_storm = {
     .id = "reauth-storm",

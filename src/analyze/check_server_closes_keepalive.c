@@ -33,22 +33,42 @@ const struct shunt_check shunt_check_server_closes_keepalive = {
     .run = run,
 };
 
-static int run(const struct shunt_model *m, struct shunt_findings *out)
+/* Is <why> (a reason of shunt_model_server_closes()) a body delimited by the close? */
+static int forced_by_body(const char *why)
 {
-    size_t n = 0, n_close = 0, n_http10 = 0, n_unframed = 0, handshakes = 0;
+    return why[0] == 'a';
+}
+
+/* The server's close of <c> that this check counts (<forced>: the ones a body without a
+ * length forced, or the others), with a new connection after it; NULL when it is not. */
+static const char *counted(const struct shunt_model_conn *c, int forced)
+{
+    const char *why = c->selected ? shunt_check_server_ended(c) : NULL;
+    if (why == NULL || forced_by_body(why) != forced || c->next == NULL)
+        return NULL; /* the last connection of the run: nothing paid for its end */
+    return why;
+}
+
+/*
+ * Adds the finding about the closes the server chose (<forced> 0: Connection: close, HTTP/1.0
+ * without keep-alive), or about those a response body without a length forced (<forced> 1):
+ * only the close can end such a body, so those closes are a consequence of
+ * unframed-or-overlong-body's finding, ranked after it (the finding's cause), and counted
+ * here once, not there.
+ */
+static int report(const struct shunt_model *m, int forced, struct shunt_findings *out)
+{
+    size_t n = 0, n_close = 0, n_http10 = 0, handshakes = 0;
     int64_t lost_us = 0;
     for (size_t i = 0; i < m->n_conns; i++) {
         const struct shunt_model_conn *c = &m->conns[i];
-        const char *why = c->selected ? shunt_check_server_ended(c) : NULL;
+        const char *why = counted(c, forced);
         if (why == NULL)
             continue;
         struct shunt_check_cost cost = shunt_check_reopen_cost(c);
-        if (!cost.followed)
-            continue; /* the last connection of the run: nothing paid for its end */
         n++;
         n_close += why[0] == 'C';
         n_http10 += why[0] == 'H';
-        n_unframed += why[0] == 'a';
         lost_us = shunt_model_add(lost_us, cost.us);
         handshakes += cost.handshakes;
     }
@@ -62,22 +82,31 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     char how[256];
     size_t o = 0;
     how[0] = '\0';
-    if (n_close)
-        o += (size_t)snprintf(how + o, sizeof(how) - o, "%zu with Connection: close", n_close);
-    if (n_http10)
-        o += (size_t)snprintf(how + o, sizeof(how) - o, "%s%zu as HTTP/1.0 without keep-alive",
-                              o ? ", " : "", n_http10);
-    if (n_unframed)
-        snprintf(how + o, sizeof(how) - o, "%s%zu with a body delimited by the close",
-                 o ? ", " : "", n_unframed);
+    if (forced) {
+        f->cause = "unframed-or-overlong-body";
+        snprintf(how, sizeof(how), "%zu with a body delimited by the close: no "
+                 "Content-Length nor chunked framing, so only the close could end %s", n,
+                 n == 1 ? "it" : "them");
+    } else {
+        if (n_close)
+            o += (size_t)snprintf(how + o, sizeof(how) - o, "%zu with Connection: close",
+                                  n_close);
+        if (n_http10)
+            snprintf(how + o, sizeof(how) - o, "%s%zu as HTTP/1.0 without keep-alive",
+                     o ? ", " : "", n_http10);
+    }
     shunt_finding_what(f, "The server ended %zu connection%s that the client asked to keep "
                        "(%s); the client had to open a new one%s%s.",
                        n, n == 1 ? "" : "s", how, n == 1 ? "" : " each time",
                        handshakes ? ", and authenticate it again" : "");
-    for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++) {
-        const struct shunt_model_conn *c = &m->conns[i];
-        if (c->selected && shunt_check_server_ended(c) != NULL && c->next != NULL)
-            shunt_finding_example(f, c->id, shunt_model_last(c)->id);
-    }
+    for (size_t i = 0; i < m->n_conns && f->n_conns < SHUNT_CHECK_EXAMPLES; i++)
+        if (counted(&m->conns[i], forced) != NULL)
+            shunt_finding_example(f, m->conns[i].id, shunt_model_last(&m->conns[i])->id);
     return 0;
+}
+
+static int run(const struct shunt_model *m, struct shunt_findings *out)
+{
+    int rc = report(m, 0, out);
+    return rc != 0 ? rc : report(m, 1, out);
 }

@@ -52,10 +52,12 @@ static int iis_or_unnamed(const struct shunt_model_exchange *e)
                : 0;
 }
 
-/* A fresh challenge (no token) in a 401 of a connection-bound scheme. */
+/* A fresh challenge (no token) in a 401 of a connection-bound scheme, over HTTP/1.x (the
+ * only version that binds a handshake to its connection). */
 static int fresh_challenge(const struct shunt_model_exchange *e)
 {
-    return e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND) && !e->challenge_token;
+    return shunt_model_http1(e) && e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND) &&
+           !e->challenge_token;
 }
 
 /* Has a handshake completed on <c> before its exchange <k>? (A leg answered with anything
@@ -94,7 +96,8 @@ static int persisted_without_via(const struct shunt_model *m, const char *host, 
             continue;
         for (size_t k = 1; k < c->n_ex; k++) {
             const struct shunt_model_exchange *e = &c->ex[k];
-            if (e->status != 0 && e->status != 401 && !(e->auth & SHUNT_MODEL_AUTH_BOUND) &&
+            if (shunt_model_http1(e) && e->status != 0 && e->status != 401 &&
+                !(e->auth & SHUNT_MODEL_AUTH_BOUND) &&
                 !shunt_model_field(e->req_up, "Via", &v) && authenticated_before(c, k))
                 return 1;
         }

@@ -5,6 +5,7 @@
 extern const struct shunt_check shunt_check_wininet_auth_close;
 extern const struct shunt_check shunt_check_reauth_storm;
 extern const struct shunt_check shunt_check_server_closes_keepalive;
+extern const struct shunt_check shunt_check_rule_closes_keepalive;
 extern const struct shunt_check shunt_check_client_closes_early;
 extern const struct shunt_check shunt_check_idle_timeout_race;
 extern const struct shunt_check shunt_check_auth_connection_switch;
@@ -18,6 +19,7 @@ const struct shunt_check *const shunt_checks[] = {
     &shunt_check_wininet_auth_close,
     &shunt_check_reauth_storm,
     &shunt_check_server_closes_keepalive,
+    &shunt_check_rule_closes_keepalive,
     &shunt_check_client_closes_early,
     &shunt_check_idle_timeout_race,
     &shunt_check_auth_connection_switch,

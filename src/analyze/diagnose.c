@@ -151,21 +151,74 @@ static int impact_cmp(const void *a, const void *b)
     return (i > j) - (i < j);
 }
 
-/* The first finding of <fs> (in rank order) that explains <f>, or NULL. */
-static const struct shunt_finding *explainer(const struct shunt_findings *fs,
-                                             const struct shunt_finding *f)
+/* Can <g> explain <f>? <f>'s own cause when its check set one, else its check's caused_by. */
+static int may_explain(const struct shunt_finding *f, const struct shunt_finding *g)
 {
+    if (f == g)
+        return 0;
+    if (f->cause != NULL)
+        return strcmp(f->cause, g->check->id) == 0;
     if (f->check->caused_by == NULL)
-        return NULL;
-    for (size_t i = 0; i < fs->n; i++) {
-        const struct shunt_finding *g = &fs->v[i];
-        if (g == f || g->check->caused_by != NULL)
-            continue; /* one level: an explained finding explains nothing */
-        for (const char *const *id = f->check->caused_by; *id != NULL; id++)
-            if (strcmp(*id, g->check->id) == 0)
-                return g;
+        return 0;
+    for (const char *const *id = f->check->caused_by; *id != NULL; id++)
+        if (strcmp(*id, g->check->id) == 0)
+            return 1;
+    return 0;
+}
+
+/* Orders the findings of <out> (ranked by impact) so that causes come first, each followed by
+ * what it explains (explained_by set). One level: a finding that another one explains
+ * explains nothing itself. A cause ranks where the first of its consequences would: what it
+ * forces is its impact too (a body without a length ranks with the closes it forced). */
+static int order_causes_first(struct shunt_findings *out)
+{
+    size_t n = out->n;
+    struct shunt_finding *v = malloc(n * sizeof(*v));
+    size_t *by = malloc(n * sizeof(*by)), *key = malloc(n * sizeof(*key));
+    unsigned char *root = malloc(n), *done = calloc(n, 1);
+    if (v == NULL || by == NULL || key == NULL || root == NULL || done == NULL) {
+        free(v), free(by), free(key), free(root), free(done);
+        return SHUNT_ENOMEM;
     }
-    return NULL;
+    for (size_t i = 0; i < n; i++) {
+        root[i] = 1;
+        for (size_t j = 0; j < n && root[i]; j++)
+            root[i] = !may_explain(&out->v[i], &out->v[j]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        by[i] = n; /* none: it stands on its own */
+        for (size_t j = 0; j < n && by[i] == n; j++)
+            if (root[j] && may_explain(&out->v[i], &out->v[j]))
+                by[i] = j;
+    }
+    for (size_t i = 0; i < n; i++)
+        key[i] = i;
+    for (size_t i = 0; i < n; i++)
+        if (by[i] < n && i < key[by[i]])
+            key[by[i]] = i;
+    size_t k = 0;
+    while (k < n) {
+        /* the next cause, by where it ranks; then its consequences in rank order */
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (!done[i] && by[i] == n && (best == n || key[i] < key[best]))
+                best = i;
+        if (best == n)
+            break; /* cannot happen: every consequence's cause stands on its own */
+        done[best] = 1;
+        size_t rank = ++k;
+        v[rank - 1] = out->v[best];
+        for (size_t j = 0; j < n; j++)
+            if (by[j] == best) {
+                done[j] = 1;
+                v[k] = out->v[j];
+                v[k].explained_by = out->v[best].check->id;
+                v[k++].explained_rank = rank;
+            }
+    }
+    memcpy(out->v, v, k * sizeof(*v));
+    free(v), free(by), free(key), free(root), free(done);
+    return 0;
 }
 
 int shunt_diagnose_run(const struct shunt_model *m, struct shunt_findings *out)
@@ -175,34 +228,10 @@ int shunt_diagnose_run(const struct shunt_model *m, struct shunt_findings *out)
         if (rc != 0)
             return rc;
     }
-    if (out->n < 2)
+    if (out->n == 0)
         return 0;
     qsort(out->v, out->n, sizeof(*out->v), impact_cmp);
-    /* Causes first, each followed by what it explains. */
-    struct shunt_finding *v = malloc(out->n * sizeof(*v));
-    const struct shunt_finding **by = malloc(out->n * sizeof(*by));
-    if (v == NULL || by == NULL) {
-        free(v);
-        free(by);
-        return SHUNT_ENOMEM;
-    }
-    for (size_t i = 0; i < out->n; i++)
-        by[i] = explainer(out, &out->v[i]);
-    size_t k = 0;
-    for (size_t i = 0; i < out->n; i++) {
-        if (by[i] != NULL)
-            continue;
-        v[k++] = out->v[i];
-        for (size_t j = 0; j < out->n; j++)
-            if (by[j] == &out->v[i]) {
-                v[k] = out->v[j];
-                v[k++].explained_by = out->v[i].check->id;
-            }
-    }
-    memcpy(out->v, v, k * sizeof(*v));
-    free(v);
-    free(by);
-    return 0;
+    return order_causes_first(out);
 }
 
 /* ================================================================ text */
@@ -266,14 +295,6 @@ static int unit_len(const char *unit, size_t count)
     return (int)(count == 1 && l > 1 && unit[l - 1] == 's' ? l - 1 : l);
 }
 
-static size_t rank_of(const struct shunt_findings *fs, const char *id)
-{
-    for (size_t i = 0; i < fs->n; i++)
-        if (strcmp(fs->v[i].check->id, id) == 0)
-            return i + 1;
-    return 0;
-}
-
 void shunt_diagnose_print(FILE *f, const struct shunt_model *m, const struct shunt_findings *fs,
                           const struct shunt_diagnose_info *info, int width)
 {
@@ -307,7 +328,7 @@ void shunt_diagnose_print(FILE *f, const struct shunt_model *m, const struct shu
         }
         fprintf(f, "\n%s\n", head);
         if (x->explained_by != NULL)
-            fprintf(f, "   (a consequence of finding %zu, %s)\n", rank_of(fs, x->explained_by),
+            fprintf(f, "   (a consequence of finding %zu, %s)\n", x->explained_rank,
                     x->explained_by);
         wrap(f, "   ", 3, x->what, width);
         if (x->n_conns || x->n_exchanges) {

@@ -4,15 +4,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/base64.h"
 #include "capture/har.h"
 #include "http/parser.h"
 
 /* How much earlier than the end of a connection's last response its replacement may have
- * been opened: the proxy takes one time as the response's last byte goes out, the other at
- * accept, maybe on another thread. */
-#define SUCCESSOR_SLACK_US 1000
+ * been opened: the proxy takes one time just after the response's last byte went out, the
+ * other at accept, maybe on another thread; a client that reads the byte and opens its next
+ * connection at once can be accepted first (by 0.9 ms, seen under the sanitizers on a busy
+ * machine). */
+#define SUCCESSOR_SLACK_US 5000
+/* How late the proxy records a client's FIN (src/proxy/session.c): on the FIN it passes the
+ * close on to the server and records the connection's close (session_close(), CONN_CLOSE)
+ * only once the server answered with its own FIN and the proxy's FIN to the client went
+ * out, or when its linger timer (5 s) gives up waiting. The server's answer takes a round
+ * trip, which the connection's upstream connect time measures; CLOSE_LAG_FLOOR_US covers the
+ * server waking up to close and both event loops on a busy machine. A FIN thus came no
+ * earlier than the recorded close less CLOSE_LAG_FLOOR_US + 2 x the connect time, never less
+ * than the close less LINGER_US. A reset is recorded as it is read. */
+#define CLOSE_LAG_FLOOR_US 50000
+#define LINGER_US 5000000
+/* The pace of a client's traffic to an origin: how long after a connection's last exchange
+ * a new connection may open and still be its replacement. Twice the longest pause the client
+ * made between two requests on one connection to that origin (it came back after that
+ * long, on a connection it kept), at least PACE_MIN_US: a client that needs a new connection
+ * opens it at once, within milliseconds, and a second leaves room for a slow machine;
+ * separate runs of a command-line client seconds apart are not that. At most PACE_MAX_US,
+ * so that one long pause does not make every later connection a replacement. */
+#define PACE_MIN_US 1000000
+#define PACE_MAX_US 30000000
 
 /* ================================================================ heads */
 
@@ -103,13 +125,18 @@ static int says_http10(struct shunt_slice head, int response)
  * address in shunt_model_resp_unframed(). */
 static const char unframed_reason[] = "a body delimited by the close";
 
-const char *shunt_model_resp_closes(const struct shunt_model_exchange *e)
+/* How the response head <h> of <e> (HTTP/1.0 when <http10>) ends its connection: a reason
+ * of shunt_model_resp_closes(), or NULL. */
+static const char *head_closes(const struct shunt_model_exchange *e, struct shunt_slice h,
+                               int http10)
 {
-    struct shunt_slice h = e->resp_down, v;
-    if (h.base == NULL || e->status == 0)
+    struct shunt_slice v;
+    /* HTTP/2 and HTTP/3 have no Connection field and frame every body (RFC 9113 8.2.2, 8.1;
+     * RFC 9114 4.2, 4.1): none of RFC 9112's reasons to end a connection apply. */
+    if (h.base == NULL || e->status == 0 || !shunt_model_http1(e))
         return NULL;
     /* HTTP/1.0 first: its Connection: close, if any, only repeats what the version says. */
-    if (e->resp_http10 && !shunt_model_field_has_token(h, "Connection", "keep-alive"))
+    if (http10 && !shunt_model_field_has_token(h, "Connection", "keep-alive"))
         return "HTTP/1.0 without keep-alive";
     if (shunt_model_field_has_token(h, "Connection", "close"))
         return "Connection: close";
@@ -121,6 +148,16 @@ const char *shunt_model_resp_closes(const struct shunt_model_exchange *e)
     if (shunt_model_field(h, "Transfer-Encoding", &v) || shunt_model_field(h, "Content-Length", &v))
         return NULL;
     return unframed_reason;
+}
+
+const char *shunt_model_resp_closes(const struct shunt_model_exchange *e)
+{
+    return head_closes(e, e->resp_down, e->resp_http10);
+}
+
+const char *shunt_model_server_closes(const struct shunt_model_exchange *e)
+{
+    return head_closes(e, e->resp, says_http10(e->resp, 1));
 }
 
 int shunt_model_resp_unframed(const struct shunt_model_exchange *e)
@@ -213,6 +250,48 @@ static int chal_el(void *arg, struct shunt_slice el)
     if ((bit & SHUNT_MODEL_AUTH_BOUND) && token.len > 0)
         cs->token = 1;
     return 0;
+}
+
+/* The major version a protocol name says: 2 for HTTP/2 ("h2", "h2c", "HTTP/2", "HTTP/2.0"),
+ * 3 for HTTP/3 ("h3", "h3-29", "HTTP/3"), 1 for anything else (HTTP/1.0, HTTP/1.1, nothing:
+ * a capture of shunt's own, or a HAR that does not say). ASCII case ignored. */
+static int major_of(struct shunt_slice v)
+{
+    v = trim(v);
+    while (v.len > 0 && v.base[v.len - 1] == '\r')
+        v.len--;
+    if (v.len >= 2 && (v.base[0] == 'h' || v.base[0] == 'H') &&
+        (v.base[1] == '2' || v.base[1] == '3') && (v.len == 2 || v.base[2] == 'c' ||
+                                                    v.base[2] == '-'))
+        return v.base[1] - '0';
+    if (v.len >= 6 && shunt_slice_ieq(shunt_slice_make(v.base, 5), "HTTP/", 5) &&
+        (v.base[5] == '2' || v.base[5] == '3') && (v.len == 6 || v.base[6] == '.'))
+        return v.base[5] - '0';
+    return 1;
+}
+
+/* The version <e> was exchanged in: the capture's http_version <ver> (NULL: not recorded),
+ * else the request line's last word, else the status line's first. */
+static int read_version(const struct shunt_model_exchange *e, const char *ver)
+{
+    if (ver != NULL && ver[0] != '\0')
+        return major_of(shunt_slice_make(ver, strlen(ver)));
+    size_t pos = 0;
+    if (e->req.base != NULL) {
+        struct shunt_slice l = trim(shunt_har_head_start(e->req.base, e->req.len, &pos));
+        size_t i = l.len;
+        while (i > 0 && l.base[i - 1] != ' ')
+            i--;
+        if (i > 0)
+            return major_of(shunt_slice_make(l.base + i, l.len - i));
+    }
+    if (e->resp.base != NULL) {
+        pos = 0;
+        struct shunt_slice l = shunt_har_head_start(e->resp.base, e->resp.len, &pos);
+        const char *sp = memchr(l.base, ' ', l.len);
+        return major_of(shunt_slice_make(l.base, sp ? (size_t)(sp - l.base) : l.len));
+    }
+    return 1;
 }
 
 /* Reads the authentication and server facts of <e> from its heads. */
@@ -383,6 +462,75 @@ static int same_origin(const struct shunt_model_conn *x, const struct shunt_mode
            x->port == y->port;
 }
 
+/* The pace of the traffic of <n> connections of one client to one origin (PACE_MIN_US): twice
+ * the longest pause between two requests on one of them, from the end of the exchanges
+ * before to the next one's start (overlapping exchanges, HTTP/2's streams, make no pause),
+ * within [PACE_MIN_US, PACE_MAX_US]. */
+static int64_t pace_of(struct shunt_model_conn *const *v, size_t n)
+{
+    int64_t longest = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct shunt_model_conn *c = v[i];
+        int64_t end = -1;
+        for (size_t k = 0; k < c->n_ex; k++) {
+            const struct shunt_model_exchange *e = &c->ex[k];
+            if (end >= 0 && e->started_us - end > longest)
+                longest = e->started_us - end;
+            int64_t e_end = shunt_model_add(e->started_us, e->duration_us);
+            end = e_end > end ? e_end : end;
+        }
+    }
+    int64_t pace = longest > PACE_MAX_US / 2 ? PACE_MAX_US : 2 * longest;
+    return pace < PACE_MIN_US ? PACE_MIN_US : pace;
+}
+
+/*
+ * The index in <v> of the successor of v[i] among v[i+1 .. h-1] (one client's connections to
+ * one origin, by opening time; <taken> marks those already someone's), or h for none.
+ *
+ * A replacement is opened because the connection ended, so after its end, and at the pace of
+ * the traffic (<pace>, from the end of its last exchange), not any later connection:
+ * - When the client closed it after a response, after the client's close. A client reads
+ *   the response before it closes, so after the response's end (less SUCCESSOR_SLACK_US);
+ *   and when the capture recorded the close, after the close less the time the proxy may
+ *   have taken to record it (CLOSE_LAG_FLOOR_US, LINGER_US), which a connection a browser
+ *   opened in parallel while this one sat idle, all of them closed together at exit, is not.
+ * - With an unknown closer (a HAR), after the response's end.
+ * - After a close by the server or the proxy, or a failed exchange, after the last
+ *   exchange's start: the client may open its next connection before the proxy recorded
+ *   the close.
+ */
+static size_t successor_of(struct shunt_model_conn *const *v, size_t i, size_t h, int64_t pace,
+                           const unsigned char *taken)
+{
+    const struct shunt_model_conn *c = v[i];
+    const struct shunt_model_exchange *l = shunt_model_last(c);
+    if (l == NULL)
+        return h;
+    int by_client = strcmp(c->closer, "client") == 0;
+    int64_t after = l->started_us;
+    if ((by_client || c->closer[0] == '\0') && l->status != 0)
+        after = c->last_end_us - SUCCESSOR_SLACK_US;
+    if (by_client && c->closed_us >= 0) {
+        int64_t lag = LINGER_US;
+        if (strcmp(c->close_how, "RST") == 0)
+            lag = CLOSE_LAG_FLOOR_US; /* recorded as it was read */
+        else if (c->connect_us < (LINGER_US - CLOSE_LAG_FLOOR_US) / 2)
+            lag = CLOSE_LAG_FLOOR_US + 2 * c->connect_us;
+        if (c->closed_us - lag > after)
+            after = c->closed_us - lag;
+    }
+    int64_t until = shunt_model_add(c->last_end_us, pace);
+    for (size_t j = i + 1; j < h; j++) {
+        int64_t at = opened_at(v[j]);
+        if (at > until)
+            break; /* sorted by opening time: every later one is later still */
+        if (!taken[j] && v[j]->n_ex > 0 && at >= after)
+            return j;
+    }
+    return h;
+}
+
 /* Fills each connection's derived fields: origin, auth context of its exchanges, handshakes
  * and their time, and the next connection to the same origin. Returns 0 or SHUNT_ENOMEM. */
 static int derive(struct shunt_model *m)
@@ -393,8 +541,20 @@ static int derive(struct shunt_model *m)
         c->port = c->n_ex ? c->ex[0].port : 0;
         c->connect_us = c->n_ex && c->ex[0].t_connect > 0 ? c->ex[0].t_connect : 0;
         int ctx = 0;
+        c->last_end_us = -1;
         for (size_t k = 0; k < c->n_ex; k++) {
             struct shunt_model_exchange *e = &c->ex[k];
+            c->selected |= e->selected;
+            c->multiplexed |= !shunt_model_http1(e);
+            int64_t end = shunt_model_add(e->started_us, e->duration_us);
+            c->last_end_us = end > c->last_end_us ? end : c->last_end_us;
+            /* Connection-bound authentication is HTTP/1.1's (RFC 4559, MS-NLMP over HTTP):
+             * a multiplexed connection carries many users' requests, and servers refuse it
+             * there (IIS falls back to HTTP/1.1 for Windows authentication; an HTTP/2 server
+             * may answer HTTP_1_1_REQUIRED, RFC 9113 7), so an HTTP/2 or HTTP/3 exchange
+             * neither starts a handshake nor makes an authentication context. */
+            if (!shunt_model_http1(e))
+                continue;
             int bare = e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND) &&
                        !e->challenge_token;
             if (e->status == 401 && (e->challenge & SHUNT_MODEL_AUTH_BOUND))
@@ -412,7 +572,6 @@ static int derive(struct shunt_model *m)
             if ((e->auth | e->challenge) & SHUNT_MODEL_AUTH_BOUND)
                 ctx = 1;
             e->auth_context = ctx;
-            c->selected |= e->selected;
         }
     }
     struct shunt_model_conn **v = malloc((m->n_conns ? m->n_conns : 1) * sizeof(*v));
@@ -421,33 +580,27 @@ static int derive(struct shunt_model *m)
     for (size_t i = 0; i < m->n_conns; i++)
         v[i] = &m->conns[i];
     qsort(v, m->n_conns, sizeof(*v), conn_cmp_origin);
-    /* Each connection's successor: the first connection of the same client to the same
-     * origin that replaced it and is not already someone's successor. A client that closes a
-     * connection after a response opens the next one after reading that response: the bound
-     * is the response's end (less SUCCESSOR_SLACK_US, the two times being the proxy's), so
-     * that a browser's parallel connection, opened while this one was busy, is no
-     * replacement. After a server's close or a failed exchange the bound is the last
-     * exchange's start. The close itself is no bound: the proxy records it once both sides
-     * closed, which can come after the client opened its next connection. */
     unsigned char *taken = calloc(m->n_conns ? m->n_conns : 1, 1);
     if (taken == NULL) {
         free(v);
         return SHUNT_ENOMEM;
     }
-    for (size_t i = 0; i < m->n_conns; i++) {
-        struct shunt_model_conn *c = v[i];
-        if (c->n_ex == 0)
-            continue;
-        const struct shunt_model_exchange *l = shunt_model_last(c);
-        int64_t after = l->started_us;
-        if ((strcmp(c->closer, "client") == 0 || c->closer[0] == '\0') && l->status != 0)
-            after += l->duration_us - SUCCESSOR_SLACK_US;
-        for (size_t j = i + 1; j < m->n_conns && same_origin(c, v[j]); j++)
-            if (!taken[j] && v[j]->n_ex > 0 && opened_at(v[j]) >= after) {
-                c->next = v[j];
+    /* Each connection's successor, among the connections of the same client to the same
+     * origin (a run of v): the first one opened after it ended and at the pace of the
+     * traffic (successor_of()), not already someone's successor. */
+    for (size_t g = 0; g < m->n_conns;) {
+        size_t h = g + 1;
+        while (h < m->n_conns && same_origin(v[g], v[h]))
+            h++;
+        int64_t pace = pace_of(v + g, h - g);
+        for (size_t i = g; i < h; i++) {
+            size_t j = successor_of(v, i, h, pace, taken);
+            if (j < h) {
+                v[i]->next = v[j];
                 taken[j] = 1;
-                break;
             }
+        }
+        g = h;
     }
     free(taken);
     free(v);
@@ -485,6 +638,10 @@ static struct shunt_model_exchange *exchange_of(struct shunt_model_exchange **by
 static int64_t body_excess(const struct shunt_model_exchange *e, int64_t body)
 {
     struct shunt_slice h = e->resp, v;
+    /* HTTP/1.x: there the bytes past a body's length are read as the next response; HTTP/2
+     * and HTTP/3 frame each body, and a mismatch is a malformed stream (RFC 9113 8.1.1). */
+    if (!shunt_model_http1(e))
+        return 0;
     if (h.base == NULL || e->status < 200 || e->status == 204 || e->status == 304 ||
         strcmp(e->method, "HEAD") == 0 || shunt_model_field(h, "Transfer-Encoding", &v) ||
         shunt_model_field(h, "Content-Encoding", &v) ||
@@ -575,6 +732,74 @@ static int read_byte_counts(sqlite3 *db, struct shunt_model *m)
     sqlite3_finalize(st);
     free(by_id);
     return rc == SQLITE_DONE ? 0 : SHUNT_EPARSE;
+}
+
+/* ================================================================ rules' changes */
+
+/* True when <what> (a change's description) names a Connection field: "set Connection:
+ * close", "remove Connection". Proxy-Connection is the routine rewrites' (by "proxy"). */
+static int names_connection(const char *what)
+{
+    static const char word[] = "connection";
+    for (const char *p = what; *p != '\0'; p++)
+        if (strncasecmp(p, word, sizeof(word) - 1) == 0 && (p == what || p[-1] == ' '))
+            return 1;
+    return 0;
+}
+
+/*
+ * Reads which user's rule changed each exchange's request and response (the changes table;
+ * by "proxy" is a routine rewrite every forward proxy makes and "shunt" a repair: neither is
+ * a rule of the user's): the first rule's name on each side, or the first one that changed
+ * a Connection field. Returns 0, SHUNT_ENOMEM, or SHUNT_EPARSE (SQLite's message is on <db>).
+ */
+static int read_rules(sqlite3 *db, struct shunt_model *m)
+{
+    static const char sql[] =
+        "SELECT exchange_id, in_request, what, by FROM changes "
+        "WHERE by NOT IN ('proxy', 'shunt') ORDER BY exchange_id, id";
+    sqlite3_stmt *st = NULL;
+    int rc;
+    if (m->n_ex == 0)
+        return 0;
+    struct shunt_model_exchange **by_id = malloc(m->n_ex * sizeof(*by_id));
+    if (by_id == NULL)
+        return SHUNT_ENOMEM;
+    for (size_t i = 0; i < m->n_ex; i++)
+        by_id[i] = &m->ex[i];
+    qsort(by_id, m->n_ex, sizeof(*by_id), ex_ptr_cmp);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        free(by_id);
+        return SHUNT_EPARSE;
+    }
+    const struct shunt_model_exchange *cur = NULL;
+    int conn_named[2] = {0, 0}; /* the name kept on each side is a Connection change's */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct shunt_model_exchange *e = exchange_of(by_id, m->n_ex, sqlite3_column_int64(st, 0));
+        const char *what = (const char *)sqlite3_column_text(st, 2);
+        if (e == NULL || what == NULL)
+            continue;
+        if (e != cur) {
+            cur = e;
+            conn_named[0] = conn_named[1] = 0;
+        }
+        int side = sqlite3_column_int(st, 1) != 0, conn = names_connection(what);
+        const char **slot = side ? &e->rule_req : &e->rule_resp;
+        /* a Connection field's change wins over an earlier change of another field */
+        if (*slot != NULL && (conn_named[side] || !conn))
+            continue;
+        char *by = dup_text(st, 3);
+        if (by == NULL) {
+            rc = SHUNT_ENOMEM;
+            break;
+        }
+        free((char *)*slot);
+        *slot = by;
+        conn_named[side] = conn;
+    }
+    sqlite3_finalize(st);
+    free(by_id);
+    return rc == SQLITE_DONE ? 0 : rc == SHUNT_ENOMEM ? SHUNT_ENOMEM : SHUNT_EPARSE;
 }
 
 int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct shunt_model **out,
@@ -672,7 +897,7 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
     snprintf(sql, sizeof(sql),
              "SELECT e.id, e.conn_id, e.idx, e.started_us, e.duration_us, e.t_connect, e.status, "
              "e.method, e.host, e.url, e.req_head, e.req_head_sent, e.resp_head, e.resp_head_sent, "
-             "CASE WHEN %s THEN 1 ELSE 0 END, e.error FROM exchanges e "
+             "CASE WHEN %s THEN 1 ELSE 0 END, e.error, e.http_version FROM exchanges e "
              "ORDER BY e.conn_id, e.idx, e.id",
              where);
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
@@ -714,6 +939,7 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
             e->resp_down = e->resp;
         e->selected = sqlite3_column_int(st, 14) != 0;
         m->n_selected += (size_t)e->selected;
+        e->http_major = read_version(e, (const char *)sqlite3_column_text(st, 16));
         read_facts(e);
     }
     if (rc != SQLITE_DONE)
@@ -731,6 +957,11 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
         c->n_ex = j - i;
         i = j;
     }
+    rc = read_rules(db, m);
+    if (rc == SHUNT_ENOMEM)
+        goto oom;
+    if (rc != 0)
+        goto sql_fail;
     if (derive(m) != 0)
         goto oom;
     rc = read_byte_counts(db, m);
@@ -763,6 +994,8 @@ void shunt_model_free(struct shunt_model *m)
         free((char *)e->url);
         free((char *)e->host);
         free((char *)e->error);
+        free((char *)e->rule_req);
+        free((char *)e->rule_resp);
         /* A head sent unchanged shares the bytes of the head received. */
         if (e->req_up.base != e->req.base)
             free((char *)e->req_up.base);

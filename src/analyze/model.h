@@ -64,6 +64,11 @@ struct shunt_model_exchange {
     struct shunt_slice resp;     /* response as received from the server */
     struct shunt_slice resp_down; /* response as sent to the client (== resp when unchanged) */
     /* Facts read from the heads at load time. */
+    int http_major;           /* 1: HTTP/1.0 or HTTP/1.1 (0 or not said: read as HTTP/1.x);
+                                 2: HTTP/2 (exchanges.http_version "h2", "HTTP/2.0", ...);
+                                 3: HTTP/3 ("h3", "h3-29", "HTTP/3"). Only HTTP/1.x has
+                                 Connection, close-delimited bodies and connection-bound
+                                 authentication; see shunt_model_http1() */
     int req_http10;           /* the request line says HTTP/1.0 */
     int resp_http10;          /* the status line says HTTP/1.0 */
     unsigned auth;            /* scheme of the request's Authorization (SHUNT_MODEL_AUTH_*), 0 none */
@@ -81,6 +86,13 @@ struct shunt_model_exchange {
                                  0 none or not comparable (chunked, Content-Encoding) */
     int starts_handshake;     /* this exchange starts a connection-bound handshake (counted
                                  in its connection's n_handshakes) */
+    /* The user's rule that changed the request as sent upstream, and the one that changed the
+     * response as sent to the client (the changes table: by is neither "proxy", the routine
+     * rewrites, nor "shunt", a repair): the rule's name, its change of a Connection field
+     * first; NULL none. What a rule makes of a connection is not the client's doing nor the
+     * server's. */
+    const char *rule_req;
+    const char *rule_resp;
 };
 
 /* One client connection. */
@@ -98,18 +110,24 @@ struct shunt_model_conn {
     const char *up_closer;
     const char *up_close_how;
     int tunnel;              /* became a byte tunnel */
+    int multiplexed;         /* one of its exchanges is HTTP/2 or HTTP/3 (http_major > 1):
+                                streams overlap on it, and it has no HTTP/1.1 keep-alive */
+    int64_t last_end_us;     /* when the exchange that ended last ended (start + duration;
+                                with multiplexing not always the last one begun); -1 none */
     struct shunt_model_exchange *ex; /* its exchanges in order (a run of the model's array) */
     size_t n_ex;
     int selected;            /* 1 when one of its exchanges is selected */
     const char *host;        /* host of its first exchange; "" when it has none */
     int port;                /* port of its first exchange; 0 when it has none */
-    const struct shunt_model_conn *next; /* its successor, the connection that replaced it:
-                                            the next one of the same client address to the
-                                            same origin, opened after its last response ended
-                                            when the client (or nobody known) closed it, after
-                                            its last exchange began otherwise; no other's
-                                            successor; NULL none (a browser's parallel
-                                            connection replaces nothing) */
+    const struct shunt_model_conn *next; /* its successor, the connection that replaced it
+                                            (docs/diagnose.md, "Successor"): the next one of
+                                            the same client address to the same origin,
+                                            opened after it ended (its client's close, as far
+                                            as the recorded close time tells) and at the pace
+                                            of that client's traffic; no other's successor;
+                                            NULL none (a browser's parallel connection, or
+                                            the next run of a command-line client seconds
+                                            later, replaces nothing) */
     int64_t connect_us;      /* upstream connect time paid by its first exchange, >= 0 */
     size_t n_handshakes;     /* connection-bound handshakes started on it (a fresh NTLM or
                                 Negotiate 401 challenge, or a first leg sent unasked) */
@@ -161,8 +179,14 @@ int shunt_model_field_has_token(struct shunt_slice head, const char *name, const
 
 /* How the response of <e> (as sent to the client) ends its connection, RFC 9112 9.3 and
  * 6.3: returns a static reason ("Connection: close", "HTTP/1.0 without keep-alive", "a body
- * delimited by the close") or NULL when the connection may persist. Pure. */
+ * delimited by the close") or NULL when the connection may persist. Always NULL over HTTP/2
+ * and HTTP/3: no Connection field, bodies framed by the streams (RFC 9113 8.2.2, 8.1). Pure. */
 const char *shunt_model_resp_closes(const struct shunt_model_exchange *e);
+
+/* How the response of <e> as the server sent it ends the connection (the reasons of
+ * shunt_model_resp_closes()), or NULL: what the server did, before any rule of the proxy's
+ * changed the head. NULL without a server response (shunt answered itself). Pure. */
+const char *shunt_model_server_closes(const struct shunt_model_exchange *e);
 
 /* True when the response of <e> (as sent to the client) ends its connection only because
  * its body has no length: shunt_model_resp_closes() says "a body delimited by the close".
@@ -180,6 +204,13 @@ static inline int64_t shunt_model_add(int64_t a, int64_t b)
     if (__builtin_add_overflow(a, b, &r))
         return b > 0 ? INT64_MAX : INT64_MIN;
     return r;
+}
+
+/* True when <e> is HTTP/1.x, where RFC 9112's rules apply (persistence, Connection and the
+ * other hop-by-hop fields, message body length, connection-bound authentication). */
+static inline int shunt_model_http1(const struct shunt_model_exchange *e)
+{
+    return e->http_major < 2;
 }
 
 /* The last exchange of <c>, or NULL when it has none. */

@@ -58,7 +58,10 @@ static const char help[] =
     "                                  Connection: close, HTTP/1.0 with keep-alive, known\n"
     "                                  framing\n"
     "                       http10     HTTP/1.0 requests without keep-alive: one connection\n"
-    "                                  per request\n"
+    "                                  per request (once the server asks for NTLM or\n"
+    "                                  Negotiate, the legs that must get a challenge on the\n"
+    "                                  same connection ask Connection: Keep-Alive; the final\n"
+    "                                  leg does not)\n"
     "                       wininet    like keepalive, except WinINet's rule: after an\n"
     "                                  NTLM/Negotiate handshake on the connection, a response\n"
     "                                  other than 401 without a Server header (or with\n"
@@ -671,17 +674,21 @@ static const char *find_challenge(const struct resp *r, const char *scheme)
 
 /* ---------------------------------------------------------------------------- requests */
 
-/* Builds and sends the request for <u> with the Authorization <authz> (or none). */
-static int send_request(struct worker *w, const struct url *u, const char *authz,
+/* Builds and sends the request for <u> carrying the leg <leg> of a handshake, with the
+ * Authorization <authz> (NULL: none). */
+static int send_request(struct worker *w, const struct url *u, enum leg leg, const char *authz,
                         int64_t deadline)
 {
     const struct run *r = w->run;
     char req[8192];
-    /* HTTP/1.0 closes after each response unless asked otherwise; a connection-bound
-     * handshake needs its legs on one connection, so an http10 client that knows the server
-     * wants NTLM or Negotiate asks for keep-alive, as HTTP/1.0 clients doing NTLM must, and
-     * closes the connection itself after the final response. */
-    int ask_keep = r->policy == POLICY_HTTP10 && w->bound_seen;
+    /* HTTP/1.0 closes after each response unless asked otherwise, and http10 asks nothing
+     * (docs/lab-client.md). But a connection-bound handshake needs its legs on one
+     * connection: once the server asked for NTLM or Negotiate, a request that will get a
+     * challenge to answer on the same connection (the request without credentials, NTLM's
+     * NEGOTIATE) asks for keep-alive, as HTTP/1.0 clients doing NTLM must; the final leg
+     * (NTLM's AUTHENTICATE, Negotiate's token), which gets the response, does not. */
+    int ask_keep = r->policy == POLICY_HTTP10 && w->bound_seen &&
+                   (leg == LEG_NONE || leg == LEG_NTLM1);
     int n = snprintf(req, sizeof(req),
                      "%s %s%s%s HTTP/1.%c\r\nHost: %s\r\n"
                      "User-Agent: shunt-lab-client/" SHUNT_VERSION " (%s)\r\nAccept: */*\r\n"
@@ -807,7 +814,7 @@ static void do_request(struct worker *w, uint64_t idx)
         port = w->c.port;
         if (leg == LEG_NTLM1 || leg == LEG_NTLM3 || leg == LEG_NEGOTIATE)
             w->c.auth_ctx = 1;
-        fail = send_request(w, u, leg == LEG_NONE ? NULL : authz, deadline);
+        fail = send_request(w, u, leg, leg == LEG_NONE ? NULL : authz, deadline);
         r->nothing = 1;
         if (fail == F_NONE)
             fail = read_response(w, strcmp(run->method, "HEAD") == 0, deadline, r);

@@ -8,6 +8,7 @@ import json
 import socket
 import sqlite3
 import subprocess
+import time
 
 import pytest
 
@@ -191,6 +192,80 @@ def test_client_that_asked_to_close_is_not_closing_early_but_low_reuse(origin, t
     assert "4 after a request that asked to close" in f["what"]
     assert f["impact"]["connections"] == 4 and f["impact"]["handshakes"] == 0
     assert f["examples"] == {"connections": [1, 2, 3], "exchanges": [1, 2, 3]}
+
+
+def test_separate_runs_of_curl_seconds_apart_are_ordinary_use(origin, through):
+    # Issue 11: curl run five times, 2 s apart (as by hand, or a script with a pause): each
+    # process opens a connection and closes it with a FIN at exit. The next run replaced
+    # nothing: "let the client keep its connections" is no advice for that.
+    def runs(port):
+        for i in range(5):
+            if i:
+                time.sleep(2)
+            assert peers.curl("-x", f"http://127.0.0.1:{port}", f"{origin.url}/{i}",
+                              "-o", "/dev/null").returncode == 0
+    path = through(runs)
+    assert closes(path) == [("client", "FIN")] * 5
+    ids, _ = findings(path)
+    assert "client-closes-early" not in ids and "low-reuse" not in ids, ids
+    assert ids == []
+
+
+def test_back_to_back_closes_are_still_client_closes_early(record):
+    # ... while a client that closes and opens again at once, at the pace of its traffic,
+    # replaced each connection
+    path, s = record([], ["--requests", 5, "--max-per-conn", 1])
+    assert closes(path) == [("client", "FIN")] * 5
+    ids, doc = findings(path)
+    assert ids == ["client-closes-early"]
+    assert doc["findings"][0]["count"] == 4
+
+
+# ----------------------------------------------------------------------------- a rule's close
+
+
+@pytest.mark.parametrize("proxy_args, rule, where", [
+    # the rule sets Connection: close on the response: shunt closes each connection itself
+    (["--rules", peers.ROOT / "examples/rules/force-connection-close.lua"],
+     "force-connection-close.lua:7", "on the response sent to the client"),
+    # on the request: the server closes each connection, as it was asked to
+    (["--modify-headers", "/~q/Connection/close"], "--modify-headers #1",
+     "on the request sent to the server"),
+])
+def test_a_close_a_rule_asked_for_is_the_rules(shunt, lab_origin, tmp_path, proxy_args, rule,
+                                               where):
+    # Issue 11: neither the client nor the server chose these closes; the user's rule did,
+    # and diagnose says so rather than blame the server (or the client, or low reuse).
+    o = lab_origin("-q")
+    path = tmp_path / "rule.db"
+    px = shunt("--capture", path, *proxy_args)
+    s = lab_client("--proxy", f"127.0.0.1:{px.port}", "--requests", 5, o.url("/"))
+    assert px.stop() == []
+    assert (s["ok"], s["connections_opened"]) == (5, 5)
+    ids, doc = findings(path)
+    assert ids == ["rule-closes-keepalive"]
+    f = doc["findings"][0]
+    assert (f["confidence"], f["count"], f["unit"]) == ("certain", 4, "connections")
+    assert f["what"].startswith(f"Your rule {rule} ended 4 connections"), f["what"]
+    assert where in f["what"]
+    # (exchange ids are given as exchanges end: on a busy machine not always in order)
+    assert f["examples"]["connections"] == [1, 2, 3] and len(f["examples"]["exchanges"]) == 3
+
+
+def test_a_rule_that_breaks_handshakes_causes_what_follows(shunt, lab_origin, tmp_path):
+    # The rule closes after NTLM's challenge too: each leg goes on a new connection and is
+    # refused, and the handshakes repeat. Both are the rule's consequences, ranked after it.
+    o = lab_origin("-q", "--auth", "ntlm")
+    path = tmp_path / "rule-ntlm.db"
+    px = shunt("--capture", path, "--rules",
+               peers.ROOT / "examples/rules/force-connection-close.lua")
+    s = lab_client("--proxy", f"127.0.0.1:{px.port}", "--requests", 5, o.url("/"))
+    assert px.stop() == []
+    assert s["auth_failures"] == 5
+    ids, doc = findings(path)
+    assert ids[0] == "rule-closes-keepalive"
+    assert sorted(ids[1:]) == ["auth-connection-switch", "reauth-storm"]
+    assert all(f["explained_by"] == "rule-closes-keepalive" for f in doc["findings"][1:])
 
 
 def test_exported_capture_keeps_client_closes_early(record, tmp_path):

@@ -6,6 +6,7 @@ cases that must trigger it and cases that must not, and the findings are asserte
 which, how many, in which unit, with which examples."""
 import base64
 import json
+import socket
 import subprocess
 
 import pytest
@@ -52,8 +53,11 @@ def test_bodies_without_length_are_unframed_and_cost_their_connections(shunt, or
     urls = [f"{origin.url}/{i}" for i in range(3)]
     path = capture(shunt, tmp_path, [urls])
     ids, doc = findings(path)
-    assert ids == ["server-closes-keepalive", "unframed-or-overlong-body"]
-    s, u = doc["findings"]
+    # Issue 11: the cause first. A body without a length forces the server's close, so the
+    # closes are unframed-or-overlong-body's consequence, ranked right after it and saying so
+    assert ids == ["unframed-or-overlong-body", "server-closes-keepalive"]
+    u, s = doc["findings"]
+    assert (u["explained_by"], s["explained_by"]) == (None, "unframed-or-overlong-body")
     # the defect: every response; the cost of the two closes a new connection followed is
     # server-closes-keepalive's, not counted twice
     assert (u["count"], u["unit"], u["confidence"]) == (3, "exchanges", "certain")
@@ -64,6 +68,9 @@ def test_bodies_without_length_are_unframed_and_cost_their_connections(shunt, or
     assert "2 ended a connection the client then had to open again" in u["what"]
     assert (s["count"], s["unit"]) == (2, "connections")
     assert "2 with a body delimited by the close" in s["what"]
+    out = diagnose(path)[1]
+    assert "\n2. server-closes-keepalive  (certain)" in out, out
+    assert "   (a consequence of finding 1, unframed-or-overlong-body)" in out, out
 
 
 @pytest.mark.parametrize("reply", [
@@ -98,9 +105,11 @@ def test_har_without_length_is_unframed(tmp_path):
                   [("Server", "nginx"), ("Content-Length", "2")], conn="2"),
     ])
     ids, doc = findings(har)
-    # the second connection followed the first: its cost is server-closes-keepalive's
-    assert ids == ["server-closes-keepalive", "unframed-or-overlong-body"]
-    f = doc["findings"][1]
+    # the second connection followed the first: its cost is server-closes-keepalive's, a
+    # consequence of the body without a length, which ranks first
+    assert ids == ["unframed-or-overlong-body", "server-closes-keepalive"]
+    assert doc["findings"][1]["explained_by"] == "unframed-or-overlong-body"
+    f = doc["findings"][0]
     assert (f["count"], f["unit"], f["examples"]["exchanges"]) == (1, "exchanges", [1])
     assert "1 ended a connection the client then had to open again" in f["what"]
 
@@ -300,6 +309,42 @@ def test_java_with_connection_other_than_keepalive_is_client_quirk(shunt, origin
     assert f["what"].startswith("java-connection-token (Java's HttpURLConnection): 2 "
                                 "exchanges where the client treats an HTTP/1.1 response")
     assert "sun/net/www/http/HttpClient.java" in f["what"]
+
+
+def java_like_client(proxy_port, url, n):
+    """Java's HttpURLConnection against a response whose Connection is not exactly
+    keep-alive: reads each response whole, closes the connection (FIN) and opens a new one
+    for the next request."""
+    host = url.split("/")[2]
+    for i in range(n):
+        with socket.create_connection(("127.0.0.1", proxy_port), timeout=peers.WAIT) as c:
+            c.sendall(f"GET {url}/{i} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {JAVA}\r\n"
+                      f"Accept: */*\r\n\r\n".encode())
+            got = b""
+            while not (b"\r\n\r\n" in got and got.endswith(b"ok")):
+                d = c.recv(4096)
+                assert d, got
+                got += d
+            c.shutdown(socket.SHUT_WR)
+
+
+def test_a_quirk_that_explains_the_closes_is_not_blamed_on_the_client_again(shunt, origin,
+                                                                             tmp_path):
+    # Issue 11: Java closes each connection after a response whose Connection is not
+    # exactly keep-alive: client-quirk names why; those closes are not also
+    # client-closes-early (nor low-reuse) with "let the client keep its connections".
+    origin.handler = peers.reply_with(
+        b"HTTP/1.1 200 OK\r\nConnection: Upgrade\r\nContent-Length: 2\r\n\r\nok")
+    path = tmp_path / "java.db"
+    px = shunt("--capture", path)
+    java_like_client(px.port, origin.url, 5)
+    assert px.stop() == []
+    ids, doc = findings(path)
+    assert ids == ["client-quirk"]
+    f = doc["findings"][0]
+    assert f["what"].startswith("java-connection-token")
+    assert "4 connections closed by the client right after, then opened again" in f["what"]
+    assert f["impact"]["connections"] == 4
 
 
 @pytest.mark.parametrize("proxy_args, found", [(["--no-proxy-support"], True), ([], False)])

@@ -8,6 +8,7 @@ The counts come from the client's --json summary (docs/lab-client.md)."""
 import json
 import os
 import re
+import socket
 import subprocess
 import threading
 
@@ -50,8 +51,9 @@ def expected(policy, auth, server, n=N):
     per_worker = 0 if auth == "none" else 1
     if policy == "http10":
         # One connection per request; the first challenge comes on a connection the server
-        # closes (HTTP/1.0), so the first request pays one more.
-        return (n + per_worker, n if bound else per_worker, n if bound else 0)
+        # closes (HTTP/1.0), so the first request pays one more. The final leg asks nothing
+        # (HTTP/1.0 without keep-alive): the server ends every connection.
+        return (n + per_worker, n if bound else per_worker, 0)
     old = server is None or server in ("Microsoft-IIS/1.0", "Microsoft-IIS/2.0",
                                        "Microsoft-IIS/3.0")
     if policy == "wininet" and bound and old:
@@ -164,6 +166,102 @@ def test_concurrency_and_round_robin(lab):
     # and a new handshake with the NTLM one
     assert s["handshakes"] >= 1 and s["connections_opened"] >= 4
     assert len(re.findall(rf":{b.port}/bytes/100 -> 200", err)) == 20
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1:0 to 127.0.0.1:<target> that records, for each connection in
+    the order accepted, the bytes the client sent: the requests exactly as on the wire."""
+
+    def __init__(self, target):
+        self.target = target
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            rec = bytearray()
+            self.conns.append(rec)
+            threading.Thread(target=self._serve, args=(c, rec), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b, rec):
+        while True:
+            try:
+                d = a.recv(65536)
+            except OSError:
+                d = b""
+            if not d:
+                try:
+                    b.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                return
+            if rec is not None:
+                rec += d
+            b.sendall(d)
+
+    def _serve(self, c, rec):
+        u = socket.create_connection(("127.0.0.1", self.target))
+        back = threading.Thread(target=self._pump, args=(u, c, None), daemon=True)
+        back.start()
+        self._pump(c, u, rec)
+        back.join(peers.WAIT)
+        c.close()
+        u.close()
+
+    def requests(self):
+        """Each connection's request heads, as (request line, {field name lower: value})."""
+        out = []
+        for rec in self.conns:
+            heads = [h for h in bytes(rec).split(b"\r\n\r\n") if h]
+            out.append([(h.split(b"\r\n")[0].decode(),
+                         {l.split(b":", 1)[0].decode().lower(): l.split(b":", 1)[1].strip().decode()
+                          for l in h.split(b"\r\n")[1:]}) for h in heads])
+        return out
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("auth", ["none", "ntlm", "negotiate"])
+def test_http10_sends_what_its_help_says(lab, auth):
+    # Issue 11: --policy http10 sends HTTP/1.0 without keep-alive. Only the legs of an NTLM or
+    # Negotiate handshake that must get a challenge on the same connection (once the server
+    # asked for one) carry Connection: Keep-Alive; the final leg, and so the request that
+    # ends each connection, asks nothing. Recorded on the wire by a relay.
+    o = lab("--auth", auth, "--no-server-header")
+    relay = Relay(o.port)
+    try:
+        rc, s, err = client("--policy", "http10", "--requests", 3,
+                            f"http://127.0.0.1:{relay.port}/")
+    finally:
+        relay.close()
+    assert rc == 0 and s["ok"] == 3, err
+    conns = relay.requests()
+    assert len(conns) == s["connections_opened"]
+    for reqs in conns:
+        assert reqs, conns
+        for line, fields in reqs:
+            assert line.endswith(" HTTP/1.0"), line
+            assert fields.get("connection", "Keep-Alive") == "Keep-Alive", fields
+            legs_to_come = fields.get("authorization", "").startswith("NTLM TlRMTVNTUAAB") or \
+                ("authorization" not in fields and s["handshakes"] > 0)
+            # keep-alive asked only by a leg that gets a challenge to answer on it
+            if "connection" in fields:
+                assert legs_to_come, (line, fields)
+        # the request that ends the connection never asked to keep it
+        assert "connection" not in reqs[-1][1], reqs
+    if auth == "none":
+        assert all(len(r) == 1 and "connection" not in r[0][1] for r in conns), conns
+    else:
+        # after the first challenge, each request's handshake ran on one connection
+        assert any(len(r) > 1 for r in conns), conns
 
 
 def test_http10_origin_with_keepalive_policy(lab):

@@ -490,6 +490,98 @@ static void the_replacement_is_found_past_a_parallel_connection(void **state)
     shunt_model_free(m);
 }
 
+/* Issue 11, the CI failure: headless Chromium loading a page through the proxy. Connection 5
+ * carries six requests and then sits idle; the browser opens connection 10 for a request
+ * after 5's last response ended (5 was idle, not closed: a parallel connection, as a browser
+ * opens them); at exit, 200 ms later, it closes every connection at once with a FIN (times
+ * in the shape of the failing capture). 5's FIN came at exit: 10 was opened long before it
+ * and replaced nothing. */
+static void a_connection_opened_while_the_other_sat_idle_replaces_nothing(void **state)
+{
+    (void)state;
+    const int64_t exit_at = 400000; /* every close, recorded within a millisecond */
+    add_conn(5, 50005, 0, exit_at + 300, "client", "FIN");
+    for (int k = 0; k < 6; k++) /* 10, 40, 70, 100, 130, 160 ms; the last ends at 161 ms */
+        add_ex(1 + k, 5, k + 1, 10000 + 30000 * k, 1000, k ? -1 : 300, "/img", "", 200, OK_BARE);
+    int64_t x = 7;
+    for (int c = 6; c <= 9; c++) { /* the page's other parallel connections, busy meanwhile */
+        add_conn(c, 50000 + c, 5000 * c, exit_at + 100 * c, "client", "FIN");
+        for (int k = 0; k < 3; k++, x++)
+            add_ex(x, c, k + 1, 5000 * c + 1000 + 40000 * k, 1000, k ? -1 : 300, "/img", "", 200,
+                   OK_BARE);
+    }
+    /* opened 1 ms after 5's last response ended, 239 ms before the exit */
+    add_conn(10, 50010, 161000 + 1000, exit_at + 200, "client", "FIN");
+    add_ex(x, 10, 1, 162500, 1000, 300, "/favicon.ico", "", 404,
+           "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    struct shunt_model *m = load(NULL);
+    assert_int_equal(m->n_conns, 6);
+    assert_null(shunt_model_conn_by_id(m, 5)->next);
+    struct shunt_findings fs = {0};
+    assert_int_equal(shunt_diagnose_run(m, &fs), 0);
+    for (size_t i = 0; i < fs.n; i++)
+        fail_msg("finding %s: %s", fs.v[i].check->id, fs.v[i].what);
+    shunt_findings_dispose(&fs);
+    shunt_model_free(m);
+}
+
+/* Five runs of a command-line client, <apart> microseconds from one start to the next: each
+ * opens a connection, sends one request (10 ms), closes it with a FIN at exit (1 ms later)
+ * and the next run begins. Returns the findings' ids, space-separated, in <ids>. */
+static void runs_of_a_client(int64_t apart, char *ids, size_t len)
+{
+    for (int k = 0; k < 5; k++) {
+        int64_t t0 = k * apart;
+        add_conn(k + 1, 50000 + k, t0, t0 + 12000, "client", "FIN");
+        add_ex(k + 1, k + 1, 1, t0 + 500, 10000, 300, "/", "", 200, OK_BARE);
+    }
+    struct shunt_model *m = load(NULL);
+    struct shunt_findings fs = {0};
+    assert_int_equal(shunt_diagnose_run(m, &fs), 0);
+    size_t o = 0;
+    ids[0] = '\0';
+    for (size_t i = 0; i < fs.n && o < len; i++)
+        o += (size_t)snprintf(ids + o, len - o, "%s%s", o ? " " : "", fs.v[i].check->id);
+    shunt_findings_dispose(&fs);
+    shunt_model_free(m);
+}
+
+static void separate_runs_seconds_apart_replace_nothing(void **state)
+{
+    (void)state;
+    char ids[256];
+    /* 2 s apart, as curl run by hand or from a script with a pause: no blame */
+    runs_of_a_client(2000000, ids, sizeof(ids));
+    assert_string_equal(ids, "");
+}
+
+static void back_to_back_runs_are_replacements(void **state)
+{
+    (void)state;
+    char ids[256];
+    /* 20 ms apart (the next one opens 8 ms after the close): at the pace of the traffic */
+    runs_of_a_client(20000, ids, sizeof(ids));
+    assert_string_equal(ids, "client-closes-early");
+}
+
+/* The pace is the client's own: one that pauses 3 s between requests on a kept connection
+ * and then opens a new one 3 s after closing it replaced it. */
+static void the_pace_follows_the_pauses_on_kept_connections(void **state)
+{
+    (void)state;
+    int64_t t = 0, x = 1;
+    for (int c = 1; c <= 3; c++) {
+        add_conn(c, 50000 + c, t, t + 3000000 + 20000, "client", "FIN");
+        add_ex(x++, c, 1, t + 500, 10000, 300, "/", "", 200, OK_BARE);
+        add_ex(x++, c, 2, t + 3010500, 10000, -1, "/", "", 200, OK_BARE);
+        t += 6030000; /* the next connection opens 3 s after this one's close */
+    }
+    struct shunt_model *m = load(NULL);
+    assert_ptr_equal(m->conns[0].next, &m->conns[1]);
+    assert_ptr_equal(m->conns[1].next, &m->conns[2]);
+    shunt_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,6 +599,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_parallel_connection_replaces_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(the_replacement_is_found_past_a_parallel_connection,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            a_connection_opened_while_the_other_sat_idle_replaces_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(separate_runs_seconds_apart_replace_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(back_to_back_runs_are_replacements, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_pace_follows_the_pauses_on_kept_connections, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
