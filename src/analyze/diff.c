@@ -236,8 +236,10 @@ static char *dup_slice(struct shunt_slice s)
  * same origin followed (a close nothing followed may be a client that was done). */
 static int closed_early(const struct shunt_model_conn *c, const struct shunt_model_exchange *e)
 {
-    if (c->tunnel || e != shunt_model_last(c) || e->status == 0 || c->next == NULL)
-        return 0; /* diagnose's notion of a replaced connection: a parallel one is not */
+    if (c->tunnel || c->multiplexed || e != shunt_model_last(c) || e->status == 0 ||
+        c->next == NULL)
+        return 0; /* diagnose's notion of a replaced connection: a parallel one is not, nor
+                     an HTTP/2 or HTTP/3 connection's end (model.h: multiplexed) */
     if (shunt_model_resp_closes(e) != NULL)
         return 0;
     return strcmp(c->closer, "client") == 0 || c->closer[0] == '\0';
