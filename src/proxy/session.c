@@ -883,6 +883,19 @@ static void emit_unsent_head(struct session *s)
     s->head_emitted = 1;
 }
 
+/* Counts the head of a request shunt answers before sending it anywhere (a refused or
+ * unreachable upstream, a forbidden target): its bytes came from the client all the same,
+ * and the capture's req_bytes must agree with the connection's bytes_in. */
+static void count_unsent_head(struct session *s)
+{
+    if (s->req_bytes != 0 || !s->in_exchange || s->in.base == NULL)
+        return;
+    struct shunt_http_head h;
+    struct shunt_http_error e;
+    if (parse_request(s, &h, &e) > 0)
+        s->req_bytes = h.head_len;
+}
+
 /* ------------------------------------------------------------------------ own answers */
 
 /* Sends a short text response of the proxy's own and ends the connection after it. Used for
@@ -912,6 +925,7 @@ static void answer(struct session *s, int status, const char *reason, const char
                       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                       status, reason, bl);
     emit_unsent_head(s);
+    count_unsent_head(s);
     if (!s->resp_started && !s->wr_shut && !s->closing) {
         uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl), uv_buf_init(msg, (unsigned)bl)};
         s->status = status;

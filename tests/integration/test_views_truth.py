@@ -236,6 +236,8 @@ def test_an_unreachable_upstream_is_not_sent_upstream_unchanged(shunt, tmp_path)
     # the bytes show counts are those of the list view (req_bytes, bytes)
     assert f"; {x['req_bytes']} bytes from the client, {x['bytes']} bytes to it\n" in out
     assert x["bytes"] == len(r.raw)
+    # the request reached shunt although it went no further: its bytes count
+    assert x["req_bytes"] == len(req)
 
 
 def test_a_request_the_parser_refused_says_why_and_where(shunt, tmp_path):
