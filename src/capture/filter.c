@@ -61,6 +61,11 @@ static int expr_sql(const struct shunt_expr *e, const char *a, char *buf, size_t
                   a, a, a, a, a, a, head[0], head[1], a, a, a, body[0], body[1]);
 }
 
+int shunt_capture_filter_any(const struct shunt_capture_filter *f)
+{
+    return f->host != NULL || f->status != 0 || f->conn != 0 || f->expr != NULL || f->changed;
+}
+
 int shunt_capture_filter_sql(const struct shunt_capture_filter *f, const char *alias,
                              int first_param, char *buf, size_t len)
 {
@@ -85,7 +90,7 @@ int shunt_capture_filter_sql(const struct shunt_capture_filter *f, const char *a
         parts[n] = "%s%s.conn_id = ?%d";
         params[n++] = 1;
     }
-    if (n == 0 && f->expr == NULL && !f->changed)
+    if (!shunt_capture_filter_any(f))
         return snprintf(buf, len, "1") < (int)len ? 0 : SHUNT_ETOOBIG;
     for (int k = 0; k < n; k++) {
         if (append(buf, len, &off, parts[k], k == 0 ? "(" : " AND ", alias,

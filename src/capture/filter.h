@@ -46,6 +46,11 @@ struct shunt_capture_filter {
 #define SHUNT_CAPTURE_FLAG_SELF 64     /* S: no server response reached the client; shunt
                                           answered itself */
 
+/* 1 when <f> asks for anything (a host, a status, a connection, flag C or an expression),
+ * 0 when it takes every exchange. Callers ask this, not the parameter count of
+ * shunt_capture_filter_sql(): a condition such as --changed binds no parameter. */
+int shunt_capture_filter_any(const struct shunt_capture_filter *f);
+
 /*
  * Writes into <buf> a condition over the exchanges table aliased <alias> ("e") that selects
  * what <f> asks for, with parameters numbered from <first_param>: e.g.

@@ -1032,7 +1032,7 @@ int shunt_view_sessions(const struct shunt_view_opts *o, char *err, size_t err_l
         goto done;
     }
     int64_t offset = o->offset, start = 0;
-    if (n == 0 && o->filter.expr == NULL && !o->filter.changed && offset > 1000) {
+    if (!shunt_capture_filter_any(&o->filter) && offset > 1000) {
         start = dense_start(c.db, offset);
         if (start > 0)
             offset = 0;
@@ -1946,7 +1946,9 @@ int shunt_view_connections(const struct shunt_view_opts *o, char *err, size_t er
     /* --conn alone names the connection (even one without exchanges); other filters take
      * the connections with at least one exchange that matches. */
     const struct shunt_capture_filter *fl = &o->filter;
-    int conn_only = fl->conn != 0 && fl->host == NULL && fl->status == 0 && fl->expr == NULL;
+    struct shunt_capture_filter others = *fl; /* everything but --conn */
+    others.conn = 0;
+    int conn_only = fl->conn != 0 && !shunt_capture_filter_any(&others);
     char where[SHUNT_CAPTURE_FILTER_SQL_MAX], cond[SHUNT_CAPTURE_FILTER_SQL_MAX + 128],
         sql[SHUNT_CAPTURE_FILTER_SQL_MAX + 1024];
     int n = shunt_capture_filter_sql(fl, "e", 1, where, sizeof(where));
@@ -1961,7 +1963,7 @@ int shunt_view_connections(const struct shunt_view_opts *o, char *err, size_t er
     }
     if (conn_only)
         snprintf(cond, sizeof(cond), "c.id = ?1");
-    else if (n > 0 || fl->expr != NULL)
+    else if (shunt_capture_filter_any(fl))
         snprintf(cond, sizeof(cond),
                  "EXISTS (SELECT 1 FROM exchanges e WHERE e.conn_id = c.id AND %s)", where);
     else

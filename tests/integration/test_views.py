@@ -357,6 +357,20 @@ def test_sessions_filters_changed_and_one_port_of_a_host(tmp_path):
     assert ids(ok("connections", path, "--host", "127.0.0.1:9")) == []
 
 
+def test_connections_changed_takes_the_connections_with_a_changed_exchange(cap):
+    """--changed adds a condition but no SQL parameter: with it alone, or beside --conn, the
+    view once took every connection (or the one --conn names) as if unfiltered. In the sample
+    only exchange 3 (connection 2) has flag C."""
+    assert ids(ok("sessions", cap, "--changed")) == [3]
+    assert ids(ok("connections", cap, "--changed")) == [2]
+    assert [k["id"] for k in json.loads(ok("connections", cap, "--changed", "--json"))[
+        "connections"]] == [2]
+    assert ids(ok("connections", cap, "--conn", "1", "--changed")) == []
+    assert ids(ok("connections", cap, "--conn", "2", "--changed")) == [2]
+    assert ids(ok("sessions", cap, "--conn", "1", "--changed")) == []
+    assert ids(ok("connections", cap, "--changed", "--offset", "1")) == []
+
+
 # ----------------------------------------------------------------------------- connections
 
 # Issue 11 changed: connection 3, with no close in a proxy's capture, is open.

@@ -20,6 +20,37 @@ static void test_no_filter_is_true(void **state)
     assert_string_equal(buf, "1");
 }
 
+/* Whether a filter asks for anything is not the number of parameters it binds: --changed
+ * binds none (review 1: `connections --changed` took that for "no filter"). */
+static void test_any_is_any_condition_not_the_parameter_count(void **state)
+{
+    struct shunt_expr *e = NULL;
+    struct shunt_expr_error ee;
+    assert_int_equal(shunt_expr_compile("~s", &e, &ee), 0);
+    const struct {
+        struct shunt_capture_filter f;
+        int any, params;
+    } cases[] = {
+        {{0}, 0, 0},
+        {{.port = 8080, .host_len = 3}, 0, 0}, /* a port counts only with its host */
+        {{.changed = 1}, 1, 0},
+        {{.expr = e}, 1, 0},
+        {{.changed = 1, .expr = e}, 1, 0},
+        {{.host = "a.test"}, 1, 1},
+        {{.status = 404}, 1, 1},
+        {{.conn = 3}, 1, 1},
+        {{.conn = 3, .changed = 1}, 1, 1},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        char buf[SHUNT_CAPTURE_FILTER_SQL_MAX];
+        assert_int_equal(shunt_capture_filter_any(&cases[k].f), cases[k].any);
+        assert_int_equal(shunt_capture_filter_sql(&cases[k].f, "e", 1, buf, sizeof(buf)),
+                         cases[k].params);
+        assert_int_equal(strcmp(buf, "1") != 0, cases[k].any);
+    }
+    shunt_expr_free(e);
+}
+
 static void test_all_three_numbered_from_first_param(void **state)
 {
     struct shunt_capture_filter f = {.host = "Example.COM", .status = 404, .conn = 7};
@@ -282,6 +313,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_filter_is_true),
+        cmocka_unit_test(test_any_is_any_condition_not_the_parameter_count),
         cmocka_unit_test(test_all_three_numbered_from_first_param),
         cmocka_unit_test(test_too_small_buffer),
         cmocka_unit_test(test_host_ignores_case),
