@@ -1359,33 +1359,42 @@ static void fate_of(const struct cap *c, sqlite3_stmt *st, json_t *changes, stru
     if (!fa->self)
         return;
     fa->why = WHY_OTHER;
-    fa->sent = has_sent_head ? 1 : has_up ? 1 : -1;
+    int unsent = 0; /* the reason says the request was not sent upstream */
     if (fa->rule != NULL) {
         fa->why = WHY_RULE;
-        fa->sent = 0;
-        return;
-    }
-    if (connect && status >= 200 && status < 300) {
+        unsent = 1;
+    } else if (connect && status >= 200 && status < 300) {
         fa->why = WHY_CONNECT;
-        fa->sent = 0;
-        return;
-    }
-    if (el > 0 && starts_with(error, el, "bad request: ") && ml == 0) {
+        unsent = 1;
+    } else if (el > 0 && starts_with(error, el, "bad request: ") && ml == 0) {
         /* no method: the head itself could not be read */
         fa->why = WHY_PARSER;
-        fa->sent = 0;
+        unsent = 1;
         fa->quotes_error = 1;
+    } else {
+        for (size_t i = 0; el > 0 && i < sizeof(answer_errors) / sizeof(answer_errors[0]);
+             i++) {
+            if (!starts_with(error, el, answer_errors[i].prefix))
+                continue;
+            fa->why = answer_errors[i].why;
+            unsent = answer_errors[i].sent == 0;
+            break;
+        }
+        fa->quotes_error = el > 0;
+    }
+    if (!unsent)
         return;
-    }
-    for (size_t i = 0; el > 0 && i < sizeof(answer_errors) / sizeof(answer_errors[0]); i++) {
-        if (!starts_with(error, el, answer_errors[i].prefix))
-            continue;
-        fa->why = answer_errors[i].why;
-        if (answer_errors[i].sent == 0)
-            fa->sent = 0;
-        break;
-    }
-    fa->quotes_error = el > 0;
+    /* What the capture records wins over what the reason implies (only a hostile capture
+     * has both): a head as sent went out, and so did a request with an upstream, except a
+     * rule's answer, where an older capture named the connection's upstream (the header
+     * line leaves it out), and a CONNECT, whose upstream is its tunnel: that one is not
+     * said either way. */
+    if (has_sent_head || (has_up && fa->why != WHY_RULE && fa->why != WHY_CONNECT))
+        fa->sent = 1;
+    else if (has_up && fa->why == WHY_CONNECT)
+        fa->sent = -1;
+    else
+        fa->sent = 0;
 }
 
 /* Writes the line that says why shunt answered the exchange itself. */

@@ -340,6 +340,42 @@ def test_show_of_an_older_capture_never_says_a_rules_answer_went_upstream(tmp_pa
     assert "\nresponse head: not in the capture (shunt sent 200)\n" in out
 
 
+SENT_HEAD = head(b"GET / HTTP/1.1", b"Host: origin.test")
+
+
+@pytest.mark.parametrize("method,status,flags,error,up,sent,rule,went", [
+    # review-inputs/nulls.db's exchange 2: a head the parser refused, yet an upstream and a
+    # head as sent
+    ("", 400, 2 | 64, "bad request: ", True, True, None, True),
+    ("", 400, 2 | 64, "bad request: ", False, True, None, True),
+    ("GET", 502, 2 | 64, "cannot connect to origin.test:80: refused", True, False, None, True),
+    ("GET", 403, 2 | 64, "not forwarded to origin.test:80", False, True, None, True),
+    ("GET", 200, 1 | 64, None, True, True, "--respond #1", True),
+    # a CONNECT's upstream is its tunnel: the CONNECT itself never goes upstream, and the
+    # capture cannot tell more
+    ("CONNECT", 200, 8 | 64, None, True, False, None, None),
+], ids=["parser-up-sent", "parser-sent", "unreachable-up", "refused-sent", "rule-sent",
+        "connect-up"])
+def test_show_never_says_not_sent_when_the_capture_says_it_went(tmp_path, method, status,
+                                                                flags, error, up, sent, rule,
+                                                                went):
+    """A hostile capture may name an upstream or hold a head as sent for an exchange whose
+    error (or rule, or method) says shunt answered before sending: the capture's record wins,
+    and show does not print "-> upstream 1" beside "not sent upstream"."""
+    path = tmp_path / "h.db"
+    with Capture(path) as c:
+        conn = c.connection()
+        u = c.upstream(conn, local_port=40001) if up else None
+        e = c.exchange(conn, upstream=u, method=method, status=status, flags=flags,
+                       error=error, req_head_sent=SENT_HEAD if sent else None)
+        if rule:
+            c.change(e, f"respond {status} without the server", by=rule)
+    out = ok("show", path, "1")
+    assert "not sent upstream" not in out, out
+    x = json.loads(ok("show", path, "1", "--json"))["exchange"]
+    assert (x["answered_by_shunt"], x["sent_upstream"]) == (True, went)
+
+
 def test_sessions_filters_changed_and_one_port_of_a_host(tmp_path):
     path = tmp_path / "h.db"
     with Capture(path) as c:
