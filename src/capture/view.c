@@ -523,7 +523,9 @@ struct cap {
 static int64_t waited_us(const struct cap *c, int64_t started_us)
 {
     int64_t end = c->stopped_us >= 0 ? c->stopped_us : c->now_us;
-    return end > started_us ? end - started_us : 0;
+    /* A capture is untrusted: a start before 1970 is no start, and end - start could
+     * overflow (end >= 0 here, so it cannot once start >= 0). */
+    return started_us >= 0 && end > started_us ? end - started_us : 0;
 }
 
 static int sql_fail(struct cap *c, char *err, size_t err_len)

@@ -36,6 +36,20 @@ CASES = [
     ("times-near-int64-max",
      f"UPDATE exchanges SET started_us = {I64_MAX} - id, duration_us = {I64_MAX} - 1;"
      f" UPDATE connections SET opened_us = {I64_MIN}, closed_us = {I64_MAX}", False, None),
+    # review 6: a pending exchange's wait was end - started_us, unclamped
+    ("pending-started-at-int64-min",
+     f"UPDATE exchanges SET flags = 16, status = NULL, started_us = {I64_MIN};"
+     f" UPDATE capture SET stopped_us = started_us + 1000000", False, None),
+    ("pending-stopped-at-int64-max",
+     f"UPDATE exchanges SET flags = 16, status = NULL, started_us = -id;"
+     f" UPDATE capture SET stopped_us = {I64_MAX}", False, None),
+    ("pending-stopped-at-int64-min",
+     f"UPDATE exchanges SET flags = 16, status = NULL, started_us = {I64_MIN} + id;"
+     f" UPDATE capture SET stopped_us = {I64_MIN}", False, None),
+    # review 7: a head the parser refused, yet an upstream and a head as sent (nulls.db)
+    ("refused-head-with-an-upstream",
+     "UPDATE exchanges SET method = '', error = 'bad request: ', flags = 66,"
+     " req_head_sent = req_head, upstream_id = (SELECT min(id) FROM upstreams)", False, None),
     ("sizes-and-counts-extreme",
      f"UPDATE exchanges SET req_body_size = {I64_MIN}, resp_body_size = {I64_MAX},"
      f" req_bytes = {I64_MAX}, resp_bytes = {I64_MIN}, flags = -1, status = {I64_MAX};"

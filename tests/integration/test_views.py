@@ -290,6 +290,31 @@ def test_a_pending_exchange_waited_until_the_capture_stopped(tmp_path):
     assert ids(ok("sessions", path, "~q")) == [1]
 
 
+I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+@pytest.mark.parametrize("start,stopped", [
+    (I64_MIN, T0 + 10_000_000), (-1, T0), (I64_MIN, I64_MAX), (-5, I64_MAX), (I64_MIN, -1),
+    (I64_MAX, T0)])
+def test_a_pending_exchange_with_a_start_out_of_range_waited_nothing(tmp_path, start, stopped):
+    """A capture is untrusted: a pending exchange's start before 1970 (or after the end) is no
+    wait, where the view computed end - start in int64_t (an overflow, which UBSan reports:
+    run with SHUNT_BIN=build-asan/shunt) and printed a negative wait. A negative stopped_us
+    reads as "still recorded": now is the end, and the wait, when any, is not negative."""
+    path = tmp_path / "p.db"
+    with Capture(path, stopped_us=stopped) as c:
+        conn = c.connection()
+        c.exchange(conn, path="/hang", status=None, started_us=start, duration_us=0,
+                   flags=16)
+    x = json.loads(ok("sessions", path, "--json"))["exchanges"][0]
+    y = json.loads(ok("show", path, "1", "--json"))["exchange"]
+    if stopped >= 0:  # else each command reads its own clock
+        assert x["waiting_us"] == y["waiting_us"] == 0
+    assert x["waiting_us"] >= 0 and y["waiting_us"] >= 0
+    assert "-" not in ok("sessions", path).splitlines()[1].split()[9]
+    assert "waiting since " in ok("show", path, "1")
+
+
 def test_show_of_shunts_own_answer_shows_what_the_client_received(tmp_path):
     """issue 11: flag S (64), resp_head NULL, resp_head_sent what shunt sent, the body as
     sent: the response head is the one the client received, and the request was not sent."""
