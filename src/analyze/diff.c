@@ -242,7 +242,7 @@ static int closed_early(const struct shunt_model_conn *c, const struct shunt_mod
                      an HTTP/2 or HTTP/3 connection's end (model.h: multiplexed) */
     if (shunt_model_resp_closes(e) != NULL)
         return 0;
-    return strcmp(c->closer, "client") == 0 || c->closer[0] == '\0';
+    return strcmp(c->closer, "client") == 0 || shunt_model_closer_unknown(c);
 }
 
 /* Fills <s> with the connection behaviour of <m>. */
