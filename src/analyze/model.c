@@ -518,19 +518,26 @@ static int64_t pace_of(struct shunt_model_conn *const *v, size_t n)
  *   opened in parallel while this one sat idle, all of them closed together at exit, is not.
  * - With an unknown closer (a HAR), after the response's end. A connection still open
  *   when a proxy's capture stopped ended nothing and has no successor, nor has one the curl
- *   tool closed (from_curl_tool()): it closes only at exit.
+ *   tool closed at exit (closed_by_curl_at_exit()).
  * - After a close by the server or the proxy, or a failed exchange, after the last
  *   exchange's start: the client may open its next connection before the proxy recorded
  *   the close.
  */
-/* True when the request of <e> comes from the curl command-line tool: its User-Agent is
- * "curl/VERSION" (the tool's default; libcurl in a program sends none of its own). The tool
- * reuses a connection for every URL of its run to the same origin and closes it itself at
- * exit, so a connection it closed ended with its process. */
-static int from_curl_tool(const struct shunt_model_exchange *e)
+/* True when the curl command-line tool closed <c> at exit: the request of its last exchange
+ * <l> says User-Agent "curl/VERSION" (the tool's default; libcurl in a program sends none of
+ * its own), and nothing made curl drop it mid-run. The tool reuses a connection for every
+ * URL of its run to the same origin and closes one earlier only when it cannot be reused: a
+ * failed or unanswered exchange, a response that ends it (Connection: close, HTTP/1.0, a
+ * body delimited by the close), bytes past a response's end. Then the next connection may
+ * be its replacement in the same run. */
+static int closed_by_curl_at_exit(const struct shunt_model_conn *c,
+                                  const struct shunt_model_exchange *l)
 {
     struct shunt_slice ua;
-    return shunt_model_field(e->req, "User-Agent", &ua) && ua.len > 5 &&
+    if (l->status == 0 || l->error != NULL || c->surplus_bytes > 0 ||
+        shunt_model_resp_closes(l) != NULL)
+        return 0;
+    return shunt_model_field(l->req, "User-Agent", &ua) && ua.len > 5 &&
            SHUNT_SLICE_IEQ_LIT(shunt_slice_make(ua.base, 5), "curl/");
 }
 
@@ -544,7 +551,7 @@ static size_t successor_of(struct shunt_model_conn *const *v, size_t i, size_t h
     int by_client = strcmp(c->closer, "client") == 0;
     /* curl closed it at exit: the next connection is the next run of curl, not a
      * replacement, however soon it began (a shell loop starts it within milliseconds). */
-    if (by_client && from_curl_tool(l))
+    if (by_client && closed_by_curl_at_exit(c, l))
         return h;
     int64_t after = l->started_us;
     if ((by_client || shunt_model_closer_unknown(c)) && l->status != 0)
@@ -1006,13 +1013,13 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
         goto oom;
     if (rc != 0)
         goto sql_fail;
-    if (derive(m) != 0)
-        goto oom;
-    rc = read_byte_counts(db, m);
+    rc = read_byte_counts(db, m); /* before derive(): successor_of() reads surplus_bytes */
     if (rc == SHUNT_ENOMEM)
         goto oom;
     if (rc != 0)
         goto sql_fail;
+    if (derive(m) != 0)
+        goto oom;
     *out = m;
     return 0;
 sql_fail:
