@@ -159,10 +159,11 @@ int shunt_check_wininet_close(const struct shunt_model_conn *c,
         *certain = 1;
         return 1;
     }
-    /* Unknown closer (an imported HAR): the next connection to the origin opened a new
-     * handshake, which a client that kept the connection would not have needed. */
+    /* Unknown closer (an imported HAR; not a connection still open in a proxy's capture,
+     * which nobody closed): the next connection to the origin opened a new handshake,
+     * which a client that kept the connection would not have needed. */
     *certain = 0;
-    return c->closer[0] == '\0' && c->next != NULL && c->next->n_handshakes > 0;
+    return shunt_model_closer_unknown(c) && c->next != NULL && c->next->n_handshakes > 0;
 }
 
 const char *shunt_check_server_ended(const struct shunt_model_conn *c)
@@ -237,7 +238,7 @@ const struct shunt_model_exchange *shunt_check_idle_race(const struct shunt_mode
      * names no closer; its error is all there is. */
     if (is(c->closer, "server") || (is(c->closer, "proxy") && is(c->up_closer, "server")))
         *certain = 1;
-    else if (c->closer[0] == '\0' && l->error != NULL)
+    else if (shunt_model_closer_unknown(c) && l->error != NULL)
         *certain = 0;
     else
         return NULL;

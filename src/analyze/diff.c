@@ -240,9 +240,9 @@ static int closed_early(const struct shunt_model_conn *c, const struct shunt_mod
         c->next == NULL)
         return 0; /* diagnose's notion of a replaced connection: a parallel one is not, nor
                      an HTTP/2 or HTTP/3 connection's end (model.h: multiplexed) */
-    if (shunt_model_resp_closes(e) != NULL)
-        return 0;
-    return strcmp(c->closer, "client") == 0 || c->closer[0] == '\0';
+    if (shunt_model_resp_closes(e) != NULL || c->surplus_bytes > 0)
+        return 0; /* the response ended it, or bytes past its end made the client drop it */
+    return strcmp(c->closer, "client") == 0 || shunt_model_closer_unknown(c);
 }
 
 /* Fills <s> with the connection behaviour of <m>. */

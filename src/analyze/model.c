@@ -252,14 +252,35 @@ static int chal_el(void *arg, struct shunt_slice el)
     return 0;
 }
 
+/* True when the protocol name <v> names the protocol <p> ("quic/", "spdy/": lower case,
+ * with its slash), first or after a '+' ("http/2+quic/43"), ASCII case ignored. A word
+ * elsewhere (a path in a request line without a version) names nothing. */
+static int names_protocol(struct shunt_slice v, const char *p)
+{
+    size_t n = strlen(p);
+    for (size_t i = 0; i + n <= v.len; i++)
+        if ((i == 0 || v.base[i - 1] == '+') &&
+            shunt_slice_ieq(shunt_slice_make(v.base + i, n), p, n))
+            return 1;
+    return 0;
+}
+
 /* The major version a protocol name says: 2 for HTTP/2 ("h2", "h2c", "HTTP/2", "HTTP/2.0"),
  * 3 for HTTP/3 ("h3", "h3-29", "HTTP/3"), 1 for anything else (HTTP/1.0, HTTP/1.1, nothing:
- * a capture of shunt's own, or a HAR that does not say). ASCII case ignored. */
+ * a capture of shunt's own, or a HAR that does not say). ASCII case ignored. The names older
+ * Chrome wrote for Google's protocols multiplex as well and are no HTTP/1.x: Google's QUIC
+ * ("quic/1+spdy/3", "http/2+quic/43") counts as HTTP/3, its descendant, and SPDY
+ * ("spdy/3.1") as HTTP/2, which grew out of it (the names har_import.c's
+ * version_multiplexes() knows). */
 static int major_of(struct shunt_slice v)
 {
     v = trim(v);
     while (v.len > 0 && v.base[v.len - 1] == '\r')
         v.len--;
+    if (names_protocol(v, "quic/"))
+        return 3;
+    if (names_protocol(v, "spdy/"))
+        return 2;
     if (v.len >= 2 && (v.base[0] == 'h' || v.base[0] == 'H') &&
         (v.base[1] == '2' || v.base[1] == '3') && (v.len == 2 || v.base[2] == 'c' ||
                                                     v.base[2] == '-'))
@@ -495,21 +516,45 @@ static int64_t pace_of(struct shunt_model_conn *const *v, size_t n)
  *   and when the capture recorded the close, after the close less the time the proxy may
  *   have taken to record it (CLOSE_LAG_FLOOR_US, LINGER_US), which a connection a browser
  *   opened in parallel while this one sat idle, all of them closed together at exit, is not.
- * - With an unknown closer (a HAR), after the response's end.
+ * - With an unknown closer (a HAR), after the response's end. A connection still open
+ *   when a proxy's capture stopped ended nothing and has no successor, nor has one the curl
+ *   tool closed at exit (closed_by_curl_at_exit()).
  * - After a close by the server or the proxy, or a failed exchange, after the last
  *   exchange's start: the client may open its next connection before the proxy recorded
  *   the close.
  */
+/* True when the curl command-line tool closed <c> at exit: the request of its last exchange
+ * <l> says User-Agent "curl/VERSION" (the tool's default; libcurl in a program sends none of
+ * its own), and nothing made curl drop it mid-run. The tool reuses a connection for every
+ * URL of its run to the same origin and closes one earlier only when it cannot be reused: a
+ * failed or unanswered exchange, a response that ends it (Connection: close, HTTP/1.0, a
+ * body delimited by the close), bytes past a response's end. Then the next connection may
+ * be its replacement in the same run. */
+static int closed_by_curl_at_exit(const struct shunt_model_conn *c,
+                                  const struct shunt_model_exchange *l)
+{
+    struct shunt_slice ua;
+    if (l->status == 0 || l->error != NULL || c->surplus_bytes > 0 ||
+        shunt_model_resp_closes(l) != NULL)
+        return 0;
+    return shunt_model_field(l->req, "User-Agent", &ua) && ua.len > 5 &&
+           SHUNT_SLICE_IEQ_LIT(shunt_slice_make(ua.base, 5), "curl/");
+}
+
 static size_t successor_of(struct shunt_model_conn *const *v, size_t i, size_t h, int64_t pace,
                            const unsigned char *taken)
 {
     const struct shunt_model_conn *c = v[i];
     const struct shunt_model_exchange *l = shunt_model_last(c);
-    if (l == NULL)
-        return h;
+    if (l == NULL || c->open)
+        return h; /* a connection still open was not replaced */
     int by_client = strcmp(c->closer, "client") == 0;
+    /* curl closed it at exit: the next connection is the next run of curl, not a
+     * replacement, however soon it began (a shell loop starts it within milliseconds). */
+    if (by_client && closed_by_curl_at_exit(c, l))
+        return h;
     int64_t after = l->started_us;
-    if ((by_client || c->closer[0] == '\0') && l->status != 0)
+    if ((by_client || shunt_model_closer_unknown(c)) && l->status != 0)
         after = c->last_end_us - SUCCESSOR_SLACK_US;
     if (by_client && c->closed_us >= 0) {
         int64_t lag = LINGER_US;
@@ -840,6 +885,7 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
         goto fail;
     sqlite3_finalize(st);
     st = NULL;
+    int proxy = strcmp(m->source, "proxy") == 0;
 
     /* Connections, by id. */
     size_t cap = 0;
@@ -858,6 +904,11 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
         c->closer = dup_text(st, 5);
         c->close_how = dup_text(st, 6);
         c->tunnel = col_i64(st, 7, 0) != 0;
+        /* The recorder writes a connection's row at its open and its close at its end, so in
+         * a proxy's capture no close time and no closer means still open when the capture
+         * stopped (or the proxy died); an import with neither just does not know. */
+        c->open = proxy && sqlite3_column_type(st, 4) == SQLITE_NULL &&
+                  sqlite3_column_type(st, 5) == SQLITE_NULL;
         c->up_closer = strdup("");
         c->up_close_how = strdup("");
         if (c->client_addr == NULL || c->closer == NULL || c->close_how == NULL ||
@@ -962,13 +1013,13 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
         goto oom;
     if (rc != 0)
         goto sql_fail;
-    if (derive(m) != 0)
-        goto oom;
-    rc = read_byte_counts(db, m);
+    rc = read_byte_counts(db, m); /* before derive(): successor_of() reads surplus_bytes */
     if (rc == SHUNT_ENOMEM)
         goto oom;
     if (rc != 0)
         goto sql_fail;
+    if (derive(m) != 0)
+        goto oom;
     *out = m;
     return 0;
 sql_fail:

@@ -65,8 +65,10 @@ struct shunt_model_exchange {
     struct shunt_slice resp_down; /* response as sent to the client (== resp when unchanged) */
     /* Facts read from the heads at load time. */
     int http_major;           /* 1: HTTP/1.0 or HTTP/1.1 (0 or not said: read as HTTP/1.x);
-                                 2: HTTP/2 (exchanges.http_version "h2", "HTTP/2.0", ...);
-                                 3: HTTP/3 ("h3", "h3-29", "HTTP/3"). Only HTTP/1.x has
+                                 2: HTTP/2 (exchanges.http_version "h2", "HTTP/2.0", ...)
+                                 or SPDY ("spdy/3.1"); 3: HTTP/3 ("h3", "h3-29", "HTTP/3")
+                                 or Google's QUIC ("quic/1+spdy/3", "http/2+quic/43"). Only
+                                 HTTP/1.x has
                                  Connection, close-delimited bodies and connection-bound
                                  authentication; see shunt_model_http1() */
     int req_http10;           /* the request line says HTTP/1.0 */
@@ -102,7 +104,10 @@ struct shunt_model_conn {
     int client_port;         /* 0 unknown */
     int64_t opened_us;       /* -1 unknown */
     int64_t closed_us;       /* -1 still open or unknown */
-    const char *closer;      /* "client", "server", "proxy"; "" unknown */
+    const char *closer;      /* "client", "server", "proxy"; "" open or unknown */
+    int open;                /* still open when the capture stopped: a proxy's capture with
+                                no close time and no closer (docs/capture.md); an import
+                                without them does not know (shunt_model_closer_unknown()) */
     const char *close_how;   /* "FIN", "RST", "timeout", "error"; "" unknown */
     /* Who ended its last upstream connection, and how (the upstreams table): the server's
      * own close even where the proxy, answering the client itself (a 502 after a reset),
@@ -211,6 +216,13 @@ static inline int64_t shunt_model_add(int64_t a, int64_t b)
 static inline int shunt_model_http1(const struct shunt_model_exchange *e)
 {
     return e->http_major < 2;
+}
+
+/* True when who closed <c> is not known: an import (a HAR names no closer), not a proxy's
+ * connection that is still open, which was not closed at all. */
+static inline int shunt_model_closer_unknown(const struct shunt_model_conn *c)
+{
+    return c->closer[0] == '\0' && !c->open;
 }
 
 /* The last exchange of <c>, or NULL when it has none. */

@@ -13,8 +13,8 @@
 #define HELP_WIDTH 80
 
 static const char help_head[] =
-    "usage: shunt diagnose [FILE] [FILTER] [--host H] [--status N] [--conn ID]\n"
-    "                      [--json]\n"
+    "usage: shunt diagnose [FILE] [FILTER] [--host H[:PORT]] [--status N] [--conn ID]\n"
+    "                      [--changed] [--json]\n"
     "\n"
     "Runs the knowledge base of checks over the capture FILE (default shunt.db), or\n"
     "over a HAR (imported in memory first), and prints each finding ranked by impact\n"
@@ -30,9 +30,12 @@ static const char help_head[] =
 static const char help_tail[] =
     "\n"
     "options:\n"
-    "  --host H      only exchanges with host H\n"
+    "  --host H      only exchanges with host H (case-insensitive), any port; H:PORT\n"
+    "                only that port (the scheme's default when the URL names none)\n"
     "  --status N    only exchanges whose final status is N\n"
     "  --conn ID     only client connection ID\n"
+    "  --changed     only exchanges with flag C (a rule, an option or a repair of\n"
+    "                shunt's changed the message; not the routine proxy rewrites)\n"
     "  --json        one JSON object: {\"capture\", \"filter\", \"checks\",\n"
     "                \"findings\": [...]}\n"
     "  -h, --help    this text\n"

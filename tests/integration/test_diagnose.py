@@ -428,6 +428,21 @@ def test_help_lists_every_check():
         assert f"  {c} " in out
 
 
+def test_help_lists_the_filter_options_it_accepts(record):
+    # Review of issue 11, finding 7: diagnose takes the filter options of sessions (the
+    # shared parser, shunt_capture_filter_arg()), and its help says so
+    rc, out, _ = diagnose("--help")
+    assert rc == 0
+    assert "--host H[:PORT]" in out and "--changed" in out
+    assert {"--host", "--status", "--conn", "--changed", "--json"} <= options_of("diagnose")
+    path, _ = record([], ["--requests", 2])
+    port = sqlite3.connect(path).execute("SELECT url FROM exchanges").fetchone()[0]
+    port = port.split("/")[2].split(":")[1]
+    for args in (["--changed"], ["--host", f"127.0.0.1:{port}"]):
+        rc, out, err = diagnose(path, *args)
+        assert rc == 0 and "no finding" in out, (args, err)
+
+
 def test_help_aligns_the_checks_within_80_columns(tmp_path):
     rc, out, _ = diagnose("--help")
     assert rc == 0

@@ -42,8 +42,23 @@ def test_the_same_page_over_http11_is_judged(tmp_path):
     assert "unframed-or-overlong-body" in ids
 
 
+@pytest.mark.parametrize("version", ["spdy/3.1", "quic/1+spdy/3", "http/2+quic/43", "SPDY/3"])
+def test_spdy_and_quic_pages_are_multiplexed_not_http11(tmp_path, version):
+    # Review of issue 11, finding 2: the names older Chrome wrote for SPDY and Google's QUIC
+    # (har_import.c knows them) frame every body by the stream: the page's 404s without a
+    # length are no close-delimited HTTP/1.1 bodies, and no "certain" finding says so
+    doc = json.loads(H2_HAR.read_text())
+    for e in doc["log"]["entries"]:
+        e["request"]["httpVersion"] = e["response"]["httpVersion"] = version
+    har = tmp_path / "old-chrome.har"
+    har.write_text(json.dumps(doc))
+    ids, d = findings(har)
+    assert ids == [], d["findings"]
+
+
 @pytest.mark.parametrize("version, judged", [("h2", False), ("HTTP/2.0", False),
-                                             ("h3", False), ("HTTP/1.1", True)])
+                                             ("h3", False), ("spdy/3.1", False),
+                                             ("http/2+quic/43", False), ("HTTP/1.1", True)])
 def test_heads_over_http2_are_not_held_to_http11_rules(tmp_path, version, judged):
     # a 404 without Content-Length, and fields that are hop-by-hop in HTTP/1.1 (a HAR lists
     # what the browser shows; on the wire HTTP/2 has no such fields)
