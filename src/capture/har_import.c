@@ -632,7 +632,8 @@ static int has_field(json_t *arr, const char *name)
  * them on it: Connection: close in the request or the response (RFC 9112 9.6), a request or
  * response of HTTP/1.0 without keep-alive (9.3), a response whose body is delimited by the
  * close (6.3: no Content-Length nor Transfer-Encoding where a body may follow). Nothing for
- * HTTP/2 and HTTP/3 (no such fields) nor without a response (how it ended is not known).
+ * HTTP/2 and HTTP/3 (no such fields), without a response (how it ended is not known), nor
+ * for a CONNECT's 2xx (a tunnel follows).
  * <status> is the response's. */
 static int entry_closes(json_t *req, json_t *resp, int status)
 {
@@ -646,6 +647,11 @@ static int entry_closes(json_t *req, json_t *resp, int status)
         rv = v, rvl = vl;
     if (version_multiplexes(v, vl) || version_multiplexes(rv, rvl) || status <= 0)
         return 0;
+    /* A 2xx to CONNECT turns the connection into a tunnel right after its head (RFC 9110
+     * 9.3.6): a Connection field in it ends nothing. Fiddler answers every CONNECT with
+     * `Connection: close`, and its decrypted requests follow on the same client port. */
+    if (strcasecmp(m, "CONNECT") == 0 && status >= 200 && status < 300)
+        return 0;
     if (fields_have_token(rq, "Connection", "close") || fields_have_token(rs, "Connection", "close"))
         return 1;
     const char *qn = version_name(v, vl), *sn = version_name(rv, rvl);
@@ -656,8 +662,7 @@ static int entry_closes(json_t *req, json_t *resp, int status)
         return 1;
     /* A body without a length is read until the close; not for a response that has no body
      * (1xx, 204, 304, to HEAD) nor one that turns the connection into a tunnel. */
-    if (status < 200 || status == 204 || status == 304 || strcasecmp(m, "HEAD") == 0 ||
-        (strcasecmp(m, "CONNECT") == 0 && status < 300))
+    if (status < 200 || status == 204 || status == 304 || strcasecmp(m, "HEAD") == 0)
         return 0;
     return !has_field(rs, "Content-Length") && !has_field(rs, "Transfer-Encoding");
 }

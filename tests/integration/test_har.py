@@ -321,6 +321,49 @@ def har_fiddler():
     return fiddler_log(es)
 
 
+FIDDLER_TUNNEL_BODY = (
+    "Encrypted HTTPS traffic flows through this CONNECT tunnel. HTTPS Decryption is enabled in"
+    " Fiddler, so decrypted sessions running in this tunnel will be shown in the Web Sessions"
+    " list.\n\nSecure Protocol: Tls12\n")
+
+
+def fiddler_connect(ms, port, host="intranet.test", connect=12):
+    """Fiddler's session of a CONNECT it decrypts ("Tunnel to host:443"): the client's CONNECT,
+    answered by Fiddler itself with its fixed tunnel reply, `HTTP/1.1 200 Connection
+    Established` with FiddlerGateway, StartTime and `Connection: close`, and a text body of its
+    own about the tunnel (no Content-Length). The URL is written `http://host:443`."""
+    e = fiddler_entry(ms, "", port, connect=connect, host=f"{host}:443", method="CONNECT",
+                      reason="Connection Established", body=FIDDLER_TUNNEL_BODY,
+                      mime="text/plain", length=False, wait=1, receive=0)
+    fields = [("Host", f"{host}:443"), ("Content-Length", "0"),
+              ("Connection", "Keep-Alive"), ("Pragma", "no-cache"), ("User-Agent", FIDDLER_UA)]
+    line = f"CONNECT {host}:443 HTTP/1.1"
+    e["request"].update(headers=hdrs(*fields), headersSize=len(line) + 4 + sum(
+        len(n) + 2 + len(v) + 2 for n, v in fields))
+    resp = [("FiddlerGateway", "Direct"), ("StartTime", "12:00:00.000"), ("Connection", "close")]
+    e["response"].update(headers=hdrs(*resp), headersSize=len(
+        "HTTP/1.1 200 Connection Established") + 4 + sum(len(n) + 4 + len(v) for n, v in resp))
+    return e
+
+
+def har_fiddler_https():
+    """A keep-alive client (IE 11) loading an HTTPS page through Fiddler with HTTPS decryption
+    on: two client connections (ports 51210, 51211), each a CONNECT that Fiddler answered with
+    its fixed `Connection: close` tunnel reply, then the decrypted requests of the tunnel on
+    the same client port (Fiddler lists them as sessions of their own, https URLs, `connection`
+    the client port). Fiddler connected to the server for each CONNECT (connect 12, 9) and
+    reused that connection for the requests (connect 0)."""
+    es = [fiddler_connect(0, 51210), fiddler_connect(5, 51211, connect=9)]
+    paths = ["/", "/styles/site.css", "/scripts/app.js", "/images/logo.png", "/api/news",
+             "/api/user"]
+    for i, path in enumerate(paths):
+        port = 51210 if i % 2 == 0 else 51211
+        e = fiddler_entry(60 + i * 60, path, port, wait=18 + i % 5, receive=1 + i % 3)
+        e["request"]["url"] = "https://intranet.test" + path
+        es.append(e)
+    return fiddler_log(es)
+
+
 def har_chrome_h2():
     """Current Chrome over HTTP/2 (and one HTTP/3 entry): `_connectionId` the socket, shared
     by every request multiplexed on it; `connection` the server port; pseudo-headers first,
@@ -405,6 +448,7 @@ PRODUCERS = {
     "chrome-h2.har": har_chrome_h2,
     "firefox.har": har_firefox,
     "fiddler.har": har_fiddler,
+    "fiddler-https.har": har_fiddler_https,
     "mitmproxy.har": har_mitmproxy,
 }
 
@@ -931,6 +975,29 @@ def test_import_fiddler_keep_alive_client_is_two_connections_and_no_low_reuse(tm
     rc, outp, err = run_diagnose(src)  # the HAR itself, imported in memory
     ids = [f["id"] for f in json.loads(outp)["findings"]]
     assert "low-reuse" not in ids and "client-closes-early" not in ids, ids
+
+
+def test_import_fiddler_connect_tunnel_is_one_connection_with_its_decrypted_requests(tmp_path):
+    """Fiddler answers every CONNECT with `Connection: close` (its fixed tunnel reply); a 2xx to
+    CONNECT makes the connection a tunnel (RFC 9110 9.3.6), so that field proves no end: the
+    decrypted requests that follow on the same client port are the same connection
+    (tests/data/har/fiddler-https.har). It once read as two connections per tunnel."""
+    src = DATA / "fiddler-https.har"
+    out = tmp_path / "f.db"
+    p = run("import", src, "--capture", out, check=0)
+    assert "8 entries from fiddler, 2 connections" in p.stderr, p.stderr
+    assert conn_pattern(out) == [1, 2, 1, 2, 1, 2, 1, 2]
+    conns = rows(out, "SELECT client_port, n_exchanges FROM connections ORDER BY id")
+    assert [(c["client_port"], c["n_exchanges"]) for c in conns] == [(51210, 4), (51211, 4)]
+    ex = rows(out, "SELECT method, idx, flags FROM exchanges ORDER BY id")
+    assert [(e["method"], e["idx"]) for e in ex[:2]] == [("CONNECT", 1), ("CONNECT", 1)]
+    assert all(e["flags"] & 8 for e in ex[:2]) and [e["idx"] for e in ex[2:]] == [2, 2, 3, 3, 4, 4]
+    # a CONNECT refused (no tunnel) with Connection: close still ends the connection
+    f = fiddler_connect(0, 51300)
+    f["response"].update(status=502, statusText="Bad Gateway")
+    later = fiddler_entry(100, "/", 51300, connect=10)
+    _, out2, p = import_har(tmp_path, fiddler_log([f, later]), name="refused.har")
+    assert "2 entries from fiddler, 2 connections" in p.stderr, p.stderr
 
 
 def run_diagnose(path):
