@@ -2170,11 +2170,21 @@ again:
                                   : 0);
     if (run(st) != SQLITE_OK)
         goto sqlfail;
+    /* The connection rows written: the inferred ones, but for shunt's own HAR those it had
+     * (none for a row its recorder dropped, and those that carried no exchange too). */
+    sqlite3_stmt *cn = NULL;
+    int64_t n_rows = -1;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM connections", -1, &cn, NULL) == SQLITE_OK &&
+        sqlite3_step(cn) == SQLITE_ROW)
+        n_rows = sqlite3_column_int64(cn, 0);
+    sqlite3_finalize(cn);
+    if (n_rows < 0)
+        goto sqlfail;
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         goto sqlfail;
     began = 0;
     info->n_entries = n;
-    info->n_connections = (size_t)n_conns;
+    info->n_connections = (size_t)n_rows;
     rc = 0;
     goto done;
 sqlfail:

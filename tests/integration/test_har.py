@@ -1311,6 +1311,9 @@ def awkward(path):
         u = cap.upstream(c6, local_port=40006, opened_us=T0 + 7_000_100)
         cap.exchange(c6, upstream=u, path="/hung", started_us=T0 + 7_000_050, status=None,
                      duration_us=0, timings=(-1, -1, -1, 0, 0, 0), flags=16)
+        # a TLS client whose handshake failed: no request either
+        cap.connection(client_port=50007, opened_us=T0 + 8_000_000, tls=1, closer="proxy",
+                       close_how="error", closed_us=T0 + 8_000_400, bytes_in=517)
     return path
 
 
@@ -1344,11 +1347,13 @@ def test_round_trip_keeps_every_row_and_diff_finds_no_difference(tmp_path):
     # connection without exchanges in log._shunt
     assert [u["local_port"] for u in es[3]["_shunt"]["other_upstreams"]] == [40002]
     assert [u["local_port"] for u in es[7]["_shunt"]["other_upstreams"]] == [40004]
-    assert [c["id"] for c in h["log"]["_shunt"]["connections"]] == [5]
+    assert [c["id"] for c in h["log"]["_shunt"]["connections"]] == [5, 7]
     assert [u["local_port"] for u in h["log"]["_shunt"]["upstreams"]] == [40005]
     assert (h["log"]["_shunt"]["source"], h["log"]["_shunt"]["stopped_us"]) == (
         "proxy", T0 + 20_000_000)
     _, out, p = import_har(tmp_path, har_path.read_text(), name="b.har")
+    # the connection rows it wrote (connection 9 has none: the recorder dropped it)
+    assert "8 entries from shunt, 7 connections" in p.stderr, p.stderr
     # every row of every table, whole: not only what the entries reference
     for sql in ("SELECT * FROM exchanges ORDER BY id", "SELECT * FROM connections ORDER BY id",
                 "SELECT * FROM upstreams ORDER BY id",
