@@ -962,6 +962,10 @@ int shunt_diff_run(const struct shunt_model *a, const struct shunt_model *b,
         qsort(out->h, out->n_h, sizeof(*out->h), header_cmp);
     out->n_closed = c.n_closed;
     out->n_kept = c.n_kept;
+    for (size_t i = 0; i < c.n_r; i++) {
+        out->closed_of[c.r[i].side] += (size_t)c.r[i].closed;
+        out->kept_of[c.r[i].side] += (size_t)c.r[i].eligible;
+    }
     out->too_small = c.n_closed > 0 && (c.n_closed < SHUNT_DIFF_MIN_EVIDENCE ||
                                         c.n_kept < SHUNT_DIFF_MIN_EVIDENCE);
     rc = 0;
@@ -1195,10 +1199,12 @@ void shunt_diff_print(FILE *f, const struct shunt_diff *d, const struct shunt_di
     print_conns(f, d);
     if (d->too_small)
         fprintf(f,
-                "\ntoo few exchanges to separate anything: %zu %s and %zu comparable\n"
-                "%s kept; a ranking needs at least %d of each.\n",
-                d->n_closed, plural(d->n_closed, "early close", "early closes"), d->n_kept,
-                plural(d->n_kept, "response", "responses"), SHUNT_DIFF_MIN_EVIDENCE);
+                "\ntoo few exchanges to separate anything: %zu %s (A %zu, B %zu) and %zu\n"
+                "comparable %s kept (A %zu, B %zu); a ranking needs at least %d of each,\n"
+                "both traces together.\n",
+                d->n_closed, plural(d->n_closed, "early close", "early closes"), d->closed_of[0],
+                d->closed_of[1], d->n_kept, plural(d->n_kept, "response", "responses"),
+                d->kept_of[0], d->kept_of[1], SHUNT_DIFF_MIN_EVIDENCE);
     size_t n_ranked = 0;
     for (size_t i = 0; i < d->n_h; i++)
         n_ranked += (size_t)d->h[i].ranked;
@@ -1412,9 +1418,14 @@ int shunt_diff_print_json(FILE *f, const struct shunt_diff *d, const struct shun
                         json_string(d->by_origin ? "method, origin, path and query"
                                                  : "method, path and query"));
     json_object_set_new(root, "shared_requests", json_integer((json_int_t)d->n_keys_shared));
-    json_t *ev = json_pack("{s:I, s:I, s:I, s:b}", "early_closes", (json_int_t)d->n_closed,
-                           "kept_responses", (json_int_t)d->n_kept, "needed",
-                           (json_int_t)SHUNT_DIFF_MIN_EVIDENCE, "too_small", d->too_small);
+    json_t *ev = json_pack("{s:I, s:I, s:I, s:b, s:{s:{s:I, s:I}, s:{s:I, s:I}}}",
+                           "early_closes", (json_int_t)d->n_closed, "kept_responses",
+                           (json_int_t)d->n_kept, "needed", (json_int_t)SHUNT_DIFF_MIN_EVIDENCE,
+                           "too_small", d->too_small, "by_trace", "a", "early_closes",
+                           (json_int_t)d->closed_of[0], "kept_responses",
+                           (json_int_t)d->kept_of[0], "b", "early_closes",
+                           (json_int_t)d->closed_of[1], "kept_responses",
+                           (json_int_t)d->kept_of[1]);
     if (ev == NULL)
         goto oom;
     json_object_set_new(root, "evidence", ev);

@@ -122,7 +122,8 @@ struct shunt_diff {
     struct shunt_diff_side a, b;
     int conns_differ;              /* connection behaviour differs (docs/diff.md: thresholds) */
     size_t n_closed, n_kept;       /* early closes, and comparable kept responses, that every
-                                      score rests on */
+                                      score rests on (both traces together) */
+    size_t closed_of[2], kept_of[2]; /* the same, of A [0] and of B [1] */
     int too_small;                 /* there are closes, but too few of them or of kept responses
                                       to rank any difference (SHUNT_DIFF_MIN_EVIDENCE) */
     int by_origin;                 /* keys include host and port (the traces share an origin) */

@@ -160,7 +160,8 @@ struct shunt_har_import_opts {
 struct shunt_har_import_info {
     enum shunt_har_producer producer;
     size_t n_entries;     /* exchanges written */
-    size_t n_connections; /* connections inferred */
+    size_t n_connections; /* connection rows written: those inferred, or for shunt's own HAR
+                             those it carries */
 };
 
 /*

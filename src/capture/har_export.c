@@ -682,6 +682,9 @@ enum col {
     /* the upstream row (C_U_ID NULL: none) */
     C_U_ID, C_U_HOST, C_U_PORT, C_U_REMOTE_PORT, C_U_OPENED, C_U_CLOSED, C_U_CLOSER,
     C_U_CLOSE_HOW, C_U_BYTES_IN, C_U_BYTES_OUT,
+    /* 1 when the exchange is the first of its connection (by idx): it carries the
+     * connection's upstreams that no exchange references */
+    C_FIRST,
 };
 
 static const char select_sql[] =
@@ -694,7 +697,9 @@ static const char select_sql[] =
     " c.id, c.client_addr, c.listen_addr, c.listen_port, c.opened_us, c.closed_us, c.bytes_in,"
     " c.bytes_out, c.tls, c.tunnel, c.n_exchanges, c.auth_scheme,"
     " u.id, u.host, u.port, u.remote_port, u.opened_us, u.closed_us, u.closer, u.close_how,"
-    " u.bytes_in, u.bytes_out"
+    " u.bytes_in, u.bytes_out,"
+    " (SELECT x.id FROM exchanges x WHERE x.conn_id = e.conn_id ORDER BY x.idx, x.id LIMIT 1)"
+    " = e.id"
     " FROM exchanges e LEFT JOIN connections c ON c.id = e.conn_id"
     " LEFT JOIN upstreams u ON u.id = e.upstream_id WHERE %s ORDER BY e.started_us, e.id";
 
@@ -704,8 +709,66 @@ struct exporter {
     sqlite3_stmt *rows;    /* select_sql */
     sqlite3_stmt *bodies;  /* the bodies of one exchange */
     sqlite3_stmt *changes; /* the changes of one exchange */
+    sqlite3_stmt *orphans; /* the upstreams of one connection no exchange references */
     int redact;            /* heads go through shunt_har_redact_head() */
 };
+
+/* The upstream rows of connection ?1 that no exchange of it references: a CONNECT's (shunt
+ * answered the CONNECT itself, decision 3: its upstream_id is NULL), the one a 502 or 504
+ * came after when the server closed or did not answer. The subquery does not depend on the
+ * row, so it is read once per connection, through exchanges_conn. */
+static const char orphans_sql[] =
+    "SELECT id, host, port, addr, remote_port, local_port, opened_us, closed_us, closer,"
+    " close_how, bytes_in, bytes_out FROM upstreams WHERE conn_id = ?1 AND id NOT IN"
+    " (SELECT upstream_id FROM exchanges WHERE conn_id = ?1 AND upstream_id IS NOT NULL)"
+    " ORDER BY id";
+
+/* The rows a whole export carries in log._shunt: connections that carried no exchange (a
+ * client that connected and sent nothing, a TLS handshake that failed), and the upstreams of
+ * such connections. */
+static const char lonely_conns_sql[] =
+    "SELECT id, client_addr, client_port, listen_addr, listen_port, opened_us, closed_us,"
+    " closer, close_how, bytes_in, bytes_out, tls, tunnel, n_exchanges, auth_scheme"
+    " FROM connections WHERE id NOT IN (SELECT conn_id FROM exchanges) ORDER BY id";
+static const char lonely_ups_sql[] =
+    "SELECT id, conn_id, host, port, addr, remote_port, local_port, opened_us, closed_us,"
+    " closer, close_how, bytes_in, bytes_out"
+    " FROM upstreams WHERE conn_id NOT IN (SELECT conn_id FROM exchanges) ORDER BY id";
+
+/* The current row of <st> as an object keyed by the column names, each value as the
+ * schema declares it (TEXT as text, anything else as an integer), null for NULL. */
+static json_t *row_object(sqlite3_stmt *st)
+{
+    json_t *o = json_object();
+    for (int k = 0; o != NULL && k < sqlite3_column_count(st); k++) {
+        const char *type = sqlite3_column_decltype(st, k);
+        json_t *v = type != NULL && strcmp(type, "TEXT") == 0 ? jcolumn_text(st, k)
+                                                              : jcolumn_int(st, k);
+        if (json_object_set_new(o, sqlite3_column_name(st, k), v) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* Every row of <st> (bound already) as an array of row_object()s; NULL on failure. */
+static json_t *rows_array(sqlite3_stmt *st)
+{
+    json_t *a = json_array();
+    int rc;
+    while (a != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (json_array_append_new(a, row_object(st)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    if (a != NULL && rc != SQLITE_DONE) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
 
 /* <b> as the export writes it: with credentials redacted when <x> asks (then *<owned> is
  * the copy to free), else as it is. Returns 0, or -1 when out of memory. */
@@ -999,6 +1062,17 @@ static json_t *shunt_json(struct exporter *x, sqlite3_stmt *st)
         json_object_set_new(s, "connection", connection_row_json(st)) != 0 ||
         json_object_set_new(s, "upstream", upstream_row_json(st)) != 0)
         goto fail;
+    if (sqlite3_column_int(st, C_FIRST)) {
+        sqlite3_reset(x->orphans);
+        sqlite3_bind_int64(x->orphans, 1, col64(st, C_CONN));
+        json_t *o = rows_array(x->orphans);
+        if (o == NULL)
+            goto fail;
+        if (json_array_size(o) == 0)
+            json_decref(o);
+        else if (json_object_set_new(s, "other_upstreams", o) != 0)
+            goto fail;
+    }
     return s;
 fail:
     json_decref(s);
@@ -1062,28 +1136,54 @@ fail:
 }
 
 /* The log's own `_shunt`: the capture row, with incomplete when events were dropped. */
-static json_t *log_shunt(sqlite3 *db, int64_t *dropped)
+static json_t *log_shunt(sqlite3 *db, int whole, int64_t *dropped)
 {
     sqlite3_stmt *st = NULL;
     json_t *j = NULL;
     if (sqlite3_prepare_v2(db,
                            "SELECT shunt_version, command_line, source, source_detail, body_limit,"
-                           " events_dropped FROM capture WHERE id = 1",
+                           " events_dropped, started_us, stopped_us FROM capture WHERE id = 1",
                            -1, &st, NULL) != SQLITE_OK)
         return NULL;
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *dropped = sqlite3_column_int64(st, 5);
-        j = json_pack("{s:o,s:o,s:o,s:o,s:I,s:b,s:I}", "shunt_version", jcolumn_text(st, 0),
-                      "command_line", jcolumn_text(st, 1), "source", jcolumn_text(st, 2),
-                      "source_detail", jcolumn_text(st, 3), "body_limit",
+        /* started_us and stopped_us (null: the proxy died, or still recording) keep what the
+         * views read from the capture row (how long a pending request waited) */
+        j = json_pack("{s:o,s:o,s:o,s:o,s:I,s:b,s:I,s:o,s:o}", "shunt_version",
+                      jcolumn_text(st, 0), "command_line", jcolumn_text(st, 1), "source",
+                      jcolumn_text(st, 2), "source_detail", jcolumn_text(st, 3), "body_limit",
                       (json_int_t)sqlite3_column_int64(st, 4), "incomplete", *dropped > 0,
-                      "events_dropped", (json_int_t)*dropped);
+                      "events_dropped", (json_int_t)*dropped, "started_us",
+                      jcolumn_int(st, 6), "stopped_us", jcolumn_int(st, 7));
     } else if (rc == SQLITE_DONE) {
         *dropped = 0; /* a capture whose recorder never wrote its row: say nothing */
         j = json_object();
     }
     sqlite3_finalize(st);
+    st = NULL;
+    /* A whole export also carries the rows no entry does, so that the import gives every row
+     * back; a filtered one is about the exchanges it selects. */
+    static const struct {
+        const char *key, *sql;
+    } lonely[] = {{"connections", lonely_conns_sql}, {"upstreams", lonely_ups_sql}};
+    for (size_t k = 0; whole && j != NULL && k < sizeof(lonely) / sizeof(lonely[0]); k++) {
+        json_t *a = NULL;
+        if (sqlite3_prepare_v2(db, lonely[k].sql, -1, &st, NULL) == SQLITE_OK)
+            a = rows_array(st);
+        sqlite3_finalize(st);
+        st = NULL;
+        if (a == NULL) {
+            json_decref(j);
+            return NULL;
+        }
+        if (json_array_size(a) == 0)
+            json_decref(a);
+        else if (json_object_set_new(j, lonely[k].key, a) != 0) {
+            json_decref(j);
+            return NULL;
+        }
+    }
     return j;
 }
 
@@ -1105,7 +1205,7 @@ int shunt_har_export(sqlite3 *db, const struct shunt_capture_filter *f,
                      struct shunt_har_export_info *info, char *err, size_t err_len)
 {
     static const struct shunt_capture_filter any = {0};
-    struct exporter x = {db, NULL, NULL, NULL, o->redact};
+    struct exporter x = {db, NULL, NULL, NULL, NULL, o->redact};
     char where[SHUNT_CAPTURE_FILTER_SQL_MAX], *sql = NULL;
     int nparams, bad = 0, rc = SHUNT_EINVAL, began = 0;
     json_t *ls = NULL, *creator = NULL;
@@ -1132,9 +1232,10 @@ int shunt_har_export(sqlite3 *db, const struct shunt_capture_filter *f,
         sqlite3_prepare_v2(db,
                            "SELECT what, by, in_request FROM changes WHERE exchange_id = ?1"
                            " ORDER BY id",
-                           -1, &x.changes, NULL) != SQLITE_OK)
+                           -1, &x.changes, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, orphans_sql, -1, &x.orphans, NULL) != SQLITE_OK)
         goto sqlfail;
-    ls = log_shunt(db, &info->events_dropped);
+    ls = log_shunt(db, strcmp(where, "1") == 0, &info->events_dropped);
     if (ls == NULL)
         goto sqlfail;
     if (o->redact && json_object_set_new(ls, "redacted", json_true()) != 0)
@@ -1189,6 +1290,7 @@ sqlfail:
 done:
     json_decref(creator);
     json_decref(ls);
+    sqlite3_finalize(x.orphans);
     sqlite3_finalize(x.changes);
     sqlite3_finalize(x.bodies);
     sqlite3_finalize(x.rows);

@@ -632,7 +632,8 @@ static int has_field(json_t *arr, const char *name)
  * them on it: Connection: close in the request or the response (RFC 9112 9.6), a request or
  * response of HTTP/1.0 without keep-alive (9.3), a response whose body is delimited by the
  * close (6.3: no Content-Length nor Transfer-Encoding where a body may follow). Nothing for
- * HTTP/2 and HTTP/3 (no such fields) nor without a response (how it ended is not known).
+ * HTTP/2 and HTTP/3 (no such fields), without a response (how it ended is not known), nor
+ * for a CONNECT's 2xx (a tunnel follows).
  * <status> is the response's. */
 static int entry_closes(json_t *req, json_t *resp, int status)
 {
@@ -646,6 +647,11 @@ static int entry_closes(json_t *req, json_t *resp, int status)
         rv = v, rvl = vl;
     if (version_multiplexes(v, vl) || version_multiplexes(rv, rvl) || status <= 0)
         return 0;
+    /* A 2xx to CONNECT turns the connection into a tunnel right after its head (RFC 9110
+     * 9.3.6): a Connection field in it ends nothing. Fiddler answers every CONNECT with
+     * `Connection: close`, and its decrypted requests follow on the same client port. */
+    if (strcasecmp(m, "CONNECT") == 0 && status >= 200 && status < 300)
+        return 0;
     if (fields_have_token(rq, "Connection", "close") || fields_have_token(rs, "Connection", "close"))
         return 1;
     const char *qn = version_name(v, vl), *sn = version_name(rv, rvl);
@@ -656,8 +662,7 @@ static int entry_closes(json_t *req, json_t *resp, int status)
         return 1;
     /* A body without a length is read until the close; not for a response that has no body
      * (1xx, 204, 304, to HEAD) nor one that turns the connection into a tunnel. */
-    if (status < 200 || status == 204 || status == 304 || strcasecmp(m, "HEAD") == 0 ||
-        (strcasecmp(m, "CONNECT") == 0 && status < 300))
+    if (status < 200 || status == 204 || status == 304 || strcasecmp(m, "HEAD") == 0)
         return 0;
     return !has_field(rs, "Content-Length") && !has_field(rs, "Transfer-Encoding");
 }
@@ -1175,7 +1180,7 @@ enum stmt {
 
 static const char *const stmt_sql[S_N] = {
     "INSERT INTO capture (id, shunt_version, command_line, source, source_detail, started_us,"
-    " stopped_us, body_limit, events_dropped) VALUES (1, ?1, ?2, 'har', ?3, ?4, ?5, ?6, ?7)",
+    " stopped_us, body_limit, events_dropped) VALUES (1, ?1, ?2, ?8, ?3, ?4, ?5, ?6, ?7)",
     "INSERT INTO connections (id, client_port, opened_us, closer, close_how, tls)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     "INSERT OR IGNORE INTO upstreams (id, conn_id, host, port, addr, remote_port, local_port,"
@@ -1676,6 +1681,56 @@ struct own_row {
     json_t *row; /* a reference */
 };
 
+/* A growing list of own_row. */
+struct own_rows {
+    struct own_row *v;
+    size_t n, cap;
+};
+
+/* Appends <row> (a new reference is taken) with <id> on connection <conn_id>. Returns 0, or
+ * -1 when out of memory. */
+static int own_push(struct own_rows *o, int64_t id, int64_t conn_id, json_t *row)
+{
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 16;
+        struct own_row *v = realloc(o->v, cap * sizeof(*v));
+        if (v == NULL)
+            return -1;
+        o->v = v;
+        o->cap = cap;
+    }
+    o->v[o->n++] = (struct own_row){id, conn_id, json_incref(row)};
+    return 0;
+}
+
+static void own_dispose(struct own_rows *o)
+{
+    for (size_t k = 0; k < o->n; k++)
+        json_decref(o->v[k].row);
+    free(o->v);
+    memset(o, 0, sizeof(*o));
+}
+
+/* The integer at <key> of <obj> when it is one and > 0, else 0: an id of shunt's. */
+static int64_t own_id(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : 0;
+}
+
+/* Keeps the upstream rows of the array <a> (objects with an id; others are ignored) on
+ * connection <conn_id>, or on their own `conn_id` when <conn_id> is 0. */
+static int own_upstreams(struct own_rows *o, json_t *a, int64_t conn_id)
+{
+    for (size_t k = 0; k < json_array_size(a); k++) {
+        json_t *r = json_array_get(a, k);
+        int64_t id = own_id(r, "id"), c = conn_id ? conn_id : own_id(r, "conn_id");
+        if (json_is_object(r) && id > 0 && c > 0 && own_push(o, id, c, r) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Binds the integer <key> of <row> to parameter <i>, or <dflt> when it is not an integer (a
  * NOT NULL column). */
 static void bind_int_or(sqlite3_stmt *st, int i, json_t *row, const char *key, int64_t dflt)
@@ -1731,18 +1786,17 @@ static int write_own(struct importer *im, struct writer *w, const struct own_row
  * <ents>, sorted; <hints> parallel to them. */
 static int write_all(struct importer *im, struct writer *w, const struct source *src,
                      struct ent *ents, struct shunt_har_conn_hint *hints, size_t n,
-                     size_t n_conns)
+                     size_t n_conns, json_t *lsh)
 {
     int64_t *conn_ids = calloc(n_conns + 1, sizeof(*conn_ids));
     char **ukeys = calloc(n + 1, sizeof(*ukeys));
     struct own_row *own_c = calloc(n_conns + 1, sizeof(*own_c));
-    struct own_row *own_u = calloc(n + 1, sizeof(*own_u));
-    size_t n_own_c = 0, n_own_u = 0;
+    struct own_rows own_u = {0}, lonely_c = {0};
+    size_t n_own_c = 0;
     struct smap ups = {0};
     struct ent *e = NULL;
     int rc = SHUNT_ENOMEM;
-    if (conn_ids == NULL || ukeys == NULL || own_c == NULL || own_u == NULL ||
-        smap_init(&ups, n) != 0) {
+    if (conn_ids == NULL || ukeys == NULL || own_c == NULL || smap_init(&ups, n) != 0) {
         rc = fail(im, "out of memory");
         goto done;
     }
@@ -1787,8 +1841,10 @@ static int write_all(struct importer *im, struct writer *w, const struct source 
                 size_t s = smap_slot(&ups, ukeys[i]);
                 if (ups.keys[s] == NULL) {
                     ups.keys[s] = ukeys[i];
-                    if (json_is_object(urow))
-                        own_u[n_own_u++] = (struct own_row){up, conn_ids[c], json_incref(urow)};
+                    if (json_is_object(urow) && own_push(&own_u, up, conn_ids[c], urow) != 0) {
+                        rc = fail(im, "out of memory");
+                        goto done;
+                    }
                 }
             } else if (json_is_integer(u) && json_integer_value(u) > 0 &&
                        (rc = write_upstream(im, w, e, conn_ids[c], json_integer_value(u), &up)) !=
@@ -1814,15 +1870,39 @@ static int write_all(struct importer *im, struct writer *w, const struct source 
                 ups.vals[s] = (size_t)up;
             }
         }
+        /* The upstreams of the connection that no exchange references (the CONNECT's, one a
+         * 502 came after), on its first exchange; written after the others (INSERT OR
+         * IGNORE: an id an exchange's row has already is not replaced). */
+        if (im->producer == SHUNT_HAR_SHUNT &&
+            own_upstreams(&own_u, json_object_get(sh, "other_upstreams"), conn_ids[c]) != 0) {
+            rc = fail(im, "out of memory");
+            goto done;
+        }
         if ((rc = write_exchange(im, w, e, &hints[i], conn_ids[c], up)) != 0)
             goto done;
+    }
+    /* A whole shunt export's rows that no entry carries: connections without an exchange and
+     * their upstreams. */
+    json_t *lc = json_object_get(lsh, "connections");
+    for (size_t k = 0; k < json_array_size(lc); k++) {
+        json_t *r = json_array_get(lc, k);
+        int64_t id = own_id(r, "id");
+        if (json_is_object(r) && id > 0 && own_push(&lonely_c, id, 0, r) != 0) {
+            rc = fail(im, "out of memory");
+            goto done;
+        }
+    }
+    if (own_upstreams(&own_u, json_object_get(lsh, "upstreams"), 0) != 0) {
+        rc = fail(im, "out of memory");
+        goto done;
     }
     if (sqlite3_exec(w->db, totals_sql, NULL, NULL, NULL) != SQLITE_OK) {
         rc = fail(im, "cannot write the capture: %s", sqlite3_errmsg(w->db));
         goto done;
     }
     if ((rc = write_own(im, w, own_c, n_own_c, 0)) != 0 ||
-        (rc = write_own(im, w, own_u, n_own_u, 1)) != 0)
+        (rc = write_own(im, w, lonely_c.v, lonely_c.n, 0)) != 0 ||
+        (rc = write_own(im, w, own_u.v, own_u.n, 1)) != 0)
         goto done;
     rc = 0;
 done:
@@ -1835,10 +1915,9 @@ done:
         free(ukeys[i]);
     for (size_t k = 0; k < n_own_c; k++)
         json_decref(own_c[k].row);
-    for (size_t k = 0; k < n_own_u; k++)
-        json_decref(own_u[k].row);
+    own_dispose(&own_u);
+    own_dispose(&lonely_c);
     free(own_c);
-    free(own_u);
     free(ukeys);
     free(conn_ids);
     return rc;
@@ -2046,9 +2125,11 @@ again:
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         goto sqlfail;
     began = 1;
-    if ((rc = write_all(&im, &w, &src, ents, hints, n, (size_t)n_conns)) != 0)
-        goto done;
     json_t *lsh = im.producer == SHUNT_HAR_SHUNT ? json_object_get(log, "_shunt") : NULL;
+    if (!json_is_object(lsh))
+        lsh = NULL;
+    if ((rc = write_all(&im, &w, &src, ents, hints, n, (size_t)n_conns, lsh)) != 0)
+        goto done;
     char detail[256];
     snprintf(detail, sizeof(detail), "%.*s%s%.*s", (int)(cname ? cnl : 7),
              cname ? cname : "unknown", cver ? " " : "", (int)(cver ? cvl : 0), cver ? cver : "");
@@ -2056,8 +2137,32 @@ again:
     bind_text(st, 1, o->shunt_version, strlen(o->shunt_version));
     bind_text(st, 2, o->command_line, strlen(o->command_line));
     bind_text(st, 3, detail, strlen(detail));
+    bind_text(st, 8, "har", 3);
     sqlite3_bind_int64(st, 4, first);
     sqlite3_bind_int64(st, 5, last);
+    /* shunt's own HAR that has the capture's times (stopped_us, null or not, says so) keeps
+     * the capture's facts: its source (a proxy's capture: a connection without a close is
+     * open, not unknown), what it says of itself, when it began and stopped (how long a
+     * pending request waited); the command line is the import's. Not the source of a
+     * redacted one: its heads are not the ones recorded, so they do not add up to the
+     * recorded byte counts, which the analysis of a proxy's capture compares. */
+    json_t *stopped = json_object_get(lsh, "stopped_us"), *started = json_object_get(lsh,
+                                                                                  "started_us");
+    const char *lsrc;
+    size_t lsl;
+    if (stopped != NULL && (json_is_integer(stopped) || json_is_null(stopped)) &&
+        json_is_integer(started) && get_str(lsh, "source", &lsrc, &lsl) == 1 &&
+        ((lsl == 5 && memcmp(lsrc, "proxy", 5) == 0) || (lsl == 3 && memcmp(lsrc, "har", 3) == 0))) {
+        if (!json_is_true(json_object_get(lsh, "redacted"))) {
+            bind_text(st, 8, lsrc, lsl);
+            bind_json_text(st, 3, lsh, "source_detail");
+        }
+        sqlite3_bind_int64(st, 4, json_integer_value(started));
+        if (json_is_integer(stopped))
+            sqlite3_bind_int64(st, 5, json_integer_value(stopped));
+        else
+            sqlite3_bind_null(st, 5);
+    }
     sqlite3_bind_int64(st, 6, lsh && jint(lsh, "body_limit", -1) >= 0 ? jint(lsh, "body_limit", 0)
                                                                         : w.max_body);
     sqlite3_bind_int64(st, 7, lsh && jint(lsh, "events_dropped", -1) > 0
@@ -2065,11 +2170,21 @@ again:
                                   : 0);
     if (run(st) != SQLITE_OK)
         goto sqlfail;
+    /* The connection rows written: the inferred ones, but for shunt's own HAR those it had
+     * (none for a row its recorder dropped, and those that carried no exchange too). */
+    sqlite3_stmt *cn = NULL;
+    int64_t n_rows = -1;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM connections", -1, &cn, NULL) == SQLITE_OK &&
+        sqlite3_step(cn) == SQLITE_ROW)
+        n_rows = sqlite3_column_int64(cn, 0);
+    sqlite3_finalize(cn);
+    if (n_rows < 0)
+        goto sqlfail;
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         goto sqlfail;
     began = 0;
     info->n_entries = n;
-    info->n_connections = (size_t)n_conns;
+    info->n_connections = (size_t)n_rows;
     rc = 0;
     goto done;
 sqlfail:

@@ -4,6 +4,8 @@ nginx, tshark; a time bound on every test; a check that no process is left behin
 Run with Debian's interpreter: /usr/bin/python3 -m pytest tests/integration
 SHUNT_BIN=build-asan/shunt runs the suite against the sanitizer build.
 """
+import difflib
+import json
 import os
 import signal
 import socket
@@ -164,7 +166,9 @@ def tshark(tmp_path):
 # ----------------------------------------------------------------------------- HAR round trip
 #
 # Every capture a test's proxy writes must say the same thing after `shunt export --har`:
-# `shunt diff CAPTURE EXPORTED.har` finds no difference (docs/har.md, "Round trip"). The
+# `shunt diff CAPTURE EXPORTED.har` finds no difference, and the HAR imported again shows the
+# same connections (`shunt connections --json`, every row and column: docs/har.md, "Round
+# trip"). The
 # check runs after the test, once its proxies stopped, for each capture file a `shunt proxy`
 # of the test created (a file that existed before is not the proxy's). A test whose captures
 # are broken on purpose opts out with @pytest.mark.no_har_round_trip("why").
@@ -198,18 +202,38 @@ def _recording_init(self, args, *a, **kw):
 peers.Shunt.__init__ = _recording_init
 
 
+# what `connections --json` says of the capture file itself rather than of what it recorded
+_NOT_COMPARED = ("file", "command_line", "shunt_version")
+
+
 def _round_trip(path):
-    """Exports the capture <path> to HAR and diffs the two; returns a problem or None."""
+    """Exports the capture <path> to HAR, diffs the two, imports the HAR again and compares
+    the connections both show; returns a problem or None."""
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
-    har = path + ".round-trip.har"
-    steps = [["export", path, "--har", har], ["diff", path, har]]
+    har, back = path + ".round-trip.har", path + ".round-trip.db"
+    for f in (back, back + "-wal", back + "-shm"):
+        if os.path.exists(f):
+            os.unlink(f)
+    steps = [["export", path, "--har", har], ["diff", path, har],
+             ["import", har, "--capture", back], ["connections", "--json", path],
+             ["connections", "--json", back]]
+    views = []
     for args in steps:
         p = subprocess.run([peers.SHUNT_BIN] + args, capture_output=True, text=True,
                            timeout=peers.WAIT, env=env, stdin=subprocess.DEVNULL)
         if p.returncode != 0 or peers.SANITIZER_RE.search(p.stderr):
             return (f"HAR round trip of {path}: `shunt {' '.join(args)}` exited "
                     f"{p.returncode}\n{p.stdout[-6000:]}{p.stderr[-3000:]}")
+        if args[0] == "connections":
+            v = json.loads(p.stdout)
+            for k in _NOT_COMPARED:
+                v["capture"].pop(k, None)
+            views.append(v)
+    if views[0] != views[1]:
+        a, b = (json.dumps(v, indent=1, sort_keys=True).splitlines() for v in views)
+        delta = "\n".join(difflib.unified_diff(a, b, "capture", "HAR imported", lineterm=""))
+        return f"HAR round trip of {path}: `shunt connections --json` differs\n{delta[-6000:]}"
     return None
 
 

@@ -111,8 +111,12 @@ def test_story_first_difference_is_the_server_header(story, order):
     # the score rests on the 9 closes and the 11 comparable kept responses
     assert (first["rests_on"], first["explains"], first["ranked"]) == (20, 9, True)
     assert 0 < first["bound"] < first["score"]
-    assert doc["evidence"] == {"early_closes": 9, "kept_responses": 11, "needed": 3,
-                               "too_small": False}
+    ev = dict(doc["evidence"])
+    by = ev.pop("by_trace")
+    assert ev == {"early_closes": 9, "kept_responses": 11, "needed": 3, "too_small": False}
+    failing, working = (by["a"], by["b"]) if by["a"]["early_closes"] else (by["b"], by["a"])
+    assert (failing, working) == ({"early_closes": 9, "kept_responses": 1},
+                                  {"early_closes": 0, "kept_responses": 10})
 
     rc, out, err = diff(a, b)
     assert rc == 1, err
@@ -273,7 +277,9 @@ def test_traces_too_small_to_separate_anything_say_so(tmp_path):
     b = closing_trace(tmp_path / "b.har", [[[("X-Cache", "MISS")]], [[("X-Cache", "HIT")]]], [])
     doc = diff_json(a, b)
     assert doc["evidence"] == {"early_closes": 1, "kept_responses": 3, "needed": 3,
-                               "too_small": True}
+                               "too_small": True,
+                               "by_trace": {"a": {"early_closes": 0, "kept_responses": 2},
+                                            "b": {"early_closes": 1, "kept_responses": 1}}}
     assert doc["differences"] and all(h["rank"] is None and not h["ranked"]
                                       for h in doc["differences"])
     h = {(x["name"], x["change"]): x for x in doc["differences"]}
@@ -281,12 +287,28 @@ def test_traces_too_small_to_separate_anything_say_so(tmp_path):
     rc, out, _ = diff(a, b)
     lines = text_lines(out)
     assert rc == 1
-    i = lines.index("too few exchanges to separate anything: 1 early close and 3 comparable")
-    assert lines[i + 1] == "responses kept; a ranking needs at least 3 of each."
+    i = lines.index("too few exchanges to separate anything: 1 early close (A 0, B 1) and 3")
+    assert lines[i + 1:i + 3] == ["comparable responses kept (A 2, B 1); a ranking needs at "
+                                  "least 3 of each,", "both traces together."]
     assert "differences in headers, not ranked (too few exchanges):" in lines
     assert not any(l.startswith(" 1. ") for l in lines)
     assert any(l.startswith("  - response header ") and l.endswith("over 4 exchanges)")
                for l in lines)
+
+
+def test_too_small_says_how_many_early_closes_each_trace_has(tmp_path):
+    """One early close in each trace: the report says 2, and whose they are (it said "2 early
+    closes" while the connections table above showed 1 and 1)."""
+    a = closing_trace(tmp_path / "a.har", [[[("X-A", "1")]], [[("X-A", "1")]]], [])
+    b = closing_trace(tmp_path / "b.har", [[[("X-B", "1")]], [[("X-B", "1")]]], [])
+    doc = diff_json(a, b)
+    assert doc["evidence"]["by_trace"] == {"a": {"early_closes": 1, "kept_responses": 1},
+                                           "b": {"early_closes": 1, "kept_responses": 1}}
+    assert (doc["evidence"]["early_closes"], doc["evidence"]["too_small"]) == (2, True)
+    rc, out, _ = diff(a, b)
+    lines = text_lines(out)
+    assert "too few exchanges to separate anything: 2 early closes (A 1, B 1) and 2" in lines, out
+    assert "comparable responses kept (A 1, B 1); a ranking needs at least 3 of each," in lines
 
 
 def test_same_connection_behaviour_explains_nothing(tmp_path):

@@ -321,6 +321,49 @@ def har_fiddler():
     return fiddler_log(es)
 
 
+FIDDLER_TUNNEL_BODY = (
+    "Encrypted HTTPS traffic flows through this CONNECT tunnel. HTTPS Decryption is enabled in"
+    " Fiddler, so decrypted sessions running in this tunnel will be shown in the Web Sessions"
+    " list.\n\nSecure Protocol: Tls12\n")
+
+
+def fiddler_connect(ms, port, host="intranet.test", connect=12):
+    """Fiddler's session of a CONNECT it decrypts ("Tunnel to host:443"): the client's CONNECT,
+    answered by Fiddler itself with its fixed tunnel reply, `HTTP/1.1 200 Connection
+    Established` with FiddlerGateway, StartTime and `Connection: close`, and a text body of its
+    own about the tunnel (no Content-Length). The URL is written `http://host:443`."""
+    e = fiddler_entry(ms, "", port, connect=connect, host=f"{host}:443", method="CONNECT",
+                      reason="Connection Established", body=FIDDLER_TUNNEL_BODY,
+                      mime="text/plain", length=False, wait=1, receive=0)
+    fields = [("Host", f"{host}:443"), ("Content-Length", "0"),
+              ("Connection", "Keep-Alive"), ("Pragma", "no-cache"), ("User-Agent", FIDDLER_UA)]
+    line = f"CONNECT {host}:443 HTTP/1.1"
+    e["request"].update(headers=hdrs(*fields), headersSize=len(line) + 4 + sum(
+        len(n) + 2 + len(v) + 2 for n, v in fields))
+    resp = [("FiddlerGateway", "Direct"), ("StartTime", "12:00:00.000"), ("Connection", "close")]
+    e["response"].update(headers=hdrs(*resp), headersSize=len(
+        "HTTP/1.1 200 Connection Established") + 4 + sum(len(n) + 4 + len(v) for n, v in resp))
+    return e
+
+
+def har_fiddler_https():
+    """A keep-alive client (IE 11) loading an HTTPS page through Fiddler with HTTPS decryption
+    on: two client connections (ports 51210, 51211), each a CONNECT that Fiddler answered with
+    its fixed `Connection: close` tunnel reply, then the decrypted requests of the tunnel on
+    the same client port (Fiddler lists them as sessions of their own, https URLs, `connection`
+    the client port). Fiddler connected to the server for each CONNECT (connect 12, 9) and
+    reused that connection for the requests (connect 0)."""
+    es = [fiddler_connect(0, 51210), fiddler_connect(5, 51211, connect=9)]
+    paths = ["/", "/styles/site.css", "/scripts/app.js", "/images/logo.png", "/api/news",
+             "/api/user"]
+    for i, path in enumerate(paths):
+        port = 51210 if i % 2 == 0 else 51211
+        e = fiddler_entry(60 + i * 60, path, port, wait=18 + i % 5, receive=1 + i % 3)
+        e["request"]["url"] = "https://intranet.test" + path
+        es.append(e)
+    return fiddler_log(es)
+
+
 def har_chrome_h2():
     """Current Chrome over HTTP/2 (and one HTTP/3 entry): `_connectionId` the socket, shared
     by every request multiplexed on it; `connection` the server port; pseudo-headers first,
@@ -405,6 +448,7 @@ PRODUCERS = {
     "chrome-h2.har": har_chrome_h2,
     "firefox.har": har_firefox,
     "fiddler.har": har_fiddler,
+    "fiddler-https.har": har_fiddler_https,
     "mitmproxy.har": har_mitmproxy,
 }
 
@@ -933,6 +977,29 @@ def test_import_fiddler_keep_alive_client_is_two_connections_and_no_low_reuse(tm
     assert "low-reuse" not in ids and "client-closes-early" not in ids, ids
 
 
+def test_import_fiddler_connect_tunnel_is_one_connection_with_its_decrypted_requests(tmp_path):
+    """Fiddler answers every CONNECT with `Connection: close` (its fixed tunnel reply); a 2xx to
+    CONNECT makes the connection a tunnel (RFC 9110 9.3.6), so that field proves no end: the
+    decrypted requests that follow on the same client port are the same connection
+    (tests/data/har/fiddler-https.har). It once read as two connections per tunnel."""
+    src = DATA / "fiddler-https.har"
+    out = tmp_path / "f.db"
+    p = run("import", src, "--capture", out, check=0)
+    assert "8 entries from fiddler, 2 connections" in p.stderr, p.stderr
+    assert conn_pattern(out) == [1, 2, 1, 2, 1, 2, 1, 2]
+    conns = rows(out, "SELECT client_port, n_exchanges FROM connections ORDER BY id")
+    assert [(c["client_port"], c["n_exchanges"]) for c in conns] == [(51210, 4), (51211, 4)]
+    ex = rows(out, "SELECT method, idx, flags FROM exchanges ORDER BY id")
+    assert [(e["method"], e["idx"]) for e in ex[:2]] == [("CONNECT", 1), ("CONNECT", 1)]
+    assert all(e["flags"] & 8 for e in ex[:2]) and [e["idx"] for e in ex[2:]] == [2, 2, 3, 3, 4, 4]
+    # a CONNECT refused (no tunnel) with Connection: close still ends the connection
+    f = fiddler_connect(0, 51300)
+    f["response"].update(status=502, statusText="Bad Gateway")
+    later = fiddler_entry(100, "/", 51300, connect=10)
+    _, out2, p = import_har(tmp_path, fiddler_log([f, later]), name="refused.har")
+    assert "2 entries from fiddler, 2 connections" in p.stderr, p.stderr
+
+
 def run_diagnose(path):
     p = run("diagnose", path, "--json")
     assert p.returncode in (0, 1), p.stderr
@@ -1153,7 +1220,9 @@ def test_round_trip_export_import_export_keeps_the_entries(tmp_path):
     ha, hb = validate(a), validate(b)
     assert comparable(ha) == comparable(hb)
     assert hb["log"]["_shunt"]["incomplete"] is True  # the import keeps the drop count
-    assert hb["log"]["_shunt"]["source"] == "har"
+    # the capture's facts are kept (a proxy's capture), the command line is the import's
+    assert hb["log"]["_shunt"]["source"] == "proxy"
+    assert hb["log"]["_shunt"]["command_line"].startswith("shunt import ")
     # what a HAR can't carry stays unknown rather than invented
     c = rows(out, "SELECT id, closer, close_how, client_port FROM connections ORDER BY id")
     assert [(x["closer"], x["close_how"], x["client_port"]) for x in c] == [
@@ -1164,8 +1233,11 @@ def awkward(path):
     """A capture with the rows a HAR bends: bytes from the client that are not head + body
     (an absolute-form request sent on in origin-form, a chunked body), a pending exchange,
     self-answers (a 403 of a rule, the 200 of a CONNECT, a 400 for a request refused before
-    its URL was known), and an exchange whose connection row the recorder dropped."""
-    with Capture(path) as cap:
+    its URL was known), and an exchange whose connection row the recorder dropped; rows no
+    exchange references (the CONNECT's upstream, the upstream a 502 came after, a connection
+    that carried no request, an upstream row of such a connection), and a connection still open
+    with its pending exchange when the capture stopped."""
+    with Capture(path, stopped_us=T0 + 20_000_000) as cap:
         c1 = cap.connection(client_port=50001, opened_us=T0 + 100, closed_us=T0 + 900_000,
                             closer="client", close_how="FIN", bytes_in=400, bytes_out=300)
         u1 = cap.upstream(c1, local_port=40001)
@@ -1196,7 +1268,11 @@ def awkward(path):
                          resp_bytes=45, resp_body_size=7)
         cap.body(e, 1, b"blocked")
         u2 = cap.upstream(c2, local_port=40002, host="secure.test", port=443)
-        cap.exchange(c2, upstream=u2, method="CONNECT", host="secure.test", port=443,
+        cap.db.execute("UPDATE upstreams SET closed_us = ?, closer = 'server', close_how = 'FIN',"
+                       " bytes_in = 7000, bytes_out = 5000 WHERE id = ?", (T0 + 8_100_000, u2))
+        # shunt answered the CONNECT itself (its 200): no exchange references the tunnel's
+        # upstream (decision 3)
+        cap.exchange(c2, method="CONNECT", host="secure.test", port=443,
                      path="secure.test:443", url="secure.test:443", status=200,
                      started_us=T0 + 1_100_000, duration_us=7_000_000, flags=8 | 64,
                      req_head=head(b"CONNECT secure.test:443 HTTP/1.1", b"Host: secure.test:443"),
@@ -1214,6 +1290,30 @@ def awkward(path):
                        " http_version = NULL WHERE id = ?", (e,))
         # the recorder dropped connection 9's row (events dropped): its exchange stays
         cap.exchange(9, method="GET", path="/orphan", started_us=T0 + 3_000_000)
+        # a 502 after the upstream connected and closed without responding
+        c4 = cap.connection(client_port=50004, opened_us=T0 + 4_000_000, closer="client",
+                            close_how="FIN", closed_us=T0 + 6_600_000, bytes_in=60,
+                            bytes_out=120)
+        u = cap.upstream(c4, local_port=40004, opened_us=T0 + 4_000_200)
+        cap.db.execute("UPDATE upstreams SET closed_us = ?, closer = 'server', close_how = 'FIN',"
+                       " bytes_in = 0, bytes_out = 60 WHERE id = ?", (T0 + 6_500_000, u))
+        cap.exchange(c4, path="/gone", status=502, started_us=T0 + 4_000_100,
+                     duration_us=2_500_000, flags=2 | 64, req_bytes=60, resp_bytes=120,
+                     error="upstream closed the connection without responding",
+                     resp_head_sent=head(b"HTTP/1.1 502 Bad Gateway", b"Content-Length: 0"))
+        # a client that connected and sent nothing; an upstream row on such a connection
+        # (only a damaged capture has one) comes back too
+        c5 = cap.connection(client_port=50005, opened_us=T0 + 5_000_000, closer="client",
+                            close_how="FIN", closed_us=T0 + 5_000_100)
+        cap.upstream(c5, local_port=40005, opened_us=T0 + 5_000_050)
+        # still open when the capture stopped, its request pending, its upstream open
+        c6 = cap.connection(client_port=50006, opened_us=T0 + 7_000_000, bytes_in=40)
+        u = cap.upstream(c6, local_port=40006, opened_us=T0 + 7_000_100)
+        cap.exchange(c6, upstream=u, path="/hung", started_us=T0 + 7_000_050, status=None,
+                     duration_us=0, timings=(-1, -1, -1, 0, 0, 0), flags=16)
+        # a TLS client whose handshake failed: no request either
+        cap.connection(client_port=50007, opened_us=T0 + 8_000_000, tls=1, closer="proxy",
+                       close_how="error", closed_us=T0 + 8_000_400, bytes_in=517)
     return path
 
 
@@ -1243,12 +1343,34 @@ def test_round_trip_keeps_every_row_and_diff_finds_no_difference(tmp_path):
     assert es[5]["request"]["url"] == "http://h.test/" and es[5]["request"]["method"] == "GET"
     assert es[5]["response"]["status"] == 400
     assert es[1]["_shunt"]["exchange"]["req_bytes"] == 112
+    # the rows no exchange references: on the first exchange of their connection, and for a
+    # connection without exchanges in log._shunt
+    assert [u["local_port"] for u in es[3]["_shunt"]["other_upstreams"]] == [40002]
+    assert [u["local_port"] for u in es[7]["_shunt"]["other_upstreams"]] == [40004]
+    assert [c["id"] for c in h["log"]["_shunt"]["connections"]] == [5, 7]
+    assert [u["local_port"] for u in h["log"]["_shunt"]["upstreams"]] == [40005]
+    assert (h["log"]["_shunt"]["source"], h["log"]["_shunt"]["stopped_us"]) == (
+        "proxy", T0 + 20_000_000)
     _, out, p = import_har(tmp_path, har_path.read_text(), name="b.har")
+    # the connection rows it wrote (connection 9 has none: the recorder dropped it)
+    assert "8 entries from shunt, 7 connections" in p.stderr, p.stderr
+    # every row of every table, whole: not only what the entries reference
     for sql in ("SELECT * FROM exchanges ORDER BY id", "SELECT * FROM connections ORDER BY id",
                 "SELECT * FROM upstreams ORDER BY id",
                 "SELECT * FROM bodies ORDER BY exchange_id, direction",
-                "SELECT exchange_id, in_request, what, by FROM changes ORDER BY id"):
+                "SELECT exchange_id, in_request, what, by FROM changes ORDER BY id",
+                "SELECT source, source_detail, started_us, stopped_us, body_limit,"
+                " events_dropped FROM capture"):
         assert table(out, sql) == table(cap, sql), sql
+    assert len(table(out, "SELECT id FROM upstreams")) == 5
+    # so the views read the same: connection 6 open, its request waited as long
+    for view in ("connections", "sessions"):
+        a, b = (json.loads(run(view, "--json", f, check=0).stdout) for f in (cap, out))
+        del a["capture"], b["capture"]
+        assert a == b, view
+    conns = {c["id"]: c for c in json.loads(run("connections", "--json", out).stdout)
+             ["connections"]}
+    assert conns[6]["open"] and conns[2]["upstream_ports"] == [40002]
     for a, b in ((cap, har_path), (cap, out), (har_path, cap)):
         d = run("diff", a, b)
         assert d.returncode == 0 and d.stdout.endswith("no difference.\n"), d.stdout
