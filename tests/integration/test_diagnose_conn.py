@@ -242,8 +242,6 @@ def test_back_to_back_runs_of_an_unknown_tool_read_as_its_policy(origin, through
     assert doc["findings"][0]["count"] == 4
 
 
-@pytest.mark.no_har_round_trip("an import, even of shunt's own export, has source 'har': its "
-                               "open connections read as closer unknown (docs/diagnose.md)")
 def test_connections_still_open_when_the_proxy_dies_were_not_closed_early(lab_origin, tmp_path):
     # Review of issue 11, finding 4: a client keeps 4 keep-alive connections open, 100 ms
     # apart, and the proxy is killed (SIGKILL): each connection's row has no close time and no
