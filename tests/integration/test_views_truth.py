@@ -101,7 +101,7 @@ def test_a_request_held_by_a_rule_is_pending_and_not_sent_yet(shunt, origin, tmp
     path = tmp_path / "c.db"
     rules = tmp_path / "hold.lua"
     rules.write_text('function on_request(s) if s.request.url:find("/held") then '
-                     's:delay(1500) end end\n')
+                     's:delay(4000) end end\n')
     px = shunt("--capture", path, "--rules", rules)
     with px.client() as c:
         c.send(get(origin.host, "/held"))
@@ -109,7 +109,7 @@ def test_a_request_held_by_a_rule_is_pending_and_not_sent_yet(shunt, origin, tmp
         out = view("show", path, x["id"])
         assert out.splitlines()[0].endswith(" -> no response yet  [CP]"), out
         assert "\nrequest head (as received; not sent upstream yet):\n" in out
-        assert "\nchanges:\n  request   hold the request 1500 ms  (by hold.lua)\n" in out
+        assert "\nchanges:\n  request   hold the request 4000 ms  (by hold.lua)\n" in out
         assert "\nresponse: none yet; waiting since " in out
         assert c.response().status == 200
     assert origin.conns and table(view("sessions", path, "~s"))[0]["flags"] == "C"
