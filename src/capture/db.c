@@ -63,12 +63,9 @@ int shunt_capture_create(const char *path, sqlite3 **out, char *err, size_t err_
      * a commit survives the process being killed (the data is in the OS), which is the
      * crash that matters here; a power cut may lose the last commits, never the file.
      * No automatic checkpoints: their fsync would stall the writer, so the recorder runs
-     * them from a thread of its own. 4 KiB pages: a commit writes every page it touched
-     * whole into the WAL, and the exchanges_conn index alone touches a leaf per connection
-     * in flight; with 16 KiB pages a recording wrote 2.4 KB of WAL per exchange, with 4 KiB
-     * 1.3 KB (bench/RESULTS.md). */
+     * them from a thread of its own. */
     if (sqlite3_exec(db,
-                     "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                     "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                      " PRAGMA cache_size=-32768; PRAGMA wal_autocheckpoint=0;"
                      " PRAGMA journal_size_limit=67108864;",
                      NULL, NULL, &msg) != SQLITE_OK)
