@@ -183,9 +183,9 @@ struct shunt_recorder {
     pthread_t thread;
     pthread_t checkpointer; /* moves the WAL into the database, off the writer's path */
     pthread_cond_t ckpt_cv; /* wakes it to stop */
-    struct rec *pool;       /* spare records of REC_POOLED bytes (under <mu>) */
+    struct rec **pool;      /* spare records of REC_POOLED bytes (under <mu>) */
     size_t n_pool;
-    struct rec *returned;   /* the store thread's: records written, for the pool */
+    struct rec **returned;  /* the store thread's: records written, for the pool */
     size_t n_returned;
     sqlite3 *ckpt_db;       /* its own connection */
     int wal_frames;         /* frames in the WAL after the last commit (store thread) */
@@ -232,7 +232,9 @@ static int64_t mono_now_us(void)
  * between batches, only for the loop thread to fault it in and zero it again (perf: page
  * faults, _int_malloc and memset on the loop thread). So records up to REC_POOLED bytes
  * come back to a pool: the store thread returns each batch's under the queue's mutex, when
- * it takes the next; a loop thread takes REC_GRAB at a time into a cache of its own.
+ * it takes the next; a loop thread takes REC_GRAB at a time into a cache of its own. Pool
+ * and caches are arrays of pointers: moving records between them touches no record (a list
+ * would chase one cache miss per record, under the mutex).
  */
 #define REC_POOLED 2048
 #define REC_POOL_KEEP 8192 /* records the pool keeps (16 MiB); more are freed */
@@ -241,7 +243,7 @@ static int64_t mono_now_us(void)
 /* A thread's spare records. Freed when the thread exits (a key's destructor), or with the
  * process: a spare record is no one's but the thread's. */
 struct rec_cache {
-    struct rec *list;
+    struct rec *r[REC_GRAB];
     size_t n;
 };
 static _Thread_local struct rec_cache rec_cache;
@@ -251,12 +253,8 @@ static pthread_once_t rec_cache_once = PTHREAD_ONCE_INIT;
 static void rec_cache_free(void *arg)
 {
     struct rec_cache *c = arg;
-    while (c->list != NULL) {
-        struct rec *r = c->list;
-        c->list = r->next;
-        free(r);
-    }
-    c->n = 0;
+    while (c->n > 0)
+        free(c->r[--c->n]);
 }
 
 static void rec_cache_key_make(void)
@@ -277,27 +275,17 @@ static struct rec *rec_new(struct shunt_recorder *rc, size_t data_len)
             pthread_once(&rec_cache_once, rec_cache_key_make);
             pthread_setspecific(rec_cache_key, c); /* its destructor frees it at exit */
             pthread_mutex_lock(&rc->mu);
-            while (rc->pool != NULL && c->n < REC_GRAB) {
-                struct rec *x = rc->pool;
-                rc->pool = x->next;
-                rc->n_pool--;
-                x->next = c->list;
-                c->list = x;
-                c->n++;
-            }
+            size_t k = rc->n_pool < REC_GRAB ? rc->n_pool : REC_GRAB;
+            rc->n_pool -= k;
+            memcpy(c->r, rc->pool + rc->n_pool, k * sizeof(c->r[0]));
+            c->n = k;
             pthread_mutex_unlock(&rc->mu);
         }
-        if (c->n > 0) {
-            r = c->list;
-            c->list = r->next;
-            c->n--;
-        } else {
-            r = shunt_xcalloc(REC_POOLED);
-        }
+        r = c->n > 0 ? c->r[--c->n] : shunt_xcalloc(REC_POOLED);
         r->pooled = 1;
     }
     int pooled = r->pooled;
-    memset(r, 0, sizeof(*r));
+    memset(r, 0, offsetof(struct rec, f));
     r->pooled = pooled;
     r->len = data_len;
     for (int i = 0; i < XF_COUNT; i++)
@@ -308,55 +296,31 @@ static struct rec *rec_new(struct shunt_recorder *rc, size_t data_len)
 /* A record the queue would not take. Loop threads. */
 static void rec_drop(struct rec *r)
 {
-    if (r->pooled && rec_cache.n < REC_GRAB) {
-        r->next = rec_cache.list;
-        rec_cache.list = r;
-        rec_cache.n++;
-    } else {
+    if (r->pooled && rec_cache.n < REC_GRAB)
+        rec_cache.r[rec_cache.n++] = r;
+    else
         free(r);
-    }
 }
 
-/* A record the store thread is done with: kept for the pool. Store thread. */
+/* A record the store thread is done with: kept for the pool, up to REC_POOL_KEEP waiting.
+ * Store thread. */
 static void rec_release(struct shunt_recorder *rc, struct rec *r)
 {
-    if (!r->pooled) {
+    if (r->pooled && rc->n_returned < REC_POOL_KEEP)
+        rc->returned[rc->n_returned++] = r;
+    else
         free(r);
-        return;
-    }
-    r->next = rc->returned;
-    rc->returned = r;
-    rc->n_returned++;
 }
 
-/* Moves the records released to the pool, up to REC_POOL_KEEP; returns the rest, to free
- * outside the mutex. Store thread, under the mutex. */
-static struct rec *pool_refill(struct shunt_recorder *rc)
+/* Moves the records released to the pool, up to REC_POOL_KEEP in it; those left in
+ * rc->returned are for the caller to free, outside the mutex. Store thread, under the
+ * mutex. */
+static void pool_refill(struct shunt_recorder *rc)
 {
-    struct rec *extra = NULL;
-    while (rc->returned != NULL) {
-        struct rec *r = rc->returned;
-        rc->returned = r->next;
-        if (rc->n_pool < REC_POOL_KEEP) {
-            r->next = rc->pool;
-            rc->pool = r;
-            rc->n_pool++;
-        } else {
-            r->next = extra;
-            extra = r;
-        }
-    }
-    rc->n_returned = 0;
-    return extra;
-}
-
-static void free_list(struct rec *r)
-{
-    while (r != NULL) {
-        struct rec *next = r->next;
-        free(r);
-        r = next;
-    }
+    size_t room = REC_POOL_KEEP - rc->n_pool, k = rc->n_returned < room ? rc->n_returned : room;
+    memcpy(rc->pool + rc->n_pool, rc->returned + rc->n_returned - k, k * sizeof(rc->pool[0]));
+    rc->n_pool += k;
+    rc->n_returned -= k;
 }
 
 /* Queues <r>, or drops it when the queue is full; returns 1 when queued. For the records of
@@ -1085,9 +1049,10 @@ static struct rec *take(struct shunt_recorder *rc, int wait_ms, int *stop)
     rc->n_queued = rc->bytes_queued = 0;
     rc->gen++; /* what is pushed from now on comes in the next batch */
     *stop = rc->stop;
-    struct rec *extra = pool_refill(rc); /* the last batch's records */
+    pool_refill(rc); /* the last batch's records */
     pthread_mutex_unlock(&rc->mu);
-    free_list(extra);
+    while (rc->n_returned > 0) /* the pool was full: these go */
+        free(rc->returned[--rc->n_returned]);
     return all;
 }
 
@@ -1303,6 +1268,8 @@ int shunt_recorder_open(const struct shunt_recorder_config *cfg, struct shunt_re
         snprintf(err, err_len, "%s: %s", cfg->path, sqlite3_errmsg(rc->db));
         goto fail;
     }
+    rc->pool = shunt_xcalloc(REC_POOL_KEEP * sizeof(rc->pool[0]));
+    rc->returned = shunt_xcalloc(REC_POOL_KEEP * sizeof(rc->returned[0]));
     pthread_mutex_init(&rc->mu, NULL);
     pthread_cond_init(&rc->cv, NULL);
     pthread_cond_init(&rc->ckpt_cv, NULL);
@@ -1348,6 +1315,8 @@ fail:
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
         sqlite3_finalize(*stmts[i].st);
     sqlite3_close(rc->db);
+    free(rc->pool);
+    free(rc->returned);
     free(rc);
     return SHUNT_EINVAL;
 }
@@ -1391,8 +1360,12 @@ int shunt_recorder_close(struct shunt_recorder *rc)
         sqlite3_finalize(all[i]);
     if (sqlite3_close(rc->db) != SQLITE_OK)
         ret = SHUNT_EINVAL;
-    free_list(rc->returned);
-    free_list(rc->pool);
+    while (rc->n_returned > 0)
+        free(rc->returned[--rc->n_returned]);
+    while (rc->n_pool > 0)
+        free(rc->pool[--rc->n_pool]);
+    free(rc->returned);
+    free(rc->pool);
     pthread_mutex_destroy(&rc->mu);
     pthread_cond_destroy(&rc->cv);
     pthread_cond_destroy(&rc->ckpt_cv);
