@@ -85,6 +85,7 @@ struct span {
 struct rec {
     struct rec *next;
     enum rkind kind;
+    int pooled; /* REC_POOLED bytes, from the pool (see rec_new()) */
     int skip;   /* RK_EX_START, RK_EX_SENT: the exchange's end came in the same batch */
     int update; /* RK_EXCHANGE: its row was written pending: complete it */
     uint32_t changes_from; /* RK_EXCHANGE: bytes of XF_CHANGES written with the row already */
@@ -181,7 +182,14 @@ struct shunt_recorder {
     _Atomic uint64_t dropped;
     pthread_t thread;
     pthread_t checkpointer; /* moves the WAL into the database, off the writer's path */
+    pthread_cond_t ckpt_cv; /* wakes it to stop */
+    struct rec **pool;      /* spare records of REC_POOLED bytes (under <mu>) */
+    size_t n_pool;
+    struct rec **returned;  /* the store thread's: records written, for the pool */
+    size_t n_returned;
     sqlite3 *ckpt_db;       /* its own connection */
+    int wal_frames;         /* frames in the WAL after the last commit (store thread) */
+    int wal_restart_frames; /* WAL_RESTART_BYTES in frames */
     int failed; /* the store hit an SQLite error: recording stopped (logged) */
 
     sqlite3_stmt *st_conn_open, *st_conn_close, *st_up_open, *st_up_close, *st_exchange,
@@ -215,6 +223,106 @@ static int64_t mono_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* ------------------------------------------------------------------------ the record pool */
+
+/*
+ * Records are made by the loop threads and freed by the store thread. With malloc and free
+ * that round trip crosses threads (and arenas): the loop thread's malloc never finds the
+ * memory it gave away, and glibc trims what the store thread frees back to the system
+ * between batches, only for the loop thread to fault it in and zero it again (perf: page
+ * faults, _int_malloc and memset on the loop thread). So records up to REC_POOLED bytes
+ * come back to a pool: the store thread returns each batch's under the queue's mutex, when
+ * it takes the next; a loop thread takes REC_GRAB at a time into a cache of its own. Pool
+ * and caches are arrays of pointers: moving records between them touches no record (a list
+ * would chase one cache miss per record, under the mutex).
+ */
+#define REC_POOLED 2048
+#define REC_POOL_KEEP 8192 /* records the pool keeps (16 MiB); more are freed */
+#define REC_GRAB 32
+
+/* A thread's spare records. Freed when the thread exits (a key's destructor), or with the
+ * process: a spare record is no one's but the thread's. */
+struct rec_cache {
+    struct rec *r[REC_GRAB];
+    size_t n;
+};
+static _Thread_local struct rec_cache rec_cache;
+static pthread_key_t rec_cache_key;
+static pthread_once_t rec_cache_once = PTHREAD_ONCE_INIT;
+
+static void rec_cache_free(void *arg)
+{
+    struct rec_cache *c = arg;
+    while (c->n > 0)
+        free(c->r[--c->n]);
+}
+
+static void rec_cache_key_make(void)
+{
+    (void)pthread_key_create(&rec_cache_key, rec_cache_free);
+}
+
+/* A record of <data_len> bytes of data, its fields NULL. Loop threads. */
+static struct rec *rec_new(struct shunt_recorder *rc, size_t data_len)
+{
+    struct rec *r;
+    if (sizeof(*r) + data_len > REC_POOLED) {
+        r = shunt_xcalloc(sizeof(*r) + data_len);
+        r->pooled = 0;
+    } else {
+        struct rec_cache *c = &rec_cache;
+        if (c->n == 0) {
+            pthread_once(&rec_cache_once, rec_cache_key_make);
+            pthread_setspecific(rec_cache_key, c); /* its destructor frees it at exit */
+            pthread_mutex_lock(&rc->mu);
+            size_t k = rc->n_pool < REC_GRAB ? rc->n_pool : REC_GRAB;
+            rc->n_pool -= k;
+            memcpy(c->r, rc->pool + rc->n_pool, k * sizeof(c->r[0]));
+            c->n = k;
+            pthread_mutex_unlock(&rc->mu);
+        }
+        r = c->n > 0 ? c->r[--c->n] : shunt_xcalloc(REC_POOLED);
+        r->pooled = 1;
+    }
+    int pooled = r->pooled;
+    memset(r, 0, offsetof(struct rec, f));
+    r->pooled = pooled;
+    r->len = data_len;
+    for (int i = 0; i < XF_COUNT; i++)
+        r->f[i].len = SPAN_NULL;
+    return r;
+}
+
+/* A record the queue would not take. Loop threads. */
+static void rec_drop(struct rec *r)
+{
+    if (r->pooled && rec_cache.n < REC_GRAB)
+        rec_cache.r[rec_cache.n++] = r;
+    else
+        free(r);
+}
+
+/* A record the store thread is done with: kept for the pool, up to REC_POOL_KEEP waiting.
+ * Store thread. */
+static void rec_release(struct shunt_recorder *rc, struct rec *r)
+{
+    if (r->pooled && rc->n_returned < REC_POOL_KEEP)
+        rc->returned[rc->n_returned++] = r;
+    else
+        free(r);
+}
+
+/* Moves the records released to the pool, up to REC_POOL_KEEP in it; those left in
+ * rc->returned are for the caller to free, outside the mutex. Store thread, under the
+ * mutex. */
+static void pool_refill(struct shunt_recorder *rc)
+{
+    size_t room = REC_POOL_KEEP - rc->n_pool, k = rc->n_returned < room ? rc->n_returned : room;
+    memcpy(rc->pool + rc->n_pool, rc->returned + rc->n_returned - k, k * sizeof(rc->pool[0]));
+    rc->n_pool += k;
+    rc->n_returned -= k;
+}
+
 /* Queues <r>, or drops it when the queue is full; returns 1 when queued. For the records of
  * an exchange, <p> is its pending state: an early record is remembered there, and the end's
  * record skips those still queued (see the file's comment). Loop threads. */
@@ -227,7 +335,7 @@ static int push(struct shunt_recorder *rc, struct rec *r, struct pending *p)
         rc->failed) {
         pthread_mutex_unlock(&rc->mu);
         atomic_fetch_add(&rc->dropped, 1);
-        free(r);
+        rec_drop(r);
         return 0;
     }
     if (r->kind == RK_EX_START || r->kind == RK_EX_SENT) {
@@ -265,14 +373,6 @@ static int push(struct shunt_recorder *rc, struct rec *r, struct pending *p)
     return 1;
 }
 
-static struct rec *rec_new(size_t data_len)
-{
-    struct rec *r = shunt_xcalloc(sizeof(*r) + data_len);
-    r->len = data_len;
-    for (int i = 0; i < XF_COUNT; i++)
-        r->f[i].len = SPAN_NULL;
-    return r;
-}
 
 /* Appends <n> bytes to the misc buffer of <p> as field <x>. */
 static void set_field(struct pending *p, enum xf x, const void *data, size_t n)
@@ -393,7 +493,7 @@ static struct rbuf *changes_of(struct pending *p)
 static void push_start(struct shunt_recorder *rc, struct pending *p, const struct shunt_event *ev)
 {
     struct rbuf *ch = changes_of(p);
-    struct rec *r = rec_new(p->misc.len + ch->len);
+    struct rec *r = rec_new(rc, p->misc.len + ch->len);
     r->kind = RK_EX_START;
     r->id = p->id;
     r->conn_id = ev->conn_id;
@@ -425,7 +525,7 @@ static void push_sent(struct shunt_recorder *rc, struct pending *p, const struct
     uint32_t from = p->early_changes[p->n_early - 1];
     struct span sent = p->f[XF_REQ_SENT];
     size_t sl = sent.len == SPAN_NULL ? 0 : sent.len, cl = ch->len - from;
-    struct rec *r = rec_new(sl + cl);
+    struct rec *r = rec_new(rc, sl + cl);
     r->kind = RK_EX_SENT;
     r->id = p->id;
     r->up_id = ev->upstream_id;
@@ -581,7 +681,7 @@ static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
     size_t auth_len = strlen(p->auth);
     total += auth_len;
 
-    struct rec *r = rec_new(total);
+    struct rec *r = rec_new(rc, total);
     r->kind = RK_EXCHANGE;
     r->id = p->id ? p->id : atomic_fetch_add(&rc->next_id, 1) + 1;
     r->conn_id = ev->conn_id;
@@ -635,10 +735,11 @@ static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
 }
 
 /* A connection or upstream record, with up to two strings. */
-static struct rec *rec_endpoints(enum rkind kind, const char *a, const char *b)
+static struct rec *rec_endpoints(struct shunt_recorder *rc, enum rkind kind, const char *a,
+                                 const char *b)
 {
     size_t la = a ? strlen(a) : 0, lb = b ? strlen(b) : 0;
-    struct rec *r = rec_new(la + lb);
+    struct rec *r = rec_new(rc, la + lb);
     r->kind = kind;
     if (a != NULL) {
         memcpy(r->data, a, la);
@@ -657,7 +758,7 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
     struct rec *r;
     switch (ev->type) {
     case SHUNT_EV_CONN_OPEN:
-        r = rec_endpoints(RK_CONN_OPEN, ev->peer_addr, ev->local_addr);
+        r = rec_endpoints(rc, RK_CONN_OPEN, ev->peer_addr, ev->local_addr);
         r->conn_id = ev->conn_id;
         r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
         r->port1 = ev->peer_port;
@@ -665,7 +766,7 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         push(rc, r, NULL);
         break;
     case SHUNT_EV_UPSTREAM_OPEN:
-        r = rec_endpoints(RK_UP_OPEN, ev->peer_addr, ev->origin_host);
+        r = rec_endpoints(rc, RK_UP_OPEN, ev->peer_addr, ev->origin_host);
         r->port3 = ev->origin_port;
         r->conn_id = ev->conn_id;
         r->up_id = ev->upstream_id;
@@ -695,7 +796,7 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         on_exchange_done(rc, pending_of(ev), ev);
         break;
     case SHUNT_EV_UPSTREAM_CLOSE:
-        r = rec_new(0);
+        r = rec_new(rc, 0);
         r->kind = RK_UP_CLOSE;
         r->up_id = ev->upstream_id;
         r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
@@ -707,7 +808,7 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         break;
     case SHUNT_EV_CONN_CLOSE: {
         struct pending *p = *ev->slot;
-        r = rec_new(0);
+        r = rec_new(rc, 0);
         r->kind = RK_CONN_CLOSE;
         r->conn_id = ev->conn_id;
         r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
@@ -763,11 +864,13 @@ static void bind_span(sqlite3_stmt *st, int i, const struct rec *r, enum xf x, i
         sqlite3_bind_text(st, i, r->data + f.off, (int)f.len, SQLITE_STATIC);
 }
 
+/* Steps <st> once and resets it. Every statement's parameters are all bound before each
+ * run, so the bindings are not cleared (their SQLITE_STATIC pointers into a freed record
+ * are never read again). */
 static int run(sqlite3 *db, sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE) {
         shunt_log(SHUNT_LOG_ERROR, "capture: %s", sqlite3_errmsg(db));
         return -1;
@@ -946,9 +1049,28 @@ static struct rec *take(struct shunt_recorder *rc, int wait_ms, int *stop)
     rc->n_queued = rc->bytes_queued = 0;
     rc->gen++; /* what is pushed from now on comes in the next batch */
     *stop = rc->stop;
+    pool_refill(rc); /* the last batch's records */
     pthread_mutex_unlock(&rc->mu);
+    while (rc->n_returned > 0) /* the pool was full: these go */
+        free(rc->returned[--rc->n_returned]);
     return all;
 }
+
+/* Counts the WAL's frames after each commit of the store thread (sqlite3_wal_hook). */
+static int on_wal_commit(void *ud, sqlite3 *db, const char *name, int n_frames)
+{
+    (void)db;
+    (void)name;
+    ((struct shunt_recorder *)ud)->wal_frames = n_frames;
+    return SQLITE_OK;
+}
+
+/* The WAL's size at which the store thread finishes a checkpoint itself. Under steady load the checkpointer's passes never catch up with the
+ * commits made while they run, and SQLite starts the WAL over only once all of it is in
+ * the database; run between two transactions of the writer, this one completes (unless a
+ * reader holds an old snapshot), costs little after the checkpointer's pass, and the next
+ * commit writes the WAL from its start again. */
+#define WAL_RESTART_BYTES (64 << 20)
 
 static void store_batch(struct shunt_recorder *rc, struct rec *all, uint64_t *dropped_written)
 {
@@ -960,7 +1082,7 @@ static void store_batch(struct shunt_recorder *rc, struct rec *all, uint64_t *dr
         next = r->next;
         if (ok && write_rec(rc, r) != 0)
             ok = 0;
-        free(r);
+        rec_release(rc, r);
     }
     if (ok && dropped != *dropped_written) {
         sqlite3_bind_int64(rc->st_dropped, 1, (sqlite3_int64)dropped);
@@ -977,6 +1099,10 @@ static void store_batch(struct shunt_recorder *rc, struct rec *all, uint64_t *dr
         shunt_log(SHUNT_LOG_ERROR, "capture: %s: %s", rc->path, sqlite3_errmsg(rc->db));
         ok = 0;
     }
+    if (ok && rc->wal_frames > rc->wal_restart_frames) {
+        rc->wal_frames = 0;
+        sqlite3_wal_checkpoint_v2(rc->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    }
     if (!ok && !rc->failed) {
         sqlite3_exec(rc->db, "ROLLBACK", NULL, NULL, NULL);
         shunt_log(SHUNT_LOG_ERROR, "capture: writing %s failed; recording stops, traffic goes on",
@@ -990,6 +1116,7 @@ static void store_batch(struct shunt_recorder *rc, struct rec *all, uint64_t *dr
 static void *store_main(void *arg)
 {
     struct shunt_recorder *rc = arg;
+    pthread_setname_np(pthread_self(), "shunt-store"); /* for top -H and perf */
     uint64_t dropped_written = 0;
     for (;;) {
         int stop;
@@ -1009,6 +1136,10 @@ static void *store_main(void *arg)
 static void *checkpoint_main(void *arg)
 {
     struct shunt_recorder *rc = arg;
+    pthread_setname_np(pthread_self(), "shunt-ckpt");
+    /* A connection is in WAL mode only once it has read the database: until then each
+     * checkpoint returns at once, having done nothing (the WAL grew without bound). */
+    sqlite3_exec(rc->ckpt_db, "SELECT 1 FROM capture", NULL, NULL, NULL);
     for (;;) {
         pthread_mutex_lock(&rc->mu);
         if (!rc->stop) {
@@ -1019,13 +1150,15 @@ static void *checkpoint_main(void *arg)
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
-            pthread_cond_timedwait(&rc->cv, &rc->mu, &ts);
+            pthread_cond_timedwait(&rc->ckpt_cv, &rc->mu, &ts);
         }
         int stop = rc->stop;
         pthread_mutex_unlock(&rc->mu);
         if (stop)
             return NULL;
-        sqlite3_wal_checkpoint_v2(rc->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        int r = sqlite3_wal_checkpoint_v2(rc->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (r != SQLITE_OK)
+            shunt_log(SHUNT_LOG_DEBUG, "capture: checkpoint: %s", sqlite3_errmsg(rc->ckpt_db));
     }
 }
 
@@ -1135,8 +1268,18 @@ int shunt_recorder_open(const struct shunt_recorder_config *cfg, struct shunt_re
         snprintf(err, err_len, "%s: %s", cfg->path, sqlite3_errmsg(rc->db));
         goto fail;
     }
+    rc->pool = shunt_xcalloc(REC_POOL_KEEP * sizeof(rc->pool[0]));
+    rc->returned = shunt_xcalloc(REC_POOL_KEEP * sizeof(rc->returned[0]));
     pthread_mutex_init(&rc->mu, NULL);
     pthread_cond_init(&rc->cv, NULL);
+    pthread_cond_init(&rc->ckpt_cv, NULL);
+    sqlite3_wal_hook(rc->db, on_wal_commit, rc);
+    rc->wal_restart_frames = WAL_RESTART_BYTES / 4096;
+    if (sqlite3_prepare_v2(rc->db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0)
+            rc->wal_restart_frames = WAL_RESTART_BYTES / sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
     /* The store thread takes no signals: SIGINT/SIGTERM are for the proxy's main thread. */
     sigset_t all, old;
     sigfillset(&all);
@@ -1158,6 +1301,7 @@ int shunt_recorder_open(const struct shunt_recorder_config *cfg, struct shunt_re
         pthread_cond_broadcast(&rc->cv);
         pthread_join(rc->thread, NULL);
         sqlite3_close(rc->ckpt_db);
+        pthread_cond_destroy(&rc->ckpt_cv);
         snprintf(err, err_len, "%s: cannot start the checkpoint thread", cfg->path);
         goto fail;
     }
@@ -1171,6 +1315,8 @@ fail:
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
         sqlite3_finalize(*stmts[i].st);
     sqlite3_close(rc->db);
+    free(rc->pool);
+    free(rc->returned);
     free(rc);
     return SHUNT_EINVAL;
 }
@@ -1182,7 +1328,8 @@ int shunt_recorder_close(struct shunt_recorder *rc)
     pthread_mutex_lock(&rc->mu);
     rc->stop = 1;
     pthread_mutex_unlock(&rc->mu);
-    pthread_cond_broadcast(&rc->cv); /* the store thread and the checkpointer wait on it */
+    pthread_cond_broadcast(&rc->cv);
+    pthread_cond_signal(&rc->ckpt_cv);
     pthread_join(rc->thread, NULL);
     pthread_join(rc->checkpointer, NULL);
     sqlite3_close(rc->ckpt_db);
@@ -1213,8 +1360,15 @@ int shunt_recorder_close(struct shunt_recorder *rc)
         sqlite3_finalize(all[i]);
     if (sqlite3_close(rc->db) != SQLITE_OK)
         ret = SHUNT_EINVAL;
+    while (rc->n_returned > 0)
+        free(rc->returned[--rc->n_returned]);
+    while (rc->n_pool > 0)
+        free(rc->pool[--rc->n_pool]);
+    free(rc->returned);
+    free(rc->pool);
     pthread_mutex_destroy(&rc->mu);
     pthread_cond_destroy(&rc->cv);
+    pthread_cond_destroy(&rc->ckpt_cv);
     free(rc);
     return ret;
 }

@@ -98,6 +98,9 @@ static void stop_cb(uv_async_t *a)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "shunt-loop-%d", w->index); /* for top -H and perf */
+    pthread_setname_np(pthread_self(), name);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     atomic_fetch_sub(&workers_left, 1);
     return NULL;

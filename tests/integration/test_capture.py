@@ -429,3 +429,19 @@ def test_proxy_support_is_the_option_s_change(shunt, origin, tmp_path):
         changes = [tuple(r) for r in c.execute("SELECT what, by FROM changes WHERE in_request = 0")]
     assert changes == [("add Proxy-Support: Session-Based-Authentication", "--proxy-support")]
     assert e["flags"] & 1 and not e["flags"] & 32
+
+
+def test_the_wal_is_checkpointed_into_the_file_while_recording(shunt, origin, tmp_path):
+    """The checkpointer's connection never read the database, so its checkpoints did
+    nothing: the WAL grew for as long as the proxy ran and the capture file itself stayed
+    empty until the stop. Now the file fills while recording (every 500 ms)."""
+    path = tmp_path / "c.db"
+    px = shunt("--capture", str(path))
+    empty = os.path.getsize(path)
+    with px.client() as c:
+        for i in range(300):
+            c.exchange(get(origin.host, f"/{i}", extra=b"X-Pad: " + b"p" * 400 + b"\r\n"))
+    wait_rows(path, "SELECT count(*) FROM exchanges", 300)
+    peers.wait_for(lambda: os.path.getsize(path) > empty + 100_000, timeout=5,
+                   what="the capture file to grow while the proxy runs")
+    stop(px)
