@@ -112,6 +112,7 @@ def test_a_request_held_by_a_rule_is_pending_and_not_sent_yet(shunt, origin, tmp
         assert "\nchanges:\n  request   hold the request 4000 ms  (by hold.lua)\n" in out
         assert "\nresponse: none yet; waiting since " in out
         assert c.response().status == 200
+    recorded(path, 1, "~s")  # the same row, completed at the store thread's next batch
     assert origin.conns and table(view("sessions", path, "~s"))[0]["flags"] == "C"
 
 
