@@ -152,8 +152,9 @@ struct pending {
     int answered;           /* shunt answered itself */
     uint64_t id;            /* the exchange's row id; 0 before its first record */
     /* The records that wrote the row early (start, head sent later): while one is still
-     * queued (its batch is <gen>), the end's record can make it unnecessary. Touched under
-     * the queue's mutex only, since the store thread frees them once taken. */
+     * queued (its batch is <gen>), the end's record can make it unnecessary. Dereferenced
+     * under the queue's mutex only, and only while queued: the store thread frees them once
+     * taken. */
     struct rec *early[2];
     uint64_t early_gen[2];
     uint32_t early_changes[2]; /* bytes of changes written with the row by each */
@@ -183,11 +184,11 @@ struct shunt_recorder {
     pthread_t thread;
     pthread_t checkpointer; /* moves the WAL into the database, off the writer's path */
     pthread_cond_t ckpt_cv; /* wakes it to stop */
+    sqlite3 *ckpt_db;       /* its own connection */
     struct rec **pool;      /* spare records of REC_POOLED bytes (under <mu>) */
     size_t n_pool;
     struct rec **returned;  /* the store thread's: records written, for the pool */
     size_t n_returned;
-    sqlite3 *ckpt_db;       /* its own connection */
     int wal_frames;         /* frames in the WAL after the last commit (store thread) */
     int wal_restart_frames; /* WAL_RESTART_BYTES in frames */
     int failed; /* the store hit an SQLite error: recording stopped (logged) */
