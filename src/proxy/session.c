@@ -2403,11 +2403,13 @@ static size_t response_fields_edited(struct session *s, const struct shunt_http_
     const struct shunt_proxy_config *cfg = s->w->cfg;
     shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
     edit_one_content_length(s, h, e, 0);
+    /* Proxy-Support is routine (by "proxy", not flag C): on by default in forward mode, it
+     * is what a proxy that pairs connections owes the client (see add_fields_framed's
+     * twin below), not a change the user asked for; --no-proxy-support turns it off. */
     if (h->status == 401 && !cfg->reverse && cfg->proxy_support &&
         has_session_auth_challenge(h) &&
         shunt_edit_add(e, "Proxy-Support", 13, "Session-Based-Authentication", 28) == 0)
-        emit_change_by(s, 0, "add Proxy-Support: Session-Based-Authentication",
-                       "--proxy-support");
+        emit_change(s, 0, "add Proxy-Support: Session-Based-Authentication");
     if (cfg->via && shunt_edit_add(e, "Via", 3, "1.1 shunt", 9) == 0)
         emit_change_by(s, 0, "add Via", "--via");
     struct shunt_head_ctx ctx = {0,
@@ -2519,8 +2521,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
          * does, or .NET clients will not authenticate through a proxy. */
         static const char ps[] = "Proxy-Support: Session-Based-Authentication\r\n";
         iov[n++] = uv_buf_init((char *)ps, sizeof(ps) - 1);
-        emit_change_by(s, 0, "add Proxy-Support: Session-Based-Authentication",
-                       "--proxy-support");
+        emit_change(s, 0, "add Proxy-Support: Session-Based-Authentication");
     }
     if (cfg->via && final) {
         static const char via[] = "Via: 1.1 shunt\r\n";
