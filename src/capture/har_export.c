@@ -752,13 +752,15 @@ static json_t *row_object(sqlite3_stmt *st)
     return o;
 }
 
-/* Every row of <st> (bound already) as an array of row_object()s; NULL on failure. */
-static json_t *rows_array(sqlite3_stmt *st)
+/* Every row of <st> (bound already) as an array of <row>(<st>, <ud>) objects (a NULL object
+ * fails the append); NULL on failure. */
+static json_t *rows_array_of(sqlite3_stmt *st, json_t *(*row)(sqlite3_stmt *st, void *ud),
+                             void *ud)
 {
     json_t *a = json_array();
     int rc;
     while (a != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (json_array_append_new(a, row_object(st)) != 0) {
+        if (json_array_append_new(a, row(st, ud)) != 0) {
             json_decref(a);
             return NULL;
         }
@@ -768,6 +770,18 @@ static json_t *rows_array(sqlite3_stmt *st)
         return NULL;
     }
     return a;
+}
+
+static json_t *row_object_of(sqlite3_stmt *st, void *ud)
+{
+    (void)ud;
+    return row_object(st);
+}
+
+/* Every row of <st> (bound already) as an array of row_object()s; NULL on failure. */
+static json_t *rows_array(sqlite3_stmt *st)
+{
+    return rows_array_of(st, row_object_of, NULL);
 }
 
 /* <b> as the export writes it: with credentials redacted when <x> asks (then *<owned> is
@@ -841,26 +855,18 @@ static json_t *change_what(const struct exporter *x, sqlite3_stmt *st, int col)
     return j;
 }
 
+/* One row of the changes statement: what, by whom, in which head. */
+static json_t *change_object(sqlite3_stmt *st, void *ud)
+{
+    return json_pack("{s:o,s:o,s:b}", "what", change_what(ud, st, 0), "by",
+                     jcolumn_text(st, 1), "in_request", sqlite3_column_int(st, 2) != 0);
+}
+
 static json_t *changes_json(struct exporter *x, int64_t id)
 {
-    json_t *a = json_array();
     sqlite3_reset(x->changes);
     sqlite3_bind_int64(x->changes, 1, id);
-    int rc;
-    while (a != NULL && (rc = sqlite3_step(x->changes)) == SQLITE_ROW) {
-        json_t *c = json_pack("{s:o,s:o,s:b}", "what", change_what(x, x->changes, 0), "by",
-                              jcolumn_text(x->changes, 1), "in_request",
-                              sqlite3_column_int(x->changes, 2) != 0);
-        if (json_array_append_new(a, c) != 0) {
-            json_decref(a);
-            return NULL;
-        }
-    }
-    if (a != NULL && rc != SQLITE_DONE) {
-        json_decref(a);
-        return NULL;
-    }
-    return a;
+    return rows_array_of(x->changes, change_object, x);
 }
 
 static int64_t col64(sqlite3_stmt *st, int col)

@@ -123,30 +123,7 @@ static void response_persistence_follows_rfc_9112(void **state)
 #define SPNEGO_INIT "YIIBxQYGKwYBBQUCoIIBuTCCAbWgDTALBgkqhkiG9xIBAgI="
 #define SPNEGO_RESP "oYGgMIGdoAMKAQChCwYJKoZIgvcSAQICooGIBIGFYIGC"
 
-static sqlite3 *db;
-
-static int setup(void **state)
-{
-    (void)state;
-    char *err = NULL;
-    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
-    if (sqlite3_exec(db, shunt_capture_schema_sql, NULL, NULL, &err) != SQLITE_OK)
-        fail_msg("schema: %s", err);
-    assert_int_equal(sqlite3_exec(db,
-                                  "INSERT INTO capture (id, shunt_version, command_line, source, "
-                                  "started_us, body_limit) VALUES (1, 't', 't', 'proxy', 0, 0)",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    sqlite3_close(db);
-    db = NULL;
-    return 0;
-}
+#include "capture_fixture.h"
 
 /* A connection row: client 127.0.0.1:<port>, opened and closed at those microseconds (-1:
  * NULL), closed by <closer> (NULL: unknown) with <how>. */
