@@ -722,11 +722,11 @@ def test_recorded_traffic_with_curl_while_the_proxy_still_runs(shunt, origin, tm
     peers.curl("-sS", "-o", "/dev/null", "-x", px.proxy_url, f"http://{origin.host}/a",
                f"http://{origin.host}/b", "--data", "hello=1")
 
-    def recorded():
+    def recorded():  # both rows there and complete (a row is written pending first)
         rc, out, _ = view("sessions", path)
-        return rc == 0 and out.count("\n") == 3
+        return rc == 0 and out.count("\n") == 3 and " wait " not in out
 
-    peers.wait_for(recorded, what="two exchanges in the capture")
+    peers.wait_for(recorded, what="two exchanges in the capture, both complete")
     out = ok("sessions", path, "--host", origin.host.split(":")[0])
     # issue 11: the host column shows the origin's port (not http's 80)
     assert [l.split()[4:8] for l in out.splitlines()[1:]] == [
