@@ -829,6 +829,8 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         }
         break;
     }
+    case SHUNT_EV_TLS:
+        break; /* not recorded yet (issue 12) */
     }
 }
 

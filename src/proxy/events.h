@@ -21,9 +21,11 @@ enum shunt_ev_type {
     SHUNT_EV_EXCHANGE_DONE,  /* an exchange ended (complete, failed or cut short) */
     SHUNT_EV_UPSTREAM_CLOSE, /* an upstream connection closed */
     SHUNT_EV_CONN_CLOSE,     /* a client connection closed, with who closed first and how */
+    SHUNT_EV_TLS,            /* a TLS handshake ended, done or failed, on the client
+                                connection (upstream_id 0) or on an upstream (see <tls>) */
 };
 
-#define SHUNT_EV_MASK_ALL 0x1ffu
+#define SHUNT_EV_MASK_ALL 0x3ffu
 
 /* Who closed a connection first. */
 enum shunt_closer { SHUNT_CLOSER_NONE, SHUNT_CLOSER_CLIENT, SHUNT_CLOSER_SERVER, SHUNT_CLOSER_PROXY };
@@ -40,6 +42,40 @@ enum shunt_close_how {
 const char *shunt_closer_name(enum shunt_closer c);
 /* Returns "FIN", "RST", "timeout", "error" or "-". */
 const char *shunt_close_how_name(enum shunt_close_how h);
+
+/* What a TLS handshake established (or why it failed), for SHUNT_EV_TLS. Strings are
+ * NUL-terminated, "" when unknown, never NULL. */
+struct shunt_tls_facts {
+    int side;                 /* 0: shunt was the server (the client's TLS, intercepted);
+                                 1: shunt was the client (an upstream's TLS) */
+    const char *sni;          /* the server name asked for (client side: what the client
+                                 sent; upstream side: what shunt sent) */
+    const char *alpn;         /* the protocol agreed ("http/1.1"), "" when none */
+    const char *version;      /* "TLSv1.3", ... */
+    const char *cipher;       /* "TLS_AES_128_GCM_SHA256", ... */
+    /* the certificate the server side presented (upstream side: the origin's; client side:
+     * the leaf shunt made) */
+    const char *cert_subject; /* one-line RFC 2253 form */
+    const char *cert_issuer;
+    const char *cert_san;     /* "DNS:a.example, IP:127.0.0.1" */
+    const char *cert_sha256;  /* fingerprint, lower-case hex with colons */
+    int64_t cert_not_before;  /* unix seconds, 0 when unknown */
+    int64_t cert_not_after;
+    uint64_t handshake_us;    /* first byte of the handshake to its end */
+    const char *error;        /* NULL when the handshake succeeded; else why, whole: "the
+                                 client rejected shunt's certificate (alert 48: unknown
+                                 ca)", "certificate verify failed: certificate has expired",
+                                 "handshake timed out", "not TLS: the client sent plain
+                                 HTTP into the tunnel" */
+    int verify_result;        /* upstream side: X509_V_OK (0) or OpenSSL's X509_V_ERR_* */
+    int insecure;             /* upstream side: verification was turned off */
+};
+
+/* How a TLS connection ended (closes of a TLS connection; 0 for plain TCP). */
+#define SHUNT_TLS_CLOSE_NOTIFY_IN  1u /* the peer sent close_notify */
+#define SHUNT_TLS_CLOSE_NOTIFY_OUT 2u /* shunt sent close_notify */
+#define SHUNT_TLS_TRUNCATED        4u /* TCP closed (FIN/RST) with no close_notify first */
+#define SHUNT_TLS_USED             8u /* the connection carried TLS at all */
 
 /* A head as it went out: the pieces handed to one writev, in order. */
 struct shunt_ev_iov {
@@ -86,6 +122,9 @@ struct shunt_event {
                                            an own response */
     struct shunt_ev_iov sent;           /* head as sent; no parts: not sent (yet) */
     int again;                          /* REQUEST_HEAD: reported before, unsent; now sent */
+    const char *scheme;                 /* REQUEST_HEAD, EXCHANGE_DONE: "http", or "https"
+                                           for an exchange inside TLS (intercepted, or
+                                           --reverse https://) */
     int own;                            /* RESPONSE_HEAD: shunt's own answer */
 
     /* BODY */
@@ -119,6 +158,8 @@ struct shunt_event {
     int64_t t_send_us;       /*   request head complete to request forwarded whole, */
     int64_t t_wait_us;       /*   to the first response byte, */
     int64_t t_receive_us;    /*   to the response forwarded whole */
+    int64_t t_ssl_us;        /*   the upstream's TLS handshake (new upstream only; HAR
+                                  counts it inside connect too) */
 
     /* UPSTREAM_CLOSE, CONN_CLOSE */
     enum shunt_closer closer;
@@ -126,6 +167,10 @@ struct shunt_event {
     uint64_t bytes_in;  /* bytes received from the peer of this connection */
     uint64_t bytes_out; /* bytes sent to it */
     int tunnel;         /* 1 when the connection became a byte tunnel (CONNECT, Upgrade) */
+    unsigned tls_close; /* SHUNT_TLS_* bits: how the TLS of this connection ended */
+
+    /* TLS */
+    const struct shunt_tls_facts *tls;
 };
 
 /* Receives events. Called on a worker thread, from its loop: it must not block. */

@@ -144,6 +144,22 @@ struct shunt_proxy_config {
     void *head_hook_ud;
     shunt_conn_hook_cb conn_hook; /* connection opened and closed; NULL: none */
     void *conn_hook_ud;
+
+    /* HTTPS (docs/https.md). The contexts are made by the command line before the proxy
+     * runs and shared read-only by every worker (net/tls.h). */
+    struct shunt_tls_ctx *tls_server;   /* interception: leaves from shunt's CA; NULL: every
+                                           CONNECT stays a byte tunnel */
+    struct shunt_tls_ctx *tls_upstream; /* TLS to origins (intercepted CONNECTs, --reverse
+                                           https://); NULL only when neither is used */
+    /* Which CONNECTs to intercept when tls_server is set: returns 1 to intercept a tunnel to
+     * <host>:<port> (host lower case, IP literals without brackets), 0 to keep it a tunnel.
+     * NULL: intercept every one. Worker thread; must not block. */
+    int (*intercept_hook)(void *ud, const char *host, int port);
+    void *intercept_hook_ud;
+    int reverse_tls;                 /* --reverse https://...: TLS to the reverse origin */
+    int insecure_upstream;           /* --insecure-upstream: upstream certificates are not
+                                        verified (said loudly at start and in the capture) */
+    uint64_t tls_handshake_timeout_ms; /* either side's handshake must end within this */
 };
 
 /* Counters of the running proxy, for the admin API. */

@@ -45,6 +45,7 @@ void shunt_proxy_config_init(struct shunt_proxy_config *cfg)
     cfg->idle_timeout_ms = 120000;
     cfg->connect_timeout_ms = 10000;
     cfg->response_timeout_ms = 120000;
+    cfg->tls_handshake_timeout_ms = 10000;
     cfg->limits = SHUNT_HTTP_LIMITS_DEFAULT;
 }
 

@@ -649,6 +649,8 @@ static void emit_exchange_done(struct session *s)
     uint64_t first = s->t_first_byte ? s->t_first_byte : now;
     ev.t_wait_us = s->t_sent && first > s->t_sent ? (int64_t)(first - s->t_sent) : 0;
     ev.t_receive_us = s->t_first_byte ? (int64_t)(now - s->t_first_byte) : 0;
+    ev.t_ssl_us = -1; /* no TLS yet */
+    ev.scheme = "http";
     emit(s, &ev);
 }
 
