@@ -8,9 +8,17 @@
 #include "core/mem.h"
 #include "net/conn.h"
 #include "net/connect.h"
+#include "net/tls.h"
 
 /* Room a read wants at least before the buffer is compacted or grown. */
 #define MIN_READ_ROOM 2048
+
+/* The TLS layer's hooks (section "TLS layer" at the end). */
+static void tls_free(struct shunt_conn *c);
+static void tls_on_read(struct shunt_conn *c, const char *p, size_t n);
+static int tls_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n);
+static int tls_flush(struct shunt_conn *c);
+#define TLS_RBUF 16640 /* one TLS record and its header: what one read hands the engine */
 
 /* ----------------------------------------------------------------------- pools */
 
@@ -117,6 +125,7 @@ int shunt_conn_accept(struct shunt_conn *c, uv_stream_t *listener)
 static void closed_cb(uv_handle_t *h)
 {
     struct shunt_conn *c = SHUNT_CONTAINER_OF(h, struct shunt_conn, tcp);
+    tls_free(c);
     c->ops->on_closed(c);
 }
 
@@ -176,8 +185,10 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
 {
     struct shunt_conn *c = SHUNT_CONTAINER_OF(h, struct shunt_conn, tcp);
     (void)hint;
-    /* TLS layer: ciphertext would be read into a buffer of the layer's own here, and the
-     * plaintext decrypted into c->in with in_reserve() in read_cb. */
+    if (c->_tls != NULL) { /* ciphertext: decrypted into c->in by read_cb */
+        *out = uv_buf_init(c->_tls_rbuf, TLS_RBUF);
+        return;
+    }
     in_reserve(c, out);
     if (c->_in_moved) {
         c->_in_moved = 0;
@@ -200,6 +211,8 @@ static void peer_end(struct shunt_conn *c, ssize_t nread)
     if (nread == UV_EOF && was_reset(&c->tcp, c->wr_shut))
         nread = UV_ECONNRESET;
     stop_reading(c);
+    if (c->_tls != NULL && c->tls_done && !(c->tls_close & SHUNT_CONN_TLS_NOTIFY_IN))
+        c->tls_close |= SHUNT_CONN_TLS_TRUNCATED;
     if (nread == UV_EOF) {
         c->rd_eof = 1;
         shunt_conn_set_closer(c, c->peer_closer, SHUNT_CONN_HOW_FIN);
@@ -216,7 +229,10 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     if (nread > 0) {
         c->bytes_in += (uint64_t)nread;
-        /* TLS layer: feed buf->base[0..nread) to c->_tls here, decrypt into c->in. */
+        if (c->_tls != NULL) {
+            tls_on_read(c, buf->base, (size_t)nread);
+            return;
+        }
         c->in.len += (size_t)nread;
         c->ops->on_data(c);
         return;
@@ -316,7 +332,8 @@ static int raw_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n)
 
 int shunt_conn_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n)
 {
-    /* TLS layer: encrypt <bufs> into c->_tls, then raw_send() the records. */
+    if (c->_tls != NULL)
+        return tls_send(c, bufs, n);
     return raw_send(c, bufs, n);
 }
 
@@ -336,15 +353,227 @@ void shunt_conn_shutdown(struct shunt_conn *c)
     if (c->wr_shut || c->closing || !c->connected)
         return;
     c->wr_shut = 1;
-    /* TLS layer: queue close_notify (shunt_tls_close_notify) and send it first. */
+    if (c->_tls != NULL && c->tls_done && !c->tls_failed && !c->_tls_no_notify) {
+        shunt_tls_close_notify(c->_tls); /* the records go out before the FIN */
+        c->tls_close |= SHUNT_CONN_TLS_NOTIFY_OUT;
+        (void)tls_flush(c); /* a failure shows at the shutdown or the next read */
+    }
     if (uv_shutdown(&c->_sreq, (uv_stream_t *)&c->tcp, shutdown_cb) != 0)
         c->shut_done = 1; /* the peer is gone already */
 }
 
 /* ----------------------------------------------------------------------- TLS layer */
 
-/* The INTERCEPT part adds shunt_conn_start_tls() here (issue 12, decision 1): bytes already
- * in c->in become the first ciphertext; alloc_cb then reads into the layer's buffer,
- * read_cb feeds the engine and decrypts into c->in (in_reserve()) before on_data;
- * shunt_conn_send() encrypts and raw_send()s the records; shunt_conn_shutdown() sends
- * close_notify first; peer_end() tells on_eof whether close_notify came first. */
+/* The TLS layer (issue 12, decision 1): the engine (net/tls.h) is a transform of bytes;
+ * this is where it meets the socket. Reads go to c->_tls_rbuf, are fed whole to the engine
+ * and every byte of plaintext it can give is decrypted into c->in before on_data: nothing
+ * stays decrypted-but-undelivered in the engine, so that a read_start after a full input
+ * needs no deferred delivery (the input may pass in_max by one read's plaintext). Every
+ * record the engine makes (handshake, application data, alerts, close_notify) is sent at
+ * once with raw_send(), in order, counted as TCP bytes. */
+
+static void tls_free(struct shunt_conn *c)
+{
+    if (c->_tls != NULL) {
+        shunt_tls_free(c->_tls);
+        c->_tls = NULL;
+    }
+    free(c->_tls_rbuf);
+    c->_tls_rbuf = NULL;
+}
+
+static uint64_t tls_now_us(void)
+{
+    return uv_hrtime() / 1000;
+}
+
+/* Sends what the engine produced. 0 or a libuv error. */
+static int tls_flush(struct shunt_conn *c)
+{
+    const char *p;
+    size_t n;
+    while ((n = shunt_tls_pending(c->_tls, &p)) > 0) {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        int r = raw_send(c, &b, 1); /* copies what cannot go at once */
+        shunt_tls_drained(c->_tls, n);
+        if (r != 0)
+            return r;
+    }
+    return 0;
+}
+
+static int tls_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n)
+{
+    if (c->tls_failed || !c->tls_done)
+        return UV_EPROTO;
+    for (unsigned i = 0; i < n; i++)
+        if (bufs[i].len > 0 && shunt_tls_write(c->_tls, bufs[i].base, bufs[i].len) != 0) {
+            c->tls_failed = 1;
+            return UV_EPROTO;
+        }
+    return tls_flush(c);
+}
+
+/* Room at the end of the input for plaintext: in_reserve(), and past in_max when full
+ * (by at most what the engine holds of one read: see above). */
+static void tls_reserve(struct shunt_conn *c, uv_buf_t *out)
+{
+    in_reserve(c, out);
+    if (out->len > 0 || c->in.base == NULL)
+        return;
+    char *n = realloc(c->in.base, c->in.cap + TLS_RBUF);
+    if (n == NULL)
+        return;
+    c->in.base = n;
+    c->in.cap += TLS_RBUF;
+    c->_in_moved = 1;
+    *out = uv_buf_init(c->in.base + c->in.len, (unsigned)(c->in.cap - c->in.len));
+}
+
+/* The handshake ended: once, with the time it took. */
+static void tls_tell(struct shunt_conn *c, int ok)
+{
+    if (c->_tls_told)
+        return;
+    c->_tls_told = 1;
+    c->tls_handshake_us = tls_now_us() - c->tls_t0_us;
+    if (c->_on_tls_done != NULL)
+        c->_on_tls_done(c, ok);
+}
+
+/* A fatal TLS error after the handshake (a bad record, a failed write of an alert): the
+ * connection ends as if reset. */
+static void tls_broken(struct shunt_conn *c, int err)
+{
+    c->tls_failed = 1;
+    stop_reading(c);
+    shunt_conn_set_closer(c, c->peer_closer, SHUNT_CONN_HOW_RST);
+    c->ops->on_eof(c, SHUNT_CONN_HOW_RST, err);
+}
+
+/* Advances the handshake with what was fed. 1: done (go on decrypting), 0: wait for more,
+ * -1: failed (told, reading stopped). */
+static int tls_handshake_step(struct shunt_conn *c)
+{
+    enum shunt_tls_rc rc = shunt_tls_handshake(c->_tls);
+    int r = tls_flush(c);
+    if (rc == SHUNT_TLS_ERROR || r != 0) {
+        c->tls_failed = 1;
+        stop_reading(c);
+        tls_tell(c, 0);
+        return -1;
+    }
+    if (rc != SHUNT_TLS_OK)
+        return 0;
+    c->tls_done = 1;
+    tls_tell(c, 1);
+    return c->closing ? -1 : 1;
+}
+
+static void tls_on_read(struct shunt_conn *c, const char *p, size_t n)
+{
+    if (c->tls_failed || (c->tls_close & SHUNT_CONN_TLS_NOTIFY_IN))
+        return; /* after an error or the peer's close_notify, bytes mean nothing */
+    if (shunt_tls_feed(c->_tls, p, n) != 0) {
+        if (!c->tls_done) {
+            c->tls_failed = 1;
+            stop_reading(c);
+            tls_tell(c, 0);
+        } else {
+            tls_broken(c, UV_ENOMEM);
+        }
+        return;
+    }
+    if (!c->tls_done && tls_handshake_step(c) <= 0)
+        return;
+    /* application data: decrypt all of it */
+    int got = 0, closed = 0, failed = 0;
+    for (;;) {
+        uv_buf_t room;
+        tls_reserve(c, &room);
+        if (room.len == 0) {
+            failed = 1; /* out of memory */
+            break;
+        }
+        ssize_t r = shunt_tls_read(c->_tls, room.base, room.len);
+        if (r > 0) {
+            c->in.len += (size_t)r;
+            got = 1;
+            continue;
+        }
+        if (r == -SHUNT_TLS_CLOSED)
+            closed = 1;
+        else if (r != -SHUNT_TLS_WANT)
+            failed = 1;
+        break;
+    }
+    if (tls_flush(c) != 0)
+        failed = 1;
+    if (c->in.base != NULL && c->in.off == c->in.len)
+        shunt_conn_release_input(c);
+    if (c->_in_moved) {
+        c->_in_moved = 0;
+        if (c->ops->on_moved != NULL)
+            c->ops->on_moved(c);
+    }
+    if (got)
+        c->ops->on_data(c);
+    if (c->closing)
+        return;
+    if (failed) {
+        tls_broken(c, UV_EPROTO);
+    } else if (closed) {
+        /* the peer's close_notify: the end of its stream, as a FIN is on plain TCP (a
+         * peer may wait for ours before it sends its FIN) */
+        c->tls_close |= SHUNT_CONN_TLS_NOTIFY_IN;
+        stop_reading(c);
+        c->rd_eof = 1;
+        shunt_conn_set_closer(c, c->peer_closer, SHUNT_CONN_HOW_FIN);
+        c->ops->on_eof(c, SHUNT_CONN_HOW_FIN, 0);
+    }
+}
+
+int shunt_conn_start_tls(struct shunt_conn *c, struct shunt_tls *tls,
+                         void (*on_tls_done)(struct shunt_conn *c, int ok))
+{
+    assert(c->_tls == NULL);
+    c->_tls = tls;
+    c->_on_tls_done = on_tls_done;
+    c->tls_close |= SHUNT_CONN_TLS_USED;
+    c->tls_t0_us = tls_now_us();
+    c->_tls_rbuf = malloc(TLS_RBUF);
+    if (c->_tls_rbuf == NULL) {
+        c->tls_failed = 1;
+        return UV_ENOMEM;
+    }
+    if (shunt_conn_has_input(c)) { /* the ClientHello the owner peeked at */
+        int r = shunt_tls_feed(tls, shunt_conn_data(c), shunt_conn_avail(c));
+        shunt_conn_release_input(c);
+        if (r != 0) {
+            c->tls_failed = 1;
+            return UV_ENOMEM;
+        }
+    }
+    enum shunt_tls_rc rc = shunt_tls_handshake(tls);
+    int r = tls_flush(c);
+    if (rc == SHUNT_TLS_ERROR) {
+        c->tls_failed = 1;
+        c->_tls_told = 1;
+        c->tls_handshake_us = tls_now_us() - c->tls_t0_us;
+        stop_reading(c);
+        return SHUNT_TLS_ERROR;
+    }
+    if (r != 0) {
+        c->tls_failed = 1;
+        return r;
+    }
+    /* A complete handshake needs the peer to answer at least once: never done here. */
+    shunt_conn_read_start(c);
+    return 0;
+}
+
+void shunt_conn_shutdown_truncated(struct shunt_conn *c)
+{
+    c->_tls_no_notify = 1;
+    shunt_conn_shutdown(c);
+}

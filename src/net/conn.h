@@ -121,6 +121,16 @@ struct shunt_conn {
     /* The TLS layer (issue 12, decision 1; INTERCEPT adds it): NULL for plain TCP. When
      * set, read_cb feeds ciphertext to it and decrypts into <in>; send encrypts. */
     struct shunt_tls *_tls;
+    /* TLS layer state (see "TLS" below). */
+    unsigned tls_close;           /* SHUNT_CONN_TLS_* bits: how its TLS ended, so far */
+    uint64_t tls_t0_us;           /* uv_hrtime()/1000 when the layer started */
+    uint64_t tls_handshake_us;    /* start to the handshake's end (done or failed) */
+    unsigned tls_done : 1;        /* the handshake completed */
+    unsigned tls_failed : 1;      /* the handshake, or a record later, failed */
+    unsigned _tls_told : 1;       /* on_tls_done was called */
+    unsigned _tls_no_notify : 1;  /* shutdown without close_notify (a truncation mirrored) */
+    void (*_on_tls_done)(struct shunt_conn *c, int ok);
+    char *_tls_rbuf;              /* ciphertext read from the socket, before the engine */
 };
 
 /* ----------------------------------------------------------------------- pools */
@@ -193,8 +203,41 @@ void shunt_conn_shutdown(struct shunt_conn *c);
 
 /* ----------------------------------------------------------------------- TLS (step 2) */
 
-/* shunt_conn_start_tls(c, tls, on_tls_done) is added here by the INTERCEPT part: see the
- * section "TLS layer" in conn.c for the hooks the read and write paths leave for it. */
+/* How a connection's TLS ended: the same values as proxy/events.h's SHUNT_TLS_* (the proxy
+ * copies them into its events as they are). */
+#define SHUNT_CONN_TLS_NOTIFY_IN  1u /* the peer's close_notify was read */
+#define SHUNT_CONN_TLS_NOTIFY_OUT 2u /* ours was sent */
+#define SHUNT_CONN_TLS_TRUNCATED  4u /* the peer closed TCP (FIN/RST) with no close_notify */
+#define SHUNT_CONN_TLS_USED       8u /* a TLS layer was started */
+
+/*
+ * Puts the TLS engine <tls> (net/tls.h; the connection owns it from now on and frees it
+ * when closed) between the socket and the owner. Bytes unconsumed in c->in are its first
+ * ciphertext (a ClientHello the owner peeked at): they are fed to it and consumed. From
+ * then on every read is fed to the engine and the plaintext lands in c->in (on_data as
+ * before; a read may bring the input past in_max by at most one read's plaintext, so
+ * nothing waits decrypted in the engine while the owner does not read); shunt_conn_send()
+ * encrypts; shunt_conn_shutdown() sends close_notify, then FIN; a close_notify from the
+ * peer is its end of stream (on_eof FIN with SHUNT_CONN_TLS_NOTIFY_IN in c->tls_close), a
+ * TCP end without it sets SHUNT_CONN_TLS_TRUNCATED. The handshake (started here: a client
+ * engine sends its ClientHello now) ends with <on_tls_done>(c, ok) once, from the loop;
+ * on failure shunt_tls_error(c->_tls) says why, the alert was sent, reading stopped, and
+ * the owner closes. Byte counts stay TCP bytes. Returns 0, or SHUNT_TLS_ERROR when the
+ * buffered bytes failed the handshake at once (on_tls_done is then not called; the alert
+ * is queued; the error is in c->_tls), or a libuv error when the socket is gone.
+ */
+SHUNT_MUST_CHECK int shunt_conn_start_tls(struct shunt_conn *c, struct shunt_tls *tls,
+                                          void (*on_tls_done)(struct shunt_conn *c, int ok));
+
+/* Like shunt_conn_shutdown(), but a TLS connection gets no close_notify first: the FIN
+ * alone, as a truncation (to mirror a peer's truncation onto the other side). */
+void shunt_conn_shutdown_truncated(struct shunt_conn *c);
+
+/* The connection's TLS engine (facts, error), NULL for plain TCP. */
+static inline struct shunt_tls *shunt_conn_tls(const struct shunt_conn *c)
+{
+    return c->_tls;
+}
 
 /* ----------------------------------------------------------------------- inlines */
 
