@@ -2,7 +2,7 @@
 # shows pairing on loopback. Missing Debian packages are installed by scripts/deps.sh.
 
 CC       ?= cc
-PKGS     := libuv sqlite3 jansson libpcre2-8 lua5.4
+PKGS     := libuv sqlite3 jansson libpcre2-8 lua5.4 openssl
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc $(PKG_CFLAGS)
