@@ -257,6 +257,12 @@ static inline size_t shunt_conn_avail(const struct shunt_conn *c)
     return c->in.len - c->in.off;
 }
 
+/* 1 while net/connect.h connects it (lookup, addresses, timeout). */
+static inline int shunt_conn_connecting(const struct shunt_conn *c)
+{
+    return c->_connect != NULL;
+}
+
 /* Bytes queued for the kernel (0: everything sent went out). */
 static inline size_t shunt_conn_queued(const struct shunt_conn *c)
 {
