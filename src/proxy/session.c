@@ -15,6 +15,7 @@
 #include "http/status.h"
 #include "net/conn.h"
 #include "net/connect.h"
+#include "net/tls.h"
 #include "proxy/internal.h"
 
 #define MAX_UPSTREAMS 8 /* origins kept per client connection; the oldest idle one goes */
@@ -28,6 +29,11 @@ _Static_assert((int)SHUNT_CONN_HOW_FIN == (int)SHUNT_CLOSE_FIN &&
                    (int)SHUNT_CONN_HOW_TIMEOUT == (int)SHUNT_CLOSE_TIMEOUT &&
                    (int)SHUNT_CONN_HOW_ERROR == (int)SHUNT_CLOSE_ERROR,
                "net/conn.h and proxy/events.h disagree on how a connection closed");
+_Static_assert(SHUNT_CONN_TLS_NOTIFY_IN == SHUNT_TLS_CLOSE_NOTIFY_IN &&
+                   SHUNT_CONN_TLS_NOTIFY_OUT == SHUNT_TLS_CLOSE_NOTIFY_OUT &&
+                   SHUNT_CONN_TLS_TRUNCATED == SHUNT_TLS_TRUNCATED &&
+                   SHUNT_CONN_TLS_USED == SHUNT_TLS_USED,
+               "net/conn.h and proxy/events.h disagree on how a TLS connection ended");
 
 enum req_state {
     RQ_IDLE,       /* waiting for (more of) a request head */
@@ -46,6 +52,16 @@ enum resp_state {
 enum timer_kind {
     T_NONE, T_FIRST, T_IDLE, T_HEADER, T_CONNECT, T_RESPONSE, T_LINGER, T_TUNNEL,
     T_DELAY, /* a rule holds the exchange (s:delay) */
+    T_TLS,    /* an intercepted tunnel: the client's first bytes and TLS handshake */
+    T_TLS_UP, /* the upstream's TLS handshake */
+};
+
+/* Where an intercepted CONNECT is (decision 4 of issue 12). */
+enum icpt {
+    ICPT_NONE,      /* plain HTTP (or a byte tunnel) */
+    ICPT_PEEK,      /* answered 200; waiting for the client's first bytes */
+    ICPT_HANDSHAKE, /* a ClientHello came: TLS with the client under way */
+    ICPT_ON,        /* inside TLS: requests are parsed as on a plain connection */
 };
 
 /* An exchange a rule holds for a while (latency simulation). */
@@ -79,6 +95,7 @@ struct upstream {
     char addr[64]; /* remote address as text (the one being tried while connecting) */
     int remote_port;
     int local_port;
+    unsigned tls : 1; /* TLS to the origin (intercepted CONNECT, --reverse https://) */
 };
 
 struct session {
@@ -109,6 +126,16 @@ struct session {
     unsigned in_exchange : 1;  /* an exchange began and its DONE event is still owed */
     unsigned in_process : 1;    /* process_client() is running (it is not re-entered) */
     unsigned process_again : 1; /* ... and must go round again: an exchange completed */
+
+    /* HTTPS interception (issue 12): the CONNECT's target, the client's SNI */
+    enum icpt icpt;
+    char icpt_host[256]; /* lower case, no brackets */
+    int icpt_port;
+    char icpt_sni[256];  /* "" when the client sent none */
+    unsigned icpt_plain : 1;   /* not TLS: a byte tunnel once the upstream connects */
+    unsigned up_truncated : 1; /* the upstream's TLS ended without close_notify: so does
+                                  the client's (mirrored) */
+    unsigned https : 1;        /* the exchange in flight is inside TLS ("https") */
 
 
     /* the exchange in flight */
@@ -163,6 +190,7 @@ struct session {
 
     /* timings of the exchange in flight, monotonic microseconds (0: not yet) */
     uint64_t t_connect_start, t_resolved, t_connected, t_send_start, t_sent, t_first_byte;
+    uint64_t t_tls_done; /* the new upstream's TLS handshake ended (t_connected: began) */
     uint64_t req_payload, resp_payload; /* body bytes reported so far */
     void *slots[SHUNT_PROXY_MAX_SUBS];  /* the subscribers' per-connection pointers */
 };
@@ -253,6 +281,7 @@ static void fill_conn_event(struct session *s, struct shunt_event *ev, enum shun
     ev->time_us = now_us();
     ev->exchange = s->idx;
     ev->upstream_id = s->cur ? s->cur->id : 0;
+    ev->scheme = s->https ? "https" : "http";
 }
 
 static void emit_change_by(struct session *s, int in_request, const char *what, const char *by)
@@ -413,7 +442,20 @@ static void emit_upstream_close(struct session *s, struct upstream *u)
     ev.how = (enum shunt_close_how)u->conn.how;
     ev.bytes_in = u->conn.bytes_in;
     ev.bytes_out = u->conn.bytes_out;
+    ev.tls_close = u->conn.tls_close;
     emit(s, &ev);
+}
+
+/* Before an ordinary close of a connection that carries TLS: close_notify (the FIN follows
+ * with the close), unless the other side ended without one and that is mirrored. */
+static void tls_goodbye(struct shunt_conn *c, int mirror_truncation)
+{
+    if (shunt_conn_tls(c) == NULL || !c->tls_done || c->wr_shut)
+        return;
+    if (mirror_truncation)
+        shunt_conn_shutdown_truncated(c);
+    else
+        shunt_conn_shutdown(c);
 }
 
 /* Closes <u>, with a reset when <reset>, and detaches it from its session; a connect in
@@ -437,6 +479,8 @@ static void upstream_close(struct upstream *u, int reset)
             s->cur = NULL;
         u->s = NULL;
     }
+    if (!reset)
+        tls_goodbye(&u->conn, s != NULL && (s->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED));
     shunt_conn_close(&u->conn, reset);
 }
 
@@ -466,17 +510,19 @@ static void emit_exchange_done(struct session *s)
     /* HAR's timings: -1 for a phase that did not happen */
     uint64_t now = ev.time_us;
     ev.t_dns_us = s->t_resolved ? (int64_t)(s->t_resolved - s->t_connect_start) : -1;
-    ev.t_connect_us = s->t_connected
-                          ? (int64_t)(s->t_connected - (s->t_resolved ? s->t_resolved
-                                                                      : s->t_connect_start))
+    /* HAR 1.2: connect includes the TLS handshake, which ssl also gives alone */
+    uint64_t connected = s->t_tls_done ? s->t_tls_done : s->t_connected;
+    ev.t_connect_us = connected
+                          ? (int64_t)(connected - (s->t_resolved ? s->t_resolved
+                                                                 : s->t_connect_start))
                           : -1;
+    ev.t_ssl_us = s->t_tls_done && s->t_connected ? (int64_t)(s->t_tls_done - s->t_connected)
+                                                  : -1;
     uint64_t sent = s->t_sent ? s->t_sent : (s->t_send_start ? now : 0);
     ev.t_send_us = s->t_send_start ? (int64_t)(sent - s->t_send_start) : 0;
     uint64_t first = s->t_first_byte ? s->t_first_byte : now;
     ev.t_wait_us = s->t_sent && first > s->t_sent ? (int64_t)(first - s->t_sent) : 0;
     ev.t_receive_us = s->t_first_byte ? (int64_t)(now - s->t_first_byte) : 0;
-    ev.t_ssl_us = -1; /* no TLS yet */
-    ev.scheme = "http";
     emit(s, &ev);
 }
 
@@ -520,6 +566,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
         ev.bytes_in = s->conn.bytes_in;
         ev.bytes_out = s->conn.bytes_out;
         ev.tunnel = s->tunnel;
+        ev.tls_close = s->conn.tls_close;
         emit(s, &ev);
     }
     if (w->cfg->conn_hook != NULL)
@@ -534,6 +581,8 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
     stat_open--;
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, session_timer_closed);
+    if (!reset_client)
+        tls_goodbye(&s->conn, s->up_truncated);
     shunt_conn_close(&s->conn, reset_client);
     if (w->draining && w->n_sessions == 0)
         shunt_proxy__close_all(w);
@@ -542,12 +591,18 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
 /* Our FIN to the client: once what is queued went out (client_on_shut() follows). */
 static void shutdown_client(struct session *s)
 {
-    shunt_conn_shutdown(&s->conn);
+    if (s->up_truncated) /* the server's TLS ended with a bare TCP close: mirrored */
+        shunt_conn_shutdown_truncated(&s->conn);
+    else
+        shunt_conn_shutdown(&s->conn);
 }
 
 static void shutdown_upstream(struct upstream *u)
 {
-    shunt_conn_shutdown(&u->conn);
+    if (u->s != NULL && (u->s->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED))
+        shunt_conn_shutdown_truncated(&u->conn); /* the client's truncation, mirrored */
+    else
+        shunt_conn_shutdown(&u->conn);
 }
 
 /* Closes what has finished both ways: upstreams that sent and got FIN, then the client once
@@ -761,7 +816,8 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
     s->in_exchange = 1;
     s->t_start = now_us();
     s->error = NULL;
-    s->t_connect_start = s->t_resolved = s->t_connected = 0;
+    s->t_connect_start = s->t_resolved = s->t_connected = s->t_tls_done = 0;
+    s->https = s->icpt == ICPT_ON || (s->w->cfg->reverse && s->w->cfg->reverse_tls);
     s->t_send_start = s->t_sent = s->t_first_byte = 0;
     s->req_payload = s->resp_payload = 0;
     s->head_emitted = 0;
@@ -904,7 +960,7 @@ static int route_request(struct session *s, const struct shunt_http_head *h, str
                "https (curl -x does)");
         return -1;
     } else if (t.base[0] == '/' || shunt_slice_eq(t, "*", 1)) {
-        if (!cfg->reverse) {
+        if (!cfg->reverse && s->icpt != ICPT_ON) {
             answer(s, 400, "Bad Request",
                    "shunt: this is a forward proxy: requests must use absolute-form "
                    "(GET http://host:port/path HTTP/1.1, as curl -x sends them), or CONNECT; "
@@ -917,7 +973,12 @@ static int route_request(struct session *s, const struct shunt_http_head *h, str
                (int)t.len, t.base);
         return -1;
     }
-    if (cfg->reverse && s->mapped_len == 0) {
+    if (s->icpt == ICPT_ON && !rt->absolute && s->mapped_len == 0) {
+        /* inside an intercepted tunnel: the CONNECT named the origin (pairing: the tunnel's
+         * requests go there, whatever their Host says, as they did through the tunnel) */
+        snprintf(rt->host, sizeof(rt->host), "%s", s->icpt_host);
+        rt->port = s->icpt_port;
+    } else if (cfg->reverse && s->mapped_len == 0) {
         snprintf(rt->host, sizeof(rt->host), "%s", cfg->reverse_host);
         rt->port = cfg->reverse_port;
     }
@@ -1010,6 +1071,8 @@ static int upstream_check(struct shunt_conn *c, const struct sockaddr *sa, void 
 }
 
 static void establish_tunnel(struct session *s);
+static void upstream_start_tls(struct session *s, struct upstream *u);
+static void upstream_ready(struct session *s, struct upstream *u);
 
 /* <u> is connected: reads begin, and the request in flight (if it still waits) goes. */
 static void upstream_connected(struct session *s, struct upstream *u)
@@ -1036,7 +1099,25 @@ static void upstream_connected(struct session *s, struct upstream *u)
     }
     shunt_conn_read_start(&u->conn);
     disarm(s);
-    if (s->rq != RQ_CONNECTING)
+    if (u->tls) {
+        upstream_start_tls(s, u); /* the request waits for the handshake */
+        return;
+    }
+    if (s->icpt_plain) { /* not TLS into an intercepted tunnel: the bytes go through */
+        s->icpt_plain = 0;
+        s->rq = RQ_DONE;
+        s->rs = RS_DONE;
+        arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
+        process_client(s);
+        return;
+    }
+    upstream_ready(s, u);
+}
+
+/* <u> is ready for the request in flight (connected, its TLS done if any). */
+static void upstream_ready(struct session *s, struct upstream *u)
+{
+    if (s->rq != RQ_CONNECTING || s->cur != u)
         return;
     if (s->req_is_connect)
         establish_tunnel(s);
@@ -1125,6 +1206,9 @@ static void open_upstream(struct session *s, const struct route *rt)
 {
     struct worker *w = s->w;
     struct upstream *u = upstream_new(s, rt->host, rt->port);
+    /* TLS to the origin inside an intercepted tunnel (unless a rule mapped the request to
+     * an http:// URL) and to a --reverse https:// origin */
+    u->tls = s->mapped_len == 0 && (s->icpt == ICPT_ON || (w->cfg->reverse && w->cfg->reverse_tls));
     s->rq = RQ_CONNECTING;
     s->t_connect_start = now_us();
     arm(s, T_CONNECT, w->cfg->connect_timeout_ms);
@@ -1223,14 +1307,17 @@ static const char *auth_name(enum auth_state a)
 }
 
 /* Makes the URL the rules see for the request in flight, whole, in s->hook_url (the
- * response's hook sees the same): <target> when it is absolute, else "http://" <host>
+ * response's hook sees the same): <target> when it is absolute, else "http://" (inside
+ * TLS "https://") <host>
  * <target>; then, after it in the same buffer when <lower> is not NULL, <lower_src> in lower
  * case up to its port, returned in *<lower>. */
 static struct shunt_slice make_hook_url(struct session *s, struct shunt_slice host,
                                         struct shunt_slice target, int absolute,
                                         struct shunt_slice lower_src, struct shunt_slice *lower)
 {
-    size_t ul = absolute ? target.len : 7 + host.len + target.len;
+    const char *scheme = s->https ? "https://" : "http://";
+    size_t sl = strlen(scheme);
+    size_t ul = absolute ? target.len : sl + host.len + target.len;
     size_t ll = 0;
     while (lower != NULL && ll < lower_src.len && lower_src.base[ll] != ':')
         ll++;
@@ -1242,10 +1329,10 @@ static struct shunt_slice make_hook_url(struct session *s, struct shunt_slice ho
     }
     char *p = s->hook_url;
     if (!absolute) {
-        memcpy(p, "http://", 7);
+        memcpy(p, scheme, sl);
         if (host.len > 0)
-            memcpy(p + 7, host.base, host.len);
-        p += 7 + host.len;
+            memcpy(p + sl, host.base, host.len);
+        p += sl + host.len;
     }
     if (target.len > 0)
         memcpy(p, target.base, target.len);
@@ -1469,6 +1556,9 @@ static int skip_empty_lines(struct session *s)
     return k == avail || cr_pending ? 1 : 0;
 }
 
+static void intercept_connect(struct session *s, const struct shunt_http_head *h,
+                              const struct route *rt);
+
 static void start_request(struct session *s)
 {
     struct shunt_http_head h;
@@ -1545,6 +1635,11 @@ static void start_request(struct session *s)
         return;
     }
     s->req_kept = 0;
+    if (s->req_is_connect && cfg->tls_server != NULL &&
+        (cfg->intercept_hook == NULL || cfg->intercept_hook(cfg->intercept_hook_ud, rt.host, rt.port))) {
+        intercept_connect(s, &h, &rt);
+        return;
+    }
     if (cfg->head_hook == NULL || s->req_is_connect) {
         route_on(s, find_upstream(s, rt.host, rt.port));
         return;
@@ -2129,6 +2224,233 @@ static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *t
     return 1;
 }
 
+/* ------------------------------------------------------------------------ interception */
+
+/*
+ * HTTPS interception (issue 12, decisions 4 and 5). A CONNECT that cfg->tls_server and the
+ * intercept hook take is answered 200 at once (the CONNECT exchange, a tunnel answered by
+ * shunt) and no upstream is opened yet. The client's first bytes decide: a TLS ClientHello
+ * is terminated with a leaf for its SNI (net/conn.h's TLS layer on the client connection),
+ * after which the connection is parsed as a plain one, each request an "https" exchange
+ * routed to the CONNECT's host:port over an upstream opened lazily with TLS (the client's
+ * SNI) and paired as always; anything else makes it the byte tunnel it would have been.
+ * A handshake that fails is an exchange with the reason, and every handshake's end is a
+ * SHUNT_EV_TLS event.
+ */
+
+/* Reports the end of a TLS handshake on <c> (the client's when <u> is NULL, else <u>'s),
+ * the handshake time measured on the loop's clock; <error> replaces the engine's. */
+static void emit_tls(struct session *s, struct upstream *u, struct shunt_conn *c,
+                     const char *error)
+{
+    if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_TLS))
+        return;
+    struct shunt_tls_facts f;
+    if (shunt_conn_tls(c) != NULL) {
+        shunt_tls_facts(shunt_conn_tls(c), &f);
+        f.handshake_us = c->tls_handshake_us;
+    } else {
+        memset(&f, 0, sizeof(f));
+        f.sni = f.alpn = f.version = f.cipher = "";
+        f.cert_subject = f.cert_issuer = f.cert_san = f.cert_sha256 = "";
+        f.side = u != NULL;
+    }
+    if (error != NULL)
+        f.error = error;
+    struct shunt_event ev;
+    fill_conn_event(s, &ev, SHUNT_EV_TLS);
+    ev.upstream_id = u != NULL ? u->id : 0;
+    ev.tls = &f;
+    emit(s, &ev);
+}
+
+/* The URL of an intercepted tunnel as a failure names it: https://HOST[:PORT]/ into
+ * s->names (the exchange's method and url). */
+static void icpt_names(struct session *s)
+{
+    int v6 = strchr(s->icpt_host, ':') != NULL;
+    char port[16] = "";
+    if (s->icpt_port != 443)
+        snprintf(port, sizeof(port), ":%d", s->icpt_port);
+    size_t need = 2 + 8 + strlen(s->icpt_host) + 2 + strlen(port) + 2;
+    scratch(&s->names, &s->names_cap, need);
+    memcpy(s->names, "-", 2);
+    snprintf(s->names + 2, need - 2, "https://%s%s%s%s/", v6 ? "[" : "", s->icpt_host,
+             v6 ? "]" : "", port);
+    s->method = s->names;
+    s->url = s->names + 2;
+}
+
+/* The TLS with the client failed (<why>, the engine's words, or a timeout): an exchange of
+ * its own, with no status, and the connection ends (the alert, if any, went out). */
+static void client_tls_failed(struct session *s, const char *why)
+{
+    begin_exchange(s, NULL);
+    s->https = 1;
+    icpt_names(s);
+    size_t need = strlen(why) + 32;
+    free(s->errbuf);
+    s->errbuf = shunt_xcalloc(need);
+    snprintf(s->errbuf, need, "TLS with the client: %s", why);
+    s->error = s->errbuf;
+    s->icpt = ICPT_NONE;
+    set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
+    session_close(s, 0, 0);
+}
+
+static void client_tls_done(struct shunt_conn *c, int ok)
+{
+    struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);
+    emit_tls(s, NULL, c, NULL);
+    if (!ok) {
+        client_tls_failed(s, shunt_tls_error(shunt_conn_tls(c)));
+        return;
+    }
+    struct shunt_tls_facts f;
+    shunt_tls_facts(shunt_conn_tls(c), &f);
+    snprintf(s->icpt_sni, sizeof(s->icpt_sni), "%s", f.sni);
+    s->icpt = ICPT_ON;
+    /* now as a new connection: a request head is due */
+    arm(s, T_FIRST, s->w->cfg->header_timeout_ms);
+}
+
+static void client_tls_timed_out(struct session *s)
+{
+    char why[64];
+    snprintf(why, sizeof(why), "handshake timed out after %.0f s",
+             (double)s->w->cfg->tls_handshake_timeout_ms / 1000.0);
+    emit_tls(s, NULL, &s->conn, why);
+    client_tls_failed(s, why);
+}
+
+static void emit_tls_timeout(struct session *s, struct upstream *u)
+{
+    char why[64];
+    snprintf(why, sizeof(why), "handshake timed out after %.0f s",
+             (double)s->w->cfg->tls_handshake_timeout_ms / 1000.0);
+    emit_tls(s, u, &u->conn, why);
+}
+
+/* The CONNECT <h> to <rt> is intercepted: answered 200 now, as a tunnel shunt answered; its
+ * bytes will tell whether TLS follows (intercept_peek()). */
+static void intercept_connect(struct session *s, const struct shunt_http_head *h,
+                              const struct route *rt)
+{
+    static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
+    s->req_bytes += h->head_len;
+    emit_unsent_head(s);
+    shunt_conn_consume(&s->conn, h->head_len);
+    uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
+    s->status = 200;
+    s->resp_bytes += b.len;
+    s->resp_started = 1;
+    emit_own_response(s, 200, &b, 1, NULL, 0);
+    if (send_client(s, &b, 1) != 0) {
+        set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
+        session_close(s, 0, 1);
+        return;
+    }
+    /* the client connection carries this tunnel from now on: other origins' idle
+     * connections end, as for a tunnel */
+    s->cur = NULL;
+    keep_only_cur(s);
+    snprintf(s->icpt_host, sizeof(s->icpt_host), "%s", rt->host);
+    s->icpt_port = rt->port;
+    s->icpt = ICPT_PEEK;
+    s->tunnel = 1; /* the CONNECT exchange is a tunnel's (flag U) */
+    exchange_done(s);
+    s->tunnel = 0;
+    arm(s, T_TLS, s->w->cfg->tls_handshake_timeout_ms);
+}
+
+/* The first bytes of an intercepted tunnel are in: a ClientHello starts TLS with the client;
+ * anything else makes a byte tunnel to the CONNECT's target (and the fact is reported). */
+static void intercept_peek(struct session *s)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    const char *p = shunt_conn_data(&s->conn);
+    size_t n = shunt_conn_avail(&s->conn);
+    int hello = shunt_tls_looks_like_hello(p, n);
+    if (hello < 0)
+        return; /* fewer than 3 bytes: not known yet */
+    if (hello) {
+        struct shunt_tls *t = shunt_tls_new_server(cfg->tls_server, s->icpt_host);
+        if (t == NULL) {
+            client_tls_failed(s, "out of memory");
+            return;
+        }
+        s->icpt = ICPT_HANDSHAKE;
+        int r = shunt_conn_start_tls(&s->conn, t, client_tls_done);
+        if (r == SHUNT_TLS_ERROR) {
+            emit_tls(s, NULL, &s->conn, NULL);
+            client_tls_failed(s, shunt_tls_error(t));
+        } else if (r != 0) {
+            set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
+            session_close(s, 0, 1);
+        }
+        return;
+    }
+    size_t i = 0;
+    while (i < n && i < 16 && p[i] >= 'A' && p[i] <= 'Z')
+        i++;
+    emit_tls(s, NULL, &s->conn,
+             i > 0 && i < n && p[i] == ' '
+                 ? "not TLS: the client sent plain HTTP into the tunnel"
+                 : "not TLS: the client's first bytes are not a TLS handshake");
+    s->icpt = ICPT_NONE;
+    s->tunnel = 1;
+    s->icpt_plain = 1;
+    struct route rt;
+    memset(&rt, 0, sizeof(rt));
+    snprintf(rt.host, sizeof(rt.host), "%s", s->icpt_host);
+    rt.port = s->icpt_port;
+    open_upstream(s, &rt); /* then upstream_connected(): the bytes go through */
+}
+
+static void upstream_tls_done(struct shunt_conn *c, int ok)
+{
+    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
+    struct session *s = u->s;
+    emit_tls(s, u, c, NULL);
+    if (ok) {
+        s->t_tls_done = now_us();
+        disarm(s);
+        upstream_ready(s, u);
+        return;
+    }
+    char why[1000];
+    snprintf(why, sizeof(why), "%s", shunt_tls_error(shunt_conn_tls(c)));
+    upstream_close(u, 0);
+    if (s->rq == RQ_CONNECTING && !s->resp_started)
+        answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);
+}
+
+/* <u> is connected and must speak TLS: the client's SNI (or the origin's name), the
+ * origin's certificate checked against its name (net/tls.h); the request waits. */
+static void upstream_start_tls(struct session *s, struct upstream *u)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    const char *sni = s->icpt == ICPT_ON && s->icpt_sni[0] != '\0' ? s->icpt_sni : NULL;
+    struct shunt_tls *t = cfg->tls_upstream != NULL ? shunt_tls_new_client(cfg->tls_upstream, u->host, sni)
+                                                    : NULL;
+    if (t == NULL) {
+        upstream_close(u, 0);
+        answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: cannot start it for %s",
+               u->host);
+        return;
+    }
+    arm(s, T_TLS_UP, cfg->tls_handshake_timeout_ms);
+    int r = shunt_conn_start_tls(&u->conn, t, upstream_tls_done);
+    if (r != 0) {
+        char why[1000];
+        snprintf(why, sizeof(why), "%s", r == SHUNT_TLS_ERROR ? shunt_tls_error(t) : uv_strerror(r));
+        if (r == SHUNT_TLS_ERROR)
+            emit_tls(s, u, &u->conn, NULL);
+        upstream_close(u, 0);
+        answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);
+    }
+}
+
 /* ------------------------------------------------------------------------ responses */
 
 static int has_session_auth_challenge(const struct shunt_http_head *h)
@@ -2484,6 +2806,7 @@ static void client_body_cut(struct session *s)
  * answered by a rule are a loop, not ten thousand nested calls that overflow the stack.
  */
 static void process_client_once(struct session *s);
+static void intercept_peek(struct session *s);
 
 static void process_client(struct session *s)
 {
@@ -2510,8 +2833,16 @@ static void process_client_once(struct session *s)
         }
         if (s->conn.in.base == NULL || s->conn.in.off == s->conn.in.len)
             break;
+        if (s->icpt == ICPT_PEEK) {
+            intercept_peek(s);
+            if (s->icpt == ICPT_ON || s->icpt == ICPT_PEEK)
+                break; /* more bytes needed */
+            continue;
+        }
+        if (s->icpt == ICPT_HANDSHAKE)
+            break;
         if (s->tunnel) {
-            if (s->cur != NULL)
+            if (s->cur != NULL && s->cur->conn.connected)
                 pump(s, &s->conn, &s->cur->conn, 1);
             break;
         }
@@ -2716,6 +3047,8 @@ static void on_upstream_error(struct upstream *u, int err)
         upstream_close(u, 0);
         return;
     }
+    if (u->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED)
+        s->up_truncated = 1;
     if (u == s->cur && s->in_exchange && !s->resp_started && !s->tunnel) {
         if (answer_cut_request(s, u))
             return;
@@ -2750,6 +3083,8 @@ static void on_upstream_eof(struct upstream *u)
         upstream_close(u, 0);
         return;
     }
+    if (u->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED)
+        s->up_truncated = 1;
     if (s->tunnel) {
         shutdown_client(s); /* half-close, mirrored */
         if (s->conn.rd_eof)
@@ -2882,6 +3217,9 @@ static void release(struct session *s)
         on_upstream_eof(u); /* the server's FIN came while it was held */
 }
 
+static void client_tls_timed_out(struct session *s);
+static void emit_tls_timeout(struct session *s, struct upstream *u);
+
 static void timer_cb(uv_timer_t *t)
 {
     struct session *s = SHUNT_CONTAINER_OF(t, struct session, timer);
@@ -2936,6 +3274,20 @@ static void timer_cb(uv_timer_t *t)
         break;
     case T_DELAY:
         release(s);
+        break;
+    case T_TLS:
+        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
+        client_tls_timed_out(s);
+        break;
+    case T_TLS_UP:
+        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
+        if (s->cur != NULL) {
+            emit_tls_timeout(s, s->cur);
+            upstream_close(s->cur, 0);
+        }
+        answer(s, 504, "Gateway Timeout",
+               "shunt: TLS with the upstream: handshake timed out after %.0f s",
+               (double)cfg->tls_handshake_timeout_ms / 1000.0);
         break;
     case T_NONE:
         break;
