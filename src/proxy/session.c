@@ -467,6 +467,8 @@ static void upstream_close(struct upstream *u, int reset)
     struct session *s = u->s;
     shunt_conn_set_closer(&u->conn, SHUNT_CLOSER_PROXY,
                           reset ? SHUNT_CONN_HOW_RST : SHUNT_CONN_HOW_FIN);
+    if (!reset) /* before the event: it reports the close_notify sent */
+        tls_goodbye(&u->conn, s != NULL && (s->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED));
     if (s != NULL) {
         emit_upstream_close(s, u);
         for (int i = 0; i < s->n_ups; i++) {
@@ -479,8 +481,6 @@ static void upstream_close(struct upstream *u, int reset)
             s->cur = NULL;
         u->s = NULL;
     }
-    if (!reset)
-        tls_goodbye(&u->conn, s != NULL && (s->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED));
     shunt_conn_close(&u->conn, reset);
 }
 
@@ -553,6 +553,8 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
         upstream_close(s->ups[0], reset_upstreams);
     s->closing = 1;
     set_closer(s, SHUNT_CLOSER_PROXY, reset_client ? SHUNT_CLOSE_RST : SHUNT_CLOSE_FIN);
+    if (!reset_client) /* before the event: it reports the close_notify sent */
+        tls_goodbye(&s->conn, s->up_truncated);
     struct worker *w = s->w;
     if (shunt_proxy__wants(w->cfg, SHUNT_EV_CONN_CLOSE)) {
         struct shunt_event ev;
@@ -581,8 +583,6 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
     stat_open--;
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, session_timer_closed);
-    if (!reset_client)
-        tls_goodbye(&s->conn, s->up_truncated);
     shunt_conn_close(&s->conn, reset_client);
     if (w->draining && w->n_sessions == 0)
         shunt_proxy__close_all(w);

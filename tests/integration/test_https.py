@@ -176,7 +176,7 @@ def test_a_header_rule_applies_inside_tls_and_sees_the_https_url(
     r = tcurl(px, shunt_ca, "-D", "-", tls_nginx.url("good") + "/rule")
     assert r.returncode == 0, r.stderr
     assert b"\r\nX-Inside: yes\r\n" in r.stdout, r.stdout
-    assert fields(r.stdout.split(b"\r\n\r\n", 1)[1])[0]["x-inside"] == "yes"
+    assert fields(r.stdout.rsplit(b"\r\n\r\n", 1)[1])[0]["x-inside"] == "yes"
     stop(px)
     (e,) = inner(sessions(cap))
     assert "C" in e["flags"], e
@@ -209,10 +209,10 @@ def test_the_story_lua_rule_over_https(shunt, shunt_ca, pki, tls_origins, tmp_pa
     origin = tls_origins(reply_with(response(headers=[b"X-A: 1"], body=b"hi")))
     px, cap = intercepting(shunt, shunt_ca, pki, tmp_path, "--rules", EXAMPLES / "add-server-header.lua")
     with TLSClient(px.port, "localhost", origin.port, shunt_ca.cert) as c:
-        off = c.exchange(request("localhost", "/1"))
+        off = c.exchange(request(f"localhost:{origin.port}", "/1"))
         assert off.raw == b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nhi"
         set_option(px, "Add Server Header", True)
-        on = c.exchange(request("localhost", "/2"))
+        on = c.exchange(request(f"localhost:{origin.port}", "/2"))
         assert on.raw == (b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n"
                           b"Server: Microsoft-IIS/6.0\r\n\r\nhi")
     assert len(origin.conns) == 1 and origin.handshakes == 1
@@ -237,7 +237,7 @@ def test_a_client_that_does_not_trust_shunts_ca_is_recorded_and_diagnosed(
     assert r.returncode == 60, r.stderr  # "SSL certificate problem"
     stop(px)
     ex = sessions(cap)
-    failed = [e for e in ex if e["method"] == "-"]
+    failed = [e for e in ex if e["method"] in ("-", None)]
     assert len(failed) == 1, ex
     f = failed[0]
     assert f["url"] == base + "/" and f["status"] is None and "E" in f["flags"], f
@@ -246,8 +246,8 @@ def test_a_client_that_does_not_trust_shunts_ca_is_recorded_and_diagnosed(
     assert client["error"] == UNKNOWN_CA[len("TLS with the client: "):]
     assert tls_rows(cap, side=1) == []  # no request: no upstream TLS
     d = cli("diagnose", cap)
-    assert "rejected shunt's certificate" in d.stdout, d.stdout
-    assert "--cacert" in d.stdout or "shunt ca" in d.stdout, d.stdout
+    assert "tls-client-rejects-cert" in d.stdout and "does not trust" in d.stdout, d.stdout
+    assert "shunt ca" in d.stdout, d.stdout
 
 
 @pytest.mark.parametrize("leaf,reason", [("expired", EXPIRED), ("wrong", MISMATCH)])
@@ -293,7 +293,7 @@ def test_a_client_handshake_that_stalls_times_out_as_an_exchange(shunt, shunt_ca
         c.wait_eof()
         assert 0.8 < time.monotonic() - t0 < 5
     stop(px)
-    failed = [e for e in sessions(cap) if e["method"] == "-"]
+    failed = [e for e in sessions(cap) if e["method"] in ("-", None)]
     assert len(failed) == 1 and failed[0]["error"] == "TLS with the client: handshake timed out after 1 s", failed
 
 
@@ -317,9 +317,9 @@ def test_sni_with_several_names_and_an_ip_address(shunt, shunt_ca, pki, tls_ngin
     assert [e["url"] for e in inner(sessions(cap))] == [
         f"https://a.shunt.test:{p}/", f"https://b.shunt.test:{p}/", f"https://127.0.0.1:{p}/"]
     client = tls_rows(cap, side=0)
-    assert [c["sni"] for c in client] == ["a.shunt.test", "b.shunt.test", ""]
+    assert [c["sni"] or "" for c in client] == ["a.shunt.test", "b.shunt.test", ""]
     assert "DNS:a.shunt.test" in client[0]["cert_san"] and "IP:127.0.0.1" in client[2]["cert_san"]
-    assert [u["sni"] for u in tls_rows(cap, side=1)] == ["a.shunt.test", "b.shunt.test", ""]
+    assert [u["sni"] or "" for u in tls_rows(cap, side=1)] == ["a.shunt.test", "b.shunt.test", ""]
 
 
 def test_intercept_filter_intercepts_one_host_and_tunnels_another(
@@ -506,7 +506,7 @@ def test_kill_9_during_tls_traffic_leaves_a_readable_capture(shunt_ca, pki, tls_
                 i = 0
                 while not stop_flag.is_set():
                     path = f"/{k}/{i}"
-                    assert c.exchange(request("localhost", path)).status == 200
+                    assert c.exchange(request(f"localhost:{port}", path)).status == 200
                     with lock:
                         done.append((time.monotonic(), path))
                     i += 1
