@@ -693,6 +693,20 @@ int shunt_cmd_proxy(int argc, char **argv)
         return 1;
     if (unsafe_lua && lua_path == NULL)
         return bad("--unsafe-lua", NULL, "only makes sense with --rules FILE.lua");
+    if (tls_upstream) { /* first: a bad --upstream-cacert must not leave a new CA behind */
+        char err[1200];
+        cfg.tls_upstream = shunt_tls_ctx_client(upstream_cacert, cfg.insecure_upstream, err,
+                                                sizeof(err));
+        if (cfg.tls_upstream == NULL) {
+            fprintf(stderr, "shunt proxy: --upstream-cacert %s\n", err);
+            return 2;
+        }
+        if (cfg.insecure_upstream)
+            shunt_log(SHUNT_LOG_WARN,
+                      "--insecure-upstream: origins' certificates are NOT verified: anyone "
+                      "between shunt and them can read and change the traffic (test servers "
+                      "only)");
+    }
     if (intercept) {
         char err[9000];
         if (shunt_ca_open(ca_cert, ca_key, &ca, err, sizeof(err)) != 0) {
@@ -715,20 +729,6 @@ int shunt_cmd_proxy(int argc, char **argv)
             cfg.intercept_hook = intercept_match;
             cfg.intercept_hook_ud = NULL;
         }
-    }
-    if (tls_upstream) {
-        char err[1200];
-        cfg.tls_upstream = shunt_tls_ctx_client(upstream_cacert, cfg.insecure_upstream, err,
-                                                sizeof(err));
-        if (cfg.tls_upstream == NULL) {
-            fprintf(stderr, "shunt proxy: --upstream-cacert %s\n", err);
-            return 2;
-        }
-        if (cfg.insecure_upstream)
-            shunt_log(SHUNT_LOG_WARN,
-                      "--insecure-upstream: origins' certificates are NOT verified: anyone "
-                      "between shunt and them can read and change the traffic (test servers "
-                      "only)");
     }
     if (lua_path != NULL) {
         char err[600];

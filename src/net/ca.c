@@ -462,7 +462,7 @@ int shunt_ca_default_dir(char *buf, size_t cap)
 static int path_exists(const char *p)
 {
     struct stat st;
-    return stat(p, &st) == 0 || errno != ENOENT;
+    return stat(p, &st) == 0 || (errno != ENOENT && errno != ENOTDIR);
 }
 
 /* Opens (making when missing) the CA in the default folder: fills the paths and <made>. */
