@@ -86,6 +86,12 @@ $(BUILD)/fuzz/fuzz_analyze $(BUILD)/fuzz/fuzz_capture: $(BUILD)/fuzz/%: fuzz/%.c
 	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lsqlite3 \
 	    -ljansson -lpcre2-8
 
+# The TLS engine's driver (the server side, fed what a client sends) needs the CA and OpenSSL.
+$(BUILD)/fuzz/fuzz_tls: fuzz/fuzz_tls.c src/net/tls.c src/net/ca.c $(PURE_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) -lssl -lcrypto -lpthread
+
 # The filter expressions' driver also needs PCRE2.
 $(BUILD)/fuzz/fuzz_expr: fuzz/fuzz_expr.c src/rules/expr.c $(PURE_SRC)
 	@mkdir -p $(dir $@)

@@ -140,11 +140,16 @@ static int run(const struct shunt_model *m, struct shunt_findings *out)
     if (sni1 != NULL)
         snprintf(names, sizeof(names), " for %.80s%s%.80s%s", sni1, sni2 ? ", " : "",
                  sni2 ? sni2 : "", n_names > 2 ? " and others" : "");
-    char kinds[200];
-    snprintf(kinds, sizeof(kinds), "%zu with an alert naming shunt's CA unknown, %zu with "
-             "another certificate alert, %zu closed or done without a request",
-             by[SHUNT_CONFIDENCE_CERTAIN], by[SHUNT_CONFIDENCE_LIKELY],
-             by[SHUNT_CONFIDENCE_POSSIBLE]);
+    /* how each told, the surest first; the kinds it did not see are left out */
+    static const char *const kind_names[3] = {"closed or done without a request",
+                                              "with another certificate alert",
+                                              "with an alert naming shunt's CA unknown"};
+    char kinds[200] = "";
+    size_t kl = 0;
+    for (int k = SHUNT_CONFIDENCE_CERTAIN; k >= 0; k--)
+        if (by[k] > 0 && kl < sizeof(kinds))
+            kl += (size_t)snprintf(kinds + kl, sizeof(kinds) - kl, "%s%zu %s", kl ? ", " : "",
+                                   by[k], kind_names[k]);
     shunt_finding_what(f, "The client refused shunt's certificate in %zu intercepted TLS "
                        "handshake%s%s (%s): %s.",
                        n, n == 1 ? "" : "s", names, kinds,

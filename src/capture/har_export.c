@@ -904,9 +904,11 @@ static json_t *request_json(struct exporter *x, sqlite3_stmt *st, struct blob se
         version = start_token(line, 2, 1);
     }
     const char *url = (const char *)sqlite3_column_text(st, C_URL);
-    json_t *method = sqlite3_column_type(st, C_METHOD) != SQLITE_NULL
-                         ? jcolumn_text(st, C_METHOD)
-                         : jslice(start_token(line, 0, 0));
+    /* No method and no head (a TLS handshake that failed, recorded as an exchange): "-", as
+     * the proxy names it; HAR wants a string, and the import restores the NULL from _shunt. */
+    json_t *method = sqlite3_column_type(st, C_METHOD) != SQLITE_NULL ? jcolumn_text(st, C_METHOD)
+                     : line.base != NULL ? jslice(start_token(line, 0, 0))
+                                         : json_string("-");
     json_t *ver = sqlite3_column_type(st, C_VERSION) != SQLITE_NULL ? jcolumn_text(st, C_VERSION)
                                                                     : jslice(version);
     /* No URL recorded (a request refused before its target was understood): the target as

@@ -666,14 +666,15 @@ static int put_fact(FILE *f, sqlite3_stmt *st, int i, const char *label)
  * certificate, how it ended or why it failed. Every text is a peer's: escaped. */
 static void tls_print(FILE *f, sqlite3_stmt *st)
 {
-    int up = sqlite3_column_int(st, T_SIDE) != 0;
+    int up = sqlite3_column_int(st, T_SIDE) != 0, n = 0;
     fprintf(f, "TLS with the %s:", up ? "upstream" : "client");
-    int any = put_fact(f, st, T_VERSION, " ");
-    any |= put_fact(f, st, T_CIPHER, any ? ", " : " ");
-    put_fact(f, st, T_ALPN, ", ALPN ");
-    put_fact(f, st, T_SNI, up ? ", SNI sent " : ", SNI ");
+    n += put_fact(f, st, T_VERSION, " ");
+    n += put_fact(f, st, T_CIPHER, n ? ", " : " ");
+    n += put_fact(f, st, T_ALPN, n ? ", ALPN " : " ALPN ");
+    n += put_fact(f, st, T_SNI, up ? (n ? ", SNI sent " : " SNI sent ") : (n ? ", SNI " : " SNI "));
     char ms[32];
-    fprintf(f, "; handshake %s ms\n", shunt_view_ms(col_i64(st, T_HANDSHAKE, -1), 2, ms, sizeof(ms)));
+    fprintf(f, "%shandshake %s ms\n", n ? "; " : " ",
+            shunt_view_ms(col_i64(st, T_HANDSHAKE, -1), 2, ms, sizeof(ms)));
     if (sqlite3_column_type(st, T_SUBJECT) != SQLITE_NULL ||
         sqlite3_column_type(st, T_SHA256) != SQLITE_NULL) {
         fprintf(f, "  certificate%s:", up ? " of the server" : " (shunt's)");
@@ -710,6 +711,8 @@ static void tls_print(FILE *f, sqlite3_stmt *st)
             fprintf(f, "close_notify %s", (b & 3) == 3 ? "both ways"
                                           : (b & 1) ? "from the peer"
                                                     : "from shunt only");
+        else if (b & 8)
+            fputs("no close_notify either way", f);
         else
             fputs("-", f);
         fputc('\n', f);

@@ -723,6 +723,10 @@ void shunt_tls_close_notify(struct shunt_tls *t)
 
 size_t shunt_tls_pending(struct shunt_tls *t, const char **p)
 {
+    if (t->out.p == NULL) { /* nothing written yet (NULL + 0 is undefined in C) */
+        *p = "";
+        return 0;
+    }
     *p = t->out.p + t->out.off;
     return t->out.len - t->out.off;
 }
