@@ -42,9 +42,23 @@ enum resp_state {
     RS_DONE, /* response delivered */
 };
 
+/* What a session waits for, each with its own deadline (see arm()). */
 enum timer_kind {
-    T_NONE, T_FIRST, T_IDLE, T_HEADER, T_CONNECT, T_RESPONSE, T_LINGER, T_TUNNEL,
-    T_DELAY, /* a rule holds the exchange (s:delay) */
+    T_NONE,
+    /* the client side (TM_CLIENT) */
+    T_FIRST, T_IDLE, T_HEADER, T_LINGER, T_TUNNEL,
+    /* the upstream side of the exchange in flight (TM_UPSTREAM) */
+    T_CONNECT, T_RESPONSE,
+    /* a rule holds the exchange: s:delay (TM_HOLD) */
+    T_DELAY,
+};
+
+/* The purposes: one deadline each, so that arming one never overwrites another. */
+enum timer_purpose { TM_CLIENT, TM_UPSTREAM, TM_HOLD, TM_N };
+
+struct deadline {
+    enum timer_kind kind; /* T_NONE: not armed */
+    uint64_t at;          /* loop ms when it expires */
 };
 
 /* An exchange a rule holds for a while (latency simulation). */
@@ -99,10 +113,9 @@ struct session {
     struct session *prev, *next;
     uint64_t id;
     struct iobuf in;
-    uv_timer_t timer;
-    enum timer_kind tkind;
-    uint64_t deadline;  /* loop ms when <tkind> expires */
-    uint64_t timer_due; /* loop ms when the libuv timer fires (<= deadline) */
+    uv_timer_t timer;   /* one libuv timer for the earliest of <tm> */
+    struct deadline tm[TM_N];
+    uint64_t timer_due; /* loop ms when the libuv timer fires (<= every deadline) */
     int route_port;        /* origin port of the exchange in flight */
     char route_host[256];  /* origin host of the exchange in flight (lower case) */
     uv_shutdown_t sreq;
@@ -509,26 +522,61 @@ static void emit_own_response(struct session *s, int status, const uv_buf_t *hea
 
 static void timer_cb(uv_timer_t *t);
 
+static enum timer_purpose purpose_of(enum timer_kind k)
+{
+    switch (k) {
+    case T_CONNECT:
+    case T_RESPONSE: return TM_UPSTREAM;
+    case T_DELAY: return TM_HOLD;
+    default: return TM_CLIENT;
+    }
+}
+
+static void disarm(struct session *s, enum timer_purpose p)
+{
+    s->tm[p].kind = T_NONE;
+}
+
 /*
- * Sets the session's one deadline. The libuv timer is lazy: it is restarted only when the
- * new deadline is earlier than the pending one; when it fires early it re-arms itself for
- * the rest. Keep-alive traffic moves the deadline twice per exchange, and this keeps that
- * off the timer heap.
+ * Sets the deadline of <k>'s purpose; the other purposes keep theirs, except where one
+ * wait replaces another by design: the client-side waits (idle, header, linger, tunnel)
+ * and the exchange's wait for its upstream never run together (a request that begins
+ * ends the idle wait, an exchange that ends its upstream wait), and a rule's hold stands
+ * in for the response timeout while it lasts (the server has answered; the wait is the
+ * rule's), so the response timeout is not armed during a held response.
+ *
+ * The deadlines share one libuv timer, which is lazy: it is restarted only when the new
+ * deadline is earlier than the pending one; when it fires early it re-arms itself for the
+ * earliest deadline left. Keep-alive traffic moves a deadline twice per exchange, and this
+ * keeps that off the timer heap.
  */
 static void arm(struct session *s, enum timer_kind k, uint64_t ms)
 {
+    enum timer_purpose p = purpose_of(k);
+    if (p == TM_UPSTREAM && k == T_RESPONSE && s->held == HOLD_RESPONSE)
+        return; /* the hold's timer runs; the response timeout resumes at its release */
+    if (p == TM_CLIENT) {
+        disarm(s, TM_UPSTREAM);
+        disarm(s, TM_HOLD);
+    } else if (p == TM_UPSTREAM) {
+        disarm(s, TM_CLIENT);
+    } else {
+        disarm(s, TM_CLIENT);
+        disarm(s, TM_UPSTREAM);
+    }
     uint64_t now = uv_now(&s->w->loop);
-    s->tkind = k;
-    s->deadline = now + ms;
-    if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->deadline) {
-        s->timer_due = s->deadline;
+    s->tm[p].kind = k;
+    s->tm[p].at = now + ms;
+    if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->tm[p].at) {
+        s->timer_due = s->tm[p].at;
         uv_timer_start(&s->timer, timer_cb, ms, 0);
     }
 }
 
-static void disarm(struct session *s)
+/* The kind armed on the client side, or T_NONE. */
+static enum timer_kind client_wait(const struct session *s)
 {
-    s->tkind = T_NONE;
+    return s->tm[TM_CLIENT].kind;
 }
 
 /* ------------------------------------------------------------------------ closing */
@@ -1364,7 +1412,7 @@ static void connect_cb(uv_connect_t *req, int status)
     }
     u->reading = 1;
     uv_read_start((uv_stream_t *)&u->tcp, upstream_alloc_cb, upstream_read_cb);
-    disarm(s);
+    disarm(s, TM_UPSTREAM);
     if (s->rq != RQ_CONNECTING)
         return;
     if (s->req_is_connect)
@@ -1708,14 +1756,14 @@ static void start_request(struct session *s)
     const struct shunt_proxy_config *cfg = s->w->cfg;
     int skip = skip_empty_lines(s);
     if (skip != 0) {
-        if (skip > 0 && (s->tkind == T_IDLE || s->tkind == T_FIRST))
+        if (skip > 0 && (client_wait(s) == T_IDLE || client_wait(s) == T_FIRST))
             arm(s, T_HEADER, cfg->header_timeout_ms);
         return;
     }
     int r = parse_request(s, &h, &e);
     size_t avail = s->in.len - s->in.off;
     if (r == 0) {
-        if (s->tkind == T_IDLE || s->tkind == T_FIRST)
+        if (client_wait(s) == T_IDLE || client_wait(s) == T_FIRST)
             arm(s, T_HEADER, cfg->header_timeout_ms);
         return;
     }
@@ -3140,20 +3188,38 @@ static void release(struct session *s)
         on_upstream_eof(u); /* the server's FIN came while it was held */
 }
 
+static void expire(struct session *s, enum timer_kind k);
+
 static void timer_cb(uv_timer_t *t)
 {
     struct session *s = SHUNT_CONTAINER_OF(t, struct session, timer);
-    const struct shunt_proxy_config *cfg = s->w->cfg;
     uint64_t now = uv_now(&s->w->loop);
-    if (s->tkind == T_NONE)
-        return;
-    if (now < s->deadline) {
-        s->timer_due = s->deadline;
-        uv_timer_start(&s->timer, timer_cb, s->deadline - now, 0);
-        return;
+    /* every deadline that is due fires, each once; a firing may close the session or arm
+     * others, hence the checks between them */
+    for (int p = 0; p < TM_N && !s->closing; p++) {
+        enum timer_kind k = s->tm[p].kind;
+        if (k != T_NONE && s->tm[p].at <= now) {
+            s->tm[p].kind = T_NONE;
+            expire(s, k);
+        }
     }
-    enum timer_kind k = s->tkind;
-    s->tkind = T_NONE;
+    if (s->closing)
+        return;
+    uint64_t next = UINT64_MAX;
+    for (int p = 0; p < TM_N; p++)
+        if (s->tm[p].kind != T_NONE && s->tm[p].at < next)
+            next = s->tm[p].at;
+    if (next != UINT64_MAX &&
+        (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > next)) {
+        s->timer_due = next;
+        uv_timer_start(&s->timer, timer_cb, next > now ? next - now : 0, 0);
+    }
+}
+
+/* What happens when the wait <k> is over. */
+static void expire(struct session *s, enum timer_kind k)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
     switch (k) {
     case T_FIRST:
     case T_IDLE:
