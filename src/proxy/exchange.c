@@ -52,3 +52,11 @@ void *shunt_exchange_alloc(struct shunt_exchange *ex, size_t n)
 {
     return shunt_arena_alloc(&ex->arena, n);
 }
+
+void shunt_exchange_fail_at(struct shunt_exchange *ex, int code, size_t offset)
+{
+    if (ex->err_code != 0)
+        return;
+    ex->err_code = code;
+    ex->err_offset = offset;
+}

@@ -93,6 +93,10 @@ void shunt_exchange_begin(struct shunt_exchange *ex, struct shunt_slice method,
  * exchange pointed into is dead). */
 void shunt_exchange_end(struct shunt_exchange *ex);
 
+/* Records where and why a parser refused the exchange's messages: the first such place,
+ * which the text in ex->error describes. */
+void shunt_exchange_fail_at(struct shunt_exchange *ex, int code, size_t offset);
+
 /* Returns a copy of <n> bytes at <p> (NUL after them), valid until the exchange ends. */
 char *shunt_exchange_copy(struct shunt_exchange *ex, const char *p, size_t n);
 

@@ -1456,6 +1456,7 @@ static void start_request(struct session *s)
             ev.raw = shunt_slice_make(s->conn.in.base + s->conn.in.off, avail);
             emit(s, &ev);
         }
+        shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
         return;
@@ -1486,6 +1487,7 @@ static void start_request(struct session *s)
     shunt_http_body_init(&s->ex.req_body, h.framing, h.content_length, &cfg->limits);
     s->ex.req_body.hold_trailers = 1; /* see frame_body() */
     if (prescan_body(s, &s->ex.req_body, s->conn.in.base + s->conn.in.off + h.head_len, avail - h.head_len, &e)) {
+        shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
         return;
@@ -1878,6 +1880,7 @@ static int forward_request_body(struct session *s)
     if (n < 0) {
         /* the head went out already: the origin gets a reset, the client a 400 */
         upstream_close(u, 1);
+        shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s)",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason));
         return 0;
@@ -2056,6 +2059,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
         return 0;
     if (r < 0) {
         upstream_close(u, 0);
+        shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         answer(s, 502, "Bad Gateway",
                "shunt: the response from %s:%d cannot be parsed: %s (%s) at byte %zu", u->host,
                u->port, shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason),
@@ -2079,6 +2083,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
         b.hold_trailers = 1;
         if (prescan_body(s, &b, p + h.head_len, avail - (size_t)r, &e) != 0) {
             upstream_close(u, 0);
+            shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
             answer(s, 502, "Bad Gateway", "shunt: the response body from %s:%d is malformed: %s",
                    u->host, u->port, shunt_http_reason_str(e.reason));
             return 0;
@@ -2195,6 +2200,7 @@ static int forward_response_body(struct session *s, struct upstream *u)
         /* the head went out already: mirror as a reset, which is what the client would
          * have needed to see to know the message is broken */
         s->ex.error = "malformed response body";
+        shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
         session_close(s, 1, 1);
         return 0;
