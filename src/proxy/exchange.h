@@ -17,6 +17,8 @@
 #include "core/slice.h"
 #include "http/edit.h"
 #include "http/parser.h"
+#include "proxy/events.h"
+#include "proxy/proxy.h"
 
 enum req_state {
     RQ_IDLE,       /* waiting for (more of) a request head */
@@ -102,5 +104,29 @@ char *shunt_exchange_copy(struct shunt_exchange *ex, const char *p, size_t n);
 
 /* Returns <n> bytes valid until the exchange ends. */
 void *shunt_exchange_alloc(struct shunt_exchange *ex, size_t n);
+
+/* Makes the URL the rules see, whole, in ex->hook_url (the response's hook sees the same):
+ * <target> when <absolute>, else "http://" <host> <target>; then, when <lower> is not NULL,
+ * <lower_src> in lower case up to its port, returned in *<lower>. Both valid until the
+ * exchange ends. */
+struct shunt_slice shunt_exchange_hook_url(struct shunt_exchange *ex, struct shunt_slice host,
+                                           struct shunt_slice target, int absolute,
+                                           struct shunt_slice lower_src,
+                                           struct shunt_slice *lower);
+
+/* Keeps the lines of <e> in ex->kept, for a send that happens later (a connect, a hold). */
+void shunt_exchange_keep(struct shunt_exchange *ex, const struct shunt_head_edit *e);
+
+/* What the hooks hand back goes into the arena as soon as they return, under one rule:
+ * valid until the exchange ends. Their own allocations are freed here (a verdict's body
+ * when respond_body_free; s:respond()'s fields and body), so that nothing after this point
+ * frees a hook's output on some paths and forgets it on others. */
+void shunt_exchange_adopt_verdict(struct shunt_exchange *ex, struct shunt_request_verdict *v);
+void shunt_exchange_adopt_hook_out(struct shunt_exchange *ex, struct shunt_hook_out *out);
+
+/* Fills the exchange's part of its EXCHANGE_DONE event <ev> (whose time_us is set): names,
+ * status, bytes, duration, upstream, error, body sizes and HAR's timings (-1 for a phase
+ * that did not happen). */
+void shunt_exchange_fill_done(const struct shunt_exchange *ex, struct shunt_event *ev);
 
 #endif

@@ -204,3 +204,68 @@ struct shunt_slice shunt_head_status_line(const struct shunt_http_head *h, const
     }
     return shunt_slice_make(l, 15);
 }
+
+/*
+ * Returns 1 for a field that must not be forwarded in a trailer section: RFC 9110 6.5.1 and
+ * 6.5.2 say a recipient must not merge, and a sender must not generate, trailers that frame
+ * the message, route it, modify the request (controls, conditionals), authenticate, carry
+ * response control data or say how to process the content. A recipient that merges them
+ * anyway (some do) would read the message otherwise than shunt did. Cookies authenticate in
+ * practice; Connection and its kin manage the connection, which the trailer section is too
+ * late to change.
+ */
+int shunt_head_trailer_forbidden(struct shunt_slice name)
+{
+    static const char *const names[] = {
+        /* framing */
+        "Transfer-Encoding", "Content-Length", "Trailer",
+        /* routing */
+        "Host",
+        /* request modifiers: controls and conditionals (RFC 9110 7.6.2, 10.1, 13) */
+        "Cache-Control", "Expect", "Max-Forwards", "Pragma", "Range", "TE", "If-Match",
+        "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range",
+        /* authentication (RFC 9110 11) and state */
+        "Authorization", "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate",
+        "Authentication-Info", "Proxy-Authentication-Info", "Cookie", "Set-Cookie",
+        /* response control data (RFC 9110 15, 10.2) */
+        "Age", "Expires", "Date", "Location", "Retry-After", "Vary", "Warning",
+        /* how to process the content */
+        "Content-Encoding", "Content-Type", "Content-Range",
+        /* connection management */
+        "Connection", "Keep-Alive", "Proxy-Connection", "Upgrade",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (shunt_slice_ieq(name, names[i], strlen(names[i])))
+            return 1;
+    return 0;
+}
+
+int shunt_head_has_session_auth_challenge(const struct shunt_http_head *h)
+{
+    for (size_t i = 0; i < h->n_headers; i++)
+        if (SHUNT_SLICE_IEQ_LIT(h->headers[i].name, "Proxy-Support"))
+            return 0;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        const struct shunt_http_header *f = &h->headers[i];
+        if (!SHUNT_SLICE_IEQ_LIT(f->name, "WWW-Authenticate"))
+            continue;
+        struct shunt_slice v = f->value;
+        if ((v.len >= 4 && shunt_slice_ieq(shunt_slice_make(v.base, 4), "NTLM", 4) &&
+             (v.len == 4 || v.base[4] == ' ')) ||
+            (v.len >= 9 && shunt_slice_ieq(shunt_slice_make(v.base, 9), "Negotiate", 9) &&
+             (v.len == 9 || v.base[9] == ' ')))
+            return 1;
+    }
+    return 0;
+}
+
+int shunt_head_says_close(const struct shunt_head_edit *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        const struct shunt_edit_field *f = &e->f[i];
+        if (!f->removed && SHUNT_SLICE_IEQ_LIT(f->name, "Connection") &&
+            shunt_http_list_has(f->value, "close", 5))
+            return 1;
+    }
+    return 0;
+}

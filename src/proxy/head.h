@@ -73,4 +73,18 @@ void shunt_head_response_fields(const struct shunt_http_head *h,
  * more), a run of lines adjacent in memory as one slice. Returns the new count. */
 size_t shunt_head_lines(const struct shunt_head_edit *e, struct shunt_slice *out, size_t n);
 
+/* ------------------------------------------------------------------ what heads say */
+
+/* Returns 1 for a field that must not be forwarded in a trailer section (RFC 9110 6.5.1,
+ * 6.5.2): the trailer part of the table. */
+int shunt_head_trailer_forbidden(struct shunt_slice name);
+
+/* Returns 1 when the response <h> challenges with a connection-bound scheme (NTLM,
+ * Negotiate) and does not say Proxy-Support already: what a pairing proxy answers with
+ * Proxy-Support. */
+int shunt_head_has_session_auth_challenge(const struct shunt_http_head *h);
+
+/* Returns 1 when the edited head has a Connection field with the token "close". */
+int shunt_head_says_close(const struct shunt_head_edit *e);
+
 #endif

@@ -426,31 +426,9 @@ static void emit_exchange_done(struct session *s)
         return;
     struct shunt_event ev;
     fill_conn_event(s, &ev, SHUNT_EV_EXCHANGE_DONE);
-    ev.method = s->ex.method;
-    ev.url = s->ex.url;
-    ev.status = s->ex.status;
-    ev.req_bytes = s->ex.req_bytes;
-    ev.resp_bytes = s->ex.resp_bytes;
-    ev.duration_us = ev.time_us - s->ex.t_start;
+    shunt_exchange_fill_done(&s->ex, &ev);
     ev.peer_port = s->peer_port;
-    ev.local_port = s->ex.upstream_port;
-    ev.upstream_reused = s->ex.reused;
-    ev.error = s->ex.error;
     ev.tunnel = s->tunnel;
-    ev.req_body_size = s->ex.req_body.payload;
-    ev.resp_body_size = s->ex.resp_body.payload;
-    /* HAR's timings: -1 for a phase that did not happen */
-    uint64_t now = ev.time_us;
-    ev.t_dns_us = s->ex.t_resolved ? (int64_t)(s->ex.t_resolved - s->ex.t_connect_start) : -1;
-    ev.t_connect_us = s->ex.t_connected
-                          ? (int64_t)(s->ex.t_connected - (s->ex.t_resolved ? s->ex.t_resolved
-                                                                      : s->ex.t_connect_start))
-                          : -1;
-    uint64_t sent = s->ex.t_sent ? s->ex.t_sent : (s->ex.t_send_start ? now : 0);
-    ev.t_send_us = s->ex.t_send_start ? (int64_t)(sent - s->ex.t_send_start) : 0;
-    uint64_t first = s->ex.t_first_byte ? s->ex.t_first_byte : now;
-    ev.t_wait_us = s->ex.t_sent && first > s->ex.t_sent ? (int64_t)(first - s->ex.t_sent) : 0;
-    ev.t_receive_us = s->ex.t_first_byte ? (int64_t)(now - s->ex.t_first_byte) : 0;
     ev.t_ssl_us = -1; /* no TLS yet */
     ev.scheme = "http";
     emit(s, &ev);
@@ -1157,72 +1135,6 @@ static const char *auth_name(enum auth_state a)
     }
 }
 
-/* Makes the URL the rules see for the request in flight, whole, in s->ex.hook_url (the
- * response's hook sees the same; valid until the exchange ends): <target> when it is absolute, else "http://" <host>
- * <target>; then, after it in the same buffer when <lower> is not NULL, <lower_src> in lower
- * case up to its port, returned in *<lower>. */
-static struct shunt_slice make_hook_url(struct session *s, struct shunt_slice host,
-                                        struct shunt_slice target, int absolute,
-                                        struct shunt_slice lower_src, struct shunt_slice *lower)
-{
-    size_t ul = absolute ? target.len : 7 + host.len + target.len;
-    size_t ll = 0;
-    while (lower != NULL && ll < lower_src.len && lower_src.base[ll] != ':')
-        ll++;
-    char *url = shunt_exchange_alloc(&s->ex, ul + 1 + ll), *p = url;
-    if (!absolute) {
-        memcpy(p, "http://", 7);
-        if (host.len > 0)
-            memcpy(p + 7, host.base, host.len);
-        p += 7 + host.len;
-    }
-    if (target.len > 0)
-        memcpy(p, target.base, target.len);
-    url[ul] = '\0';
-    s->ex.hook_url = shunt_slice_make(url, ul);
-    if (lower != NULL) {
-        char *l = url + ul + 1;
-        for (size_t i = 0; i < ll; i++) {
-            char c = lower_src.base[i];
-            l[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-        }
-        *lower = shunt_slice_make(l, ll);
-    }
-    return s->ex.hook_url;
-}
-
-/*
- * What the hooks hand back goes into the exchange's arena at once, under one rule: valid
- * until the exchange ends. Their own allocations are freed here, so that nothing after
- * this point frees a hook's output on some paths and forgets it on others.
- */
-static void adopt_verdict(struct session *s, struct shunt_request_verdict *v)
-{
-    if (v->respond_body != NULL && v->respond_body_free) {
-        char *b = shunt_exchange_copy(&s->ex, v->respond_body, v->respond_body_len);
-        free((char *)v->respond_body);
-        v->respond_body = b;
-        v->respond_body_free = 0;
-    }
-    if (v->map_url != NULL) { /* the hook's own until its next call */
-        v->map_url = shunt_exchange_copy(&s->ex, v->map_url, v->map_url_len);
-    }
-}
-
-static void adopt_hook_out(struct session *s, struct shunt_hook_out *out)
-{
-    if (out->respond_fields != NULL) {
-        char *f = shunt_exchange_copy(&s->ex, out->respond_fields, out->respond_fields_len);
-        free(out->respond_fields);
-        out->respond_fields = f;
-    }
-    if (out->respond_body != NULL) {
-        char *b = shunt_exchange_copy(&s->ex, out->respond_body, out->respond_body_len);
-        free(out->respond_body);
-        out->respond_body = b;
-    }
-}
-
 /* Asks the request hook about <h>, before it is routed; a mapped URL takes effect at once
  * (routing and the request line follow it). */
 static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
@@ -1240,13 +1152,13 @@ static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
     else
         absolute = 0;
     /* with the host without its port, as the filters' ~d sees it */
-    struct shunt_slice u = make_hook_url(s, h->host, h->target, absolute, host, &lower);
+    struct shunt_slice u = shunt_exchange_hook_url(&s->ex, h->host, h->target, absolute, host, &lower);
     struct shunt_head_ctx ctx = {1,    h->method,  u, lower,
                                  0,    h->headers, h->n_headers, NULL, 0, s->id, s->w->index,
                                  s->idx, h->minor_version, {"", 0}, s->peer_port,
                                  auth_name(s->auth), s->auth_scheme, NULL};
     cfg->request_hook(cfg->request_hook_ud, &ctx, v);
-    adopt_verdict(s, v);
+    shunt_exchange_adopt_verdict(&s->ex, v);
     if (v->map_url != NULL && v->map_url_len > 0 && v->respond_status == 0 &&
         !s->ex.req_is_connect) { /* a tunnel has no URL to map */
         s->ex.mapped = shunt_slice_make(v->map_url, v->map_url_len);
@@ -1304,24 +1216,6 @@ static void respond_verdict(struct session *s, const struct shunt_http_head *h,
         cl = snprintf(ct, sizeof(ct), "Content-Type: %s\r\n", v->respond_type);
     respond_now(s, h, v->respond_status, ct, cl > 0 && (size_t)cl < sizeof(ct) ? (size_t)cl : 0,
                 v->respond_body, v->respond_body_len, v->by);
-}
-
-/* Keeps the lines of <e> in s->kept, for a send that happens later. */
-static void keep_fields(struct session *s, const struct shunt_head_edit *e)
-{
-    size_t need = 1;
-    for (size_t i = 0; i < e->n; i++)
-        if (!e->f[i].removed)
-            need += e->f[i].line.len;
-    char *kept = shunt_exchange_alloc(&s->ex, need);
-    size_t off = 0;
-    for (size_t i = 0; i < e->n; i++) {
-        if (e->f[i].removed)
-            continue;
-        memcpy(kept + off, e->f[i].line.base, e->f[i].line.len);
-        off += e->f[i].line.len;
-    }
-    s->ex.kept = shunt_slice_make(kept, off);
 }
 
 /* The first token of a header value: its scheme ("NTLM TlRMTVNT..." gives "NTLM"). */
@@ -1524,7 +1418,7 @@ static void start_request(struct session *s)
         shunt_edit_dispose(&edit);
         return;
     }
-    keep_fields(s, &edit);
+    shunt_exchange_keep(&s->ex, &edit);
     s->ex.req_kept = 1;
     shunt_edit_dispose(&edit);
     if (out.delay_ms > 0) {
@@ -1594,45 +1488,10 @@ static struct shunt_http_header *trailer_fields(struct session *s)
 }
 
 /*
- * Returns 1 for a field that must not be forwarded in a trailer section: RFC 9110 6.5.1 and
- * 6.5.2 say a recipient must not merge, and a sender must not generate, trailers that frame
- * the message, route it, modify the request (controls, conditionals), authenticate, carry
- * response control data or say how to process the content. A recipient that merges them
- * anyway (some do) would read the message otherwise than shunt did. Cookies authenticate in
- * practice; Connection and its kin manage the connection, which the trailer section is too
- * late to change.
- */
-static int trailer_forbidden(struct shunt_slice name)
-{
-    static const char *const names[] = {
-        /* framing */
-        "Transfer-Encoding", "Content-Length", "Trailer",
-        /* routing */
-        "Host",
-        /* request modifiers: controls and conditionals (RFC 9110 7.6.2, 10.1, 13) */
-        "Cache-Control", "Expect", "Max-Forwards", "Pragma", "Range", "TE", "If-Match",
-        "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range",
-        /* authentication (RFC 9110 11) and state */
-        "Authorization", "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate",
-        "Authentication-Info", "Proxy-Authentication-Info", "Cookie", "Set-Cookie",
-        /* response control data (RFC 9110 15, 10.2) */
-        "Age", "Expires", "Date", "Location", "Retry-After", "Vary", "Warning",
-        /* how to process the content */
-        "Content-Encoding", "Content-Type", "Content-Range",
-        /* connection management */
-        "Connection", "Keep-Alive", "Proxy-Connection", "Upgrade",
-    };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (shunt_slice_ieq(name, names[i], strlen(names[i])))
-            return 1;
-    return 0;
-}
-
-/*
  * Frames the body bytes at <p> (<avail>) of <body> and appends what goes out to <iov> from
  * *<n> (at most two entries): the bytes that belong to the message, as they came, except a
  * trailer section, which waits in the buffer until it is whole and then goes out without
- * the fields trailer_forbidden() names, each drop recorded. Returns how many bytes of <p>
+ * the fields shunt_head_trailer_forbidden() names, each drop recorded. Returns how many bytes of <p>
  * were framed (consume them), or -1 with <e> (offset relative to <p>) when the framing is
  * invalid.
  */
@@ -1659,7 +1518,7 @@ static long frame_body(struct session *s, struct shunt_http_body *body, const ch
         return k; /* the rest of the section is still to come */
     size_t drop = 0;
     for (size_t i = 0; i < nf; i++)
-        drop += trailer_forbidden(f[i].name);
+        drop += shunt_head_trailer_forbidden(f[i].name);
     if (drop == 0) {
         *n = iov_add(iov, *n, t, (size_t)tl);
         return k + tl;
@@ -1668,7 +1527,7 @@ static long frame_body(struct session *s, struct shunt_http_body *body, const ch
     scratch(&s->trbuf, &s->trbuf_cap, (size_t)tl);
     size_t out = 0;
     for (size_t i = 0; i < nf; i++) {
-        if (trailer_forbidden(f[i].name)) {
+        if (shunt_head_trailer_forbidden(f[i].name)) {
             char what[160];
             snprintf(what, sizeof(what), "drop trailer field %.*s (RFC 9110 6.5.1)",
                      (int)(f[i].name.len > 64 ? 64 : f[i].name.len), f[i].name.base);
@@ -1681,11 +1540,6 @@ static long frame_body(struct session *s, struct shunt_http_body *body, const ch
     memcpy(s->trbuf + out, "\r\n", 2);
     iov[(*n)++] = uv_buf_init(s->trbuf, (unsigned)(out + 2));
     return k + tl;
-}
-
-static int is_header(const struct shunt_http_header *f, const char *name, size_t len)
-{
-    return shunt_slice_ieq(f->name, name, len);
 }
 
 /* The Host a request must carry to its origin, or an empty slice to keep its own: an
@@ -1716,8 +1570,6 @@ static const char *host_by(const struct route *rt)
  * a downstream parser could read otherwise than shunt did (docs/framing.md), each change
  * recorded.
  */
-
-static int has_session_auth_challenge(const struct shunt_http_head *h);
 
 /* The builder's notes go out as change events, when someone listens. */
 static shunt_head_note_cb head_notes(const struct session *s)
@@ -1750,7 +1602,7 @@ static struct shunt_head_plan response_plan(const struct session *s,
      * is what a proxy that pairs connections owes the client; --no-proxy-support turns it
      * off. */
     plan.proxy_support = h->status == 401 && !cfg->reverse && cfg->proxy_support &&
-                         has_session_auth_challenge(h);
+                         shunt_head_has_session_auth_challenge(h);
     plan.via = cfg->via && final;
     return plan;
 }
@@ -1786,7 +1638,7 @@ static void request_fields(struct session *s, const struct shunt_http_head *h,
     /* the URL the rules see is absolute, as the capture stores it */
     int found;
     struct shunt_slice host = shunt_edit_get(e, "Host", 4, &found);
-    struct shunt_slice u = make_hook_url(s, host, h->target, rt->absolute, host, NULL);
+    struct shunt_slice u = shunt_exchange_hook_url(&s->ex, host, h->target, rt->absolute, host, NULL);
     struct shunt_head_ctx ctx = {1,          h->method,   u,
                                  shunt_slice_make(s->ex.route_host, strlen(s->ex.route_host)),
                                  0,          h->headers,  h->n_headers,
@@ -1795,7 +1647,7 @@ static void request_fields(struct session *s, const struct shunt_http_head *h,
                                  {"", 0},    s->peer_port, auth_name(s->auth),
                                  s->auth_scheme, out};
     cfg->head_hook(cfg->head_hook_ud, e, &ctx, head_notes(s), &hc);
-    adopt_hook_out(s, out);
+    shunt_exchange_adopt_hook_out(&s->ex, out);
 }
 
 /* Sends the head of the request at the start of the client buffer to s->cur, as the
@@ -1976,39 +1828,6 @@ static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *t
 
 /* ------------------------------------------------------------------------ responses */
 
-static int has_session_auth_challenge(const struct shunt_http_head *h)
-{
-    for (size_t i = 0; i < h->n_headers; i++) {
-        const struct shunt_http_header *f = &h->headers[i];
-        if (is_header(f, "Proxy-Support", 13))
-            return 0;
-    }
-    for (size_t i = 0; i < h->n_headers; i++) {
-        const struct shunt_http_header *f = &h->headers[i];
-        if (!is_header(f, "WWW-Authenticate", 16))
-            continue;
-        struct shunt_slice v = f->value;
-        if ((v.len >= 4 && shunt_slice_ieq(shunt_slice_make(v.base, 4), "NTLM", 4) &&
-             (v.len == 4 || v.base[4] == ' ')) ||
-            (v.len >= 9 && shunt_slice_ieq(shunt_slice_make(v.base, 9), "Negotiate", 9) &&
-             (v.len == 9 || v.base[9] == ' ')))
-            return 1;
-    }
-    return 0;
-}
-
-/* Returns 1 when the edited head has a Connection field with the token "close". */
-static int connection_says_close(const struct shunt_head_edit *e)
-{
-    for (size_t i = 0; i < e->n; i++) {
-        const struct shunt_edit_field *f = &e->f[i];
-        if (!f->removed && shunt_slice_ieq(f->name, "Connection", 10) &&
-            shunt_http_list_has(f->value, "close", 5))
-            return 1;
-    }
-    return 0;
-}
-
 /* The response's fields as they go to the client, in <e> (the caller disposes of it): the
  * builder's, then, when <out> is not NULL, the rules' edit of them. */
 static void response_fields(struct session *s, const struct shunt_http_head *h,
@@ -2040,7 +1859,7 @@ static void response_fields(struct session *s, const struct shunt_http_head *h,
                                  s->auth_scheme,
                                  out};
     cfg->head_hook(cfg->head_hook_ud, e, &ctx, head_notes(s), &hc);
-    adopt_hook_out(s, out);
+    shunt_exchange_adopt_hook_out(&s->ex, out);
 }
 
 /* Handles a response head at the start of <u>'s buffer. Returns 1 when it was consumed. */
@@ -2110,10 +1929,10 @@ static int handle_response_head(struct session *s, struct upstream *u)
         edited = 1;
         /* a rule that tells the client the connection ends makes it end, here */
         if (hooked)
-            s->ex.rule_close = connection_says_close(&edit) && shunt_http_keeps_alive(&h);
+            s->ex.rule_close = shunt_head_says_close(&edit) && shunt_http_keeps_alive(&h);
         if (out.delay_ms > 0) {
             /* the head stays in the upstream buffer, its fields here, until the time is up */
-            keep_fields(s, &edit);
+            shunt_exchange_keep(&s->ex, &edit);
             shunt_edit_dispose(&edit);
             char what[64];
             snprintf(what, sizeof(what), "hold the response %" PRIu64 " ms", out.delay_ms);
