@@ -257,6 +257,14 @@ static inline size_t shunt_conn_avail(const struct shunt_conn *c)
     return c->in.len - c->in.off;
 }
 
+/* Drops the unconsumed input past its first <keep> bytes (used in place already: a body
+ * decoded elsewhere), keeping the buffer. */
+static inline void shunt_conn_truncate(struct shunt_conn *c, size_t keep)
+{
+    if (c->in.base != NULL && keep < c->in.len - c->in.off)
+        c->in.len = c->in.off + keep;
+}
+
 /* 1 while net/connect.h connects it (lookup, addresses, timeout). */
 static inline int shunt_conn_connecting(const struct shunt_conn *c)
 {

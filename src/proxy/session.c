@@ -1125,8 +1125,8 @@ static void open_upstream(struct session *s, const struct route *rt)
     struct shunt_connect_opts o = {
         .host = u->host,
         .port = u->port,
-        .addr = w->cfg->reverse && s->ex.mapped.len == 0 ? (const struct sockaddr *)&w->reverse_addr
-                                                      : NULL,
+        .addrs = w->cfg->reverse && s->ex.mapped.len == 0 ? &w->reverse_addr : NULL,
+        .n_addrs = 1,
         .timeout_ms = 0, /* T_CONNECT: the session's timer answers 504 */
         .check = upstream_check,
         .cb = upstream_connect_cb,
