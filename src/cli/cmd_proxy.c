@@ -813,6 +813,18 @@ int shunt_cmd_proxy(int argc, char **argv)
     shunt_admin_stop(adm);
     shunt_tls_ctx_free(cfg.tls_server); /* the workers have stopped */
     shunt_tls_ctx_free(cfg.tls_upstream);
+    if (ca != NULL) {
+        /* the leaf cache's account, once, at the end: what bench/tls.sh reports */
+        struct shunt_ca_stats st;
+        shunt_ca_stats(ca, &st);
+        if (st.misses > 0)
+            shunt_log_raw("shunt: TLS leaf certificates: %" PRIu64 " made (%.3f ms each on "
+                          "average, the slowest %.3f ms), %" PRIu64 " from the cache (hit rate "
+                          "%.1f %%)",
+                          st.misses, (double)st.miss_ns_total / (double)st.misses / 1e6,
+                          (double)st.miss_ns_max / 1e6, st.hits,
+                          100.0 * (double)st.hits / (double)(st.hits + st.misses));
+    }
     shunt_ca_free(ca);
     shunt_lua_free(hooks.lua); /* the workers have stopped */
     if (shunt_recorder_close(recorder) != 0 && r == 0)
