@@ -590,8 +590,13 @@ static void on_request_head(struct shunt_recorder *rc, struct pending *p,
     if (auth.base == NULL) /* an HTTP/1.0 request without Host: no pointer to step over */
         auth = shunt_slice_make("", 0);
     int is_connect = SHUNT_SLICE_IEQ_LIT(h->method, "CONNECT");
-    if (t.len >= 7 && shunt_slice_ieq(shunt_slice_make(t.base, 7), "http://", 7)) {
-        const char *a = t.base + 7, *end = t.base + t.len, *q = a;
+    /* absolute-form: http://, or https:// (a client inside an intercepted tunnel may send
+     * one) */
+    size_t abs = t.len >= 7 && shunt_slice_ieq(shunt_slice_make(t.base, 7), "http://", 7)    ? 7
+                 : t.len >= 8 && shunt_slice_ieq(shunt_slice_make(t.base, 8), "https://", 8) ? 8
+                                                                                          : 0;
+    if (abs > 0) {
+        const char *a = t.base + abs, *end = t.base + t.len, *q = a;
         while (q < end && *q != '/' && *q != '?' && *q != '#')
             q++;
         auth = shunt_slice_make(a, (size_t)(q - a));

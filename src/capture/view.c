@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -1017,9 +1018,17 @@ static int srow_read(const struct cap *c, sqlite3_stmt *st, struct srow *r)
     r->method = dup_or_dash(st, S_METHOD);
     size_t hl, ul;
     const char *h = col_text(st, S_HOST, &hl), *u = col_text(st, S_URL, &ul);
-    r->host = malloc(hl + 16);
-    if (r->host != NULL)
-        shunt_view_host(h, hl, u, ul, r->host, hl + 16);
+    /* An exchange inside TLS reads apart from plain HTTP at a glance: its scheme before the
+     * host (a plain one keeps the bare host, as it always had). */
+    int https = ul >= 8 && strncasecmp(u, "https://", 8) == 0;
+    r->host = malloc(hl + 24);
+    if (r->host != NULL) {
+        size_t k = https ? 8 : 0;
+        memcpy(r->host, "https://", k);
+        shunt_view_host(h, hl, u, ul, r->host + k, hl + 16);
+        if (https && strcmp(r->host + k, "-") == 0)
+            memmove(r->host, r->host + k, 2);
+    }
     /* A CONNECT names no path: its target is the authority (the URL the capture keeps). */
     int connect = r->method && strcmp(r->method, "CONNECT") == 0;
     r->path = dup_or_dash(st, connect && sqlite3_column_bytes(st, S_PATH) == 0 ? S_URL : S_PATH);

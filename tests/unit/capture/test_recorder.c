@@ -80,7 +80,8 @@ static void parse(struct req *r, const char *text)
 }
 
 /* One intercepted connection, in the order the proxy reports it: the CONNECT (answered by
- * shunt), the client's TLS, a request inside it in origin-form (optionally without Host),
+ * shunt), the client's TLS, a request inside it in origin-form (<with_host> 0: without Host;
+ * 2: in absolute-form),
  * its upstream with TLS, the end. */
 static void record_tls_connection(int with_host)
 {
@@ -134,8 +135,10 @@ static void record_tls_connection(int with_host)
     shunt_recorder_on_event(&ev, rc);
 
     struct req get;
-    parse(&get, with_host ? "GET /cart?x=1 HTTP/1.1\r\nHost: shop.test:8443\r\n\r\n"
-                          : "GET /cart?x=1 HTTP/1.0\r\n\r\n");
+    parse(&get, with_host == 2 ? "GET https://shop.test:8443/cart?x=1 HTTP/1.1\r\nHost: "
+                                 "shop.test:8443\r\n\r\n"
+                : with_host ? "GET /cart?x=1 HTTP/1.1\r\nHost: shop.test:8443\r\n\r\n"
+                            : "GET /cart?x=1 HTTP/1.0\r\n\r\n");
     EV(SHUNT_EV_UPSTREAM_OPEN);
     ev.upstream_id = 3;
     ev.peer_addr = "127.0.0.1";
@@ -253,6 +256,15 @@ static void https_url_without_host_takes_the_connect_authority(void **state)
     record_tls_connection(0);
     assert_string_equal(q("SELECT url || ' ' || host FROM exchanges WHERE idx = 2"),
                         "https://Shop.Test:8443/cart?x=1 shop.test");
+}
+
+/* An absolute-form https:// target inside the tunnel is the URL itself. */
+static void https_absolute_target_is_the_url(void **state)
+{
+    (void)state;
+    record_tls_connection(2);
+    assert_string_equal(q("SELECT url || ' ' || host || ' ' || path FROM exchanges WHERE idx = 2"),
+                        "https://shop.test:8443/cart?x=1 shop.test /cart?x=1");
 }
 
 /* A failure recorded as an exchange without a head (decision 5): its host from its URL. */
@@ -392,6 +404,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(https_url_without_host_takes_the_connect_authority, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(https_absolute_target_is_the_url, setup, teardown),
         cmocka_unit_test_setup_teardown(headless_failure_gets_host_and_path_from_its_url, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(version_1_reads_with_no_tls_facts, setup, teardown),
