@@ -1117,7 +1117,7 @@ static void open_upstream(struct session *s, const struct route *rt)
     struct upstream *u = upstream_new(s, rt->host, rt->port);
     /* TLS to the origin inside an intercepted tunnel (unless a rule mapped the request to
      * an http:// URL) and to a --reverse https:// origin */
-    u->tls = s->ex.mapped.len == 0 &&
+    u->tls = s->ex.mapped.len == 0 && !s->ex.req_is_connect &&
              (s->icpt == ICPT_ON || (w->cfg->reverse && w->cfg->reverse_tls));
     s->ex.rq = RQ_CONNECTING;
     s->ex.t_connect_start = now_us();
@@ -1477,8 +1477,8 @@ static void start_request(struct session *s)
         return;
     }
     s->ex.req_kept = 0;
-    if (s->ex.req_is_connect && cfg->tls_server != NULL &&
-        (cfg->intercept_hook == NULL ||
+    if (s->ex.req_is_connect && cfg->tls_server != NULL && shunt_conn_tls(&s->conn) == NULL &&
+        (cfg->intercept_hook == NULL || /* (a CONNECT inside TLS stays a tunnel in it) */
          cfg->intercept_hook(cfg->intercept_hook_ud, rt.host, rt.port))) {
         intercept_connect(s, &h, &rt);
         return;

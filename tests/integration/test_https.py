@@ -333,6 +333,39 @@ def test_a_client_handshake_that_stalls_times_out_as_an_exchange(shunt, shunt_ca
     assert len(failed) == 1 and failed[0]["error"] == "TLS with the client: handshake timed out after 1 s", failed
 
 
+def test_an_upstream_handshake_that_stalls_times_out_with_a_504(
+        shunt, shunt_ca, pki, origin, tmp_path):
+    """An origin that accepts the connection and never answers the ClientHello: after the
+    TLS handshake timeout the client's request gets shunt's 504 naming it."""
+    origin.handler = lambda conn: conn.r.read_to_eof()  # reads, never answers
+    px, cap = intercepting(shunt, shunt_ca, pki, tmp_path, "--tls-handshake-timeout", "1")
+    t0 = time.monotonic()
+    r = tcurl(px, shunt_ca, "-w", "%{http_code}", "-o", "/dev/null", f"https://localhost:{origin.port}/")
+    assert r.stdout == b"504" and 0.8 < time.monotonic() - t0 < 5, (r.stdout, r.stderr)
+    stop(px)
+    (e,) = inner(sessions(cap))
+    assert e["error"] == "TLS with the upstream: handshake timed out after 1 s", e
+    up, = tls_rows(cap, side=1)
+    assert up["error"] == "handshake timed out after 1 s"
+
+
+def test_a_connect_inside_an_intercepted_tunnel_is_a_byte_tunnel_in_it(
+        shunt, shunt_ca, pki, origin, tls_origins, tmp_path):
+    """A CONNECT sent inside intercepted TLS is not intercepted again: shunt answers 200
+    inside the TLS and passes the bytes to the named target as they are."""
+    origin.handler = peers.echo_handler
+    outer = tls_origins()
+    px, cap = intercepting(shunt, shunt_ca, pki, tmp_path)
+    with TLSClient(px.port, "localhost", outer.port, shunt_ca.cert) as c:
+        c.send(f"CONNECT {origin.host} HTTP/1.1\r\nHost: {origin.host}\r\n\r\n".encode())
+        assert c.response(method="CONNECT").status == 200
+        payload = b"\x16\x03\x01 not really a hello"
+        c.send(payload)
+        assert c.r.read_exact(len(payload)) == payload
+    stop(px)
+    assert [e["method"] for e in sessions(cap)] == ["CONNECT", "CONNECT"]
+
+
 # ----------------------------------------------------------------------------- names, filters
 
 
