@@ -303,6 +303,8 @@ def test_an_upstream_certificate_that_fails_verification_is_a_502_with_the_reaso
     assert e["error"].startswith(reason) and "E" in e["flags"] and "S" in e["flags"], e
     up, = tls_rows(cap, side=1)
     assert up["error"].startswith(reason[len("TLS with the upstream: "):]) and up["verify_result"] != 0
+    d = cli("diagnose", cap)
+    assert "tls-upstream-cert-invalid" in d.stdout, d.stdout
 
     px, cap = intercepting(shunt, shunt_ca, pki, tmp_path, "--insecure-upstream", name="insecure")
     assert "insecure" in px.stderr.lower()  # said at start, loudly
