@@ -2377,7 +2377,7 @@ static void process_upstream(struct upstream *u)
              * connection gets them as it would from the server, and reacts as it would
              * (most drop the connection). Dropping them here would hide the defect. */
             if (queued(&s->conn) > 0)
-                break; /* resumes from client_write_cb */
+                break; /* resumes from client_on_drained */
             const char *p = u->conn.in.base + u->conn.in.off;
             size_t n = u->conn.in.len - u->conn.in.off;
             uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
@@ -2397,7 +2397,7 @@ static void process_upstream(struct upstream *u)
             break;
         }
         if (queued(&s->conn) > 0)
-            break; /* resumes from client_write_cb: the client reads slower than we get */
+            break; /* resumes from client_on_drained: the client reads slower than we get */
         if (s->ex.rs == RS_WAIT) {
             if (!handle_response_head(s, u))
                 break;
@@ -2484,7 +2484,7 @@ static void process_client_once(struct session *s)
             }
             if (queued(&s->conn) > 0)
                 break; /* a client that does not read its answers gets no more of them
-                          until it does: resumes from client_write_cb */
+                          until it does: resumes from client_on_drained */
             enum req_state before = s->ex.rq;
             uint64_t idx = s->idx;
             start_request(s);
@@ -2497,7 +2497,7 @@ static void process_client_once(struct session *s)
         }
         if (s->ex.rq == RQ_BODY) {
             if (s->cur == NULL || queued(&s->cur->conn) > 0)
-                break; /* resumes from upstream_write_cb */
+                break; /* resumes from upstream_on_drained */
             if (!forward_request_body(s))
                 break;
             continue;

@@ -274,6 +274,33 @@ static void test_large_send_is_queued_then_drained(void **state)
     fx_free(f);
 }
 
+/* The lab origin's case: a small head copied, a large static body referred to. */
+static void test_static_send_copies_only_the_head(void **state)
+{
+    struct fx *f = fx_new(16384);
+    size_t total = 4u << 20;
+    static char body[4u << 20];
+    for (size_t i = 0; i < total; i++)
+        body[i] = (char)(i % 251);
+    char head[100];
+    memcpy(head, body, sizeof(head));
+    uv_buf_t b[3] = {uv_buf_init(head, sizeof(head)),
+                     uv_buf_init(body + sizeof(head), (unsigned)(total / 2 - sizeof(head))),
+                     uv_buf_init(body + total / 2, (unsigned)(total - total / 2))};
+    assert_int_equal(shunt_conn_send_static(&f->conn, b, 3, 1), 0);
+    assert_true(shunt_conn_queued(&f->conn) > 0);
+    memset(head, 0, sizeof(head)); /* copied if it was not sent */
+    struct reader r = {f->peer, total, 0, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, read_all, &r), 0);
+    run(f);
+    assert_int_equal(f->n_drained, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(r.got, total);
+    assert_true(r.pattern_ok);
+    fx_free(f);
+}
+
 static void test_shutdown_sends_fin_once(void **state)
 {
     struct fx *f = fx_new(0);
@@ -342,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_reset_is_told_as_reset),
         cmocka_unit_test(test_reset_consumed_by_a_write_is_still_a_reset),
         cmocka_unit_test(test_large_send_is_queued_then_drained),
+        cmocka_unit_test(test_static_send_copies_only_the_head),
         cmocka_unit_test(test_shutdown_sends_fin_once),
         cmocka_unit_test(test_close_calls_back_once_and_nothing_after),
         cmocka_unit_test(test_full_input_stops_reading_until_consumed),
