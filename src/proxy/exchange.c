@@ -2,12 +2,13 @@
 #include "proxy/exchange.h"
 
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 void shunt_exchange_init(struct shunt_exchange *ex)
 {
     memset(ex, 0, sizeof(*ex));
-    shunt_arena_init(&ex->arena);
+    shunt_arena_init_in(&ex->arena, ex->mem, sizeof(ex->mem));
 }
 
 void shunt_exchange_dispose(struct shunt_exchange *ex)
@@ -18,9 +19,8 @@ void shunt_exchange_dispose(struct shunt_exchange *ex)
 /* Everything but the arena back to zero: the idle values (RQ_IDLE, RS_NONE, HOLD_NONE). */
 static void clear(struct shunt_exchange *ex)
 {
-    struct shunt_arena keep = ex->arena;
-    memset(ex, 0, sizeof(*ex));
-    ex->arena = keep;
+    size_t from = offsetof(struct shunt_exchange, rq);
+    memset((char *)ex + from, 0, sizeof(*ex) - from);
 }
 
 void shunt_exchange_begin(struct shunt_exchange *ex, struct shunt_slice method,

@@ -10,6 +10,7 @@
 #ifndef SHUNT_PROXY_EXCHANGE_H
 #define SHUNT_PROXY_EXCHANGE_H
 
+#include <stdalign.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,11 +43,16 @@ enum hold {
     HOLD_RELEASED, /* the response's time is up: send it with the kept fields */
 };
 
+/* The exchange's own buffer, where its arena starts: its names and a usual hook URL fit. */
+#define SHUNT_EXCHANGE_MEM 256
+
 struct shunt_exchange {
-    struct shunt_arena arena; /* kept across exchanges; reset at each end */
-    unsigned active : 1;      /* begun, and its DONE event is still owed */
+    struct shunt_arena arena; /* reset at each end */
+    alignas(max_align_t) char mem[SHUNT_EXCHANGE_MEM]; /* the arena's first bytes */
+    /* from here on, every field is zero between exchanges */
     enum req_state rq;
     enum resp_state rs;
+    unsigned active : 1;      /* begun, and its DONE event is still owed */
     struct shunt_http_body req_body, resp_body;
     unsigned req_is_head : 1, req_is_connect : 1, req_upgrade : 1, resp_started : 1;
     unsigned req_close : 1;   /* the request asked to close after the response (RFC 9112 9.3) */
@@ -83,7 +89,7 @@ struct shunt_exchange {
     uint64_t req_payload, resp_payload; /* body bytes reported so far */
 };
 
-/* Prepares <ex> (zeroed storage) for its first exchange. */
+/* Prepares <ex> for its first exchange. */
 void shunt_exchange_init(struct shunt_exchange *ex);
 
 /* Frees what <ex> holds. */

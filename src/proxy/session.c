@@ -2,6 +2,7 @@
  * the exchange state machine, forward and reverse modes, CONNECT and Upgrade tunnels, and
  * close mirroring (FIN for FIN, RST for RST). */
 #include <assert.h>
+#include <stdalign.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -132,6 +133,7 @@ struct session {
     /* the heads being built: lines written for a head that goes out at once (a kept head
      * is copied into the exchange's arena); reset before each head */
     struct shunt_arena heads;
+    alignas(max_align_t) char heads_mem[256]; /* where <heads> starts: a request line fits */
     uint64_t idx; /* exchanges begun on this connection */
     size_t empty_lines;        /* CRLFs skipped before the request line being read (2.2) */
     struct partial *partial; /* a request head that arrived in pieces, or NULL */
@@ -2964,7 +2966,7 @@ void shunt_proxy__accept(struct worker *w)
     struct session *s = shunt_xcalloc(sizeof(*s));
     s->w = w;
     shunt_exchange_init(&s->ex);
-    shunt_arena_init(&s->heads);
+    shunt_arena_init_in(&s->heads, s->heads_mem, sizeof(s->heads_mem));
     if (shunt_conn_init(&s->conn, &w->loop, &client_ops, &w->pool, SHUNT_CLOSER_CLIENT,
                         SHUNT_CLOSER_PROXY) != 0) {
         free(s);

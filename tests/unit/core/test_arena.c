@@ -1,5 +1,5 @@
 /* tests/unit/core/test_arena.c - the exchange's arena: aligned allocations that never
- * overlap, large ones apart, everything gone at a reset, one chunk kept for the next. */
+ * overlap, large ones apart, the owner's buffer first, everything gone at a reset. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -65,22 +65,41 @@ static void test_large_allocations_get_blocks_of_their_own(void **state)
     shunt_arena_dispose(&a);
 }
 
-static void test_reset_keeps_one_chunk_and_reuses_it(void **state)
+static void test_reset_frees_the_chunks_and_starts_again_in_the_owners_buffer(void **state)
 {
     struct shunt_arena a;
-    shunt_arena_init(&a);
+    alignas(max_align_t) char buf[256];
+    shunt_arena_init_in(&a, buf, sizeof(buf));
+    /* a usual exchange fits in the owner's buffer */
     char *first = shunt_arena_alloc(&a, 16);
-    for (int i = 0; i < 50; i++)
-        (void)shunt_arena_alloc(&a, 1000); /* several chunks */
+    assert_ptr_equal(first, buf);
+    char *second = shunt_arena_strndup(&a, "GET", 3);
+    assert_true(second > first && second + 4 <= buf + sizeof(buf));
+    /* more goes to chunks, a large one to a block of its own */
+    for (int i = 0; i < 50; i++) {
+        char *p = shunt_arena_alloc(&a, 1000);
+        assert_true(p < buf || p >= buf + sizeof(buf));
+        memset(p, 1, 1000);
+    }
     (void)shunt_arena_alloc(&a, 1 << 20);
     shunt_arena_reset(&a);
     assert_int_equal(shunt_arena_used(&a), 0);
-    /* the next exchange starts in the chunk that was kept: the oldest one */
-    char *again = shunt_arena_alloc(&a, 16);
-    assert_ptr_equal(again, first);
+    /* the next exchange starts in the owner's buffer again (ASan/LSan: the chunks are gone) */
+    assert_ptr_equal(shunt_arena_alloc(&a, 16), buf);
     shunt_arena_reset(&a);
     shunt_arena_reset(&a); /* twice in a row, and on an empty arena, is fine */
     shunt_arena_dispose(&a);
+    shunt_arena_dispose(&a);
+}
+
+static void test_without_a_buffer_the_first_chunk_comes_on_demand(void **state)
+{
+    struct shunt_arena a;
+    shunt_arena_init(&a);
+    assert_int_equal(shunt_arena_used(&a), 0);
+    char *p = shunt_arena_alloc(&a, 1);
+    *p = 'x';
+    shunt_arena_reset(&a);
     shunt_arena_dispose(&a);
 }
 
@@ -101,7 +120,8 @@ int main(void)
         cmocka_unit_test(test_allocations_are_aligned_and_apart),
         cmocka_unit_test(test_earlier_bytes_survive_later_allocations),
         cmocka_unit_test(test_large_allocations_get_blocks_of_their_own),
-        cmocka_unit_test(test_reset_keeps_one_chunk_and_reuses_it),
+        cmocka_unit_test(test_reset_frees_the_chunks_and_starts_again_in_the_owners_buffer),
+        cmocka_unit_test(test_without_a_buffer_the_first_chunk_comes_on_demand),
         cmocka_unit_test(test_strndup_terminates_and_copies_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
