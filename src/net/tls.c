@@ -21,11 +21,25 @@
 #include "core/mem.h"
 #include "net/ca.h"
 
+#define N_SESSIONS 256 /* client side: upstream sessions kept for resumption */
+
+/* A session to resume with an upstream, under the name it was verified for. */
+struct saved_session {
+    char key[2 * (SHUNT_CA_NAME_MAX + 1)]; /* host, '|', SNI sent */
+    SSL_SESSION *sess;                     /* NULL: free slot */
+};
+
 struct shunt_tls_ctx {
     SSL_CTX *ssl;
     struct shunt_ca *ca; /* server side: where leaves come from */
     int server;
     int insecure;        /* client side: --insecure-upstream */
+    /* Client side: the last session of each upstream name, so that a new connection to it
+     * resumes (one round trip less, and no certificate to parse and verify again: what a
+     * browser does too). Shared by every worker: under the lock. */
+    pthread_mutex_t lock;
+    struct saved_session sessions[N_SESSIONS];
+    size_t next_victim; /* round robin when full */
 };
 
 /* A growable byte queue: bytes [off, len) wait. */
@@ -381,6 +395,73 @@ static int verify_cb(int ok, X509_STORE_CTX *sctx)
     return ok;
 }
 
+/* The key of an upstream engine's session: host and SNI (a session is only resumed for the
+ * name it was verified for). */
+static void session_key(const struct shunt_tls *t, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s|%s", t->host, t->sni);
+}
+
+/* Client side: OpenSSL has a session (TLS 1.2 after the handshake, TLS 1.3 with each
+ * ticket). A copy is kept when it was verified (or verification is off): the connection's
+ * own may yet be marked not resumable (see resume_session()). Returns 0: <sess> stays
+ * OpenSSL's. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    struct shunt_tls *t = engine_of(ssl);
+    if (t == NULL || t->ctx->server)
+        return 0;
+    struct shunt_tls_ctx *c = t->ctx;
+    if (!c->insecure && SSL_get_verify_result(ssl) != X509_V_OK)
+        return 0;
+    char key[sizeof(c->sessions[0].key)];
+    session_key(t, key, sizeof(key));
+    pthread_mutex_lock(&c->lock);
+    struct saved_session *slot = NULL;
+    for (size_t i = 0; i < N_SESSIONS && slot == NULL; i++)
+        if (c->sessions[i].sess != NULL && strcmp(c->sessions[i].key, key) == 0)
+            slot = &c->sessions[i];
+    for (size_t i = 0; i < N_SESSIONS && slot == NULL; i++)
+        if (c->sessions[i].sess == NULL)
+            slot = &c->sessions[i];
+    if (slot == NULL) {
+        slot = &c->sessions[c->next_victim];
+        c->next_victim = (c->next_victim + 1) % N_SESSIONS;
+    }
+    SSL_SESSION *copy = SSL_SESSION_dup(sess);
+    if (copy != NULL) {
+        SSL_SESSION_free(slot->sess);
+        slot->sess = copy;
+        memcpy(slot->key, key, sizeof(key));
+    }
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+/* Offers (a copy of) the saved session of <t>'s name, if any. A copy: OpenSSL marks the
+ * session of a connection that ends without close_notify not resumable, and the saved one
+ * is shared by every worker. */
+static void resume_session(struct shunt_tls *t)
+{
+    struct shunt_tls_ctx *c = t->ctx;
+    SSL_SESSION *copy = NULL;
+    char key[sizeof(c->sessions[0].key)];
+    session_key(t, key, sizeof(key));
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < N_SESSIONS; i++)
+        if (c->sessions[i].sess != NULL && strcmp(c->sessions[i].key, key) == 0) {
+            if (SSL_SESSION_is_resumable(c->sessions[i].sess))
+                copy = SSL_SESSION_dup(c->sessions[i].sess);
+            break;
+        }
+    pthread_mutex_unlock(&c->lock);
+    if (copy != NULL) {
+        SSL_set_session(t->ssl, copy); /* takes its own reference */
+        SSL_SESSION_free(copy);
+    }
+    ERR_clear_error();
+}
+
 /* ----------------------------------------------------------------------- contexts */
 
 static int init_common(void)
@@ -437,6 +518,9 @@ struct shunt_tls_ctx *shunt_tls_ctx_client(const char *extra_ca_file, int insecu
     struct shunt_tls_ctx *c = shunt_xcalloc(sizeof(*c));
     c->ssl = s;
     c->insecure = insecure;
+    pthread_mutex_init(&c->lock, NULL);
+    SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(s, new_session_cb);
     return c;
 }
 
@@ -455,6 +539,7 @@ struct shunt_tls_ctx *shunt_tls_ctx_server(struct shunt_ca *ca, char *err, size_
     c->ssl = s;
     c->ca = ca;
     c->server = 1;
+    pthread_mutex_init(&c->lock, NULL);
     SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);
     /* renegotiation would be a second handshake inside the stream the proxy parses */
     SSL_CTX_set_options(s, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
@@ -470,7 +555,10 @@ void shunt_tls_ctx_free(struct shunt_tls_ctx *ctx)
 {
     if (ctx == NULL)
         return;
+    for (size_t i = 0; i < N_SESSIONS; i++)
+        SSL_SESSION_free(ctx->sessions[i].sess);
     SSL_CTX_free(ctx->ssl);
+    pthread_mutex_destroy(&ctx->lock);
     free(ctx);
 }
 
@@ -536,6 +624,7 @@ struct shunt_tls *shunt_tls_new_client(struct shunt_tls_ctx *ctx, const char *ho
         shunt_tls_free(t);
         return NULL;
     }
+    resume_session(t);
     SSL_set_connect_state(t->ssl);
     return t;
 }

@@ -130,7 +130,7 @@ void shunt_tls_facts(struct shunt_tls *t, struct shunt_tls_facts *out);
 
 /* 1 when the <n> bytes at <p> begin a TLS handshake record (0x16 0x03 0x0N): what a
  * tunnel's first bytes are checked with before it is intercepted. Needs 3 bytes; with
- * fewer returns -1 (not known yet). */
+ * fewer returns -1 (not known yet), or 0 when those already rule it out ("G"). */
 int shunt_tls_looks_like_hello(const char *p, size_t n);
 
 #endif

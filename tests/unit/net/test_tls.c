@@ -399,6 +399,36 @@ static void test_truncation_is_not_a_close(void **state)
     shunt_tls_free(s);
 }
 
+/* A second connection to the same upstream name resumes the first's session (what browsers
+ * do; the upstream's certificate is neither parsed nor verified again), still with facts;
+ * another name does not. */
+static void test_upstream_session_resumed(void **state)
+{
+    (void)state;
+    char err[256];
+    struct shunt_tls_ctx *cc = shunt_tls_ctx_client(ca_pem, 0, err, sizeof(err));
+    for (int i = 0; i < 3; i++) {
+        const char *host = i < 2 ? "r.test" : "other.test";
+        struct shunt_tls *c = shunt_tls_new_client(cc, host, NULL);
+        struct shunt_tls *s = shunt_tls_new_server(server_ctx, NULL);
+        enum shunt_tls_rc rc, rs;
+        pump(c, s, &rc, &rs);
+        assert_int_equal(rc, SHUNT_TLS_OK);
+        move(s, c); /* the ticket (TLS 1.3 sends it after the handshake) */
+        char buf[16];
+        assert_int_equal(shunt_tls_read(c, buf, sizeof(buf)), -SHUNT_TLS_WANT);
+        assert_int_equal(SSL_session_reused(c->ssl), i == 1);
+        struct shunt_tls_facts f;
+        shunt_tls_facts(c, &f);
+        assert_int_equal(f.verify_result, 0);
+        assert_string_equal(f.cert_san, i < 2 ? "DNS:r.test" : "DNS:other.test");
+        assert_int_equal(strlen(f.cert_sha256), 95);
+        shunt_tls_free(c);
+        shunt_tls_free(s);
+    }
+    shunt_tls_ctx_free(cc);
+}
+
 /* A client speaking plain HTTP into an intercepted tunnel. */
 static void test_plain_http_is_named(void **state)
 {
@@ -456,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_expired_leaf),
         cmocka_unit_test(test_close_notify_both_ways),
         cmocka_unit_test(test_truncation_is_not_a_close),
+        cmocka_unit_test(test_upstream_session_resumed),
         cmocka_unit_test(test_plain_http_is_named),
         cmocka_unit_test(test_bad_sni_uses_the_fallback),
         cmocka_unit_test(test_looks_like_hello),
