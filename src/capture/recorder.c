@@ -748,8 +748,10 @@ static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
     r->t_send = ev->t_send_us;
     r->t_wait = ev->t_wait_us;
     r->t_receive = ev->t_receive_us;
-    /* HAR 1.2: connect includes the TLS handshake; the capture keeps HAR's meaning */
-    r->t_ssl = ev->t_ssl_us >= 0 ? (int64_t)ev->t_ssl_us : -1;
+    /* HAR 1.2: connect includes the TLS handshake; the capture keeps HAR's meaning. Only an
+     * https exchange on a new upstream had one (an event of another kind may say 0). */
+    int https = ev->scheme != NULL && strcmp(ev->scheme, "https") == 0;
+    r->t_ssl = https && ev->t_connect_us >= 0 && ev->t_ssl_us >= 0 ? (int64_t)ev->t_ssl_us : -1;
     if (r->t_ssl > 0 && r->t_connect >= 0)
         r->t_connect += r->t_ssl;
     r->req_trunc = p->req_trunc;
