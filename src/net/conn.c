@@ -433,16 +433,36 @@ static int tls_flush(struct shunt_conn *c)
     return 0;
 }
 
+/* Encrypts <bufs>. Small pieces (a head is a dozen of them) are gathered into one record
+ * in c->_tls_rbuf, free between reads (the engine copied what was fed): a record per piece
+ * would cost an AEAD pass and 22 bytes of overhead each. */
 static int tls_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n)
 {
     if (c->tls_failed || !c->tls_done)
         return UV_EPROTO;
-    for (unsigned i = 0; i < n; i++)
-        if (bufs[i].len > 0 && shunt_tls_write(c->_tls, bufs[i].base, bufs[i].len) != 0) {
-            c->tls_failed = 1;
-            return UV_EPROTO;
+    size_t held = 0;
+    for (unsigned i = 0; i <= n; i++) {
+        size_t len = i < n ? bufs[i].len : 0;
+        int big = i < n && len > TLS_RBUF / 4;
+        if (held > 0 && (i == n || big || held + len > TLS_RBUF)) {
+            if (shunt_tls_write(c->_tls, c->_tls_rbuf, held) != 0)
+                goto failed;
+            held = 0;
         }
+        if (i == n || len == 0)
+            continue;
+        if (big) {
+            if (shunt_tls_write(c->_tls, bufs[i].base, len) != 0)
+                goto failed;
+        } else {
+            memcpy(c->_tls_rbuf + held, bufs[i].base, len);
+            held += len;
+        }
+    }
     return tls_flush(c);
+failed:
+    c->tls_failed = 1;
+    return UV_EPROTO;
 }
 
 /* Room at the end of the input for plaintext: in_reserve(), and past in_max when full
