@@ -164,8 +164,18 @@ def test_curl_through_interception_sees_decrypted_exchanges_in_the_capture(
     assert tlspeers.CA_NAME in up["cert_issuer"] and up["insecure"] == 0
     assert up["cert_sha256"] == pki.sha256("good")
     assert up["handshake_us"] > 0 and up["cert_not_after"] > time.time()
-    # the upstream's handshake is in the first exchange's timings only (a new upstream)
     assert cli("diff", cap, cap).returncode == 0
+    # HAR: the new upstream's handshake in timings.ssl (inside connect), none when reused
+    har = tmp_path / "c.har"
+    assert cli("export", cap, "--har", har).returncode == 0
+    entries = [e for e in json.loads(har.read_text())["log"]["entries"]
+               if e["request"]["url"].startswith("https://")]
+    assert [e["request"]["url"] for e in entries] == [f"{base}/a", f"{base}/b"]
+    t = [e["timings"] for e in entries]
+    assert t[0]["ssl"] > 0 and t[0]["connect"] >= t[0]["ssl"] and t[1]["ssl"] == -1, t
+    # filters see the https URL
+    p = cli("sessions", "--json", cap, "~u ^https://localhost: & ~m GET")
+    assert p.returncode == 0 and [e["path"] for e in json.loads(p.stdout)["exchanges"]] == ["/a", "/b"]
 
 
 def test_a_header_rule_applies_inside_tls_and_sees_the_https_url(
