@@ -20,7 +20,9 @@
 # line shunt prints when it stops. Nothing here is a test.
 #
 # usage: bench/tls.sh [--quick] [-r N] [-d SEC] [-c CONNS] [--names N] [--peers "LIST"]
-#                     [--scenarios "LIST"] [--no-pin] [--keep]
+#                     [--scenarios "LIST"] [--no-pin] [--keep] [--ports BASE]
+#   --ports BASE: the origin on BASE+1 (HTTP) and BASE+2 (HTTPS), peers from BASE+11
+#   (default 18180: two runs at once need two bases)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -41,6 +43,7 @@ while (($#)); do
     --no-pin) PIN=0 ;;
     --keep) KEEP=1 ;;
     --max-foreign) MAX_FGN=$2; shift ;;
+    --ports) ORIGIN_PORT=$(($2 + 1)) ORIGIN_TLS_PORT=$(($2 + 2)) BASE_PORT=$(($2 + 10)); shift ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
