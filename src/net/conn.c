@@ -186,7 +186,10 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
     struct shunt_conn *c = SHUNT_CONTAINER_OF(h, struct shunt_conn, tcp);
     (void)hint;
     if (c->_tls != NULL) { /* ciphertext: decrypted into c->in by read_cb */
-        *out = uv_buf_init(c->_tls_rbuf, TLS_RBUF);
+        if (shunt_conn_in_full(c)) /* UV_ENOBUFS: reading stops until the owner consumes */
+            *out = uv_buf_init(NULL, 0);
+        else
+            *out = uv_buf_init(c->_tls_rbuf, TLS_RBUF);
         return;
     }
     in_reserve(c, out);

@@ -283,10 +283,12 @@ static inline size_t shunt_conn_queued(const struct shunt_conn *c)
     return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
 }
 
-/* 1 when the input buffer is at its maximum and full: reading waits for a consume. */
+/* 1 when the input buffer is at its maximum and full: reading waits for a consume. (With
+ * TLS the input may pass in_max by one read's plaintext: full once in_max bytes wait.) */
 static inline int shunt_conn_in_full(const struct shunt_conn *c)
 {
-    return c->in.base != NULL && c->in.off == 0 && c->in.len == c->in.cap && c->in.cap >= c->in_max;
+    return c->in.base != NULL && ((c->in.off == 0 && c->in.len == c->in.cap && c->in.cap >= c->in_max) ||
+                                  c->in.len - c->in.off >= c->in_max);
 }
 
 #endif

@@ -71,6 +71,10 @@ static struct shunt_conn_pool pool;
 static struct side srv, cli;
 static const struct shunt_tls_ctx *want_client_ctx;
 static int close_how; /* 0 close_notify then close, 1 truncate (close without close_notify) */
+static int hold_server;  /* the server's owner does not consume: the input fills up */
+static size_t held_cap;  /* the server's input buffer when reading stopped, full */
+
+static void on_data(struct shunt_conn *c);
 
 static struct side *side_of(struct shunt_conn *c)
 {
@@ -80,6 +84,8 @@ static struct side *side_of(struct shunt_conn *c)
 static void on_data(struct shunt_conn *c)
 {
     struct side *s = side_of(c);
+    if (c == &srv.c && hold_server)
+        return;
     size_t n = shunt_conn_avail(c);
     if (s->n_got + n > s->cap_got) {
         s->cap_got = (s->n_got + n) * 2;
@@ -168,6 +174,14 @@ static void run(size_t want)
     int ended = 0;
     for (int i = 0; i < 100000 && !(srv.closed && cli.closed); i++) {
         uv_run(&loop, UV_RUN_ONCE);
+        if (hold_server && srv.c.in.base != NULL && srv.c.in.len - srv.c.in.off >= 300000)
+            fail_msg("the server's input took all 300000 bytes: reading never stopped");
+        if (hold_server && !srv.c.reading && shunt_conn_in_full(&srv.c)) {
+            held_cap = srv.c.in.cap; /* the owner consumes now, and reads again */
+            hold_server = 0;
+            on_data(&srv.c);
+            shunt_conn_read_start(&srv.c);
+        }
         if (!ended && srv.n_got >= want && want > 0) {
             ended = 1;
             uv_buf_t b = uv_buf_init("bye", 3); /* an answer, then the end */
@@ -189,6 +203,7 @@ static void test_data_both_ways_then_close_notify(void **state)
     (void)state;
     want_client_ctx = client_ctx;
     close_how = 0;
+    hold_server = 0;
     run(300000);
     assert_int_equal(srv.tls_done, 1);
     assert_int_equal(cli.tls_done, 1);
@@ -210,11 +225,30 @@ static void test_data_both_ways_then_close_notify(void **state)
     free(cli.got);
 }
 
+static void test_a_full_input_stops_reading_until_the_owner_consumes(void **state)
+{
+    (void)state;
+    want_client_ctx = client_ctx;
+    close_how = 0;
+    hold_server = 1;
+    held_cap = 0;
+    run(300000);
+    /* reading stopped with the input at most one read's plaintext past its maximum */
+    assert_true(held_cap >= 16384 && held_cap <= 16384 + 2 * 16640);
+    assert_int_equal(srv.n_got, 300000); /* and everything came once it consumed */
+    for (size_t i = 0; i < srv.n_got; i++)
+        if (srv.got[i] != (char)('a' + i % 26))
+            fail_msg("byte %zu differs", i);
+    free(srv.got);
+    free(cli.got);
+}
+
 static void test_truncation_is_told_apart(void **state)
 {
     (void)state;
     want_client_ctx = client_ctx;
     close_how = 1;
+    hold_server = 0;
     run(300000);
     assert_int_equal(cli.n_got, 3);
     assert_int_equal(cli.eof_how, SHUNT_CONN_HOW_FIN);
@@ -230,6 +264,7 @@ static void test_a_failed_handshake_is_told_once_on_both_sides(void **state)
     (void)state;
     want_client_ctx = untrusting_ctx; /* does not trust the test's CA */
     close_how = 0;
+    hold_server = 0;
     run(0);
     assert_int_equal(cli.tls_done, 1);
     assert_false(cli.tls_ok);
@@ -245,6 +280,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_data_both_ways_then_close_notify),
+        cmocka_unit_test(test_a_full_input_stops_reading_until_the_owner_consumes),
         cmocka_unit_test(test_truncation_is_told_apart),
         cmocka_unit_test(test_a_failed_handshake_is_told_once_on_both_sides),
     };
