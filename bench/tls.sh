@@ -292,9 +292,10 @@ printf '  keep-alive: intercepted / plain HTTP        %6s     >= 0.7\n' "$(ratio
 echo "leaf cache (shunt, over the whole run): ${LEAVES#shunt: TLS leaf certificates: }"
 cat <<EOF
 rps: responses per second the load generator counted (median of $REPEAT runs, -d ${DURATION}s);
-  new-tls: one request per TLS connection, a full handshake each (no resumption), SNI over
-  $NAMES names (shunt and mitmdump: one handshake with the client, one with the origin;
-  haproxy: one). us/req: CPU time (user+system) of the peer per response, median.
+  new-tls: one request per TLS connection, a full handshake with the client each (no
+  resumption), SNI over $NAMES names; shunt and mitmdump also make one with the origin (which
+  shunt resumes), haproxy does not. us/req: CPU time (user+system) of the peer per
+  response, median.
 errors: connections that failed (summed over the runs); cpuP%: busy % of the peer's CPU
   (median; near 100: the peer is the bottleneck, else the load side is and rps is a lower
   bound); fgn%: CPU other processes used during a run, in % of one core (max over the runs).

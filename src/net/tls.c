@@ -754,6 +754,10 @@ ssize_t shunt_tls_read(struct shunt_tls *t, char *buf, size_t cap)
         return -SHUNT_TLS_CLOSED;
     if (cap == 0)
         return -SHUNT_TLS_WANT;
+    /* Nothing fed and nothing decrypted waiting: SSL_read would only say so, at the cost of
+     * a call through the record layer (every read loop ends with one). */
+    if (t->done && t->in.off == t->in.len && SSL_pending(t->ssl) == 0)
+        return -SHUNT_TLS_WANT;
     ERR_clear_error();
     int r = SSL_read(t->ssl, buf, cap > INT_MAX ? INT_MAX : (int)cap);
     mark_done(t);
