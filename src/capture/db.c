@@ -134,6 +134,9 @@ int shunt_capture_open(const char *path, int writable, sqlite3 **out, char *err,
         sqlite3_close(db);
         return SHUNT_EINVAL;
     }
+    /* Before the first read: a writer (a recorder, a migration) may hold the lock a moment,
+     * and the reads below would fail at once with "database is locked". */
+    sqlite3_busy_timeout(db, 2000);
     int app = 0, version = 0;
     if (pragma_int(db, "PRAGMA application_id", &app) != 0 ||
         pragma_int(db, "PRAGMA user_version", &version) != 0) {
@@ -167,7 +170,6 @@ int shunt_capture_open(const char *path, int writable, sqlite3 **out, char *err,
         sqlite3_close(db);
         return SHUNT_EINVAL;
     }
-    sqlite3_busy_timeout(db, 2000);
     if (version == 1) {
         char *msg = NULL;
         if (sqlite3_exec(db, writable ? migrate_1_sql : shadow_1_sql, NULL, NULL, &msg) !=
