@@ -568,6 +568,33 @@ def test_pairing_holds_through_tls(shunt, shunt_ca, pki, tls_origins, tmp_path):
     assert sorted(by_conn.values()) == [["/1", "/2", "/4"], ["/3"]]
 
 
+def test_an_upgrade_inside_tls_is_a_tunnel_encrypted_on_both_sides(
+        shunt, shunt_ca, pki, tls_origins, tmp_path):
+    """101 Switching Protocols inside an intercepted tunnel: the bytes after it pass both
+    ways, decrypted and encrypted again, and the origin's half-close is mirrored."""
+    def upgrade_then_echo(conn):
+        conn.recv_request()
+        conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
+        got = conn.r.read_exact(5)
+        conn.send(got.upper())
+        conn.sock.close_notify()
+        conn.r.read_to_eof()
+
+    origin = tls_origins(upgrade_then_echo)
+    px, cap = intercepting(shunt, shunt_ca, pki, tmp_path)
+    with TLSClient(px.port, "localhost", origin.port, shunt_ca.cert) as c:
+        r = c.exchange(request(f"localhost:{origin.port}", "/ws", b"Upgrade: x\r\nConnection: Upgrade\r\n"))
+        assert r.status == 101
+        c.send(b"hello")
+        assert c.r.read_exact(5) == b"HELLO"
+        rest, how = c.wait_eof()
+        assert rest == b"" and how == "close_notify"
+        c.close_notify()
+    stop(px)
+    (e,) = inner(sessions(cap))
+    assert e["status"] == 101 and "U" in e["flags"], e
+
+
 @pytest.mark.deadline(60)
 def test_kill_9_during_tls_traffic_leaves_a_readable_capture(shunt_ca, pki, tls_nginx, tmp_path):
     """Clients run exchanges over intercepted connections as fast as they can; after kill -9
