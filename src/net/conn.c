@@ -18,6 +18,7 @@ static void tls_free(struct shunt_conn *c);
 static void tls_on_read(struct shunt_conn *c, const char *p, size_t n);
 static int tls_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n);
 static int tls_flush(struct shunt_conn *c);
+static void tls_tell(struct shunt_conn *c, int ok);
 #define TLS_RBUF 16640 /* one TLS record and its header: what one read hands the engine */
 
 /* ----------------------------------------------------------------------- pools */
@@ -216,14 +217,20 @@ static void peer_end(struct shunt_conn *c, ssize_t nread)
     stop_reading(c);
     if (c->_tls != NULL && c->tls_done && !(c->tls_close & SHUNT_CONN_TLS_NOTIFY_IN))
         c->tls_close |= SHUNT_CONN_TLS_TRUNCATED;
-    if (nread == UV_EOF) {
+    enum shunt_conn_how how = nread == UV_EOF ? SHUNT_CONN_HOW_FIN : SHUNT_CONN_HOW_RST;
+    if (how == SHUNT_CONN_HOW_FIN)
         c->rd_eof = 1;
-        shunt_conn_set_closer(c, c->peer_closer, SHUNT_CONN_HOW_FIN);
-        c->ops->on_eof(c, SHUNT_CONN_HOW_FIN, 0);
-        return;
+    shunt_conn_set_closer(c, c->peer_closer, how);
+    if (c->_tls != NULL && !c->_tls_told) {
+        /* the peer left in the middle of the handshake (a client that pins its server's
+         * certificate often just closes): that ends the handshake too, with no words from
+         * the engine (shunt_tls_error() ""); c->how says how */
+        c->tls_failed = 1;
+        tls_tell(c, 0);
+        if (c->closing)
+            return;
     }
-    shunt_conn_set_closer(c, c->peer_closer, SHUNT_CONN_HOW_RST);
-    c->ops->on_eof(c, SHUNT_CONN_HOW_RST, (int)nread);
+    c->ops->on_eof(c, how, how == SHUNT_CONN_HOW_FIN ? 0 : (int)nread);
 }
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)

@@ -228,7 +228,9 @@ void shunt_conn_shutdown(struct shunt_conn *c);
  * TCP end without it sets SHUNT_CONN_TLS_TRUNCATED. The handshake (started here: a client
  * engine sends its ClientHello now) ends with <on_tls_done>(c, ok) once, from the loop;
  * on failure shunt_tls_error(c->_tls) says why, the alert was sent, reading stopped, and
- * the owner closes. Byte counts stay TCP bytes. Returns 0, or SHUNT_TLS_ERROR when the
+ * the owner closes; a peer that closes or resets the connection before the handshake ends
+ * ends it too (on_tls_done(c, 0) with shunt_tls_error() "", c->how FIN or RST: on_eof
+ * follows unless the owner closed). Byte counts stay TCP bytes. Returns 0, or SHUNT_TLS_ERROR when the
  * buffered bytes failed the handshake at once (on_tls_done is then not called; the alert
  * is queued; the error is in c->_tls), or a libuv error when the socket is gone.
  */

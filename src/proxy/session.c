@@ -1985,9 +1985,13 @@ static void client_tls_failed(struct session *s, const char *why)
 static void client_tls_done(struct shunt_conn *c, int ok)
 {
     struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);
-    emit_tls(s, NULL, c, NULL);
+    const char *why = shunt_tls_error(shunt_conn_tls(c));
+    if (!ok && why[0] == '\0') /* no alert, no error: the client went away */
+        why = c->how == SHUNT_CONN_HOW_RST ? "the client reset the connection during the handshake"
+                                           : "the client closed the connection during the handshake";
+    emit_tls(s, NULL, c, ok ? NULL : why);
     if (!ok) {
-        client_tls_failed(s, shunt_tls_error(shunt_conn_tls(c)));
+        client_tls_failed(s, why);
         return;
     }
     struct shunt_tls_facts f;
@@ -2095,7 +2099,11 @@ static void upstream_tls_done(struct shunt_conn *c, int ok)
 {
     struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
     struct session *s = u->s;
-    emit_tls(s, u, c, NULL);
+    const char *err = shunt_tls_error(shunt_conn_tls(c));
+    if (!ok && err[0] == '\0') /* no alert, no error: the server went away */
+        err = c->how == SHUNT_CONN_HOW_RST ? "the server reset the connection during the handshake"
+                                           : "the server closed the connection during the handshake";
+    emit_tls(s, u, c, ok ? NULL : err);
     if (ok) {
         s->ex.t_tls_done = now_us();
         disarm(s, TM_UPSTREAM);
@@ -2103,7 +2111,7 @@ static void upstream_tls_done(struct shunt_conn *c, int ok)
         return;
     }
     char why[1000];
-    snprintf(why, sizeof(why), "%s", shunt_tls_error(shunt_conn_tls(c)));
+    snprintf(why, sizeof(why), "%s", err);
     upstream_close(u, 0);
     if (s->ex.rq == RQ_CONNECTING && !s->ex.resp_started)
         answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);

@@ -378,6 +378,45 @@ def test_a_connect_inside_an_intercepted_tunnel_is_a_byte_tunnel_in_it(
     assert [e["method"] for e in sessions(cap)] == ["CONNECT", "CONNECT"]
 
 
+def test_a_client_that_leaves_during_the_handshake_is_a_failed_exchange(
+        shunt, shunt_ca, pki, tmp_path):
+    """A client that reads shunt's certificate and closes without a word (what a client that
+    pins its server's key often does): an exchange saying so, and the diagnose check."""
+    import ssl
+
+    px, cap = intercepting(shunt, shunt_ca, pki, tmp_path)
+    port = peers.free_port()  # never reached: no request comes
+    with px.client() as c:
+        c.send(f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
+        assert c.response(method="CONNECT").status == 200
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+        with pytest.raises(ssl.SSLWantReadError):
+            obj.do_handshake()
+        c.send(out.read())  # the ClientHello
+        assert c.sock.recv(65536)[:1] == b"\x16"  # shunt's flight: then the client leaves
+    stop(px)
+    failed = [e for e in sessions(cap) if e["method"] in ("-", None)]
+    assert [f["error"] for f in failed] == [
+        "TLS with the client: the client closed the connection during the handshake"], failed
+    (fact,) = tls_rows(cap, side=0)
+    assert fact["error"] == "the client closed the connection during the handshake"
+    assert "tls-client-rejects-cert" in cli("diagnose", cap).stdout
+
+
+def test_an_upstream_that_leaves_during_the_handshake_is_a_502(
+        shunt, shunt_ca, pki, origin, tmp_path):
+    origin.handler = lambda conn: (conn.r.read_some(), conn.close())  # reads the hello, leaves
+    px, cap = intercepting(shunt, shunt_ca, pki, tmp_path)
+    r = tcurl(px, shunt_ca, "-w", "%{http_code}", "-o", "/dev/null", f"https://localhost:{origin.port}/")
+    assert r.stdout == b"502", (r.stdout, r.stderr)
+    stop(px)
+    (e,) = inner(sessions(cap))
+    assert e["error"] == "TLS with the upstream: the server closed the connection during the handshake", e
+
+
 # ----------------------------------------------------------------------------- names, filters
 
 
