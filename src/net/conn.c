@@ -275,10 +275,11 @@ static void write_cb(uv_write_t *req, int status)
 }
 
 /* Sends <n> buffers on the socket as they are (the TLS layer sends its records through
- * here too): try first, then copy what remains into one queued write. */
-static int raw_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n)
+ * here too): try first, then queue one write for what remains, copying the remainder of
+ * bufs[0..<first_static>) and referring to that of the others (static bytes). */
+static int raw_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n, unsigned first_static)
 {
-    size_t total = 0;
+    size_t total = 0, copy = 0;
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
     c->bytes_out += total;
@@ -291,22 +292,44 @@ static int raw_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n)
     if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS)
         return r;
     size_t done = r > 0 ? (size_t)r : 0;
-    struct wblock *wb = malloc(sizeof(*wb) + (total - done));
-    if (wb == NULL)
+    /* the remainder: bufs[k] from offset <skip> on */
+    unsigned k = 0;
+    size_t skip = done;
+    while (k < n && skip >= bufs[k].len) {
+        skip -= bufs[k].len;
+        k++;
+    }
+    for (unsigned i = k; i < n && i < first_static; i++)
+        copy += bufs[i].len - (i == k ? skip : 0);
+    unsigned n_ref = n > first_static ? n - (k > first_static ? k : first_static) : 0;
+    struct wblock *wb = malloc(sizeof(*wb) + copy);
+    uv_buf_t small[8], *out = small;
+    if (n_ref + 1 > 8)
+        out = malloc(sizeof(*out) * (n_ref + 1));
+    if (wb == NULL || out == NULL) {
+        free(wb);
+        if (out != small)
+            free(out);
         return UV_ENOMEM;
+    }
     wb->len = 0;
-    for (unsigned i = 0; i < n; i++) {
-        size_t l = bufs[i].len;
-        if (done >= l) {
-            done -= l;
+    unsigned no = 0;
+    for (unsigned i = k; i < n; i++) {
+        size_t off = i == k ? skip : 0;
+        if (i < first_static) {
+            memcpy(wb->data + wb->len, bufs[i].base + off, bufs[i].len - off);
+            wb->len += bufs[i].len - off;
             continue;
         }
-        memcpy(wb->data + wb->len, bufs[i].base + done, l - done);
-        wb->len += l - done;
-        done = 0;
+        if (no == 0 && wb->len > 0)
+            out[no++] = uv_buf_init(wb->data, (unsigned)wb->len);
+        out[no++] = uv_buf_init(bufs[i].base + off, (unsigned)(bufs[i].len - off));
     }
-    uv_buf_t b = uv_buf_init(wb->data, (unsigned)wb->len);
-    r = uv_write(&wb->req, st, &b, 1, write_cb);
+    if (no == 0)
+        out[no++] = uv_buf_init(wb->data, (unsigned)wb->len);
+    r = uv_write(&wb->req, st, out, no, write_cb); /* libuv copies the array */
+    if (out != small)
+        free(out);
     if (r != 0) {
         free(wb);
         return r;
@@ -317,7 +340,13 @@ static int raw_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n)
 int shunt_conn_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n)
 {
     /* TLS layer: encrypt <bufs> into c->_tls, then raw_send() the records. */
-    return raw_send(c, bufs, n);
+    return raw_send(c, bufs, n, n);
+}
+
+int shunt_conn_send_static(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n,
+                           unsigned first_static)
+{
+    return raw_send(c, bufs, n, first_static < n ? first_static : n);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status)

@@ -187,6 +187,12 @@ void shunt_conn_release_input(struct shunt_conn *c);
  */
 SHUNT_MUST_CHECK int shunt_conn_send(struct shunt_conn *c, const uv_buf_t *bufs, unsigned n);
 
+/* As shunt_conn_send(), except that bufs[<first_static>..<n>) are bytes that stay valid
+ * and unchanged for the life of <c> (static data, e.g. the lab origin's body filler): what
+ * the kernel does not take of them at once is queued without a copy. */
+SHUNT_MUST_CHECK int shunt_conn_send_static(struct shunt_conn *c, const uv_buf_t *bufs,
+                                            unsigned n, unsigned first_static);
+
 /* Sends our FIN once queued writes are out (uv_shutdown); on_shut when it went out. Does
  * nothing when not connected, closing, or already shut. */
 void shunt_conn_shutdown(struct shunt_conn *c);
@@ -212,6 +218,14 @@ static inline const char *shunt_conn_data(const struct shunt_conn *c)
 static inline size_t shunt_conn_avail(const struct shunt_conn *c)
 {
     return c->in.len - c->in.off;
+}
+
+/* Drops the unconsumed input past its first <keep> bytes (used in place already: a body
+ * decoded elsewhere), keeping the buffer. */
+static inline void shunt_conn_truncate(struct shunt_conn *c, size_t keep)
+{
+    if (c->in.base != NULL && keep < c->in.len - c->in.off)
+        c->in.len = c->in.off + keep;
 }
 
 /* 1 while net/connect.h connects it (lookup, addresses, timeout). */

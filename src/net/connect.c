@@ -202,17 +202,23 @@ int shunt_connect_start(struct shunt_conn *c, const struct shunt_connect_opts *o
     enum shunt_connect_stage stage = SHUNT_CONNECT_CONNECT;
     int err = 0;
     struct sockaddr_storage ss;
-    const struct sockaddr *known = o->addr;
+    const struct sockaddr_storage *known = o->addrs;
+    int n_known = o->n_addrs;
     if (known == NULL && (uv_ip4_addr(o->host, o->port, (struct sockaddr_in *)&ss) == 0 ||
-                          uv_ip6_addr(o->host, o->port, (struct sockaddr_in6 *)&ss) == 0))
-        known = (const struct sockaddr *)&ss;
+                          uv_ip6_addr(o->host, o->port, (struct sockaddr_in6 *)&ss) == 0)) {
+        known = &ss;
+        n_known = 1;
+    }
     c->_connect = k;
-    if (known != NULL) {
-        memcpy(&k->addrs[0], known,
-               known->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                            : sizeof(struct sockaddr_in));
-        k->n_addrs = 1;
+    if (known != NULL && n_known > 0) {
+        for (int i = 0; i < n_known && i < SHUNT_CONNECT_MAX_ADDRS; i++)
+            k->addrs[k->n_addrs++] = known[i];
         err = try_next(k, &stage);
+        if (err != 0 && stage != SHUNT_CONNECT_CHECK && k->n_addrs > 1) {
+            /* the first failed at once: the others on a new socket, as after a refusal */
+            fail_or_next(k, err, stage);
+            err = 0;
+        }
     } else {
         char port[16];
         snprintf(port, sizeof(port), "%d", o->port);

@@ -43,7 +43,8 @@ typedef int (*shunt_connect_check_cb)(struct shunt_conn *c, const struct sockadd
 struct shunt_connect_opts {
     const char *host;              /* a name or an IP literal (copied) */
     int port;
-    const struct sockaddr *addr;   /* NULL, or the address to use (no lookup, <host> unused) */
+    const struct sockaddr_storage *addrs; /* NULL, or addresses to try in turn: no lookup */
+    int n_addrs;                   /* entries of <addrs> (at most SHUNT_CONNECT_MAX_ADDRS used) */
     uint64_t timeout_ms;           /* for the whole connect, lookup included; 0: none */
     shunt_connect_check_cb check;  /* NULL: every address is fine */
     shunt_connect_cb cb;

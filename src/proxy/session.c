@@ -1046,8 +1046,8 @@ static void open_upstream(struct session *s, const struct route *rt)
     struct shunt_connect_opts o = {
         .host = u->host,
         .port = u->port,
-        .addr = w->cfg->reverse && s->ex.mapped.len == 0 ? (const struct sockaddr *)&w->reverse_addr
-                                                      : NULL,
+        .addrs = w->cfg->reverse && s->ex.mapped.len == 0 ? &w->reverse_addr : NULL,
+        .n_addrs = 1,
         .timeout_ms = 0, /* T_CONNECT: the session's timer answers 504 */
         .check = upstream_check,
         .cb = upstream_connect_cb,
@@ -2072,7 +2072,7 @@ static void process_upstream(struct upstream *u)
              * connection gets them as it would from the server, and reacts as it would
              * (most drop the connection). Dropping them here would hide the defect. */
             if (queued(&s->conn) > 0)
-                break; /* resumes from client_write_cb */
+                break; /* resumes from client_on_drained */
             const char *p = u->conn.in.base + u->conn.in.off;
             size_t n = u->conn.in.len - u->conn.in.off;
             uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
@@ -2092,7 +2092,7 @@ static void process_upstream(struct upstream *u)
             break;
         }
         if (queued(&s->conn) > 0)
-            break; /* resumes from client_write_cb: the client reads slower than we get */
+            break; /* resumes from client_on_drained: the client reads slower than we get */
         if (s->ex.rs == RS_WAIT) {
             if (!handle_response_head(s, u))
                 break;
@@ -2170,7 +2170,7 @@ static void process_client_once(struct session *s)
             }
             if (queued(&s->conn) > 0)
                 break; /* a client that does not read its answers gets no more of them
-                          until it does: resumes from client_write_cb */
+                          until it does: resumes from client_on_drained */
             enum req_state before = s->ex.rq;
             uint64_t idx = s->idx;
             start_request(s);
@@ -2183,7 +2183,7 @@ static void process_client_once(struct session *s)
         }
         if (s->ex.rq == RQ_BODY) {
             if (s->cur == NULL || queued(&s->cur->conn) > 0)
-                break; /* resumes from upstream_write_cb */
+                break; /* resumes from upstream_on_drained */
             if (!forward_request_body(s))
                 break;
             continue;
