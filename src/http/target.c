@@ -100,10 +100,13 @@ const char *shunt_http_split_authority(struct shunt_slice a, int default_port, u
             if (!is_hex((unsigned char)*c) && *c != ':' && *c != '.')
                 why = "a character that is not allowed in an IPv6 address";
     } else {
+        /* the port follows the last ':' (a reg-name holds none: "h:80.x:81" is a bad host,
+         * not a bad port) */
         hs = p;
-        he = memchr(hs, ':', (size_t)(end - hs));
-        if (he == NULL)
-            he = end;
+        he = end;
+        while (he > hs && he[-1] != ':')
+            he--;
+        he = he > hs ? he - 1 : end;
         p = he;
         for (const char *c = hs; c < he && why == NULL; c++)
             if (!is_regname((unsigned char)*c))
