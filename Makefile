@@ -2,7 +2,7 @@
 # shows pairing on loopback. Missing Debian packages are installed by scripts/deps.sh.
 
 CC       ?= cc
-PKGS     := libuv sqlite3 jansson libpcre2-8 lua5.4
+PKGS     := libuv sqlite3 jansson libpcre2-8 lua5.4 openssl
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc $(PKG_CFLAGS)
@@ -85,6 +85,12 @@ $(BUILD)/fuzz/fuzz_analyze $(BUILD)/fuzz/fuzz_capture: $(BUILD)/fuzz/%: fuzz/%.c
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) $(PKG_CFLAGS) -lsqlite3 \
 	    -ljansson -lpcre2-8
+
+# The TLS engine's driver (the server side, fed what a client sends) needs the CA and OpenSSL.
+$(BUILD)/fuzz/fuzz_tls: fuzz/fuzz_tls.c src/net/tls.c src/net/ca.c $(PURE_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $(filter %.c,$^) -lssl -lcrypto -lpthread
 
 # The filter expressions' driver also needs PCRE2.
 $(BUILD)/fuzz/fuzz_expr: fuzz/fuzz_expr.c src/rules/expr.c $(PURE_SRC)

@@ -5,8 +5,8 @@
 # prints the exact install line and fails. Only Debian packages, nothing vendored.
 set -eu
 
-build="gcc make pkg-config libc6-dev libuv1-dev libsqlite3-dev libjansson-dev libpcre2-dev liblua5.4-dev"
-check="$build libcmocka-dev python3 python3-pytest curl nginx-light openssl tshark clang libclang-rt-14-dev python3-websockets procps nodejs npm chromium krb5-kdc krb5-admin-server krb5-user apache2 libapache2-mod-auth-gssapi"
+build="gcc make pkg-config libc6-dev libuv1-dev libsqlite3-dev libjansson-dev libpcre2-dev liblua5.4-dev libssl-dev"
+check="$build libcmocka-dev libnss3-tools python3 python3-pytest curl nginx-light openssl tshark clang libclang-rt-14-dev python3-websockets procps nodejs npm chromium krb5-kdc krb5-admin-server krb5-user apache2 libapache2-mod-auth-gssapi"
 demo="$build curl nginx-light"
 bench="$build wrk nginx-light haproxy tinyproxy mitmproxy privoxy curl linux-perf"
 

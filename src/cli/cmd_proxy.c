@@ -4,11 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "capture/recorder.h"
 #include "cli/commands.h"
 #include "core/log.h"
 #include "http/target.h"
+#include "net/ca.h"
+#include "net/tls.h"
 #include "net/listen.h"
 #include "proxy/proxy.h"
 #include "rules/lua.h"
@@ -33,7 +36,8 @@ static const char help[] =
     "                           loopback services through the proxy (refused by default;\n"
     "                           the admin API is never reachable through the proxy)\n"
     "                           (others get 403)\n"
-    "  --reverse http://HOST:PORT  send every request to this origin\n"
+    "  --reverse http://HOST:PORT  send every request to this origin; https://HOST[:PORT]\n"
+    "                           speaks TLS to it (port 443 by default), verified as below\n"
     "  --reverse-host           with --reverse: set Host to the origin's (default: keep the\n"
     "                           client's)\n"
     "  --via                    add a Via header (off: Via makes IIS drop NTLM persistence)\n"
@@ -45,9 +49,30 @@ static const char help[] =
     "  --idle-timeout S         idle keep-alive connections close after S (default 120)\n"
     "  --connect-timeout S      upstream connect timeout (default 10)\n"
     "  --response-timeout S     upstream silence allowed while a response is due (default 120)\n"
+    "  --tls-handshake-timeout S  a TLS handshake, with the client or an upstream, must end\n"
+    "                           within S (default 10)\n"
     "  --max-line N             request/status line limit in bytes (default 8192)\n"
     "  --max-head N             header section limit in bytes (default 65536)\n"
     "  --max-headers N          header count limit (default 100)\n"
+    "\n"
+    "HTTPS (docs/https.md):\n"
+    "  --intercept [FILTER]     decrypt CONNECT tunnels: shunt answers the client's TLS with a\n"
+    "                           certificate for the host signed by its CA (`shunt ca` says\n"
+    "                           where it is and how to trust it), and speaks TLS to the\n"
+    "                           origin itself. FILTER: the hosts to intercept, comma-separated\n"
+    "                           (example.com, *.example.com for the names below it,\n"
+    "                           10.0.0.1, [::1], *; each with an optional :PORT); the other\n"
+    "                           tunnels stay byte tunnels. Without\n"
+    "                           FILTER every tunnel is intercepted. A tunnel whose first bytes\n"
+    "                           are not TLS stays a tunnel\n"
+    "  --ca-cert FILE --ca-key FILE\n"
+    "                           sign with this CA (PEM; EC or RSA key) instead of shunt's own\n"
+    "                           (made on first use in $XDG_DATA_HOME/shunt/)\n"
+    "  --upstream-cacert FILE   trust the CAs in FILE (PEM) for origins too, besides the\n"
+    "                           system's store (SSL_CERT_FILE, SSL_CERT_DIR replace that)\n"
+    "  --insecure-upstream      do not verify origins' certificates (said at start and\n"
+    "                           recorded in the capture): for test servers only\n"
+    "\n"
     "  --capture [FILE]         record every connection and exchange into FILE (an SQLite\n"
     "                           capture, written 0600; default shunt.db; never overwritten)\n"
     "  --no-capture             don't record (the default)\n"
@@ -88,7 +113,9 @@ static const char help[] =
     "\n"
     "examples:\n"
     "  shunt proxy &  curl -x http://127.0.0.1:8888 http://127.0.0.1:8080/\n"
-    "  shunt proxy --listen 127.0.0.1:9000 --reverse http://127.0.0.1:8080 -v\n";
+    "  shunt proxy --listen 127.0.0.1:9000 --reverse http://127.0.0.1:8080 -v\n"
+    "  shunt proxy --intercept '*.example.com' --capture &\n"
+    "  curl --cacert ~/.local/share/shunt/ca.pem -x http://127.0.0.1:8888 https://www.example.com/\n";
 
 /* -v: the exchange line. */
 static void log_exchange(const struct shunt_event *ev, void *ud)
@@ -242,20 +269,152 @@ static int parse_size(const char *s, size_t *out)
 static int parse_reverse(struct shunt_proxy_config *cfg, const char *url)
 {
     struct shunt_target t;
-    if (strncmp(url, "http://", 7) != 0 ||
+    int tls = strncmp(url, "https://", 8) == 0;
+    if ((!tls && strncmp(url, "http://", 7) != 0) ||
         shunt_http_split_target(shunt_slice_make(url, strlen(url)), 0, &t) !=
             SHUNT_TARGET_ABSOLUTE)
         return -1;
     if (t.path.len > 0 && !(t.path.len == 1 && t.path.base[0] == '/'))
         return -1; /* a path would be silently ignored: refuse it */
     struct shunt_authority au;
-    if (shunt_http_split_authority(t.authority, 80, 0, &au) != NULL ||
+    if (shunt_http_split_authority(t.authority, tls ? 443 : 80, 0, &au) != NULL ||
         au.host.len >= sizeof(cfg->reverse_host))
         return -1;
     memcpy(cfg->reverse_host, au.host.base, au.host.len);
     cfg->reverse_host[au.host.len] = '\0';
     cfg->reverse_port = au.port;
     cfg->reverse = 1;
+    cfg->reverse_tls = tls;
+    return 0;
+}
+
+/* ----------------------------------------------------------------------- --intercept FILTER */
+
+#define MAX_INTERCEPT 64
+
+/* One host pattern of --intercept: "example.com", "*.example.com" (any name below it, not
+ * example.com itself, as in a certificate), "*" (any host), an IP literal; optional port. */
+struct host_pattern {
+    char host[256]; /* lower case; for a wildcard, the part after "*." */
+    int wildcard;   /* 1: "*.host"; 2: "*" */
+    int port;       /* 0: any */
+};
+
+static struct host_pattern intercept_pats[MAX_INTERCEPT];
+static size_t n_intercept_pats;
+
+/* Worker threads; reads only what the command line wrote before the proxy ran. */
+static int intercept_match(void *ud, const char *host, int port)
+{
+    (void)ud;
+    size_t hl = strlen(host);
+    for (size_t i = 0; i < n_intercept_pats; i++) {
+        const struct host_pattern *p = &intercept_pats[i];
+        if (p->port != 0 && p->port != port)
+            continue;
+        if (p->wildcard == 2)
+            return 1;
+        if (p->wildcard == 1) {
+            size_t pl = strlen(p->host);
+            if (hl > pl + 1 && host[hl - pl - 1] == '.' &&
+                strcasecmp(host + hl - pl, p->host) == 0)
+                return 1;
+        } else if (strcasecmp(host, p->host) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Parses one pattern of FILTER into <out>. Returns NULL, or why it is not one. */
+static const char *parse_pattern(const char *tok, struct host_pattern *out)
+{
+    char buf[300];
+    memset(out, 0, sizeof(*out));
+    if (strlen(tok) >= sizeof(buf))
+        return "too long";
+    snprintf(buf, sizeof(buf), "%s", tok);
+    char *host = buf, *port = NULL;
+    if (buf[0] == '[') {
+        char *close = strchr(buf, ']');
+        if (close == NULL)
+            return "an IPv6 address needs its closing ]";
+        *close = '\0';
+        host = buf + 1;
+        if (close[1] == ':')
+            port = close + 2;
+        else if (close[1] != '\0')
+            return "expected :PORT after ]";
+        if (!shunt_ca_is_ip(host))
+            return "not an IPv6 address between [ ]";
+    } else {
+        port = strchr(buf, ':');
+        if (port != NULL) {
+            *port++ = '\0';
+            if (strchr(port, ':') != NULL)
+                return "an IPv6 address goes between [ ], e.g. [::1]:443";
+        }
+    }
+    if (port != NULL) {
+        double p;
+        if (parse_num(port, 1, 65535, &p) != 0 || p != (int)p)
+            return "expected a port from 1 to 65535 after :";
+        out->port = (int)p;
+    }
+    if (strcmp(host, "*") == 0) {
+        out->wildcard = 2;
+        return NULL;
+    }
+    if (strncmp(host, "*.", 2) == 0) {
+        out->wildcard = 1;
+        host += 2;
+    }
+    if (*host == '\0')
+        return "expected a host name";
+    if (strlen(host) > 253)
+        return "a host name has at most 253 characters";
+    if (!shunt_ca_is_ip(host)) {
+        for (const char *c = host; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                  (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_'))
+                return "a host name has letters, digits, '-', '_' and '.' only (a wildcard "
+                       "only as a first label: *.example.com)";
+    } else if (out->wildcard) {
+        return "an IP address takes no wildcard";
+    }
+    for (char *c = host; *c; c++)
+        if (*c >= 'A' && *c <= 'Z')
+            *c = (char)(*c - 'A' + 'a');
+    snprintf(out->host, sizeof(out->host), "%.253s", host);
+    return NULL;
+}
+
+/* Parses --intercept's FILTER. Returns 0, or 2 after saying what is wrong. */
+static int parse_intercept(const char *filter)
+{
+    char buf[4096];
+    if (strlen(filter) >= sizeof(buf))
+        return bad("--intercept", NULL, "the host list is too long");
+    snprintf(buf, sizeof(buf), "%s", filter);
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        size_t l = strlen(tok);
+        while (l > 0 && tok[l - 1] == ' ')
+            tok[--l] = '\0';
+        if (*tok == '\0')
+            continue;
+        if (n_intercept_pats == MAX_INTERCEPT)
+            return bad("--intercept", filter, "more than 64 host patterns");
+        const char *why = parse_pattern(tok, &intercept_pats[n_intercept_pats]);
+        if (why != NULL) {
+            fprintf(stderr, "shunt proxy: --intercept %s: %s\n", tok, why);
+            return 2;
+        }
+        n_intercept_pats++;
+    }
+    if (n_intercept_pats == 0)
+        return bad("--intercept", filter, "expected host patterns, e.g. example.com,*.test:8443");
     return 0;
 }
 
@@ -277,6 +436,9 @@ int shunt_cmd_proxy(int argc, char **argv)
     int unsafe_lua = 0;
     const char *token_opt = NULL, *token_val = NULL; /* --admin-token[-file] and its value */
     static struct hooks hooks;
+    int intercept = 0;
+    const char *ca_cert = NULL, *ca_key = NULL, *upstream_cacert = NULL;
+    static struct shunt_ca *ca; /* process lifetime: the server context's leaves come from it */
     if (shunt_addr_parse(admin_text, &admin.listen) != 0)
         return 1;
     rules = shunt_rules_new();
@@ -333,7 +495,34 @@ int shunt_cmd_proxy(int argc, char **argv)
         } else if (strcmp(opt, "--reverse") == 0) {
             NEED_VAL();
             if (parse_reverse(&cfg, val) != 0)
-                return bad(opt, val, "expected http://HOST:PORT");
+                return bad(opt, val, "expected http://HOST:PORT or https://HOST[:PORT]");
+        } else if (strcmp(opt, "--intercept") == 0) {
+            /* FILTER is optional: "--intercept" alone, or followed by an option, is all */
+            if (val == NULL && i + 1 < argc && argv[i + 1][0] != '-')
+                val = argv[++i];
+            intercept = 1;
+            if (val != NULL && parse_intercept(val) != 0)
+                return 2;
+        } else if (strcmp(opt, "--ca-cert") == 0 || strcmp(opt, "--ca-key") == 0 ||
+                   strcmp(opt, "--upstream-cacert") == 0) {
+            NEED_VAL();
+            if (*val == '\0')
+                return bad(opt, val, "needs a file name");
+            if (strcmp(opt, "--ca-cert") == 0)
+                ca_cert = val;
+            else if (strcmp(opt, "--ca-key") == 0)
+                ca_key = val;
+            else
+                upstream_cacert = val;
+        } else if (strcmp(opt, "--insecure-upstream") == 0) {
+            cfg.insecure_upstream = 1;
+        } else if (strcmp(opt, "--tls-handshake-timeout") == 0) {
+            NEED_VAL();
+            if (parse_num(val, 0.001, 86400, &d) != 0)
+                return bad(opt, val, "expected seconds (> 0)");
+            cfg.tls_handshake_timeout_ms = (uint64_t)(d * 1000.0 + 0.5);
+            if (cfg.tls_handshake_timeout_ms == 0)
+                cfg.tls_handshake_timeout_ms = 1;
         } else if (strcmp(opt, "--reverse-host") == 0) {
             cfg.reverse_host_header = 1;
         } else if (strcmp(opt, "--capture") == 0) {
@@ -453,6 +642,20 @@ int shunt_cmd_proxy(int argc, char **argv)
         return 2;
     if (cfg.reverse_host_header && !cfg.reverse)
         return bad("--reverse-host", NULL, "only makes sense with --reverse");
+    if ((ca_cert != NULL || ca_key != NULL) && !intercept)
+        return bad(ca_cert ? "--ca-cert" : "--ca-key", NULL, "only makes sense with --intercept");
+    if ((ca_cert == NULL) != (ca_key == NULL))
+        return bad(ca_cert ? "--ca-cert" : "--ca-key", NULL,
+                   "give both --ca-cert and --ca-key (the CA's certificate and its key)");
+    if (intercept && cfg.reverse)
+        return bad("--intercept", NULL, "is for a forward proxy's CONNECT tunnels, not --reverse");
+    int tls_upstream = intercept || cfg.reverse_tls;
+    if (upstream_cacert != NULL && !tls_upstream)
+        return bad("--upstream-cacert", upstream_cacert,
+                   "only makes sense with --intercept or --reverse https://");
+    if (cfg.insecure_upstream && !tls_upstream)
+        return bad("--insecure-upstream", NULL,
+                   "only makes sense with --intercept or --reverse https://");
     cfg.refuse_local_upstreams =
         !shunt_addr_is_loopback((struct sockaddr *)&cfg.listen) && !allow_loopback_upstream;
     if (!shunt_addr_is_loopback((struct sockaddr *)&cfg.listen) && cfg.n_allow == 0) {
@@ -470,6 +673,43 @@ int shunt_cmd_proxy(int argc, char **argv)
         return 1;
     if (unsafe_lua && lua_path == NULL)
         return bad("--unsafe-lua", NULL, "only makes sense with --rules FILE.lua");
+    if (tls_upstream) { /* first: a bad --upstream-cacert must not leave a new CA behind */
+        char err[1200];
+        cfg.tls_upstream = shunt_tls_ctx_client(upstream_cacert, cfg.insecure_upstream, err,
+                                                sizeof(err));
+        if (cfg.tls_upstream == NULL) {
+            fprintf(stderr, "shunt proxy: --upstream-cacert %s\n", err);
+            return 2;
+        }
+        if (cfg.insecure_upstream)
+            shunt_log(SHUNT_LOG_WARN,
+                      "--insecure-upstream: origins' certificates are NOT verified: anyone "
+                      "between shunt and them can read and change the traffic (test servers "
+                      "only)");
+    }
+    if (intercept) {
+        char err[9000];
+        if (shunt_ca_open(ca_cert, ca_key, &ca, err, sizeof(err)) != 0) {
+            fprintf(stderr, "shunt proxy: %s%s\n", ca_cert ? "--ca-cert/--ca-key: " : "CA: ",
+                    err);
+            return 2;
+        }
+        struct shunt_ca_info info;
+        shunt_ca_info(ca, &info);
+        if (info.made)
+            shunt_log(SHUNT_LOG_WARN,
+                      "there was no CA yet: made one in %s; clients must trust it (`shunt ca` "
+                      "tells how)", info.cert_path);
+        cfg.tls_server = shunt_tls_ctx_server(ca, err, sizeof(err));
+        if (cfg.tls_server == NULL) {
+            fprintf(stderr, "shunt proxy: --intercept: %s\n", err);
+            return 1;
+        }
+        if (n_intercept_pats > 0) {
+            cfg.intercept_hook = intercept_match;
+            cfg.intercept_hook_ud = NULL;
+        }
+    }
     if (lua_path != NULL) {
         char err[600];
         if (shunt_lua_load(lua_path, unsafe_lua, cfg.workers, &hooks.lua, err, sizeof(err)) != 0) {
@@ -551,6 +791,21 @@ int shunt_cmd_proxy(int argc, char **argv)
     }
     int r = shunt_proxy_run(&cfg);
     shunt_admin_stop(adm);
+    shunt_tls_ctx_free(cfg.tls_server); /* the workers have stopped */
+    shunt_tls_ctx_free(cfg.tls_upstream);
+    if (ca != NULL) {
+        /* the leaf cache's account, once, at the end: what bench/tls.sh reports */
+        struct shunt_ca_stats st;
+        shunt_ca_stats(ca, &st);
+        if (st.misses > 0)
+            shunt_log_raw("shunt: TLS leaf certificates: %" PRIu64 " made (%.3f ms each on "
+                          "average, the slowest %.3f ms), %" PRIu64 " from the cache (hit rate "
+                          "%.1f %%)",
+                          st.misses, (double)st.miss_ns_total / (double)st.misses / 1e6,
+                          (double)st.miss_ns_max / 1e6, st.hits,
+                          100.0 * (double)st.hits / (double)(st.hits + st.misses));
+    }
+    shunt_ca_free(ca);
     shunt_lua_free(hooks.lua); /* the workers have stopped */
     if (shunt_recorder_close(recorder) != 0 && r == 0)
         r = 1;

@@ -16,5 +16,6 @@ int shunt_cmd_ctl(int argc, char **argv);
 int shunt_cmd_lab(int argc, char **argv);
 int shunt_cmd_diagnose(int argc, char **argv);
 int shunt_cmd_diff(int argc, char **argv);
+int shunt_cmd_ca(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const struct {
     {"diff", shunt_cmd_diff, "what differs between two captures or HARs, ranked by what explains it"},
     {"import", shunt_cmd_import, "make a capture from a HAR (Chrome, Firefox, Fiddler, mitmproxy)"},
     {"ctl", shunt_cmd_ctl, "switch options, reload rules, show status of a running proxy"},
+    {"ca", shunt_cmd_ca, "shunt's CA for HTTPS interception: where, fingerprint, how to trust it"},
     {"lab", shunt_cmd_lab, "an origin and a client for experiments (the story, on loopback)"},
 };
 

@@ -18,7 +18,35 @@
 struct shunt_tls;       /* one connection's TLS: an SSL with its two memory BIOs */
 struct shunt_tls_ctx;   /* shared settings for many connections (an SSL_CTX and more) */
 struct shunt_ca;        /* shunt's CA and its cache of leaf certificates (net/ca.h) */
-struct shunt_tls_facts; /* proxy/events.h's plain record; filled by shunt_tls_facts() */
+
+/* What a TLS handshake established (or why it failed): the record of the proxy's SHUNT_EV_TLS
+ * event (proxy/events.h includes this header; the struct lives here because net/ must not
+ * include proxy/). Strings are NUL-terminated, "" when unknown, never NULL. */
+struct shunt_tls_facts {
+    int side;                 /* 0: shunt was the server (the client's TLS, intercepted);
+                                 1: shunt was the client (an upstream's TLS) */
+    const char *sni;          /* the server name asked for (client side: what the client
+                                 sent; upstream side: what shunt sent) */
+    const char *alpn;         /* the protocol agreed ("http/1.1"), "" when none */
+    const char *version;      /* "TLSv1.3", ... */
+    const char *cipher;       /* "TLS_AES_128_GCM_SHA256", ... */
+    /* the certificate the server side presented (upstream side: the origin's; client side:
+     * the leaf shunt made) */
+    const char *cert_subject; /* one-line RFC 2253 form */
+    const char *cert_issuer;
+    const char *cert_san;     /* "DNS:a.example, IP:127.0.0.1" */
+    const char *cert_sha256;  /* fingerprint, lower-case hex with colons */
+    int64_t cert_not_before;  /* unix seconds, 0 when unknown */
+    int64_t cert_not_after;
+    uint64_t handshake_us;    /* first byte of the handshake to its end */
+    const char *error;        /* NULL when the handshake succeeded; else why, whole: "the
+                                 client rejected shunt's certificate (alert 48: unknown
+                                 ca)", "certificate verify failed: certificate has expired",
+                                 "handshake timed out", "not TLS: the client sent plain
+                                 HTTP into the tunnel" */
+    int verify_result;        /* upstream side: X509_V_OK (0) or OpenSSL's X509_V_ERR_* */
+    int insecure;             /* upstream side: verification was turned off */
+};
 
 /* Results of the engine's steps. */
 enum shunt_tls_rc {
@@ -102,7 +130,7 @@ void shunt_tls_facts(struct shunt_tls *t, struct shunt_tls_facts *out);
 
 /* 1 when the <n> bytes at <p> begin a TLS handshake record (0x16 0x03 0x0N): what a
  * tunnel's first bytes are checked with before it is intercepted. Needs 3 bytes; with
- * fewer returns -1 (not known yet). */
+ * fewer returns -1 (not known yet), or 0 when those already rule it out ("G"). */
 int shunt_tls_looks_like_hello(const char *p, size_t n);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "core/slice.h"
 #include "http/parser.h"
+#include "net/tls.h"
 
 /* Event types; a subscriber says which it wants with a mask of (1u << type). */
 enum shunt_ev_type {
@@ -43,33 +44,8 @@ const char *shunt_closer_name(enum shunt_closer c);
 /* Returns "FIN", "RST", "timeout", "error" or "-". */
 const char *shunt_close_how_name(enum shunt_close_how h);
 
-/* What a TLS handshake established (or why it failed), for SHUNT_EV_TLS. Strings are
- * NUL-terminated, "" when unknown, never NULL. */
-struct shunt_tls_facts {
-    int side;                 /* 0: shunt was the server (the client's TLS, intercepted);
-                                 1: shunt was the client (an upstream's TLS) */
-    const char *sni;          /* the server name asked for (client side: what the client
-                                 sent; upstream side: what shunt sent) */
-    const char *alpn;         /* the protocol agreed ("http/1.1"), "" when none */
-    const char *version;      /* "TLSv1.3", ... */
-    const char *cipher;       /* "TLS_AES_128_GCM_SHA256", ... */
-    /* the certificate the server side presented (upstream side: the origin's; client side:
-     * the leaf shunt made) */
-    const char *cert_subject; /* one-line RFC 2253 form */
-    const char *cert_issuer;
-    const char *cert_san;     /* "DNS:a.example, IP:127.0.0.1" */
-    const char *cert_sha256;  /* fingerprint, lower-case hex with colons */
-    int64_t cert_not_before;  /* unix seconds, 0 when unknown */
-    int64_t cert_not_after;
-    uint64_t handshake_us;    /* first byte of the handshake to its end */
-    const char *error;        /* NULL when the handshake succeeded; else why, whole: "the
-                                 client rejected shunt's certificate (alert 48: unknown
-                                 ca)", "certificate verify failed: certificate has expired",
-                                 "handshake timed out", "not TLS: the client sent plain
-                                 HTTP into the tunnel" */
-    int verify_result;        /* upstream side: X509_V_OK (0) or OpenSSL's X509_V_ERR_* */
-    int insecure;             /* upstream side: verification was turned off */
-};
+/* struct shunt_tls_facts (SHUNT_EV_TLS) is defined in net/tls.h, where the TLS engine that
+ * fills it lives (net/ must not include proxy/). */
 
 /* How a TLS connection ended (closes of a TLS connection; 0 for plain TCP). */
 #define SHUNT_TLS_CLOSE_NOTIFY_IN  1u /* the peer sent close_notify */
