@@ -25,6 +25,7 @@
 #include "lab/internal.h"
 #include "lab/lab.h"
 #include "net/addr.h"
+#include "net/conn.h"
 #include "net/listen.h"
 
 #define ORIGIN_DEFAULT_LISTEN "127.0.0.1:8080"
@@ -107,6 +108,7 @@ struct origin {
     uv_loop_t loop;
     uv_tcp_t listener;
     uv_signal_t sigint, sigterm;
+    struct shunt_conn_pool pool; /* input buffers of ORIGIN_IN_CAP bytes */
     struct conn *conns;   /* open connections, newest first */
     unsigned long next_id; /* id of the next connection (from 1) */
     int stopping;         /* a signal came: no new connections */
@@ -138,20 +140,18 @@ enum conn_state {
 struct conn {
     struct origin *o;
     struct conn *prev, *next;
-    uv_tcp_t tcp;
+    struct shunt_conn conn;   /* the socket and the input (net/conn.h) */
     uv_timer_t idle;          /* idle timeout, then the linger deadline */
     uv_timer_t delay;         /* /delay/MS */
-    uv_shutdown_t shutdown_req;
     int open_handles;         /* handles not yet closed; freed at 0 */
     unsigned long id;
     int port;                 /* the client's port */
     enum conn_state st;
-    int reading;              /* uv_read_start in effect */
     int closed;               /* uv_close called */
     int lingering;            /* shut down, draining until the client closes */
     int peer_eof;             /* the client sent FIN */
     int end_logged;           /* the "closed" line was written */
-    size_t writes;            /* responses queued, not yet written */
+    size_t writes;            /* 1 while responses are queued, not yet written */
     unsigned long n_responses;
     int finish_after_writes;  /* ST_DONE: shut down once writes reach 0 */
     /* authentication (connection-bound) */
@@ -165,17 +165,6 @@ struct conn {
     struct shunt_http_body body;
     size_t last_len;          /* parser resume point */
     struct response resp;
-    size_t in_len;
-    char in[ORIGIN_IN_CAP];
-};
-
-/* One queued write: a response head and its body. */
-struct out {
-    uv_write_t req;
-    struct conn *c;
-    char *head;       /* malloc'd response head */
-    char *text;       /* copy of a text body, or NULL */
-    uv_buf_t *bufs;   /* malloc'd when the body takes several */
 };
 
 /* 64 KiB of 'x': every /bytes body is made of slices of it. */
@@ -199,11 +188,15 @@ static void conn_closed_log(struct conn *c, const char *how)
 
 /* ------------------------------------------------------------------------ connection end */
 
-static void on_handle_close(uv_handle_t *h)
+static void conn_unref(struct conn *c)
 {
-    struct conn *c = h->data;
     if (--c->open_handles == 0)
         free(c);
+}
+
+static void on_handle_close(uv_handle_t *h)
+{
+    conn_unref(h->data);
 }
 
 /* Closes every handle of <c> (unread bytes make the kernel send a reset); the struct goes
@@ -220,33 +213,24 @@ static void conn_close(struct conn *c)
         o->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    uv_close((uv_handle_t *)&c->tcp, on_handle_close);
+    shunt_conn_close(&c->conn, 0);
     uv_close((uv_handle_t *)&c->idle, on_handle_close);
     uv_close((uv_handle_t *)&c->delay, on_handle_close);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-
 static void set_reading(struct conn *c, int on)
 {
-    if (c->closed || c->peer_eof || on == c->reading)
+    if (c->closed || c->peer_eof)
         return;
-    if (on && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
-        return;
-    if (!on)
-        uv_read_stop((uv_stream_t *)&c->tcp);
-    c->reading = on;
+    if (on)
+        shunt_conn_read_start(&c->conn);
+    else
+        shunt_conn_read_stop(&c->conn);
 }
 
 static void on_linger_timeout(uv_timer_t *t)
 {
     conn_close(t->data);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    /* Nothing: the drain ends at the client's EOF or the linger deadline. */
 }
 
 /* The origin ends <c> gracefully: FIN after what was written, then it reads and drops
@@ -263,20 +247,19 @@ static void conn_finish(struct conn *c, const char *why)
     }
     c->st = ST_DONE;
     uv_timer_stop(&c->delay);
-    if (c->peer_eof ||
-        uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    if (c->peer_eof) {
         conn_close(c);
         return;
     }
+    shunt_conn_shutdown(&c->conn); /* the drain ends at the client's EOF or the deadline */
     c->lingering = 1;
-    c->in_len = 0;
+    shunt_conn_release_input(&c->conn);
     uv_timer_start(&c->idle, on_linger_timeout, ORIGIN_LINGER_MS, 0);
     set_reading(c, 1);
 }
 
 /* ------------------------------------------------------------------------ responses */
 
-static void on_write(uv_write_t *req, int status);
 static void process(struct conn *c);
 
 static void on_idle_timeout(uv_timer_t *t)
@@ -303,8 +286,6 @@ static void send_response(struct conn *c)
 {
     const struct origin_cfg *cfg = &c->o->cfg;
     struct response *r = &c->resp;
-    struct out *w = shunt_xcalloc(sizeof(*w));
-    w->c = c;
     int no_body = r->status == 204 || r->status == 304;
     uint64_t blen = no_body ? 0 : r->body_len;
 
@@ -315,8 +296,8 @@ static void send_response(struct conn *c)
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
 
     size_t cap = 1024 + strlen(r->www_auth) + (cfg->server ? strlen(cfg->server) : 0);
-    w->head = shunt_xcalloc(cap);
-    int n = snprintf(w->head, cap,
+    char *head = shunt_xcalloc(cap);
+    int n = snprintf(head, cap,
                      "HTTP/1.%d %d %s\r\n"
                      "%s%s%s"
                      "Date: %s\r\n",
@@ -325,26 +306,28 @@ static void send_response(struct conn *c)
                      cfg->server ? "\r\n" : "", date);
     size_t len = (size_t)n;
     if (!no_body)
-        len += (size_t)snprintf(w->head + len, cap - len,
+        len += (size_t)snprintf(head + len, cap - len,
                                 "Content-Type: text/plain\r\nContent-Length: %llu\r\n",
                                 (unsigned long long)blen);
     if (r->www_auth[0] != '\0')
-        len += (size_t)snprintf(w->head + len, cap - len, "WWW-Authenticate: %s\r\n",
+        len += (size_t)snprintf(head + len, cap - len, "WWW-Authenticate: %s\r\n",
                                 r->www_auth);
     if (!r->keep_alive)
-        len += (size_t)snprintf(w->head + len, cap - len, "Connection: close\r\n");
+        len += (size_t)snprintf(head + len, cap - len, "Connection: close\r\n");
     else if (r->keep_alive_header)
-        len += (size_t)snprintf(w->head + len, cap - len, "Connection: keep-alive\r\n");
-    len += (size_t)snprintf(w->head + len, cap - len, "\r\n");
+        len += (size_t)snprintf(head + len, cap - len, "Connection: keep-alive\r\n");
+    len += (size_t)snprintf(head + len, cap - len, "\r\n");
 
+    /* the head and a text body are copied when the kernel does not take them at once; a
+     * /bytes body is slices of <xs>, never copied */
     uv_buf_t one[2];
     uv_buf_t *bufs = one;
     unsigned nbufs = 1;
-    one[0] = uv_buf_init(w->head, (unsigned)len);
+    one[0] = uv_buf_init(head, (unsigned)len);
     if (!r->is_head && blen > 0) {
         if (r->bytes_body) {
             size_t nb = (size_t)((blen + sizeof(xs) - 1) / sizeof(xs));
-            bufs = w->bufs = shunt_xcalloc((nb + 1) * sizeof(uv_buf_t));
+            bufs = shunt_xcalloc((nb + 1) * sizeof(uv_buf_t));
             bufs[0] = one[0];
             uint64_t left = blen;
             for (size_t i = 0; i < nb; i++) {
@@ -354,8 +337,7 @@ static void send_response(struct conn *c)
             }
             nbufs = (unsigned)(nb + 1);
         } else {
-            w->text = shunt_xstrdup(r->text);
-            one[1] = uv_buf_init(w->text, (unsigned)blen);
+            one[1] = uv_buf_init(r->text, (unsigned)blen);
             nbufs = 2;
         }
     }
@@ -363,16 +345,16 @@ static void send_response(struct conn *c)
     c->n_responses++;
     if (!cfg->quiet)
         CONN_LOG(c, "%s %s -> %d", r->method, r->path, r->status);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write) != 0) {
-        free(w->head);
-        free(w->text);
-        free(w->bufs);
-        free(w);
+    int wr = shunt_conn_send_static(&c->conn, bufs, nbufs, r->bytes_body ? 1 : nbufs);
+    free(head);
+    if (bufs != one)
+        free(bufs);
+    if (wr != 0) {
         conn_closed_log(c, "server (write failed)");
         conn_close(c);
         return;
     }
-    c->writes++;
+    c->writes = shunt_conn_queued(&c->conn) > 0;
     uv_timer_stop(&c->idle);
     if (!r->keep_alive) {
         c->st = ST_DONE;
@@ -380,28 +362,17 @@ static void send_response(struct conn *c)
         char how[96];
         snprintf(how, sizeof(how), "server (%s)", r->close_why ? r->close_why : "close");
         conn_closed_log(c, how);
+        if (c->writes == 0) /* written at once */
+            conn_finish(c, NULL);
     }
+    /* else: written at once, process() (or on_delay()) goes on; or on_drained() later */
 }
 
-static void on_write(uv_write_t *req, int status)
+/* Everything queued went out. */
+static void on_drained(struct shunt_conn *conn)
 {
-    struct out *w = SHUNT_CONTAINER_OF(req, struct out, req);
-    struct conn *c = w->c;
-    free(w->head);
-    free(w->text);
-    free(w->bufs);
-    free(w);
-    if (c->closed)
-        return; /* cancelled by the close */
-    c->writes--;
-    if (status < 0) {
-        conn_closed_log(c, status == UV_ECONNRESET || status == UV_EPIPE ? "client (reset)"
-                                                                          : "server (write error)");
-        conn_close(c);
-        return;
-    }
-    if (c->writes > 0)
-        return;
+    struct conn *c = SHUNT_CONTAINER_OF(conn, struct conn, conn);
+    c->writes = 0;
     if (c->finish_after_writes) {
         conn_finish(c, NULL);
         return;
@@ -411,6 +382,14 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     arm_idle(c);
+}
+
+static void on_write_error(struct shunt_conn *conn, int status)
+{
+    struct conn *c = SHUNT_CONTAINER_OF(conn, struct conn, conn);
+    conn_closed_log(c, status == UV_ECONNRESET || status == UV_EPIPE ? "client (reset)"
+                                                                      : "server (write error)");
+    conn_close(c);
 }
 
 /* ------------------------------------------------------------------------ requests */
@@ -433,7 +412,7 @@ static void bad_request(struct conn *c, const struct shunt_http_error *err, cons
     r->close_why = "bad request";
     snprintf(r->method, sizeof(r->method), "-");
     snprintf(r->path, sizeof(r->path), "-");
-    c->in_len = 0;
+    shunt_conn_release_input(&c->conn);
     send_response(c);
 }
 
@@ -693,8 +672,8 @@ static void on_head(struct conn *c)
 /* Consumes <n> bytes at the start of the input buffer. */
 static void consume(struct conn *c, size_t n)
 {
-    memmove(c->in, c->in + n, c->in_len - n);
-    c->in_len -= n;
+    if (n > 0)
+        shunt_conn_consume(&c->conn, n);
 }
 
 static void on_delay(uv_timer_t *t)
@@ -711,14 +690,15 @@ static void process(struct conn *c)
 {
     while (!c->closed && !c->lingering && (c->st == ST_HEAD || c->st == ST_BODY)) {
         if (c->st == ST_HEAD) {
-            if (c->in_len == 0)
+            if (!shunt_conn_has_input(&c->conn))
                 break;
             struct shunt_http_error err;
-            int r = shunt_http_parse_request(c->in, c->in_len, c->last_len, &c->head, c->headers,
+            int r = shunt_http_parse_request(shunt_conn_data(&c->conn), shunt_conn_avail(&c->conn),
+                                             c->last_len, &c->head, c->headers,
                                              ORIGIN_MAX_HEADERS, &origin_limits, &err);
             if (r == 0) {
-                c->last_len = c->in_len;
-                if (c->in_len == sizeof(c->in)) { /* cannot happen: max_head is smaller */
+                c->last_len = shunt_conn_avail(&c->conn);
+                if (shunt_conn_in_full(&c->conn)) { /* cannot happen: max_head is smaller */
                     bad_request(c, NULL, "request");
                     break;
                 }
@@ -734,7 +714,7 @@ static void process(struct conn *c)
                 c->head.framing != SHUNT_HTTP_BODY_NONE && c->resp.status < 400) {
                 static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
                 uv_buf_t b = uv_buf_init(cont, sizeof(cont) - 1);
-                (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+                (void)uv_try_write((uv_stream_t *)&c->conn.tcp, &b, 1);
             }
             shunt_http_body_init(&c->body, c->head.framing, c->head.content_length,
                                  &origin_limits);
@@ -743,7 +723,9 @@ static void process(struct conn *c)
         }
         if (!c->body.done) {
             struct shunt_http_error err;
-            long n = shunt_http_body_scan(&c->body, c->in, c->in_len, NULL, NULL, &err);
+            int has = shunt_conn_has_input(&c->conn);
+            long n = shunt_http_body_scan(&c->body, has ? shunt_conn_data(&c->conn) : "",
+                                          has ? shunt_conn_avail(&c->conn) : 0, NULL, NULL, &err);
             if (n < 0) {
                 bad_request(c, &err, "request body");
                 break;
@@ -763,7 +745,7 @@ static void process(struct conn *c)
     }
     if (!c->closed && !c->lingering) {
         /* Read on while there is room; a full buffer waits for the body or delay to move. */
-        set_reading(c, c->in_len < sizeof(c->in));
+        set_reading(c, !shunt_conn_in_full(&c->conn));
         if (c->peer_eof && c->st == ST_HEAD && c->writes == 0) {
             conn_close(c);
             return;
@@ -774,54 +756,59 @@ static void process(struct conn *c)
 
 /* ------------------------------------------------------------------------ I/O */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_data(struct shunt_conn *conn)
 {
-    struct conn *c = h->data;
-    if (c->lingering) /* drained and dropped */
-        c->in_len = 0;
-    if (c->in_len >= sizeof(c->in)) {
-        *buf = uv_buf_init(NULL, 0);
-        return;
-    }
-    *buf = uv_buf_init(c->in + c->in_len, (unsigned)(sizeof(c->in) - c->in_len));
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct conn *c = s->data;
+    struct conn *c = SHUNT_CONTAINER_OF(conn, struct conn, conn);
     if (c->closed)
         return;
-    if (nread == UV_ENOBUFS) { /* buffer full: wait until processing frees room */
-        set_reading(c, 0);
+    if (c->lingering) {
+        shunt_conn_release_input(conn); /* drained and dropped */
         return;
     }
-    if (nread < 0) {
-        if (nread == UV_EOF) {
-            c->peer_eof = 1;
-            c->reading = 0;
-            uv_read_stop(s);
-            if (c->lingering) {
-                conn_close(c);
-                return;
-            }
-            conn_closed_log(c, "client (FIN)");
-            if (c->st == ST_HEAD && c->writes == 0) {
-                conn_close(c);
-                return;
-            }
-            /* Answer what was fully received; close once it is written. */
-            process(c);
-            return;
-        }
-        conn_closed_log(c, nread == UV_ECONNRESET ? "client (reset)" : "client (read error)");
-        conn_close(c);
-        return;
-    }
-    if (c->lingering)
-        return;
-    c->in_len += (size_t)nread;
     process(c);
 }
+
+static void on_eof(struct shunt_conn *conn, enum shunt_conn_how how, int err)
+{
+    struct conn *c = SHUNT_CONTAINER_OF(conn, struct conn, conn);
+    if (how == SHUNT_CONN_HOW_FIN) {
+        c->peer_eof = 1;
+        if (c->lingering) {
+            conn_close(c);
+            return;
+        }
+        conn_closed_log(c, "client (FIN)");
+        if (c->st == ST_HEAD && c->writes == 0) {
+            conn_close(c);
+            return;
+        }
+        /* Answer what was fully received; close once it is written. */
+        process(c);
+        return;
+    }
+    conn_closed_log(c, err == UV_ECONNRESET ? "client (reset)" : "client (read error)");
+    conn_close(c);
+}
+
+/* The input moved: a head parse in progress starts over. */
+static void on_moved(struct shunt_conn *conn)
+{
+    SHUNT_CONTAINER_OF(conn, struct conn, conn)->last_len = 0;
+}
+
+static void on_closed(struct shunt_conn *conn)
+{
+    conn_unref(SHUNT_CONTAINER_OF(conn, struct conn, conn));
+}
+
+static const struct shunt_conn_ops conn_ops = {
+    .on_data = on_data,
+    .on_eof = on_eof,
+    .on_drained = on_drained,
+    .on_write_error = on_write_error,
+    .on_moved = on_moved,
+    .on_closed = on_closed,
+};
 
 static void on_connection(uv_stream_t *l, int status)
 {
@@ -830,26 +817,28 @@ static void on_connection(uv_stream_t *l, int status)
         return;
     struct conn *c = shunt_xcalloc(sizeof(*c));
     c->o = o;
-    uv_tcp_init(&o->loop, &c->tcp);
+    if (shunt_conn_init(&c->conn, &o->loop, &conn_ops, &o->pool, 1, 2) != 0) {
+        free(c);
+        return;
+    }
     uv_timer_init(&o->loop, &c->idle);
     uv_timer_init(&o->loop, &c->delay);
-    c->tcp.data = c->idle.data = c->delay.data = c;
+    c->idle.data = c->delay.data = c;
     c->open_handles = 3;
     c->id = o->next_id++;
     c->next = o->conns;
     if (o->conns)
         o->conns->prev = c;
     o->conns = c;
-    if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
+    if (shunt_conn_accept(&c->conn, l) != 0) {
         c->end_logged = 1;
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage peer;
     int len = sizeof(peer);
     char ip[64];
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) == 0)
+    if (uv_tcp_getpeername(&c->conn.tcp, (struct sockaddr *)&peer, &len) == 0)
         c->port = shunt_addr_format((struct sockaddr *)&peer, ip, sizeof(ip));
     CONN_LOG(c, "%s", "opened");
     set_reading(c, 1);
@@ -1009,8 +998,10 @@ int shunt_lab_origin_main(int argc, char **argv)
     socklen_t blen = sizeof(bound);
     getsockname(fd, (struct sockaddr *)&bound, &blen);
 
+    shunt_conn_pool_init(&o->pool, ORIGIN_IN_CAP, 16);
     int r = uv_loop_init(&o->loop);
     if (r != 0) {
+        shunt_conn_pool_dispose(&o->pool);
         close(fd);
         fprintf(stderr, "shunt lab origin: %s\n", uv_strerror(r));
         free(o);
@@ -1054,6 +1045,7 @@ out:
     uv_run(&o->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&o->loop) != 0)
         shunt_log(SHUNT_LOG_WARN, "lab origin: handles left open at exit");
+    shunt_conn_pool_dispose(&o->pool);
     free(o);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <uv.h>
 
+#include "net/conn.h"
 #include "proxy/proxy.h"
 
 struct session;
@@ -23,15 +24,13 @@ struct worker {
     int draining;              /* 1 once a stop was asked for */
     struct session *sessions;  /* every open client connection (list head) */
     size_t n_sessions;
-    char **pool;               /* spare input buffers of SHUNT_PROXY_BUF bytes */
-    size_t n_pool;
+    struct shunt_conn_pool pool; /* spare input buffers of SHUNT_PROXY_BUF bytes */
     struct shunt_http_header *hdrs; /* parse scratch: cfg->limits.max_headers entries */
     uv_buf_t *iov;             /* head serialisation scratch: max_headers + 8 entries */
     struct shunt_slice *iov_slices;
     struct shunt_edit_field *edit_fields; /* a head hook's edit: max_headers + EXTRA */
     struct sockaddr_storage reverse_addr; /* resolved once at start (reverse mode) */
     char reverse_authority[300];          /* "host[:port]" for --reverse-host */
-    char discard[4096]; /* what upstreams no session wants any more read into, and drop */
 };
 
 /* Size of a connection's input buffer; heads larger than this grow it up to the limits.

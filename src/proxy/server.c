@@ -180,7 +180,7 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
         w->iov_slices = shunt_xcalloc(sizeof(*w->iov_slices) * pieces);
         w->edit_fields = shunt_xcalloc(sizeof(*w->edit_fields) *
                                        (cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA));
-        w->pool = shunt_xcalloc(sizeof(*w->pool) * SHUNT_PROXY_POOL);
+        shunt_conn_pool_init(&w->pool, SHUNT_PROXY_BUF, SHUNT_PROXY_POOL);
         uv_loop_init(&w->loop);
         uv_tcp_init(&w->loop, &w->listener);
         uv_tcp_open(&w->listener, w->listen_fd);
@@ -244,9 +244,7 @@ int shunt_proxy_run(const struct shunt_proxy_config *cfg)
         free(ws[i].iov);
         free(ws[i].iov_slices);
         free(ws[i].edit_fields);
-        for (size_t k = 0; k < ws[i].n_pool; k++)
-            free(ws[i].pool[k]);
-        free(ws[i].pool);
+        shunt_conn_pool_dispose(&ws[i].pool);
     }
     free(ws);
     return 0;

@@ -15,20 +15,21 @@
 #include "http/auth.h"
 #include "http/status.h"
 #include "http/target.h"
+#include "net/conn.h"
+#include "net/connect.h"
 #include "proxy/internal.h"
 
 #define MAX_UPSTREAMS 8 /* origins kept per client connection; the oldest idle one goes */
 
 /* ------------------------------------------------------------------------ types */
 
-/* A connection's input: bytes in [off, len) are unconsumed. Not shared, never pinned: a
- * write that cannot complete at once copies its remainder (see send_bufs()). */
-struct iobuf {
-    char *base; /* NULL when the connection holds no buffer (idle) */
-    size_t off;
-    size_t len;
-    size_t cap;
-};
+/* The client's and the upstreams' connections (net/conn.h) record who closed them with the
+ * capture's codes: the same values on both sides. */
+_Static_assert((int)SHUNT_CONN_HOW_FIN == (int)SHUNT_CLOSE_FIN &&
+                   (int)SHUNT_CONN_HOW_RST == (int)SHUNT_CLOSE_RST &&
+                   (int)SHUNT_CONN_HOW_TIMEOUT == (int)SHUNT_CLOSE_TIMEOUT &&
+                   (int)SHUNT_CONN_HOW_ERROR == (int)SHUNT_CLOSE_ERROR,
+               "net/conn.h and proxy/events.h disagree on how a connection closed");
 
 enum req_state {
     RQ_IDLE,       /* waiting for (more of) a request head */
@@ -70,44 +71,29 @@ struct partial {
 };
 
 struct upstream {
-    uv_tcp_t tcp;
+    struct shunt_conn conn; /* closer: SHUNT_CLOSER_SERVER or _PROXY; freed from on_closed */
     struct session *s; /* NULL once the session let go of it */
     uint64_t id;
     char host[256]; /* origin, as named in the request (lower case) */
     int port;
-    struct iobuf in;
-    uv_connect_t creq;
-    uv_getaddrinfo_t gai;
-    uv_shutdown_t sreq;
-    int refs; /* handle + pending getaddrinfo; freed at 0 */
-    unsigned connected : 1, connecting : 1, rd_eof : 1, wr_shut : 1, closing : 1, reading : 1;
-    unsigned shut_done : 1; /* our FIN went out */
-    unsigned resolving : 1; /* a getaddrinfo request is pending */
     struct partial *partial; /* a response head that arrived in pieces, or NULL */
     uint64_t n_exchanges;   /* requests sent on it */
-    char addr[64]; /* remote address as text */
-    struct sockaddr_storage addrs[4]; /* what the name resolved to, tried in order */
-    int n_addrs, next_addr;
+    char addr[64]; /* remote address as text (the one being tried while connecting) */
     int remote_port;
     int local_port;
-    uint64_t bytes_in, bytes_out;
-    enum shunt_closer closer;
-    enum shunt_close_how how;
 };
 
 struct session {
-    uv_tcp_t tcp;
+    struct shunt_conn conn; /* the client's; closer: SHUNT_CLOSER_* of the capture */
     struct worker *w;
     struct session *prev, *next;
     uint64_t id;
-    struct iobuf in;
     uv_timer_t timer;
     enum timer_kind tkind;
     uint64_t deadline;  /* loop ms when <tkind> expires */
     uint64_t timer_due; /* loop ms when the libuv timer fires (<= deadline) */
     int route_port;        /* origin port of the exchange in flight */
     char route_host[256];  /* origin host of the exchange in flight (lower case) */
-    uv_shutdown_t sreq;
     char peer_addr[64];
     int peer_port;
     char local_addr[64];
@@ -117,21 +103,15 @@ struct session {
     int n_ups;
     struct upstream *cur; /* upstream of the exchange in flight, or of the last one */
 
-    unsigned rd_eof : 1;   /* the client sent FIN */
-    unsigned wr_shut : 1;  /* we sent FIN to the client */
-    unsigned closing : 1;  /* uv_close called */
-    unsigned reading : 1;
+    unsigned closing : 1;  /* session_close() called */
     unsigned tunnel : 1;   /* bytes flow both ways unparsed */
     unsigned ending : 1;   /* the connection ends after the exchange in flight */
     unsigned finishing : 1; /* no more exchanges; waiting for both sides to close */
-    unsigned wr_shut_done : 1; /* our FIN to the client went out */
-    int refs_handles;          /* tcp and timer handles still open; freed at 0 */
+    int refs_handles;          /* client connection and timer handles still open; freed at 0 */
     unsigned in_exchange : 1;  /* an exchange began and its DONE event is still owed */
     unsigned in_process : 1;    /* process_client() is running (it is not re-entered) */
     unsigned process_again : 1; /* ... and must go round again: an exchange completed */
 
-    enum shunt_closer closer; /* who closed first */
-    enum shunt_close_how how;
 
     /* the exchange in flight */
     enum req_state rq;
@@ -183,8 +163,6 @@ struct session {
     char resp_cl[48]; /* the response's one Content-Length line */
     char resp_sl[16]; /* "HTTP/1.x NNN \r\n": a status line repaired */
 
-    uint64_t bytes_in, bytes_out;
-
     /* timings of the exchange in flight, monotonic microseconds (0: not yet) */
     uint64_t t_connect_start, t_resolved, t_connected, t_send_start, t_sent, t_first_byte;
     uint64_t req_payload, resp_payload; /* body bytes reported so far */
@@ -199,8 +177,7 @@ static void upstream_close(struct upstream *u, int reset);
 static void finish(struct session *s);
 static void maybe_done(struct session *s);
 static void check_finished(struct session *s);
-static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-static int pump(struct session *s, struct iobuf *from, uv_tcp_t *to, int from_client);
+static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client);
 static char *scratch(char **p, size_t *cap, size_t need);
 
 static _Atomic uint64_t stat_open, stat_exchanges;
@@ -224,53 +201,12 @@ static uint64_t now_us(void)
 
 static void set_closer(struct session *s, enum shunt_closer who, enum shunt_close_how how)
 {
-    if (s->closer == SHUNT_CLOSER_NONE) {
-        s->closer = who;
-        s->how = how;
-    }
-}
-
-/* After a read returned end-of-file, tells a FIN from a reset. The kernel hands out a reset
- * as ECONNRESET once; when something consumed that error first (a write that failed, say),
- * the next read returns 0 as for a FIN. The TCP state still tells, as long as we had not
- * sent our own FIN (<fin_sent>): CLOSE_WAIT after a FIN, CLOSE after a reset. (After our
- * FIN, a FIN also leaves the socket CLOSE: Linux moves it to a time-wait mini socket.) */
-static int was_reset(uv_tcp_t *t, int fin_sent)
-{
-    if (fin_sent)
-        return 0;
-    uv_os_fd_t fd;
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-    if (uv_fileno((uv_handle_t *)t, &fd) != 0 ||
-        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
-        return 0;
-    return ti.tcpi_state == TCP_CLOSE;
+    shunt_conn_set_closer(&s->conn, (int)who, (enum shunt_conn_how)how);
 }
 
 /* ------------------------------------------------------------------------ buffers */
 
-static void buf_release(struct worker *w, struct iobuf *b)
-{
-    if (b->base == NULL)
-        return;
-    if (b->cap == SHUNT_PROXY_BUF && w->n_pool < SHUNT_PROXY_POOL)
-        w->pool[w->n_pool++] = b->base;
-    else
-        free(b->base);
-    b->base = NULL;
-    b->off = b->len = b->cap = 0;
-}
-
-/* Marks <n> bytes consumed; gives the buffer back once it is empty. */
-static void buf_consume(struct worker *w, struct iobuf *b, size_t n)
-{
-    b->off += n;
-    assert(b->off <= b->len);
-    if (b->off == b->len)
-        buf_release(w, b);
-}
-
+/* The most a connection's input grows to: a head at its limits, with room to spare. */
 static size_t buf_max(const struct worker *w)
 {
     const struct shunt_http_limits *l = &w->cfg->limits;
@@ -278,117 +214,23 @@ static size_t buf_max(const struct worker *w)
     return m < SHUNT_PROXY_BUF ? SHUNT_PROXY_BUF : m;
 }
 
-/* Returns free space at the end of <b>, making some when it can (compaction, growth).
- * Returns 1 when the bytes moved, which invalidates slices into them. */
-static int buf_reserve(struct worker *w, struct iobuf *b, uv_buf_t *out)
-{
-    int moved = 0;
-    if (b->base == NULL) {
-        b->base = w->n_pool > 0 ? w->pool[--w->n_pool] : malloc(SHUNT_PROXY_BUF);
-        b->cap = b->base ? SHUNT_PROXY_BUF : 0;
-        b->off = b->len = 0;
-    }
-    if (b->base != NULL && b->cap - b->len < 2048) {
-        if (b->off > 0) {
-            memmove(b->base, b->base + b->off, b->len - b->off);
-            b->len -= b->off;
-            b->off = 0;
-            moved = 1;
-        }
-        if (b->cap - b->len < 2048 && b->cap < buf_max(w)) {
-            size_t ncap = b->cap * 2 > buf_max(w) ? buf_max(w) : b->cap * 2;
-            char *n = realloc(b->base, ncap);
-            if (n != NULL) {
-                moved = 1;
-                b->base = n;
-                b->cap = ncap;
-            }
-        }
-    }
-    if (b->base == NULL || b->len == b->cap)
-        *out = uv_buf_init(NULL, 0);
-    else
-        *out = uv_buf_init(b->base + b->len, (unsigned)(b->cap - b->len));
-    return moved;
-}
-
-/* True when <b> is at its maximum and full: reading more must wait. */
-static int buf_full(const struct worker *w, const struct iobuf *b)
-{
-    return b->base != NULL && b->off == 0 && b->len == b->cap && b->cap >= buf_max(w);
-}
-
 /* ------------------------------------------------------------------------ writes */
 
-/* A write that could not complete at once, with a copy of its remaining bytes. */
-struct wblock {
-    uv_write_t req;
-    size_t len;
-    char data[];
-};
-
-static void client_write_cb(uv_write_t *req, int status);
-static void upstream_write_cb(uv_write_t *req, int status);
-
-/*
- * Sends <n> buffers on <st>: a synchronous try first (the usual case on a fast peer, no
- * copy); what remains is copied and queued, so the caller's bytes are free on return.
- * Returns 0, or a libuv error when the peer is gone.
- */
-static int send_bufs(uv_stream_t *st, const uv_buf_t *bufs, unsigned n, uv_write_cb cb)
-{
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++)
-        total += bufs[i].len;
-    if (total == 0)
-        return 0;
-    int r = uv_try_write(st, bufs, n);
-    if (r == (int)total)
-        return 0;
-    if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS)
-        return r;
-    size_t done = r > 0 ? (size_t)r : 0;
-    struct wblock *wb = malloc(sizeof(*wb) + (total - done));
-    if (wb == NULL)
-        return UV_ENOMEM;
-    wb->len = 0;
-    for (unsigned i = 0; i < n; i++) {
-        size_t l = bufs[i].len;
-        const char *p = bufs[i].base;
-        if (done >= l) {
-            done -= l;
-            continue;
-        }
-        memcpy(wb->data + wb->len, p + done, l - done);
-        wb->len += l - done;
-        done = 0;
-    }
-    uv_buf_t b = uv_buf_init(wb->data, (unsigned)wb->len);
-    r = uv_write(&wb->req, st, &b, 1, cb);
-    if (r != 0) {
-        free(wb);
-        return r;
-    }
-    return 0;
-}
-
+/* Sends on the client's or an upstream's connection: tried at once, the rest copied and
+ * queued (net/conn.h), so the caller's bytes are free on return. 0, or a libuv error. */
 static int send_client(struct session *s, const uv_buf_t *bufs, unsigned n)
 {
-    for (unsigned i = 0; i < n; i++)
-        s->bytes_out += bufs[i].len;
-    return send_bufs((uv_stream_t *)&s->tcp, bufs, n, client_write_cb);
+    return shunt_conn_send(&s->conn, bufs, n);
 }
 
 static int send_upstream(struct upstream *u, const uv_buf_t *bufs, unsigned n)
 {
-    for (unsigned i = 0; i < n; i++)
-        u->bytes_out += bufs[i].len;
-    return send_bufs((uv_stream_t *)&u->tcp, bufs, n, upstream_write_cb);
+    return shunt_conn_send(&u->conn, bufs, n);
 }
 
-static size_t queued(uv_tcp_t *t)
+static size_t queued(const struct shunt_conn *c)
 {
-    return uv_stream_get_write_queue_size((uv_stream_t *)t);
+    return shunt_conn_queued(c);
 }
 
 /* ------------------------------------------------------------------------ events */
@@ -535,11 +377,11 @@ static void disarm(struct session *s)
 
 /* ------------------------------------------------------------------------ closing */
 
-static void session_handle_closed(uv_handle_t *h)
+/* One of the session's two handles (its client connection, its timer) is closed; the
+ * memory goes with the second. */
+static void session_unref(struct session *s)
 {
-    struct session *s = h->data;
     if (--s->refs_handles == 0) {
-        buf_release(s->w, &s->in);
         free(s->partial);
         free(s->reqline);
         free(s->hostline);
@@ -554,23 +396,14 @@ static void session_handle_closed(uv_handle_t *h)
     }
 }
 
-static void upstream_unref(struct upstream *u)
+static void session_timer_closed(uv_handle_t *h)
 {
-    if (--u->refs == 0) {
-        free(u->in.base);
-        free(u->partial);
-        free(u);
-    }
-}
-
-static void upstream_handle_closed(uv_handle_t *h)
-{
-    upstream_unref(SHUNT_CONTAINER_OF(h, struct upstream, tcp));
+    session_unref(h->data);
 }
 
 static void emit_upstream_close(struct session *s, struct upstream *u)
 {
-    if (!u->connected || !shunt_proxy__wants(s->w->cfg, SHUNT_EV_UPSTREAM_CLOSE))
+    if (!u->conn.connected || !shunt_proxy__wants(s->w->cfg, SHUNT_EV_UPSTREAM_CLOSE))
         return;
     struct shunt_event ev;
     fill_conn_event(s, &ev, SHUNT_EV_UPSTREAM_CLOSE);
@@ -578,25 +411,22 @@ static void emit_upstream_close(struct session *s, struct upstream *u)
     ev.peer_addr = u->addr;
     ev.peer_port = u->remote_port;
     ev.local_port = u->local_port;
-    ev.closer = u->closer;
-    ev.how = u->how;
-    ev.bytes_in = u->bytes_in;
-    ev.bytes_out = u->bytes_out;
+    ev.closer = (enum shunt_closer)u->conn.closer;
+    ev.how = (enum shunt_close_how)u->conn.how;
+    ev.bytes_in = u->conn.bytes_in;
+    ev.bytes_out = u->conn.bytes_out;
     emit(s, &ev);
 }
 
-/* Closes <u>, with a reset when <reset>, and detaches it from its session. The memory goes
- * once the handle is closed and no getaddrinfo request is pending. */
+/* Closes <u>, with a reset when <reset>, and detaches it from its session; a connect in
+ * progress is cancelled. The memory goes once the handle is closed (upstream_closed()). */
 static void upstream_close(struct upstream *u, int reset)
 {
-    if (u->closing)
+    if (u->conn.closing)
         return;
-    u->closing = 1;
     struct session *s = u->s;
-    if (u->closer == SHUNT_CLOSER_NONE) {
-        u->closer = SHUNT_CLOSER_PROXY;
-        u->how = reset ? SHUNT_CLOSE_RST : SHUNT_CLOSE_FIN;
-    }
+    shunt_conn_set_closer(&u->conn, SHUNT_CLOSER_PROXY,
+                          reset ? SHUNT_CONN_HOW_RST : SHUNT_CONN_HOW_FIN);
     if (s != NULL) {
         emit_upstream_close(s, u);
         for (int i = 0; i < s->n_ups; i++) {
@@ -608,12 +438,8 @@ static void upstream_close(struct upstream *u, int reset)
         if (s->cur == u)
             s->cur = NULL;
         u->s = NULL;
-        buf_release(s->w, &u->in);
     }
-    if (u->resolving)
-        uv_cancel((uv_req_t *)&u->gai);
-    if (!(reset && u->connected && uv_tcp_close_reset(&u->tcp, upstream_handle_closed) == 0))
-        uv_close((uv_handle_t *)&u->tcp, upstream_handle_closed);
+    shunt_conn_close(&u->conn, reset);
 }
 
 static void emit_exchange_done(struct session *s)
@@ -666,8 +492,8 @@ static void tell_conn_hook(struct session *s, int opening)
                                  s->peer_addr,
                                  s->peer_port,
                                  s->idx,
-                                 shunt_closer_name(s->closer),
-                                 shunt_close_how_name(s->how)};
+                                 shunt_closer_name((enum shunt_closer)s->conn.closer),
+                                 shunt_close_how_name((enum shunt_close_how)s->conn.how)};
     cfg->conn_hook(cfg->conn_hook_ud, &ci);
 }
 
@@ -682,8 +508,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
     while (s->n_ups > 0)
         upstream_close(s->ups[0], reset_upstreams);
     s->closing = 1;
-    if (s->closer == SHUNT_CLOSER_NONE)
-        set_closer(s, SHUNT_CLOSER_PROXY, reset_client ? SHUNT_CLOSE_RST : SHUNT_CLOSE_FIN);
+    set_closer(s, SHUNT_CLOSER_PROXY, reset_client ? SHUNT_CLOSE_RST : SHUNT_CLOSE_FIN);
     struct worker *w = s->w;
     if (shunt_proxy__wants(w->cfg, SHUNT_EV_CONN_CLOSE)) {
         struct shunt_event ev;
@@ -692,10 +517,10 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
         ev.peer_port = s->peer_port;
         ev.local_addr = s->local_addr;
         ev.local_port = s->local_port;
-        ev.closer = s->closer;
-        ev.how = s->how;
-        ev.bytes_in = s->bytes_in;
-        ev.bytes_out = s->bytes_out;
+        ev.closer = (enum shunt_closer)s->conn.closer;
+        ev.how = (enum shunt_close_how)s->conn.how;
+        ev.bytes_in = s->conn.bytes_in;
+        ev.bytes_out = s->conn.bytes_out;
         ev.tunnel = s->tunnel;
         emit(s, &ev);
     }
@@ -709,49 +534,22 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
         s->next->prev = s->prev;
     w->n_sessions--;
     stat_open--;
-    buf_release(w, &s->in);
     uv_timer_stop(&s->timer);
-    uv_close((uv_handle_t *)&s->timer, session_handle_closed);
-    if (!(reset_client && uv_tcp_close_reset(&s->tcp, session_handle_closed) == 0))
-        uv_close((uv_handle_t *)&s->tcp, session_handle_closed);
+    uv_close((uv_handle_t *)&s->timer, session_timer_closed);
+    shunt_conn_close(&s->conn, reset_client);
     if (w->draining && w->n_sessions == 0)
         shunt_proxy__close_all(w);
 }
 
-static void client_shutdown_cb(uv_shutdown_t *req, int status)
-{
-    struct session *s = SHUNT_CONTAINER_OF(req, struct session, sreq);
-    if (s->closing)
-        return;
-    s->wr_shut_done = 1;
-    check_finished(s);
-}
-
+/* Our FIN to the client: once what is queued went out (client_on_shut() follows). */
 static void shutdown_client(struct session *s)
 {
-    if (s->wr_shut || s->closing)
-        return;
-    s->wr_shut = 1;
-    if (uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, client_shutdown_cb) != 0)
-        s->wr_shut_done = 1; /* the client is gone already */
-}
-
-static void upstream_shutdown_cb(uv_shutdown_t *req, int status)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(req, struct upstream, sreq);
-    if (u->closing || u->s == NULL)
-        return;
-    u->shut_done = 1;
-    check_finished(u->s);
+    shunt_conn_shutdown(&s->conn);
 }
 
 static void shutdown_upstream(struct upstream *u)
 {
-    if (u->wr_shut || u->closing || !u->connected)
-        return;
-    u->wr_shut = 1;
-    if (uv_shutdown(&u->sreq, (uv_stream_t *)&u->tcp, upstream_shutdown_cb) != 0)
-        u->shut_done = 1;
+    shunt_conn_shutdown(&u->conn);
 }
 
 /* Closes what has finished both ways: upstreams that sent and got FIN, then the client once
@@ -763,14 +561,14 @@ static void check_finished(struct session *s)
         return;
     for (int i = s->n_ups - 1; i >= 0; i--) {
         struct upstream *u = s->ups[i];
-        if (u->rd_eof && (u->shut_done || !u->connected))
+        if (u->conn.rd_eof && (u->conn.shut_done || !u->conn.connected))
             upstream_close(u, 0);
-        else if (!u->connected && !u->connecting && !u->resolving)
+        else if (!u->conn.connected && !shunt_conn_connecting(&u->conn))
             upstream_close(u, 0);
     }
-    if (s->n_ups == 0 && !s->wr_shut && (s->finishing || s->tunnel))
+    if (s->n_ups == 0 && !s->conn.wr_shut && (s->finishing || s->tunnel))
         shutdown_client(s);
-    if (s->rd_eof && s->wr_shut_done && s->n_ups == 0)
+    if (s->conn.rd_eof && s->conn.shut_done && s->n_ups == 0)
         session_close(s, 0, 0);
 }
 
@@ -785,11 +583,11 @@ static void finish(struct session *s)
         return;
     if (!s->finishing) {
         s->finishing = 1;
-        int unread = s->in.base != NULL && s->in.off < s->in.len;
-        buf_release(s->w, &s->in);
-        if (s->rd_eof) {
+        int unread = s->conn.in.base != NULL && s->conn.in.off < s->conn.in.len;
+        shunt_conn_release_input(&s->conn);
+        if (s->conn.rd_eof) {
             for (int i = s->n_ups - 1; i >= 0; i--) {
-                if (s->ups[i]->connected)
+                if (s->ups[i]->conn.connected)
                     shutdown_upstream(s->ups[i]);
                 else
                     upstream_close(s->ups[i], 0);
@@ -797,7 +595,7 @@ static void finish(struct session *s)
         } else {
             while (s->n_ups > 0)
                 upstream_close(s->ups[0], 0);
-            if (queued(&s->tcp) == 0 && !unread && s->idx > 0 && !s->in_exchange) {
+            if (queued(&s->conn) == 0 && !unread && s->idx > 0 && !s->in_exchange) {
                 /* Everything went out and nothing unread is waiting: close() sends the
                  * FIN at once, without a shutdown and a wait for the client's own. (With
                  * unread bytes close() would send a RST, hence the lingering path; so too
@@ -808,7 +606,7 @@ static void finish(struct session *s)
             shutdown_client(s);
         }
         /* a slow reader still getting the response is not lingering */
-        arm(s, T_LINGER, queued(&s->tcp) > 0 ? s->w->cfg->idle_timeout_ms : 5000);
+        arm(s, T_LINGER, queued(&s->conn) > 0 ? s->w->cfg->idle_timeout_ms : 5000);
     }
     check_finished(s);
     update_reading(s);
@@ -816,14 +614,14 @@ static void finish(struct session *s)
 
 static int has_input(const struct session *s)
 {
-    return s->in.base != NULL && s->in.off < s->in.len;
+    return s->conn.in.base != NULL && s->conn.in.off < s->conn.in.len;
 }
 
 /* Passes the client's FIN on to the server, once everything the client sent before it has
  * been forwarded: pipelined requests still in the buffer go first. */
 static void mirror_client_fin(struct session *s)
 {
-    if (!s->rd_eof || s->cur == NULL || has_input(s))
+    if (!s->conn.rd_eof || s->cur == NULL || has_input(s))
         return;
     if (s->tunnel || s->rq == RQ_DONE)
         shutdown_upstream(s->cur);
@@ -859,7 +657,7 @@ static void maybe_done(struct session *s)
     if (s->rq != RQ_DONE || s->rs != RS_DONE)
         return;
     exchange_done(s);
-    if (s->ending || s->w->draining || (s->rd_eof && !has_input(s))) {
+    if (s->ending || s->w->draining || (s->conn.rd_eof && !has_input(s))) {
         finish(s);
         return;
     }
@@ -876,14 +674,14 @@ static int parse_request(struct session *s, struct shunt_http_head *h, struct sh
  * buffer. */
 static void emit_unsent_head(struct session *s)
 {
-    if (s->head_emitted || !s->in_exchange || s->in.base == NULL ||
+    if (s->head_emitted || !s->in_exchange || s->conn.in.base == NULL ||
         !shunt_proxy__wants(s->w->cfg, SHUNT_EV_REQUEST_HEAD))
         return;
     struct shunt_http_head h;
     struct shunt_http_error e;
     if (parse_request(s, &h, &e) <= 0)
         return;
-    emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, s->in.base + s->in.off, NULL, 0);
+    emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, s->conn.in.base + s->conn.in.off, NULL, 0);
     s->head_emitted = 1;
 }
 
@@ -892,7 +690,7 @@ static void emit_unsent_head(struct session *s)
  * and the capture's req_bytes must agree with the connection's bytes_in. */
 static void count_unsent_head(struct session *s)
 {
-    if (s->req_bytes != 0 || !s->in_exchange || s->in.base == NULL)
+    if (s->req_bytes != 0 || !s->in_exchange || s->conn.in.base == NULL)
         return;
     struct shunt_http_head h;
     struct shunt_http_error e;
@@ -930,7 +728,7 @@ static void answer(struct session *s, int status, const char *reason, const char
                       status, reason, bl);
     emit_unsent_head(s);
     count_unsent_head(s);
-    if (!s->resp_started && !s->wr_shut && !s->closing) {
+    if (!s->resp_started && !s->conn.wr_shut && !s->closing) {
         uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl), uv_buf_init(msg, (unsigned)bl)};
         s->status = status;
         s->resp_bytes += (uint64_t)hl + bl;
@@ -1098,10 +896,7 @@ static int route_request(struct session *s, const struct shunt_http_head *h, str
 
 /* ------------------------------------------------------------------------ upstreams */
 
-static void upstream_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-static void upstream_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out);
-static void connect_cb(uv_connect_t *req, int status);
-static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+static const struct shunt_conn_ops upstream_ops;
 static void send_request(struct session *s);
 
 static uint64_t next_upstream_id(void)
@@ -1114,7 +909,7 @@ static struct upstream *find_upstream(struct session *s, const char *host, int p
 {
     for (int i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
-        if (u->port == port && !u->rd_eof && !u->wr_shut && strcmp(u->host, host) == 0)
+        if (u->port == port && !u->conn.rd_eof && !u->conn.wr_shut && strcmp(u->host, host) == 0)
             return u;
     }
     return NULL;
@@ -1175,149 +970,26 @@ static const char *forbidden_upstream(const struct session *s, const struct sock
     return NULL;
 }
 
-static void do_connect(struct upstream *u, const struct sockaddr *sa)
+/* Before each address of a connect: where it goes, for the capture, and whether it may. */
+static int upstream_check(struct shunt_conn *c, const struct sockaddr *sa, void *ud)
 {
-    struct session *s = u->s;
+    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
     u->remote_port = shunt_addr_format(sa, u->addr, sizeof(u->addr));
     int status = 0;
-    const char *why = forbidden_upstream(s, sa, &status);
-    if (why != NULL) {
-        int v6 = strchr(u->addr, ':') != NULL;
-        answer(s, status, status == 508 ? "Loop Detected" : "Forbidden",
-               "shunt: not forwarded to %s:%d (%s%s%s:%d): it %s", u->host, u->port,
-               v6 ? "[" : "", u->addr, v6 ? "]" : "", u->remote_port, why);
-        upstream_close(u, 0);
-        return;
-    }
-    u->connecting = 1;
-    int r = uv_tcp_connect(&u->creq, &u->tcp, sa, connect_cb);
-    if (r != 0) {
-        u->connecting = 0;
-        answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)", u->host, u->port,
-               uv_strerror(r), uv_err_name(r));
-        upstream_close(u, 0);
-    }
-}
-
-/* Opens a new upstream connection for the exchange in flight; the client connection keeps
- * it for its life (pairing). */
-/* Returns a new upstream of <s> for <host>:<port>, made its current one; not connected. */
-static struct upstream *upstream_new(struct session *s, const char *host, int port)
-{
-    if (s->n_ups == MAX_UPSTREAMS) {
-        /* The table is full (a browser names many origins over one proxy connection): an
-         * origin that is not in use gives way. Only the exchange in flight uses one. */
-        for (int i = 0; i < s->n_ups; i++) {
-            if (s->ups[i] != s->cur) {
-                upstream_close(s->ups[i], 0);
-                break;
-            }
-        }
-    }
-    SHUNT_BUG_ON(s->n_ups >= MAX_UPSTREAMS);
-    struct upstream *u = shunt_xcalloc(sizeof(*u));
-    u->s = s;
-    u->id = next_upstream_id();
-    snprintf(u->host, sizeof(u->host), "%s", host);
-    u->port = port;
-    u->refs = 1;
-    uv_tcp_init(&s->w->loop, &u->tcp);
-    s->ups[s->n_ups++] = u;
-    s->cur = u;
-    return u;
-}
-
-static void open_upstream(struct session *s, const struct route *rt)
-{
-    struct worker *w = s->w;
-    struct upstream *u = upstream_new(s, rt->host, rt->port);
-    s->rq = RQ_CONNECTING;
-    s->t_connect_start = now_us();
-    arm(s, T_CONNECT, w->cfg->connect_timeout_ms);
-
-    struct sockaddr_storage ss;
-    if (w->cfg->reverse && s->mapped_len == 0) {
-        do_connect(u, (const struct sockaddr *)&w->reverse_addr);
-        return;
-    }
-    if (uv_ip4_addr(u->host, u->port, (struct sockaddr_in *)&ss) == 0 ||
-        uv_ip6_addr(u->host, u->port, (struct sockaddr_in6 *)&ss) == 0) {
-        do_connect(u, (const struct sockaddr *)&ss);
-        return;
-    }
-    char port[8];
-    snprintf(port, sizeof(port), "%d", u->port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    u->resolving = 1;
-    u->refs++;
-    int r = uv_getaddrinfo(&w->loop, &u->gai, resolve_cb, u->host, port, &hints);
-    if (r != 0) {
-        u->resolving = 0;
-        u->refs--;
-        answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s", u->host, uv_strerror(r));
-        upstream_close(u, 0);
-    }
-}
-
-static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(req, struct upstream, gai);
-    u->resolving = 0;
-    if (u->s != NULL && !u->closing) {
-        if (status < 0 || res == NULL) {
-            struct session *s = u->s;
-            upstream_close(u, 0);
-            answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s (%s)", u->host,
-                   uv_strerror(status), uv_err_name(status));
-        } else {
-            for (struct addrinfo *a = res; a != NULL && u->n_addrs < 4; a = a->ai_next)
-                if (a->ai_addrlen <= sizeof(u->addrs[0]))
-                    memcpy(&u->addrs[u->n_addrs++], a->ai_addr, a->ai_addrlen);
-            u->next_addr = 1;
-            u->s->t_resolved = now_us();
-            do_connect(u, (const struct sockaddr *)&u->addrs[0]);
-        }
-    }
-    uv_freeaddrinfo(res);
-    upstream_unref(u);
+    return forbidden_upstream(u->s, sa, &status) != NULL ? status : 0;
 }
 
 static void establish_tunnel(struct session *s);
 
-static void connect_cb(uv_connect_t *req, int status)
+/* <u> is connected: reads begin, and the request in flight (if it still waits) goes. */
+static void upstream_connected(struct session *s, struct upstream *u)
 {
-    struct upstream *u = SHUNT_CONTAINER_OF(req, struct upstream, creq);
-    u->connecting = 0;
-    struct session *s = u->s;
-    if (s == NULL || u->closing || status == UV_ECANCELED)
-        return;
-    if (status < 0 && u->next_addr < u->n_addrs) {
-        /* the name has another address (::1 after 127.0.0.1, say): try it, as curl does,
-         * on a new socket, within the same connect timeout */
-        /* The failed one goes first, so that its slot is free for the new one even when
-         * the table is full; <u> itself stays readable until its handle is closed. */
-        upstream_close(u, 0);
-        struct upstream *n = upstream_new(s, u->host, u->port);
-        memcpy(n->addrs, u->addrs, sizeof(n->addrs));
-        n->n_addrs = u->n_addrs;
-        n->next_addr = u->next_addr + 1;
-        do_connect(n, (const struct sockaddr *)&n->addrs[n->next_addr - 1]);
-        return;
-    }
-    if (status < 0) {
-        upstream_close(u, 0);
-        answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)", u->host, u->port,
-               uv_strerror(status), uv_err_name(status));
-        return;
-    }
-    u->connected = 1;
     s->t_connected = now_us();
-    uv_tcp_nodelay(&u->tcp, 1);
     char local[64] = "";
     if (s->w->cfg->n_subs > 0) {
         struct sockaddr_storage ss;
         int len = sizeof(ss);
-        if (uv_tcp_getsockname(&u->tcp, (struct sockaddr *)&ss, &len) == 0)
+        if (uv_tcp_getsockname(&u->conn.tcp, (struct sockaddr *)&ss, &len) == 0)
             u->local_port = shunt_addr_format((struct sockaddr *)&ss, local, sizeof(local));
     }
     if (shunt_proxy__wants(s->w->cfg, SHUNT_EV_UPSTREAM_OPEN)) {
@@ -1332,8 +1004,7 @@ static void connect_cb(uv_connect_t *req, int status)
         ev.origin_port = u->port;
         emit(s, &ev);
     }
-    u->reading = 1;
-    uv_read_start((uv_stream_t *)&u->tcp, upstream_alloc_cb, upstream_read_cb);
+    shunt_conn_read_start(&u->conn);
     disarm(s);
     if (s->rq != RQ_CONNECTING)
         return;
@@ -1342,6 +1013,103 @@ static void connect_cb(uv_connect_t *req, int status)
     else
         send_request(s);
     process_client(s);
+}
+
+/* The connect of <u> ended as <r> says (<sync>: it could not start). */
+static void upstream_connect_done(struct upstream *u, const struct shunt_connect_result *r,
+                                  int sync)
+{
+    struct session *s = u->s;
+    if (r->t_resolved_us != 0)
+        s->t_resolved = r->t_resolved_us;
+    if (r->status == 0) {
+        upstream_connected(s, u);
+        return;
+    }
+    /* <u> stays readable until its handle is closed: the answers below name it */
+    upstream_close(u, 0);
+    switch (r->stage) {
+    case SHUNT_CONNECT_RESOLVE:
+        if (sync)
+            answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s", u->host,
+                   uv_strerror(r->status));
+        else
+            answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s (%s)", u->host,
+                   uv_strerror(r->status), uv_err_name(r->status));
+        break;
+    case SHUNT_CONNECT_CHECK: {
+        int status = 0;
+        const char *why = forbidden_upstream(s, (const struct sockaddr *)&r->addr, &status);
+        int v6 = strchr(u->addr, ':') != NULL;
+        answer(s, status, status == 508 ? "Loop Detected" : "Forbidden",
+               "shunt: not forwarded to %s:%d (%s%s%s:%d): it %s", u->host, u->port,
+               v6 ? "[" : "", u->addr, v6 ? "]" : "", u->remote_port, why ? why : "is refused");
+        break;
+    }
+    case SHUNT_CONNECT_TIMEOUT: /* not asked for: the session's own timer bounds it */
+    case SHUNT_CONNECT_CONNECT:
+        answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)", u->host, u->port,
+               uv_strerror(r->status), uv_err_name(r->status));
+        break;
+    }
+}
+
+static void upstream_connect_cb(struct shunt_conn *c, const struct shunt_connect_result *r,
+                                void *ud)
+{
+    upstream_connect_done(SHUNT_CONTAINER_OF(c, struct upstream, conn), r, 0);
+}
+
+/* Returns a new upstream of <s> for <host>:<port>, made its current one; not connected.
+ * The client connection keeps it for its life (pairing). */
+static struct upstream *upstream_new(struct session *s, const char *host, int port)
+{
+    if (s->n_ups == MAX_UPSTREAMS) {
+        /* The table is full (a browser names many origins over one proxy connection): an
+         * origin that is not in use gives way. Only the exchange in flight uses one. */
+        for (int i = 0; i < s->n_ups; i++) {
+            if (s->ups[i] != s->cur) {
+                upstream_close(s->ups[i], 0);
+                break;
+            }
+        }
+    }
+    SHUNT_BUG_ON(s->n_ups >= MAX_UPSTREAMS);
+    struct upstream *u = shunt_xcalloc(sizeof(*u));
+    if (shunt_conn_init(&u->conn, &s->w->loop, &upstream_ops, &s->w->pool, SHUNT_CLOSER_SERVER,
+                        SHUNT_CLOSER_PROXY) != 0)
+        abort(); /* uv_tcp_init fails only on bad flags */
+    u->conn.in_max = buf_max(s->w);
+    u->s = s;
+    u->id = next_upstream_id();
+    snprintf(u->host, sizeof(u->host), "%s", host);
+    u->port = port;
+    s->ups[s->n_ups++] = u;
+    s->cur = u;
+    return u;
+}
+
+/* Opens a new upstream connection for the exchange in flight: the --reverse origin's
+ * address, an IP literal, or a name to resolve; the addresses in turn (net/connect.h). */
+static void open_upstream(struct session *s, const struct route *rt)
+{
+    struct worker *w = s->w;
+    struct upstream *u = upstream_new(s, rt->host, rt->port);
+    s->rq = RQ_CONNECTING;
+    s->t_connect_start = now_us();
+    arm(s, T_CONNECT, w->cfg->connect_timeout_ms);
+    struct shunt_connect_opts o = {
+        .host = u->host,
+        .port = u->port,
+        .addrs = w->cfg->reverse && s->mapped_len == 0 ? &w->reverse_addr : NULL,
+        .n_addrs = 1,
+        .timeout_ms = 0, /* T_CONNECT: the session's timer answers 504 */
+        .check = upstream_check,
+        .cb = upstream_connect_cb,
+    };
+    struct shunt_connect_result r;
+    if (shunt_connect_start(&u->conn, &o, &r) != 0)
+        upstream_connect_done(u, &r, 1);
 }
 
 /* ------------------------------------------------------------------------ requests */
@@ -1388,8 +1156,8 @@ static int parse_head(struct worker *w, parse_fn fn, struct partial **pp, const 
 
 static int parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e)
 {
-    return parse_head(s->w, shunt_http_parse_request, &s->partial, s->in.base + s->in.off,
-                      s->in.len - s->in.off, h, e);
+    return parse_head(s->w, shunt_http_parse_request, &s->partial, s->conn.in.base + s->conn.in.off,
+                      s->conn.in.len - s->conn.in.off, h, e);
 }
 
 /* A dry run of the body bytes already here, so that a malformed chunked body is refused
@@ -1528,7 +1296,7 @@ static void respond_now(struct session *s, const struct shunt_http_head *h, int 
     (void)send_client(s, bufs, 4); /* copies what it cannot send at once */
     emit_own_response(s, status, bufs, 3, body, body_len);
     if (keep)
-        buf_consume(s->w, &s->in, h->head_len);
+        shunt_conn_consume(&s->conn, h->head_len);
     else
         s->ending = 1;
     s->rq = RQ_DONE;
@@ -1615,7 +1383,7 @@ static void request_fields_edited(struct session *s, const struct shunt_http_hea
  * s->route_host and s->route_port. */
 static void route_on(struct session *s, struct upstream *u)
 {
-    if (u == NULL || !u->connected)
+    if (u == NULL || !u->conn.connected)
         emit_unsent_head(s); /* it waits for the connection: visible while it does */
     if (u == NULL) {
         struct route rt = {0};
@@ -1626,7 +1394,7 @@ static void route_on(struct session *s, struct upstream *u)
     }
     s->cur = u;
     s->rq = RQ_CONNECTING;
-    if (u->connected) {
+    if (u->conn.connected) {
         if (s->req_is_connect)
             establish_tunnel(s);
         else
@@ -1644,8 +1412,8 @@ static void route_on(struct session *s, struct upstream *u)
 static int skip_empty_lines(struct session *s)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
-    const char *p = s->in.base + s->in.off;
-    size_t avail = s->in.len - s->in.off, k = 0;
+    const char *p = s->conn.in.base + s->conn.in.off;
+    size_t avail = s->conn.in.len - s->conn.in.off, k = 0;
     while (k + 2 <= avail && p[k] == '\r' && p[k + 1] == '\n')
         k += 2;
     int cr_pending = k + 1 == avail && p[k] == '\r';
@@ -1653,7 +1421,7 @@ static int skip_empty_lines(struct session *s)
         free(s->partial); /* it parsed from a start that moves */
         s->partial = NULL;
         s->empty_lines += k / 2;
-        buf_consume(s->w, &s->in, k);
+        shunt_conn_consume(&s->conn, k);
     }
     if (s->empty_lines * 2 > cfg->limits.max_head) {
         s->empty_lines = 0;
@@ -1679,7 +1447,7 @@ static void start_request(struct session *s)
         return;
     }
     int r = parse_request(s, &h, &e);
-    size_t avail = s->in.len - s->in.off;
+    size_t avail = s->conn.in.len - s->conn.in.off;
     if (r == 0) {
         if (s->tkind == T_IDLE || s->tkind == T_FIRST)
             arm(s, T_HEADER, cfg->header_timeout_ms);
@@ -1692,7 +1460,7 @@ static void start_request(struct session *s)
         if (shunt_proxy__wants(cfg, SHUNT_EV_REQUEST_HEAD)) { /* the evidence */
             struct shunt_event ev;
             fill_conn_event(s, &ev, SHUNT_EV_REQUEST_HEAD);
-            ev.raw = shunt_slice_make(s->in.base + s->in.off, avail);
+            ev.raw = shunt_slice_make(s->conn.in.base + s->conn.in.off, avail);
             emit(s, &ev);
         }
         answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
@@ -1729,7 +1497,7 @@ static void start_request(struct session *s)
     }
     shunt_http_body_init(&s->req_body, h.framing, h.content_length, &cfg->limits);
     s->req_body.hold_trailers = 1; /* see frame_body() */
-    if (prescan_body(s, &s->req_body, s->in.base + s->in.off + h.head_len, avail - h.head_len, &e)) {
+    if (prescan_body(s, &s->req_body, s->conn.in.base + s->conn.in.off + h.head_len, avail - h.head_len, &e)) {
         if (v.respond_body_free)
             free((char *)v.respond_body);
         answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
@@ -1760,7 +1528,7 @@ static void start_request(struct session *s)
         goto done;
     }
     struct upstream *u = find_upstream(s, rt.host, rt.port);
-    if (out.delay_ms == 0 && u != NULL && u->connected) {
+    if (out.delay_ms == 0 && u != NULL && u->conn.connected) {
         s->live_edit = &edit;
         route_on(s, u);
         s->live_edit = NULL;
@@ -2109,7 +1877,7 @@ static void send_request(struct session *s)
     (void)r;
     memset(&rt, 0, sizeof(rt));
     split_absolute(target_of(s, &h), &rt); /* start_request() checked the rest */
-    const char *p = s->in.base + s->in.off;
+    const char *p = s->conn.in.base + s->conn.in.off;
     uv_buf_t *iov = w->iov;
     size_t n = 0;
     if (rt.absolute) {
@@ -2193,7 +1961,7 @@ fields_done:
     s->head_emitted = 1;
     /* the body bytes that came with the head go in the same writev: one system call for a
      * small message; the body was prescanned, so this cannot fail */
-    long fb = frame_body(s, &s->req_body, p + h.head_len, s->in.len - s->in.off - h.head_len, 1,
+    long fb = frame_body(s, &s->req_body, p + h.head_len, s->conn.in.len - s->conn.in.off - h.head_len, 1,
                          iov, &n, &e);
     size_t nb = fb > 0 ? (size_t)fb : 0;
 
@@ -2203,7 +1971,7 @@ fields_done:
     s->ex_upstream_port = u->local_port;
     s->ex_reused = u->n_exchanges > 1;
     int wr = send_upstream(u, iov, (unsigned)n); /* copies what it cannot send at once */
-    buf_consume(w, &s->in, h.head_len + nb);
+    shunt_conn_consume(&s->conn, h.head_len + nb);
     s->rs = RS_WAIT;
     arm(s, T_RESPONSE, cfg->response_timeout_ms);
     if (wr != 0) {
@@ -2225,8 +1993,8 @@ fields_done:
 static int forward_request_body(struct session *s)
 {
     struct upstream *u = s->cur;
-    const char *p = s->in.base + s->in.off;
-    size_t avail = s->in.len - s->in.off;
+    const char *p = s->conn.in.base + s->conn.in.off;
+    size_t avail = s->conn.in.len - s->conn.in.off;
     struct shunt_http_error e = {0};
     uv_buf_t iov[2];
     size_t ni = 0;
@@ -2241,7 +2009,7 @@ static int forward_request_body(struct session *s)
     if (n > 0) {
         s->req_bytes += (uint64_t)n;
         int wr = send_upstream(u, iov, (unsigned)ni);
-        buf_consume(s->w, &s->in, (size_t)n);
+        shunt_conn_consume(&s->conn, (size_t)n);
         if (s->rs == RS_WAIT) /* a slow upload is progress, not a silent server */
             arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
         if (wr != 0) {
@@ -2284,7 +2052,7 @@ static void establish_tunnel(struct session *s)
     emit_unsent_head(s);
     s->cur->n_exchanges++;
     s->ex_upstream_port = s->cur->local_port;
-    buf_consume(s->w, &s->in, h.head_len);
+    shunt_conn_consume(&s->conn, h.head_len);
     uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
     s->status = 200;
     s->resp_bytes += b.len;
@@ -2301,21 +2069,21 @@ static void establish_tunnel(struct session *s)
     keep_only_cur(s);
     emit_exchange_done(s);
     arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
-    if (!pump(s, &s->in, &s->cur->tcp, 1))
+    if (!pump(s, &s->conn, &s->cur->conn, 1))
         mirror_client_fin(s);
 }
 
-/* Moves the bytes of <from> to <to>'s stream; returns 1 when something moved. */
-static int pump(struct session *s, struct iobuf *from, uv_tcp_t *to, int from_client)
+/* Moves the input of <from> to <to>; returns 1 when something moved. */
+static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client)
 {
-    if (from->base == NULL || from->off == from->len || queued(to) > 0)
+    if (!shunt_conn_has_input(from) || queued(to) > 0)
         return 0;
-    const char *p = from->base + from->off;
-    size_t n = from->len - from->off;
+    const char *p = shunt_conn_data(from);
+    size_t n = shunt_conn_avail(from);
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
     emit_body(s, from_client, p, n);
-    int r = from_client ? send_upstream(s->cur, &b, 1) : send_client(s, &b, 1);
-    buf_consume(s->w, from, n);
+    int r = shunt_conn_send(to, &b, 1);
+    shunt_conn_consume(from, n);
     if (r != 0) {
         set_closer(s, from_client ? SHUNT_CLOSER_SERVER : SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
         session_close(s, !from_client, from_client);
@@ -2412,8 +2180,8 @@ static int handle_response_head(struct session *s, struct upstream *u)
 {
     struct worker *w = s->w;
     const struct shunt_proxy_config *cfg = w->cfg;
-    const char *p = u->in.base + u->in.off;
-    size_t avail = u->in.len - u->in.off;
+    const char *p = u->conn.in.base + u->conn.in.off;
+    size_t avail = u->conn.in.len - u->conn.in.off;
     struct shunt_http_head h;
     struct shunt_http_error e = {0};
     if (s->held == HOLD_RESPONSE)
@@ -2512,12 +2280,12 @@ fields_done:
                        ? avail - h.head_len - nb
                        : 0;
     n = iov_add(iov, n, p + h.head_len + nb, extra);
-    size_t before = s->bytes_out;
+    size_t before = s->conn.bytes_out;
     int wr = send_client(s, iov, (unsigned)n); /* copies what it cannot send at once */
     if (edited)
         shunt_edit_dispose(&edit);
-    s->resp_bytes += s->bytes_out - before - extra;
-    buf_consume(w, &u->in, h.head_len + nb + extra);
+    s->resp_bytes += s->conn.bytes_out - before - extra;
+    shunt_conn_consume(&u->conn, h.head_len + nb + extra);
     s->resp_started = 1;
     if (final)
         s->status = h.status;
@@ -2537,7 +2305,7 @@ fields_done:
         keep_only_cur(s);
         emit_exchange_done(s);
         arm(s, T_TUNNEL, cfg->idle_timeout_ms);
-        if (!pump(s, &s->in, &u->tcp, 1))
+        if (!pump(s, &s->conn, &u->conn, 1))
             mirror_client_fin(s);
         return 1;
     }
@@ -2546,10 +2314,7 @@ fields_done:
          * ends the connection, whoever's FIN goes out first */
         s->ending = 1;
         set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
-        if (u->closer == SHUNT_CLOSER_NONE) {
-            u->closer = SHUNT_CLOSER_SERVER;
-            u->how = SHUNT_CLOSE_FIN;
-        }
+        shunt_conn_set_closer(&u->conn, SHUNT_CLOSER_SERVER, SHUNT_CONN_HOW_FIN);
     } else if (s->req_close) {
         s->ending = 1; /* the client asked for close and the server kept it open */
     } else if (s->rule_close) {
@@ -2565,8 +2330,8 @@ fields_done:
 /* Forwards response body bytes in <u>'s buffer. Returns 1 on progress. */
 static int forward_response_body(struct session *s, struct upstream *u)
 {
-    const char *p = u->in.base + u->in.off;
-    size_t avail = u->in.len - u->in.off;
+    const char *p = u->conn.in.base + u->conn.in.off;
+    size_t avail = u->conn.in.len - u->conn.in.off;
     struct shunt_http_error e = {0};
     uv_buf_t iov[3];
     size_t ni = 0;
@@ -2589,7 +2354,7 @@ static int forward_response_body(struct session *s, struct upstream *u)
     if (out > 0) {
         s->resp_bytes += (uint64_t)n;
         int wr = send_client(s, iov, (unsigned)ni);
-        buf_consume(s->w, &u->in, out);
+        shunt_conn_consume(&u->conn, out);
         if (wr != 0) {
             set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
             session_close(s, 0, 1);
@@ -2612,10 +2377,10 @@ static void process_upstream(struct upstream *u)
     for (;;) {
         if (s->closing || u->s == NULL)
             return;
-        if (u->in.base == NULL || u->in.off == u->in.len)
+        if (u->conn.in.base == NULL || u->conn.in.off == u->conn.in.len)
             break;
         if (s->tunnel) {
-            pump(s, &u->in, &s->tcp, 0);
+            pump(s, &u->conn, &s->conn, 0);
             break;
         }
         if (u == s->cur && (s->rs == RS_NONE || s->rs == RS_DONE) && !s->finishing &&
@@ -2624,13 +2389,13 @@ static void process_upstream(struct upstream *u)
              * Content-Length, a 408 on an idle connection): the client of a paired
              * connection gets them as it would from the server, and reacts as it would
              * (most drop the connection). Dropping them here would hide the defect. */
-            if (queued(&s->tcp) > 0)
-                break; /* resumes from client_write_cb */
-            const char *p = u->in.base + u->in.off;
-            size_t n = u->in.len - u->in.off;
+            if (queued(&s->conn) > 0)
+                break; /* resumes from client_on_drained */
+            const char *p = u->conn.in.base + u->conn.in.off;
+            size_t n = u->conn.in.len - u->conn.in.off;
             uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
             int r = send_client(s, &b, 1);
-            buf_consume(s->w, &u->in, n);
+            shunt_conn_consume(&u->conn, n);
             if (r != 0) {
                 set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
                 session_close(s, 0, 1);
@@ -2641,11 +2406,11 @@ static void process_upstream(struct upstream *u)
         if (u != s->cur || s->rs == RS_NONE || s->rs == RS_DONE || s->finishing) {
             /* bytes nobody can be given: another origin's idle connection, or a client
              * connection on its way out */
-            buf_release(s->w, &u->in);
+            shunt_conn_release_input(&u->conn);
             break;
         }
-        if (queued(&s->tcp) > 0)
-            break; /* resumes from client_write_cb: the client reads slower than we get */
+        if (queued(&s->conn) > 0)
+            break; /* resumes from client_on_drained: the client reads slower than we get */
         if (s->rs == RS_WAIT) {
             if (!handle_response_head(s, u))
                 break;
@@ -2666,10 +2431,10 @@ static void process_upstream(struct upstream *u)
  * ends without a response, the client gets a 400 (answer_cut_request()). */
 static void client_body_cut(struct session *s)
 {
-    if (s->closing || !s->rd_eof || s->rq != RQ_BODY ||
+    if (s->closing || !s->conn.rd_eof || s->rq != RQ_BODY ||
         (has_input(s) && !s->req_body.at_trailers))
         return;
-    buf_release(s->w, &s->in); /* a trailer section cut short: it never goes out */
+    shunt_conn_release_input(&s->conn); /* a trailer section cut short: it never goes out */
     s->error = "client closed before the end of the request body";
     s->req_cut = 1;
     s->rq = RQ_DONE;
@@ -2706,37 +2471,37 @@ static void process_client_once(struct session *s)
         if (s->closing)
             return;
         if (s->finishing) {
-            buf_release(s->w, &s->in);
+            shunt_conn_release_input(&s->conn);
             break;
         }
-        if (s->in.base == NULL || s->in.off == s->in.len)
+        if (s->conn.in.base == NULL || s->conn.in.off == s->conn.in.len)
             break;
         if (s->tunnel) {
             if (s->cur != NULL)
-                pump(s, &s->in, &s->cur->tcp, 1);
+                pump(s, &s->conn, &s->cur->conn, 1);
             break;
         }
         if (s->rq == RQ_IDLE) {
             if (s->ending) {
-                buf_release(s->w, &s->in);
+                shunt_conn_release_input(&s->conn);
                 break;
             }
-            if (queued(&s->tcp) > 0)
+            if (queued(&s->conn) > 0)
                 break; /* a client that does not read its answers gets no more of them
-                          until it does: resumes from client_write_cb */
+                          until it does: resumes from client_on_drained */
             enum req_state before = s->rq;
             uint64_t idx = s->idx;
             start_request(s);
             if (s->rq == before && s->idx == idx) {
-                if (s->rd_eof) /* an unfinished head, and nothing more will come */
+                if (s->conn.rd_eof) /* an unfinished head, and nothing more will come */
                     finish(s);
                 break; /* more bytes needed */
             }
             continue;
         }
         if (s->rq == RQ_BODY) {
-            if (s->cur == NULL || queued(&s->cur->tcp) > 0)
-                break; /* resumes from upstream_write_cb */
+            if (s->cur == NULL || queued(&s->cur->conn) > 0)
+                break; /* resumes from upstream_on_drained */
             if (!forward_request_body(s))
                 break;
             continue;
@@ -2748,75 +2513,43 @@ static void process_client_once(struct session *s)
         update_reading(s);
 }
 
-static void client_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
-{
-    struct session *s = SHUNT_CONTAINER_OF(h, struct session, tcp);
-    if (buf_reserve(s->w, &s->in, out)) {
-        free(s->partial); /* its slices pointed at the old place: parse again from the start */
-        s->partial = NULL;
-    }
-}
-
-static void upstream_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(h, struct upstream, tcp);
-    if (u->s == NULL) {
-        /* an upstream whose session let go: read and drop, into its loop's own bytes (one
-         * buffer per worker: a static one would be written by every loop thread at once) */
-        struct worker *w = SHUNT_CONTAINER_OF(h->loop, struct worker, loop);
-        *out = uv_buf_init(w->discard, sizeof(w->discard));
-        return;
-    }
-    if (buf_reserve(u->s->w, &u->in, out)) {
-        free(u->partial);
-        u->partial = NULL;
-    }
-}
-
 /* Decides, for the client and each upstream, whether to read: not while the other side
  * still has queued bytes (backpressure), nor while a buffer is full. */
 static void update_reading(struct session *s)
 {
     if (s->closing)
         return;
-    struct worker *w = s->w;
-    int want = !s->rd_eof && !buf_full(w, &s->in);
+    int want = !s->conn.rd_eof && !shunt_conn_in_full(&s->conn);
     if (!s->finishing) {
         /* While connecting the head stays at the front of the buffer; reading on is
          * harmless since send_request() parses it again from wherever it is then. */
-        if ((s->rq == RQ_BODY || s->tunnel) && (s->cur == NULL || queued(&s->cur->tcp) > 0))
+        if ((s->rq == RQ_BODY || s->tunnel) && (s->cur == NULL || queued(&s->cur->conn) > 0))
             want = 0;
     }
-    if (want && !s->reading) {
-        s->reading = 1;
-        uv_read_start((uv_stream_t *)&s->tcp, client_alloc_cb, client_read_cb);
-    } else if (!want && s->reading) {
-        s->reading = 0;
-        uv_read_stop((uv_stream_t *)&s->tcp);
-    }
+    if (want)
+        shunt_conn_read_start(&s->conn);
+    else
+        shunt_conn_read_stop(&s->conn);
     for (int i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
-        int uw = u->connected && !u->rd_eof && !buf_full(w, &u->in);
-        if (u == s->cur && queued(&s->tcp) > 0)
+        int uw = u->conn.connected && !u->conn.rd_eof && !shunt_conn_in_full(&u->conn);
+        if (u == s->cur && queued(&s->conn) > 0)
             uw = 0; /* backpressure, for 1xx heads as for bodies */
-        if (uw && !u->reading) {
-            u->reading = 1;
-            uv_read_start((uv_stream_t *)&u->tcp, upstream_alloc_cb, upstream_read_cb);
-        } else if (!uw && u->reading) {
-            u->reading = 0;
-            uv_read_stop((uv_stream_t *)&u->tcp);
-        }
+        if (uw)
+            shunt_conn_read_start(&u->conn);
+        else
+            shunt_conn_read_stop(&u->conn);
     }
 }
 
+/* The client's FIN (net/conn.h recorded it, and the client as the closer unless someone
+ * closed before). */
 static void on_client_eof(struct session *s)
 {
-    s->rd_eof = 1;
-    set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_FIN);
     if (s->tunnel) {
         if (s->cur != NULL)
             shutdown_upstream(s->cur); /* half-close, mirrored */
-        if (s->cur == NULL || s->cur->rd_eof)
+        if (s->cur == NULL || s->cur->conn.rd_eof)
             s->finishing = 1;
         check_finished(s);
         return;
@@ -2827,9 +2560,9 @@ static void on_client_eof(struct session *s)
     }
     switch (s->rq) {
     case RQ_IDLE:
-        if (s->in.base != NULL && s->in.off < s->in.len && s->in_exchange == 0) {
+        if (s->conn.in.base != NULL && s->conn.in.off < s->conn.in.len && s->in_exchange == 0) {
             /* an unfinished head: nothing was forwarded, nothing will be */
-            buf_release(s->w, &s->in);
+            shunt_conn_release_input(&s->conn);
         }
         finish(s);
         break;
@@ -2844,37 +2577,71 @@ static void on_client_eof(struct session *s)
     }
 }
 
-static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* ------------------------------------------------------------------------ client I/O */
+
+static void client_on_data(struct shunt_conn *c)
 {
-    struct session *s = SHUNT_CONTAINER_OF(st, struct session, tcp);
-    if (nread > 0) {
-        s->in.len += (size_t)nread;
-        s->bytes_in += (uint64_t)nread;
-        process_client(s);
-        return;
-    }
-    if (s->in.base != NULL && s->in.off == s->in.len)
-        buf_release(s->w, &s->in);
-    if (nread == 0)
-        return;
-    if (nread == UV_EOF && was_reset(&s->tcp, s->wr_shut))
-        nread = UV_ECONNRESET;
-    if (nread == UV_EOF) {
-        s->reading = 0;
-        uv_read_stop(st);
+    process_client(SHUNT_CONTAINER_OF(c, struct session, conn));
+}
+
+static void client_on_eof(struct shunt_conn *c, enum shunt_conn_how how, int err)
+{
+    struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);
+    if (how == SHUNT_CONN_HOW_FIN) {
         on_client_eof(s);
         return;
     }
-    if (nread == UV_ENOBUFS) {
-        s->reading = 0;
-        uv_read_stop(st);
-        return;
-    }
-    set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
     if (s->in_exchange && s->error == NULL)
         s->error = "client reset the connection";
     session_close(s, 0, 1); /* RST for RST */
 }
+
+static void client_on_write_error(struct shunt_conn *c, int err)
+{
+    session_close(SHUNT_CONTAINER_OF(c, struct session, conn), 0, 1);
+}
+
+/* Everything queued for the client went out: the response can go on, and pipelined
+ * requests held while the answers queued up. */
+static void client_on_drained(struct shunt_conn *c)
+{
+    struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);
+    if (s->cur != NULL)
+        process_upstream(s->cur);
+    if (!s->closing && s->rq == RQ_IDLE && has_input(s))
+        process_client(s);
+    else if (!s->closing)
+        update_reading(s);
+}
+
+static void client_on_shut(struct shunt_conn *c)
+{
+    check_finished(SHUNT_CONTAINER_OF(c, struct session, conn));
+}
+
+static void client_on_moved(struct shunt_conn *c)
+{
+    struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);
+    free(s->partial); /* its slices pointed at the old place: parse again from the start */
+    s->partial = NULL;
+}
+
+static void client_on_closed(struct shunt_conn *c)
+{
+    session_unref(SHUNT_CONTAINER_OF(c, struct session, conn));
+}
+
+static const struct shunt_conn_ops client_ops = {
+    .on_data = client_on_data,
+    .on_eof = client_on_eof,
+    .on_drained = client_on_drained,
+    .on_shut = client_on_shut,
+    .on_write_error = client_on_write_error,
+    .on_moved = client_on_moved,
+    .on_closed = client_on_closed,
+};
+
+/* ------------------------------------------------------------------------ upstream ends */
 
 /* Did the server of a reused connection close it (FIN or RST) on the request in flight
  * without a byte of response? That is the idle-timeout race: the server's keep-alive timer
@@ -2885,7 +2652,7 @@ static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 static int raced_idle_close(const struct session *s, const struct upstream *u)
 {
     /* not a byte for this exchange: a 100 Continue forwarded already is an answer */
-    return s->ex_reused && s->t_first_byte == 0 && !(u->in.base != NULL && u->in.off < u->in.len);
+    return s->ex_reused && s->t_first_byte == 0 && !(u->conn.in.base != NULL && u->conn.in.off < u->conn.in.len);
 }
 
 /* A server that ends its connection without a response to a request whose body the client
@@ -2906,13 +2673,11 @@ static int answer_cut_request(struct session *s, struct upstream *u)
     return 1;
 }
 
+/* A reset from the server, or a read or write on <u> that failed with <err> (net/conn.h
+ * recorded the server as the closer, RST, unless someone closed before). */
 static void on_upstream_error(struct upstream *u, int err)
 {
     struct session *s = u->s;
-    if (u->closer == SHUNT_CLOSER_NONE) {
-        u->closer = SHUNT_CLOSER_SERVER;
-        u->how = SHUNT_CLOSE_RST;
-    }
     if (s == NULL) {
         upstream_close(u, 0);
         return;
@@ -2943,21 +2708,17 @@ static void on_upstream_error(struct upstream *u, int err)
     session_close(s, 1, 1); /* RST for RST */
 }
 
+/* The server's FIN (recorded by net/conn.h, as on_upstream_error()). */
 static void on_upstream_eof(struct upstream *u)
 {
     struct session *s = u->s;
-    u->rd_eof = 1;
-    if (u->closer == SHUNT_CLOSER_NONE) {
-        u->closer = SHUNT_CLOSER_SERVER;
-        u->how = SHUNT_CLOSE_FIN;
-    }
     if (s == NULL) {
         upstream_close(u, 0);
         return;
     }
     if (s->tunnel) {
         shutdown_client(s); /* half-close, mirrored */
-        if (s->rd_eof)
+        if (s->conn.rd_eof)
             s->finishing = 1;
         check_finished(s);
         return;
@@ -2981,7 +2742,7 @@ static void on_upstream_eof(struct upstream *u)
         return;
     }
     if (s->rs == RS_WAIT) {
-        int partial = u->in.base != NULL && u->in.off < u->in.len;
+        int partial = u->conn.in.base != NULL && u->conn.in.off < u->conn.in.len;
         set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
         if (answer_cut_request(s, u))
             return;
@@ -3005,84 +2766,65 @@ static void on_upstream_eof(struct upstream *u)
     maybe_done(s);
 }
 
-static void upstream_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* ------------------------------------------------------------------------ upstream I/O */
+
+static void upstream_on_data(struct shunt_conn *c)
 {
-    struct upstream *u = SHUNT_CONTAINER_OF(st, struct upstream, tcp);
-    if (u->s == NULL) {
-        if (nread < 0 && nread != UV_ENOBUFS)
-            upstream_close(u, 0);
-        return;
-    }
+    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
     struct session *s = u->s;
-    if (nread > 0) {
-        u->in.len += (size_t)nread;
-        u->bytes_in += (uint64_t)nread;
-        if (u == s->cur && (s->rs == RS_WAIT || s->rs == RS_BODY)) {
-            if (s->t_first_byte == 0)
-                s->t_first_byte = now_us();
-            arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
-        }
-        process_upstream(u);
-        return;
+    if (u == s->cur && (s->rs == RS_WAIT || s->rs == RS_BODY)) {
+        if (s->t_first_byte == 0)
+            s->t_first_byte = now_us();
+        arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
     }
-    if (u->in.base != NULL && u->in.off == u->in.len)
-        buf_release(s->w, &u->in);
-    if (nread == 0)
-        return;
-    if (nread == UV_EOF && was_reset(&u->tcp, u->wr_shut))
-        nread = UV_ECONNRESET;
-    if (nread == UV_EOF) {
-        u->reading = 0;
-        uv_read_stop(st);
+    process_upstream(u);
+}
+
+static void upstream_on_eof(struct shunt_conn *c, enum shunt_conn_how how, int err)
+{
+    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
+    if (how == SHUNT_CONN_HOW_FIN)
         on_upstream_eof(u);
-        return;
-    }
-    if (nread == UV_ENOBUFS) {
-        u->reading = 0;
-        uv_read_stop(st);
-        return;
-    }
-    on_upstream_error(u, (int)nread);
+    else
+        on_upstream_error(u, err);
 }
 
-static void client_write_cb(uv_write_t *req, int status)
+/* What was queued for the server went out: more of the request body can follow. */
+static void upstream_on_drained(struct shunt_conn *c)
 {
-    struct wblock *wb = SHUNT_CONTAINER_OF(req, struct wblock, req);
-    struct session *s = SHUNT_CONTAINER_OF(req->handle, struct session, tcp);
-    free(wb);
-    if (s->closing || status == UV_ECANCELED)
-        return;
-    if (status < 0) {
-        set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        session_close(s, 0, 1);
-        return;
-    }
-    if (queued(&s->tcp) > 0) {
-        update_reading(s);
-        return;
-    }
-    if (s->cur != NULL)
-        process_upstream(s->cur);
-    if (!s->closing && s->rq == RQ_IDLE && has_input(s))
-        process_client(s); /* pipelined requests held while the answers queued up */
-    else if (!s->closing)
-        update_reading(s);
+    process_client(SHUNT_CONTAINER_OF(c, struct upstream, conn)->s);
 }
 
-static void upstream_write_cb(uv_write_t *req, int status)
+static void upstream_on_shut(struct shunt_conn *c)
 {
-    struct wblock *wb = SHUNT_CONTAINER_OF(req, struct wblock, req);
-    struct upstream *u = SHUNT_CONTAINER_OF(req->handle, struct upstream, tcp);
-    free(wb);
-    if (u->s == NULL || u->closing || status == UV_ECANCELED)
-        return;
-    if (status < 0) {
-        on_upstream_error(u, status);
-        return;
-    }
-    if (queued(&u->tcp) == 0)
-        process_client(u->s);
+    check_finished(SHUNT_CONTAINER_OF(c, struct upstream, conn)->s);
 }
+
+static void upstream_on_moved(struct shunt_conn *c)
+{
+    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
+    free(u->partial);
+    u->partial = NULL;
+}
+
+static void upstream_on_closed(struct shunt_conn *c)
+{
+    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
+    free(u->partial);
+    free(u);
+}
+
+/* Callbacks come only while the upstream is open, hence while u->s is set: upstream_close()
+ * detaches it and closes the connection together. */
+static const struct shunt_conn_ops upstream_ops = {
+    .on_data = upstream_on_data,
+    .on_eof = upstream_on_eof,
+    .on_drained = upstream_on_drained,
+    .on_shut = upstream_on_shut,
+    .on_write_error = NULL, /* on_eof, RST: on_upstream_error() */
+    .on_moved = upstream_on_moved,
+    .on_closed = upstream_on_closed,
+};
 
 /* ------------------------------------------------------------------------ timers */
 
@@ -3102,7 +2844,7 @@ static void release(struct session *s)
     s->held = HOLD_RELEASED;
     arm(s, T_RESPONSE, cfg->response_timeout_ms);
     process_upstream(u);
-    if (!s->closing && u->s == s && u->rd_eof && (u->in.base == NULL || u->in.off == u->in.len))
+    if (!s->closing && u->s == s && u->conn.rd_eof && (u->conn.in.base == NULL || u->conn.in.off == u->conn.in.len))
         on_upstream_eof(u); /* the server's FIN came while it was held */
 }
 
@@ -3186,15 +2928,19 @@ void shunt_proxy__accept(struct worker *w)
     const struct shunt_proxy_config *cfg = w->cfg;
     struct session *s = shunt_xcalloc(sizeof(*s));
     s->w = w;
-    uv_tcp_init(&w->loop, &s->tcp);
+    if (shunt_conn_init(&s->conn, &w->loop, &client_ops, &w->pool, SHUNT_CLOSER_CLIENT,
+                        SHUNT_CLOSER_PROXY) != 0) {
+        free(s);
+        return;
+    }
+    s->conn.in_max = buf_max(w);
     uv_timer_init(&w->loop, &s->timer);
-    s->tcp.data = s;
     s->timer.data = s;
     s->refs_handles = 2;
-    if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&s->tcp) != 0) {
+    if (shunt_conn_accept(&s->conn, (uv_stream_t *)&w->listener) != 0) {
         s->closing = 1;
-        uv_close((uv_handle_t *)&s->timer, session_handle_closed);
-        uv_close((uv_handle_t *)&s->tcp, session_handle_closed);
+        uv_close((uv_handle_t *)&s->timer, session_timer_closed);
+        shunt_conn_close(&s->conn, 0);
         return;
     }
     s->id = next_conn_id();
@@ -3204,19 +2950,18 @@ void shunt_proxy__accept(struct worker *w)
     w->sessions = s;
     w->n_sessions++;
     stat_open++;
-    uv_tcp_nodelay(&s->tcp, 1);
     /* The addresses cost two system calls a connection: only when someone reads them. */
     int allowed = cfg->n_allow == 0;
     if (cfg->n_allow > 0 || cfg->n_subs > 0 || cfg->head_hook != NULL || cfg->conn_hook != NULL) {
         struct sockaddr_storage ss;
         int len = sizeof(ss);
-        if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
+        if (uv_tcp_getpeername(&s->conn.tcp, (struct sockaddr *)&ss, &len) == 0)
             s->peer_port = shunt_addr_format((struct sockaddr *)&ss, s->peer_addr,
                                              sizeof(s->peer_addr));
         for (size_t i = 0; i < cfg->n_allow && !allowed; i++)
             allowed = shunt_cidr_match(&cfg->allow[i], (struct sockaddr *)&ss);
         len = sizeof(ss);
-        if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
+        if (uv_tcp_getsockname(&s->conn.tcp, (struct sockaddr *)&ss, &len) == 0)
             s->local_port = shunt_addr_format((struct sockaddr *)&ss, s->local_addr,
                                               sizeof(s->local_addr));
     }
@@ -3231,8 +2976,7 @@ void shunt_proxy__accept(struct worker *w)
     }
     if (cfg->conn_hook != NULL)
         tell_conn_hook(s, 1);
-    s->reading = 1;
-    uv_read_start((uv_stream_t *)&s->tcp, client_alloc_cb, client_read_cb);
+    shunt_conn_read_start(&s->conn);
     if (!allowed) {
         refuse(s);
         return;

@@ -23,6 +23,7 @@
 #include "http/parser.h"
 #include "http/status.h"
 #include "net/addr.h"
+#include "net/conn.h"
 #include "net/listen.h"
 #include "rules/options.h"
 
@@ -81,6 +82,7 @@ struct shunt_admin {
     void *reload_ud;
     void (*status)(void *ud, struct shunt_admin_status *out);
     void *status_ud;
+    struct shunt_conn_pool pool; /* input buffers of ADMIN_IN_CAP bytes */
     struct client *clients; /* open connections (list head) */
     size_t n_clients;
     uint64_t seq;       /* last pending_seq handed out */
@@ -90,16 +92,14 @@ struct shunt_admin {
 
 /* One client connection; freed once both handles are closed. */
 struct client {
-    uv_tcp_t tcp;
+    struct shunt_conn conn; /* the socket and the input (net/conn.h) */
     uv_timer_t timer; /* request, write, idle or linger deadline: whichever applies */
-    uv_shutdown_t shutdown_req;
     struct shunt_admin *admin;
     struct client *prev, *next;
     int open_handles;      /* handles not yet closed (2, then 0: free) */
     int closing;           /* 1 once client_close() ran */
-    int reading;           /* 1 while uv_read_start is in effect */
     int eof;               /* the client shut its side down */
-    int writes;            /* final responses being written; reading waits for them */
+    int writes;            /* a final response queued, not yet written; reading waits */
     int close_after_write; /* the last response said Connection: close */
     int lingering;         /* that response is written and our side shut down: draining */
     char local_ip[64];     /* the address the client reached (our side), for the Host check */
@@ -114,23 +114,12 @@ struct client {
     int in_body;         /* its head is parsed; body bytes are being framed */
     int sent_continue;   /* 100 Continue sent for it */
     int body_too_big;    /* its payload went over ADMIN_MAX_BODY */
-    size_t last_len;     /* <len> of the last incomplete parse of the head */
+    size_t last_len;     /* input bytes seen by the last incomplete parse of the head */
     struct shunt_http_head head;
     struct shunt_http_header hdrs[ADMIN_MAX_HEADERS];
     struct shunt_http_body body;
     size_t body_len;               /* payload bytes in body_buf */
-    size_t len;                    /* bytes in in[] */
-    char in[ADMIN_IN_CAP];         /* the head, then bytes not yet framed */
     char body_buf[ADMIN_MAX_BODY]; /* the decoded payload */
-};
-
-/* One write: the request and the bytes it sends. */
-struct out {
-    uv_write_t req;
-    struct client *c;
-    int final; /* a final response (not a 100 Continue) */
-    size_t len;
-    char data[];
 };
 
 /* The answer to one request, made by handle() and sent by send_reply(). */
@@ -680,11 +669,15 @@ method:
 
 /* ------------------------------------------------------------------------ connection */
 
-static void on_close(uv_handle_t *hd)
+static void client_unref(struct client *c)
 {
-    struct client *c = hd->data;
     if (--c->open_handles == 0)
         free(c);
+}
+
+static void on_timer_closed(uv_handle_t *hd)
+{
+    client_unref(hd->data);
 }
 
 static void client_close(struct client *c)
@@ -700,8 +693,8 @@ static void client_close(struct client *c)
     if (c->next)
         c->next->prev = c->prev;
     a->n_clients--;
-    uv_close((uv_handle_t *)&c->tcp, on_close);
-    uv_close((uv_handle_t *)&c->timer, on_close);
+    shunt_conn_close(&c->conn, 0);
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
 static void process(struct client *c);
@@ -709,40 +702,25 @@ static void set_reading(struct client *c, int on);
 
 static void on_timeout(uv_timer_t *t);
 
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    /* Nothing to do: the drain ends at the client's EOF or the linger deadline. */
-}
-
 /* Ends the connection after its last response: shuts our side down, then reads and drops
  * what the client still sends until it closes or ADMIN_LINGER_MS passes. */
 static void linger(struct client *c)
 {
-    if (c->eof || uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    if (c->eof) {
         client_close(c);
         return;
     }
+    shunt_conn_shutdown(&c->conn);
     c->lingering = 1;
-    c->len = 0;
+    shunt_conn_release_input(&c->conn);
     uv_timer_start(&c->timer, on_timeout, ADMIN_LINGER_MS, 0);
     set_reading(c, 1);
 }
 
-static void on_write(uv_write_t *req, int status)
+/* A final response is written whole: the connection lingers, or waits for the next
+ * request. Does not process a pipelined one (the caller does). */
+static void final_written(struct client *c)
 {
-    struct out *o = SHUNT_CONTAINER_OF(req, struct out, req);
-    struct client *c = o->c;
-    int final = o->final;
-    free(o);
-    if (c->closing)
-        return; /* cancelled by the close */
-    if (status < 0) {
-        client_close(c);
-        return;
-    }
-    if (!final)
-        return;
-    c->writes--;
     if (c->close_after_write) {
         linger(c);
         return;
@@ -750,6 +728,18 @@ static void on_write(uv_write_t *req, int status)
     c->served = 1;
     c->pending_seq = ++c->admin->seq; /* waiting again, for the next request */
     uv_timer_start(&c->timer, on_timeout, ADMIN_IDLE_MS, 0);
+}
+
+/* What was queued went out: the final response that waited for it is written. */
+static void on_drained(struct shunt_conn *conn)
+{
+    struct client *c = SHUNT_CONTAINER_OF(conn, struct client, conn);
+    if (c->writes == 0)
+        return; /* a 100 Continue */
+    c->writes = 0;
+    final_written(c);
+    if (c->closing || c->lingering)
+        return;
     process(c); /* a pipelined request may be waiting */
     if (c->closing || c->writes > 0)
         return;
@@ -759,26 +749,30 @@ static void on_write(uv_write_t *req, int status)
         set_reading(c, 1);
 }
 
-/* Queues <len> bytes of <data> (copied). <final>: a final response, which pauses reading
- * until it is written, so that a client that sends without reading holds one response. */
+static void on_write_error(struct shunt_conn *conn, int err)
+{
+    client_close(SHUNT_CONTAINER_OF(conn, struct client, conn));
+}
+
+/* Sends <len> bytes of <data> (tried at once, the rest copied and queued). <final>: a final
+ * response, which pauses reading until it is written, so that a client that sends without
+ * reading holds one response. */
 static void write_bytes(struct client *c, const char *data, size_t len, int final)
 {
-    struct out *o = shunt_xcalloc(sizeof(*o) + len);
-    o->c = c;
-    o->final = final;
-    o->len = len;
-    memcpy(o->data, data, len);
-    uv_buf_t b = uv_buf_init(o->data, (unsigned)len);
-    if (uv_write(&o->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-        free(o);
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    if (shunt_conn_send(&c->conn, &b, 1) != 0) {
         client_close(c);
         return;
     }
-    if (final) {
-        c->writes++;
-        set_reading(c, 0);
-        uv_timer_start(&c->timer, on_timeout, ADMIN_WRITE_MS, 0);
+    if (!final)
+        return;
+    if (shunt_conn_queued(&c->conn) == 0) {
+        final_written(c); /* process() goes on with the next request, if any */
+        return;
     }
+    c->writes = 1;
+    set_reading(c, 0);
+    uv_timer_start(&c->timer, on_timeout, ADMIN_WRITE_MS, 0);
 }
 
 /* Sends <rp> (and frees its JSON). <keep>: the request allows keep-alive. */
@@ -877,7 +871,7 @@ static void process(struct client *c)
     char msg[200];
     while (!c->closing && c->writes == 0 && !c->close_after_write) {
         if (!c->in_body) {
-            if (c->len == 0)
+            if (!shunt_conn_has_input(&c->conn))
                 return;
             if (!c->request_started) {
                 c->request_started = 1;
@@ -885,10 +879,11 @@ static void process(struct client *c)
                 if (c->served)
                     uv_timer_start(&c->timer, on_timeout, ADMIN_HEAD_MS, 0);
             }
-            int r = shunt_http_parse_request(c->in, c->len, c->last_len, &c->head, c->hdrs,
+            int r = shunt_http_parse_request(shunt_conn_data(&c->conn), shunt_conn_avail(&c->conn),
+                                             c->last_len, &c->head, c->hdrs,
                                              ADMIN_MAX_HEADERS, &admin_limits, &e);
             if (r == 0) {
-                c->last_len = c->len;
+                c->last_len = shunt_conn_avail(&c->conn);
                 return;
             }
             if (r < 0) {
@@ -917,7 +912,8 @@ static void process(struct client *c)
                                  &admin_limits);
         }
         size_t off = c->head.head_len;
-        long n = shunt_http_body_scan(&c->body, c->in + off, c->len - off, on_body_data, c, &e);
+        long n = shunt_http_body_scan(&c->body, shunt_conn_data(&c->conn) + off,
+                                      shunt_conn_avail(&c->conn) - off, on_body_data, c, &e);
         if (n < 0) {
             snprintf(msg, sizeof(msg), "malformed request body: %s (byte %zu)",
                      shunt_http_reason_str(e.reason), e.offset);
@@ -930,7 +926,7 @@ static void process(struct client *c)
             return;
         }
         if (!c->body.done) {
-            c->len = off; /* the payload is in body_buf; only the head stays */
+            shunt_conn_truncate(&c->conn, off); /* the payload is in body_buf: only the head stays */
             if (c->head.expect_continue && !c->sent_continue) {
                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
                 c->sent_continue = 1;
@@ -941,59 +937,74 @@ static void process(struct client *c)
         struct reply rp = {0};
         handle(c, &rp);
         send_reply(c, &rp, shunt_http_keeps_alive(&c->head));
-        size_t used = off + (size_t)n;
-        memmove(c->in, c->in + used, c->len - used);
-        c->len -= used;
+        if (c->closing || c->lingering)
+            return; /* the input went with it */
+        shunt_conn_consume(&c->conn, off + (size_t)n);
         c->in_body = 0;
         c->last_len = 0;
         c->request_started = 0;
     }
 }
 
-static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
+static void on_data(struct shunt_conn *conn)
 {
-    struct client *c = hd->data;
-    if (c->len >= ADMIN_IN_CAP) {
-        *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS: cannot happen with the limits above */
+    struct client *c = SHUNT_CONTAINER_OF(conn, struct client, conn);
+    if (c->lingering) {
+        shunt_conn_release_input(conn); /* dropped */
         return;
     }
-    *buf = uv_buf_init(c->in + c->len, (unsigned)(ADMIN_IN_CAP - c->len));
+    process(c);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_eof(struct shunt_conn *conn, enum shunt_conn_how how, int err)
 {
-    struct client *c = SHUNT_CONTAINER_OF(s, struct client, tcp);
-    if (c->lingering) {
-        if (nread < 0)
-            client_close(c);
-        else
-            c->len = 0; /* dropped */
-        return;
-    }
-    if (nread == UV_EOF) {
+    struct client *c = SHUNT_CONTAINER_OF(conn, struct client, conn);
+    if (how == SHUNT_CONN_HOW_FIN && !c->lingering) {
         c->eof = 1;
-        set_reading(c, 0);
         if (c->writes == 0)
             client_close(c);
         return;
     }
-    if (nread < 0) {
-        client_close(c);
-        return;
-    }
-    c->len += (size_t)nread;
-    process(c);
+    client_close(c);
 }
+
+/* The input moved (compacted before a read): the parse of a head in progress restarts, and
+ * a complete head whose body is being read is parsed again where it now is. */
+static void on_moved(struct shunt_conn *conn)
+{
+    struct client *c = SHUNT_CONTAINER_OF(conn, struct client, conn);
+    struct shunt_http_error e;
+    c->last_len = 0;
+    if (c->in_body) {
+        int r = shunt_http_parse_request(shunt_conn_data(conn), shunt_conn_avail(conn), 0,
+                                         &c->head, c->hdrs, ADMIN_MAX_HEADERS, &admin_limits, &e);
+        assert(r > 0); /* the same bytes as before */
+        (void)r;
+    }
+}
+
+static void on_closed(struct shunt_conn *conn)
+{
+    client_unref(SHUNT_CONTAINER_OF(conn, struct client, conn));
+}
+
+static const struct shunt_conn_ops client_ops = {
+    .on_data = on_data,
+    .on_eof = on_eof,
+    .on_drained = on_drained,
+    .on_write_error = on_write_error,
+    .on_moved = on_moved,
+    .on_closed = on_closed,
+};
 
 static void set_reading(struct client *c, int on)
 {
-    if (c->closing || c->reading == on || (on && c->eof))
+    if (c->closing || (on && c->eof))
         return;
-    c->reading = on;
     if (on)
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        shunt_conn_read_start(&c->conn);
     else
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        shunt_conn_read_stop(&c->conn);
 }
 
 /* Returns 1 when <c> holds no complete request: it waits for a head, or reads one or a body.
@@ -1073,9 +1084,11 @@ static void on_connection(uv_stream_t *l, int status)
         return;
     struct client *c = shunt_xcalloc(sizeof(*c));
     c->admin = a;
-    uv_tcp_init(&a->loop, &c->tcp);
+    if (shunt_conn_init(&c->conn, &a->loop, &client_ops, &a->pool, 1, 2) != 0) {
+        free(c);
+        return;
+    }
     uv_timer_init(&a->loop, &c->timer);
-    c->tcp.data = c;
     c->timer.data = c;
     c->open_handles = 2;
     c->next = a->clients;
@@ -1083,18 +1096,18 @@ static void on_connection(uv_stream_t *l, int status)
         a->clients->prev = c;
     a->clients = c;
     a->n_clients++;
-    if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
+    if (shunt_conn_accept(&c->conn, l) != 0) {
         client_close(c);
         return;
     }
     struct sockaddr_storage local;
     int len = sizeof(local);
-    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&local, &len) == 0) {
+    if (uv_tcp_getsockname(&c->conn.tcp, (struct sockaddr *)&local, &len) == 0) {
         c->local_family = local.ss_family;
         shunt_addr_format((struct sockaddr *)&local, c->local_ip, sizeof(c->local_ip));
     }
     len = sizeof(c->peer);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0)
+    if (uv_tcp_getpeername(&c->conn.tcp, (struct sockaddr *)&c->peer, &len) != 0)
         memset(&c->peer, 0, sizeof(c->peer));
     c->pending_seq = ++a->seq;
     if (make_room(a, c) != 0) {
@@ -1165,6 +1178,7 @@ int shunt_admin_start(const struct shunt_admin_config *cfg, struct shunt_admin *
     a->reload_ud = cfg->reload_ud;
     a->status = cfg->status;
     a->status_ud = cfg->status_ud;
+    shunt_conn_pool_init(&a->pool, ADMIN_IN_CAP, 4);
     int r = uv_loop_init(&a->loop);
     if (r != 0) {
         close(fd);
@@ -1204,6 +1218,7 @@ fail:
     uv_run(&a->loop, UV_RUN_DEFAULT);
     uv_loop_close(&a->loop);
 fail_loop:
+    shunt_conn_pool_dispose(&a->pool);
     free(a->token);
     free(a);
     return r < 0 ? r : SHUNT_EINVAL;
@@ -1216,6 +1231,7 @@ void shunt_admin_stop(struct shunt_admin *a)
     uv_async_send(&a->stop_async);
     pthread_join(a->thread, NULL);
     uv_loop_close(&a->loop);
+    shunt_conn_pool_dispose(&a->pool);
     free(a->token);
     free(a);
 }
