@@ -14,6 +14,8 @@ extern const struct shunt_check shunt_check_low_reuse;
 extern const struct shunt_check shunt_check_unframed_or_overlong_body;
 extern const struct shunt_check shunt_check_via_breaks_auth_persistence;
 extern const struct shunt_check shunt_check_client_quirk;
+extern const struct shunt_check shunt_check_tls_client_rejects_cert;
+extern const struct shunt_check shunt_check_tls_upstream_cert_invalid;
 
 const struct shunt_check *const shunt_checks[] = {
     &shunt_check_wininet_auth_close,
@@ -28,6 +30,8 @@ const struct shunt_check *const shunt_checks[] = {
     &shunt_check_unframed_or_overlong_body,
     &shunt_check_via_breaks_auth_persistence,
     &shunt_check_client_quirk,
+    &shunt_check_tls_client_rejects_cert,
+    &shunt_check_tls_upstream_cert_invalid,
 };
 
 const size_t shunt_n_checks = sizeof(shunt_checks) / sizeof(shunt_checks[0]);

@@ -708,6 +708,45 @@ static void add_surplus(struct shunt_model_conn *c, int64_t bytes_in, int64_t ex
  * capture keeps decoded chunk sizes only, and an error leaves bytes read but not counted.
  * Returns 0, SHUNT_ENOMEM, or SHUNT_EPARSE (SQLite's message is on <db>).
  */
+/* The TLS handshakes (the tls table). Returns 0, SHUNT_ENOMEM or SHUNT_EPARSE. */
+static int read_tls(sqlite3 *db, struct shunt_model *m)
+{
+    static const char sql[] =
+        "SELECT id, conn_id, upstream_id, side, time_us, sni, error, verify_result, insecure, "
+        "close_bits FROM tls ORDER BY id";
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int rc;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return SHUNT_EPARSE;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&m->tls, &cap, m->n_tls, sizeof(*m->tls)) != 0) {
+            sqlite3_finalize(st);
+            return SHUNT_ENOMEM;
+        }
+        struct shunt_model_tls *t = &m->tls[m->n_tls];
+        memset(t, 0, sizeof(*t));
+        t->id = sqlite3_column_int64(st, 0);
+        t->conn_id = sqlite3_column_int64(st, 1);
+        t->upstream_id = col_i64(st, 2, 0);
+        t->side = col_i64(st, 3, 0) != 0;
+        t->time_us = col_us(st, 4, -1);
+        t->verify_result = col_int(st, 7, -1, 1 << 20, -1);
+        t->insecure = col_i64(st, 8, 0) != 0;
+        t->close_bits = (unsigned)col_int(st, 9, 0, 255, 0);
+        t->sni = dup_text(st, 5);
+        if (sqlite3_column_type(st, 6) != SQLITE_NULL)
+            t->error = dup_text(st, 6);
+        m->n_tls++;
+        if (t->sni == NULL || (sqlite3_column_type(st, 6) != SQLITE_NULL && t->error == NULL)) {
+            sqlite3_finalize(st);
+            return SHUNT_ENOMEM;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : SHUNT_EPARSE;
+}
+
 static int read_byte_counts(sqlite3 *db, struct shunt_model *m)
 {
     static const char sql[] =
@@ -999,6 +1038,11 @@ int shunt_model_load(sqlite3 *db, const struct shunt_capture_filter *f, struct s
         goto oom;
     if (rc != 0)
         goto sql_fail;
+    rc = read_tls(db, m);
+    if (rc == SHUNT_ENOMEM)
+        goto oom;
+    if (rc != 0)
+        goto sql_fail;
     rc = read_byte_counts(db, m); /* before derive(): successor_of() reads surplus_bytes */
     if (rc == SHUNT_ENOMEM)
         goto oom;
@@ -1048,6 +1092,11 @@ void shunt_model_free(struct shunt_model *m)
         free((char *)m->conns[i].up_closer);
         free((char *)m->conns[i].up_close_how);
     }
+    for (size_t i = 0; i < m->n_tls; i++) {
+        free((char *)m->tls[i].sni);
+        free((char *)m->tls[i].error);
+    }
+    free(m->tls);
     free(m->ex);
     free(m->conns);
     free(m->source);

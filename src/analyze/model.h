@@ -144,6 +144,22 @@ struct shunt_model_conn {
                                 or unknown (a HAR, chunked responses, a failed exchange) */
 };
 
+/* One TLS handshake, done or failed (the tls table: a version-1 capture, and a HAR not of
+ * shunt's, have none). Plain data; strings belong to the model. */
+struct shunt_model_tls {
+    int64_t id;          /* tls.id */
+    int64_t conn_id;     /* its client connection */
+    int64_t upstream_id; /* its upstream connection; 0 for the client's side */
+    int side;            /* 0: the client's TLS (shunt was the server, intercepting);
+                            1: an upstream's (shunt was the client) */
+    int64_t time_us;     /* when it ended, wall clock; -1 unknown */
+    const char *sni;     /* the server name asked for; never NULL ("" none) */
+    const char *error;   /* why it failed, whole (docs/capture.md); NULL when it succeeded */
+    int verify_result;   /* upstream side: OpenSSL's X509_V_* (0 ok); -1 unknown */
+    int insecure;        /* upstream side: verification was off (--insecure-upstream) */
+    unsigned close_bits; /* how it ended (SHUNT_TLS_* of src/proxy/events.h); 0 unknown */
+};
+
 /* A loaded capture. */
 struct shunt_model {
     struct shunt_model_conn *conns;   /* by id */
@@ -151,6 +167,8 @@ struct shunt_model {
     struct shunt_model_exchange *ex;  /* by connection, then idx */
     size_t n_ex;
     size_t n_selected;                /* exchanges the FILTER takes */
+    struct shunt_model_tls *tls;      /* TLS handshakes, by id */
+    size_t n_tls;
     char *source;                     /* capture.source: "proxy" or "har" */
     int64_t events_dropped;           /* > 0: the capture is incomplete */
 };

@@ -20,18 +20,45 @@ static int pragma_int(sqlite3 *db, const char *sql, int *out)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
-/* The first table of the schema that <db> lacks (a view of that name does not count), or
- * NULL when it has them all. The readers then only meet bad rows, never a missing table. */
-static const char *missing_table(sqlite3 *db)
+/* The tls table's columns (schema.sql has the same: a version-1 file gets this table when
+ * opened to write, and a stand-in of it in temp when opened to read). */
+#define TLS_COLUMNS                                                                                \
+    " (id INTEGER PRIMARY KEY, conn_id INTEGER NOT NULL, upstream_id INTEGER,"                   \
+    " side INTEGER NOT NULL, time_us INTEGER, sni TEXT, alpn TEXT, version TEXT, cipher TEXT,"    \
+    " cert_subject TEXT, cert_issuer TEXT, cert_san TEXT, cert_sha256 TEXT,"                      \
+    " cert_not_before INTEGER, cert_not_after INTEGER, handshake_us INTEGER, error TEXT,"        \
+    " verify_result INTEGER, insecure INTEGER NOT NULL DEFAULT 0, close_bits INTEGER)"
+
+/* Version 1 to 2, in place. */
+static const char migrate_1_sql[] =
+    "BEGIN IMMEDIATE;"
+    "ALTER TABLE exchanges ADD COLUMN t_ssl INTEGER NOT NULL DEFAULT -1;"
+    "CREATE TABLE tls" TLS_COLUMNS ";"
+    "CREATE INDEX tls_conn ON tls (conn_id);"
+    "PRAGMA user_version = 2;"
+    "COMMIT;";
+
+/* A version-1 file read as it is: names of version 2 that shadow its own for this connection
+ * only (unqualified names find temp first). SQLite flattens the view, so the indexes of
+ * main.exchanges still serve. */
+static const char shadow_1_sql[] =
+    "CREATE TEMP TABLE tls" TLS_COLUMNS ";"
+    "CREATE TEMP VIEW exchanges AS SELECT *, -1 AS t_ssl FROM main.exchanges;";
+
+/* The first table of the schema of <version> that <db> lacks (a view of that name does not
+ * count), or NULL when it has them all. The readers then only meet bad rows, never a missing
+ * table. */
+static const char *missing_table(sqlite3 *db, int version)
 {
-    static const char *const tables[] = {"capture", "connections", "upstreams",
-                                         "exchanges", "bodies",      "changes"};
+    static const char *const tables[] = {"capture", "connections", "upstreams", "exchanges",
+                                         "bodies",  "changes",     "tls"};
+    size_t n = version >= 2 ? 7 : 6;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
                            -1, &st, NULL) != SQLITE_OK)
         return tables[0];
     const char *missing = NULL;
-    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]) && missing == NULL; i++) {
+    for (size_t i = 0; i < n && missing == NULL; i++) {
         sqlite3_bind_text(st, 1, tables[i], -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_ROW)
             missing = tables[i];
@@ -107,6 +134,9 @@ int shunt_capture_open(const char *path, int writable, sqlite3 **out, char *err,
         sqlite3_close(db);
         return SHUNT_EINVAL;
     }
+    /* Before the first read: a writer (a recorder, a migration) may hold the lock a moment,
+     * and the reads below would fail at once with "database is locked". */
+    sqlite3_busy_timeout(db, 2000);
     int app = 0, version = 0;
     if (pragma_int(db, "PRAGMA application_id", &app) != 0 ||
         pragma_int(db, "PRAGMA user_version", &version) != 0) {
@@ -128,19 +158,31 @@ int shunt_capture_open(const char *path, int writable, sqlite3 **out, char *err,
         sqlite3_close(db);
         return SHUNT_EINVAL;
     }
-    if (version < 1) {
+    if (version < SHUNT_CAPTURE_SCHEMA_OLDEST) {
         snprintf(err, err_len, "%s: not a capture this shunt reads (capture schema %d)", path,
                  version);
         sqlite3_close(db);
         return SHUNT_EINVAL;
     }
-    const char *missing = missing_table(db);
+    const char *missing = missing_table(db, version);
     if (missing != NULL) {
         snprintf(err, err_len, "%s: not a shunt capture (no table %s)", path, missing);
         sqlite3_close(db);
         return SHUNT_EINVAL;
     }
-    sqlite3_busy_timeout(db, 2000);
+    if (version == 1) {
+        char *msg = NULL;
+        if (sqlite3_exec(db, writable ? migrate_1_sql : shadow_1_sql, NULL, NULL, &msg) !=
+            SQLITE_OK) {
+            snprintf(err, err_len, "%s: cannot %s this capture of schema 1: %s", path,
+                     writable ? "migrate" : "read", msg ? msg : sqlite3_errmsg(db));
+            sqlite3_free(msg);
+            if (writable)
+                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            sqlite3_close(db);
+            return SHUNT_EINVAL;
+        }
+    }
     *out = db;
     return 0;
 }

@@ -8,8 +8,12 @@
 
 #include "core/errors.h"
 
-/* The schema this build writes and reads (src/capture/schema.sql, PRAGMA user_version). */
-#define SHUNT_CAPTURE_SCHEMA_VERSION 1
+/* The schema this build writes and reads (src/capture/schema.sql, PRAGMA user_version).
+ * Version 2 added the tls table and exchanges.t_ssl; a version-1 file still reads (see
+ * shunt_capture_open()). */
+#define SHUNT_CAPTURE_SCHEMA_VERSION 2
+/* The oldest schema this build reads. */
+#define SHUNT_CAPTURE_SCHEMA_OLDEST 1
 /* PRAGMA application_id of a shunt capture: "shnt". */
 #define SHUNT_CAPTURE_APP_ID 0x73686e74
 
@@ -41,6 +45,12 @@ SHUNT_MUST_CHECK int shunt_capture_create(const char *path, sqlite3 **out, char 
  * a capture (another application_id, a table of the schema missing), a schema version this
  * build does not read (older than 1, or made by a newer shunt). The rows are not checked:
  * every reader treats them as untrusted.
+ *
+ * A version-1 capture opened <writable> is migrated to the current schema first (the tls
+ * table, exchanges.t_ssl: one transaction). Opened read-only it stays as it is, and the
+ * connection gets temporary stand-ins that shadow the names of the current schema (an empty
+ * temp.tls, a temp.exchanges view adding t_ssl = -1), so every reader's SQL runs unchanged
+ * on it: no TLS facts, no TLS time.
  */
 SHUNT_MUST_CHECK int shunt_capture_open(const char *path, int writable, sqlite3 **out, char *err,
                                         size_t err_len);

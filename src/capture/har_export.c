@@ -685,6 +685,7 @@ enum col {
     /* 1 when the exchange is the first of its connection (by idx): it carries the
      * connection's upstreams that no exchange references */
     C_FIRST,
+    C_SSL, /* e.t_ssl */
 };
 
 static const char select_sql[] =
@@ -699,7 +700,7 @@ static const char select_sql[] =
     " u.id, u.host, u.port, u.remote_port, u.opened_us, u.closed_us, u.closer, u.close_how,"
     " u.bytes_in, u.bytes_out,"
     " (SELECT x.id FROM exchanges x WHERE x.conn_id = e.conn_id ORDER BY x.idx, x.id LIMIT 1)"
-    " = e.id"
+    " = e.id, e.t_ssl"
     " FROM exchanges e LEFT JOIN connections c ON c.id = e.conn_id"
     " LEFT JOIN upstreams u ON u.id = e.upstream_id WHERE %s ORDER BY e.started_us, e.id";
 
@@ -710,6 +711,8 @@ struct exporter {
     sqlite3_stmt *bodies;  /* the bodies of one exchange */
     sqlite3_stmt *changes; /* the changes of one exchange */
     sqlite3_stmt *orphans; /* the upstreams of one connection no exchange references */
+    sqlite3_stmt *tls[3];  /* tls rows: the client's (tls_client_sql), the upstream's, the
+                              others of the connection */
     int redact;            /* heads go through shunt_har_redact_head() */
 };
 
@@ -722,6 +725,23 @@ static const char orphans_sql[] =
     " close_how, bytes_in, bytes_out FROM upstreams WHERE conn_id = ?1 AND id NOT IN"
     " (SELECT upstream_id FROM exchanges WHERE conn_id = ?1 AND upstream_id IS NOT NULL)"
     " ORDER BY id";
+
+/* TLS handshakes (the tls table, its rows whole): entry._shunt.tls has the client side of
+ * the exchange's connection and its upstream's side; the first entry of a connection has
+ * the others in other_tls (an upstream no exchange references: one whose handshake failed
+ * before shunt answered 502), and a whole export those of connections without exchanges in
+ * log._shunt.tls. */
+static const char tls_client_sql[] =
+    "SELECT * FROM tls WHERE conn_id = ?1 AND side = 0 ORDER BY id LIMIT 1";
+static const char tls_upstream_sql[] =
+    "SELECT * FROM tls WHERE conn_id = ?1 AND upstream_id = ?2 AND side = 1 ORDER BY id LIMIT 1";
+static const char tls_other_sql[] =
+    "SELECT * FROM tls WHERE conn_id = ?1 AND id IS NOT (SELECT min(id) FROM tls WHERE"
+    " conn_id = ?1 AND side = 0) AND NOT (side = 1 AND upstream_id IS NOT NULL AND id IN"
+    " (SELECT min(t.id) FROM tls t JOIN exchanges x ON x.upstream_id = t.upstream_id WHERE"
+    " t.conn_id = ?1 AND x.conn_id = ?1 AND t.side = 1 GROUP BY t.upstream_id)) ORDER BY id";
+static const char lonely_tls_sql[] =
+    "SELECT * FROM tls WHERE conn_id NOT IN (SELECT conn_id FROM exchanges) ORDER BY id";
 
 /* The rows a whole export carries in log._shunt: connections that carried no exchange (a
  * client that connected and sent nothing, a TLS handshake that failed), and the upstreams of
@@ -884,9 +904,11 @@ static json_t *request_json(struct exporter *x, sqlite3_stmt *st, struct blob se
         version = start_token(line, 2, 1);
     }
     const char *url = (const char *)sqlite3_column_text(st, C_URL);
-    json_t *method = sqlite3_column_type(st, C_METHOD) != SQLITE_NULL
-                         ? jcolumn_text(st, C_METHOD)
-                         : jslice(start_token(line, 0, 0));
+    /* No method and no head (a TLS handshake that failed, recorded as an exchange): "-", as
+     * the proxy names it; HAR wants a string, and the import restores the NULL from _shunt. */
+    json_t *method = sqlite3_column_type(st, C_METHOD) != SQLITE_NULL ? jcolumn_text(st, C_METHOD)
+                     : line.base != NULL ? jslice(start_token(line, 0, 0))
+                                         : json_string("-");
     json_t *ver = sqlite3_column_type(st, C_VERSION) != SQLITE_NULL ? jcolumn_text(st, C_VERSION)
                                                                     : jslice(version);
     /* No URL recorded (a request refused before its target was understood): the target as
@@ -1028,6 +1050,52 @@ static json_t *upstream_row_json(sqlite3_stmt *st)
                      "bytes_out", jcolumn_int(st, C_U_BYTES_OUT));
 }
 
+/* The first row of x->tls[<k>] bound to the exchange <st>'s connection (and upstream), as
+ * an object; json null when none; NULL on failure. */
+static json_t *tls_row(struct exporter *x, sqlite3_stmt *st, int k)
+{
+    sqlite3_stmt *t = x->tls[k];
+    sqlite3_reset(t);
+    sqlite3_bind_int64(t, 1, col64(st, C_CONN));
+    if (k == 1)
+        sqlite3_bind_int64(t, 2, col64(st, C_UPSTREAM));
+    int rc = sqlite3_step(t);
+    return rc == SQLITE_ROW ? row_object(t) : rc == SQLITE_DONE ? json_null() : NULL;
+}
+
+/* Adds to the entry's `_shunt` <s>: tls {client, upstream} when the exchange's connection
+ * or upstream spoke TLS; other_tls on the first entry of a connection. Returns 0 or -1. */
+static int tls_json(struct exporter *x, sqlite3_stmt *st, json_t *s)
+{
+    json_t *client = tls_row(x, st, 0);
+    json_t *up =
+        sqlite3_column_type(st, C_UPSTREAM) == SQLITE_NULL ? json_null() : tls_row(x, st, 1);
+    if (client == NULL || up == NULL) {
+        json_decref(client);
+        json_decref(up);
+        return -1;
+    }
+    if (json_is_null(client) && json_is_null(up)) {
+        json_decref(client);
+        json_decref(up);
+    } else if (json_object_set_new(s, "tls",
+                                   json_pack("{s:o,s:o}", "client", client, "upstream", up)) != 0) {
+        return -1;
+    }
+    if (!sqlite3_column_int(st, C_FIRST))
+        return 0;
+    sqlite3_reset(x->tls[2]);
+    sqlite3_bind_int64(x->tls[2], 1, col64(st, C_CONN));
+    json_t *o = rows_array(x->tls[2]);
+    if (o == NULL)
+        return -1;
+    if (json_array_size(o) == 0) {
+        json_decref(o);
+        return 0;
+    }
+    return json_object_set_new(s, "other_tls", o) != 0 ? -1 : 0;
+}
+
 static json_t *shunt_json(struct exporter *x, sqlite3_stmt *st)
 {
     json_t *s = json_pack("{s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id",
@@ -1067,6 +1135,8 @@ static json_t *shunt_json(struct exporter *x, sqlite3_stmt *st)
         json_object_set_new(s, "exchange", exchange_row_json(st)) != 0 ||
         json_object_set_new(s, "connection", connection_row_json(st)) != 0 ||
         json_object_set_new(s, "upstream", upstream_row_json(st)) != 0)
+        goto fail;
+    if (tls_json(x, st, s) != 0)
         goto fail;
     if (sqlite3_column_int(st, C_FIRST)) {
         sqlite3_reset(x->orphans);
@@ -1121,8 +1191,9 @@ static json_t *entry_of(struct exporter *x, sqlite3_stmt *st, struct blob req, s
             total = INT64_MAX; /* a hostile file's timings: saturate rather than overflow */
         json_object_set_new(timings, names[k], jms(us));
     }
+    /* the upstream's TLS handshake, which connect includes (HAR 1.2) */
     if (timings != NULL)
-        json_object_set_new(timings, "ssl", json_integer(-1));
+        json_object_set_new(timings, "ssl", jms(col64(st, C_SSL)));
     json_t *e = json_pack("{s:s,s:o,s:o,s:o,s:{},s:o}", "startedDateTime", when, "time",
                           jms(total), "request", request_json(x, st, req), "response",
                           response_json(x, st, resp), "cache", "timings", timings);
@@ -1172,7 +1243,9 @@ static json_t *log_shunt(sqlite3 *db, int whole, int64_t *dropped)
      * back; a filtered one is about the exchanges it selects. */
     static const struct {
         const char *key, *sql;
-    } lonely[] = {{"connections", lonely_conns_sql}, {"upstreams", lonely_ups_sql}};
+    } lonely[] = {{"connections", lonely_conns_sql},
+                  {"upstreams", lonely_ups_sql},
+                  {"tls", lonely_tls_sql}};
     for (size_t k = 0; whole && j != NULL && k < sizeof(lonely) / sizeof(lonely[0]); k++) {
         json_t *a = NULL;
         if (sqlite3_prepare_v2(db, lonely[k].sql, -1, &st, NULL) == SQLITE_OK)
@@ -1211,7 +1284,7 @@ int shunt_har_export(sqlite3 *db, const struct shunt_capture_filter *f,
                      struct shunt_har_export_info *info, char *err, size_t err_len)
 {
     static const struct shunt_capture_filter any = {0};
-    struct exporter x = {db, NULL, NULL, NULL, NULL, o->redact};
+    struct exporter x = {db, NULL, NULL, NULL, NULL, {NULL, NULL, NULL}, o->redact};
     char where[SHUNT_CAPTURE_FILTER_SQL_MAX], *sql = NULL;
     int nparams, bad = 0, rc = SHUNT_EINVAL, began = 0;
     json_t *ls = NULL, *creator = NULL;
@@ -1239,7 +1312,10 @@ int shunt_har_export(sqlite3 *db, const struct shunt_capture_filter *f,
                            "SELECT what, by, in_request FROM changes WHERE exchange_id = ?1"
                            " ORDER BY id",
                            -1, &x.changes, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, orphans_sql, -1, &x.orphans, NULL) != SQLITE_OK)
+        sqlite3_prepare_v2(db, orphans_sql, -1, &x.orphans, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, tls_client_sql, -1, &x.tls[0], NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, tls_upstream_sql, -1, &x.tls[1], NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, tls_other_sql, -1, &x.tls[2], NULL) != SQLITE_OK)
         goto sqlfail;
     ls = log_shunt(db, strcmp(where, "1") == 0, &info->events_dropped);
     if (ls == NULL)
@@ -1297,6 +1373,8 @@ done:
     json_decref(creator);
     json_decref(ls);
     sqlite3_finalize(x.orphans);
+    for (int k = 0; k < 3; k++)
+        sqlite3_finalize(x.tls[k]);
     sqlite3_finalize(x.changes);
     sqlite3_finalize(x.bodies);
     sqlite3_finalize(x.rows);

@@ -365,6 +365,7 @@ struct ent {
     int64_t start_us; /* startedDateTime */
     int64_t time_us;  /* time */
     int64_t t[6];     /* blocked, dns, connect, send, wait, receive; -1 when not given */
+    int64_t t_ssl;    /* timings.ssl (inside connect, HAR 1.2); -1 when not given */
     int has_connect;  /* timings.connect is a number (then in connect_ms) */
     double connect_ms;
     char *cid;        /* _connectionId as text (get_id()), owned; NULL when none */
@@ -716,6 +717,12 @@ static int read_entry(struct importer *im, json_t *j, size_t src, struct ent *e)
             e->has_connect = 1;
             e->connect_ms = d;
         }
+    }
+    e->t_ssl = -1;
+    if (t != NULL && (r = get_num(t, "ssl", &d)) != 0) {
+        if (r < 0)
+            return fail(im, "log.entries[%zu].timings.ssl is not a number", src);
+        e->t_ssl = d < 0 ? -1 : ms_to_us(d);
     }
     if ((r = get_num(j, "time", &d)) < 0)
         return fail(im, "log.entries[%zu].time is not a number", src);
@@ -1159,7 +1166,7 @@ static json_t *source_entry(const struct source *s, size_t i, json_error_t *je)
 
 enum stmt {
     S_CAPTURE, S_CONN, S_UPSTREAM, S_EXCHANGE, S_BODY, S_CHANGE, S_AUTH, S_OWN_CONN, S_OWN_UP,
-    S_N
+    S_TLS, S_N
 };
 
 static const char *const stmt_sql[S_N] = {
@@ -1172,9 +1179,9 @@ static const char *const stmt_sql[S_N] = {
     "INSERT INTO exchanges (id, conn_id, idx, upstream_id, upstream_reused, started_us, method,"
     " url, host, path, http_version, status, req_head, req_head_sent, resp_head, resp_head_sent,"
     " resp_interim, req_body_size, resp_body_size, req_bytes, resp_bytes, t_blocked, t_dns,"
-    " t_connect, t_send, t_wait, t_receive, duration_us, error, flags) VALUES (?1, ?2, ?3, ?4,"
-    " ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23,"
-    " ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+    " t_connect, t_send, t_wait, t_receive, duration_us, error, flags, t_ssl) VALUES (?1, ?2, ?3,"
+    " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,"
+    " ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
     "INSERT INTO bodies (exchange_id, direction, data, truncated) VALUES (?1, ?2, ?3, ?4)",
     "INSERT INTO changes (exchange_id, in_request, what, by) VALUES (?1, ?2, ?3, ?4)",
     "UPDATE connections SET auth_scheme = ?2 WHERE id = ?1 AND auth_scheme IS NULL",
@@ -1185,6 +1192,11 @@ static const char *const stmt_sql[S_N] = {
     "INSERT OR IGNORE INTO upstreams (id, conn_id, host, port, addr, remote_port, local_port,"
     " opened_us, closed_us, closer, close_how, bytes_in, bytes_out) VALUES (?1, ?2, ?3, ?4, ?5,"
     " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    /* a TLS handshake of shunt's HAR (`_shunt.tls`, other_tls, log._shunt.tls), as recorded */
+    "INSERT OR IGNORE INTO tls (id, conn_id, upstream_id, side, time_us, sni, alpn, version,"
+    " cipher, cert_subject, cert_issuer, cert_san, cert_sha256, cert_not_before, cert_not_after,"
+    " handshake_us, error, verify_result, insecure, close_bits) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+    " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
 };
 
 /* Totals filled in once every exchange is written: each connection's and upstream's, from
@@ -1485,6 +1497,7 @@ static int write_exchange(struct importer *im, struct writer *w, const struct en
     sqlite3_bind_int64(st, 28, e->time_us);
     bind_text(st, 29, error, elen);
     sqlite3_bind_int64(st, 30, flags);
+    sqlite3_bind_int64(st, 31, e->t_ssl);
     /* shunt's own HAR: the row as recorded, where the HAR's fields had to bend it (a status
      * 0 for none, a method or URL the capture did not have, sizes HAR counts otherwise). */
     json_t *row = sh ? json_object_get(sh, "exchange") : NULL;
@@ -1724,6 +1737,51 @@ static void bind_int_or(sqlite3_stmt *st, int i, json_t *row, const char *key, i
     sqlite3_bind_int64(st, i, json_is_integer(v) ? json_integer_value(v) : dflt);
 }
 
+/* Inserts the tls rows kept in <own> (<n>), each on its conn_id (the connection the import
+ * gave the entry that carried it). A row without a valid side is not one of shunt's. */
+static int write_tls(struct importer *im, struct writer *w, const struct own_row *own, size_t n)
+{
+    static const char *const text[] = {"sni", "alpn", "version", "cipher", "cert_subject",
+                                       "cert_issuer", "cert_san", "cert_sha256"};
+    for (size_t k = 0; k < n; k++) {
+        json_t *r = own[k].row, *side = json_object_get(r, "side");
+        if (!json_is_integer(side) || (json_integer_value(side) != 0 &&
+                                       json_integer_value(side) != 1))
+            continue;
+        sqlite3_stmt *st = w->st[S_TLS];
+        sqlite3_bind_int64(st, 1, own[k].id);
+        sqlite3_bind_int64(st, 2, own[k].conn_id);
+        bind_json_int(st, 3, r, "upstream_id");
+        sqlite3_bind_int64(st, 4, json_integer_value(side));
+        bind_json_int(st, 5, r, "time_us");
+        for (int i = 0; i < 8; i++)
+            bind_json_text(st, 6 + i, r, text[i]);
+        bind_json_int(st, 14, r, "cert_not_before");
+        bind_json_int(st, 15, r, "cert_not_after");
+        bind_json_int(st, 16, r, "handshake_us");
+        bind_json_text(st, 17, r, "error");
+        bind_json_int(st, 18, r, "verify_result");
+        bind_int_or(st, 19, r, "insecure", 0);
+        bind_json_int(st, 20, r, "close_bits");
+        if (run(st) != SQLITE_OK)
+            return fail(im, "cannot write the capture: %s", sqlite3_errmsg(w->db));
+    }
+    return 0;
+}
+
+/* Keeps the tls rows of the array <a> (objects with an id; others are ignored) on connection
+ * <conn_id>, or on their own `conn_id` when <conn_id> is 0. */
+static int own_tls(struct own_rows *o, json_t *a, int64_t conn_id)
+{
+    for (size_t k = 0; k < json_array_size(a); k++) {
+        json_t *r = json_array_get(a, k);
+        int64_t id = own_id(r, "id"), c = conn_id ? conn_id : own_id(r, "conn_id");
+        if (json_is_object(r) && id > 0 && c > 0 && own_push(o, id, c, r) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Inserts the rows kept in <own> (<n>): connections (<up> 0) or upstreams (1). */
 static int write_own(struct importer *im, struct writer *w, const struct own_row *own, size_t n,
                      int up)
@@ -1776,7 +1834,7 @@ static int write_all(struct importer *im, struct writer *w, const struct source 
     int64_t *conn_ids = calloc(n_conns + 1, sizeof(*conn_ids));
     char **ukeys = calloc(n + 1, sizeof(*ukeys));
     struct own_row *own_c = calloc(n_conns + 1, sizeof(*own_c));
-    struct own_rows own_u = {0}, lonely_c = {0};
+    struct own_rows own_u = {0}, lonely_c = {0}, own_t = {0};
     size_t n_own_c = 0;
     struct smap ups = {0};
     struct ent *e = NULL;
@@ -1863,6 +1921,20 @@ static int write_all(struct importer *im, struct writer *w, const struct source 
             rc = fail(im, "out of memory");
             goto done;
         }
+        /* Its TLS handshakes: the client's, its upstream's, and the connection's others. */
+        if (im->producer == SHUNT_HAR_SHUNT) {
+            json_t *t = json_object_get(sh, "tls"), *one = json_array();
+            json_t *tc = json_object_get(t, "client"), *tu = json_object_get(t, "upstream");
+            if (one == NULL || (tc != NULL && json_array_append(one, tc) != 0) ||
+                (tu != NULL && json_array_append(one, tu) != 0) ||
+                own_tls(&own_t, one, conn_ids[c]) != 0 ||
+                own_tls(&own_t, json_object_get(sh, "other_tls"), conn_ids[c]) != 0) {
+                json_decref(one);
+                rc = fail(im, "out of memory");
+                goto done;
+            }
+            json_decref(one);
+        }
         if ((rc = write_exchange(im, w, e, &hints[i], conn_ids[c], up)) != 0)
             goto done;
     }
@@ -1877,7 +1949,8 @@ static int write_all(struct importer *im, struct writer *w, const struct source 
             goto done;
         }
     }
-    if (own_upstreams(&own_u, json_object_get(lsh, "upstreams"), 0) != 0) {
+    if (own_upstreams(&own_u, json_object_get(lsh, "upstreams"), 0) != 0 ||
+        own_tls(&own_t, json_object_get(lsh, "tls"), 0) != 0) {
         rc = fail(im, "out of memory");
         goto done;
     }
@@ -1887,7 +1960,8 @@ static int write_all(struct importer *im, struct writer *w, const struct source 
     }
     if ((rc = write_own(im, w, own_c, n_own_c, 0)) != 0 ||
         (rc = write_own(im, w, lonely_c.v, lonely_c.n, 0)) != 0 ||
-        (rc = write_own(im, w, own_u.v, own_u.n, 1)) != 0)
+        (rc = write_own(im, w, own_u.v, own_u.n, 1)) != 0 ||
+        (rc = write_tls(im, w, own_t.v, own_t.n)) != 0)
         goto done;
     rc = 0;
 done:
@@ -1902,6 +1976,7 @@ done:
         json_decref(own_c[k].row);
     own_dispose(&own_u);
     own_dispose(&lonely_c);
+    own_dispose(&own_t);
     free(own_c);
     free(ukeys);
     free(conn_ids);

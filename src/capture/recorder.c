@@ -43,6 +43,7 @@ enum rkind {
     RK_EX_START, /* the request head was seen: the exchange's row, pending */
     RK_EX_SENT,  /* that head went out later: the pending row's head as sent */
     RK_EXCHANGE, /* the exchange ended: its row, complete */
+    RK_TLS,      /* a TLS handshake ended: a tls row (its strings in the TF_* spans) */
 };
 
 /* exchanges.flags (schema.sql) */
@@ -77,6 +78,23 @@ enum xf {
 };
 #define XF_OWN_BUFFER XF_REQ_BODY
 
+/* An RK_TLS record's strings, in the spans an exchange's record uses for others. */
+enum tf {
+    TF_SNI = XF_METHOD,
+    TF_ALPN,
+    TF_VERSION,
+    TF_CIPHER,
+    TF_SUBJECT,
+    TF_ISSUER,
+    TF_SAN,
+    TF_SHA256,
+    TF_ERROR,
+    TF_COUNT
+};
+_Static_assert((int)TF_COUNT <= (int)XF_COUNT, "an RK_TLS record's strings fit in its spans");
+/* Bytes kept of each: a peer's certificate can say anything at any length (decision 7). */
+#define TF_MAX 4096
+
 #define SPAN_NULL UINT32_MAX
 
 struct span {
@@ -100,8 +118,11 @@ struct rec {
     uint64_t bytes_in, bytes_out;
     int status, reused, flags;
     uint64_t req_bytes, resp_bytes, req_body_size, resp_body_size, duration_us, n_exchanges;
-    int64_t t_dns, t_connect, t_send, t_wait, t_receive;
+    int64_t t_dns, t_connect, t_send, t_wait, t_receive, t_ssl;
     int req_trunc, resp_trunc;
+    unsigned tls_close;              /* closes: SHUNT_TLS_* bits */
+    int side, verify, insecure;      /* RK_TLS */
+    int64_t not_before, not_after;   /* RK_TLS: unix seconds, 0 unknown */
     struct span f[XF_COUNT];
     size_t len;
     char data[];
@@ -164,6 +185,9 @@ struct pending {
     int start_lost; /* the start's record was dropped: no row to complete */
     uint64_t n_exchanges;
     char auth[16];
+    /* The authority of the connection's CONNECT, for the URL of an https request without
+     * Host (an intercepted tunnel's requests are origin-form). Kept across exchanges. */
+    char tunnel_auth[256];
 };
 
 /* ------------------------------------------------------------------------ the recorder */
@@ -196,7 +220,8 @@ struct shunt_recorder {
     int failed; /* the store hit an SQLite error: recording stopped (logged) */
 
     sqlite3_stmt *st_conn_open, *st_conn_close, *st_up_open, *st_up_close, *st_exchange,
-        *st_ex_update, *st_ex_sent, *st_body, *st_change, *st_auth, *st_dropped;
+        *st_ex_update, *st_ex_sent, *st_body, *st_change, *st_auth, *st_dropped, *st_tls,
+        *st_conn_tls, *st_conn_tls_close, *st_up_tls_close;
 };
 
 unsigned shunt_recorder_mask(void)
@@ -204,7 +229,7 @@ unsigned shunt_recorder_mask(void)
     return (1u << SHUNT_EV_CONN_OPEN) | (1u << SHUNT_EV_UPSTREAM_OPEN) |
            (1u << SHUNT_EV_REQUEST_HEAD) | (1u << SHUNT_EV_RESPONSE_HEAD) |
            (1u << SHUNT_EV_BODY) | (1u << SHUNT_EV_CHANGE) | (1u << SHUNT_EV_EXCHANGE_DONE) |
-           (1u << SHUNT_EV_UPSTREAM_CLOSE) | (1u << SHUNT_EV_CONN_CLOSE);
+           (1u << SHUNT_EV_UPSTREAM_CLOSE) | (1u << SHUNT_EV_CONN_CLOSE) | (1u << SHUNT_EV_TLS);
 }
 
 uint64_t shunt_recorder_dropped(const struct shunt_recorder *r)
@@ -501,7 +526,7 @@ static void push_start(struct shunt_recorder *rc, struct pending *p, const struc
         r->up_id = ev->upstream_id;
     r->idx = ev->exchange;
     r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
-    r->t_dns = r->t_connect = -1;
+    r->t_dns = r->t_connect = r->t_ssl = -1;
     r->flags = FL_PENDING | change_flags(p);
     if (p->misc.len > 0)
         memcpy(r->data, p->misc.p, p->misc.len);
@@ -564,9 +589,12 @@ static void on_request_head(struct shunt_recorder *rc, struct pending *p,
     if (auth.base == NULL) /* an HTTP/1.0 request without Host: no pointer to step over */
         auth = shunt_slice_make("", 0);
     int is_connect = SHUNT_SLICE_IEQ_LIT(h->method, "CONNECT");
+    /* absolute-form: http://, or https:// (a client inside an intercepted tunnel may send
+     * one) */
     struct shunt_target st;
     enum shunt_target_form form = shunt_http_split_target(t, is_connect, &st);
-    if (form == SHUNT_TARGET_ABSOLUTE && SHUNT_SLICE_IEQ_LIT(st.scheme, "http")) {
+    if (form == SHUNT_TARGET_ABSOLUTE &&
+        (SHUNT_SLICE_IEQ_LIT(st.scheme, "http") || SHUNT_SLICE_IEQ_LIT(st.scheme, "https"))) {
         auth = st.authority;
         path = st.path.len > 0 ? st.path : SHUNT_SLICE_LIT("/");
         set_field(p, XF_URL, t.base, t.len);
@@ -574,13 +602,24 @@ static void on_request_head(struct shunt_recorder *rc, struct pending *p,
         auth = t;
         path = shunt_slice_make(NULL, 0);
         set_field(p, XF_URL, t.base, t.len);
+        if (t.len < sizeof(p->tunnel_auth)) { /* for the requests inside, if intercepted */
+            memcpy(p->tunnel_auth, t.base, t.len);
+            p->tunnel_auth[t.len] = '\0';
+        }
     } else {
-        /* origin-form: the URL is made whole from the Host and the target */
+        /* origin-form: the URL is made whole from the scheme the request came in (https
+         * inside TLS), the Host, and the target; without Host inside a tunnel, from the
+         * CONNECT's authority */
+        int https = ev->scheme != NULL && strcmp(ev->scheme, "https") == 0;
+        if (https && auth.len == 0 && p->tunnel_auth[0] != '\0')
+            auth = shunt_slice_make(p->tunnel_auth, strlen(p->tunnel_auth));
+        const char *scheme = https ? "https://" : "http://";
+        size_t sl = strlen(scheme);
         p->f[XF_URL].off = (uint32_t)p->misc.len;
-        rbuf_add(&p->misc, "http://", 7);
+        rbuf_add(&p->misc, scheme, sl);
         rbuf_add(&p->misc, auth.base, auth.len);
         rbuf_add(&p->misc, t.base, t.len);
-        p->f[XF_URL].len = (uint32_t)(7 + auth.len + t.len);
+        p->f[XF_URL].len = (uint32_t)(sl + auth.len + t.len);
     }
     /* host: lower case, without user info, port and IPv6 brackets, read as far as it goes
      * (a request the proxy refused is recorded too) */
@@ -658,14 +697,19 @@ static void on_change(struct pending *p, const struct shunt_event *ev)
     p->n_changes[ev->in_request ? 1 : 0]++;
 }
 
+static void host_of_url(struct pending *p, const char *url);
+
 static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
                              const struct shunt_event *ev)
 {
     /* no head seen (a request rejected by the parser): the proxy's names for it */
     if (p->f[XF_METHOD].len == SPAN_NULL && ev->method != NULL && strcmp(ev->method, "-") != 0)
         set_str(p, XF_METHOD, ev->method);
-    if (p->f[XF_URL].len == SPAN_NULL && ev->url != NULL && strcmp(ev->url, "-") != 0)
+    if (p->f[XF_URL].len == SPAN_NULL && ev->url != NULL && strcmp(ev->url, "-") != 0) {
         set_str(p, XF_URL, ev->url);
+        if (p->f[XF_HOST].len == SPAN_NULL)
+            host_of_url(p, ev->url);
+    }
     size_t total = p->misc.len;
     for (int i = 0; i < XF_COUNT - XF_OWN_BUFFER; i++)
         total += p->own[i].len;
@@ -694,6 +738,12 @@ static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
     r->t_send = ev->t_send_us;
     r->t_wait = ev->t_wait_us;
     r->t_receive = ev->t_receive_us;
+    /* HAR 1.2: connect includes the TLS handshake; the capture keeps HAR's meaning. Only an
+     * https exchange on a new upstream had one (an event of another kind may say 0). */
+    int https = ev->scheme != NULL && strcmp(ev->scheme, "https") == 0;
+    r->t_ssl = https && ev->t_connect_us >= 0 && ev->t_ssl_us >= 0 ? (int64_t)ev->t_ssl_us : -1;
+    if (r->t_ssl > 0 && r->t_connect >= 0)
+        r->t_connect += r->t_ssl;
     r->req_trunc = p->req_trunc;
     r->resp_trunc = p->resp_trunc;
     r->flags = change_flags(p) | (ev->error ? FL_ERROR : 0) |
@@ -725,6 +775,68 @@ static void on_exchange_done(struct shunt_recorder *rc, struct pending *p,
     p->n_exchanges = ev->exchange;
     push(rc, r, p);
     pending_reset(p);
+}
+
+/* The host and path of an exchange that has a URL but no head (a TLS handshake that failed
+ * is an exchange with the URL "https://HOST[:PORT]/"): from the URL, as the views want. */
+static void host_of_url(struct pending *p, const char *url)
+{
+    const char *a = strstr(url, "://");
+    if (a == NULL)
+        return;
+    a += 3;
+    size_t n = strcspn(a, "/?#");
+    const char *hs = a, *he = a + n;
+    if (n > 0 && hs[0] == '[') {
+        const char *close = memchr(hs, ']', n);
+        hs++;
+        he = close ? close : he;
+    } else {
+        const char *colon = memchr(hs, ':', n);
+        he = colon ? colon : he;
+    }
+    set_field(p, XF_HOST, hs, (size_t)(he - hs));
+    for (char *c = p->misc.p + p->f[XF_HOST].off, *e = c + (he - hs); c < e; c++)
+        *c = (*c >= 'A' && *c <= 'Z') ? (char)(*c + 32) : *c;
+    if (p->f[XF_PATH].len == SPAN_NULL)
+        set_str(p, XF_PATH, a[n] != '\0' ? a + n : "/");
+}
+
+/* A TLS handshake's end: one record with its facts, every string cut at TF_MAX. */
+static void on_tls(struct shunt_recorder *rc, const struct shunt_event *ev)
+{
+    const struct shunt_tls_facts *t = ev->tls;
+    if (t == NULL)
+        return;
+    const char *str[TF_COUNT - TF_SNI] = {t->sni,         t->alpn,       t->version,
+                                          t->cipher,      t->cert_subject, t->cert_issuer,
+                                          t->cert_san,    t->cert_sha256, t->error};
+    size_t len[TF_COUNT - TF_SNI], total = 0;
+    for (int i = 0; i < TF_COUNT - TF_SNI; i++) {
+        len[i] = str[i] != NULL ? strnlen(str[i], TF_MAX) : 0;
+        total += len[i];
+    }
+    struct rec *r = rec_new(rc, total);
+    r->kind = RK_TLS;
+    r->conn_id = ev->conn_id;
+    r->up_id = t->side ? ev->upstream_id : 0;
+    r->wall_us = (int64_t)ev->time_us + rc->wall_offset_us;
+    r->side = t->side ? 1 : 0;
+    r->duration_us = t->handshake_us;
+    r->verify = t->verify_result;
+    r->insecure = t->insecure != 0;
+    r->not_before = t->cert_not_before;
+    r->not_after = t->cert_not_after;
+    size_t off = 0;
+    for (int i = 0; i < TF_COUNT - TF_SNI; i++) {
+        /* "" is unknown (NULL in the row), but an error is never empty when there is one */
+        if (str[i] == NULL || (len[i] == 0 && TF_SNI + i != TF_ERROR))
+            continue;
+        memcpy(r->data + off, str[i], len[i]);
+        r->f[TF_SNI + i] = (struct span){(uint32_t)off, (uint32_t)len[i]};
+        off += len[i];
+    }
+    push(rc, r, NULL);
 }
 
 /* A connection or upstream record, with up to two strings. */
@@ -797,6 +909,8 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         r->how = ev->how;
         r->bytes_in = ev->bytes_in;
         r->bytes_out = ev->bytes_out;
+        r->conn_id = ev->conn_id;
+        r->tls_close = ev->tls_close;
         push(rc, r, NULL);
         break;
     case SHUNT_EV_CONN_CLOSE: {
@@ -810,6 +924,7 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         r->bytes_in = ev->bytes_in;
         r->bytes_out = ev->bytes_out;
         r->tunnel = ev->tunnel;
+        r->tls_close = ev->tls_close;
         r->n_exchanges = p ? p->n_exchanges : 0;
         push(rc, r, NULL);
         if (p != NULL) {
@@ -822,7 +937,8 @@ void shunt_recorder_on_event(const struct shunt_event *ev, void *ud)
         break;
     }
     case SHUNT_EV_TLS:
-        break; /* not recorded yet (issue 12) */
+        on_tls(rc, ev);
+        break;
     }
 }
 
@@ -894,6 +1010,45 @@ static int write_changes(struct shunt_recorder *rc, const struct rec *r, uint32_
     return 0;
 }
 
+/* A tls row; the client's side also marks its connection as TLS, unless what came was not
+ * TLS at all (the tunnel stayed a tunnel). */
+static int write_tls(struct shunt_recorder *rc, const struct rec *r)
+{
+    sqlite3_stmt *st = rc->st_tls;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->conn_id);
+    if (r->up_id)
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)r->up_id);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_int(st, 3, r->side);
+    sqlite3_bind_int64(st, 4, r->wall_us);
+    for (int i = TF_SNI; i < TF_COUNT; i++)
+        bind_span(st, 5 + (i - TF_SNI), r, (enum xf)i, 0);
+    /* 5..13: sni, alpn, version, cipher, subject, issuer, san, sha256, error */
+    if (r->not_before)
+        sqlite3_bind_int64(st, 14, r->not_before);
+    else
+        sqlite3_bind_null(st, 14);
+    if (r->not_after)
+        sqlite3_bind_int64(st, 15, r->not_after);
+    else
+        sqlite3_bind_null(st, 15);
+    sqlite3_bind_int64(st, 16, (sqlite3_int64)r->duration_us);
+    if (r->side)
+        sqlite3_bind_int(st, 17, r->verify);
+    else
+        sqlite3_bind_null(st, 17);
+    sqlite3_bind_int(st, 18, r->insecure);
+    if (run(rc->db, st) != 0)
+        return -1;
+    struct span e = r->f[TF_ERROR];
+    if (r->side || (e.len != SPAN_NULL && e.len >= 7 && memcmp(r->data + e.off, "not TLS", 7) == 0))
+        return 0;
+    st = rc->st_conn_tls;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->conn_id);
+    return run(rc->db, st);
+}
+
 static int write_rec(struct shunt_recorder *rc, const struct rec *r)
 {
     sqlite3_stmt *st;
@@ -917,6 +1072,13 @@ static int write_rec(struct shunt_recorder *rc, const struct rec *r)
         sqlite3_bind_int(st, 6, r->tunnel);
         sqlite3_bind_int64(st, 7, (sqlite3_int64)r->n_exchanges);
         sqlite3_bind_int64(st, 8, (sqlite3_int64)r->conn_id);
+        if (run(rc->db, st) != 0)
+            return -1;
+        if (r->tls_close == 0)
+            return 0;
+        st = rc->st_conn_tls_close;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)r->tls_close);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)r->conn_id);
         return run(rc->db, st);
     case RK_UP_OPEN:
         st = rc->st_up_open;
@@ -937,7 +1099,17 @@ static int write_rec(struct shunt_recorder *rc, const struct rec *r)
         sqlite3_bind_int64(st, 4, (sqlite3_int64)r->bytes_in);
         sqlite3_bind_int64(st, 5, (sqlite3_int64)r->bytes_out);
         sqlite3_bind_int64(st, 6, (sqlite3_int64)r->up_id);
+        if (run(rc->db, st) != 0)
+            return -1;
+        if (r->tls_close == 0)
+            return 0;
+        st = rc->st_up_tls_close;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)r->tls_close);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)r->conn_id);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)r->up_id);
         return run(rc->db, st);
+    case RK_TLS:
+        return write_tls(rc, r);
     case RK_EX_START:
     case RK_EX_SENT:
     case RK_EXCHANGE:
@@ -996,6 +1168,7 @@ static int write_rec(struct shunt_recorder *rc, const struct rec *r)
     sqlite3_bind_int64(st, i++, (sqlite3_int64)r->duration_us);
     bind_span(st, i++, r, XF_ERROR, 0);
     sqlite3_bind_int(st, i++, r->flags);
+    sqlite3_bind_int64(st, i++, r->t_ssl);
     if (run(rc->db, st) != 0)
         return -1;
     sqlite3_int64 id = (sqlite3_int64)r->id;
@@ -1175,9 +1348,9 @@ static const char *const sql_exchange =
     "INSERT INTO exchanges (id, conn_id, idx, upstream_id, upstream_reused, started_us, method,"
     " url, host, path, http_version, status, req_head, req_head_sent, resp_head, resp_head_sent,"
     " resp_interim, req_body_size, resp_body_size, req_bytes, resp_bytes, t_dns, t_connect,"
-    " t_send, t_wait, t_receive, duration_us, error, flags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-    " ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25,"
-    " ?26, ?27, ?28, ?29)";
+    " t_send, t_wait, t_receive, duration_us, error, flags, t_ssl) VALUES (?1, ?2, ?3, ?4, ?5,"
+    " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,"
+    " ?25, ?26, ?27, ?28, ?29, ?30)";
 /* the same parameters as sql_exchange; conn_id and idx (?2, ?3, bound but unused) do not
  * change, and their index is left alone */
 static const char *const sql_ex_update =
@@ -1186,7 +1359,7 @@ static const char *const sql_ex_update =
     " req_head_sent = ?14, resp_head = ?15, resp_head_sent = ?16, resp_interim = ?17,"
     " req_body_size = ?18, resp_body_size = ?19, req_bytes = ?20, resp_bytes = ?21, t_dns = ?22,"
     " t_connect = ?23, t_send = ?24, t_wait = ?25, t_receive = ?26, duration_us = ?27,"
-    " error = ?28, flags = ?29 WHERE id = ?1";
+    " error = ?28, flags = ?29, t_ssl = ?30 WHERE id = ?1";
 static const char *const sql_ex_sent =
     "UPDATE exchanges SET req_head_sent = ?2, flags = ?3, upstream_id = ?4 WHERE id = ?1";
 static const char *const sql_body =
@@ -1196,6 +1369,17 @@ static const char *const sql_change =
 static const char *const sql_auth =
     "UPDATE connections SET auth_scheme = ?1 WHERE id = ?2 AND auth_scheme IS NULL";
 static const char *const sql_dropped = "UPDATE capture SET events_dropped = ?1 WHERE id = 1";
+static const char *const sql_tls =
+    "INSERT INTO tls (conn_id, upstream_id, side, time_us, sni, alpn, version, cipher,"
+    " cert_subject, cert_issuer, cert_san, cert_sha256, error, cert_not_before, cert_not_after,"
+    " handshake_us, verify_result, insecure) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+    " ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+static const char *const sql_conn_tls = "UPDATE connections SET tls = 1 WHERE id = ?1";
+/* The close bits go to the tls row of that side (the connection's row has no TLS facts). */
+static const char *const sql_conn_tls_close =
+    "UPDATE tls SET close_bits = ?1 WHERE conn_id = ?2 AND side = 0";
+static const char *const sql_up_tls_close =
+    "UPDATE tls SET close_bits = ?1 WHERE conn_id = ?2 AND upstream_id = ?3 AND side = 1";
 
 int shunt_recorder_open(const struct shunt_recorder_config *cfg, struct shunt_recorder **out,
                         char *err, size_t err_len)
@@ -1236,7 +1420,9 @@ int shunt_recorder_open(const struct shunt_recorder_config *cfg, struct shunt_re
         {sql_exchange, &rc->st_exchange},   {sql_ex_update, &rc->st_ex_update},
         {sql_ex_sent, &rc->st_ex_sent},     {sql_body, &rc->st_body},
         {sql_change, &rc->st_change},       {sql_auth, &rc->st_auth},
-        {sql_dropped, &rc->st_dropped},
+        {sql_dropped, &rc->st_dropped},     {sql_tls, &rc->st_tls},
+        {sql_conn_tls, &rc->st_conn_tls},   {sql_conn_tls_close, &rc->st_conn_tls_close},
+        {sql_up_tls_close, &rc->st_up_tls_close},
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         if (sqlite3_prepare_v3(rc->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, stmts[i].st,
@@ -1350,7 +1536,8 @@ int shunt_recorder_close(struct shunt_recorder *rc)
     sqlite3_stmt *all[] = {rc->st_conn_open, rc->st_conn_close, rc->st_up_open,
                            rc->st_up_close,  rc->st_exchange,   rc->st_ex_update,
                            rc->st_ex_sent,   rc->st_body,       rc->st_change,
-                           rc->st_auth,      rc->st_dropped};
+                           rc->st_auth,      rc->st_dropped,    rc->st_tls,
+                           rc->st_conn_tls,  rc->st_conn_tls_close, rc->st_up_tls_close};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
     if (sqlite3_close(rc->db) != SQLITE_OK)

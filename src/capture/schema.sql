@@ -3,7 +3,7 @@
 -- microseconds since the Unix epoch; durations are microseconds, -1 when not applicable
 -- (HAR's convention). Text columns are UTF-8; wire bytes are BLOBs, never normalised.
 PRAGMA application_id = 1936223860;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 
 -- The capture's own facts: one row.
 CREATE TABLE capture (
@@ -31,7 +31,7 @@ CREATE TABLE connections (
     close_how       TEXT,                -- 'FIN' | 'RST' | 'timeout' | 'error' | NULL (unknown)
     bytes_in        INTEGER,             -- from the client
     bytes_out       INTEGER,             -- to the client
-    tls             INTEGER NOT NULL DEFAULT 0,
+    tls             INTEGER NOT NULL DEFAULT 0, -- the client spoke TLS to shunt (intercepted)
     tunnel          INTEGER NOT NULL DEFAULT 0, -- became a byte tunnel (CONNECT, 101)
     n_exchanges     INTEGER NOT NULL DEFAULT 0,
     auth_scheme     TEXT                 -- 'NTLM' | 'Negotiate' | 'Basic' | ... first seen, or NULL
@@ -80,13 +80,16 @@ CREATE TABLE exchanges (
     resp_bytes      INTEGER NOT NULL DEFAULT 0,  -- on the wire to the client, head included
     t_blocked       INTEGER NOT NULL DEFAULT -1, -- HAR timings, microseconds
     t_dns           INTEGER NOT NULL DEFAULT -1,
-    t_connect       INTEGER NOT NULL DEFAULT -1,
+    t_connect       INTEGER NOT NULL DEFAULT -1, -- TCP connect plus t_ssl (HAR 1.2)
     t_send          INTEGER NOT NULL DEFAULT 0,
     t_wait          INTEGER NOT NULL DEFAULT 0,
     t_receive       INTEGER NOT NULL DEFAULT 0,
     duration_us     INTEGER NOT NULL DEFAULT 0,  -- request head complete to exchange done
     error           TEXT,                -- NULL, or what went wrong
-    flags           INTEGER NOT NULL DEFAULT 0   -- 1 changed, 2 error, 4 body truncated, 8 tunnel
+    flags           INTEGER NOT NULL DEFAULT 0,  -- 1 changed, 2 error, 4 body truncated, 8 tunnel
+    -- version 2 on (last: a version-1 file opened to write gets it there): the TLS handshake
+    -- with the upstream, included in t_connect
+    t_ssl           INTEGER NOT NULL DEFAULT -1
 );
 CREATE INDEX exchanges_conn ON exchanges (conn_id, idx);
 CREATE INDEX exchanges_host ON exchanges (host);
@@ -112,3 +115,33 @@ CREATE TABLE changes (
     by              TEXT NOT NULL        -- 'proxy', or the rule's name
 );
 CREATE INDEX changes_exchange ON changes (exchange_id);
+
+-- Version 2 on. TLS handshakes, done or failed: one row per side of a connection that spoke
+-- TLS (the client's, intercepted: upstream_id NULL; an upstream's). Every text is the peer's
+-- or OpenSSL's, untrusted; NULL when unknown. db.c makes this table in a version-1 file
+-- opened to write (SHUNT_CAPTURE_TLS_TABLE: keep the two the same).
+CREATE TABLE tls (
+    id              INTEGER PRIMARY KEY,
+    conn_id         INTEGER NOT NULL,    -- connections.id
+    upstream_id     INTEGER,             -- upstreams.id; NULL for the client's side
+    side            INTEGER NOT NULL,    -- 0 shunt was the server (the client's TLS), 1 the client
+    time_us         INTEGER,             -- when the handshake ended
+    sni             TEXT,                -- the server name asked for (client side: the client's)
+    alpn            TEXT,                -- the protocol agreed, 'http/1.1'
+    version         TEXT,                -- 'TLSv1.3'
+    cipher          TEXT,                -- 'TLS_AES_128_GCM_SHA256'
+    cert_subject    TEXT,                -- the server side's certificate (client side: shunt's
+    cert_issuer     TEXT,                --   leaf; upstream side: the origin's), RFC 2253
+    cert_san        TEXT,                -- 'DNS:a.example, IP:127.0.0.1'
+    cert_sha256     TEXT,                -- fingerprint, lower-case hex with colons
+    cert_not_before INTEGER,             -- unix seconds
+    cert_not_after  INTEGER,
+    handshake_us    INTEGER,             -- first byte of the handshake to its end
+    error           TEXT,                -- NULL: done; else why it failed, whole
+    verify_result   INTEGER,             -- upstream side: OpenSSL's X509_V_* (0 ok)
+    insecure        INTEGER NOT NULL DEFAULT 0, -- upstream side: verification was off
+    close_bits      INTEGER              -- how the TLS ended (1 close_notify received, 2 sent,
+                                         -- 4 truncated: TCP closed without it, 8 TLS used);
+                                         -- NULL: not closed (yet)
+);
+CREATE INDEX tls_conn ON tls (conn_id);

@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -516,6 +517,7 @@ struct cap {
     int64_t stopped_us; /* capture.stopped_us; -1 while recording (or when the proxy died) */
     int64_t now_us;     /* the wall clock when the view began */
     int from_proxy;     /* capture.source is 'proxy': a NULL closed_us means still open */
+    sqlite3_stmt *tls_rows; /* the tls rows of connection ?1 (tls_rows_json()), or NULL */
 };
 
 /* How long a pending exchange that began at <started_us> has waited: until the capture
@@ -589,6 +591,135 @@ static const char *col_text(sqlite3_stmt *st, int i, size_t *len)
     return p ? (const char *)p : "";
 }
 
+/* ---------------------------------------------------------------- TLS facts */
+
+/* The columns of the tls table as the views read them (a version-1 capture has a stand-in
+ * of the table: no rows). */
+#define TLS_COLS                                                                                   \
+    "id, conn_id, upstream_id, side, time_us, sni, alpn, version, cipher, cert_subject,"          \
+    " cert_issuer, cert_san, cert_sha256, cert_not_before, cert_not_after, handshake_us, error,"  \
+    " verify_result, insecure, close_bits"
+enum { T_ID, T_CONN, T_UP, T_SIDE, T_TIME, T_SNI, T_ALPN, T_VERSION, T_CIPHER, T_SUBJECT,
+       T_ISSUER, T_SAN, T_SHA256, T_NOT_BEFORE, T_NOT_AFTER, T_HANDSHAKE, T_ERROR, T_VERIFY,
+       T_INSECURE, T_CLOSE, T_N };
+
+/* The current tls row of <st> (TLS_COLS) as an object keyed by column name. */
+static json_t *tls_row_json(sqlite3_stmt *st)
+{
+    json_t *j = json_object();
+    for (int i = 0; j != NULL && i < T_N; i++)
+        json_object_set_new(j, sqlite3_column_name(st, i), col_json(st, i));
+    return j;
+}
+
+/* Every tls row of connection <conn> in id order, as an array; NULL on failure. */
+static json_t *tls_rows_json(struct cap *c, int64_t conn)
+{
+    if (c->tls_rows == NULL &&
+        sqlite3_prepare_v2(c->db, "SELECT " TLS_COLS " FROM tls WHERE conn_id = ?1 ORDER BY id",
+                           -1, &c->tls_rows, NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_reset(c->tls_rows);
+    sqlite3_bind_int64(c->tls_rows, 1, conn);
+    json_t *a = json_array();
+    int rc;
+    while (a != NULL && (rc = sqlite3_step(c->tls_rows)) == SQLITE_ROW)
+        json_array_append_new(a, tls_row_json(c->tls_rows));
+    if (a != NULL && rc != SQLITE_DONE) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* <a> + <b>, saturated: a capture's times may be anything. */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? (b > 0 ? INT64_MAX : INT64_MIN) : r;
+}
+
+/* Writes unix seconds <t> as a UTC date and time. */
+static void put_utc(FILE *f, int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    char buf[64];
+    if (t == 0 || gmtime_r(&tt, &tm) == NULL || strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        fputs("?", f);
+    else
+        fputs(buf, f);
+}
+
+/* Writes " <label><text>" when column <i> of <st> has text; returns 1 when it did. */
+static int put_fact(FILE *f, sqlite3_stmt *st, int i, const char *label)
+{
+    size_t l;
+    const char *p = col_text(st, i, &l);
+    if (sqlite3_column_type(st, i) == SQLITE_NULL || l == 0)
+        return 0;
+    fputs(label, f);
+    put_escaped(f, p, l);
+    return 1;
+}
+
+/* Prints the tls row <st> of one side of an exchange's connections: what was agreed, the
+ * certificate, how it ended or why it failed. Every text is a peer's: escaped. */
+static void tls_print(FILE *f, sqlite3_stmt *st)
+{
+    int up = sqlite3_column_int(st, T_SIDE) != 0, n = 0;
+    fprintf(f, "TLS with the %s:", up ? "upstream" : "client");
+    n += put_fact(f, st, T_VERSION, " ");
+    n += put_fact(f, st, T_CIPHER, n ? ", " : " ");
+    n += put_fact(f, st, T_ALPN, n ? ", ALPN " : " ALPN ");
+    n += put_fact(f, st, T_SNI, up ? (n ? ", SNI sent " : " SNI sent ") : (n ? ", SNI " : " SNI "));
+    char ms[32];
+    fprintf(f, "%shandshake %s ms\n", n ? "; " : " ",
+            shunt_view_ms(col_i64(st, T_HANDSHAKE, -1), 2, ms, sizeof(ms)));
+    if (sqlite3_column_type(st, T_SUBJECT) != SQLITE_NULL ||
+        sqlite3_column_type(st, T_SHA256) != SQLITE_NULL) {
+        fprintf(f, "  certificate%s:", up ? " of the server" : " (shunt's)");
+        if (!put_fact(f, st, T_SUBJECT, " "))
+            fputs(" ?", f);
+        put_fact(f, st, T_ISSUER, ", issued by ");
+        fputc('\n', f);
+        fputs("    valid ", f);
+        put_utc(f, col_i64(st, T_NOT_BEFORE, 0));
+        fputs(" to ", f);
+        put_utc(f, col_i64(st, T_NOT_AFTER, 0));
+        put_fact(f, st, T_SAN, "; ");
+        fputc('\n', f);
+        if (put_fact(f, st, T_SHA256, "    sha256 "))
+            fputc('\n', f);
+    }
+    if (up) {
+        int64_t v = col_i64(st, T_VERIFY, -1);
+        if (col_i64(st, T_INSECURE, 0))
+            fputs("  verification: off (--insecure-upstream)\n", f);
+        else if (v > 0)
+            fprintf(f, "  verification: failed (X509_V_ERR %" PRId64 ")\n", v);
+        else if (v == 0 && sqlite3_column_type(st, T_ERROR) == SQLITE_NULL)
+            fputs("  verification: chain and name verified\n", f);
+    }
+    if (put_fact(f, st, T_ERROR, "  failed: "))
+        fputc('\n', f);
+    if (sqlite3_column_type(st, T_CLOSE) != SQLITE_NULL) {
+        unsigned b = (unsigned)col_i64(st, T_CLOSE, 0);
+        fputs("  ended: ", f);
+        if (b & 4)
+            fputs("truncated (TCP closed without close_notify)", f);
+        else if (b & 3)
+            fprintf(f, "close_notify %s", (b & 3) == 3 ? "both ways"
+                                          : (b & 1) ? "from the peer"
+                                                    : "from shunt only");
+        else if (b & 8)
+            fputs("no close_notify either way", f);
+        else
+            fputs("-", f);
+        fputc('\n', f);
+    }
+}
+
 /* Opens <o->path>, starts the read transaction, reads the capture's facts and warns when
  * the capture is incomplete. Returns 0 or an error code with <err> set. */
 static int cap_open(struct cap *c, const struct shunt_view_opts *o, char *err, size_t err_len)
@@ -647,6 +778,8 @@ fail:
 
 static void cap_close(struct cap *c)
 {
+    sqlite3_finalize(c->tls_rows);
+    c->tls_rows = NULL;
     if (c->db != NULL)
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(c->db);
@@ -885,9 +1018,17 @@ static int srow_read(const struct cap *c, sqlite3_stmt *st, struct srow *r)
     r->method = dup_or_dash(st, S_METHOD);
     size_t hl, ul;
     const char *h = col_text(st, S_HOST, &hl), *u = col_text(st, S_URL, &ul);
-    r->host = malloc(hl + 16);
-    if (r->host != NULL)
-        shunt_view_host(h, hl, u, ul, r->host, hl + 16);
+    /* An exchange inside TLS reads apart from plain HTTP at a glance: its scheme before the
+     * host (a plain one keeps the bare host, as it always had). */
+    int https = ul >= 8 && strncasecmp(u, "https://", 8) == 0;
+    r->host = malloc(hl + 24);
+    if (r->host != NULL) {
+        size_t k = https ? 8 : 0;
+        memcpy(r->host, "https://", k);
+        shunt_view_host(h, hl, u, ul, r->host + k, hl + 16);
+        if (https && strcmp(r->host + k, "-") == 0)
+            memmove(r->host, r->host + k, 2);
+    }
     /* A CONNECT names no path: its target is the authority (the URL the capture keeps). */
     int connect = r->method && strcmp(r->method, "CONNECT") == 0;
     r->path = dup_or_dash(st, connect && sqlite3_column_bytes(st, S_PATH) == 0 ? S_URL : S_PATH);
@@ -1144,14 +1285,15 @@ enum { X_ID, X_CONN, X_IDX, X_UP, X_REUSED, X_STARTED, X_METHOD, X_URL, X_HOST, 
        X_STATUS, X_REQ_HEAD, X_REQ_SENT, X_RESP_HEAD, X_RESP_SENT, X_INTERIM, X_REQ_BODY,
        X_RESP_BODY, X_REQ_BYTES, X_RESP_BYTES, X_BLOCKED, X_DNS, X_CONNECT, X_SEND, X_WAIT,
        X_RECEIVE, X_DURATION, X_ERROR, X_FLAGS, X_CPORT, X_UPORT, X_CADDR, X_UADDR, X_URPORT,
-       X_N };
+       X_SSL, X_N };
 
 static const char *const x_names[X_N] = {
     "id", "conn", "idx", "upstream_id", "upstream_reused", "started_us", "method", "url", "host",
     "path", "http_version", "status", "req_head", "req_head_sent", "resp_head", "resp_head_sent",
     "resp_interim", "req_body_size", "resp_body_size", "req_bytes", "resp_bytes", "t_blocked",
     "t_dns", "t_connect", "t_send", "t_wait", "t_receive", "duration_us", "error", "flags",
-    "client_port", "upstream_local_port", "client_addr", "upstream_addr", "upstream_port"};
+    "client_port", "upstream_local_port", "client_addr", "upstream_addr", "upstream_port",
+    "t_ssl"};
 
 /* A body of the exchange as kept by the capture. */
 struct body {
@@ -1589,7 +1731,7 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
         "e.resp_head, e.resp_head_sent, e.resp_interim, e.req_body_size, e.resp_body_size, "
         "e.req_bytes, e.resp_bytes, e.t_blocked, e.t_dns, e.t_connect, e.t_send, e.t_wait, "
         "e.t_receive, e.duration_us, e.error, e.flags, c.client_port, u.local_port, "
-        "c.client_addr, u.addr, u.remote_port "
+        "c.client_addr, u.addr, u.remote_port, e.t_ssl "
         "FROM exchanges e LEFT JOIN connections c ON c.id = e.conn_id "
         "LEFT JOIN upstreams u ON u.id = e.upstream_id WHERE e.id = ?1";
     static const char changes_sql[] =
@@ -1597,12 +1739,21 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
     static const char bodies_sql[] =
         "SELECT direction, substr(data, 1, ?2), length(data), truncated FROM bodies "
         "WHERE exchange_id = ?1";
+    /* The TLS of the exchange's client connection, and of its upstream: the upstream's row,
+     * or when shunt answered after an upstream handshake failed (no upstream then), the
+     * last failed one of the connection until the exchange ended. */
+    static const char tls_sql[] =
+        "SELECT * FROM (SELECT " TLS_COLS " FROM tls WHERE conn_id = ?1 AND side = 0"
+        " ORDER BY id LIMIT 1) UNION ALL SELECT * FROM (SELECT " TLS_COLS " FROM tls"
+        " WHERE conn_id = ?1 AND side = 1 AND (upstream_id = ?2 OR (?2 IS NULL AND ?3"
+        " AND error IS NOT NULL AND time_us <= ?4)) ORDER BY id DESC LIMIT 1)";
     struct cap c;
     struct out out;
     struct body bodies[2];
     memset(bodies, 0, sizeof(bodies));
-    sqlite3_stmt *st = NULL, *ch = NULL, *bo = NULL;
+    sqlite3_stmt *st = NULL, *ch = NULL, *bo = NULL, *tl = NULL;
     int oom = 0, truncated = 0, n_changes = 0, n_routine = 0;
+    json_t *tls_j[2] = {NULL, NULL};
     json_t *changes = NULL;
     int rc = cap_open(&c, o, err, err_len);
     if (rc != 0)
@@ -1666,6 +1817,24 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
     }
     if (!oom && rc != SQLITE_DONE)
         goto sql_error;
+    size_t el0;
+    const char *err0 = col_text(st, X_ERROR, &el0);
+    if (sqlite3_prepare_v2(c.db, tls_sql, -1, &tl, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(tl, 1, col_i64(st, X_CONN, 0)) != SQLITE_OK ||
+        (sqlite3_column_type(st, X_UP) == SQLITE_NULL
+             ? sqlite3_bind_null(tl, 2)
+             : sqlite3_bind_int64(tl, 2, col_i64(st, X_UP, 0))) != SQLITE_OK ||
+        sqlite3_bind_int(tl, 3, starts_with(err0, el0, "TLS with the upstream")) != SQLITE_OK ||
+        sqlite3_bind_int64(tl, 4, sat_add(col_i64(st, X_STARTED, 0),
+                                          col_i64(st, X_DURATION, 0))) != SQLITE_OK)
+        goto sql_error;
+    while ((rc = sqlite3_step(tl)) == SQLITE_ROW) {
+        int side = sqlite3_column_int(tl, T_SIDE) != 0;
+        if (tls_j[side] == NULL)
+            tls_j[side] = tls_row_json(tl);
+    }
+    if (rc != SQLITE_DONE)
+        goto sql_error;
     char flags[SHUNT_VIEW_FLAGS_LEN];
     shunt_view_flags(sqlite3_column_int64(st, X_FLAGS),
                      sqlite3_column_type(st, X_ERROR) != SQLITE_NULL, truncated, flags);
@@ -1709,6 +1878,8 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
         json_object_set_new(x, "sent_upstream", fa.sent < 0 ? json_null()
                                                             : json_boolean(fa.sent));
         json_object_set_new(x, "changes", json_incref(changes));
+        json_object_set_new(x, "tls", json_pack("{s:O?,s:O?}", "client", tls_j[0], "upstream",
+                                                tls_j[1]));
         json_object_set_new(x, "req_body", body_json(&bodies[0], col_i64(st, X_REQ_BODY, 0)));
         json_object_set_new(x, "resp_body", body_json(&bodies[1], col_i64(st, X_RESP_BODY, 0)));
         json_open(&out, &c, "exchange");
@@ -1773,8 +1944,14 @@ int shunt_view_show(const struct shunt_view_opts *o, char *err, size_t err_len)
         char ms[32];
         fprintf(f, "%s %s %s", k ? "," : "", phases[k],
                 shunt_view_ms(col_i64(st, X_BLOCKED + k, -1), 2, ms, sizeof(ms)));
+        if (k == 2 && col_i64(st, X_SSL, -1) >= 0) /* HAR 1.2: inside connect */
+            fprintf(f, " (TLS %s)", shunt_view_ms(col_i64(st, X_SSL, -1), 2, ms, sizeof(ms)));
     }
     fputc('\n', f);
+    if (sqlite3_reset(tl) == SQLITE_OK) {
+        while (sqlite3_step(tl) == SQLITE_ROW)
+            tls_print(f, tl);
+    }
     if (sqlite3_column_type(st, X_ERROR) != SQLITE_NULL && !(fa.self && fa.quotes_error)) {
         size_t el;
         const char *e = col_text(st, X_ERROR, &el);
@@ -1816,6 +1993,9 @@ done:
     sqlite3_finalize(st);
     sqlite3_finalize(ch);
     sqlite3_finalize(bo);
+    sqlite3_finalize(tl);
+    json_decref(tls_j[0]);
+    json_decref(tls_j[1]);
     cap_close(&c);
     return rc;
 }
@@ -1823,7 +2003,7 @@ done:
 /* ================================================================ connections */
 
 enum { K_ID, K_PORT, K_UPS, K_EXCH, K_OPENED, K_CLOSED, K_CLOSER, K_HOW, K_AUTH, K_TLS,
-       K_TUNNEL, K_ADDR, K_IN, K_OUT };
+       K_TUNNEL, K_ADDR, K_IN, K_OUT, K_UP_TLS };
 
 /* One connection row of the table, as read. */
 struct krow {
@@ -1831,6 +2011,7 @@ struct krow {
     int64_t opened, lifetime;      /* opened: -1 when unknown; lifetime: -1 when not closed */
     char *ups, *closer, *how, *auth; /* owned, never NULL */
     int tls, tunnel;
+    int up_tls;                    /* an upstream of it spoke TLS (a tls row of side 1) */
     int open;                      /* still open (or open when the proxy died) */
 };
 
@@ -1863,6 +2044,7 @@ static int krow_read(const struct cap *c, sqlite3_stmt *st, struct krow *r)
     r->auth = dup_or(st, K_AUTH, "-");
     r->tls = sqlite3_column_int(st, K_TLS) != 0;
     r->tunnel = sqlite3_column_int(st, K_TUNNEL) != 0;
+    r->up_tls = sqlite3_column_int(st, K_UP_TLS) != 0;
     return r->ups && r->closer && r->how && r->auth ? 0 : SHUNT_ENOMEM;
 }
 
@@ -1877,7 +2059,10 @@ static void krow_dispose(struct krow *r)
 
 static const char *mode_of(const struct krow *r)
 {
-    return r->tunnel ? (r->tls ? "tunnel+tls" : "tunnel") : (r->tls ? "tls" : "-");
+    /* tls: the client's TLS (intercepted); up-tls: only shunt's to the upstream (--reverse
+     * https://) */
+    return r->tunnel ? (r->tls ? "tunnel+tls" : "tunnel")
+                     : (r->tls ? "tls" : r->up_tls ? "up-tls" : "-");
 }
 
 /* Column widths of the connections table. */
@@ -1905,7 +2090,7 @@ static void krow_print(FILE *f, const struct krow *r, const struct kwidth *w)
             (int)(w->auth - aw), "", mode_of(r));
 }
 
-static json_t *krow_json(sqlite3_stmt *st, const struct krow *r)
+static json_t *krow_json(struct cap *c, sqlite3_stmt *st, const struct krow *r)
 {
     json_t *j = json_object(), *ups = json_array();
     json_object_set_new(j, "id", json_integer(r->id));
@@ -1933,13 +2118,23 @@ static json_t *krow_json(sqlite3_stmt *st, const struct krow *r)
     json_object_set_new(j, "tunnel", json_boolean(r->tunnel));
     json_object_set_new(j, "bytes_in", col_json(st, K_IN));
     json_object_set_new(j, "bytes_out", col_json(st, K_OUT));
+    /* its TLS handshakes, both sides, as the tls table has them (absent: none) */
+    json_t *t = tls_rows_json(c, r->id);
+    if (t == NULL) {
+        json_decref(j);
+        return NULL;
+    }
+    if (json_array_size(t) > 0)
+        json_object_set_new(j, "tls_handshakes", t);
+    else
+        json_decref(t);
     return j;
 }
 
 static json_t *krow_to_json(const struct cap *c, sqlite3_stmt *st)
 {
     struct krow r;
-    json_t *j = krow_read(c, st, &r) ? NULL : krow_json(st, &r);
+    json_t *j = krow_read(c, st, &r) ? NULL : krow_json((struct cap *)c, st, &r);
     krow_dispose(&r);
     return j;
 }
@@ -1986,7 +2181,8 @@ int shunt_view_connections(const struct shunt_view_opts *o, char *err, size_t er
              "WHERE u.conn_id = c.id AND u.local_port IS NOT NULL ORDER BY u.id)), "
              "(SELECT count(*) FROM exchanges x WHERE x.conn_id = c.id), "
              "c.opened_us, c.closed_us, c.closer, c.close_how, c.auth_scheme, c.tls, c.tunnel, "
-             "c.client_addr, c.bytes_in, c.bytes_out "
+             "c.client_addr, c.bytes_in, c.bytes_out, "
+             "EXISTS (SELECT 1 FROM tls t WHERE t.conn_id = c.id AND t.side = 1) "
              "FROM connections c WHERE %s ORDER BY c.id LIMIT ?%d OFFSET ?%d",
              cond, np + 1, np + 2);
     if (sqlite3_prepare_v2(c.db, sql, -1, &st, NULL) != SQLITE_OK ||

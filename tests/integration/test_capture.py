@@ -46,7 +46,7 @@ def test_capture_file_is_0600_wal_and_a_shunt_capture(shunt, tmp_path):
     stop(px)
     with db(path) as c:
         assert c.execute("PRAGMA application_id").fetchone()[0] == 0x73686E74
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 2
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         facts = c.execute("SELECT * FROM capture").fetchone()
     assert facts["source"] == "proxy"

@@ -15,7 +15,8 @@ import peers
 CHECKS = ["wininet-auth-close", "reauth-storm", "server-closes-keepalive",
           "rule-closes-keepalive", "client-closes-early", "idle-timeout-race", "auth-connection-switch",
           "hop-by-hop-misuse", "low-reuse", "unframed-or-overlong-body",
-          "via-breaks-auth-persistence", "client-quirk"]
+          "via-breaks-auth-persistence", "client-quirk", "tls-client-rejects-cert",
+          "tls-upstream-cert-invalid"]
 
 
 def diagnose(*args):

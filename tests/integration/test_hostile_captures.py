@@ -21,7 +21,7 @@ ENV.pop("PAGER", None)
 BIG = 1 << 62
 I64_MAX = (1 << 63) - 1
 I64_MIN = -(1 << 63)
-TABLES = ["capture", "connections", "upstreams", "exchanges", "bodies", "changes"]
+TABLES = ["capture", "connections", "upstreams", "exchanges", "bodies", "changes", "tls"]
 
 # (name, SQL run on the sample capture, loose, refused): <loose> first copies the sample into
 # tables without types or constraints (so ids may repeat, be NULL or text); <refused> is the
@@ -120,7 +120,7 @@ CASES = [
     ("loose-text-ids",
      "UPDATE exchanges SET id = 'e' || id, conn_id = 'c' || conn_id;"
      " UPDATE connections SET id = 'c' || id WHERE id > 1", True, None),
-    ("user-version-newer", "PRAGMA user_version = 2", False, "made by a newer shunt"),
+    ("user-version-newer", "PRAGMA user_version = 3", False, "made by a newer shunt"),
     ("user-version-zero", "PRAGMA user_version = 0", False, "capture schema 0"),
     ("user-version-negative", "PRAGMA user_version = -7", False, "capture schema -7"),
     ("application-id-other", "PRAGMA application_id = 7", False, "not a shunt capture"),
@@ -144,7 +144,7 @@ def build(path, sql, loose):
             db.execute(f"INSERT INTO main.{t} SELECT * FROM b.{t}")
         db.execute("DETACH b")
         db.execute("PRAGMA application_id = 1936223860")
-        db.execute("PRAGMA user_version = 1")
+        db.execute("PRAGMA user_version = 2")
         os.unlink(base)
     else:
         captures.sample(path)

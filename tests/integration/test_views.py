@@ -509,7 +509,7 @@ FILES = {
     "other sqlite": (other_sqlite,
                      "{f}: not a shunt capture (an SQLite database of something else)"),
     "newer schema": (future, "{f}: made by a newer shunt (capture schema 99; this shunt reads up "
-                             "to 1)"),
+                             "to 2)"),
     "a folder": (lambda p: (p.mkdir(), p)[1], "{f}: not a file"),
 }
 
