@@ -2,6 +2,7 @@
  * the exchange state machine, forward and reverse modes, CONNECT and Upgrade tunnels, and
  * close mirroring (FIN for FIN, RST for RST). */
 #include <assert.h>
+#include <stdalign.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,6 +18,8 @@
 #include "http/target.h"
 #include "net/conn.h"
 #include "net/connect.h"
+#include "proxy/exchange.h"
+#include "proxy/head.h"
 #include "proxy/internal.h"
 
 #define MAX_UPSTREAMS 8 /* origins kept per client connection; the oldest idle one goes */
@@ -31,31 +34,23 @@ _Static_assert((int)SHUNT_CONN_HOW_FIN == (int)SHUNT_CLOSE_FIN &&
                    (int)SHUNT_CONN_HOW_ERROR == (int)SHUNT_CLOSE_ERROR,
                "net/conn.h and proxy/events.h disagree on how a connection closed");
 
-enum req_state {
-    RQ_IDLE,       /* waiting for (more of) a request head */
-    RQ_CONNECTING, /* head complete and left in the buffer; upstream connecting */
-    RQ_BODY,       /* head sent; forwarding the body */
-    RQ_DONE,       /* request forwarded whole */
-};
-
-enum resp_state {
-    RS_NONE, /* no exchange */
-    RS_WAIT, /* waiting for a (final) response head */
-    RS_BODY, /* forwarding the body */
-    RS_DONE, /* response delivered */
-};
-
+/* What a session waits for, each with its own deadline (see arm()). */
 enum timer_kind {
-    T_NONE, T_FIRST, T_IDLE, T_HEADER, T_CONNECT, T_RESPONSE, T_LINGER, T_TUNNEL,
-    T_DELAY, /* a rule holds the exchange (s:delay) */
+    T_NONE,
+    /* the client side (TM_CLIENT) */
+    T_FIRST, T_IDLE, T_HEADER, T_LINGER, T_TUNNEL,
+    /* the upstream side of the exchange in flight (TM_UPSTREAM) */
+    T_CONNECT, T_RESPONSE,
+    /* a rule holds the exchange: s:delay (TM_HOLD) */
+    T_DELAY,
 };
 
-/* An exchange a rule holds for a while (latency simulation). */
-enum hold {
-    HOLD_NONE,
-    HOLD_REQUEST,  /* the request waits before it is routed; its edited fields are kept */
-    HOLD_RESPONSE, /* the response head waits in the upstream buffer; its fields are kept */
-    HOLD_RELEASED, /* the response's time is up: send it with the kept fields */
+/* The purposes: one deadline each, so that arming one never overwrites another. */
+enum timer_purpose { TM_CLIENT, TM_UPSTREAM, TM_HOLD, TM_N };
+
+struct deadline {
+    enum timer_kind kind; /* T_NONE: not armed */
+    uint64_t at;          /* loop ms when it expires */
 };
 
 /* The connection's authentication, as the rules see it (s.conn.auth). */
@@ -88,12 +83,9 @@ struct session {
     struct worker *w;
     struct session *prev, *next;
     uint64_t id;
-    uv_timer_t timer;
-    enum timer_kind tkind;
-    uint64_t deadline;  /* loop ms when <tkind> expires */
-    uint64_t timer_due; /* loop ms when the libuv timer fires (<= deadline) */
-    int route_port;        /* origin port of the exchange in flight */
-    char route_host[256];  /* origin host of the exchange in flight (lower case) */
+    uv_timer_t timer;   /* one libuv timer for the earliest of <tm> */
+    struct deadline tm[TM_N];
+    uint64_t timer_due; /* loop ms when the libuv timer fires (<= every deadline) */
     char peer_addr[64];
     int peer_port;
     char local_addr[64];
@@ -108,64 +100,24 @@ struct session {
     unsigned ending : 1;   /* the connection ends after the exchange in flight */
     unsigned finishing : 1; /* no more exchanges; waiting for both sides to close */
     int refs_handles;          /* client connection and timer handles still open; freed at 0 */
-    unsigned in_exchange : 1;  /* an exchange began and its DONE event is still owed */
     unsigned in_process : 1;    /* process_client() is running (it is not re-entered) */
     unsigned process_again : 1; /* ... and must go round again: an exchange completed */
 
-
-    /* the exchange in flight */
-    enum req_state rq;
-    enum resp_state rs;
-    struct shunt_http_body req_body, resp_body;
-    unsigned req_is_head : 1, req_is_connect : 1, req_upgrade : 1, resp_started : 1;
-    unsigned req_close : 1; /* the request asked to close after the response (RFC 9112 9.3) */
-    unsigned head_emitted : 1; /* the REQUEST_HEAD event of the exchange went out */
-    unsigned req_cut : 1;      /* the client closed inside the request body (client_body_cut) */
+    /* the exchange in flight (one at a time), with its arena */
+    struct shunt_exchange ex;
+    /* the heads being built: lines written for a head that goes out at once (a kept head
+     * is copied into the exchange's arena); reset before each head */
+    struct shunt_arena heads;
+    alignas(max_align_t) char heads_mem[256]; /* where <heads> starts: a request line fits */
+    uint64_t idx; /* exchanges begun on this connection */
     size_t empty_lines;        /* CRLFs skipped before the request line being read (2.2) */
+    struct partial *partial; /* a request head that arrived in pieces, or NULL */
     struct shunt_http_header *tr; /* a trailer section's fields (max_headers), on first use */
     char *trbuf;                  /* a trailer section rewritten, on first use */
     size_t trbuf_cap;
-    uint64_t idx; /* exchanges begun on this connection */
-    uint64_t t_start;
-    uint64_t req_bytes, resp_bytes;
-    int status;
-    struct partial *partial; /* a request head that arrived in pieces, or NULL */
-    const char *error;
-    const char *method; /* the exchange's method and target, whole, NUL-terminated: in
-                           <names>, or "-" when there is no head to name it by */
-    const char *url;
-    char *names;
-    size_t names_cap;
-    char *hook_url; /* the absolute URL the rules see for the exchange in flight, whole */
-    size_t hook_url_cap, hook_url_len;
-    char *reqline; /* rewritten request line (forward mode), allocated on first use */
-    size_t reqline_cap;
-    char *hostline; /* rewritten Host line, allocated on first use */
-    size_t hostline_cap;
-    char *mapped;   /* the URL a request hook mapped the exchange in flight to (--map-remote) */
-    size_t mapped_cap;
-    size_t mapped_len;  /* 0: not mapped */
-    /* the head the rules made, kept across a connect or a hold ("Name: value\r\n"...) */
-    char *kept;
-    size_t kept_cap, kept_len;
-    unsigned req_kept : 1;            /* <kept> holds the request's fields */
-    struct shunt_head_edit *live_edit; /* the request's edit, while it can be sent at once */
-    enum hold held;
-    unsigned rule_close : 1; /* a rule gave the response "Connection: close": end after it */
     enum auth_state auth;
     char auth_scheme[16];
-    int ex_upstream_port; /* local port of the upstream that carried the exchange */
-    int ex_reused;        /* that upstream had carried an exchange before */
-    char *errbuf;         /* the cause of a failed exchange, whole, for the event and -v */
-    /* lines shunt writes in place of ambiguous ones (see "framing"); a request's and a
-     * response's may be in flight at once */
-    char req_cl[48];  /* the request's one Content-Length line */
-    char resp_cl[48]; /* the response's one Content-Length line */
-    char resp_sl[16]; /* "HTTP/1.x NNN \r\n": a status line repaired */
 
-    /* timings of the exchange in flight, monotonic microseconds (0: not yet) */
-    uint64_t t_connect_start, t_resolved, t_connected, t_send_start, t_sent, t_first_byte;
-    uint64_t req_payload, resp_payload; /* body bytes reported so far */
     void *slots[SHUNT_PROXY_MAX_SUBS];  /* the subscribers' per-connection pointers */
 };
 
@@ -269,10 +221,6 @@ static void emit_change_by(struct session *s, int in_request, const char *what, 
     emit(s, &ev);
 }
 
-static void emit_change(struct session *s, int in_request, const char *what)
-{
-    emit_change_by(s, in_request, what, "proxy");
-}
 
 /* A change shunt makes so that no one downstream can read a message otherwise than shunt
  * did (docs/framing.md): recorded as made by "shunt". */
@@ -303,7 +251,7 @@ static void emit_head(struct session *s, enum shunt_ev_type t, const struct shun
     fill_conn_event(s, &ev, t);
     ev.raw = shunt_slice_make(raw, h->head_len);
     ev.head = h;
-    ev.again = t == SHUNT_EV_REQUEST_HEAD && s->head_emitted; /* announced early, now sent */
+    ev.again = t == SHUNT_EV_REQUEST_HEAD && s->ex.head_emitted; /* announced early, now sent */
     struct shunt_slice *parts = s->w->iov_slices;
     for (size_t i = 0; i < n_iov; i++)
         parts[i] = shunt_slice_make(iov[i].base, iov[i].len);
@@ -321,7 +269,7 @@ static void emit_body(struct session *s, int from_client, const char *p, size_t 
     ev.from_client = from_client;
     ev.tunnel = s->tunnel;
     ev.data = shunt_slice_make(p, n);
-    uint64_t *seen = from_client ? &s->req_payload : &s->resp_payload;
+    uint64_t *seen = from_client ? &s->ex.req_payload : &s->ex.resp_payload;
     ev.body_offset = *seen;
     *seen += n;
     emit(s, &ev);
@@ -353,26 +301,61 @@ static void emit_own_response(struct session *s, int status, const uv_buf_t *hea
 
 static void timer_cb(uv_timer_t *t);
 
+static enum timer_purpose purpose_of(enum timer_kind k)
+{
+    switch (k) {
+    case T_CONNECT:
+    case T_RESPONSE: return TM_UPSTREAM;
+    case T_DELAY: return TM_HOLD;
+    default: return TM_CLIENT;
+    }
+}
+
+static void disarm(struct session *s, enum timer_purpose p)
+{
+    s->tm[p].kind = T_NONE;
+}
+
 /*
- * Sets the session's one deadline. The libuv timer is lazy: it is restarted only when the
- * new deadline is earlier than the pending one; when it fires early it re-arms itself for
- * the rest. Keep-alive traffic moves the deadline twice per exchange, and this keeps that
- * off the timer heap.
+ * Sets the deadline of <k>'s purpose; the other purposes keep theirs, except where one
+ * wait replaces another by design: the client-side waits (idle, header, linger, tunnel)
+ * and the exchange's wait for its upstream never run together (a request that begins
+ * ends the idle wait, an exchange that ends its upstream wait), and a rule's hold stands
+ * in for the response timeout while it lasts (the server has answered; the wait is the
+ * rule's), so the response timeout is not armed during a held response.
+ *
+ * The deadlines share one libuv timer, which is lazy: it is restarted only when the new
+ * deadline is earlier than the pending one; when it fires early it re-arms itself for the
+ * earliest deadline left. Keep-alive traffic moves a deadline twice per exchange, and this
+ * keeps that off the timer heap.
  */
 static void arm(struct session *s, enum timer_kind k, uint64_t ms)
 {
+    enum timer_purpose p = purpose_of(k);
+    if (p == TM_UPSTREAM && k == T_RESPONSE && s->ex.held == HOLD_RESPONSE)
+        return; /* the hold's timer runs; the response timeout resumes at its release */
+    if (p == TM_CLIENT) {
+        disarm(s, TM_UPSTREAM);
+        disarm(s, TM_HOLD);
+    } else if (p == TM_UPSTREAM) {
+        disarm(s, TM_CLIENT);
+    } else {
+        disarm(s, TM_CLIENT);
+        disarm(s, TM_UPSTREAM);
+    }
     uint64_t now = uv_now(&s->w->loop);
-    s->tkind = k;
-    s->deadline = now + ms;
-    if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->deadline) {
-        s->timer_due = s->deadline;
+    s->tm[p].kind = k;
+    s->tm[p].at = now + ms;
+    if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->tm[p].at) {
+        s->timer_due = s->tm[p].at;
         uv_timer_start(&s->timer, timer_cb, ms, 0);
     }
 }
 
-static void disarm(struct session *s)
+/* The kind armed on the client side, or T_NONE. */
+static enum timer_kind client_wait(const struct session *s)
 {
-    s->tkind = T_NONE;
+    return s->tm[TM_CLIENT].kind;
 }
 
 /* ------------------------------------------------------------------------ closing */
@@ -383,15 +366,10 @@ static void session_unref(struct session *s)
 {
     if (--s->refs_handles == 0) {
         free(s->partial);
-        free(s->reqline);
-        free(s->hostline);
-        free(s->mapped);
-        free(s->kept);
         free(s->tr);
         free(s->trbuf);
-        free(s->names);
-        free(s->hook_url);
-        free(s->errbuf);
+        shunt_exchange_dispose(&s->ex);
+        shunt_arena_dispose(&s->heads);
         free(s);
     }
 }
@@ -444,39 +422,17 @@ static void upstream_close(struct upstream *u, int reset)
 
 static void emit_exchange_done(struct session *s)
 {
-    if (!s->in_exchange)
+    if (!s->ex.active)
         return;
-    s->in_exchange = 0;
+    s->ex.active = 0;
     stat_exchanges++;
     if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_EXCHANGE_DONE))
         return;
     struct shunt_event ev;
     fill_conn_event(s, &ev, SHUNT_EV_EXCHANGE_DONE);
-    ev.method = s->method;
-    ev.url = s->url;
-    ev.status = s->status;
-    ev.req_bytes = s->req_bytes;
-    ev.resp_bytes = s->resp_bytes;
-    ev.duration_us = ev.time_us - s->t_start;
+    shunt_exchange_fill_done(&s->ex, &ev);
     ev.peer_port = s->peer_port;
-    ev.local_port = s->ex_upstream_port;
-    ev.upstream_reused = s->ex_reused;
-    ev.error = s->error;
     ev.tunnel = s->tunnel;
-    ev.req_body_size = s->req_body.payload;
-    ev.resp_body_size = s->resp_body.payload;
-    /* HAR's timings: -1 for a phase that did not happen */
-    uint64_t now = ev.time_us;
-    ev.t_dns_us = s->t_resolved ? (int64_t)(s->t_resolved - s->t_connect_start) : -1;
-    ev.t_connect_us = s->t_connected
-                          ? (int64_t)(s->t_connected - (s->t_resolved ? s->t_resolved
-                                                                      : s->t_connect_start))
-                          : -1;
-    uint64_t sent = s->t_sent ? s->t_sent : (s->t_send_start ? now : 0);
-    ev.t_send_us = s->t_send_start ? (int64_t)(sent - s->t_send_start) : 0;
-    uint64_t first = s->t_first_byte ? s->t_first_byte : now;
-    ev.t_wait_us = s->t_sent && first > s->t_sent ? (int64_t)(first - s->t_sent) : 0;
-    ev.t_receive_us = s->t_first_byte ? (int64_t)(now - s->t_first_byte) : 0;
     ev.t_ssl_us = -1; /* no TLS yet */
     ev.scheme = "http";
     emit(s, &ev);
@@ -502,8 +458,8 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
 {
     if (s->closing)
         return;
-    if (s->in_exchange && s->error == NULL)
-        s->error = "connection closed during the exchange";
+    if (s->ex.active && s->ex.error == NULL)
+        s->ex.error = "connection closed during the exchange";
     emit_exchange_done(s);
     while (s->n_ups > 0)
         upstream_close(s->ups[0], reset_upstreams);
@@ -595,7 +551,7 @@ static void finish(struct session *s)
         } else {
             while (s->n_ups > 0)
                 upstream_close(s->ups[0], 0);
-            if (queued(&s->conn) == 0 && !unread && s->idx > 0 && !s->in_exchange) {
+            if (queued(&s->conn) == 0 && !unread && s->idx > 0 && !s->ex.active) {
                 /* Everything went out and nothing unread is waiting: close() sends the
                  * FIN at once, without a shutdown and a wait for the client's own. (With
                  * unread bytes close() would send a RST, hence the lingering path; so too
@@ -623,7 +579,7 @@ static void mirror_client_fin(struct session *s)
 {
     if (!s->conn.rd_eof || s->cur == NULL || has_input(s))
         return;
-    if (s->tunnel || s->rq == RQ_DONE)
+    if (s->tunnel || s->ex.rq == RQ_DONE)
         shutdown_upstream(s->cur);
 }
 
@@ -631,22 +587,14 @@ static void mirror_client_fin(struct session *s)
 static void exchange_done(struct session *s)
 {
     emit_exchange_done(s);
-    s->rq = RQ_IDLE;
-    s->rs = RS_NONE;
-    s->status = 0;
-    s->error = NULL;
-    s->resp_started = 0;
-    s->req_is_head = s->req_is_connect = s->req_upgrade = s->req_close = 0;
-    s->req_bytes = s->resp_bytes = 0;
-    s->ex_upstream_port = 0;
-    s->ex_reused = 0;
+    shunt_exchange_end(&s->ex);
 }
 
 static void maybe_done(struct session *s)
 {
     if (s->closing || s->tunnel)
         return;
-    if (s->rs == RS_DONE && s->rq == RQ_BODY) {
+    if (s->ex.rs == RS_DONE && s->ex.rq == RQ_BODY) {
         /* The response came before the end of the request body (IIS answers a POST with its
          * NTLM challenge early, say): the body still goes to the server, which decides
          * whether the connection lives on. A client that stops sending meets the idle
@@ -654,7 +602,7 @@ static void maybe_done(struct session *s)
         arm(s, T_IDLE, s->w->cfg->idle_timeout_ms);
         return;
     }
-    if (s->rq != RQ_DONE || s->rs != RS_DONE)
+    if (s->ex.rq != RQ_DONE || s->ex.rs != RS_DONE)
         return;
     exchange_done(s);
     if (s->ending || s->w->draining || (s->conn.rd_eof && !has_input(s))) {
@@ -674,7 +622,7 @@ static int parse_request(struct session *s, struct shunt_http_head *h, struct sh
  * buffer. */
 static void emit_unsent_head(struct session *s)
 {
-    if (s->head_emitted || !s->in_exchange || s->conn.in.base == NULL ||
+    if (s->ex.head_emitted || !s->ex.active || s->conn.in.base == NULL ||
         !shunt_proxy__wants(s->w->cfg, SHUNT_EV_REQUEST_HEAD))
         return;
     struct shunt_http_head h;
@@ -682,7 +630,7 @@ static void emit_unsent_head(struct session *s)
     if (parse_request(s, &h, &e) <= 0)
         return;
     emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, s->conn.in.base + s->conn.in.off, NULL, 0);
-    s->head_emitted = 1;
+    s->ex.head_emitted = 1;
 }
 
 /* Counts the head of a request shunt answers before sending it anywhere (a refused or
@@ -690,12 +638,12 @@ static void emit_unsent_head(struct session *s)
  * and the capture's req_bytes must agree with the connection's bytes_in. */
 static void count_unsent_head(struct session *s)
 {
-    if (s->req_bytes != 0 || !s->in_exchange || s->conn.in.base == NULL)
+    if (s->ex.req_bytes != 0 || !s->ex.active || s->conn.in.base == NULL)
         return;
     struct shunt_http_head h;
     struct shunt_http_error e;
     if (parse_request(s, &h, &e) > 0)
-        s->req_bytes = h.head_len;
+        s->ex.req_bytes = h.head_len;
 }
 
 /* ------------------------------------------------------------------------ own answers */
@@ -715,7 +663,8 @@ static void answer(struct session *s, int status, const char *reason, const char
     va_end(ap);
     if (ml < 0)
         ml = 0;
-    char *msg = shunt_xcalloc((size_t)ml + 2);
+    /* in the arena: it may become the exchange's error text (valid until its end) */
+    char *msg = shunt_exchange_alloc(&s->ex, (size_t)ml + 2);
     if (ml > 0)
         vsnprintf(msg, (size_t)ml + 1, fmt, ap2);
     va_end(ap2);
@@ -728,29 +677,23 @@ static void answer(struct session *s, int status, const char *reason, const char
                       status, reason, bl);
     emit_unsent_head(s);
     count_unsent_head(s);
-    if (!s->resp_started && !s->conn.wr_shut && !s->closing) {
+    if (!s->ex.resp_started && !s->conn.wr_shut && !s->closing) {
         uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl), uv_buf_init(msg, (unsigned)bl)};
-        s->status = status;
-        s->resp_bytes += (uint64_t)hl + bl;
-        s->resp_body.payload = bl;
+        s->ex.status = status;
+        s->ex.resp_bytes += (uint64_t)hl + bl;
+        s->ex.resp_body.payload = bl;
         (void)send_client(s, bufs, 2); /* a client gone already changes nothing */
         emit_own_response(s, status, bufs, 1, msg, bl);
     }
-    s->resp_started = 1;
+    s->ex.resp_started = 1;
     msg[ml] = '\0';
-    if (s->error == NULL) {
-        /* the cause, for the event and -v: the body without "shunt: " and the newline */
-        free(s->errbuf);
-        s->errbuf = msg;
-        s->error = strncmp(msg, "shunt: ", 7) == 0 ? msg + 7 : msg;
-    } else {
-        free(msg);
-    }
+    if (s->ex.error == NULL) /* the cause, for the event and -v: without "shunt: " */
+        s->ex.error = strncmp(msg, "shunt: ", 7) == 0 ? msg + 7 : msg;
     s->ending = 1;
     set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
-    s->rq = RQ_DONE;
-    s->rs = RS_DONE;
-    if (s->in_exchange)
+    s->ex.rq = RQ_DONE;
+    s->ex.rs = RS_DONE;
+    if (s->ex.active)
         maybe_done(s);
     else
         finish(s);
@@ -760,37 +703,9 @@ static void answer(struct session *s, int status, const char *reason, const char
 static void begin_exchange(struct session *s, const struct shunt_http_head *h)
 {
     s->idx++;
-    s->in_exchange = 1;
-    s->t_start = now_us();
-    s->error = NULL;
-    s->t_connect_start = s->t_resolved = s->t_connected = 0;
-    s->t_send_start = s->t_sent = s->t_first_byte = 0;
-    s->req_payload = s->resp_payload = 0;
-    s->head_emitted = 0;
-    s->req_cut = 0;
-    s->rule_close = 0;
-    s->mapped_len = 0;
-    s->hook_url_len = 0;
-    memset(&s->req_body, 0, sizeof(s->req_body));
-    memset(&s->resp_body, 0, sizeof(s->resp_body));
-    if (h == NULL) { /* no head to name it by: a rejected or missing request */
-        s->method = s->url = "-";
-        return;
-    }
-    /* whole: the head's limits bound them; the buffer is kept for the next exchange */
-    size_t need = h->method.len + h->target.len + 2;
-    if (need > s->names_cap) {
-        size_t cap = need < 128 ? 128 : need;
-        free(s->names);
-        s->names = shunt_xcalloc(cap);
-        s->names_cap = cap;
-    }
-    memcpy(s->names, h->method.base, h->method.len);
-    s->names[h->method.len] = '\0';
-    memcpy(s->names + h->method.len + 1, h->target.base, h->target.len);
-    s->names[need - 1] = '\0';
-    s->method = s->names;
-    s->url = s->names + h->method.len + 1;
+    struct shunt_slice none = {NULL, 0};
+    shunt_exchange_begin(&s->ex, h != NULL ? h->method : none, h != NULL ? h->target : none,
+                         now_us());
 }
 
 /* ------------------------------------------------------------------------ routing */
@@ -835,7 +750,7 @@ static int split_absolute(struct shunt_slice t, struct route *rt)
 /* The request target the exchange goes to: the one a rule mapped it to, or its own. */
 static struct shunt_slice target_of(const struct session *s, const struct shunt_http_head *h)
 {
-    return s->mapped_len ? shunt_slice_make(s->mapped, s->mapped_len) : h->target;
+    return s->ex.mapped.len ? s->ex.mapped : h->target;
 }
 
 /* Decides where <h> goes. Returns 0, or answers the client itself and returns -1. */
@@ -887,7 +802,7 @@ static int route_request(struct session *s, const struct shunt_http_head *h, str
                (int)t.len, t.base);
         return -1;
     }
-    if (cfg->reverse && s->mapped_len == 0) {
+    if (cfg->reverse && s->ex.mapped.len == 0) {
         snprintf(rt->host, sizeof(rt->host), "%s", cfg->reverse_host);
         rt->port = cfg->reverse_port;
     }
@@ -952,7 +867,7 @@ static const char *forbidden_upstream(const struct session *s, const struct sock
                                       int *status)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
-    if (cfg->reverse && s->mapped_len == 0)
+    if (cfg->reverse && s->ex.mapped.len == 0)
         return NULL;
     *status = 508;
     struct sockaddr_storage own;
@@ -984,7 +899,7 @@ static void establish_tunnel(struct session *s);
 /* <u> is connected: reads begin, and the request in flight (if it still waits) goes. */
 static void upstream_connected(struct session *s, struct upstream *u)
 {
-    s->t_connected = now_us();
+    s->ex.t_connected = now_us();
     char local[64] = "";
     if (s->w->cfg->n_subs > 0) {
         struct sockaddr_storage ss;
@@ -1005,10 +920,10 @@ static void upstream_connected(struct session *s, struct upstream *u)
         emit(s, &ev);
     }
     shunt_conn_read_start(&u->conn);
-    disarm(s);
-    if (s->rq != RQ_CONNECTING)
+    disarm(s, TM_UPSTREAM);
+    if (s->ex.rq != RQ_CONNECTING)
         return;
-    if (s->req_is_connect)
+    if (s->ex.req_is_connect)
         establish_tunnel(s);
     else
         send_request(s);
@@ -1021,7 +936,7 @@ static void upstream_connect_done(struct upstream *u, const struct shunt_connect
 {
     struct session *s = u->s;
     if (r->t_resolved_us != 0)
-        s->t_resolved = r->t_resolved_us;
+        s->ex.t_resolved = r->t_resolved_us;
     if (r->status == 0) {
         upstream_connected(s, u);
         return;
@@ -1095,13 +1010,13 @@ static void open_upstream(struct session *s, const struct route *rt)
 {
     struct worker *w = s->w;
     struct upstream *u = upstream_new(s, rt->host, rt->port);
-    s->rq = RQ_CONNECTING;
-    s->t_connect_start = now_us();
+    s->ex.rq = RQ_CONNECTING;
+    s->ex.t_connect_start = now_us();
     arm(s, T_CONNECT, w->cfg->connect_timeout_ms);
     struct shunt_connect_opts o = {
         .host = u->host,
         .port = u->port,
-        .addrs = w->cfg->reverse && s->mapped_len == 0 ? &w->reverse_addr : NULL,
+        .addrs = w->cfg->reverse && s->ex.mapped.len == 0 ? &w->reverse_addr : NULL,
         .n_addrs = 1,
         .timeout_ms = 0, /* T_CONNECT: the session's timer answers 504 */
         .check = upstream_check,
@@ -1192,45 +1107,6 @@ static const char *auth_name(enum auth_state a)
     }
 }
 
-/* Makes the URL the rules see for the request in flight, whole, in s->hook_url (the
- * response's hook sees the same): <target> when it is absolute, else "http://" <host>
- * <target>; then, after it in the same buffer when <lower> is not NULL, <lower_src> in lower
- * case up to its port, returned in *<lower>. */
-static struct shunt_slice make_hook_url(struct session *s, struct shunt_slice host,
-                                        struct shunt_slice target, int absolute,
-                                        struct shunt_slice lower_src, struct shunt_slice *lower)
-{
-    size_t ul = absolute ? target.len : 7 + host.len + target.len;
-    size_t ll = 0;
-    while (lower != NULL && ll < lower_src.len && lower_src.base[ll] != ':')
-        ll++;
-    if (ul + ll + 1 > s->hook_url_cap) {
-        size_t cap = ul + ll + 1 < 256 ? 256 : ul + ll + 1;
-        free(s->hook_url);
-        s->hook_url = shunt_xcalloc(cap);
-        s->hook_url_cap = cap;
-    }
-    char *p = s->hook_url;
-    if (!absolute) {
-        memcpy(p, "http://", 7);
-        if (host.len > 0)
-            memcpy(p + 7, host.base, host.len);
-        p += 7 + host.len;
-    }
-    if (target.len > 0)
-        memcpy(p, target.base, target.len);
-    s->hook_url_len = ul;
-    if (lower != NULL) {
-        char *l = s->hook_url + ul;
-        for (size_t i = 0; i < ll; i++) {
-            char c = lower_src.base[i];
-            l[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-        }
-        *lower = shunt_slice_make(l, ll);
-    }
-    return shunt_slice_make(s->hook_url, ul);
-}
-
 /* Asks the request hook about <h>, before it is routed; a mapped URL takes effect at once
  * (routing and the request line follow it). */
 static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
@@ -1241,24 +1117,23 @@ static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
     struct route tmp;
     int absolute = 1; /* the target is the URL: absolute-form, or a CONNECT's authority (as
                          mitmproxy shows a CONNECT's URL) */
-    if (s->req_is_connect)
+    if (s->ex.req_is_connect)
         host = h->target;
     else if (split_absolute(h->target, &tmp))
         host = tmp.authority;
     else
         absolute = 0;
     /* with the host without its port, as the filters' ~d sees it */
-    struct shunt_slice u = make_hook_url(s, h->host, h->target, absolute, host, &lower);
+    struct shunt_slice u = shunt_exchange_hook_url(&s->ex, h->host, h->target, absolute, host, &lower);
     struct shunt_head_ctx ctx = {1,    h->method,  u, lower,
                                  0,    h->headers, h->n_headers, NULL, 0, s->id, s->w->index,
                                  s->idx, h->minor_version, {"", 0}, s->peer_port,
                                  auth_name(s->auth), s->auth_scheme, NULL};
     cfg->request_hook(cfg->request_hook_ud, &ctx, v);
+    shunt_exchange_adopt_verdict(&s->ex, v);
     if (v->map_url != NULL && v->map_url_len > 0 && v->respond_status == 0 &&
-        !s->req_is_connect) { /* a tunnel has no URL to map */
-        scratch(&s->mapped, &s->mapped_cap, v->map_url_len + 1);
-        memcpy(s->mapped, v->map_url, v->map_url_len);
-        s->mapped_len = v->map_url_len;
+        !s->ex.req_is_connect) { /* a tunnel has no URL to map */
+        s->ex.mapped = shunt_slice_make(v->map_url, v->map_url_len);
         char what[700];
         snprintf(what, sizeof(what), "map %.*s to %.*s", (int)(u.len > 300 ? 300 : u.len),
                  u.base, (int)(v->map_url_len > 300 ? 300 : v->map_url_len), v->map_url);
@@ -1278,7 +1153,7 @@ static void respond_now(struct session *s, const struct shunt_http_head *h, int 
     char what[64];
     snprintf(what, sizeof(what), "respond %d without the server", status);
     emit_change_by(s, 1, what, by ? by : "rule");
-    int keep = s->req_body.done && !s->req_close;
+    int keep = s->ex.req_body.done && !s->ex.req_close;
     char line[64], tail[80];
     int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status,
                       shunt_http_reason_phrase(status));
@@ -1288,19 +1163,19 @@ static void respond_now(struct session *s, const struct shunt_http_head *h, int 
                         uv_buf_init((char *)fields, (unsigned)fields_len),
                         uv_buf_init(tail, (unsigned)tl),
                         uv_buf_init((char *)body, (unsigned)body_len)};
-    s->status = status;
-    s->resp_started = 1;
-    s->resp_bytes += (uint64_t)ll + fields_len + (uint64_t)tl + body_len;
-    s->resp_body.payload = body_len;
-    s->req_bytes += h->head_len;
+    s->ex.status = status;
+    s->ex.resp_started = 1;
+    s->ex.resp_bytes += (uint64_t)ll + fields_len + (uint64_t)tl + body_len;
+    s->ex.resp_body.payload = body_len;
+    s->ex.req_bytes += h->head_len;
     (void)send_client(s, bufs, 4); /* copies what it cannot send at once */
     emit_own_response(s, status, bufs, 3, body, body_len);
     if (keep)
         shunt_conn_consume(&s->conn, h->head_len);
     else
         s->ending = 1;
-    s->rq = RQ_DONE;
-    s->rs = RS_DONE;
+    s->ex.rq = RQ_DONE;
+    s->ex.rs = RS_DONE;
     maybe_done(s);
 }
 
@@ -1313,26 +1188,6 @@ static void respond_verdict(struct session *s, const struct shunt_http_head *h,
         cl = snprintf(ct, sizeof(ct), "Content-Type: %s\r\n", v->respond_type);
     respond_now(s, h, v->respond_status, ct, cl > 0 && (size_t)cl < sizeof(ct) ? (size_t)cl : 0,
                 v->respond_body, v->respond_body_len, v->by);
-    if (v->respond_body_free)
-        free((char *)v->respond_body);
-}
-
-/* Keeps the lines of <e> in s->kept, for a send that happens later. */
-static void keep_fields(struct session *s, const struct shunt_head_edit *e)
-{
-    size_t need = 1;
-    for (size_t i = 0; i < e->n; i++)
-        if (!e->f[i].removed)
-            need += e->f[i].line.len;
-    scratch(&s->kept, &s->kept_cap, need);
-    size_t off = 0;
-    for (size_t i = 0; i < e->n; i++) {
-        if (e->f[i].removed)
-            continue;
-        memcpy(s->kept + off, e->f[i].line.base, e->f[i].line.len);
-        off += e->f[i].line.len;
-    }
-    s->kept_len = off;
 }
 
 /* The scheme of an Authorization or WWW-Authenticate value ("NTLM TlRMTVNT..." gives
@@ -1374,28 +1229,28 @@ static void auth_on_response(struct session *s, const struct shunt_http_head *h)
 }
 
 static void send_request(struct session *s);
-static void request_fields_edited(struct session *s, const struct shunt_http_head *h,
-                                  const struct route *rt, struct shunt_head_edit *e,
-                                  struct shunt_hook_out *out);
+static void request_fields(struct session *s, const struct shunt_http_head *h,
+                           const struct route *rt, struct shunt_head_edit *e,
+                           struct shunt_hook_out *out);
 
 /* Sends the request in flight to its origin: on <u>, the upstream already open to it (at
  * once when connected, else once it is), or on a new one when <u> is NULL. Its route is in
- * s->route_host and s->route_port. */
+ * s->ex.route_host and s->ex.route_port. */
 static void route_on(struct session *s, struct upstream *u)
 {
     if (u == NULL || !u->conn.connected)
         emit_unsent_head(s); /* it waits for the connection: visible while it does */
     if (u == NULL) {
         struct route rt = {0};
-        snprintf(rt.host, sizeof(rt.host), "%s", s->route_host);
-        rt.port = s->route_port;
+        snprintf(rt.host, sizeof(rt.host), "%s", s->ex.route_host);
+        rt.port = s->ex.route_port;
         open_upstream(s, &rt);
         return;
     }
     s->cur = u;
-    s->rq = RQ_CONNECTING;
+    s->ex.rq = RQ_CONNECTING;
     if (u->conn.connected) {
-        if (s->req_is_connect)
+        if (s->ex.req_is_connect)
             establish_tunnel(s);
         else
             send_request(s);
@@ -1442,27 +1297,28 @@ static void start_request(struct session *s)
     const struct shunt_proxy_config *cfg = s->w->cfg;
     int skip = skip_empty_lines(s);
     if (skip != 0) {
-        if (skip > 0 && (s->tkind == T_IDLE || s->tkind == T_FIRST))
+        if (skip > 0 && (client_wait(s) == T_IDLE || client_wait(s) == T_FIRST))
             arm(s, T_HEADER, cfg->header_timeout_ms);
         return;
     }
     int r = parse_request(s, &h, &e);
     size_t avail = s->conn.in.len - s->conn.in.off;
     if (r == 0) {
-        if (s->tkind == T_IDLE || s->tkind == T_FIRST)
+        if (client_wait(s) == T_IDLE || client_wait(s) == T_FIRST)
             arm(s, T_HEADER, cfg->header_timeout_ms);
         return;
     }
     if (r < 0) {
         s->empty_lines = 0;
         begin_exchange(s, NULL);
-        s->req_bytes = avail;
+        s->ex.req_bytes = avail;
         if (shunt_proxy__wants(cfg, SHUNT_EV_REQUEST_HEAD)) { /* the evidence */
             struct shunt_event ev;
             fill_conn_event(s, &ev, SHUNT_EV_REQUEST_HEAD);
             ev.raw = shunt_slice_make(s->conn.in.base + s->conn.in.off, avail);
             emit(s, &ev);
         }
+        shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
         return;
@@ -1475,43 +1331,37 @@ static void start_request(struct session *s)
         emit_fix(s, 1, what);
         s->empty_lines = 0;
     }
-    s->req_is_head = SHUNT_SLICE_IEQ_LIT(h.method, "HEAD");
-    s->req_is_connect = SHUNT_SLICE_IEQ_LIT(h.method, "CONNECT");
-    s->req_upgrade = h.has_upgrade && h.conn_upgrade;
-    s->req_close = !shunt_http_keeps_alive(&h);
+    s->ex.req_is_head = SHUNT_SLICE_IEQ_LIT(h.method, "HEAD");
+    s->ex.req_is_connect = SHUNT_SLICE_IEQ_LIT(h.method, "CONNECT");
+    s->ex.req_upgrade = h.has_upgrade && h.conn_upgrade;
+    s->ex.req_close = !shunt_http_keeps_alive(&h);
     struct shunt_request_verdict v = {0};
     if (cfg->request_hook != NULL)
         ask_request_hook(s, &h, &v);
-    if (s->req_is_connect && v.respond_status < 300) {
+    if (s->ex.req_is_connect && v.respond_status < 300) {
         /* A CONNECT can be refused by a rule (mitmproxy's block_list does the same), not
          * answered with a 2xx: the client would take it for an open tunnel. */
-        if (v.respond_body_free)
-            free((char *)v.respond_body);
         v.respond_status = 0;
     }
     struct route rt;
-    if (route_request(s, &h, &rt) != 0) {
-        if (v.respond_body_free) /* a canned answer that will not be given */
-            free((char *)v.respond_body);
+    if (route_request(s, &h, &rt) != 0)
         return;
-    }
-    shunt_http_body_init(&s->req_body, h.framing, h.content_length, &cfg->limits);
-    s->req_body.hold_trailers = 1; /* see frame_body() */
-    if (prescan_body(s, &s->req_body, s->conn.in.base + s->conn.in.off + h.head_len, avail - h.head_len, &e)) {
-        if (v.respond_body_free)
-            free((char *)v.respond_body);
+    shunt_http_body_init(&s->ex.req_body, h.framing, h.content_length, &cfg->limits);
+    s->ex.req_body.hold_trailers = 1; /* see frame_body() */
+    if (prescan_body(s, &s->ex.req_body, s->conn.in.base + s->conn.in.off + h.head_len, avail - h.head_len, &e)) {
+        shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
         return;
     }
-    snprintf(s->route_host, sizeof(s->route_host), "%s", rt.host);
-    s->route_port = rt.port;
+    snprintf(s->ex.route_host, sizeof(s->ex.route_host), "%s", rt.host);
+    s->ex.route_port = rt.port;
     if (v.respond_status >= 100 && v.respond_status <= 999) {
         respond_verdict(s, &h, &v);
         return;
     }
-    s->req_kept = 0;
-    if (cfg->head_hook == NULL || s->req_is_connect) {
+    s->ex.req_kept = 0;
+    if (cfg->head_hook == NULL || s->ex.req_is_connect) {
         route_on(s, find_upstream(s, rt.host, rt.port));
         return;
     }
@@ -1520,42 +1370,38 @@ static void start_request(struct session *s)
     auth_on_request(s, &h);
     struct shunt_hook_out out = {0};
     struct shunt_head_edit edit;
-    request_fields_edited(s, &h, &rt, &edit, &out);
+    shunt_arena_reset(&s->heads);
+    request_fields(s, &h, &rt, &edit, &out);
     if (out.respond_status >= 100 && out.respond_status <= 999) {
         shunt_edit_dispose(&edit);
         respond_now(s, &h, out.respond_status, out.respond_fields, out.respond_fields_len,
                     out.respond_body, out.respond_body_len, out.by);
-        goto done;
+        return;
     }
     struct upstream *u = find_upstream(s, rt.host, rt.port);
     if (out.delay_ms == 0 && u != NULL && u->conn.connected) {
-        s->live_edit = &edit;
+        s->ex.live_edit = &edit;
         route_on(s, u);
-        s->live_edit = NULL;
+        s->ex.live_edit = NULL;
         shunt_edit_dispose(&edit);
-        goto done;
+        return;
     }
-    keep_fields(s, &edit);
-    s->req_kept = 1;
+    shunt_exchange_keep(&s->ex, &edit);
+    s->ex.req_kept = 1;
     shunt_edit_dispose(&edit);
     if (out.delay_ms > 0) {
         char what[64];
         snprintf(what, sizeof(what), "hold the request %" PRIu64 " ms", out.delay_ms);
         emit_change_by(s, 1, what, out.by ? out.by : "rule");
         emit_unsent_head(s); /* visible while it is held */
-        s->held = HOLD_REQUEST;
-        s->rq = RQ_CONNECTING;
+        s->ex.held = HOLD_REQUEST;
+        s->ex.rq = RQ_CONNECTING;
         arm(s, T_DELAY, out.delay_ms);
-        goto done;
+        return;
     }
     route_on(s, u);
-done:
-    free(out.respond_fields);
-    free(out.respond_body);
 }
 
-/* Appends the field lines of <h> to <iov> from index <from> to <to>, merging runs that are
- * contiguous in the buffer into one entry. */
 /* Returns a buffer of at least <need> bytes in *<p> (capacity *<cap>), grown as needed. */
 static char *scratch(char **p, size_t *cap, size_t need)
 {
@@ -1578,13 +1424,6 @@ static size_t iov_add(uv_buf_t *iov, size_t n, const char *base, size_t len)
     return n;
 }
 
-static size_t add_lines(uv_buf_t *iov, size_t n, const struct shunt_http_header *hs, size_t from,
-                        size_t to)
-{
-    for (size_t i = from; i < to; i++)
-        n = iov_add(iov, n, hs[i].line.base, hs[i].line.len);
-    return n;
-}
 
 /* Passes decoded body bytes (chunk framing removed) to the BODY subscribers. */
 struct body_ctx {
@@ -1617,45 +1456,10 @@ static struct shunt_http_header *trailer_fields(struct session *s)
 }
 
 /*
- * Returns 1 for a field that must not be forwarded in a trailer section: RFC 9110 6.5.1 and
- * 6.5.2 say a recipient must not merge, and a sender must not generate, trailers that frame
- * the message, route it, modify the request (controls, conditionals), authenticate, carry
- * response control data or say how to process the content. A recipient that merges them
- * anyway (some do) would read the message otherwise than shunt did. Cookies authenticate in
- * practice; Connection and its kin manage the connection, which the trailer section is too
- * late to change.
- */
-static int trailer_forbidden(struct shunt_slice name)
-{
-    static const char *const names[] = {
-        /* framing */
-        "Transfer-Encoding", "Content-Length", "Trailer",
-        /* routing */
-        "Host",
-        /* request modifiers: controls and conditionals (RFC 9110 7.6.2, 10.1, 13) */
-        "Cache-Control", "Expect", "Max-Forwards", "Pragma", "Range", "TE", "If-Match",
-        "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range",
-        /* authentication (RFC 9110 11) and state */
-        "Authorization", "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate",
-        "Authentication-Info", "Proxy-Authentication-Info", "Cookie", "Set-Cookie",
-        /* response control data (RFC 9110 15, 10.2) */
-        "Age", "Expires", "Date", "Location", "Retry-After", "Vary", "Warning",
-        /* how to process the content */
-        "Content-Encoding", "Content-Type", "Content-Range",
-        /* connection management */
-        "Connection", "Keep-Alive", "Proxy-Connection", "Upgrade",
-    };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (shunt_slice_ieq(name, names[i], strlen(names[i])))
-            return 1;
-    return 0;
-}
-
-/*
  * Frames the body bytes at <p> (<avail>) of <body> and appends what goes out to <iov> from
  * *<n> (at most two entries): the bytes that belong to the message, as they came, except a
  * trailer section, which waits in the buffer until it is whole and then goes out without
- * the fields trailer_forbidden() names, each drop recorded. Returns how many bytes of <p>
+ * the fields shunt_head_trailer_forbidden() names, each drop recorded. Returns how many bytes of <p>
  * were framed (consume them), or -1 with <e> (offset relative to <p>) when the framing is
  * invalid.
  */
@@ -1682,7 +1486,7 @@ static long frame_body(struct session *s, struct shunt_http_body *body, const ch
         return k; /* the rest of the section is still to come */
     size_t drop = 0;
     for (size_t i = 0; i < nf; i++)
-        drop += trailer_forbidden(f[i].name);
+        drop += shunt_head_trailer_forbidden(f[i].name);
     if (drop == 0) {
         *n = iov_add(iov, *n, t, (size_t)tl);
         return k + tl;
@@ -1691,7 +1495,7 @@ static long frame_body(struct session *s, struct shunt_http_body *body, const ch
     scratch(&s->trbuf, &s->trbuf_cap, (size_t)tl);
     size_t out = 0;
     for (size_t i = 0; i < nf; i++) {
-        if (trailer_forbidden(f[i].name)) {
+        if (shunt_head_trailer_forbidden(f[i].name)) {
             char what[160];
             snprintf(what, sizeof(what), "drop trailer field %.*s (RFC 9110 6.5.1)",
                      (int)(f[i].name.len > 64 ? 64 : f[i].name.len), f[i].name.base);
@@ -1704,11 +1508,6 @@ static long frame_body(struct session *s, struct shunt_http_body *body, const ch
     memcpy(s->trbuf + out, "\r\n", 2);
     iov[(*n)++] = uv_buf_init(s->trbuf, (unsigned)(out + 2));
     return k + tl;
-}
-
-static int is_header(const struct shunt_http_header *f, const char *name, size_t len)
-{
-    return shunt_slice_ieq(f->name, name, len);
 }
 
 /* The Host a request must carry to its origin, or an empty slice to keep its own: an
@@ -1730,135 +1529,93 @@ static const char *host_by(const struct route *rt)
     return rt->absolute ? "proxy" : "--reverse-host";
 }
 
-/* ------------------------------------------------------------------------ framing */
+/* ------------------------------------------------------------------------ heads */
 
 /*
- * shunt forwards bytes as they came, except what a downstream parser could read otherwise
- * than shunt did (docs/framing.md). These helpers write the safe reading of an ambiguous
- * head and record each change as made by "shunt", with the RFC section that allows it.
+ * The heads shunt sends are built by proxy/head.c from the head as it came, a table of
+ * what a proxy drops or rewrites, and a plan of what it adds; the rules, when there are
+ * any, edit the result. Bytes go out as they came except what the table changes and what
+ * a downstream parser could read otherwise than shunt did (docs/framing.md), each change
+ * recorded.
  */
 
-/* Returns the one "Content-Length: N" line that goes out for a message <h> whose length
- * was given more than once with one value (RFC 9110 8.6), written into <buf>, and records
- * the change with the values as they came. */
-static struct shunt_slice one_content_length(struct session *s, const struct shunt_http_head *h,
-                                             int in_request, char *buf, size_t cap)
+/* The builder's notes go out as change events, when someone listens. */
+static shunt_head_note_cb head_notes(const struct session *s)
 {
-    char what[200];
-    size_t wl = 0;
-    wl += (size_t)snprintf(what, sizeof(what), "Content-Length ");
-    int first = 1;
-    for (size_t i = 0; i < h->n_headers && wl < sizeof(what); i++) {
-        const struct shunt_http_header *f = &h->headers[i];
-        if (!shunt_slice_ieq(f->name, "Content-Length", 14))
-            continue;
-        wl += (size_t)snprintf(what + wl, sizeof(what) - wl, "%s%.*s", first ? "" : ", ",
-                               (int)(f->value.len > 60 ? 60 : f->value.len), f->value.base);
-        first = 0;
+    return shunt_proxy__wants(s->w->cfg, SHUNT_EV_CHANGE) ? hook_change : NULL;
+}
+
+/* What the proxy adds or rewrites on the request routed by <rt>. */
+static struct shunt_head_plan request_plan(const struct session *s, const struct route *rt)
+{
+    struct shunt_head_plan plan = {0};
+    plan.host = wanted_host(s, rt);
+    plan.host_by = host_by(rt);
+    plan.via = s->w->cfg->via;
+    if (rt->absolute) {
+        plan.path = rt->path;
+        plan.path_needs_slash = rt->path_needs_slash;
     }
-    if (wl < sizeof(what))
-        snprintf(what + wl, sizeof(what) - wl, " sent as one field (RFC 9110 8.6)");
-    emit_fix(s, in_request, what);
-    int l = snprintf(buf, cap, "Content-Length: %" PRIu64 "\r\n", h->content_length);
-    return shunt_slice_make(buf, (size_t)l);
+    return plan;
 }
 
-/* On an edit of <h>: the repeated Content-Length becomes one field (RFC 9110 8.6). */
-static void edit_one_content_length(struct session *s, const struct shunt_http_head *h,
-                                    struct shunt_head_edit *e, int in_request)
-{
-    if (!h->cl_repeated)
-        return;
-    char line[48];
-    (void)one_content_length(s, h, in_request, line, sizeof(line));
-    char v[24];
-    int l = snprintf(v, sizeof(v), "%" PRIu64, h->content_length);
-    /* the first field takes the value in its place; the others go */
-    if (shunt_edit_set(e, "Content-Length", 14, v, (size_t)l) != 0)
-        assert(0); /* digits, and a field to set: cannot fail */
-}
-
-/* Appends the field lines of <h> to <iov> from <n>, the Content-Length fields of a message
- * that repeats its length made one (the first one's place). Returns the new count. */
-static size_t add_fields_framed(struct session *s, const struct shunt_http_head *h, uv_buf_t *iov,
-                                size_t n, int in_request, char *cl_buf, size_t cl_cap)
-{
-    if (!h->cl_repeated)
-        return add_lines(iov, n, h->headers, 0, h->n_headers);
-    size_t run = 0;
-    int cl_done = 0;
-    for (size_t i = 0; i < h->n_headers; i++) {
-        if (!is_header(&h->headers[i], "Content-Length", 14))
-            continue;
-        n = add_lines(iov, n, h->headers, run, i);
-        run = i + 1;
-        if (cl_done++ == 0) {
-            struct shunt_slice l = one_content_length(s, h, in_request, cl_buf, cl_cap);
-            iov[n++] = uv_buf_init((char *)l.base, (unsigned)l.len);
-        }
-    }
-    return add_lines(iov, n, h->headers, run, h->n_headers);
-}
-
-/* The status line of the response <h> (at <p>) as it goes to the client: as received, or,
- * for "HTTP/1.1 200" without the SP before its empty reason, with it (RFC 9112 4: the SP
- * is required; a client that splits on it would find no status). <record> says whether to
- * record the change (once per head). */
-static uv_buf_t status_line(struct session *s, const struct shunt_http_head *h, const char *p,
-                            int record)
-{
-    if (h->start_line.len != 12)
-        return uv_buf_init((char *)p, (unsigned)(h->start_line.len + 2));
-    memcpy(s->resp_sl, p, 12);
-    memcpy(s->resp_sl + 12, " \r\n", 3);
-    if (record) {
-        char what[96];
-        snprintf(what, sizeof(what), "status line \"%.12s\" sent as \"%.12s \" (RFC 9112 4)", p,
-                 p);
-        emit_fix(s, 0, what);
-    }
-    return uv_buf_init(s->resp_sl, 15);
-}
-
-/* The request's fields when a head hook (rules) is set: the proxy's own changes and then
- * the hook's, made on an edit <e> of the head, which the caller disposes of. */
-static void request_fields_edited(struct session *s, const struct shunt_http_head *h,
-                                  const struct route *rt, struct shunt_head_edit *e,
-                                  struct shunt_hook_out *out)
+/* ... and on the response <h> to the client. */
+static struct shunt_head_plan response_plan(const struct session *s,
+                                            const struct shunt_http_head *h)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_slice want_host = wanted_host(s, rt);
-    shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
-    edit_one_content_length(s, h, e, 1);
-    if (shunt_edit_remove(e, "Proxy-Connection", 16) > 0)
-        emit_change(s, 1, "remove Proxy-Connection");
-    if (shunt_edit_remove(e, "Proxy-Authorization", 19) > 0)
-        emit_change(s, 1, "remove Proxy-Authorization");
-    if (want_host.base != NULL) {
-        int found;
-        unsigned before = e->changes;
-        (void)shunt_edit_get(e, "Host", 4, &found);
-        if (shunt_edit_set(e, "Host", 4, want_host.base, want_host.len) == 0 &&
-            e->changes != before)
-            emit_change_by(s, 1, found ? "set Host to the target's" : "add Host",
-                           host_by(rt));
-    }
-    if (cfg->via && shunt_edit_add(e, "Via", 3, "1.1 shunt", 9) == 0)
-        emit_change_by(s, 1, "add Via", "--via");
+    int final = h->status >= 200 || h->status == 101;
+    struct shunt_head_plan plan = {0};
+    /* Proxy-Support is routine (by "proxy", not flag C): on by default in forward mode, it
+     * is what a proxy that pairs connections owes the client; --no-proxy-support turns it
+     * off. */
+    plan.proxy_support = h->status == 401 && !cfg->reverse && cfg->proxy_support &&
+                         shunt_head_has_session_auth_challenge(h);
+    plan.via = cfg->via && final;
+    return plan;
+}
+
+static size_t edit_cap(const struct session *s)
+{
+    return s->w->cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA;
+}
+
+/* Appends the lines of <e> to <iov> from <n>. */
+static size_t add_edit(struct session *s, uv_buf_t *iov, size_t n, const struct shunt_head_edit *e)
+{
+    struct shunt_slice *l = s->w->iov_slices;
+    size_t k = shunt_head_lines(e, l, 0);
+    for (size_t i = 0; i < k; i++)
+        n = iov_add(iov, n, l[i].base, l[i].len);
+    return n;
+}
+
+/* The request's fields as they go upstream, in <e> (the caller disposes of it): the
+ * builder's, then, when <out> is not NULL, the rules' edit of them. */
+static void request_fields(struct session *s, const struct shunt_http_head *h,
+                           const struct route *rt, struct shunt_head_edit *e,
+                           struct shunt_hook_out *out)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    struct shunt_head_plan plan = request_plan(s, rt);
+    struct hook_changes hc = {s, 1};
+    shunt_head_request_fields(h, &plan, &s->heads, e, s->w->edit_fields, edit_cap(s),
+                              head_notes(s), &hc);
+    if (out == NULL)
+        return;
     /* the URL the rules see is absolute, as the capture stores it */
     int found;
     struct shunt_slice host = shunt_edit_get(e, "Host", 4, &found);
-    struct shunt_slice u = make_hook_url(s, host, h->target, rt->absolute, host, NULL);
+    struct shunt_slice u = shunt_exchange_hook_url(&s->ex, host, h->target, rt->absolute, host, NULL);
     struct shunt_head_ctx ctx = {1,          h->method,   u,
-                                 shunt_slice_make(s->route_host, strlen(s->route_host)),
+                                 shunt_slice_make(s->ex.route_host, strlen(s->ex.route_host)),
                                  0,          h->headers,  h->n_headers,
                                  NULL,       0,           s->id,
                                  s->w->index, s->idx,     h->minor_version,
                                  {"", 0},    s->peer_port, auth_name(s->auth),
                                  s->auth_scheme, out};
-    struct hook_changes hc = {s, 1};
-    cfg->head_hook(cfg->head_hook_ud, e, &ctx,
-                   shunt_proxy__wants(cfg, SHUNT_EV_CHANGE) ? hook_change : NULL, &hc);
+    cfg->head_hook(cfg->head_hook_ud, e, &ctx, head_notes(s), &hc);
+    shunt_exchange_adopt_hook_out(&s->ex, out);
 }
 
 /* Sends the head of the request at the start of the client buffer to s->cur, as the
@@ -1877,102 +1634,43 @@ static void send_request(struct session *s)
     (void)r;
     memset(&rt, 0, sizeof(rt));
     split_absolute(target_of(s, &h), &rt); /* start_request() checked the rest */
+    if (s->ex.live_edit == NULL) /* else its lines are in <heads> */
+        shunt_arena_reset(&s->heads);
     const char *p = s->conn.in.base + s->conn.in.off;
     uv_buf_t *iov = w->iov;
     size_t n = 0;
-    if (rt.absolute) {
-        size_t need = h.method.len + rt.path.len + 16;
-        scratch(&s->reqline, &s->reqline_cap, need);
-        int l = snprintf(s->reqline, need, "%.*s %s%.*s HTTP/1.%d\r\n", (int)h.method.len,
-                         h.method.base, rt.path_needs_slash ? "/" : "", (int)rt.path.len,
-                         rt.path.base, h.minor_version);
-        iov[n++] = uv_buf_init(s->reqline, (unsigned)l);
-        emit_change(s, 1, "request line to origin-form");
+    struct hook_changes hc = {s, 1};
+    struct shunt_head_plan plan = request_plan(s, &rt);
+    struct shunt_slice line = shunt_head_request_line(&h, p, &plan, &s->heads, head_notes(s), &hc);
+    iov[n++] = uv_buf_init((char *)line.base, (unsigned)line.len);
+    if (s->ex.live_edit != NULL) { /* the rules' edit, made in start_request() */
+        n = add_edit(s, iov, n, s->ex.live_edit);
+    } else if (s->ex.req_kept) { /* ... or kept while the upstream connected or it was held */
+        s->ex.req_kept = 0;
+        n = iov_add(iov, n, s->ex.kept.base, s->ex.kept.len);
     } else {
-        iov[n++] = uv_buf_init((char *)p, (unsigned)(h.start_line.len + 2));
+        struct shunt_head_edit fields;
+        request_fields(s, &h, &rt, &fields, NULL);
+        n = add_edit(s, iov, n, &fields);
+        shunt_edit_dispose(&fields);
     }
-    if (s->live_edit != NULL) { /* the rules' edit, made in start_request() */
-        const struct shunt_head_edit *le = s->live_edit;
-        for (size_t i = 0; i < le->n; i++)
-            if (!le->f[i].removed)
-                n = iov_add(iov, n, le->f[i].line.base, le->f[i].line.len);
-        goto fields_done;
-    }
-    if (s->req_kept) { /* ... or kept while the upstream connected or the request was held */
-        s->req_kept = 0;
-        n = iov_add(iov, n, s->kept, s->kept_len);
-        goto fields_done;
-    }
-    struct shunt_slice want_host = wanted_host(s, &rt);
-    int host_done = 0, cl_done = 0;
-    size_t run = 0;
-    for (size_t i = 0; i < h.n_headers; i++) {
-        const struct shunt_http_header *f = &h.headers[i];
-        int drop = 0;
-        if (is_header(f, "Proxy-Connection", 16)) {
-            drop = 1;
-            emit_change(s, 1, "remove Proxy-Connection");
-        } else if (is_header(f, "Proxy-Authorization", 19)) {
-            drop = 1;
-            emit_change(s, 1, "remove Proxy-Authorization");
-        } else if (h.cl_repeated && is_header(f, "Content-Length", 14)) {
-            n = add_lines(iov, n, h.headers, run, i);
-            run = i + 1;
-            if (!cl_done) {
-                struct shunt_slice l = one_content_length(s, &h, 1, s->req_cl, sizeof(s->req_cl));
-                iov[n++] = uv_buf_init((char *)l.base, (unsigned)l.len);
-                cl_done = 1;
-            }
-        } else if (want_host.base != NULL && is_header(f, "Host", 4)) {
-            host_done = 1;
-            if (!shunt_slice_ieq(f->value, want_host.base, want_host.len)) {
-                n = add_lines(iov, n, h.headers, run, i);
-                size_t need = f->name.len + want_host.len + 8;
-                scratch(&s->hostline, &s->hostline_cap, need);
-                int l = snprintf(s->hostline, need, "%.*s: %.*s\r\n", (int)f->name.len,
-                                 f->name.base, (int)want_host.len, want_host.base);
-                iov[n++] = uv_buf_init(s->hostline, (unsigned)l);
-                emit_change_by(s, 1, "set Host to the target's", host_by(&rt));
-                run = i + 1;
-            }
-        }
-        if (drop) {
-            n = add_lines(iov, n, h.headers, run, i);
-            run = i + 1;
-        }
-    }
-    n = add_lines(iov, n, h.headers, run, h.n_headers);
-    if (want_host.base != NULL && !host_done) {
-        size_t need = want_host.len + 16;
-        scratch(&s->hostline, &s->hostline_cap, need);
-        int l = snprintf(s->hostline, need, "Host: %.*s\r\n", (int)want_host.len,
-                         want_host.base);
-        iov[n++] = uv_buf_init(s->hostline, (unsigned)l);
-        emit_change_by(s, 1, "add Host", host_by(&rt));
-    }
-    if (cfg->via) {
-        static const char via[] = "Via: 1.1 shunt\r\n";
-        iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
-        emit_change_by(s, 1, "add Via", "--via");
-    }
-fields_done:
     n = iov_add(iov, n, p + h.head_len - 2, 2);
     emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, p, iov, n);
-    s->head_emitted = 1;
+    s->ex.head_emitted = 1;
     /* the body bytes that came with the head go in the same writev: one system call for a
      * small message; the body was prescanned, so this cannot fail */
-    long fb = frame_body(s, &s->req_body, p + h.head_len, s->conn.in.len - s->conn.in.off - h.head_len, 1,
+    long fb = frame_body(s, &s->ex.req_body, p + h.head_len, s->conn.in.len - s->conn.in.off - h.head_len, 1,
                          iov, &n, &e);
     size_t nb = fb > 0 ? (size_t)fb : 0;
 
-    s->req_bytes += h.head_len + nb;
-    s->t_send_start = now_us();
+    s->ex.req_bytes += h.head_len + nb;
+    s->ex.t_send_start = now_us();
     u->n_exchanges++;
-    s->ex_upstream_port = u->local_port;
-    s->ex_reused = u->n_exchanges > 1;
+    s->ex.upstream_port = u->local_port;
+    s->ex.reused = u->n_exchanges > 1;
     int wr = send_upstream(u, iov, (unsigned)n); /* copies what it cannot send at once */
     shunt_conn_consume(&s->conn, h.head_len + nb);
-    s->rs = RS_WAIT;
+    s->ex.rs = RS_WAIT;
     arm(s, T_RESPONSE, cfg->response_timeout_ms);
     if (wr != 0) {
         upstream_close(u, 1);
@@ -1980,12 +1678,12 @@ fields_done:
                u->port, uv_strerror(wr));
         return;
     }
-    if (s->req_body.done) {
-        s->rq = RQ_DONE;
-        s->t_sent = now_us();
+    if (s->ex.req_body.done) {
+        s->ex.rq = RQ_DONE;
+        s->ex.t_sent = now_us();
         mirror_client_fin(s);
     } else {
-        s->rq = RQ_BODY;
+        s->ex.rq = RQ_BODY;
     }
 }
 
@@ -1998,19 +1696,20 @@ static int forward_request_body(struct session *s)
     struct shunt_http_error e = {0};
     uv_buf_t iov[2];
     size_t ni = 0;
-    long n = frame_body(s, &s->req_body, p, avail, 1, iov, &ni, &e);
+    long n = frame_body(s, &s->ex.req_body, p, avail, 1, iov, &ni, &e);
     if (n < 0) {
         /* the head went out already: the origin gets a reset, the client a 400 */
         upstream_close(u, 1);
+        shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s)",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason));
         return 0;
     }
     if (n > 0) {
-        s->req_bytes += (uint64_t)n;
+        s->ex.req_bytes += (uint64_t)n;
         int wr = send_upstream(u, iov, (unsigned)ni);
         shunt_conn_consume(&s->conn, (size_t)n);
-        if (s->rs == RS_WAIT) /* a slow upload is progress, not a silent server */
+        if (s->ex.rs == RS_WAIT) /* a slow upload is progress, not a silent server */
             arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
         if (wr != 0) {
             upstream_close(u, 1);
@@ -2018,9 +1717,9 @@ static int forward_request_body(struct session *s)
             return 0;
         }
     }
-    if (s->req_body.done) {
-        s->rq = RQ_DONE;
-        s->t_sent = now_us();
+    if (s->ex.req_body.done) {
+        s->ex.rq = RQ_DONE;
+        s->ex.t_sent = now_us();
         mirror_client_fin(s);
         maybe_done(s);
         return 0;
@@ -2048,23 +1747,23 @@ static void establish_tunnel(struct session *s)
     int r = parse_request(s, &h, &e);
     assert(r > 0);
     (void)r;
-    s->req_bytes += h.head_len;
+    s->ex.req_bytes += h.head_len;
     emit_unsent_head(s);
     s->cur->n_exchanges++;
-    s->ex_upstream_port = s->cur->local_port;
+    s->ex.upstream_port = s->cur->local_port;
     shunt_conn_consume(&s->conn, h.head_len);
     uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
-    s->status = 200;
-    s->resp_bytes += b.len;
-    s->resp_started = 1;
+    s->ex.status = 200;
+    s->ex.resp_bytes += b.len;
+    s->ex.resp_started = 1;
     emit_own_response(s, 200, &b, 1, NULL, 0);
     if (send_client(s, &b, 1) != 0) {
         set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
         session_close(s, 0, 1);
         return;
     }
-    s->rq = RQ_DONE;
-    s->rs = RS_DONE;
+    s->ex.rq = RQ_DONE;
+    s->ex.rs = RS_DONE;
     s->tunnel = 1;
     keep_only_cur(s);
     emit_exchange_done(s);
@@ -2097,61 +1796,22 @@ static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *t
 
 /* ------------------------------------------------------------------------ responses */
 
-static int has_session_auth_challenge(const struct shunt_http_head *h)
-{
-    for (size_t i = 0; i < h->n_headers; i++) {
-        const struct shunt_http_header *f = &h->headers[i];
-        if (is_header(f, "Proxy-Support", 13))
-            return 0;
-    }
-    for (size_t i = 0; i < h->n_headers; i++) {
-        const struct shunt_http_header *f = &h->headers[i];
-        if (!is_header(f, "WWW-Authenticate", 16))
-            continue;
-        struct shunt_slice v = f->value;
-        if ((v.len >= 4 && shunt_slice_ieq(shunt_slice_make(v.base, 4), "NTLM", 4) &&
-             (v.len == 4 || v.base[4] == ' ')) ||
-            (v.len >= 9 && shunt_slice_ieq(shunt_slice_make(v.base, 9), "Negotiate", 9) &&
-             (v.len == 9 || v.base[9] == ' ')))
-            return 1;
-    }
-    return 0;
-}
-
-/* Returns 1 when the edited head has a Connection field with the token "close". */
-static int connection_says_close(const struct shunt_head_edit *e)
-{
-    for (size_t i = 0; i < e->n; i++) {
-        const struct shunt_edit_field *f = &e->f[i];
-        if (!f->removed && shunt_slice_ieq(f->name, "Connection", 10) &&
-            shunt_http_list_has(f->value, "close", 5))
-            return 1;
-    }
-    return 0;
-}
-
-/* The final response's fields when a head hook (rules) is set: the proxy's own additions,
- * then the hook's, on an edit; appends the lines to <iov> from <n>. */
-static size_t response_fields_edited(struct session *s, const struct shunt_http_head *h,
-                                     struct shunt_head_edit *e, uv_buf_t *iov, size_t n,
-                                     struct shunt_hook_out *out)
+/* The response's fields as they go to the client, in <e> (the caller disposes of it): the
+ * builder's, then, when <out> is not NULL, the rules' edit of them. */
+static void response_fields(struct session *s, const struct shunt_http_head *h,
+                            struct shunt_head_edit *e, struct shunt_hook_out *out)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
-    shunt_edit_init(e, h, s->w->edit_fields, cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA);
-    edit_one_content_length(s, h, e, 0);
-    /* Proxy-Support is routine (by "proxy", not flag C): on by default in forward mode, it
-     * is what a proxy that pairs connections owes the client (see add_fields_framed's
-     * twin below), not a change the user asked for; --no-proxy-support turns it off. */
-    if (h->status == 401 && !cfg->reverse && cfg->proxy_support &&
-        has_session_auth_challenge(h) &&
-        shunt_edit_add(e, "Proxy-Support", 13, "Session-Based-Authentication", 28) == 0)
-        emit_change(s, 0, "add Proxy-Support: Session-Based-Authentication");
-    if (cfg->via && shunt_edit_add(e, "Via", 3, "1.1 shunt", 9) == 0)
-        emit_change_by(s, 0, "add Via", "--via");
+    struct shunt_head_plan plan = response_plan(s, h);
+    struct hook_changes hc = {s, 0};
+    shunt_head_response_fields(h, &plan, &s->heads, e, s->w->edit_fields, edit_cap(s),
+                               head_notes(s), &hc);
+    if (out == NULL)
+        return;
     struct shunt_head_ctx ctx = {0,
-                                 shunt_slice_make(s->method, strlen(s->method)),
-                                 shunt_slice_make(s->hook_url, s->hook_url_len),
-                                 shunt_slice_make(s->route_host, strlen(s->route_host)),
+                                 shunt_slice_make(s->ex.method, strlen(s->ex.method)),
+                                 s->ex.hook_url,
+                                 shunt_slice_make(s->ex.route_host, strlen(s->ex.route_host)),
                                  h->status,
                                  NULL,
                                  0,
@@ -2166,13 +1826,8 @@ static size_t response_fields_edited(struct session *s, const struct shunt_http_
                                  auth_name(s->auth),
                                  s->auth_scheme,
                                  out};
-    struct hook_changes hc = {s, 0};
-    cfg->head_hook(cfg->head_hook_ud, e, &ctx,
-                   shunt_proxy__wants(cfg, SHUNT_EV_CHANGE) ? hook_change : NULL, &hc);
-    for (size_t i = 0; i < e->n; i++)
-        if (!e->f[i].removed)
-            n = iov_add(iov, n, e->f[i].line.base, e->f[i].line.len);
-    return n;
+    cfg->head_hook(cfg->head_hook_ud, e, &ctx, head_notes(s), &hc);
+    shunt_exchange_adopt_hook_out(&s->ex, out);
 }
 
 /* Handles a response head at the start of <u>'s buffer. Returns 1 when it was consumed. */
@@ -2184,13 +1839,14 @@ static int handle_response_head(struct session *s, struct upstream *u)
     size_t avail = u->conn.in.len - u->conn.in.off;
     struct shunt_http_head h;
     struct shunt_http_error e = {0};
-    if (s->held == HOLD_RESPONSE)
+    if (s->ex.held == HOLD_RESPONSE)
         return 0; /* a rule holds it */
     int r = parse_head(w, shunt_http_parse_response, &u->partial, p, avail, &h, &e);
     if (r == 0)
         return 0;
     if (r < 0) {
         upstream_close(u, 0);
+        shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         answer(s, 502, "Bad Gateway",
                "shunt: the response from %s:%d cannot be parsed: %s (%s) at byte %zu", u->host,
                u->port, shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason),
@@ -2199,7 +1855,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
     }
     uv_buf_t *iov = w->iov;
     size_t n = 0;
-    if (h.status == 101 && !s->req_upgrade) {
+    if (h.status == 101 && !s->ex.req_upgrade) {
         upstream_close(u, 0);
         answer(s, 502, "Bad Gateway",
                "shunt: %s:%d switched protocols (101) without an Upgrade request", u->host,
@@ -2207,76 +1863,67 @@ static int handle_response_head(struct session *s, struct upstream *u)
         return 0;
     }
     int final = h.status >= 200 || h.status == 101;
-    enum shunt_http_framing fr = shunt_http_response_framing(&h, s->req_is_head, s->req_is_connect);
+    enum shunt_http_framing fr = shunt_http_response_framing(&h, s->ex.req_is_head, s->ex.req_is_connect);
     if (final && fr == SHUNT_HTTP_BODY_CHUNKED) {
         struct shunt_http_body b;
         shunt_http_body_init(&b, fr, 0, &cfg->limits);
         b.hold_trailers = 1;
         if (prescan_body(s, &b, p + h.head_len, avail - (size_t)r, &e) != 0) {
             upstream_close(u, 0);
+            shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
             answer(s, 502, "Bad Gateway", "shunt: the response body from %s:%d is malformed: %s",
                    u->host, u->port, shunt_http_reason_str(e.reason));
             return 0;
         }
     }
+    /* the lines shunt writes for this head; a head kept for a hold is in the exchange's */
+    shunt_arena_reset(&s->heads);
+    struct hook_changes hc = {s, 0};
     struct shunt_head_edit edit;
-    int edited = final && cfg->head_hook != NULL;
-    if (edited && s->held == HOLD_RELEASED) { /* its time is up: the fields the rules made */
-        s->held = HOLD_NONE;
-        edited = 0;
-        iov[n++] = status_line(s, &h, p, 0);
-        n = iov_add(iov, n, s->kept, s->kept_len);
-        goto fields_done;
-    }
-    if (edited) {
+    int edited = 0;
+    if (final && cfg->head_hook != NULL && s->ex.held == HOLD_RELEASED) {
+        /* its time is up: the fields the rules made, the status line recorded already */
+        s->ex.held = HOLD_NONE;
+        struct shunt_slice sl = shunt_head_status_line(&h, p, &s->heads, NULL, NULL);
+        iov[n++] = uv_buf_init((char *)sl.base, (unsigned)sl.len);
+        n = iov_add(iov, n, s->ex.kept.base, s->ex.kept.len);
+    } else {
+        int hooked = final && cfg->head_hook != NULL;
         struct shunt_hook_out out = {0};
-        auth_on_response(s, &h);
-        iov[n++] = status_line(s, &h, p, 1);
-        n = response_fields_edited(s, &h, &edit, iov, n, &out);
-        free(out.respond_fields); /* s:respond() is for requests */
-        free(out.respond_body);
+        if (hooked)
+            auth_on_response(s, &h);
+        struct shunt_slice sl = shunt_head_status_line(&h, p, &s->heads, head_notes(s), &hc);
+        response_fields(s, &h, &edit, hooked ? &out : NULL);
+        edited = 1;
         /* a rule that tells the client the connection ends makes it end, here */
-        s->rule_close = connection_says_close(&edit) && shunt_http_keeps_alive(&h);
+        if (hooked)
+            s->ex.rule_close = shunt_head_says_close(&edit) && shunt_http_keeps_alive(&h);
         if (out.delay_ms > 0) {
             /* the head stays in the upstream buffer, its fields here, until the time is up */
-            keep_fields(s, &edit);
+            shunt_exchange_keep(&s->ex, &edit);
             shunt_edit_dispose(&edit);
             char what[64];
             snprintf(what, sizeof(what), "hold the response %" PRIu64 " ms", out.delay_ms);
             emit_change_by(s, 0, what, out.by ? out.by : "rule");
-            s->held = HOLD_RESPONSE;
+            s->ex.held = HOLD_RESPONSE;
             arm(s, T_DELAY, out.delay_ms);
             return 0;
         }
-        goto fields_done;
+        iov[n++] = uv_buf_init((char *)sl.base, (unsigned)sl.len);
+        n = add_edit(s, iov, n, &edit);
     }
-    iov[n++] = status_line(s, &h, p, 1);
-    n = add_fields_framed(s, &h, iov, n, 0, s->resp_cl, sizeof(s->resp_cl));
-    if (h.status == 401 && !cfg->reverse && cfg->proxy_support && has_session_auth_challenge(&h)) {
-        /* Pairing makes connection-bound authentication work through us; say so, as Fiddler
-         * does, or .NET clients will not authenticate through a proxy. */
-        static const char ps[] = "Proxy-Support: Session-Based-Authentication\r\n";
-        iov[n++] = uv_buf_init((char *)ps, sizeof(ps) - 1);
-        emit_change(s, 0, "add Proxy-Support: Session-Based-Authentication");
-    }
-    if (cfg->via && final) {
-        static const char via[] = "Via: 1.1 shunt\r\n";
-        iov[n++] = uv_buf_init((char *)via, sizeof(via) - 1);
-        emit_change_by(s, 0, "add Via", "--via");
-    }
-fields_done:
     n = iov_add(iov, n, p + h.head_len - 2, 2);
     emit_head(s, SHUNT_EV_RESPONSE_HEAD, &h, p, iov, n);
     size_t nb = 0;
     if (final && h.status != 101) {
-        shunt_http_body_init(&s->resp_body, fr, h.content_length, &cfg->limits);
-        s->resp_body.hold_trailers = 1;
+        shunt_http_body_init(&s->ex.resp_body, fr, h.content_length, &cfg->limits);
+        s->ex.resp_body.hold_trailers = 1;
         /* prescanned: cannot fail */
-        long fb = frame_body(s, &s->resp_body, p + h.head_len, avail - h.head_len, 0, iov, &n, &e);
+        long fb = frame_body(s, &s->ex.resp_body, p + h.head_len, avail - h.head_len, 0, iov, &n, &e);
         nb = fb > 0 ? (size_t)fb : 0;
     }
     /* bytes past a whole message's end go with it, as forward_response_body() says why */
-    size_t extra = final && h.status != 101 && s->resp_body.done && s->held == HOLD_NONE
+    size_t extra = final && h.status != 101 && s->ex.resp_body.done && s->ex.held == HOLD_NONE
                        ? avail - h.head_len - nb
                        : 0;
     n = iov_add(iov, n, p + h.head_len + nb, extra);
@@ -2284,23 +1931,23 @@ fields_done:
     int wr = send_client(s, iov, (unsigned)n); /* copies what it cannot send at once */
     if (edited)
         shunt_edit_dispose(&edit);
-    s->resp_bytes += s->conn.bytes_out - before - extra;
+    s->ex.resp_bytes += s->conn.bytes_out - before - extra;
     shunt_conn_consume(&u->conn, h.head_len + nb + extra);
-    s->resp_started = 1;
+    s->ex.resp_started = 1;
     if (final)
-        s->status = h.status;
+        s->ex.status = h.status;
     if (wr != 0) {
         set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
         session_close(s, 0, 1);
         return 0;
     }
     if (!final) {
-        s->resp_started = 0; /* a 1xx is interim: the final answer is still to come */
+        s->ex.resp_started = 0; /* a 1xx is interim: the final answer is still to come */
         return 1;
     }
     if (h.status == 101) {
-        s->rs = RS_DONE;
-        s->rq = RQ_DONE;
+        s->ex.rs = RS_DONE;
+        s->ex.rq = RQ_DONE;
         s->tunnel = 1;
         keep_only_cur(s);
         emit_exchange_done(s);
@@ -2315,14 +1962,14 @@ fields_done:
         s->ending = 1;
         set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
         shunt_conn_set_closer(&u->conn, SHUNT_CLOSER_SERVER, SHUNT_CONN_HOW_FIN);
-    } else if (s->req_close) {
+    } else if (s->ex.req_close) {
         s->ending = 1; /* the client asked for close and the server kept it open */
-    } else if (s->rule_close) {
+    } else if (s->ex.rule_close) {
         s->ending = 1;
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
     }
-    s->rs = s->resp_body.done ? RS_DONE : RS_BODY;
-    if (s->rs == RS_DONE)
+    s->ex.rs = s->ex.resp_body.done ? RS_DONE : RS_BODY;
+    if (s->ex.rs == RS_DONE)
         maybe_done(s);
     return 1;
 }
@@ -2335,11 +1982,12 @@ static int forward_response_body(struct session *s, struct upstream *u)
     struct shunt_http_error e = {0};
     uv_buf_t iov[3];
     size_t ni = 0;
-    long n = frame_body(s, &s->resp_body, p, avail, 0, iov, &ni, &e);
+    long n = frame_body(s, &s->ex.resp_body, p, avail, 0, iov, &ni, &e);
     if (n < 0) {
         /* the head went out already: mirror as a reset, which is what the client would
          * have needed to see to know the message is broken */
-        s->error = "malformed response body";
+        s->ex.error = "malformed response body";
+        shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
         session_close(s, 1, 1);
         return 0;
@@ -2349,10 +1997,10 @@ static int forward_response_body(struct session *s, struct upstream *u)
      * server sending more than it declared, and go out with the body's end in the same
      * write, as the client would read them from the server: a client that checks for
      * excess (curl, browsers) sees it where it would, and drops the connection. */
-    size_t out = s->resp_body.done && s->held == HOLD_NONE ? avail : (size_t)n;
+    size_t out = s->ex.resp_body.done && s->ex.held == HOLD_NONE ? avail : (size_t)n;
     ni = iov_add(iov, ni, p + n, out - (size_t)n);
     if (out > 0) {
-        s->resp_bytes += (uint64_t)n;
+        s->ex.resp_bytes += (uint64_t)n;
         int wr = send_client(s, iov, (unsigned)ni);
         shunt_conn_consume(&u->conn, out);
         if (wr != 0) {
@@ -2361,8 +2009,8 @@ static int forward_response_body(struct session *s, struct upstream *u)
             return 0;
         }
     }
-    if (s->resp_body.done) {
-        s->rs = RS_DONE;
+    if (s->ex.resp_body.done) {
+        s->ex.rs = RS_DONE;
         maybe_done(s);
         return 0;
     }
@@ -2383,8 +2031,8 @@ static void process_upstream(struct upstream *u)
             pump(s, &u->conn, &s->conn, 0);
             break;
         }
-        if (u == s->cur && (s->rs == RS_NONE || s->rs == RS_DONE) && !s->finishing &&
-            s->held == HOLD_NONE) {
+        if (u == s->cur && (s->ex.rs == RS_NONE || s->ex.rs == RS_DONE) && !s->finishing &&
+            s->ex.held == HOLD_NONE) {
             /* Bytes the server sent past the end of a response (a body longer than its
              * Content-Length, a 408 on an idle connection): the client of a paired
              * connection gets them as it would from the server, and reacts as it would
@@ -2403,7 +2051,7 @@ static void process_upstream(struct upstream *u)
             }
             break;
         }
-        if (u != s->cur || s->rs == RS_NONE || s->rs == RS_DONE || s->finishing) {
+        if (u != s->cur || s->ex.rs == RS_NONE || s->ex.rs == RS_DONE || s->finishing) {
             /* bytes nobody can be given: another origin's idle connection, or a client
              * connection on its way out */
             shunt_conn_release_input(&u->conn);
@@ -2411,7 +2059,7 @@ static void process_upstream(struct upstream *u)
         }
         if (queued(&s->conn) > 0)
             break; /* resumes from client_on_drained: the client reads slower than we get */
-        if (s->rs == RS_WAIT) {
+        if (s->ex.rs == RS_WAIT) {
             if (!handle_response_head(s, u))
                 break;
             continue;
@@ -2431,13 +2079,13 @@ static void process_upstream(struct upstream *u)
  * ends without a response, the client gets a 400 (answer_cut_request()). */
 static void client_body_cut(struct session *s)
 {
-    if (s->closing || !s->conn.rd_eof || s->rq != RQ_BODY ||
-        (has_input(s) && !s->req_body.at_trailers))
+    if (s->closing || !s->conn.rd_eof || s->ex.rq != RQ_BODY ||
+        (has_input(s) && !s->ex.req_body.at_trailers))
         return;
     shunt_conn_release_input(&s->conn); /* a trailer section cut short: it never goes out */
-    s->error = "client closed before the end of the request body";
-    s->req_cut = 1;
-    s->rq = RQ_DONE;
+    s->ex.error = "client closed before the end of the request body";
+    s->ex.req_cut = 1;
+    s->ex.rq = RQ_DONE;
     mirror_client_fin(s);
     maybe_done(s);
 }
@@ -2481,7 +2129,7 @@ static void process_client_once(struct session *s)
                 pump(s, &s->conn, &s->cur->conn, 1);
             break;
         }
-        if (s->rq == RQ_IDLE) {
+        if (s->ex.rq == RQ_IDLE) {
             if (s->ending) {
                 shunt_conn_release_input(&s->conn);
                 break;
@@ -2489,17 +2137,17 @@ static void process_client_once(struct session *s)
             if (queued(&s->conn) > 0)
                 break; /* a client that does not read its answers gets no more of them
                           until it does: resumes from client_on_drained */
-            enum req_state before = s->rq;
+            enum req_state before = s->ex.rq;
             uint64_t idx = s->idx;
             start_request(s);
-            if (s->rq == before && s->idx == idx) {
+            if (s->ex.rq == before && s->idx == idx) {
                 if (s->conn.rd_eof) /* an unfinished head, and nothing more will come */
                     finish(s);
                 break; /* more bytes needed */
             }
             continue;
         }
-        if (s->rq == RQ_BODY) {
+        if (s->ex.rq == RQ_BODY) {
             if (s->cur == NULL || queued(&s->cur->conn) > 0)
                 break; /* resumes from upstream_on_drained */
             if (!forward_request_body(s))
@@ -2523,7 +2171,7 @@ static void update_reading(struct session *s)
     if (!s->finishing) {
         /* While connecting the head stays at the front of the buffer; reading on is
          * harmless since send_request() parses it again from wherever it is then. */
-        if ((s->rq == RQ_BODY || s->tunnel) && (s->cur == NULL || queued(&s->cur->conn) > 0))
+        if ((s->ex.rq == RQ_BODY || s->tunnel) && (s->cur == NULL || queued(&s->cur->conn) > 0))
             want = 0;
     }
     if (want)
@@ -2558,9 +2206,9 @@ static void on_client_eof(struct session *s)
         check_finished(s);
         return;
     }
-    switch (s->rq) {
+    switch (s->ex.rq) {
     case RQ_IDLE:
-        if (s->conn.in.base != NULL && s->conn.in.off < s->conn.in.len && s->in_exchange == 0) {
+        if (s->conn.in.base != NULL && s->conn.in.off < s->conn.in.len && s->ex.active == 0) {
             /* an unfinished head: nothing was forwarded, nothing will be */
             shunt_conn_release_input(&s->conn);
         }
@@ -2591,8 +2239,8 @@ static void client_on_eof(struct shunt_conn *c, enum shunt_conn_how how, int err
         on_client_eof(s);
         return;
     }
-    if (s->in_exchange && s->error == NULL)
-        s->error = "client reset the connection";
+    if (s->ex.active && s->ex.error == NULL)
+        s->ex.error = "client reset the connection";
     session_close(s, 0, 1); /* RST for RST */
 }
 
@@ -2608,7 +2256,7 @@ static void client_on_drained(struct shunt_conn *c)
     struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);
     if (s->cur != NULL)
         process_upstream(s->cur);
-    if (!s->closing && s->rq == RQ_IDLE && has_input(s))
+    if (!s->closing && s->ex.rq == RQ_IDLE && has_input(s))
         process_client(s);
     else if (!s->closing)
         update_reading(s);
@@ -2652,7 +2300,7 @@ static const struct shunt_conn_ops client_ops = {
 static int raced_idle_close(const struct session *s, const struct upstream *u)
 {
     /* not a byte for this exchange: a 100 Continue forwarded already is an answer */
-    return s->ex_reused && s->t_first_byte == 0 && !(u->conn.in.base != NULL && u->conn.in.off < u->conn.in.len);
+    return s->ex.reused && s->ex.t_first_byte == 0 && !(u->conn.in.base != NULL && u->conn.in.off < u->conn.in.len);
 }
 
 /* A server that ends its connection without a response to a request whose body the client
@@ -2660,7 +2308,7 @@ static int raced_idle_close(const struct session *s, const struct upstream *u)
  * 400, not a 502. Returns 1 when it answered so. */
 static int answer_cut_request(struct session *s, struct upstream *u)
 {
-    if (!s->req_cut)
+    if (!s->ex.req_cut)
         return 0;
     char host[256];
     int port = u->port;
@@ -2669,7 +2317,7 @@ static int answer_cut_request(struct session *s, struct upstream *u)
     answer(s, 400, "Bad Request",
            "shunt: bad request: the client closed after %" PRIu64 " bytes of the request body, "
            "before its end; %s:%d got them and the close, and no response",
-           s->req_body.payload, host, port);
+           s->ex.req_body.payload, host, port);
     return 1;
 }
 
@@ -2682,12 +2330,12 @@ static void on_upstream_error(struct upstream *u, int err)
         upstream_close(u, 0);
         return;
     }
-    if (u == s->cur && s->in_exchange && !s->resp_started && !s->tunnel) {
+    if (u == s->cur && s->ex.active && !s->ex.resp_started && !s->tunnel) {
         if (answer_cut_request(s, u))
             return;
         if (raced_idle_close(s, u)) {
             set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_RST);
-            s->error = "server reset the reused connection without responding";
+            s->ex.error = "server reset the reused connection without responding";
             upstream_close(u, 0);
             session_close(s, 1, 1); /* RST for RST: the client retries as it would direct */
             return;
@@ -2702,8 +2350,8 @@ static void on_upstream_error(struct upstream *u, int err)
         return;
     }
     set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_RST);
-    if (s->in_exchange && s->error == NULL)
-        s->error = "server reset the connection";
+    if (s->ex.active && s->ex.error == NULL)
+        s->ex.error = "server reset the connection";
     upstream_close(u, 0);
     session_close(s, 1, 1); /* RST for RST */
 }
@@ -2731,23 +2379,23 @@ static void on_upstream_eof(struct upstream *u)
         upstream_close(u, 0); /* another origin's idle connection: nothing to mirror */
         return;
     }
-    if (s->held == HOLD_RESPONSE)
+    if (s->ex.held == HOLD_RESPONSE)
         return; /* the response is all here: its end is handled when it is released */
-    if (!s->in_exchange || s->rs == RS_NONE) {
+    if (!s->ex.active || s->ex.rs == RS_NONE) {
         /* the server closed an idle connection: the client sees the same */
         set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
-        if (s->in_exchange)
-            s->error = "server closed the connection before the request was sent";
+        if (s->ex.active)
+            s->ex.error = "server closed the connection before the request was sent";
         finish(s);
         return;
     }
-    if (s->rs == RS_WAIT) {
+    if (s->ex.rs == RS_WAIT) {
         int partial = u->conn.in.base != NULL && u->conn.in.off < u->conn.in.len;
         set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
         if (answer_cut_request(s, u))
             return;
         if (raced_idle_close(s, u)) {
-            s->error = "server closed the reused connection without responding";
+            s->ex.error = "server closed the reused connection without responding";
             upstream_close(u, 0);
             emit_exchange_done(s); /* ended now, not when the client gets round to closing */
             finish(s);             /* FIN for FIN: the client retries as it would direct */
@@ -2759,9 +2407,9 @@ static void on_upstream_eof(struct upstream *u)
         return;
     }
     set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
-    if (s->rs == RS_BODY && !shunt_http_body_eof(&s->resp_body))
-        s->error = "server closed the connection before the end of the response body";
-    s->rs = RS_DONE;
+    if (s->ex.rs == RS_BODY && !shunt_http_body_eof(&s->ex.resp_body))
+        s->ex.error = "server closed the connection before the end of the response body";
+    s->ex.rs = RS_DONE;
     s->ending = 1;
     maybe_done(s);
 }
@@ -2772,9 +2420,9 @@ static void upstream_on_data(struct shunt_conn *c)
 {
     struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
     struct session *s = u->s;
-    if (u == s->cur && (s->rs == RS_WAIT || s->rs == RS_BODY)) {
-        if (s->t_first_byte == 0)
-            s->t_first_byte = now_us();
+    if (u == s->cur && (s->ex.rs == RS_WAIT || s->ex.rs == RS_BODY)) {
+        if (s->ex.t_first_byte == 0)
+            s->ex.t_first_byte = now_us();
         arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
     }
     process_upstream(u);
@@ -2833,35 +2481,53 @@ static const struct shunt_conn_ops upstream_ops = {
 static void release(struct session *s)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
-    if (s->held == HOLD_REQUEST) {
-        s->held = HOLD_NONE;
-        route_on(s, find_upstream(s, s->route_host, s->route_port));
+    if (s->ex.held == HOLD_REQUEST) {
+        s->ex.held = HOLD_NONE;
+        route_on(s, find_upstream(s, s->ex.route_host, s->ex.route_port));
         return;
     }
-    if (s->held != HOLD_RESPONSE || s->cur == NULL)
+    if (s->ex.held != HOLD_RESPONSE || s->cur == NULL)
         return;
     struct upstream *u = s->cur;
-    s->held = HOLD_RELEASED;
+    s->ex.held = HOLD_RELEASED;
     arm(s, T_RESPONSE, cfg->response_timeout_ms);
     process_upstream(u);
     if (!s->closing && u->s == s && u->conn.rd_eof && (u->conn.in.base == NULL || u->conn.in.off == u->conn.in.len))
         on_upstream_eof(u); /* the server's FIN came while it was held */
 }
 
+static void expire(struct session *s, enum timer_kind k);
+
 static void timer_cb(uv_timer_t *t)
 {
     struct session *s = SHUNT_CONTAINER_OF(t, struct session, timer);
-    const struct shunt_proxy_config *cfg = s->w->cfg;
     uint64_t now = uv_now(&s->w->loop);
-    if (s->tkind == T_NONE)
-        return;
-    if (now < s->deadline) {
-        s->timer_due = s->deadline;
-        uv_timer_start(&s->timer, timer_cb, s->deadline - now, 0);
-        return;
+    /* every deadline that is due fires, each once; a firing may close the session or arm
+     * others, hence the checks between them */
+    for (int p = 0; p < TM_N && !s->closing; p++) {
+        enum timer_kind k = s->tm[p].kind;
+        if (k != T_NONE && s->tm[p].at <= now) {
+            s->tm[p].kind = T_NONE;
+            expire(s, k);
+        }
     }
-    enum timer_kind k = s->tkind;
-    s->tkind = T_NONE;
+    if (s->closing)
+        return;
+    uint64_t next = UINT64_MAX;
+    for (int p = 0; p < TM_N; p++)
+        if (s->tm[p].kind != T_NONE && s->tm[p].at < next)
+            next = s->tm[p].at;
+    if (next != UINT64_MAX &&
+        (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > next)) {
+        s->timer_due = next;
+        uv_timer_start(&s->timer, timer_cb, next > now ? next - now : 0, 0);
+    }
+}
+
+/* What happens when the wait <k> is over. */
+static void expire(struct session *s, enum timer_kind k)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
     switch (k) {
     case T_FIRST:
     case T_IDLE:
@@ -2879,17 +2545,17 @@ static void timer_cb(uv_timer_t *t)
         if (s->cur != NULL)
             upstream_close(s->cur, 0);
         answer(s, 504, "Gateway Timeout", "shunt: connecting to %s:%d timed out after %.0f s",
-               s->route_host, s->route_port, (double)cfg->connect_timeout_ms / 1000.0);
+               s->ex.route_host, s->ex.route_port, (double)cfg->connect_timeout_ms / 1000.0);
         break;
     case T_RESPONSE:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        if (!s->resp_started) {
+        if (!s->ex.resp_started) {
             if (s->cur != NULL)
                 upstream_close(s->cur, 0);
             answer(s, 504, "Gateway Timeout", "shunt: %s:%d did not respond within %.0f s",
-                   s->route_host, s->route_port, (double)cfg->response_timeout_ms / 1000.0);
+                   s->ex.route_host, s->ex.route_port, (double)cfg->response_timeout_ms / 1000.0);
         } else {
-            s->error = "response timed out";
+            s->ex.error = "response timed out";
             session_close(s, 0, 0);
         }
         break;
@@ -2928,6 +2594,8 @@ void shunt_proxy__accept(struct worker *w)
     const struct shunt_proxy_config *cfg = w->cfg;
     struct session *s = shunt_xcalloc(sizeof(*s));
     s->w = w;
+    shunt_exchange_init(&s->ex);
+    shunt_arena_init_in(&s->heads, s->heads_mem, sizeof(s->heads_mem));
     if (shunt_conn_init(&s->conn, &w->loop, &client_ops, &w->pool, SHUNT_CLOSER_CLIENT,
                         SHUNT_CLOSER_PROXY) != 0) {
         free(s);
@@ -2989,7 +2657,7 @@ void shunt_proxy__drain(struct worker *w)
     struct session *s = w->sessions, *next;
     for (; s != NULL; s = next) {
         next = s->next;
-        if (!s->in_exchange && !s->tunnel) {
+        if (!s->ex.active && !s->tunnel) {
             set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
             finish(s);
         } else {
@@ -3002,8 +2670,8 @@ void shunt_proxy__close_all(struct worker *w)
 {
     while (w->sessions != NULL) {
         struct session *s = w->sessions;
-        if (s->in_exchange && s->error == NULL)
-            s->error = w->draining ? "proxy stopping: the exchange had not ended when the grace "
+        if (s->ex.active && s->ex.error == NULL)
+            s->ex.error = w->draining ? "proxy stopping: the exchange had not ended when the grace "
                                      "period (--grace) ran out"
                                    : "proxy stopping";
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
@@ -3017,6 +2685,6 @@ size_t shunt_proxy__busy(const struct worker *w)
 {
     size_t n = 0;
     for (const struct session *s = w->sessions; s != NULL; s = s->next)
-        n += s->in_exchange || s->tunnel;
+        n += s->ex.active || s->tunnel;
     return n;
 }
