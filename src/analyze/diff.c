@@ -11,6 +11,7 @@
 #include "analyze/check.h"
 #include "capture/har.h"
 #include "capture/view.h"
+#include "http/target.h"
 
 /* Differences in scores below this are ties. */
 #define SCORE_EPS 1e-9
@@ -114,12 +115,9 @@ size_t shunt_diff_fold_target(const char *target, size_t len, char *outbuf, size
         outbuf[0] = '\0';
     const char *p = target, *end = target + len;
     /* An absolute URL (forward proxies get them, RFC 9112 3.2.2): drop scheme and authority. */
-    const char *sep = len >= 3 ? memmem(p, len, "://", 3) : NULL;
-    if (sep != NULL && sep > p && memchr(p, '/', (size_t)(sep - p)) == NULL) {
-        p = sep + 3;
-        while (p < end && *p != '/' && *p != '?' && *p != '#')
-            p++;
-    }
+    struct shunt_target t;
+    if (shunt_http_split_target(shunt_slice_make(target, len), 0, &t) == SHUNT_TARGET_ABSOLUTE)
+        p = t.path.len > 0 ? t.path.base : end;
     const char *hash = memchr(p, '#', (size_t)(end - p));
     if (hash != NULL)
         end = hash;

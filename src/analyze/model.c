@@ -8,7 +8,9 @@
 
 #include "core/base64.h"
 #include "capture/har.h"
+#include "http/auth.h"
 #include "http/parser.h"
+#include "http/target.h"
 
 /* How much earlier than the end of a connection's last response its replacement may have
  * been opened: the proxy takes one time just after the response's last byte went out, the
@@ -178,15 +180,12 @@ static unsigned scheme_bit(struct shunt_slice s)
     return SHUNT_MODEL_AUTH_OTHER;
 }
 
-/* Splits "Scheme token" into its scheme and its token (empty when bare). */
+/* Splits "Scheme token" into its scheme and its token (empty when bare): http/auth.h's
+ * reading, the proxy's and the recorder's. */
 static void split_credentials(struct shunt_slice v, struct shunt_slice *scheme,
                               struct shunt_slice *token)
 {
-    size_t i = 0;
-    while (i < v.len && v.base[i] != ' ' && v.base[i] != '\t')
-        i++;
-    *scheme = shunt_slice_make(v.base, i);
-    *token = trim(shunt_slice_make(v.base + i, v.len - i));
+    *scheme = shunt_http_auth_scheme(v, token);
 }
 
 /* True when <s> starts with <prefix>. */
@@ -243,8 +242,8 @@ static int chal_el(void *arg, struct shunt_slice el)
     struct chal_scan *cs = arg;
     struct shunt_slice scheme, token;
     split_credentials(el, &scheme, &token);
-    if (memchr(scheme.base, '=', scheme.len) != NULL)
-        return 0; /* an auth-param of the previous challenge */
+    if (token.len > 0 && token.base[0] == '=')
+        return 0; /* an auth-param of the previous challenge (realm="x") */
     unsigned bit = scheme_bit(scheme);
     cs->schemes |= bit;
     if ((bit & SHUNT_MODEL_AUTH_BOUND) && token.len > 0)
@@ -410,29 +409,16 @@ static int col_int(sqlite3_stmt *st, int i, int lo, int hi, int if_null)
     return v < lo ? lo : v > hi ? hi : (int)v;
 }
 
-/* The port of the absolute URL <url> ("http://h:p/..."), the scheme's default without one. */
+/* The port of the absolute URL <url> ("http://h:p/..."), the scheme's default without one
+ * (or with one that is not a port). */
 static int url_port(const char *url)
 {
-    const char *s = strstr(url, "://");
-    if (s == NULL)
+    struct shunt_target t;
+    if (shunt_http_split_target(shunt_slice_make(url, strlen(url)), 0, &t) != SHUNT_TARGET_ABSOLUTE)
         return 0;
-    int dflt = strncmp(url, "https", 5) == 0 ? 443 : 80;
-    s += 3;
-    size_t hl = strcspn(s, "/?#");
-    const char *end = s + hl, *c = NULL;
-    const char *br = memchr(s, ']', hl);
-    for (const char *p = br ? br : s; p < end; p++)
-        if (*p == ':')
-            c = p;
-    if (c == NULL || c + 1 == end)
-        return dflt;
-    int port = 0;
-    for (const char *p = c + 1; p < end; p++) {
-        if (*p < '0' || *p > '9' || port > 65535)
-            return dflt;
-        port = port * 10 + (*p - '0');
-    }
-    return port;
+    struct shunt_authority au;
+    (void)shunt_http_split_authority(t.authority, t.default_port, SHUNT_AUTHORITY_USERINFO, &au);
+    return au.port;
 }
 
 static int conn_cmp_id(const void *a, const void *b)

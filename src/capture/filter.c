@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "capture/har.h"
+#include "http/target.h"
 
 /* Appends the formatted text to <buf> at *<off>. Returns 0, or -1 when it does not fit. */
 static int append(char *buf, size_t len, size_t *off, const char *fmt, ...)
@@ -201,51 +202,30 @@ int shunt_capture_url_port(const char *url, size_t len, int *named)
         *named = 0;
     if (url == NULL)
         return -1;
-    size_t a = 0; /* where the authority starts */
+    /* http/target.h's reading, the proxy's: an absolute URL's authority, else (a CONNECT's
+     * target) the URL up to any path is the authority */
+    struct shunt_target t;
+    struct shunt_slice auth;
     int dflt = -1;
-    for (size_t i = 0; i + 2 < len; i++) {
-        if (url[i] == ':' && url[i + 1] == '/' && url[i + 2] == '/') {
-            static const struct {
-                const char *scheme;
-                int port;
-            } schemes[] = {{"http", 80}, {"https", 443}, {"ws", 80}, {"wss", 443}};
-            for (size_t k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++)
-                if (strlen(schemes[k].scheme) == i && strncasecmp(url, schemes[k].scheme, i) == 0)
-                    dflt = schemes[k].port;
-            a = i + 3;
-            break;
-        }
-        if (url[i] == '/' || url[i] == '?' || url[i] == '#')
-            break;
+    if (shunt_http_split_target(shunt_slice_make(url, len), 0, &t) == SHUNT_TARGET_ABSOLUTE) {
+        auth = t.authority;
+        if (t.default_port != 0)
+            dflt = t.default_port;
+    } else {
+        size_t end = 0;
+        while (end < len && url[end] != '/' && url[end] != '?' && url[end] != '#')
+            end++;
+        auth = shunt_slice_make(url, end);
     }
-    size_t end = a;
-    while (end < len && url[end] != '/' && url[end] != '?' && url[end] != '#')
-        end++;
-    /* The port follows the last ':' after the host; an IPv6 literal sits in brackets. */
-    size_t h = a;
-    if (h < end && url[h] == '[') {
-        const char *rb = memchr(url + h, ']', end - h);
-        if (rb == NULL)
-            return -1;
-        h = (size_t)(rb - url) + 1;
-    }
-    const char *colon = NULL;
-    for (size_t i = h; i < end; i++)
-        if (url[i] == ':')
-            colon = url + i;
-    if (colon == NULL || colon + 1 == url + end)
-        return dflt;
-    int port = 0;
-    for (const char *p = colon + 1; p < url + end; p++) {
-        if (*p < '0' || *p > '9' || port > 65535)
-            return dflt;
-        port = port * 10 + (*p - '0');
-    }
-    if (port < 1 || port > 65535)
+    struct shunt_authority au;
+    (void)shunt_http_split_authority(auth, dflt, SHUNT_AUTHORITY_USERINFO, &au);
+    if (au.ipv6 && memchr(auth.base, ']', auth.len) == NULL)
+        return -1; /* an unclosed '[': no port can be told */
+    if (!au.has_port)
         return dflt;
     if (named != NULL)
-        *named = port != dflt;
-    return port;
+        *named = au.port != dflt;
+    return au.port;
 }
 
 /* shunt_url_port(url): shunt_capture_url_port(), NULL when the URL says no port. */

@@ -17,6 +17,8 @@
 
 #include "capture/db.h"
 #include "core/base64.h"
+#include "http/auth.h"
+#include "http/target.h"
 
 /* ---------------------------------------------------------------- producers */
 
@@ -468,39 +470,21 @@ static int parse_url(struct ent *e)
     }
     const char *a = sep ? sep + 3 : u;
     size_t alen = strcspn(a, "/?#");
-    const char *at = memchr(a, '@', alen); /* userinfo is not part of the origin */
-    if (at != NULL) {
-        alen -= (size_t)(at + 1 - a);
-        a = at + 1;
+    int dflt = strcmp(scheme, "https") == 0 || strcmp(scheme, "wss") == 0 ? 443
+               : strcmp(scheme, "http") == 0 || strcmp(scheme, "ws") == 0 ? 80
+                                                                           : 0;
+    /* read as far as it goes: a HAR may hold any URL a browser sent */
+    struct shunt_authority au;
+    (void)shunt_http_split_authority(shunt_slice_make(a, alen), dflt, SHUNT_AUTHORITY_USERINFO,
+                                     &au);
+    if (au.userinfo.base != NULL) { /* userinfo is not part of the origin */
+        alen -= au.userinfo.len + 1;
+        a += au.userinfo.len + 1;
     }
     e->authority = a;
     e->authority_len = alen;
-    const char *hs = a, *he = a + alen, *port = NULL;
-    if (alen > 0 && a[0] == '[') {
-        const char *close = memchr(a, ']', alen);
-        if (close != NULL) {
-            hs = a + 1;
-            he = close;
-            if (close + 1 < a + alen && close[1] == ':')
-                port = close + 2;
-        }
-    } else {
-        const char *colon = memchr(a, ':', alen);
-        if (colon != NULL) {
-            he = colon;
-            port = colon + 1;
-        }
-    }
-    e->port = strcmp(scheme, "https") == 0 || strcmp(scheme, "wss") == 0 ? 443
-              : strcmp(scheme, "http") == 0 || strcmp(scheme, "ws") == 0 ? 80
-                                                                          : 0;
-    if (port != NULL && port < a + alen) {
-        int p = 0;
-        for (const char *q = port; q < a + alen && p <= 65535; q++)
-            p = *q >= '0' && *q <= '9' ? p * 10 + (*q - '0') : 65536;
-        if (p <= 65535)
-            e->port = p;
-    }
+    e->port = au.port;
+    const char *hs = au.host.base ? au.host.base : a, *he = hs + au.host.len;
     e->host = dup_n(hs, (size_t)(he - hs));
     if (e->host == NULL)
         return -1;
@@ -1595,9 +1579,10 @@ static int write_exchange(struct importer *im, struct writer *w, const struct en
     if (auth == NULL)
         auth = header_value(rq_hdrs, "Proxy-Authorization", &al);
     if (auth != NULL) {
-        size_t tl = 0;
-        while (tl < al && auth[tl] != ' ')
-            tl++;
+        /* http/auth.h's reading, the recorder's: "Negotiate," is "Negotiate" */
+        struct shunt_slice sc = shunt_http_auth_scheme(shunt_slice_make(auth, al), NULL);
+        auth = sc.base ? sc.base : auth;
+        size_t tl = sc.len;
         st = w->st[S_AUTH];
         sqlite3_bind_int64(st, 1, conn_id);
         bind_text(st, 2, auth, tl);

@@ -30,6 +30,8 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/version.h"
+#include "http/auth.h"
+#include "http/target.h"
 
 /* ------------------------------------------------------------------------ records */
 
@@ -477,18 +479,15 @@ static void add_sent(struct pending *p, enum xf x, const struct shunt_event *ev)
     p->f[x].len = (uint32_t)n;
 }
 
-/* The scheme of an Authorization or WWW-Authenticate value: its first token. */
+/* The scheme of an Authorization or WWW-Authenticate value (http/auth.h, as the proxy reads
+ * it: "Negotiate," is "Negotiate"). */
 static void auth_scheme(const struct shunt_http_head *h, const char *name, size_t name_len,
                         char *out, size_t out_len)
 {
     const struct shunt_http_header *f = shunt_http_find_header(h, name, name_len);
     if (f == NULL || out[0] != '\0')
         return;
-    size_t n = 0;
-    while (n < f->value.len && f->value.base[n] != ' ' && n + 1 < out_len)
-        n++;
-    memcpy(out, f->value.base, n);
-    out[n] = '\0';
+    shunt_http_auth_scheme_copy(f->value, out, out_len);
 }
 
 /* The flags that the changes seen so far give (C, or routine) and an own answer. */
@@ -592,15 +591,12 @@ static void on_request_head(struct shunt_recorder *rc, struct pending *p,
     int is_connect = SHUNT_SLICE_IEQ_LIT(h->method, "CONNECT");
     /* absolute-form: http://, or https:// (a client inside an intercepted tunnel may send
      * one) */
-    size_t abs = t.len >= 7 && shunt_slice_ieq(shunt_slice_make(t.base, 7), "http://", 7)    ? 7
-                 : t.len >= 8 && shunt_slice_ieq(shunt_slice_make(t.base, 8), "https://", 8) ? 8
-                                                                                          : 0;
-    if (abs > 0) {
-        const char *a = t.base + abs, *end = t.base + t.len, *q = a;
-        while (q < end && *q != '/' && *q != '?' && *q != '#')
-            q++;
-        auth = shunt_slice_make(a, (size_t)(q - a));
-        path = q < end ? shunt_slice_make(q, (size_t)(end - q)) : SHUNT_SLICE_LIT("/");
+    struct shunt_target st;
+    enum shunt_target_form form = shunt_http_split_target(t, is_connect, &st);
+    if (form == SHUNT_TARGET_ABSOLUTE &&
+        (SHUNT_SLICE_IEQ_LIT(st.scheme, "http") || SHUNT_SLICE_IEQ_LIT(st.scheme, "https"))) {
+        auth = st.authority;
+        path = st.path.len > 0 ? st.path : SHUNT_SLICE_LIT("/");
         set_field(p, XF_URL, t.base, t.len);
     } else if (is_connect) {
         auth = t;
@@ -625,18 +621,12 @@ static void on_request_head(struct shunt_recorder *rc, struct pending *p,
         rbuf_add(&p->misc, t.base, t.len);
         p->f[XF_URL].len = (uint32_t)(sl + auth.len + t.len);
     }
-    /* host: lower case, without the port (and without IPv6 brackets) */
-    const char *hs = auth.base, *he = auth.base + auth.len;
-    if (auth.len > 0 && hs[0] == '[') {
-        const char *close = memchr(hs, ']', auth.len);
-        hs++;
-        he = close ? close : he;
-    } else if (auth.len > 0) {
-        const char *colon = memchr(hs, ':', auth.len);
-        he = colon ? colon : he;
-    }
-    size_t hl = (size_t)(he - hs);
-    set_field(p, XF_HOST, hs, hl);
+    /* host: lower case, without user info, port and IPv6 brackets, read as far as it goes
+     * (a request the proxy refused is recorded too) */
+    struct shunt_authority au;
+    (void)shunt_http_split_authority(auth, 0, SHUNT_AUTHORITY_USERINFO, &au);
+    size_t hl = au.host.len;
+    set_field(p, XF_HOST, au.host.base, hl);
     for (char *c = p->misc.p + p->f[XF_HOST].off, *e = c + hl; c < e; c++)
         *c = (*c >= 'A' && *c <= 'Z') ? (char)(*c + 32) : *c;
     set_field(p, XF_PATH, path.base, path.len);

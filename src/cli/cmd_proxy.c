@@ -9,6 +9,7 @@
 #include "capture/recorder.h"
 #include "cli/commands.h"
 #include "core/log.h"
+#include "http/target.h"
 #include "net/ca.h"
 #include "net/tls.h"
 #include "net/listen.h"
@@ -267,42 +268,21 @@ static int parse_size(const char *s, size_t *out)
 
 static int parse_reverse(struct shunt_proxy_config *cfg, const char *url)
 {
+    struct shunt_target t;
     int tls = strncmp(url, "https://", 8) == 0;
-    if (!tls && strncmp(url, "http://", 7) != 0)
+    if ((!tls && strncmp(url, "http://", 7) != 0) ||
+        shunt_http_split_target(shunt_slice_make(url, strlen(url)), 0, &t) !=
+            SHUNT_TARGET_ABSOLUTE)
         return -1;
-    const char *a = url + (tls ? 8 : 7);
-    const char *end = a + strcspn(a, "/");
-    if (*end == '/' && end[1] != '\0')
+    if (t.path.len > 0 && !(t.path.len == 1 && t.path.base[0] == '/'))
         return -1; /* a path would be silently ignored: refuse it */
-    char auth[300];
-    size_t l = (size_t)(end - a);
-    if (l == 0 || l >= sizeof(auth))
+    struct shunt_authority au;
+    if (shunt_http_split_authority(t.authority, tls ? 443 : 80, 0, &au) != NULL ||
+        au.host.len >= sizeof(cfg->reverse_host))
         return -1;
-    memcpy(auth, a, l);
-    auth[l] = '\0';
-    char *host = auth, *port = NULL;
-    if (auth[0] == '[') {
-        char *close = strchr(auth, ']');
-        if (close == NULL)
-            return -1;
-        *close = '\0';
-        host = auth + 1;
-        if (close[1] == ':')
-            port = close + 2;
-        else if (close[1] != '\0')
-            return -1;
-    } else {
-        port = strchr(auth, ':');
-        if (port != NULL)
-            *port++ = '\0';
-    }
-    double p = tls ? 443 : 80;
-    if (port != NULL && parse_num(port, 1, 65535, &p) != 0)
-        return -1;
-    if (*host == '\0' || strlen(host) >= sizeof(cfg->reverse_host))
-        return -1;
-    memcpy(cfg->reverse_host, host, strlen(host) + 1); /* length checked above */
-    cfg->reverse_port = (int)p;
+    memcpy(cfg->reverse_host, au.host.base, au.host.len);
+    cfg->reverse_host[au.host.len] = '\0';
+    cfg->reverse_port = au.port;
     cfg->reverse = 1;
     cfg->reverse_tls = tls;
     return 0;

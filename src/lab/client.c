@@ -23,6 +23,7 @@
 
 #include "core/version.h"
 #include "http/parser.h"
+#include "http/target.h"
 #include "lab/auth.h"
 #include "lab/internal.h"
 #include "lab/lab.h"
@@ -247,52 +248,22 @@ static int resolve(const char *host, const char *port, struct sockaddr_storage *
     return 0;
 }
 
-/* Splits "host:port" or "[v6]:port" at <text> into <host> (<host_cap>) and <port> (6 bytes).
- * Returns 0, or -1 when malformed. <port_opt>: a missing port is allowed (port left empty). */
+/* Splits "host:port" or "[v6]:port" at <text> into <host> (<host_cap>) and <port> (6 bytes)
+ * with http/target.h's reading. Returns 0, or -1 when malformed. <port_opt>: a missing port
+ * is allowed (port left empty). */
 static int split_hostport(const char *text, size_t len, char *host, size_t host_cap,
                           char port[6], int port_opt)
 {
-    const char *colon = NULL, *h = text, *hend;
-    if (len > 0 && text[0] == '[') {
-        const char *rb = memchr(text, ']', len);
-        if (rb == NULL)
-            return -1;
-        h = text + 1;
-        hend = rb;
-        if (rb + 1 < text + len) {
-            if (rb[1] != ':')
-                return -1;
-            colon = rb + 1;
-        }
-    } else {
-        colon = memrchr(text, ':', len);
-        hend = colon ? colon : text + len;
-    }
-    size_t hl = (size_t)(hend - h);
-    if (hl == 0 || hl >= host_cap)
+    struct shunt_authority au;
+    if (shunt_http_split_authority(shunt_slice_make(text, len), 0,
+                                   port_opt ? 0 : SHUNT_AUTHORITY_NEED_PORT, &au) != NULL ||
+        au.host.len >= host_cap)
         return -1;
-    for (size_t i = 0; i < hl; i++) {
-        unsigned char ch = (unsigned char)h[i];
-        if (!(isalnum(ch) || ch == '.' || ch == '-' || ch == '_' || ch == ':'))
-            return -1;
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
+    memcpy(host, au.host.base, au.host.len);
+    host[au.host.len] = '\0';
     port[0] = '\0';
-    if (colon == NULL)
-        return port_opt ? 0 : -1;
-    size_t pl = (size_t)(text + len - colon - 1);
-    if (pl == 0 || pl > 5)
-        return -1;
-    unsigned v = 0;
-    for (size_t i = 0; i < pl; i++) {
-        if (!isdigit((unsigned char)colon[1 + i]))
-            return -1;
-        v = v * 10 + (unsigned)(colon[1 + i] - '0');
-    }
-    if (v == 0 || v > 65535)
-        return -1;
-    snprintf(port, 6, "%u", v);
+    if (au.has_port)
+        snprintf(port, 6, "%d", au.port);
     return 0;
 }
 
@@ -310,8 +281,10 @@ static int parse_url(const char *text, struct url *u)
                 text);
         return -1;
     }
-    const char *auth = text + 7;
-    size_t alen = strcspn(auth, "/?#");
+    struct shunt_target t; /* absolute-form: the prefix says so */
+    (void)shunt_http_split_target(shunt_slice_make(text, strlen(text)), 0, &t);
+    const char *auth = t.authority.base;
+    size_t alen = t.authority.len;
     if (auth[alen] == '#' || memchr(auth, '@', alen) != NULL) {
         fprintf(stderr, "shunt lab client: %s: want http://HOST[:PORT][/PATH] (no user info "
                         "or fragment)\n", text);

@@ -20,6 +20,7 @@
 #include "core/mem.h"
 #include "http/parser.h"
 #include "http/status.h"
+#include "http/target.h"
 #include "lab/auth.h"
 #include "lab/internal.h"
 #include "lab/lab.h"
@@ -628,13 +629,10 @@ static void on_head(struct conn *c)
     /* The path: origin-form as is; absolute-form without scheme and authority. */
     const char *p = hd->target.base;
     size_t plen = hd->target.len;
-    if (plen > 0 && p[0] != '/') {
-        const char *s = memchr(p, '/', plen);
-        if (s != NULL && s + 1 < p + plen && s[1] == '/') {
-            const char *e = memchr(s + 2, '/', (size_t)(p + plen - (s + 2)));
-            plen = e ? (size_t)(p + plen - e) : 0;
-            p = e;
-        }
+    struct shunt_target tg;
+    if (shunt_http_split_target(hd->target, 0, &tg) == SHUNT_TARGET_ABSOLUTE) {
+        p = tg.path.base;
+        plen = tg.path.len;
     }
     const char *q = plen > 0 ? memchr(p, '?', plen) : NULL;
     size_t route_len = q ? (size_t)(q - p) : plen;

@@ -13,12 +13,14 @@
 
 #include "core/log.h"
 #include "core/mem.h"
+#include "http/auth.h"
 #include "http/status.h"
-#include "proxy/exchange.h"
-#include "proxy/head.h"
+#include "http/target.h"
 #include "net/conn.h"
 #include "net/connect.h"
 #include "net/tls.h"
+#include "proxy/exchange.h"
+#include "proxy/head.h"
 #include "proxy/internal.h"
 
 #define MAX_UPSTREAMS 8 /* origins kept per client connection; the oldest idle one goes */
@@ -770,62 +772,30 @@ struct route {
     int path_needs_slash;         /* "http://h?q": the path is "/" + <path> */
 };
 
+/* Reads the authority <a> (host[:port], no user info) into <rt>: the host in lower case
+ * without brackets, the port or <default_port>; 0 requires a port (CONNECT). Returns 0 or -1. */
 static int parse_authority(struct shunt_slice a, int default_port, struct route *rt)
 {
-    const char *p = a.base, *end = a.base + a.len, *hs, *he;
-    if (a.len == 0)
+    struct shunt_authority au;
+    if (shunt_http_split_authority(a, default_port,
+                                   default_port == 0 ? SHUNT_AUTHORITY_NEED_PORT : 0, &au) != NULL ||
+        shunt_http_host_lower(au.host, rt->host, sizeof(rt->host)) < 0)
         return -1;
-    if (*p == '[') {
-        hs = p + 1;
-        he = memchr(hs, ']', (size_t)(end - hs));
-        if (he == NULL)
-            return -1;
-        p = he + 1;
-    } else {
-        hs = p;
-        he = memchr(hs, ':', (size_t)(end - hs));
-        if (he == NULL)
-            he = end;
-        p = he;
-    }
-    if (he == hs || (size_t)(he - hs) >= sizeof(rt->host))
-        return -1;
-    for (size_t i = 0; i < (size_t)(he - hs); i++) {
-        char c = hs[i];
-        if (c == '@' || c == '/' || c == '\\')
-            return -1;
-        rt->host[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-    }
-    rt->host[he - hs] = '\0';
-    rt->port = default_port;
-    if (p < end) {
-        if (*p != ':' || p + 1 == end)
-            return -1;
-        int port = 0;
-        for (p++; p < end; p++) {
-            if (*p < '0' || *p > '9' || port > 65535)
-                return -1;
-            port = port * 10 + (*p - '0');
-        }
-        if (port == 0 || port > 65535)
-            return -1;
-        rt->port = port;
-    }
-    return rt->port > 0 ? 0 : -1;
+    rt->port = au.port;
+    return 0;
 }
 
 /* When <t> is an absolute-form http URL, fills the authority and path of <rt> and returns 1. */
 static int split_absolute(struct shunt_slice t, struct route *rt)
 {
-    if (t.len < 7 || !shunt_slice_ieq(shunt_slice_make(t.base, 7), "http://", 7))
+    struct shunt_target st;
+    if (shunt_http_split_target(t, 0, &st) != SHUNT_TARGET_ABSOLUTE ||
+        !SHUNT_SLICE_IEQ_LIT(st.scheme, "http"))
         return 0;
-    const char *a = t.base + 7, *end = t.base + t.len, *q = a;
-    while (q < end && *q != '/' && *q != '?' && *q != '#')
-        q++;
     rt->absolute = 1;
-    rt->authority = shunt_slice_make(a, (size_t)(q - a));
-    rt->path = q == end ? SHUNT_SLICE_LIT("/") : shunt_slice_make(q, (size_t)(end - q));
-    rt->path_needs_slash = q != end && *q != '/';
+    rt->authority = st.authority;
+    rt->path = st.path.len == 0 ? SHUNT_SLICE_LIT("/") : st.path;
+    rt->path_needs_slash = st.path.len > 0 && st.path.base[0] != '/';
     return 1;
 }
 
@@ -1301,15 +1271,11 @@ static void respond_verdict(struct session *s, const struct shunt_http_head *h,
                 v->respond_body, v->respond_body_len, v->by);
 }
 
-/* The first token of a header value: its scheme ("NTLM TlRMTVNT..." gives "NTLM"). */
+/* The scheme of an Authorization or WWW-Authenticate value ("NTLM TlRMTVNT..." gives
+ * "NTLM"): http/auth.h's, which the recorder shares. */
 static void scheme_of(struct shunt_slice v, char *out, size_t cap)
 {
-    size_t i = 0;
-    while (i < v.len && i < cap - 1 && v.base[i] != ' ' && v.base[i] != ',') {
-        out[i] = v.base[i];
-        i++;
-    }
-    out[i] = '\0';
+    shunt_http_auth_scheme_copy(v, out, cap);
 }
 
 /* Follows the connection's authentication on a request: an Authorization starts (or

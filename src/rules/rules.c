@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/mem.h"
+#include "http/target.h"
 
 struct quick {
     enum shunt_quick_kind kind;
@@ -534,50 +535,14 @@ static int map_local(const struct map_local *m, struct shunt_slice url,
  */
 static const char *bad_url(const char *u, size_t n)
 {
-    size_t i = 7, a = 7; /* after "http://" */
-    while (i < n && u[i] != '/' && u[i] != '?' && u[i] != '#')
-        i++;
-    size_t e = i; /* the authority is [a, e) */
-    if (e == a)
-        return "no host";
-    size_t h = a, he = e; /* the host, without the port */
-    if (u[a] == '[') {
-        while (h < e && u[h] != ']')
-            h++;
-        if (h == e)
-            return "an unclosed [ in the host";
-        for (size_t k = a + 1; k < h; k++)
-            if (!(isxdigit((unsigned char)u[k]) || u[k] == ':' || u[k] == '.'))
-                return "a character that is not allowed in an IPv6 address";
-        he = h + 1;
-        h = a;
-    } else {
-        while (he > a && isdigit((unsigned char)u[he - 1]))
-            he--;
-        if (he > a && u[he - 1] == ':')
-            he--;
-        else
-            he = e;
-        for (size_t k = a; k < he; k++)
-            if (!(isalnum((unsigned char)u[k]) || strchr("-._~!$&'()*+,;=%", u[k]) != NULL))
-                return u[k] == '@' ? "user info in the host" : "a character not allowed in a host";
-        if (he == a)
-            return "no host";
-    }
-    if (he < e) { /* ":port" */
-        if (u[he] != ':' || e - he < 2 || e - he > 6)
-            return "a malformed port";
-        long port = 0;
-        for (size_t k = he + 1; k < e; k++) {
-            if (!isdigit((unsigned char)u[k]))
-                return "a malformed port";
-            port = port * 10 + (u[k] - '0');
-        }
-        if (port < 1 || port > 65535)
-            return "a port out of range";
-    }
-    for (size_t k = e; k < n; k++)
-        if ((unsigned char)u[k] <= 0x20 || (unsigned char)u[k] >= 0x7f)
+    struct shunt_target t; /* absolute-form: the caller checked the "http://" */
+    (void)shunt_http_split_target(shunt_slice_make(u, n), 0, &t);
+    struct shunt_authority au;
+    const char *why = shunt_http_split_authority(t.authority, 80, 0, &au);
+    if (why != NULL) /* the proxy would refuse it: the same reading says why */
+        return why;
+    for (size_t k = 0; k < t.path.len; k++)
+        if ((unsigned char)t.path.base[k] <= 0x20 || (unsigned char)t.path.base[k] >= 0x7f)
             return "a space, control or non-ASCII byte";
     return NULL;
 }

@@ -295,7 +295,7 @@ PORT_FROM_PATH = r"http://localhost:\1/"
     ("a@b", HOST_FROM_PATH, b"user info in the host"),
     ("[x", HOST_FROM_PATH, b"an unclosed [ in the host"),
     ("99999", PORT_FROM_PATH, b"a port out of range"),
-    ("8a", PORT_FROM_PATH, b"a character not allowed in a host"),
+    ("8a", PORT_FROM_PATH, b"a malformed port"),
     ("0", PORT_FROM_PATH, b"a port out of range"),
 ])
 def test_map_remote_results_are_valid_urls_or_refused(shunt, origins, segment, into, why):
