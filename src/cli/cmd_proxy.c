@@ -122,9 +122,11 @@ static void log_exchange(const struct shunt_event *ev, void *ud)
 {
     (void)ud;
     shunt_log_raw("shunt: exchange conn=%" PRIu64 " client=%d upstream=%d idx=%" PRIu64
-                  " %s %s %d bytes=%" PRIu64 " ms=%.1f%s%s",
+                  " %s %s %d bytes=%" PRIu64 " ms=%.1f%s%s%s",
                   ev->conn_id, ev->peer_port, ev->local_port, ev->exchange, ev->method, ev->url,
                   ev->status, ev->resp_bytes, (double)ev->duration_us / 1000.0,
+                  /* inside TLS the target is origin-form: say the scheme it came in */
+                  ev->scheme != NULL && strcmp(ev->scheme, "https") == 0 ? " scheme=https" : "",
                   ev->error ? " error=" : "", ev->error ? ev->error : "");
 }
 

@@ -10,6 +10,7 @@ side are exchanges with the reason; a tunnel that does not start with TLS, or th
 through TLS (close_notify and truncation recorded); --reverse https:// reaches a TLS origin.
 """
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -140,6 +141,9 @@ def test_curl_through_interception_sees_decrypted_exchanges_in_the_capture(
     assert [g["sni"] for g in got] == ["localhost", "localhost"]
     assert got[0]["conn"] == got[1]["conn"] and [g["n"] for g in got] == ["1", "2"]  # paired
     stop(px)
+    # -v: the origin-form target of an exchange inside TLS comes with its scheme
+    assert re.search(r"shunt: exchange .* GET /a 200 .* scheme=https", px.stderr), px.stderr
+    assert not re.search(r"CONNECT .* scheme=https", px.stderr), px.stderr
 
     ex = sessions(cap)
     connect = [e for e in ex if e["method"] == "CONNECT"]
