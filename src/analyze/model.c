@@ -704,7 +704,8 @@ static void add_surplus(struct shunt_model_conn *c, int64_t bytes_in, int64_t ex
  * beyond the responses the proxy read on it (status line and fields, 1xx heads, bodies). The
  * proxy passes those bytes on to the client as they came, outside any exchange, and records
  * them nowhere else. A response framed by chunked coding, a failed or tunnelled
- * exchange, or an upstream whose count is missing makes its upstream's surplus unknown: the
+ * exchange, an upstream whose count is missing, or one that spoke TLS (its count is of
+ * TCP bytes: records and handshake, not responses) makes its upstream's surplus unknown: the
  * capture keeps decoded chunk sizes only, and an error leaves bytes read but not counted.
  * Returns 0, SHUNT_ENOMEM, or SHUNT_EPARSE (SQLite's message is on <db>).
  */
@@ -751,7 +752,10 @@ static int read_byte_counts(sqlite3 *db, struct shunt_model *m)
 {
     static const char sql[] =
         "SELECT e.id, e.conn_id, e.upstream_id, e.resp_body_size, length(e.resp_head), "
-        "length(e.resp_interim), e.error IS NOT NULL OR (e.flags & 8) != 0, u.bytes_in "
+        "length(e.resp_interim), e.error IS NOT NULL OR (e.flags & 8) != 0, "
+        /* an upstream that spoke TLS counts TCP bytes: records, not the responses */
+        "CASE WHEN EXISTS (SELECT 1 FROM tls t WHERE t.upstream_id = u.id) THEN NULL "
+        "ELSE u.bytes_in END "
         "FROM exchanges e LEFT JOIN upstreams u ON u.id = e.upstream_id "
         "ORDER BY e.upstream_id, e.id";
     sqlite3_stmt *st = NULL;

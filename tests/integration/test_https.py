@@ -182,6 +182,22 @@ def test_curl_through_interception_sees_decrypted_exchanges_in_the_capture(
     assert p.returncode == 0 and [e["path"] for e in json.loads(p.stdout)["exchanges"]] == ["/a", "/b"]
 
 
+def test_tls_record_bytes_are_not_read_as_bytes_past_a_responses_end(
+        shunt, shunt_ca, pki, tls_nginx, tmp_path):
+    """An upstream's byte count is of TCP bytes: with TLS it holds records and the handshake,
+    more than the responses. Two connections one after the other (a client that drops one
+    and opens another is what the check looks for): no unframed-or-overlong-body finding."""
+    px, cap = intercepting(shunt, shunt_ca, pki, tmp_path)
+    base = tls_nginx.url("good")
+    for path in ("/a", "/b"):
+        r = tcurl(px, shunt_ca, f"{base}{path}")
+        assert r.returncode == 0, r.stderr
+    stop(px)
+    d = cli("diagnose", cap)
+    assert d.returncode in (0, 1) and "2 connections" in d.stdout, d.stdout
+    assert "unframed-or-overlong-body" not in d.stdout, d.stdout
+
+
 def test_a_header_rule_applies_inside_tls_and_sees_the_https_url(
         shunt, shunt_ca, pki, tls_nginx, tmp_path):
     """--modify-headers with a filter on the https URL: the request nginx reads and the
