@@ -22,6 +22,7 @@
 #include "net/ca.h"
 
 #define N_SESSIONS 256 /* client side: upstream sessions kept for resumption */
+#define SNI_MAX 255    /* RFC 6066 3: HostName is 1..2^16-1 bytes; OpenSSL takes up to 255 */
 
 /* A session to resume with an upstream, under the name it was verified for. */
 struct saved_session {
@@ -62,6 +63,8 @@ struct shunt_tls {
     uint64_t t_start_ns, t_done_ns;
     X509 *peer_leaf;       /* client side: the server's certificate as verified (kept even
                               when verification failed, for the facts) */
+    X509 *own_leaf;        /* server side, resumed: the leaf of the name, for the facts (no
+                              certificate was sent, so OpenSSL holds none) */
     int verify_err;        /* first verification error seen by the callback, 0: none */
     int verify_depth;
     char host[SHUNT_CA_NAME_MAX + 1];   /* client: the name checked; server: fallback */
@@ -321,23 +324,56 @@ static void info_cb(const SSL *ssl, int where, int ret)
         t->alert_in = desc;
 }
 
+/* Server side: takes the SNI from every ClientHello. The certificate callback below is
+ * skipped when the client resumes a session (a TLS 1.3 ticket), and the SNI is still the
+ * name the client asked for, the one the proxy sends upstream. RFC 6066 3: a list of
+ * (type, length, name); host_name is type 0, the only one defined. */
+static int client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert, (void)arg;
+    struct shunt_tls *t = engine_of(ssl);
+    const unsigned char *p = NULL;
+    size_t n = 0;
+    if (t == NULL || !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &n))
+        return SSL_CLIENT_HELLO_SUCCESS;
+    if (n < 2 || (size_t)(p[0] << 8 | p[1]) != n - 2)
+        return SSL_CLIENT_HELLO_SUCCESS; /* malformed: OpenSSL rejects it itself */
+    for (size_t i = 2; i + 3 <= n;) {
+        size_t l = (size_t)(p[i + 1] << 8 | p[i + 2]);
+        if (i + 3 + l > n)
+            break;
+        if (p[i] == TLSEXT_NAMETYPE_host_name) {
+            copy_text(t->sni, sizeof(t->sni), (const char *)p + i + 3,
+                      l < SNI_MAX ? l : SNI_MAX);
+            break;
+        }
+        i += 3 + l;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* The leaf for <sni> (NULL: none sent), else for the fallback name. Returns as shunt_ca_leaf(). */
+static int leaf_for(struct shunt_tls *t, const char *sni, X509 **x, EVP_PKEY **k)
+{
+    int r = SHUNT_EINVAL;
+    if (sni != NULL)
+        r = shunt_ca_leaf(t->ctx->ca, sni, x, k);
+    if (r == SHUNT_EINVAL && t->host[0] != '\0') /* no SNI, or one no certificate can carry */
+        r = shunt_ca_leaf(t->ctx->ca, t->host, x, k);
+    return r;
+}
+
 /* Server side: picks the leaf once the ClientHello's SNI is known. */
 static int cert_cb(SSL *ssl, void *arg)
 {
-    struct shunt_tls_ctx *ctx = arg;
+    (void)arg;
     struct shunt_tls *t = engine_of(ssl);
     if (t == NULL)
         return 0;
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (sni != NULL)
-        copy_text(t->sni, sizeof(t->sni), sni, strnlen(sni, sizeof(t->sni) - 1));
     X509 *x = NULL;
     EVP_PKEY *k = NULL;
-    int r = SHUNT_EINVAL;
-    if (sni != NULL)
-        r = shunt_ca_leaf(ctx->ca, sni, &x, &k);
-    if (r == SHUNT_EINVAL && t->host[0] != '\0') /* no SNI, or one no certificate can carry */
-        r = shunt_ca_leaf(ctx->ca, t->host, &x, &k);
+    int r = leaf_for(t, sni, &x, &k);
     if (r != 0) {
         if (t->err[0] == '\0')
             snprintf(t->err, sizeof(t->err),
@@ -544,6 +580,7 @@ struct shunt_tls_ctx *shunt_tls_ctx_server(struct shunt_ca *ca, char *err, size_
     /* renegotiation would be a second handshake inside the stream the proxy parses */
     SSL_CTX_set_options(s, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_client_hello_cb(s, client_hello_cb, NULL);
     SSL_CTX_set_cert_cb(s, cert_cb, c);
     SSL_CTX_set_alpn_select_cb(s, alpn_cb, NULL);
     /* one ticket, not OpenSSL's two: clients resume with one, and each costs a write */
@@ -635,6 +672,7 @@ void shunt_tls_free(struct shunt_tls *t)
         return;
     SSL_free(t->ssl);
     X509_free(t->peer_leaf);
+    X509_free(t->own_leaf);
     free(t->in.p);
     free(t->out.p);
     free(t);
@@ -852,6 +890,23 @@ const char *shunt_tls_error(const struct shunt_tls *t)
     return t->err;
 }
 
+/* The certificate the facts describe: the server's (the client side: as verified). */
+static X509 *facts_cert(struct shunt_tls *t)
+{
+    if (!t->server)
+        return t->peer_leaf ? t->peer_leaf : SSL_get0_peer_certificate(t->ssl);
+    X509 *x = SSL_get_certificate(t->ssl);
+    if (x == NULL && t->own_leaf == NULL && t->done && SSL_session_reused(t->ssl)) {
+        /* resumed: the certificate callback did not run; the leaf of the name is what the
+         * client was shown when the session began (from the cache, or made again) */
+        EVP_PKEY *k = NULL;
+        if (leaf_for(t, SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name), &t->own_leaf,
+                     &k) != 0)
+            t->own_leaf = NULL;
+    }
+    return x ? x : t->own_leaf;
+}
+
 void shunt_tls_facts(struct shunt_tls *t, struct shunt_tls_facts *out)
 {
     memset(out, 0, sizeof(*out));
@@ -868,9 +923,7 @@ void shunt_tls_facts(struct shunt_tls *t, struct shunt_tls_facts *out)
             snprintf(t->f_cipher, sizeof(t->f_cipher), "%s", SSL_CIPHER_get_name(c));
             snprintf(t->f_version, sizeof(t->f_version), "%s", SSL_get_version(t->ssl));
         }
-        X509 *x = t->server ? SSL_get_certificate(t->ssl) : t->peer_leaf;
-        if (!t->server && x == NULL)
-            x = SSL_get0_peer_certificate(t->ssl);
+        X509 *x = facts_cert(t);
         t->f_subject[0] = t->f_issuer[0] = t->f_san[0] = t->f_sha256[0] = '\0';
         if (x != NULL) {
             name_text(X509_get_subject_name(x), t->f_subject, sizeof(t->f_subject));
@@ -884,9 +937,7 @@ void shunt_tls_facts(struct shunt_tls *t, struct shunt_tls_facts *out)
         }
         ERR_clear_error();
     }
-    X509 *x = t->server ? SSL_get_certificate(t->ssl) : t->peer_leaf;
-    if (!t->server && x == NULL)
-        x = SSL_get0_peer_certificate(t->ssl);
+    X509 *x = facts_cert(t);
     out->side = t->server ? 0 : 1;
     out->sni = t->sni;
     out->alpn = t->f_alpn;
@@ -904,6 +955,7 @@ void shunt_tls_facts(struct shunt_tls *t, struct shunt_tls_facts *out)
     if (t->t_start_ns != 0 && end >= t->t_start_ns)
         out->handshake_us = (end - t->t_start_ns) / 1000;
     out->error = t->err[0] != '\0' ? t->err : NULL;
+    out->resumed = t->done && SSL_session_reused(t->ssl);
     if (!t->server) {
         out->verify_result = t->verify_err ? t->verify_err : (int)SSL_get_verify_result(t->ssl);
         out->insecure = t->ctx->insecure;

@@ -46,6 +46,8 @@ struct shunt_tls_facts {
                                  HTTP into the tunnel" */
     int verify_result;        /* upstream side: X509_V_OK (0) or OpenSSL's X509_V_ERR_* */
     int insecure;             /* upstream side: verification was turned off */
+    int resumed;              /* 1: the handshake resumed an earlier session (no certificate
+                                 was sent: the cert_* fields are those of that session's) */
 };
 
 /* Results of the engine's steps. */

@@ -429,6 +429,40 @@ static void test_upstream_session_resumed(void **state)
     shunt_tls_ctx_free(cc);
 }
 
+/* A client resuming its session (a TLS 1.3 ticket, as curl and browsers reuse) skips the
+ * certificate callback: the server's facts still carry the SNI, the leaf and that it was a
+ * resumption. */
+static void test_client_resumption_keeps_the_facts(void **state)
+{
+    (void)state;
+    char err[256];
+    struct shunt_tls_ctx *cc = shunt_tls_ctx_client(ca_pem, 0, err, sizeof(err));
+    for (int i = 0; i < 2; i++) {
+        struct shunt_tls *c = shunt_tls_new_client(cc, "resume.test", NULL);
+        struct shunt_tls *s = shunt_tls_new_server(server_ctx, "fallback.test");
+        enum shunt_tls_rc rc, rs;
+        pump(c, s, &rc, &rs);
+        assert_int_equal(rc, SHUNT_TLS_OK);
+        assert_int_equal(rs, SHUNT_TLS_OK);
+        move(s, c); /* the ticket */
+        char buf[16];
+        assert_int_equal(shunt_tls_read(c, buf, sizeof(buf)), -SHUNT_TLS_WANT);
+        assert_int_equal(SSL_session_reused(s->ssl), i == 1);
+        struct shunt_tls_facts f;
+        shunt_tls_facts(s, &f);
+        assert_string_equal(f.sni, "resume.test");
+        assert_string_equal(f.cert_san, "DNS:resume.test");
+        assert_int_equal(strlen(f.cert_sha256), 95);
+        assert_true(f.cert_not_after > (int64_t)time(NULL));
+        assert_int_equal(f.resumed, i == 1);
+        shunt_tls_facts(c, &f);
+        assert_int_equal(f.resumed, i == 1);
+        shunt_tls_free(c);
+        shunt_tls_free(s);
+    }
+    shunt_tls_ctx_free(cc);
+}
+
 /* A client speaking plain HTTP into an intercepted tunnel. */
 static void test_plain_http_is_named(void **state)
 {
@@ -487,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_close_notify_both_ways),
         cmocka_unit_test(test_truncation_is_not_a_close),
         cmocka_unit_test(test_upstream_session_resumed),
+        cmocka_unit_test(test_client_resumption_keeps_the_facts),
         cmocka_unit_test(test_plain_http_is_named),
         cmocka_unit_test(test_bad_sni_uses_the_fallback),
         cmocka_unit_test(test_looks_like_hello),
