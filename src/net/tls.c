@@ -23,10 +23,11 @@
 
 #define N_SESSIONS 256 /* client side: upstream sessions kept for resumption */
 #define SNI_MAX 255    /* RFC 6066 3: HostName is 1..2^16-1 bytes; OpenSSL takes up to 255 */
+#define SNI_TEXT (4 * SNI_MAX + 1) /* an SNI as text: every byte may need an escape */
 
 /* A session to resume with an upstream, under the name it was verified for. */
 struct saved_session {
-    char key[2 * (SHUNT_CA_NAME_MAX + 1)]; /* host, '|', SNI sent */
+    char key[SHUNT_CA_NAME_MAX + 1 + SNI_TEXT]; /* host, '|', SNI sent */
     SSL_SESSION *sess;                     /* NULL: free slot */
 };
 
@@ -68,7 +69,8 @@ struct shunt_tls {
     int verify_err;        /* first verification error seen by the callback, 0: none */
     int verify_depth;
     char host[SHUNT_CA_NAME_MAX + 1];   /* client: the name checked; server: fallback */
-    char sni[SHUNT_CA_NAME_MAX + 1];    /* client: what was sent; server: what came */
+    char sni[SNI_TEXT];                 /* client: what was sent; server: what came,
+                                           escaped */
     char err[900];
     /* the facts' strings */
     int facts_made;
@@ -159,17 +161,28 @@ static int is_cert_alert(int a)
     return a == 42 || a == 43 || a == 44 || a == 45 || a == 46 || a == 48;
 }
 
-/* Copies <n> bytes of peer text into <out> (size <cap>), control bytes as \xNN: a peer's
- * certificate fields are untrusted (shunt stores them whole but never raw control bytes). */
+/* Copies <n> bytes of peer text into <out> (size <cap>), every byte that is not printable
+ * ASCII as \xNN: a peer's SNI and certificate fields are untrusted (shunt stores them whole
+ * but never raw control bytes, C1 ones included). Both are ASCII by spec (RFC 6066 3, and
+ * the RFC 2253 text escapes the rest), so a byte >= 0x80 is escaped too rather than decoded.
+ * Stops at the last character that fits whole: room for an escape is needed only for one. */
 static void copy_text(char *out, size_t cap, const char *s, size_t n)
 {
+    if (cap == 0)
+        return;
     size_t o = 0;
-    for (size_t i = 0; i < n && o + 5 < cap; i++) {
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
-            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
-        else
+        if (c < 0x20 || c >= 0x7f) {
+            if (cap - o < 5)
+                break;
+            snprintf(out + o, 5, "\\x%02x", c);
+            o += 4;
+        } else {
+            if (cap - o < 2)
+                break;
             out[o++] = (char)c;
+        }
     }
     out[o] = '\0';
 }

@@ -463,6 +463,53 @@ static void test_client_resumption_keeps_the_facts(void **state)
     shunt_tls_ctx_free(cc);
 }
 
+/* The longest valid name (253 characters) is recorded whole and the leaf is made for it;
+ * bytes outside printable ASCII (C0, DEL, and every byte >= 0x80: SNI is ASCII, RFC 6066 3)
+ * are escaped. */
+static void test_long_and_odd_sni(void **state)
+{
+    (void)state;
+    char name[254];
+    memset(name, 'a', 253);
+    name[253] = '\0';
+    for (int i = 63; i < 253; i += 64)
+        name[i] = '.'; /* labels of 63 */
+    struct shunt_tls *c = shunt_tls_new_client(client_ctx, name, NULL);
+    struct shunt_tls *s = shunt_tls_new_server(server_ctx, "fallback.test");
+    enum shunt_tls_rc rc, rs;
+    pump(c, s, &rc, &rs);
+    assert_string_equal(shunt_tls_error(c), "");
+    assert_int_equal(rc, SHUNT_TLS_OK);
+    struct shunt_tls_facts f;
+    shunt_tls_facts(s, &f);
+    assert_string_equal(f.sni, name);
+    shunt_tls_facts(c, &f);
+    assert_string_equal(f.sni, name);
+    shunt_tls_free(c);
+    shunt_tls_free(s);
+
+    c = shunt_tls_new_client(client_ctx, "a.test", "caf\xc3\xa9\xc2\x85\x7f.test");
+    s = shunt_tls_new_server(server_ctx, "a.test");
+    pump(c, s, &rc, &rs);
+    assert_int_equal(rs, SHUNT_TLS_OK);
+    shunt_tls_facts(s, &f);
+    assert_string_equal(f.sni, "caf\\xc3\\xa9\\xc2\\x85\\x7f.test");
+    shunt_tls_free(c);
+    shunt_tls_free(s);
+
+    /* the escapes fit: 255 bytes that all need one */
+    char raw[255], out[sizeof(((struct shunt_tls *)0)->sni)];
+    memset(raw, 0x9b, sizeof(raw));
+    copy_text(out, sizeof(out), raw, sizeof(raw));
+    assert_int_equal(strlen(out), 4 * 255);
+    /* and a buffer too small stops at a whole character, never half an escape */
+    char small[6];
+    copy_text(small, sizeof(small), "ab\x01", 3);
+    assert_string_equal(small, "ab");
+    copy_text(small, sizeof(small), "abcdefgh", 8);
+    assert_string_equal(small, "abcde");
+}
+
 /* A client speaking plain HTTP into an intercepted tunnel. */
 static void test_plain_http_is_named(void **state)
 {
@@ -525,6 +572,7 @@ int main(void)
         cmocka_unit_test(test_plain_http_is_named),
         cmocka_unit_test(test_bad_sni_uses_the_fallback),
         cmocka_unit_test(test_looks_like_hello),
+        cmocka_unit_test(test_long_and_odd_sni),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
