@@ -654,20 +654,24 @@ struct shunt_tls *shunt_tls_new_client(struct shunt_tls_ctx *ctx, const char *ho
     struct shunt_tls *t = engine_new(ctx);
     if (t == NULL)
         return NULL;
-    snprintf(t->host, sizeof(t->host), "%s", host);
     if (sni == NULL || *sni == '\0')
         sni = host;
+    /* The name verified is the SNI when it is a name: when intercepting, shunt showed the
+     * client a leaf for its SNI, so that is the name shunt vouches for and must check, not
+     * the CONNECT host (which may be an address, or another name). */
+    const char *checked = shunt_ca_is_ip(sni) ? host : sni;
+    snprintf(t->host, sizeof(t->host), "%s", checked);
     int ok = 1;
     /* RFC 6066 3: "Literal IPv4 and IPv6 addresses are not permitted in HostName" */
     if (!shunt_ca_is_ip(sni)) {
         snprintf(t->sni, sizeof(t->sni), "%s", sni);
         ok = SSL_set_tlsext_host_name(t->ssl, t->sni) == 1;
     }
-    if (ok && shunt_ca_is_ip(host))
-        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host) == 1;
+    if (ok && shunt_ca_is_ip(checked))
+        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), checked) == 1;
     else if (ok) {
         SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        ok = SSL_set1_host(t->ssl, host) == 1;
+        ok = SSL_set1_host(t->ssl, checked) == 1;
     }
     if (!ok) {
         ERR_clear_error();

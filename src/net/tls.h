@@ -84,7 +84,9 @@ struct shunt_tls *shunt_tls_new_server(struct shunt_tls_ctx *ctx, const char *fa
 
 /* A client-side engine towards an upstream named <host> (a name or an IP literal): sends
  * <sni> as SNI when it is a name (not an IP literal; NULL: <host>), verifies the chain and
- * that the certificate names <host> (DNS or IP SAN) unless the context is insecure. */
+ * that the certificate names the name sent as SNI (DNS SAN), or <host> when no name is sent
+ * (DNS or IP SAN), unless the context is insecure. When intercepting, <sni> is the client's:
+ * shunt showed the client a leaf for that name, so that is the name it must verify. */
 struct shunt_tls *shunt_tls_new_client(struct shunt_tls_ctx *ctx, const char *host,
                                        const char *sni);
 
