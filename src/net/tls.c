@@ -737,7 +737,10 @@ static void set_failure(struct shunt_tls *t, int ssl_error)
             snprintf(t->err, sizeof(t->err), "%s %s (alert %d: %s)", who,
                      t->done ? "sent a fatal alert" : "ended the handshake", t->alert_in,
                      alert_name(t->alert_in));
-    } else if (!t->server && (t->verify_err != 0 || reason == SSL_R_CERTIFICATE_VERIFY_FAILED)) {
+    } else if (!t->server && (reason == SSL_R_CERTIFICATE_VERIFY_FAILED ||
+                              (t->verify_err != 0 && !t->ctx->insecure))) {
+        /* verify_err is kept when verification is off too (for the facts), where it is no
+         * failure: whatever ended that handshake is told by the branches below */
         long v = t->verify_err ? t->verify_err : SSL_get_verify_result(t->ssl);
         if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH) {
             char names[1024] = "";

@@ -541,6 +541,37 @@ static void test_long_and_odd_sni(void **state)
     assert_string_equal(small, "abcde");
 }
 
+/* Without verification, a failure after an unverifiable certificate is told as what it was,
+ * not as "certificate verify failed": here the server's flight arrives damaged after its
+ * Certificate (TLS 1.3 sends each message in a record of its own: the last is Finished). */
+static void test_insecure_failure_is_the_real_one(void **state)
+{
+    (void)state;
+    char err[256];
+    struct shunt_tls_ctx *insecure = shunt_tls_ctx_client(NULL, 1, err, sizeof(err));
+    struct shunt_tls *c = shunt_tls_new_client(insecure, "a.test", NULL);
+    struct shunt_tls *s = shunt_tls_new_server(server_ctx, NULL);
+    assert_int_equal(shunt_tls_handshake(c), SHUNT_TLS_WANT);
+    move(c, s);
+    assert_int_equal(shunt_tls_handshake(s), SHUNT_TLS_WANT);
+    const char *p;
+    size_t n = shunt_tls_pending(s, &p);
+    assert_true(n > 100);
+    char *copy = malloc(n);
+    memcpy(copy, p, n);
+    copy[n - 1] ^= 0x55; /* the Finished record's tag */
+    shunt_tls_drained(s, n);
+    assert_int_equal(shunt_tls_feed(c, copy, n), 0);
+    free(copy);
+    assert_int_equal(shunt_tls_handshake(c), SHUNT_TLS_ERROR);
+    assert_int_not_equal(c->verify_err, 0); /* the certificate was not trusted, and let go */
+    assert_null(strstr(shunt_tls_error(c), "certificate verify failed"));
+    assert_string_equal(shunt_tls_error(c), "handshake failed: decryption failed or bad record mac");
+    shunt_tls_free(c);
+    shunt_tls_free(s);
+    shunt_tls_ctx_free(insecure);
+}
+
 /* A client speaking plain HTTP into an intercepted tunnel. */
 static void test_plain_http_is_named(void **state)
 {
@@ -595,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_no_alpn_when_not_offered),
         cmocka_unit_test(test_client_rejects_the_certificate),
         cmocka_unit_test(test_insecure_accepts_and_records),
+        cmocka_unit_test(test_insecure_failure_is_the_real_one),
         cmocka_unit_test(test_wrong_name),
         cmocka_unit_test(test_ip_san),
         cmocka_unit_test(test_expired_leaf),
