@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -702,10 +703,7 @@ int shunt_tls_feed(struct shunt_tls *t, const char *p, size_t n)
     if (!t->saw_input) {
         t->saw_input = 1;
         t->first_is_hello = shunt_tls_looks_like_hello(p, n) != 0;
-        size_t i = 0;
-        while (i < n && i < 16 && p[i] >= 'A' && p[i] <= 'Z')
-            i++;
-        t->first_is_http = i > 0 && i < n && p[i] == ' ';
+        t->first_is_http = shunt_tls_looks_like_http(p, n);
     }
     if (t->t_start_ns == 0)
         t->t_start_ns = now_ns();
@@ -993,4 +991,26 @@ int shunt_tls_looks_like_hello(const char *p, size_t n)
     if (n < 3)
         return -1;
     return (unsigned char)p[2] <= 0x04;
+}
+
+int shunt_tls_looks_like_http(const char *p, size_t n)
+{
+    /* RFC 9110 9.1: method SP request-target. A method of the registry, or any other upper
+     * case token followed by a target of the origin, absolute or asterisk form: "EHLO x"
+     * (SMTP) is not HTTP, "PROPFIND /dav/ HTTP/1.1" is. */
+    static const char *const known[] = {"GET",     "POST",  "HEAD",    "PUT",   "DELETE",
+                                        "OPTIONS", "PATCH", "CONNECT", "TRACE"};
+    size_t i = 0;
+    while (i < n && i < 16 && p[i] >= 'A' && p[i] <= 'Z')
+        i++;
+    if (i == 0 || i >= n || p[i] != ' ')
+        return 0;
+    for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+        if (strlen(known[k]) == i && memcmp(p, known[k], i) == 0)
+            return 1;
+    if (i + 1 >= n)
+        return 0;
+    char c = p[i + 1];
+    return c == '/' || c == '*' ||
+           (n - i - 1 >= 4 && strncasecmp(p + i + 1, "http", 4) == 0);
 }

@@ -137,4 +137,11 @@ void shunt_tls_facts(struct shunt_tls *t, struct shunt_tls_facts *out);
  * fewer returns -1 (not known yet), or 0 when those already rule it out ("G"). */
 int shunt_tls_looks_like_hello(const char *p, size_t n);
 
+/* 1 when the <n> bytes at <p> begin an HTTP request line: a known method (GET, POST, HEAD,
+ * PUT, DELETE, OPTIONS, PATCH, CONNECT, TRACE) and a space, or another upper-case token, a
+ * space and a target ("/", "*", "http..."); 0 otherwise ("EHLO x"). What tells "not TLS:
+ * the client sent plain HTTP into the tunnel" from "not TLS: the client's first bytes are
+ * not a TLS handshake". */
+int shunt_tls_looks_like_http(const char *p, size_t n);
+
 #endif

@@ -584,6 +584,38 @@ static void test_plain_http_is_named(void **state)
     shunt_tls_free(s);
 }
 
+/* What is not a TLS handshake is called plain HTTP only when it begins like a request line:
+ * SMTP's "EHLO x" is not. */
+static void test_not_tls_words(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *first;
+        int http;
+    } cases[] = {
+        {"EHLO x\r\n", 0},
+        {"SSH-2.0-OpenSSH_9.2\r\n", 0},
+        {"HELLO world", 0},
+        {"get / HTTP/1.1\r\n", 0},
+        {"POST /x HTTP/1.1\r\n", 1},
+        {"CONNECT a.test:443 HTTP/1.1\r\n", 1},
+        {"OPTIONS * HTTP/1.1\r\n", 1},
+        {"PROPFIND /dav/ HTTP/1.1\r\n", 1},
+        {"PURGE http://a.test/ HTTP/1.1\r\n", 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct shunt_tls *s = shunt_tls_new_server(server_ctx, "a.test");
+        assert_int_equal(shunt_tls_feed(s, cases[i].first, strlen(cases[i].first)), 0);
+        assert_int_equal(shunt_tls_handshake(s), SHUNT_TLS_ERROR);
+        const char *want = cases[i].http
+                               ? "not TLS: the client sent plain HTTP into the tunnel"
+                               : "not TLS: the client's first bytes are not a TLS handshake";
+        if (strcmp(shunt_tls_error(s), want) != 0)
+            fail_msg("%s: %s", cases[i].first, shunt_tls_error(s));
+        shunt_tls_free(s);
+    }
+}
+
 /* A client sending a name no certificate can carry gets the fallback's (and a client that
  * checks the name it sent refuses it: shunt, as a client, would not vouch for it either). */
 static void test_bad_sni_uses_the_fallback(void **state)
@@ -635,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_upstream_session_resumed),
         cmocka_unit_test(test_client_resumption_keeps_the_facts),
         cmocka_unit_test(test_plain_http_is_named),
+        cmocka_unit_test(test_not_tls_words),
         cmocka_unit_test(test_bad_sni_uses_the_fallback),
         cmocka_unit_test(test_looks_like_hello),
         cmocka_unit_test(test_long_and_odd_sni),
