@@ -620,7 +620,13 @@ static X509 *make_leaf_template(struct shunt_ca *ca)
     if (add_ext(x, &v3, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
         add_ext(x, &v3, NID_key_usage, "critical,digitalSignature") != 0 ||
         add_ext(x, &v3, NID_ext_key_usage, "serverAuth") != 0 ||
-        add_ext(x, &v3, NID_subject_key_identifier, "hash") != 0 ||
+        add_ext(x, &v3, NID_subject_key_identifier, "hash") != 0)
+        goto fail;
+    /* The AKI points at the CA's Subject Key Identifier. A given CA may have none (a v1
+     * certificate, or made with subjectKeyIdentifier=none): "keyid:always" would refuse it,
+     * so its leaves carry no AKI (RFC 5280 4.2.1.1 allows that for such an issuer), and
+     * chains are built by the issuer's name. */
+    if (X509_get0_subject_key_id(ca->cert) != NULL &&
         add_ext(x, &v3, NID_authority_key_identifier, "keyid:always") != 0)
         goto fail;
     return x;

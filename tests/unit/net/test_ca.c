@@ -389,6 +389,66 @@ static void test_given_rsa_ca(void **state)
     EVP_PKEY_free(other);
 }
 
+/* A given CA without a Subject Key Identifier (v3 without it, or v1 with no extensions at
+ * all) signs leaves with no Authority Key Identifier, and they verify up to it. */
+static void test_given_ca_without_ski(void **state)
+{
+    (void)state;
+    static const char *const kinds[] = {"noski", "v1"};
+    for (int i = 0; i < 2; i++) {
+        char cp[4300], kp[4300], csr[4300], cmd[30000];
+        char rel[64];
+        snprintf(rel, sizeof(rel), "%s-ca.pem", kinds[i]);
+        path(cp, sizeof(cp), rel);
+        snprintf(rel, sizeof(rel), "%s-ca-key.pem", kinds[i]);
+        path(kp, sizeof(kp), rel);
+        snprintf(rel, sizeof(rel), "%s.csr", kinds[i]);
+        path(csr, sizeof(csr), rel);
+        if (i == 0)
+            snprintf(cmd, sizeof(cmd),
+                     "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                     "-keyout '%s' -out '%s' -days 30 -subj '/CN=No SKI CA' "
+                     "-addext basicConstraints=critical,CA:TRUE "
+                     "-addext subjectKeyIdentifier=none -addext authorityKeyIdentifier=none "
+                     ">/dev/null 2>&1",
+                     kp, cp);
+        else
+            snprintf(cmd, sizeof(cmd),
+                     "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                     "-keyout '%s' -subj '/CN=V1 CA' -out '%s' >/dev/null 2>&1 && "
+                     "openssl x509 -req -in '%s' -signkey '%s' -days 30 -out '%s' "
+                     ">/dev/null 2>&1",
+                     kp, csr, csr, kp, cp);
+        assert_int_equal(system(cmd), 0);
+        X509 *ca_cert = read_pem_cert(cp);
+        assert_null(X509_get0_subject_key_id(ca_cert));
+
+        struct shunt_ca *ca = NULL;
+        char err[1024] = "";
+        if (shunt_ca_open(cp, kp, &ca, err, sizeof(err)) != 0)
+            fail_msg("%s: %s", kinds[i], err);
+        X509 *leaf = NULL;
+        EVP_PKEY *key = NULL;
+        assert_int_equal(shunt_ca_leaf(ca, "noski.test", &leaf, &key), 0);
+        assert_null(X509_get0_authority_key_id(leaf));
+        X509_STORE *store = X509_STORE_new();
+        X509_STORE_add_cert(store, ca_cert);
+        X509_STORE_CTX *sctx = X509_STORE_CTX_new();
+        X509_STORE_CTX_init(sctx, store, leaf, NULL);
+        X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(sctx);
+        X509_VERIFY_PARAM_set1_host(vp, "noski.test", 0);
+        X509_VERIFY_PARAM_set_purpose(vp, X509_PURPOSE_SSL_SERVER);
+        if (X509_verify_cert(sctx) != 1)
+            fail_msg("%s: %s", kinds[i],
+                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
+        X509_STORE_CTX_free(sctx);
+        X509_STORE_free(store);
+        X509_free(leaf);
+        X509_free(ca_cert);
+        shunt_ca_free(ca);
+    }
+}
+
 static void test_export_pem_and_der(void **state)
 {
     (void)state;
@@ -422,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_leaf_for_a_name_and_an_ip),
         cmocka_unit_test(test_cache_counts_hits_and_misses),
         cmocka_unit_test(test_given_rsa_ca),
+        cmocka_unit_test(test_given_ca_without_ski),
         cmocka_unit_test(test_export_pem_and_der),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
