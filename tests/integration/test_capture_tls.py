@@ -208,6 +208,42 @@ def test_diagnose_names_the_rejected_certificate_and_the_expired_one(tmp_path):
     assert "tls-client-rejects-cert  (certain)" in text
 
 
+# A character a terminal may obey: C0 controls but newline, DEL, C1 controls.
+def controls(text):
+    return sorted({hex(ord(ch)) for ch in text
+                   if (ord(ch) < 0x20 and ch != "\n") or 0x7f <= ord(ch) <= 0x9f})
+
+
+def test_diagnose_and_diff_escape_what_a_hostile_har_names(tmp_path):
+    # hostile-tls.har: shunt-tls.har with an SNI, an upstream error, a User-Agent and a URL
+    # holding OSC, CSI and C1 sequences (an untrusted HAR must not drive the terminal)
+    db = imported(tmp_path, "hostile-tls.har")
+    for src in (db, HAR / "hostile-tls.har"):
+        text = run("diagnose", src, check=1).stdout
+        assert controls(text) == [], text
+        assert "\\x1b]0;pwned\\x07\\x1b[31mRED" in text.replace("\n   ", " ")
+        assert "\\x1b]0;owned\\x07\\xc2\\x9b2Jcertificate" in text
+        # the JSON keeps the text whole (JSON-escaped)
+        d = json.loads(run("diagnose", src, "--json", check=1).stdout)
+        what = {x["id"]: x["what"] for x in d["findings"]}
+        assert "\x1b]0;pwned\x07\x1b[31mRED" in what["tls-client-rejects-cert"]
+        assert "\x1b]0;owned\x07\x9b2J" in what["tls-upstream-cert-invalid"]
+    text = run("diff", db, HAR / "shunt-tls.har", check=None).stdout
+    assert controls(text) == [], text
+    assert "curl/7.88.1\\x1b[31m\\xc2\\x9b1m" in text
+    assert "/cart\\x1b[2J\\xc2\\x9b0m" in text
+
+
+def test_diagnose_json_takes_a_name_cut_inside_a_character(tmp_path):
+    # the check cuts a long SNI at 80 bytes, here inside the 2 bytes of its last letter
+    har = tmp_path / "cut.har"
+    sni = json.dumps("\u001b]0;pwned\u0007\u001b[31mRED")[1:-1]
+    har.write_text((HAR / "hostile-tls.har").read_text().replace(sni, "a" * 79 + "\\u00e9"))
+    d = json.loads(run("diagnose", har, "--json", check=1).stdout)
+    what = {x["id"]: x["what"] for x in d["findings"]}["tls-client-rejects-cert"]
+    assert "a" * 79 + "\ufffd (1 with" in what
+
+
 # ----------------------------------------------------------------------------- schema 1
 
 
