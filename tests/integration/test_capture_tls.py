@@ -4,7 +4,8 @@ that carry TLS (tests/data/har/chrome-https.har, a Chrome export over HTTPS with
 timings.ssl; tests/data/har/shunt-tls.har, shunt's export of an intercepting proxy's
 capture: a decrypted exchange, a client that rejected shunt's certificate, an upstream
 whose certificate expired, a handshake that timed out); and a capture of schema 1, which
-still reads everywhere. The proxy's side (the events) is tests/integration/test_https.py's.
+still reads everywhere. The proxy's side (the events) is tests/integration/test_https.py's,
+but for the URL the recorder makes of a request inside an intercepted tunnel.
 """
 import hashlib
 import json
@@ -14,6 +15,11 @@ import subprocess
 from pathlib import Path
 
 import peers
+import tlspeers
+
+pki = tlspeers.pki
+tls_nginx = tlspeers.tls_nginx
+shunt_ca = tlspeers.shunt_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 HAR = ROOT / "tests" / "data" / "har"
@@ -185,6 +191,30 @@ def test_har_round_trip_keeps_every_tls_fact(tmp_path):
     assert rows(back, "SELECT id, method, t_connect, t_ssl FROM exchanges ORDER BY id") == rows(
         db, "SELECT id, method, t_connect, t_ssl FROM exchanges ORDER BY id")
     assert run("diff", db, har).stdout.strip().endswith("no difference.")
+
+
+# ----------------------------------------------------------------------------- the URL
+
+
+def test_an_intercepted_request_is_recorded_where_it_was_routed(
+        shunt, shunt_ca, pki, tls_nginx, tmp_path):
+    """Inside an intercepted tunnel shunt sends the request to the CONNECT's authority,
+    whatever the client's Host says: the URL and host are that authority's (a Host naming
+    another host, without port, does not make it look as if bank.example was asked); the
+    Host stays in the head."""
+    cap = tmp_path / "c.db"
+    px = shunt("--intercept", "--upstream-cacert", pki.ca, "--capture", cap, env=shunt_ca.env)
+    shunt_ca.wait()
+    base = tls_nginx.url("good")
+    r = peers.curl("--noproxy", "", "-x", px.proxy_url, "--cacert", str(shunt_ca.cert),
+                   "-H", "Host: other.example", f"{base}/path")
+    assert r.returncode == 0, r.stderr
+    assert px.stop() == []
+    (get,) = [e for e in json.loads(run("sessions", "--json", cap).stdout)["exchanges"]
+              if e["method"] == "GET"]
+    assert (get["url"], get["host"], get["status"]) == (f"{base}/path", "localhost", 200), get
+    assert rows(cap, "SELECT host FROM exchanges WHERE id = ?", get["id"]) == [{"host": "localhost"}]
+    assert "Host: other.example" in run("show", cap, get["id"]).stdout
 
 
 # ----------------------------------------------------------------------------- diagnose
