@@ -264,6 +264,17 @@ def test_diagnose_and_diff_escape_what_a_hostile_har_names(tmp_path):
     assert "/cart\\x1b[2J\\xc2\\x9b0m" in text
 
 
+def test_a_hostile_har_that_is_no_json_is_named_without_its_controls(tmp_path):
+    # jansson quotes the bad token: here a C1 CSI (U+009B) before a byte that is not UTF-8
+    har = tmp_path / "bad.har"
+    har.write_bytes(b'{"log": "a\xc2\x9b2Jb\xff" }')
+    for args in (("diagnose", har), ("import", har, "--capture", tmp_path / "bad.db")):
+        p = subprocess.run([peers.SHUNT_BIN] + [str(a) for a in args], capture_output=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+        assert p.returncode == 2 and b"not JSON" in p.stderr, p.stderr
+        assert controls(p.stderr.decode("latin-1").replace("\n", "")) == [], p.stderr
+
+
 def test_diagnose_json_takes_a_name_cut_inside_a_character(tmp_path):
     # the check cuts a long SNI at 80 bytes, here inside the 2 bytes of its last letter
     har = tmp_path / "cut.har"
