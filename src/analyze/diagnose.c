@@ -10,6 +10,7 @@
 
 #include "capture/db.h"
 #include "capture/har.h"
+#include "capture/view.h"
 #include "core/version.h"
 
 /* ================================================================ opening */
@@ -330,7 +331,11 @@ void shunt_diagnose_print(FILE *f, const struct shunt_model *m, const struct shu
         if (x->explained_by != NULL)
             fprintf(f, "   (a consequence of finding %zu, %s)\n", x->explained_rank,
                     x->explained_by);
-        wrap(f, "   ", 3, x->what, width);
+        /* what happened names hosts, SNIs, errors and header values from the capture:
+         * untrusted, escaped here once for every check */
+        char what[4 * sizeof(x->what) + 1];
+        shunt_view_escape(x->what, strnlen(x->what, sizeof(x->what)), what, sizeof(what));
+        wrap(f, "   ", 3, what, width);
         if (x->n_conns || x->n_exchanges) {
             put_ids(ids, sizeof(ids), x->conns, x->n_conns);
             put_ids(ex, sizeof(ex), x->exchanges, x->n_exchanges);
@@ -379,12 +384,17 @@ int shunt_diagnose_print_json(FILE *f, const struct shunt_model *m,
     checks = NULL;
     for (size_t i = 0; i < fs->n; i++) {
         const struct shunt_finding *x = &fs->v[i];
+        /* what happened may hold bytes that are not UTF-8 (a capture's, or a name cut by
+         * its check): jansson refuses those */
+        json_t *what = shunt_view_json_text(x->what, strnlen(x->what, sizeof(x->what)));
+        if (what == NULL)
+            goto oom;
         json_t *j = json_pack(
-            "{s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:{s:o, s:o}, s:{s:f, s:I, s:I}, s:s?, s:s, "
+            "{s:I, s:s, s:s, s:s, s:I, s:s, s:o, s:{s:o, s:o}, s:{s:f, s:I, s:I}, s:s?, s:s, "
             "s:s, s:s}",
             "rank", (json_int_t)(i + 1), "id", x->check->id, "title", x->check->title,
             "confidence", shunt_confidence_name(x->confidence), "count", (json_int_t)x->count,
-            "unit", x->unit, "what", x->what, "examples", "connections",
+            "unit", x->unit, "what", what, "examples", "connections",
             ids_json(x->conns, x->n_conns), "exchanges", ids_json(x->exchanges, x->n_exchanges),
             "impact", "ms", (double)x->lost_us / 1000.0, "handshakes",
             (json_int_t)x->lost_handshakes, "connections", (json_int_t)x->lost_connections,

@@ -350,10 +350,14 @@ __attribute__((format(printf, 2, 3))) static int fail(struct importer *im, const
     vsnprintf(im->err, im->err_len, fmt, ap);
     va_end(ap);
     /* The reason is one line: jansson quotes the bad token, raw newlines and all (found by
-     * fuzz_har with {"log":"\<newline>"}). */
+     * fuzz_har with {"log":"\<newline>"}); and it goes to a terminal: no control byte of an
+     * untrusted file, C1 (a UTF-8 U+009B is 0xc2 0x9b) or other, reaches it. The reasons
+     * are ASCII; what is not comes from the file. */
     for (char *p = im->err; *p != '\0'; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = ' ';
+        else if ((unsigned char)*p >= 0x80)
+            *p = '?';
     return SHUNT_EPARSE;
 }
 

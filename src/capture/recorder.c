@@ -185,8 +185,8 @@ struct pending {
     int start_lost; /* the start's record was dropped: no row to complete */
     uint64_t n_exchanges;
     char auth[16];
-    /* The authority of the connection's CONNECT, for the URL of an https request without
-     * Host (an intercepted tunnel's requests are origin-form). Kept across exchanges. */
+    /* The authority of the connection's CONNECT, for the URL of an https request inside
+     * (an intercepted tunnel's requests are origin-form). Kept across exchanges. */
     char tunnel_auth[256];
 };
 
@@ -608,11 +608,18 @@ static void on_request_head(struct shunt_recorder *rc, struct pending *p,
         }
     } else {
         /* origin-form: the URL is made whole from the scheme the request came in (https
-         * inside TLS), the Host, and the target; without Host inside a tunnel, from the
-         * CONNECT's authority */
+         * inside TLS), the authority, and the target. Inside an intercepted tunnel the
+         * authority is the CONNECT's, where shunt routed the request: the client's Host
+         * may name another one (or leave out the port), and stays visible in the head.
+         * Elsewhere (plain, --reverse https://) it is the Host. */
         int https = ev->scheme != NULL && strcmp(ev->scheme, "https") == 0;
-        if (https && auth.len == 0 && p->tunnel_auth[0] != '\0')
-            auth = shunt_slice_make(p->tunnel_auth, strlen(p->tunnel_auth));
+        if (https && p->tunnel_auth[0] != '\0') {
+            size_t al = strlen(p->tunnel_auth);
+            /* https's own port left out, as a client writes the URL */
+            if (al > 4 && memcmp(p->tunnel_auth + al - 4, ":443", 4) == 0)
+                al -= 4;
+            auth = shunt_slice_make(p->tunnel_auth, al);
+        }
         const char *scheme = https ? "https://" : "http://";
         size_t sl = strlen(scheme);
         p->f[XF_URL].off = (uint32_t)p->misc.len;

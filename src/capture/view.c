@@ -151,36 +151,65 @@ static int utf8_seq(const unsigned char *p, size_t avail)
     return n;
 }
 
+/* The character at <p> (<avail> bytes readable): its length in bytes, and in <*esc> whether
+ * a terminal must not get it raw: C0 controls, DEL, C1 controls (U+0080 to U+009F, which
+ * some terminals obey as ESC sequences: their first byte is escaped, then the second alone
+ * is no UTF-8 either) and each byte that is not UTF-8. Valid UTF-8 text is kept. */
+static size_t text_char(const unsigned char *p, size_t avail, int *esc)
+{
+    if (p[0] < 0x80) {
+        *esc = p[0] < 0x20 || p[0] == 0x7f;
+        return 1;
+    }
+    int n = utf8_seq(p, avail);
+    *esc = n <= 0 || (p[0] == 0xc2 && p[1] < 0xa0);
+    return *esc ? 1 : (size_t)n;
+}
+
+size_t shunt_view_escape(const char *s, size_t s_len, char *buf, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0;
+    for (size_t i = 0; i < s_len;) {
+        int esc;
+        size_t n = text_char(p + i, s_len - i, &esc), cb = esc ? 4 : n;
+        if (o + cb + 1 > len)
+            break;
+        if (esc)
+            snprintf(buf + o, len - o, "\\x%02x", p[i]);
+        else
+            memcpy(buf + o, p + i, n);
+        o += cb;
+        i += n;
+    }
+    if (len > 0)
+        buf[o] = '\0';
+    return o;
+}
+
 size_t shunt_view_fit(const char *s, size_t s_len, size_t width, char *buf, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
     /* First pass: the width of the whole text once escaped. */
     size_t total = 0;
     for (size_t i = 0; i < s_len;) {
-        int n = p[i] >= 0x80 ? utf8_seq(p + i, s_len - i) : 1;
-        if (n <= 0) {
-            total += 4;
-            i++;
-        } else {
-            total += (n == 1 && (p[i] < 0x20 || p[i] == 0x7f)) ? 4 : 1;
-            i += (size_t)n;
-        }
+        int esc;
+        i += text_char(p + i, s_len - i, &esc);
+        total += esc ? 4 : 1;
     }
     size_t room = total <= width ? width : (width > 3 ? width - 3 : 0);
     size_t w = 0, o = 0;
     for (size_t i = 0; i < s_len;) {
-        int n = p[i] >= 0x80 ? utf8_seq(p + i, s_len - i) : 1;
-        int esc = n <= 0 || (n == 1 && (p[i] < 0x20 || p[i] == 0x7f));
-        size_t cw = esc ? 4 : 1, cb = esc ? 4 : (size_t)n;
+        int esc;
+        size_t n = text_char(p + i, s_len - i, &esc);
+        size_t cw = esc ? 4 : 1, cb = esc ? 4 : n;
         if (w + cw > room || o + cb + 4 > len)
             break;
-        if (esc) {
+        if (esc)
             snprintf(buf + o, len - o, "\\x%02x", p[i]);
-            i++;
-        } else {
-            memcpy(buf + o, p + i, (size_t)n);
-            i += (size_t)n;
-        }
+        else
+            memcpy(buf + o, p + i, n);
+        i += n;
         o += cb;
         w += cw;
     }
@@ -205,7 +234,7 @@ int shunt_view_is_text(const unsigned char *p, size_t len, int cut)
         int n = utf8_seq(p + i, len - i);
         if (n < 0)
             return cut;
-        if (n == 0)
+        if (n == 0 || (c == 0xc2 && p[i + 1] < 0xa0)) /* C1 controls are not text either */
             return 0;
         i += (size_t)n;
     }
@@ -551,18 +580,26 @@ static json_t *col_json(sqlite3_stmt *st, int i)
         break;
     }
     const unsigned char *p = sqlite3_column_text(st, i);
-    size_t len = (size_t)sqlite3_column_bytes(st, i);
-    json_t *s = json_stringn((const char *)p, len);
-    if (s != NULL || p == NULL)
-        return s ? s : json_null();
+    if (p == NULL)
+        return json_null();
+    json_t *s = shunt_view_json_text((const char *)p, (size_t)sqlite3_column_bytes(st, i));
+    return s ? s : json_null();
+}
+
+json_t *shunt_view_json_text(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    json_t *j = json_stringn(s, len);
+    if (j != NULL)
+        return j;
     char *fixed = malloc(len * 3 + 1);
     if (fixed == NULL)
-        return json_null();
+        return NULL;
     size_t o = 0;
     for (size_t k = 0; k < len;) {
         int n = p[k] >= 0x80 ? utf8_seq(p + k, len - k) : 1;
         if (n == 1 && p[k] == 0)
-            n = 0; /* NUL: jansson would take it, but it is not text either */
+            n = 0; /* NUL: not text either (jansson takes it when the rest is UTF-8) */
         if (n <= 0) {
             memcpy(fixed + o, "\xef\xbf\xbd", 3);
             o += 3;
@@ -573,9 +610,9 @@ static json_t *col_json(sqlite3_stmt *st, int i)
             k += (size_t)n;
         }
     }
-    s = json_stringn(fixed, o);
+    j = json_stringn(fixed, o);
     free(fixed);
-    return s ? s : json_null();
+    return j;
 }
 
 static int64_t col_i64(sqlite3_stmt *st, int i, int64_t if_null)

@@ -4,6 +4,7 @@
 #ifndef SHUNT_CAPTURE_VIEW_H
 #define SHUNT_CAPTURE_VIEW_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -110,8 +111,22 @@ char *shunt_view_lifetime(int64_t us, char *buf, size_t len);
 char *shunt_view_clock(int64_t us, int date, char *buf, size_t len);
 
 /*
+ * Copies <s> (<s_len> bytes, untrusted) into the <len> bytes of <buf>, NUL-terminated, so
+ * that it cannot drive a terminal: C0 controls, DEL, C1 controls (U+0080 to U+009F) and
+ * bytes that are not UTF-8 become \xNN, valid UTF-8 text stays. Cut at a character when
+ * <buf> is short (4 * <s_len> + 1 bytes hold all). Returns the bytes written, NUL aside.
+ * Every text from a capture shown on a terminal goes through this or shunt_view_fit().
+ */
+/* <s> (<s_len> bytes, untrusted) as a JSON string: its bytes that are not UTF-8 (and NUL)
+ * become U+FFFD so that the output stays valid JSON (NUL too, when
+ * there is such a byte). NULL when out of memory. */
+json_t *shunt_view_json_text(const char *s, size_t s_len);
+
+size_t shunt_view_escape(const char *s, size_t s_len, char *buf, size_t len);
+
+/*
  * Copies <s> (<s_len> bytes of UTF-8 text) into <buf> for a table cell at most <width>
- * characters wide: control characters become \xNN, and a longer text is cut with "..." at
+ * characters wide, escaped as shunt_view_escape() does, and a longer text is cut with "..." at
  * the end. Returns the width written, in characters (a UTF-8 sequence counts one).
  * <buf> must hold 4 * <width> + 4 bytes.
  */

@@ -4,7 +4,8 @@ that carry TLS (tests/data/har/chrome-https.har, a Chrome export over HTTPS with
 timings.ssl; tests/data/har/shunt-tls.har, shunt's export of an intercepting proxy's
 capture: a decrypted exchange, a client that rejected shunt's certificate, an upstream
 whose certificate expired, a handshake that timed out); and a capture of schema 1, which
-still reads everywhere. The proxy's side (the events) is tests/integration/test_https.py's.
+still reads everywhere. The proxy's side (the events) is tests/integration/test_https.py's,
+but for the URL the recorder makes of a request inside an intercepted tunnel.
 """
 import hashlib
 import json
@@ -14,6 +15,11 @@ import subprocess
 from pathlib import Path
 
 import peers
+import tlspeers
+
+pki = tlspeers.pki
+tls_nginx = tlspeers.tls_nginx
+shunt_ca = tlspeers.shunt_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 HAR = ROOT / "tests" / "data" / "har"
@@ -187,6 +193,30 @@ def test_har_round_trip_keeps_every_tls_fact(tmp_path):
     assert run("diff", db, har).stdout.strip().endswith("no difference.")
 
 
+# ----------------------------------------------------------------------------- the URL
+
+
+def test_an_intercepted_request_is_recorded_where_it_was_routed(
+        shunt, shunt_ca, pki, tls_nginx, tmp_path):
+    """Inside an intercepted tunnel shunt sends the request to the CONNECT's authority,
+    whatever the client's Host says: the URL and host are that authority's (a Host naming
+    another host, without port, does not make it look as if bank.example was asked); the
+    Host stays in the head."""
+    cap = tmp_path / "c.db"
+    px = shunt("--intercept", "--upstream-cacert", pki.ca, "--capture", cap, env=shunt_ca.env)
+    shunt_ca.wait()
+    base = tls_nginx.url("good")
+    r = peers.curl("--noproxy", "", "-x", px.proxy_url, "--cacert", str(shunt_ca.cert),
+                   "-H", "Host: other.example", f"{base}/path")
+    assert r.returncode == 0, r.stderr
+    assert px.stop() == []
+    (get,) = [e for e in json.loads(run("sessions", "--json", cap).stdout)["exchanges"]
+              if e["method"] == "GET"]
+    assert (get["url"], get["host"], get["status"]) == (f"{base}/path", "localhost", 200), get
+    assert rows(cap, "SELECT host FROM exchanges WHERE id = ?", get["id"]) == [{"host": "localhost"}]
+    assert "Host: other.example" in run("show", cap, get["id"]).stdout
+
+
 # ----------------------------------------------------------------------------- diagnose
 
 
@@ -206,6 +236,53 @@ def test_diagnose_names_the_rejected_certificate_and_the_expired_one(tmp_path):
         assert u["examples"]["exchanges"] == [6]
     text = run("diagnose", db, check=1).stdout
     assert "tls-client-rejects-cert  (certain)" in text
+
+
+# A character a terminal may obey: C0 controls but newline, DEL, C1 controls.
+def controls(text):
+    return sorted({hex(ord(ch)) for ch in text
+                   if (ord(ch) < 0x20 and ch != "\n") or 0x7f <= ord(ch) <= 0x9f})
+
+
+def test_diagnose_and_diff_escape_what_a_hostile_har_names(tmp_path):
+    # hostile-tls.har: shunt-tls.har with an SNI, an upstream error, a User-Agent and a URL
+    # holding OSC, CSI and C1 sequences (an untrusted HAR must not drive the terminal)
+    db = imported(tmp_path, "hostile-tls.har")
+    for src in (db, HAR / "hostile-tls.har"):
+        text = run("diagnose", src, check=1).stdout
+        assert controls(text) == [], text
+        assert "\\x1b]0;pwned\\x07\\x1b[31mRED" in text.replace("\n   ", " ")
+        assert "\\x1b]0;owned\\x07\\xc2\\x9b2Jcertificate" in text
+        # the JSON keeps the text whole (JSON-escaped)
+        d = json.loads(run("diagnose", src, "--json", check=1).stdout)
+        what = {x["id"]: x["what"] for x in d["findings"]}
+        assert "\x1b]0;pwned\x07\x1b[31mRED" in what["tls-client-rejects-cert"]
+        assert "\x1b]0;owned\x07\x9b2J" in what["tls-upstream-cert-invalid"]
+    text = run("diff", db, HAR / "shunt-tls.har", check=None).stdout
+    assert controls(text) == [], text
+    assert "curl/7.88.1\\x1b[31m\\xc2\\x9b1m" in text
+    assert "/cart\\x1b[2J\\xc2\\x9b0m" in text
+
+
+def test_a_hostile_har_that_is_no_json_is_named_without_its_controls(tmp_path):
+    # jansson quotes the bad token: here a C1 CSI (U+009B) before a byte that is not UTF-8
+    har = tmp_path / "bad.har"
+    har.write_bytes(b'{"log": "a\xc2\x9b2Jb\xff" }')
+    for args in (("diagnose", har), ("import", har, "--capture", tmp_path / "bad.db")):
+        p = subprocess.run([peers.SHUNT_BIN] + [str(a) for a in args], capture_output=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+        assert p.returncode == 2 and b"not JSON" in p.stderr, p.stderr
+        assert controls(p.stderr.decode("latin-1").replace("\n", "")) == [], p.stderr
+
+
+def test_diagnose_json_takes_a_name_cut_inside_a_character(tmp_path):
+    # the check cuts a long SNI at 80 bytes, here inside the 2 bytes of its last letter
+    har = tmp_path / "cut.har"
+    sni = json.dumps("\u001b]0;pwned\u0007\u001b[31mRED")[1:-1]
+    har.write_text((HAR / "hostile-tls.har").read_text().replace(sni, "a" * 79 + "\\u00e9"))
+    d = json.loads(run("diagnose", har, "--json", check=1).stdout)
+    what = {x["id"]: x["what"] for x in d["findings"]}["tls-client-rejects-cert"]
+    assert "a" * 79 + "\ufffd (1 with" in what
 
 
 # ----------------------------------------------------------------------------- schema 1

@@ -81,8 +81,8 @@ static void parse(struct req *r, const char *text)
 
 /* One intercepted connection, in the order the proxy reports it: the CONNECT (answered by
  * shunt), the client's TLS, a request inside it in origin-form (<with_host> 0: without Host;
- * 2: in absolute-form),
- * its upstream with TLS, the end. */
+ * 2: in absolute-form; 3: with a Host naming another host, without port; 4: the CONNECT to
+ * port 443 and a Host naming another host), its upstream with TLS, the end. */
 static void record_tls_connection(int with_host)
 {
     struct shunt_recorder_config cfg = {.path = path, .command_line = "test",
@@ -108,7 +108,8 @@ static void record_tls_connection(int with_host)
     shunt_recorder_on_event(&ev, rc);
 
     struct req connect;
-    parse(&connect, "CONNECT Shop.Test:8443 HTTP/1.1\r\nHost: shop.test:8443\r\n\r\n");
+    parse(&connect, with_host == 4 ? "CONNECT Shop.Test:443 HTTP/1.1\r\nHost: shop.test:443\r\n\r\n"
+                                   : "CONNECT Shop.Test:8443 HTTP/1.1\r\nHost: shop.test:8443\r\n\r\n");
     EV(SHUNT_EV_REQUEST_HEAD);
     ev.exchange = 1;
     ev.raw = connect.part;
@@ -118,7 +119,7 @@ static void record_tls_connection(int with_host)
     EV(SHUNT_EV_EXCHANGE_DONE);
     ev.exchange = 1;
     ev.method = "CONNECT";
-    ev.url = "Shop.Test:8443";
+    ev.url = with_host == 4 ? "Shop.Test:443" : "Shop.Test:8443";
     ev.status = 200;
     ev.tunnel = 1;
     ev.scheme = "http";
@@ -138,6 +139,7 @@ static void record_tls_connection(int with_host)
     struct req get;
     parse(&get, with_host == 2 ? "GET https://shop.test:8443/cart?x=1 HTTP/1.1\r\nHost: "
                                  "shop.test:8443\r\n\r\n"
+                : with_host >= 3 ? "GET /cart?x=1 HTTP/1.1\r\nHost: Bank.Example\r\n\r\n"
                 : with_host ? "GET /cart?x=1 HTTP/1.1\r\nHost: shop.test:8443\r\n\r\n"
                             : "GET /cart?x=1 HTTP/1.0\r\n\r\n");
     EV(SHUNT_EV_UPSTREAM_OPEN);
@@ -238,12 +240,12 @@ static void close_bits_land_in_the_row_of_their_side(void **state)
     assert_string_equal(q("SELECT close_bits FROM tls WHERE side = 1"), "12");
 }
 
-static void https_url_from_host_and_tls_time_inside_connect(void **state)
+static void https_url_from_the_connect_and_tls_time_inside_connect(void **state)
 {
     (void)state;
     record_tls_connection(1);
     assert_string_equal(q("SELECT url || ' ' || host || ' ' || path FROM exchanges WHERE idx = 2"),
-                        "https://shop.test:8443/cart?x=1 shop.test /cart?x=1");
+                        "https://Shop.Test:8443/cart?x=1 shop.test /cart?x=1");
     assert_string_equal(q("SELECT t_connect || ' ' || t_ssl FROM exchanges WHERE idx = 2"),
                         "9500 6500");
     assert_string_equal(q("SELECT url || ' ' || t_ssl || ' ' || t_connect FROM exchanges"
@@ -257,6 +259,24 @@ static void https_url_without_host_takes_the_connect_authority(void **state)
     record_tls_connection(0);
     assert_string_equal(q("SELECT url || ' ' || host FROM exchanges WHERE idx = 2"),
                         "https://Shop.Test:8443/cart?x=1 shop.test");
+}
+
+/* The request went where the CONNECT said, whatever its Host names: the URL and host are
+ * the CONNECT's (its port 443 left out), the Host stays in the head. */
+static void https_url_is_the_connect_authority_not_the_host(void **state)
+{
+    (void)state;
+    record_tls_connection(3);
+    assert_string_equal(q("SELECT url || ' ' || host || ' ' || path FROM exchanges WHERE idx = 2"),
+                        "https://Shop.Test:8443/cart?x=1 shop.test /cart?x=1");
+    assert_string_equal(q("SELECT instr(req_head, 'Host: Bank.Example') > 0 FROM exchanges"
+                          " WHERE idx = 2"),
+                        "1");
+    teardown(state);
+    setup(state);
+    record_tls_connection(4);
+    assert_string_equal(q("SELECT url || ' ' || host FROM exchanges WHERE idx = 2"),
+                        "https://Shop.Test/cart?x=1 shop.test");
 }
 
 /* An absolute-form https:// target inside the tunnel is the URL itself. */
@@ -401,7 +421,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(tls_handshakes_are_rows_of_both_sides, setup, teardown),
         cmocka_unit_test_setup_teardown(close_bits_land_in_the_row_of_their_side, setup, teardown),
-        cmocka_unit_test_setup_teardown(https_url_from_host_and_tls_time_inside_connect, setup,
+        cmocka_unit_test_setup_teardown(https_url_is_the_connect_authority_not_the_host, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(https_url_from_the_connect_and_tls_time_inside_connect, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(https_url_without_host_takes_the_connect_authority, setup,
                                         teardown),
