@@ -22,8 +22,7 @@
 #include "proxy/exchange.h"
 #include "proxy/head.h"
 #include "proxy/internal.h"
-
-#define MAX_UPSTREAMS 8 /* origins kept per client connection; the oldest idle one goes */
+#include "proxy/session.h"
 
 /* ------------------------------------------------------------------------ types */
 
@@ -40,114 +39,6 @@ _Static_assert(SHUNT_CONN_TLS_NOTIFY_IN == SHUNT_TLS_CLOSE_NOTIFY_IN &&
                    SHUNT_CONN_TLS_USED == SHUNT_TLS_USED,
                "net/conn.h and proxy/events.h disagree on how a TLS connection ended");
 
-/* What a session waits for, each with its own deadline (see arm()). */
-enum timer_kind {
-    T_NONE,
-    /* the client side (TM_CLIENT) */
-    T_FIRST, T_IDLE, T_HEADER, T_LINGER, T_TUNNEL,
-    /* the upstream side of the exchange in flight (TM_UPSTREAM) */
-    T_CONNECT, T_RESPONSE,
-    /* a rule holds the exchange: s:delay (TM_HOLD) */
-    T_DELAY,
-    /* TLS (issue 12): an intercepted tunnel's first bytes and client handshake
-     * (TM_CLIENT); the upstream's handshake (TM_UPSTREAM) */
-    T_TLS, T_TLS_UP,
-};
-
-/* Where an intercepted CONNECT is (decision 4 of issue 12). */
-enum icpt {
-    ICPT_NONE,      /* plain HTTP (or a byte tunnel) */
-    ICPT_PEEK,      /* answered 200; waiting for the client's first bytes */
-    ICPT_HANDSHAKE, /* a ClientHello came: TLS with the client under way */
-    ICPT_ON,        /* inside TLS: requests are parsed as on a plain connection */
-};
-
-/* The purposes: one deadline each, so that arming one never overwrites another. */
-enum timer_purpose { TM_CLIENT, TM_UPSTREAM, TM_HOLD, TM_N };
-
-struct deadline {
-    enum timer_kind kind; /* T_NONE: not armed */
-    uint64_t at;          /* loop ms when it expires */
-};
-
-/* The connection's authentication, as the rules see it (s.conn.auth). */
-enum auth_state { AUTH_NONE, AUTH_CHALLENGED, AUTH_HANDSHAKE, AUTH_DONE };
-
-/* A head that arrived in pieces, with a header array of its own so that the parser can resume
- * where it stopped (the worker's array is shared by every connection of the loop). Made on
- * the first incomplete parse, freed once the head is complete or the connection goes. */
-struct partial {
-    size_t last_len; /* bytes seen by the last parse */
-    struct shunt_http_head head;
-    struct shunt_http_header hdrs[];
-};
-
-struct upstream {
-    struct shunt_conn conn; /* closer: SHUNT_CLOSER_SERVER or _PROXY; freed from on_closed */
-    struct session *s; /* NULL once the session let go of it */
-    uint64_t id;
-    char host[256]; /* origin, as named in the request (lower case) */
-    int port;
-    struct partial *partial; /* a response head that arrived in pieces, or NULL */
-    uint64_t n_exchanges;   /* requests sent on it */
-    char addr[64]; /* remote address as text (the one being tried while connecting) */
-    int remote_port;
-    int local_port;
-    unsigned tls : 1; /* TLS to the origin (intercepted CONNECT, --reverse https://) */
-};
-
-struct session {
-    struct shunt_conn conn; /* the client's; closer: SHUNT_CLOSER_* of the capture */
-    struct worker *w;
-    struct session *prev, *next;
-    uint64_t id;
-    uv_timer_t timer;   /* one libuv timer for the earliest of <tm> */
-    struct deadline tm[TM_N];
-    uint64_t timer_due; /* loop ms when the libuv timer fires (<= every deadline) */
-    char peer_addr[64];
-    int peer_port;
-    char local_addr[64];
-    int local_port;
-
-    struct upstream *ups[MAX_UPSTREAMS];
-    int n_ups;
-    struct upstream *cur; /* upstream of the exchange in flight, or of the last one */
-
-    unsigned closing : 1;  /* session_close() called */
-    unsigned tunnel : 1;   /* bytes flow both ways unparsed */
-    unsigned ending : 1;   /* the connection ends after the exchange in flight */
-    unsigned finishing : 1; /* no more exchanges; waiting for both sides to close */
-    int refs_handles;          /* client connection and timer handles still open; freed at 0 */
-    unsigned in_process : 1;    /* process_client() is running (it is not re-entered) */
-    unsigned process_again : 1; /* ... and must go round again: an exchange completed */
-
-    /* HTTPS interception (issue 12): the CONNECT's target, the client's SNI */
-    enum icpt icpt;
-    char icpt_host[256]; /* lower case, no brackets */
-    int icpt_port;
-    char icpt_sni[256];  /* "" when the client sent none */
-    unsigned icpt_plain : 1;   /* not TLS: a byte tunnel once the upstream connects */
-    unsigned up_truncated : 1; /* the upstream's TLS ended without close_notify: so does
-                                  the client's (mirrored) */
-
-    /* the exchange in flight (one at a time), with its arena */
-    struct shunt_exchange ex;
-    /* the heads being built: lines written for a head that goes out at once (a kept head
-     * is copied into the exchange's arena); reset before each head */
-    struct shunt_arena heads;
-    alignas(max_align_t) char heads_mem[256]; /* where <heads> starts: a request line fits */
-    uint64_t idx; /* exchanges begun on this connection */
-    size_t empty_lines;        /* CRLFs skipped before the request line being read (2.2) */
-    struct partial *partial; /* a request head that arrived in pieces, or NULL */
-    struct shunt_http_header *tr; /* a trailer section's fields (max_headers), on first use */
-    char *trbuf;                  /* a trailer section rewritten, on first use */
-    size_t trbuf_cap;
-    enum auth_state auth;
-    char auth_scheme[16];
-
-    void *slots[SHUNT_PROXY_MAX_SUBS];  /* the subscribers' per-connection pointers */
-};
-
 static void process_client(struct session *s);
 static void process_upstream(struct upstream *u);
 static void update_reading(struct session *s);
@@ -159,12 +50,12 @@ static void check_finished(struct session *s);
 static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client);
 static char *scratch(char **p, size_t *cap, size_t need);
 
-static _Atomic uint64_t stat_open, stat_exchanges;
+_Atomic uint64_t shunt_proxy__stat_open, shunt_proxy__stat_exchanges;
 
 void shunt_proxy_stats(struct shunt_proxy_stats *out)
 {
-    out->connections_open = stat_open;
-    out->exchanges = stat_exchanges;
+    out->connections_open = shunt_proxy__stat_open;
+    out->exchanges = shunt_proxy__stat_exchanges;
 }
 
 static uint64_t next_conn_id(void)
@@ -173,44 +64,9 @@ static uint64_t next_conn_id(void)
     return ++n;
 }
 
-static uint64_t now_us(void)
-{
-    return uv_hrtime() / 1000;
-}
-
-static void set_closer(struct session *s, enum shunt_closer who, enum shunt_close_how how)
-{
-    shunt_conn_set_closer(&s->conn, (int)who, (enum shunt_conn_how)how);
-}
-
 /* ------------------------------------------------------------------------ buffers */
 
-/* The most a connection's input grows to: a head at its limits, with room to spare. */
-static size_t buf_max(const struct worker *w)
-{
-    const struct shunt_http_limits *l = &w->cfg->limits;
-    size_t m = l->max_head + l->max_line + 4096;
-    return m < SHUNT_PROXY_BUF ? SHUNT_PROXY_BUF : m;
-}
-
 /* ------------------------------------------------------------------------ writes */
-
-/* Sends on the client's or an upstream's connection: tried at once, the rest copied and
- * queued (net/conn.h), so the caller's bytes are free on return. 0, or a libuv error. */
-static int send_client(struct session *s, const uv_buf_t *bufs, unsigned n)
-{
-    return shunt_conn_send(&s->conn, bufs, n);
-}
-
-static int send_upstream(struct upstream *u, const uv_buf_t *bufs, unsigned n)
-{
-    return shunt_conn_send(&u->conn, bufs, n);
-}
-
-static size_t queued(const struct shunt_conn *c)
-{
-    return shunt_conn_queued(c);
-}
 
 /* ------------------------------------------------------------------------ events */
 
@@ -469,7 +325,7 @@ static void emit_exchange_done(struct session *s)
     if (!s->ex.active)
         return;
     s->ex.active = 0;
-    stat_exchanges++;
+    shunt_proxy__stat_exchanges++;
     if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_EXCHANGE_DONE))
         return;
     struct shunt_event ev;
@@ -534,7 +390,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
     if (s->next != NULL)
         s->next->prev = s->prev;
     w->n_sessions--;
-    stat_open--;
+    shunt_proxy__stat_open--;
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, session_timer_closed);
     shunt_conn_close(&s->conn, reset_client);
@@ -761,16 +617,6 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
 }
 
 /* ------------------------------------------------------------------------ routing */
-
-/* Where a request goes, and how its start line and Host must change to get there. */
-struct route {
-    char host[256];          /* lower case, no brackets */
-    int port;
-    struct shunt_slice authority; /* as written in an absolute-form target */
-    struct shunt_slice path;      /* origin-form to send ("/" when the target had none) */
-    int absolute;                 /* the target was absolute-form */
-    int path_needs_slash;         /* "http://h?q": the path is "/" + <path> */
-};
 
 /* Reads the authority <a> (host[:port], no user info) into <rt>: the host in lower case
  * without brackets, the port or <default_port>; 0 requires a port (CONNECT). Returns 0 or -1. */
@@ -1109,10 +955,6 @@ static void open_upstream(struct session *s, const struct route *rt)
 }
 
 /* ------------------------------------------------------------------------ requests */
-
-typedef int (*parse_fn)(const char *, size_t, size_t, struct shunt_http_head *,
-                        struct shunt_http_header *, size_t, const struct shunt_http_limits *,
-                        struct shunt_http_error *);
 
 /*
  * Parses the head at <p> (<avail> bytes) into <h>, whose fields point into the worker's
@@ -2962,7 +2804,7 @@ void shunt_proxy__accept(struct worker *w)
         w->sessions->prev = s;
     w->sessions = s;
     w->n_sessions++;
-    stat_open++;
+    shunt_proxy__stat_open++;
     /* The addresses cost two system calls a connection: only when someone reads them. */
     int allowed = cfg->n_allow == 0;
     if (cfg->n_allow > 0 || cfg->n_subs > 0 || cfg->head_hook != NULL || cfg->conn_hook != NULL) {
