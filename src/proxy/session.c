@@ -70,48 +70,6 @@ static uint64_t next_conn_id(void)
 
 /* ------------------------------------------------------------------------ events */
 
-/* Hands <ev> to the subscribers that want its type, each with its own slot of <s>. */
-static void emit(struct session *s, struct shunt_event *ev)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    for (size_t i = 0; i < cfg->n_subs; i++) {
-        if (cfg->subs[i].mask & (1u << ev->type)) {
-            ev->slot = &s->slots[i];
-            cfg->subs[i].cb(ev, cfg->subs[i].ud);
-        }
-    }
-}
-
-static void fill_conn_event(struct session *s, struct shunt_event *ev, enum shunt_ev_type t)
-{
-    memset(ev, 0, sizeof(*ev));
-    ev->type = t;
-    ev->conn_id = s->id;
-    ev->time_us = now_us();
-    ev->exchange = s->idx;
-    ev->upstream_id = s->cur ? s->cur->id : 0;
-    ev->scheme = s->ex.https ? "https" : "http";
-}
-
-static void emit_change_by(struct session *s, int in_request, const char *what, const char *by)
-{
-    if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_CHANGE))
-        return;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, SHUNT_EV_CHANGE);
-    ev.what = what;
-    ev.by = by;
-    ev.in_request = in_request;
-    emit(s, &ev);
-}
-
-
-/* A change shunt makes so that no one downstream can read a message otherwise than shunt
- * did (docs/framing.md): recorded as made by "shunt". */
-static void emit_fix(struct session *s, int in_request, const char *what)
-{
-    emit_change_by(s, in_request, what, "shunt");
-}
 
 /* A hook's change, reported as an event. */
 struct hook_changes {
@@ -122,63 +80,7 @@ struct hook_changes {
 static void hook_change(void *cctx, const char *what, const char *by)
 {
     struct hook_changes *hc = cctx;
-    emit_change_by(hc->s, hc->in_request, what, by);
-}
-
-static void emit_head(struct session *s, enum shunt_ev_type t, const struct shunt_http_head *h,
-                      const char *raw, const uv_buf_t *iov, size_t n_iov)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    if (!shunt_proxy__wants(cfg, t))
-        return;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, t);
-    ev.raw = shunt_slice_make(raw, h->head_len);
-    ev.head = h;
-    ev.again = t == SHUNT_EV_REQUEST_HEAD && s->ex.head_emitted; /* announced early, now sent */
-    struct shunt_slice *parts = s->w->iov_slices;
-    for (size_t i = 0; i < n_iov; i++)
-        parts[i] = shunt_slice_make(iov[i].base, iov[i].len);
-    ev.sent.parts = parts;
-    ev.sent.n_parts = n_iov;
-    emit(s, &ev);
-}
-
-static void emit_body(struct session *s, int from_client, const char *p, size_t n)
-{
-    if (n == 0 || !shunt_proxy__wants(s->w->cfg, SHUNT_EV_BODY))
-        return;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, SHUNT_EV_BODY);
-    ev.from_client = from_client;
-    ev.tunnel = s->tunnel;
-    ev.data = shunt_slice_make(p, n);
-    uint64_t *seen = from_client ? &s->ex.req_payload : &s->ex.resp_payload;
-    ev.body_offset = *seen;
-    *seen += n;
-    emit(s, &ev);
-}
-
-/* Reports shunt's own answer as the client gets it: the head in <n> pieces, then the body.
- * No server sent it: the event's raw head is empty (events.h). */
-static void emit_own_response(struct session *s, int status, const uv_buf_t *head, size_t n,
-                              const char *body, size_t body_len)
-{
-    if (shunt_proxy__wants(s->w->cfg, SHUNT_EV_RESPONSE_HEAD)) {
-        struct shunt_slice parts[4];
-        SHUNT_BUG_ON(n > 4);
-        struct shunt_event ev;
-        fill_conn_event(s, &ev, SHUNT_EV_RESPONSE_HEAD);
-        ev.raw = shunt_slice_make("", 0);
-        ev.own = 1;
-        ev.status = status;
-        for (size_t i = 0; i < n; i++)
-            parts[i] = shunt_slice_make(head[i].base, head[i].len);
-        ev.sent.parts = parts;
-        ev.sent.n_parts = n;
-        emit(s, &ev);
-    }
-    emit_body(s, 0, body, body_len);
+    shunt_proxy__emit_change_by(hc->s, hc->in_request, what, by);
 }
 
 /* ------------------------------------------------------------------------ timers */
@@ -264,24 +166,6 @@ static void session_timer_closed(uv_handle_t *h)
     session_unref(h->data);
 }
 
-static void emit_upstream_close(struct session *s, struct upstream *u)
-{
-    if (!u->conn.connected || !shunt_proxy__wants(s->w->cfg, SHUNT_EV_UPSTREAM_CLOSE))
-        return;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, SHUNT_EV_UPSTREAM_CLOSE);
-    ev.upstream_id = u->id;
-    ev.peer_addr = u->addr;
-    ev.peer_port = u->remote_port;
-    ev.local_port = u->local_port;
-    ev.closer = (enum shunt_closer)u->conn.closer;
-    ev.how = (enum shunt_close_how)u->conn.how;
-    ev.bytes_in = u->conn.bytes_in;
-    ev.bytes_out = u->conn.bytes_out;
-    ev.tls_close = u->conn.tls_close;
-    emit(s, &ev);
-}
-
 /* Before an ordinary close of a connection that carries TLS: close_notify (the FIN follows
  * with the close), unless the other side ended without one and that is mirrored. */
 static void tls_goodbye(struct shunt_conn *c, int mirror_truncation)
@@ -306,7 +190,7 @@ static void upstream_close(struct upstream *u, int reset)
     if (!reset) /* before the event: it reports the close_notify sent */
         tls_goodbye(&u->conn, s != NULL && (s->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED));
     if (s != NULL) {
-        emit_upstream_close(s, u);
+        shunt_proxy__emit_upstream_close(s, u);
         for (int i = 0; i < s->n_ups; i++) {
             if (s->ups[i] == u) {
                 s->ups[i] = s->ups[--s->n_ups];
@@ -318,22 +202,6 @@ static void upstream_close(struct upstream *u, int reset)
         u->s = NULL;
     }
     shunt_conn_close(&u->conn, reset);
-}
-
-static void emit_exchange_done(struct session *s)
-{
-    if (!s->ex.active)
-        return;
-    s->ex.active = 0;
-    shunt_proxy__stat_exchanges++;
-    if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_EXCHANGE_DONE))
-        return;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, SHUNT_EV_EXCHANGE_DONE);
-    shunt_exchange_fill_done(&s->ex, &ev);
-    ev.peer_port = s->peer_port;
-    ev.tunnel = s->tunnel;
-    emit(s, &ev);
 }
 
 /* Tells the connection hook (rules' on_connect, on_close) about <s>. */
@@ -358,7 +226,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
         return;
     if (s->ex.active && s->ex.error == NULL)
         s->ex.error = "connection closed during the exchange";
-    emit_exchange_done(s);
+    shunt_proxy__emit_exchange_done(s);
     while (s->n_ups > 0)
         upstream_close(s->ups[0], reset_upstreams);
     s->closing = 1;
@@ -368,7 +236,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
     struct worker *w = s->w;
     if (shunt_proxy__wants(w->cfg, SHUNT_EV_CONN_CLOSE)) {
         struct shunt_event ev;
-        fill_conn_event(s, &ev, SHUNT_EV_CONN_CLOSE);
+        shunt_proxy__fill_conn_event(s, &ev, SHUNT_EV_CONN_CLOSE);
         ev.peer_addr = s->peer_addr;
         ev.peer_port = s->peer_port;
         ev.local_addr = s->local_addr;
@@ -379,7 +247,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
         ev.bytes_out = s->conn.bytes_out;
         ev.tunnel = s->tunnel;
         ev.tls_close = s->conn.tls_close;
-        emit(s, &ev);
+        shunt_proxy__emit(s, &ev);
     }
     if (w->cfg->conn_hook != NULL)
         tell_conn_hook(s, 0);
@@ -493,7 +361,7 @@ static void mirror_client_fin(struct session *s)
 /* Ends the exchange in flight and decides what the connection does next. */
 static void exchange_done(struct session *s)
 {
-    emit_exchange_done(s);
+    shunt_proxy__emit_exchange_done(s);
     shunt_exchange_end(&s->ex);
 }
 
@@ -520,25 +388,6 @@ static void maybe_done(struct session *s)
     process_client(s); /* a pipelined request may be waiting */
 }
 
-static int parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e);
-
-/* Reports the head of a request that has not gone upstream with nothing as sent: one that
- * never will (a CONNECT, which shunt answers, a request that failed before it was sent, one
- * a rule answers), or one that waits (for its upstream to connect, for a rule's hold), so
- * that the capture shows it while it waits. The head is still at the front of the client
- * buffer. */
-static void emit_unsent_head(struct session *s)
-{
-    if (s->ex.head_emitted || !s->ex.active || s->conn.in.base == NULL ||
-        !shunt_proxy__wants(s->w->cfg, SHUNT_EV_REQUEST_HEAD))
-        return;
-    struct shunt_http_head h;
-    struct shunt_http_error e;
-    if (parse_request(s, &h, &e) <= 0)
-        return;
-    emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, s->conn.in.base + s->conn.in.off, NULL, 0);
-    s->ex.head_emitted = 1;
-}
 
 /* Counts the head of a request shunt answers before sending it anywhere (a refused or
  * unreachable upstream, a forbidden target): its bytes came from the client all the same,
@@ -549,7 +398,7 @@ static void count_unsent_head(struct session *s)
         return;
     struct shunt_http_head h;
     struct shunt_http_error e;
-    if (parse_request(s, &h, &e) > 0)
+    if (shunt_proxy__parse_request(s, &h, &e) > 0)
         s->ex.req_bytes = h.head_len;
 }
 
@@ -582,7 +431,7 @@ static void answer(struct session *s, int status, const char *reason, const char
                       "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                       status, reason, bl);
-    emit_unsent_head(s);
+    shunt_proxy__emit_unsent_head(s);
     count_unsent_head(s);
     if (!s->ex.resp_started && !s->conn.wr_shut && !s->closing) {
         uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl), uv_buf_init(msg, (unsigned)bl)};
@@ -590,7 +439,7 @@ static void answer(struct session *s, int status, const char *reason, const char
         s->ex.resp_bytes += (uint64_t)hl + bl;
         s->ex.resp_body.payload = bl;
         (void)send_client(s, bufs, 2); /* a client gone already changes nothing */
-        emit_own_response(s, status, bufs, 1, msg, bl);
+        shunt_proxy__emit_own_response(s, status, bufs, 1, msg, bl);
     }
     s->ex.resp_started = 1;
     msg[ml] = '\0';
@@ -814,7 +663,7 @@ static void upstream_connected(struct session *s, struct upstream *u)
     }
     if (shunt_proxy__wants(s->w->cfg, SHUNT_EV_UPSTREAM_OPEN)) {
         struct shunt_event ev;
-        fill_conn_event(s, &ev, SHUNT_EV_UPSTREAM_OPEN);
+        shunt_proxy__fill_conn_event(s, &ev, SHUNT_EV_UPSTREAM_OPEN);
         ev.upstream_id = u->id;
         ev.peer_addr = u->addr;
         ev.peer_port = u->remote_port;
@@ -822,7 +671,7 @@ static void upstream_connected(struct session *s, struct upstream *u)
         ev.local_port = u->local_port;
         ev.origin_host = u->host;
         ev.origin_port = u->port;
-        emit(s, &ev);
+        shunt_proxy__emit(s, &ev);
     }
     shunt_conn_read_start(&u->conn);
     disarm(s, TM_UPSTREAM);
@@ -992,7 +841,7 @@ static int parse_head(struct worker *w, parse_fn fn, struct partial **pp, const 
     return r;
 }
 
-static int parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e)
+int shunt_proxy__parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e)
 {
     return parse_head(s->w, shunt_http_parse_request, &s->partial, s->conn.in.base + s->conn.in.off,
                       s->conn.in.len - s->conn.in.off, h, e);
@@ -1060,7 +909,7 @@ static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
         char what[700];
         snprintf(what, sizeof(what), "map %.*s to %.*s", (int)(u.len > 300 ? 300 : u.len),
                  u.base, (int)(v->map_url_len > 300 ? 300 : v->map_url_len), v->map_url);
-        emit_change_by(s, 1, what, v->by ? v->by : "rule");
+        shunt_proxy__emit_change_by(s, 1, what, v->by ? v->by : "rule");
     }
 }
 
@@ -1072,10 +921,10 @@ static void respond_now(struct session *s, const struct shunt_http_head *h, int 
                         const char *fields, size_t fields_len, const char *body, size_t body_len,
                         const char *by)
 {
-    emit_unsent_head(s);
+    shunt_proxy__emit_unsent_head(s);
     char what[64];
     snprintf(what, sizeof(what), "respond %d without the server", status);
-    emit_change_by(s, 1, what, by ? by : "rule");
+    shunt_proxy__emit_change_by(s, 1, what, by ? by : "rule");
     int keep = s->ex.req_body.done && !s->ex.req_close;
     char line[64], tail[80];
     int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status,
@@ -1092,7 +941,7 @@ static void respond_now(struct session *s, const struct shunt_http_head *h, int 
     s->ex.resp_body.payload = body_len;
     s->ex.req_bytes += h->head_len;
     (void)send_client(s, bufs, 4); /* copies what it cannot send at once */
-    emit_own_response(s, status, bufs, 3, body, body_len);
+    shunt_proxy__emit_own_response(s, status, bufs, 3, body, body_len);
     if (keep)
         shunt_conn_consume(&s->conn, h->head_len);
     else
@@ -1162,7 +1011,7 @@ static void request_fields(struct session *s, const struct shunt_http_head *h,
 static void route_on(struct session *s, struct upstream *u)
 {
     if (u == NULL || !u->conn.connected)
-        emit_unsent_head(s); /* it waits for the connection: visible while it does */
+        shunt_proxy__emit_unsent_head(s); /* it waits for the connection: visible while it does */
     if (u == NULL) {
         struct route rt = {0};
         snprintf(rt.host, sizeof(rt.host), "%s", s->ex.route_host);
@@ -1227,7 +1076,7 @@ static void start_request(struct session *s)
             arm(s, T_HEADER, cfg->header_timeout_ms);
         return;
     }
-    int r = parse_request(s, &h, &e);
+    int r = shunt_proxy__parse_request(s, &h, &e);
     size_t avail = s->conn.in.len - s->conn.in.off;
     if (r == 0) {
         if (client_wait(s) == T_IDLE || client_wait(s) == T_FIRST)
@@ -1240,9 +1089,9 @@ static void start_request(struct session *s)
         s->ex.req_bytes = avail;
         if (shunt_proxy__wants(cfg, SHUNT_EV_REQUEST_HEAD)) { /* the evidence */
             struct shunt_event ev;
-            fill_conn_event(s, &ev, SHUNT_EV_REQUEST_HEAD);
+            shunt_proxy__fill_conn_event(s, &ev, SHUNT_EV_REQUEST_HEAD);
             ev.raw = shunt_slice_make(s->conn.in.base + s->conn.in.off, avail);
-            emit(s, &ev);
+            shunt_proxy__emit(s, &ev);
         }
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
@@ -1254,7 +1103,7 @@ static void start_request(struct session *s)
         char what[96];
         snprintf(what, sizeof(what), "skip %zu empty line%s before the request line (RFC 9112 2.2)",
                  s->empty_lines, s->empty_lines == 1 ? "" : "s");
-        emit_fix(s, 1, what);
+        shunt_proxy__emit_fix(s, 1, what);
         s->empty_lines = 0;
     }
     s->ex.req_is_head = SHUNT_SLICE_IEQ_LIT(h.method, "HEAD");
@@ -1324,8 +1173,8 @@ static void start_request(struct session *s)
     if (out.delay_ms > 0) {
         char what[64];
         snprintf(what, sizeof(what), "hold the request %" PRIu64 " ms", out.delay_ms);
-        emit_change_by(s, 1, what, out.by ? out.by : "rule");
-        emit_unsent_head(s); /* visible while it is held */
+        shunt_proxy__emit_change_by(s, 1, what, out.by ? out.by : "rule");
+        shunt_proxy__emit_unsent_head(s); /* visible while it is held */
         s->ex.held = HOLD_REQUEST;
         s->ex.rq = RQ_CONNECTING;
         arm(s, T_DELAY, out.delay_ms);
@@ -1366,7 +1215,7 @@ struct body_ctx {
 static void on_body_data(void *ud, const char *p, size_t n)
 {
     struct body_ctx *c = ud;
-    emit_body(c->s, c->from_client, p, n);
+    shunt_proxy__emit_body(c->s, c->from_client, p, n);
 }
 
 /* Scans body bytes, reporting the payload when someone listens. */
@@ -1431,7 +1280,7 @@ static long frame_body(struct session *s, struct shunt_http_body *body, const ch
             char what[160];
             snprintf(what, sizeof(what), "drop trailer field %.*s (RFC 9110 6.5.1)",
                      (int)(f[i].name.len > 64 ? 64 : f[i].name.len), f[i].name.base);
-            emit_fix(s, from_client, what);
+            shunt_proxy__emit_fix(s, from_client, what);
             continue;
         }
         memcpy(s->trbuf + out, f[i].line.base, f[i].line.len);
@@ -1561,7 +1410,7 @@ static void send_request(struct session *s)
     struct shunt_http_head h;
     struct shunt_http_error e;
     struct route rt;
-    int r = parse_request(s, &h, &e); /* the same bytes as before: the same head */
+    int r = shunt_proxy__parse_request(s, &h, &e); /* the same bytes as before: the same head */
     assert(r > 0);
     (void)r;
     memset(&rt, 0, sizeof(rt));
@@ -1587,7 +1436,7 @@ static void send_request(struct session *s)
         shunt_edit_dispose(&fields);
     }
     n = iov_add(iov, n, p + h.head_len - 2, 2);
-    emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, p, iov, n);
+    shunt_proxy__emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, p, iov, n);
     s->ex.head_emitted = 1;
     /* the body bytes that came with the head go in the same writev: one system call for a
      * small message; the body was prescanned, so this cannot fail */
@@ -1676,11 +1525,11 @@ static void establish_tunnel(struct session *s)
     static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
     struct shunt_http_head h;
     struct shunt_http_error e;
-    int r = parse_request(s, &h, &e);
+    int r = shunt_proxy__parse_request(s, &h, &e);
     assert(r > 0);
     (void)r;
     s->ex.req_bytes += h.head_len;
-    emit_unsent_head(s);
+    shunt_proxy__emit_unsent_head(s);
     s->cur->n_exchanges++;
     s->ex.upstream_port = s->cur->local_port;
     shunt_conn_consume(&s->conn, h.head_len);
@@ -1688,7 +1537,7 @@ static void establish_tunnel(struct session *s)
     s->ex.status = 200;
     s->ex.resp_bytes += b.len;
     s->ex.resp_started = 1;
-    emit_own_response(s, 200, &b, 1, NULL, 0);
+    shunt_proxy__emit_own_response(s, 200, &b, 1, NULL, 0);
     if (send_client(s, &b, 1) != 0) {
         set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
         session_close(s, 0, 1);
@@ -1698,7 +1547,7 @@ static void establish_tunnel(struct session *s)
     s->ex.rs = RS_DONE;
     s->tunnel = 1;
     keep_only_cur(s);
-    emit_exchange_done(s);
+    shunt_proxy__emit_exchange_done(s);
     arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
     if (!pump(s, &s->conn, &s->cur->conn, 1))
         mirror_client_fin(s);
@@ -1712,7 +1561,7 @@ static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *t
     const char *p = shunt_conn_data(from);
     size_t n = shunt_conn_avail(from);
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-    emit_body(s, from_client, p, n);
+    shunt_proxy__emit_body(s, from_client, p, n);
     int r = shunt_conn_send(to, &b, 1);
     shunt_conn_consume(from, n);
     if (r != 0) {
@@ -1739,32 +1588,6 @@ static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *t
  * A handshake that fails is an exchange with the reason, and every handshake's end is a
  * SHUNT_EV_TLS event.
  */
-
-/* Reports the end of a TLS handshake on <c> (the client's when <u> is NULL, else <u>'s),
- * the handshake time measured on the loop's clock; <error> replaces the engine's. */
-static void emit_tls(struct session *s, struct upstream *u, struct shunt_conn *c,
-                     const char *error)
-{
-    if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_TLS))
-        return;
-    struct shunt_tls_facts f;
-    if (shunt_conn_tls(c) != NULL) {
-        shunt_tls_facts(shunt_conn_tls(c), &f);
-        f.handshake_us = c->tls_handshake_us;
-    } else {
-        memset(&f, 0, sizeof(f));
-        f.sni = f.alpn = f.version = f.cipher = "";
-        f.cert_subject = f.cert_issuer = f.cert_san = f.cert_sha256 = "";
-        f.side = u != NULL;
-    }
-    if (error != NULL)
-        f.error = error;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, SHUNT_EV_TLS);
-    ev.upstream_id = u != NULL ? u->id : 0;
-    ev.tls = &f;
-    emit(s, &ev);
-}
 
 /* The TLS with the client failed (<why>, the engine's words, or a timeout): an exchange of
  * its own, method "-" and the URL https://HOST[:PORT]/ of the CONNECT, with no status, and
@@ -1797,7 +1620,7 @@ static void client_tls_done(struct shunt_conn *c, int ok)
     if (!ok && why[0] == '\0') /* no alert, no error: the client went away */
         why = c->how == SHUNT_CONN_HOW_RST ? "the client reset the connection during the handshake"
                                            : "the client closed the connection during the handshake";
-    emit_tls(s, NULL, c, ok ? NULL : why);
+    shunt_proxy__emit_tls(s, NULL, c, ok ? NULL : why);
     if (!ok) {
         client_tls_failed(s, why);
         return;
@@ -1815,16 +1638,8 @@ static void client_tls_timed_out(struct session *s)
     char why[64];
     snprintf(why, sizeof(why), "handshake timed out after %.0f s",
              (double)s->w->cfg->tls_handshake_timeout_ms / 1000.0);
-    emit_tls(s, NULL, &s->conn, why);
+    shunt_proxy__emit_tls(s, NULL, &s->conn, why);
     client_tls_failed(s, why);
-}
-
-static void emit_tls_timeout(struct session *s, struct upstream *u)
-{
-    char why[64];
-    snprintf(why, sizeof(why), "handshake timed out after %.0f s",
-             (double)s->w->cfg->tls_handshake_timeout_ms / 1000.0);
-    emit_tls(s, u, &u->conn, why);
 }
 
 /* The CONNECT <h> to <rt> is intercepted: answered 200 now, as a tunnel shunt answered; its
@@ -1834,13 +1649,13 @@ static void intercept_connect(struct session *s, const struct shunt_http_head *h
 {
     static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
     s->ex.req_bytes += h->head_len;
-    emit_unsent_head(s);
+    shunt_proxy__emit_unsent_head(s);
     shunt_conn_consume(&s->conn, h->head_len);
     uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
     s->ex.status = 200;
     s->ex.resp_bytes += b.len;
     s->ex.resp_started = 1;
-    emit_own_response(s, 200, &b, 1, NULL, 0);
+    shunt_proxy__emit_own_response(s, 200, &b, 1, NULL, 0);
     if (send_client(s, &b, 1) != 0) {
         set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
         session_close(s, 0, 1);
@@ -1878,7 +1693,7 @@ static void intercept_peek(struct session *s)
         s->icpt = ICPT_HANDSHAKE;
         int r = shunt_conn_start_tls(&s->conn, t, client_tls_done);
         if (r == SHUNT_TLS_ERROR) {
-            emit_tls(s, NULL, &s->conn, NULL);
+            shunt_proxy__emit_tls(s, NULL, &s->conn, NULL);
             client_tls_failed(s, shunt_tls_error(t));
         } else if (r != 0) {
             set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
@@ -1889,7 +1704,7 @@ static void intercept_peek(struct session *s)
     size_t i = 0;
     while (i < n && i < 16 && p[i] >= 'A' && p[i] <= 'Z')
         i++;
-    emit_tls(s, NULL, &s->conn,
+    shunt_proxy__emit_tls(s, NULL, &s->conn,
              i > 0 && i < n && p[i] == ' '
                  ? "not TLS: the client sent plain HTTP into the tunnel"
                  : "not TLS: the client's first bytes are not a TLS handshake");
@@ -1911,7 +1726,7 @@ static void upstream_tls_done(struct shunt_conn *c, int ok)
     if (!ok && err[0] == '\0') /* no alert, no error: the server went away */
         err = c->how == SHUNT_CONN_HOW_RST ? "the server reset the connection during the handshake"
                                            : "the server closed the connection during the handshake";
-    emit_tls(s, u, c, ok ? NULL : err);
+    shunt_proxy__emit_tls(s, u, c, ok ? NULL : err);
     if (ok) {
         s->ex.t_tls_done = now_us();
         disarm(s, TM_UPSTREAM);
@@ -1945,7 +1760,7 @@ static void upstream_start_tls(struct session *s, struct upstream *u)
         char why[1000];
         snprintf(why, sizeof(why), "%s", r == SHUNT_TLS_ERROR ? shunt_tls_error(t) : uv_strerror(r));
         if (r == SHUNT_TLS_ERROR)
-            emit_tls(s, u, &u->conn, NULL);
+            shunt_proxy__emit_tls(s, u, &u->conn, NULL);
         upstream_close(u, 0);
         answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);
     }
@@ -2061,7 +1876,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
             shunt_edit_dispose(&edit);
             char what[64];
             snprintf(what, sizeof(what), "hold the response %" PRIu64 " ms", out.delay_ms);
-            emit_change_by(s, 0, what, out.by ? out.by : "rule");
+            shunt_proxy__emit_change_by(s, 0, what, out.by ? out.by : "rule");
             s->ex.held = HOLD_RESPONSE;
             arm(s, T_DELAY, out.delay_ms);
             return 0;
@@ -2070,7 +1885,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
         n = add_edit(s, iov, n, &edit);
     }
     n = iov_add(iov, n, p + h.head_len - 2, 2);
-    emit_head(s, SHUNT_EV_RESPONSE_HEAD, &h, p, iov, n);
+    shunt_proxy__emit_head(s, SHUNT_EV_RESPONSE_HEAD, &h, p, iov, n);
     size_t nb = 0;
     if (final && h.status != 101) {
         shunt_http_body_init(&s->ex.resp_body, fr, h.content_length, &cfg->limits);
@@ -2107,7 +1922,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
         s->ex.rq = RQ_DONE;
         s->tunnel = 1;
         keep_only_cur(s);
-        emit_exchange_done(s);
+        shunt_proxy__emit_exchange_done(s);
         arm(s, T_TUNNEL, cfg->idle_timeout_ms);
         if (!pump(s, &s->conn, &u->conn, 1))
             mirror_client_fin(s);
@@ -2567,7 +2382,7 @@ static void on_upstream_eof(struct upstream *u)
         if (raced_idle_close(s, u)) {
             s->ex.error = "server closed the reused connection without responding";
             upstream_close(u, 0);
-            emit_exchange_done(s); /* ended now, not when the client gets round to closing */
+            shunt_proxy__emit_exchange_done(s); /* ended now, not when the client gets round to closing */
             finish(s);             /* FIN for FIN: the client retries as it would direct */
             return;
         }
@@ -2669,7 +2484,6 @@ static void release(struct session *s)
 static void expire(struct session *s, enum timer_kind k);
 
 static void client_tls_timed_out(struct session *s);
-static void emit_tls_timeout(struct session *s, struct upstream *u);
 
 static void timer_cb(uv_timer_t *t)
 {
@@ -2749,7 +2563,7 @@ static void expire(struct session *s, enum timer_kind k)
     case T_TLS_UP:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
         if (s->cur != NULL) {
-            emit_tls_timeout(s, s->cur);
+            shunt_proxy__emit_tls_timeout(s, s->cur);
             upstream_close(s->cur, 0);
         }
         answer(s, 504, "Gateway Timeout",
@@ -2822,12 +2636,12 @@ void shunt_proxy__accept(struct worker *w)
     }
     if (shunt_proxy__wants(cfg, SHUNT_EV_CONN_OPEN)) {
         struct shunt_event ev;
-        fill_conn_event(s, &ev, SHUNT_EV_CONN_OPEN);
+        shunt_proxy__fill_conn_event(s, &ev, SHUNT_EV_CONN_OPEN);
         ev.peer_addr = s->peer_addr;
         ev.peer_port = s->peer_port;
         ev.local_addr = s->local_addr;
         ev.local_port = s->local_port;
-        emit(s, &ev);
+        shunt_proxy__emit(s, &ev);
     }
     if (cfg->conn_hook != NULL)
         tell_conn_hook(s, 1);

@@ -146,6 +146,26 @@ typedef int (*parse_fn)(const char *, size_t, size_t, struct shunt_http_head *,
 /* Connections open and exchanges ended, over every worker (shunt_proxy_stats()). */
 extern _Atomic uint64_t shunt_proxy__stat_open, shunt_proxy__stat_exchanges;
 
+/* session.c */
+int shunt_proxy__parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e);
+
+/* report.c */
+void shunt_proxy__emit(struct session *s, struct shunt_event *ev);
+void shunt_proxy__fill_conn_event(struct session *s, struct shunt_event *ev, enum shunt_ev_type t);
+void shunt_proxy__emit_change_by(struct session *s, int in_request, const char *what, const char *by);
+void shunt_proxy__emit_fix(struct session *s, int in_request, const char *what);
+void shunt_proxy__emit_head(struct session *s, enum shunt_ev_type t, const struct shunt_http_head *h,
+                      const char *raw, const uv_buf_t *iov, size_t n_iov);
+void shunt_proxy__emit_body(struct session *s, int from_client, const char *p, size_t n);
+void shunt_proxy__emit_own_response(struct session *s, int status, const uv_buf_t *head, size_t n,
+                              const char *body, size_t body_len);
+void shunt_proxy__emit_upstream_close(struct session *s, struct upstream *u);
+void shunt_proxy__emit_exchange_done(struct session *s);
+void shunt_proxy__emit_unsent_head(struct session *s);
+void shunt_proxy__emit_tls(struct session *s, struct upstream *u, struct shunt_conn *c,
+                     const char *error);
+void shunt_proxy__emit_tls_timeout(struct session *s, struct upstream *u);
+
 /* ------------------------------------------------------------------------ static inlines */
 
 static inline uint64_t now_us(void)
