@@ -45,7 +45,6 @@ static void update_reading(struct session *s);
 static void session_close(struct session *s, int reset_client, int reset_upstreams);
 static void upstream_close(struct upstream *u, int reset);
 static void finish(struct session *s);
-static void maybe_done(struct session *s);
 static void check_finished(struct session *s);
 static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client);
 static char *scratch(char **p, size_t *cap, size_t need);
@@ -70,18 +69,6 @@ static uint64_t next_conn_id(void)
 
 /* ------------------------------------------------------------------------ events */
 
-
-/* A hook's change, reported as an event. */
-struct hook_changes {
-    struct session *s;
-    int in_request;
-};
-
-static void hook_change(void *cctx, const char *what, const char *by)
-{
-    struct hook_changes *hc = cctx;
-    shunt_proxy__emit_change_by(hc->s, hc->in_request, what, by);
-}
 
 /* ------------------------------------------------------------------------ timers */
 
@@ -204,21 +191,6 @@ static void upstream_close(struct upstream *u, int reset)
     shunt_conn_close(&u->conn, reset);
 }
 
-/* Tells the connection hook (rules' on_connect, on_close) about <s>. */
-static void tell_conn_hook(struct session *s, int opening)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_conn_info ci = {opening,
-                                 s->id,
-                                 s->w->index,
-                                 s->peer_addr,
-                                 s->peer_port,
-                                 s->idx,
-                                 shunt_closer_name((enum shunt_closer)s->conn.closer),
-                                 shunt_close_how_name((enum shunt_close_how)s->conn.how)};
-    cfg->conn_hook(cfg->conn_hook_ud, &ci);
-}
-
 /* Closes the client connection and every upstream one, at once. */
 static void session_close(struct session *s, int reset_client, int reset_upstreams)
 {
@@ -250,7 +222,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
         shunt_proxy__emit(s, &ev);
     }
     if (w->cfg->conn_hook != NULL)
-        tell_conn_hook(s, 0);
+        shunt_proxy__tell_conn_hook(s, 0);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -365,7 +337,7 @@ static void exchange_done(struct session *s)
     shunt_exchange_end(&s->ex);
 }
 
-static void maybe_done(struct session *s)
+void shunt_proxy__maybe_done(struct session *s)
 {
     if (s->closing || s->tunnel)
         return;
@@ -450,7 +422,7 @@ static void answer(struct session *s, int status, const char *reason, const char
     s->ex.rq = RQ_DONE;
     s->ex.rs = RS_DONE;
     if (s->ex.active)
-        maybe_done(s);
+        shunt_proxy__maybe_done(s);
     else
         finish(s);
 }
@@ -481,7 +453,7 @@ static int parse_authority(struct shunt_slice a, int default_port, struct route 
 }
 
 /* When <t> is an absolute-form http URL, fills the authority and path of <rt> and returns 1. */
-static int split_absolute(struct shunt_slice t, struct route *rt)
+int shunt_proxy__split_absolute(struct shunt_slice t, struct route *rt)
 {
     struct shunt_target st;
     if (shunt_http_split_target(t, 0, &st) != SHUNT_TARGET_ABSOLUTE ||
@@ -522,7 +494,7 @@ static int route_request(struct session *s, const struct shunt_http_head *h, str
         }
         return 0;
     }
-    if (split_absolute(t, rt)) {
+    if (shunt_proxy__split_absolute(t, rt)) {
         if (memchr(rt->authority.base, '@', rt->authority.len) != NULL ||
             parse_authority(rt->authority, 80, rt) != 0) {
             answer(s, 400, "Bad Request",
@@ -869,141 +841,7 @@ static int prescan_body(struct session *s, struct shunt_http_body *b, const char
     return 0;
 }
 
-static const char *auth_name(enum auth_state a)
-{
-    switch (a) {
-    case AUTH_CHALLENGED: return "challenged";
-    case AUTH_HANDSHAKE: return "handshake";
-    case AUTH_DONE: return "authenticated";
-    default: return "none";
-    }
-}
-
-/* Asks the request hook about <h>, before it is routed; a mapped URL takes effect at once
- * (routing and the request line follow it). */
-static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
-                             struct shunt_request_verdict *v)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_slice host = h->host, lower;
-    struct route tmp;
-    int absolute = 1; /* the target is the URL: absolute-form, or a CONNECT's authority (as
-                         mitmproxy shows a CONNECT's URL) */
-    if (s->ex.req_is_connect)
-        host = h->target;
-    else if (split_absolute(h->target, &tmp))
-        host = tmp.authority;
-    else
-        absolute = 0;
-    /* with the host without its port, as the filters' ~d sees it */
-    struct shunt_slice u = shunt_exchange_hook_url(&s->ex, h->host, h->target, absolute, host, &lower);
-    struct shunt_head_ctx ctx = {1,    h->method,  u, lower,
-                                 0,    h->headers, h->n_headers, NULL, 0, s->id, s->w->index,
-                                 s->idx, h->minor_version, {"", 0}, s->peer_port,
-                                 auth_name(s->auth), s->auth_scheme, NULL};
-    cfg->request_hook(cfg->request_hook_ud, &ctx, v);
-    shunt_exchange_adopt_verdict(&s->ex, v);
-    if (v->map_url != NULL && v->map_url_len > 0 && v->respond_status == 0 &&
-        !s->ex.req_is_connect) { /* a tunnel has no URL to map */
-        s->ex.mapped = shunt_slice_make(v->map_url, v->map_url_len);
-        char what[700];
-        snprintf(what, sizeof(what), "map %.*s to %.*s", (int)(u.len > 300 ? 300 : u.len),
-                 u.base, (int)(v->map_url_len > 300 ? 300 : v->map_url_len), v->map_url);
-        shunt_proxy__emit_change_by(s, 1, what, v->by ? v->by : "rule");
-    }
-}
-
-/* Answers the request with a rule's response: <status>, the header lines <fields> (may be
- * empty), and <body>. The request never reaches a server. Without a request body the
- * connection lives on, as with a server's answer; a body that would have to be skipped
- * ends it. */
-static void respond_now(struct session *s, const struct shunt_http_head *h, int status,
-                        const char *fields, size_t fields_len, const char *body, size_t body_len,
-                        const char *by)
-{
-    shunt_proxy__emit_unsent_head(s);
-    char what[64];
-    snprintf(what, sizeof(what), "respond %d without the server", status);
-    shunt_proxy__emit_change_by(s, 1, what, by ? by : "rule");
-    int keep = s->ex.req_body.done && !s->ex.req_close;
-    char line[64], tail[80];
-    int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status,
-                      shunt_http_reason_phrase(status));
-    int tl = snprintf(tail, sizeof(tail), "Content-Length: %zu\r\n%s\r\n", body_len,
-                      keep ? "" : "Connection: close\r\n");
-    uv_buf_t bufs[4] = {uv_buf_init(line, (unsigned)ll),
-                        uv_buf_init((char *)fields, (unsigned)fields_len),
-                        uv_buf_init(tail, (unsigned)tl),
-                        uv_buf_init((char *)body, (unsigned)body_len)};
-    s->ex.status = status;
-    s->ex.resp_started = 1;
-    s->ex.resp_bytes += (uint64_t)ll + fields_len + (uint64_t)tl + body_len;
-    s->ex.resp_body.payload = body_len;
-    s->ex.req_bytes += h->head_len;
-    (void)send_client(s, bufs, 4); /* copies what it cannot send at once */
-    shunt_proxy__emit_own_response(s, status, bufs, 3, body, body_len);
-    if (keep)
-        shunt_conn_consume(&s->conn, h->head_len);
-    else
-        s->ending = 1;
-    s->ex.rq = RQ_DONE;
-    s->ex.rs = RS_DONE;
-    maybe_done(s);
-}
-
-static void respond_verdict(struct session *s, const struct shunt_http_head *h,
-                            const struct shunt_request_verdict *v)
-{
-    char ct[200];
-    int cl = 0;
-    if (v->respond_type != NULL)
-        cl = snprintf(ct, sizeof(ct), "Content-Type: %s\r\n", v->respond_type);
-    respond_now(s, h, v->respond_status, ct, cl > 0 && (size_t)cl < sizeof(ct) ? (size_t)cl : 0,
-                v->respond_body, v->respond_body_len, v->by);
-}
-
-/* The scheme of an Authorization or WWW-Authenticate value ("NTLM TlRMTVNT..." gives
- * "NTLM"): http/auth.h's, which the recorder shares. */
-static void scheme_of(struct shunt_slice v, char *out, size_t cap)
-{
-    shunt_http_auth_scheme_copy(v, out, cap);
-}
-
-/* Follows the connection's authentication on a request: an Authorization starts (or
- * continues) a handshake. */
-static void auth_on_request(struct session *s, const struct shunt_http_head *h)
-{
-    for (size_t i = 0; i < h->n_headers; i++) {
-        if (!shunt_slice_ieq(h->headers[i].name, "Authorization", 13))
-            continue;
-        if (s->auth_scheme[0] == '\0')
-            scheme_of(h->headers[i].value, s->auth_scheme, sizeof(s->auth_scheme));
-        s->auth = AUTH_HANDSHAKE;
-        return;
-    }
-}
-
-/* ... and on a final response: a 401 with a challenge, or the end of a handshake. */
-static void auth_on_response(struct session *s, const struct shunt_http_head *h)
-{
-    if (h->status == 401) {
-        for (size_t i = 0; i < h->n_headers; i++) {
-            if (!shunt_slice_ieq(h->headers[i].name, "WWW-Authenticate", 16))
-                continue;
-            if (s->auth_scheme[0] == '\0')
-                scheme_of(h->headers[i].value, s->auth_scheme, sizeof(s->auth_scheme));
-            s->auth = AUTH_CHALLENGED;
-            return;
-        }
-    } else if (s->auth == AUTH_HANDSHAKE) {
-        s->auth = AUTH_DONE;
-    }
-}
-
 static void send_request(struct session *s);
-static void request_fields(struct session *s, const struct shunt_http_head *h,
-                           const struct route *rt, struct shunt_head_edit *e,
-                           struct shunt_hook_out *out);
 
 /* Sends the request in flight to its origin: on <u>, the upstream already open to it (at
  * once when connected, else once it is), or on a new one when <u> is NULL. Its route is in
@@ -1112,7 +950,7 @@ static void start_request(struct session *s)
     s->ex.req_close = !shunt_http_keeps_alive(&h);
     struct shunt_request_verdict v = {0};
     if (cfg->request_hook != NULL)
-        ask_request_hook(s, &h, &v);
+        shunt_proxy__ask_request_hook(s, &h, &v);
     if (s->ex.req_is_connect && v.respond_status < 300) {
         /* A CONNECT can be refused by a rule (mitmproxy's block_list does the same), not
          * answered with a 2xx: the client would take it for an open tunnel. */
@@ -1132,7 +970,7 @@ static void start_request(struct session *s)
     snprintf(s->ex.route_host, sizeof(s->ex.route_host), "%s", rt.host);
     s->ex.route_port = rt.port;
     if (v.respond_status >= 100 && v.respond_status <= 999) {
-        respond_verdict(s, &h, &v);
+        shunt_proxy__respond_verdict(s, &h, &v);
         return;
     }
     s->ex.req_kept = 0;
@@ -1148,14 +986,14 @@ static void start_request(struct session *s)
     }
     /* The rules see the request now, before it goes anywhere: they may answer it or hold
      * it. Their edit is sent at once when the upstream is connected, else kept. */
-    auth_on_request(s, &h);
+    shunt_proxy__auth_on_request(s, &h);
     struct shunt_hook_out out = {0};
     struct shunt_head_edit edit;
     shunt_arena_reset(&s->heads);
-    request_fields(s, &h, &rt, &edit, &out);
+    shunt_proxy__request_fields(s, &h, &rt, &edit, &out);
     if (out.respond_status >= 100 && out.respond_status <= 999) {
         shunt_edit_dispose(&edit);
-        respond_now(s, &h, out.respond_status, out.respond_fields, out.respond_fields_len,
+        shunt_proxy__respond_now(s, &h, out.respond_status, out.respond_fields, out.respond_fields_len,
                     out.respond_body, out.respond_body_len, out.by);
         return;
     }
@@ -1192,17 +1030,6 @@ static char *scratch(char **p, size_t *cap, size_t need)
         *cap = need;
     }
     return *p;
-}
-
-static size_t iov_add(uv_buf_t *iov, size_t n, const char *base, size_t len)
-{
-    if (len == 0)
-        return n;
-    if (n > 0 && iov[n - 1].base + iov[n - 1].len == base)
-        iov[n - 1].len += len;
-    else
-        iov[n++] = uv_buf_init((char *)base, (unsigned)len);
-    return n;
 }
 
 
@@ -1293,7 +1120,7 @@ static long frame_body(struct session *s, struct shunt_http_body *body, const ch
 
 /* The Host a request must carry to its origin, or an empty slice to keep its own: an
  * absolute-form target decides it (RFC 9112 3.2.2); --reverse-host too. */
-static struct shunt_slice wanted_host(const struct session *s, const struct route *rt)
+struct shunt_slice shunt_proxy__wanted_host(const struct session *s, const struct route *rt)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     if (rt->absolute)
@@ -1305,7 +1132,7 @@ static struct shunt_slice wanted_host(const struct session *s, const struct rout
 
 /* Who changes the Host of a request routed by <rt>: the target, as every forward proxy
  * does (RFC 9112 3.2.2), or the user's --reverse-host. */
-static const char *host_by(const struct route *rt)
+const char *shunt_proxy__host_by(const struct route *rt)
 {
     return rt->absolute ? "proxy" : "--reverse-host";
 }
@@ -1320,47 +1147,6 @@ static const char *host_by(const struct route *rt)
  * recorded.
  */
 
-/* The builder's notes go out as change events, when someone listens. */
-static shunt_head_note_cb head_notes(const struct session *s)
-{
-    return shunt_proxy__wants(s->w->cfg, SHUNT_EV_CHANGE) ? hook_change : NULL;
-}
-
-/* What the proxy adds or rewrites on the request routed by <rt>. */
-static struct shunt_head_plan request_plan(const struct session *s, const struct route *rt)
-{
-    struct shunt_head_plan plan = {0};
-    plan.host = wanted_host(s, rt);
-    plan.host_by = host_by(rt);
-    plan.via = s->w->cfg->via;
-    if (rt->absolute) {
-        plan.path = rt->path;
-        plan.path_needs_slash = rt->path_needs_slash;
-    }
-    return plan;
-}
-
-/* ... and on the response <h> to the client. */
-static struct shunt_head_plan response_plan(const struct session *s,
-                                            const struct shunt_http_head *h)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    int final = h->status >= 200 || h->status == 101;
-    struct shunt_head_plan plan = {0};
-    /* Proxy-Support is routine (by "proxy", not flag C): on by default in forward mode, it
-     * is what a proxy that pairs connections owes the client; --no-proxy-support turns it
-     * off. */
-    plan.proxy_support = h->status == 401 && !cfg->reverse && cfg->proxy_support &&
-                         shunt_head_has_session_auth_challenge(h);
-    plan.via = cfg->via && final;
-    return plan;
-}
-
-static size_t edit_cap(const struct session *s)
-{
-    return s->w->cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA;
-}
-
 /* Appends the lines of <e> to <iov> from <n>. */
 static size_t add_edit(struct session *s, uv_buf_t *iov, size_t n, const struct shunt_head_edit *e)
 {
@@ -1369,34 +1155,6 @@ static size_t add_edit(struct session *s, uv_buf_t *iov, size_t n, const struct 
     for (size_t i = 0; i < k; i++)
         n = iov_add(iov, n, l[i].base, l[i].len);
     return n;
-}
-
-/* The request's fields as they go upstream, in <e> (the caller disposes of it): the
- * builder's, then, when <out> is not NULL, the rules' edit of them. */
-static void request_fields(struct session *s, const struct shunt_http_head *h,
-                           const struct route *rt, struct shunt_head_edit *e,
-                           struct shunt_hook_out *out)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_head_plan plan = request_plan(s, rt);
-    struct hook_changes hc = {s, 1};
-    shunt_head_request_fields(h, &plan, &s->heads, e, s->w->edit_fields, edit_cap(s),
-                              head_notes(s), &hc);
-    if (out == NULL)
-        return;
-    /* the URL the rules see is absolute, as the capture stores it */
-    int found;
-    struct shunt_slice host = shunt_edit_get(e, "Host", 4, &found);
-    struct shunt_slice u = shunt_exchange_hook_url(&s->ex, host, h->target, rt->absolute, host, NULL);
-    struct shunt_head_ctx ctx = {1,          h->method,   u,
-                                 shunt_slice_make(s->ex.route_host, strlen(s->ex.route_host)),
-                                 0,          h->headers,  h->n_headers,
-                                 NULL,       0,           s->id,
-                                 s->w->index, s->idx,     h->minor_version,
-                                 {"", 0},    s->peer_port, auth_name(s->auth),
-                                 s->auth_scheme, out};
-    cfg->head_hook(cfg->head_hook_ud, e, &ctx, head_notes(s), &hc);
-    shunt_exchange_adopt_hook_out(&s->ex, out);
 }
 
 /* Sends the head of the request at the start of the client buffer to s->cur, as the
@@ -1414,15 +1172,15 @@ static void send_request(struct session *s)
     assert(r > 0);
     (void)r;
     memset(&rt, 0, sizeof(rt));
-    split_absolute(target_of(s, &h), &rt); /* start_request() checked the rest */
+    shunt_proxy__split_absolute(target_of(s, &h), &rt); /* start_request() checked the rest */
     if (s->ex.live_edit == NULL) /* else its lines are in <heads> */
         shunt_arena_reset(&s->heads);
     const char *p = s->conn.in.base + s->conn.in.off;
     uv_buf_t *iov = w->iov;
     size_t n = 0;
     struct hook_changes hc = {s, 1};
-    struct shunt_head_plan plan = request_plan(s, &rt);
-    struct shunt_slice line = shunt_head_request_line(&h, p, &plan, &s->heads, head_notes(s), &hc);
+    struct shunt_head_plan plan = shunt_proxy__request_plan(s, &rt);
+    struct shunt_slice line = shunt_head_request_line(&h, p, &plan, &s->heads, shunt_proxy__head_notes(s), &hc);
     iov[n++] = uv_buf_init((char *)line.base, (unsigned)line.len);
     if (s->ex.live_edit != NULL) { /* the rules' edit, made in start_request() */
         n = add_edit(s, iov, n, s->ex.live_edit);
@@ -1431,7 +1189,7 @@ static void send_request(struct session *s)
         n = iov_add(iov, n, s->ex.kept.base, s->ex.kept.len);
     } else {
         struct shunt_head_edit fields;
-        request_fields(s, &h, &rt, &fields, NULL);
+        shunt_proxy__request_fields(s, &h, &rt, &fields, NULL);
         n = add_edit(s, iov, n, &fields);
         shunt_edit_dispose(&fields);
     }
@@ -1502,7 +1260,7 @@ static int forward_request_body(struct session *s)
         s->ex.rq = RQ_DONE;
         s->ex.t_sent = now_us();
         mirror_client_fin(s);
-        maybe_done(s);
+        shunt_proxy__maybe_done(s);
         return 0;
     }
     return n > 0;
@@ -1768,40 +1526,6 @@ static void upstream_start_tls(struct session *s, struct upstream *u)
 
 /* ------------------------------------------------------------------------ responses */
 
-/* The response's fields as they go to the client, in <e> (the caller disposes of it): the
- * builder's, then, when <out> is not NULL, the rules' edit of them. */
-static void response_fields(struct session *s, const struct shunt_http_head *h,
-                            struct shunt_head_edit *e, struct shunt_hook_out *out)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_head_plan plan = response_plan(s, h);
-    struct hook_changes hc = {s, 0};
-    shunt_head_response_fields(h, &plan, &s->heads, e, s->w->edit_fields, edit_cap(s),
-                               head_notes(s), &hc);
-    if (out == NULL)
-        return;
-    struct shunt_head_ctx ctx = {0,
-                                 shunt_slice_make(s->ex.method, strlen(s->ex.method)),
-                                 s->ex.hook_url,
-                                 shunt_slice_make(s->ex.route_host, strlen(s->ex.route_host)),
-                                 h->status,
-                                 NULL,
-                                 0,
-                                 h->headers,
-                                 h->n_headers,
-                                 s->id,
-                                 s->w->index,
-                                 s->idx,
-                                 h->minor_version,
-                                 h->reason,
-                                 s->peer_port,
-                                 auth_name(s->auth),
-                                 s->auth_scheme,
-                                 out};
-    cfg->head_hook(cfg->head_hook_ud, e, &ctx, head_notes(s), &hc);
-    shunt_exchange_adopt_hook_out(&s->ex, out);
-}
-
 /* Handles a response head at the start of <u>'s buffer. Returns 1 when it was consumed. */
 static int handle_response_head(struct session *s, struct upstream *u)
 {
@@ -1863,9 +1587,9 @@ static int handle_response_head(struct session *s, struct upstream *u)
         int hooked = final && cfg->head_hook != NULL;
         struct shunt_hook_out out = {0};
         if (hooked)
-            auth_on_response(s, &h);
-        struct shunt_slice sl = shunt_head_status_line(&h, p, &s->heads, head_notes(s), &hc);
-        response_fields(s, &h, &edit, hooked ? &out : NULL);
+            shunt_proxy__auth_on_response(s, &h);
+        struct shunt_slice sl = shunt_head_status_line(&h, p, &s->heads, shunt_proxy__head_notes(s), &hc);
+        shunt_proxy__response_fields(s, &h, &edit, hooked ? &out : NULL);
         edited = 1;
         /* a rule that tells the client the connection ends makes it end, here */
         if (hooked)
@@ -1942,7 +1666,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
     }
     s->ex.rs = s->ex.resp_body.done ? RS_DONE : RS_BODY;
     if (s->ex.rs == RS_DONE)
-        maybe_done(s);
+        shunt_proxy__maybe_done(s);
     return 1;
 }
 
@@ -1983,7 +1707,7 @@ static int forward_response_body(struct session *s, struct upstream *u)
     }
     if (s->ex.resp_body.done) {
         s->ex.rs = RS_DONE;
-        maybe_done(s);
+        shunt_proxy__maybe_done(s);
         return 0;
     }
     return n > 0;
@@ -2059,12 +1783,12 @@ static void client_body_cut(struct session *s)
     s->ex.req_cut = 1;
     s->ex.rq = RQ_DONE;
     mirror_client_fin(s);
-    maybe_done(s);
+    shunt_proxy__maybe_done(s);
 }
 
 /*
  * Works through what the client sent: request heads, bodies, tunnel bytes. Completing an
- * exchange calls back here (maybe_done() looks for a pipelined request), and an exchange the
+ * exchange calls back here (shunt_proxy__maybe_done() looks for a pipelined request), and an exchange the
  * proxy answers itself completes inside the call that started it; so a call made while one
  * is running only asks the running one to go round again. Ten thousand pipelined requests
  * answered by a rule are a loop, not ten thousand nested calls that overflow the stack.
@@ -2396,7 +2120,7 @@ static void on_upstream_eof(struct upstream *u)
         s->ex.error = "server closed the connection before the end of the response body";
     s->ex.rs = RS_DONE;
     s->ending = 1;
-    maybe_done(s);
+    shunt_proxy__maybe_done(s);
 }
 
 /* ------------------------------------------------------------------------ upstream I/O */
@@ -2644,7 +2368,7 @@ void shunt_proxy__accept(struct worker *w)
         shunt_proxy__emit(s, &ev);
     }
     if (cfg->conn_hook != NULL)
-        tell_conn_hook(s, 1);
+        shunt_proxy__tell_conn_hook(s, 1);
     shunt_conn_read_start(&s->conn);
     if (!allowed) {
         refuse(s);

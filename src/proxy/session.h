@@ -137,6 +137,12 @@ struct route {
     int path_needs_slash;         /* "http://h?q": the path is "/" + <path> */
 };
 
+/* A hook's change, reported as an event. */
+struct hook_changes {
+    struct session *s;
+    int in_request;
+};
+
 typedef int (*parse_fn)(const char *, size_t, size_t, struct shunt_http_head *,
                         struct shunt_http_header *, size_t, const struct shunt_http_limits *,
                         struct shunt_http_error *);
@@ -165,6 +171,31 @@ void shunt_proxy__emit_unsent_head(struct session *s);
 void shunt_proxy__emit_tls(struct session *s, struct upstream *u, struct shunt_conn *c,
                      const char *error);
 void shunt_proxy__emit_tls_timeout(struct session *s, struct upstream *u);
+
+/* session.c */
+void shunt_proxy__maybe_done(struct session *s);
+int shunt_proxy__split_absolute(struct shunt_slice t, struct route *rt);
+struct shunt_slice shunt_proxy__wanted_host(const struct session *s, const struct route *rt);
+const char *shunt_proxy__host_by(const struct route *rt);
+
+/* hooks.c */
+void shunt_proxy__tell_conn_hook(struct session *s, int opening);
+void shunt_proxy__ask_request_hook(struct session *s, const struct shunt_http_head *h,
+                             struct shunt_request_verdict *v);
+void shunt_proxy__respond_now(struct session *s, const struct shunt_http_head *h, int status,
+                        const char *fields, size_t fields_len, const char *body, size_t body_len,
+                        const char *by);
+void shunt_proxy__respond_verdict(struct session *s, const struct shunt_http_head *h,
+                            const struct shunt_request_verdict *v);
+void shunt_proxy__auth_on_request(struct session *s, const struct shunt_http_head *h);
+void shunt_proxy__auth_on_response(struct session *s, const struct shunt_http_head *h);
+shunt_head_note_cb shunt_proxy__head_notes(const struct session *s);
+struct shunt_head_plan shunt_proxy__request_plan(const struct session *s, const struct route *rt);
+void shunt_proxy__request_fields(struct session *s, const struct shunt_http_head *h,
+                           const struct route *rt, struct shunt_head_edit *e,
+                           struct shunt_hook_out *out);
+void shunt_proxy__response_fields(struct session *s, const struct shunt_http_head *h,
+                            struct shunt_head_edit *e, struct shunt_hook_out *out);
 
 /* ------------------------------------------------------------------------ static inlines */
 
@@ -201,6 +232,17 @@ static inline int send_upstream(struct upstream *u, const uv_buf_t *bufs, unsign
 static inline size_t queued(const struct shunt_conn *c)
 {
     return shunt_conn_queued(c);
+}
+
+static inline size_t iov_add(uv_buf_t *iov, size_t n, const char *base, size_t len)
+{
+    if (len == 0)
+        return n;
+    if (n > 0 && iov[n - 1].base + iov[n - 1].len == base)
+        iov[n - 1].len += len;
+    else
+        iov[n++] = uv_buf_init((char *)base, (unsigned)len);
+    return n;
 }
 
 #endif
