@@ -378,10 +378,7 @@ static void count_unsent_head(struct session *s)
 
 /* Sends a short text response of the proxy's own and ends the connection after it. Used for
  * 400, 403, 408, 501, 502 and 504; the body says why, starting with "shunt:". */
-static void answer(struct session *s, int status, const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void answer(struct session *s, int status, const char *reason, const char *fmt, ...)
+void shunt_proxy__answer(struct session *s, int status, const char *reason, const char *fmt, ...)
 {
     /* the body, whole (it names hosts and targets): "shunt: why" and a newline */
     va_list ap, ap2;
@@ -439,100 +436,6 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
 
 /* ------------------------------------------------------------------------ routing */
 
-/* Reads the authority <a> (host[:port], no user info) into <rt>: the host in lower case
- * without brackets, the port or <default_port>; 0 requires a port (CONNECT). Returns 0 or -1. */
-static int parse_authority(struct shunt_slice a, int default_port, struct route *rt)
-{
-    struct shunt_authority au;
-    if (shunt_http_split_authority(a, default_port,
-                                   default_port == 0 ? SHUNT_AUTHORITY_NEED_PORT : 0, &au) != NULL ||
-        shunt_http_host_lower(au.host, rt->host, sizeof(rt->host)) < 0)
-        return -1;
-    rt->port = au.port;
-    return 0;
-}
-
-/* When <t> is an absolute-form http URL, fills the authority and path of <rt> and returns 1. */
-int shunt_proxy__split_absolute(struct shunt_slice t, struct route *rt)
-{
-    struct shunt_target st;
-    if (shunt_http_split_target(t, 0, &st) != SHUNT_TARGET_ABSOLUTE ||
-        !SHUNT_SLICE_IEQ_LIT(st.scheme, "http"))
-        return 0;
-    rt->absolute = 1;
-    rt->authority = st.authority;
-    rt->path = st.path.len == 0 ? SHUNT_SLICE_LIT("/") : st.path;
-    rt->path_needs_slash = st.path.len > 0 && st.path.base[0] != '/';
-    return 1;
-}
-
-/* The request target the exchange goes to: the one a rule mapped it to, or its own. */
-static struct shunt_slice target_of(const struct session *s, const struct shunt_http_head *h)
-{
-    return s->ex.mapped.len ? s->ex.mapped : h->target;
-}
-
-/* Decides where <h> goes. Returns 0, or answers the client itself and returns -1. */
-static int route_request(struct session *s, const struct shunt_http_head *h, struct route *rt)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_slice t = target_of(s, h);
-    memset(rt, 0, sizeof(*rt));
-    if (SHUNT_SLICE_IEQ_LIT(h->method, "CONNECT")) {
-        if (cfg->reverse) {
-            answer(s, 405, "Method Not Allowed",
-                   "shunt: CONNECT needs a forward proxy; this one is a reverse proxy for %s:%d",
-                   cfg->reverse_host, cfg->reverse_port);
-            return -1;
-        }
-        rt->authority = t;
-        if (parse_authority(t, 0, rt) != 0) {
-            answer(s, 400, "Bad Request",
-                   "shunt: CONNECT needs a target of the form host:port, got \"%.*s\"",
-                   (int)t.len, t.base);
-            return -1;
-        }
-        return 0;
-    }
-    if (shunt_proxy__split_absolute(t, rt)) {
-        if (memchr(rt->authority.base, '@', rt->authority.len) != NULL ||
-            parse_authority(rt->authority, 80, rt) != 0) {
-            answer(s, 400, "Bad Request",
-                   "shunt: cannot read the host and port in \"%.*s\" (user info is not allowed)",
-                   (int)t.len, t.base);
-            return -1;
-        }
-    } else if (t.len >= 8 && shunt_slice_ieq(shunt_slice_make(t.base, 8), "https://", 8)) {
-        answer(s, 501, "Not Implemented",
-               "shunt: https:// in a request line is not supported; clients send CONNECT for "
-               "https (curl -x does)");
-        return -1;
-    } else if (t.base[0] == '/' || shunt_slice_eq(t, "*", 1)) {
-        if (!cfg->reverse && s->icpt != ICPT_ON) {
-            answer(s, 400, "Bad Request",
-                   "shunt: this is a forward proxy: requests must use absolute-form "
-                   "(GET http://host:port/path HTTP/1.1, as curl -x sends them), or CONNECT; "
-                   "to serve origin-form requests start shunt with --reverse http://HOST:PORT");
-            return -1;
-        }
-        rt->path = t;
-    } else {
-        answer(s, 400, "Bad Request", "shunt: the request target \"%.*s\" is not a URL or path",
-               (int)t.len, t.base);
-        return -1;
-    }
-    if (s->icpt == ICPT_ON && !rt->absolute && s->ex.mapped.len == 0) {
-        /* inside an intercepted tunnel: the CONNECT named the origin (pairing: the tunnel's
-         * requests go there, whatever their Host says, as they did through the tunnel) */
-        snprintf(rt->host, sizeof(rt->host), "%s", s->icpt_host);
-        rt->port = s->icpt_port;
-    } else if (cfg->reverse && s->ex.mapped.len == 0) {
-        snprintf(rt->host, sizeof(rt->host), "%s", cfg->reverse_host);
-        rt->port = cfg->reverse_port;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------------ upstreams */
 
 static const struct shunt_conn_ops upstream_ops;
@@ -554,68 +457,13 @@ static struct upstream *find_upstream(struct session *s, const char *host, int p
     return NULL;
 }
 
-/* Returns 1 when <a> and <b> name the same address (ports aside), v4-mapped or not. */
-static int same_address(const struct sockaddr *a, const struct sockaddr *b)
-{
-    char ta[64], tb[64];
-    if (shunt_addr_format(a, ta, sizeof(ta)) < 0 || shunt_addr_format(b, tb, sizeof(tb)) < 0)
-        return 0;
-    const char *pa = strncmp(ta, "::ffff:", 7) == 0 ? ta + 7 : ta;
-    const char *pb = strncmp(tb, "::ffff:", 7) == 0 ? tb + 7 : tb;
-    return strcmp(pa, pb) == 0;
-}
-
-/* Returns 1 when a connection to <sa> reaches the listener bound to <listener>: the same port,
- * and the same address, or either of them this machine's loopback or wildcard. */
-static int reaches(const struct sockaddr *sa, const struct sockaddr *listener)
-{
-    char t[64];
-    int lport = shunt_addr_format(listener, t, sizeof(t));
-    int port = shunt_addr_format(sa, t, sizeof(t));
-    return lport > 0 && port == lport &&
-           (shunt_addr_is_local(listener) || shunt_addr_is_local(sa) || same_address(listener, sa));
-}
-
-/*
- * Says why the proxy must not connect to <sa> for the exchange in flight, with the status to
- * answer in *<status>, or returns NULL. Only destinations a client chose are checked (a
- * forward request's target, a --map-remote result); the --reverse origin is the user's own.
- * Three rules: the proxy never connects to itself (a request would come back to it as one
- * from itself, a CONNECT would tunnel into itself, one connection pair per hop: 508, RFC 5842
- * 7.2); the admin API is never an
- * upstream (a client would switch rules through it, without its token when it listens on
- * loopback); and a proxy that serves other machines (a listener beyond loopback) does not
- * hand them this machine's loopback services, unless --allow-loopback-upstream.
- */
-static const char *forbidden_upstream(const struct session *s, const struct sockaddr *sa,
-                                      int *status)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    if (cfg->reverse && s->ex.mapped.len == 0)
-        return NULL;
-    *status = 508;
-    struct sockaddr_storage own;
-    int len = sizeof(own);
-    if (uv_tcp_getsockname(&s->w->listener, (struct sockaddr *)&own, &len) == 0 &&
-        reaches(sa, (const struct sockaddr *)&own))
-        return "is this proxy itself: the request would loop";
-    *status = 403;
-    const struct sockaddr *adm = (const struct sockaddr *)&cfg->admin_addr;
-    if (adm->sa_family != 0 && reaches(sa, adm))
-        return "is shunt's own admin API";
-    if (cfg->refuse_local_upstreams && shunt_addr_is_local(sa))
-        return "is on this machine (a loopback address), and this proxy serves other machines: "
-               "start it with --allow-loopback-upstream to let them reach it";
-    return NULL;
-}
-
 /* Before each address of a connect: where it goes, for the capture, and whether it may. */
 static int upstream_check(struct shunt_conn *c, const struct sockaddr *sa, void *ud)
 {
     struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
     u->remote_port = shunt_addr_format(sa, u->addr, sizeof(u->addr));
     int status = 0;
-    return forbidden_upstream(u->s, sa, &status) != NULL ? status : 0;
+    return shunt_proxy__forbidden_upstream(u->s, sa, &status) != NULL ? status : 0;
 }
 
 static void establish_tunnel(struct session *s);
@@ -690,24 +538,24 @@ static void upstream_connect_done(struct upstream *u, const struct shunt_connect
     switch (r->stage) {
     case SHUNT_CONNECT_RESOLVE:
         if (sync)
-            answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s", u->host,
+            shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s", u->host,
                    uv_strerror(r->status));
         else
-            answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s (%s)", u->host,
+            shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s (%s)", u->host,
                    uv_strerror(r->status), uv_err_name(r->status));
         break;
     case SHUNT_CONNECT_CHECK: {
         int status = 0;
-        const char *why = forbidden_upstream(s, (const struct sockaddr *)&r->addr, &status);
+        const char *why = shunt_proxy__forbidden_upstream(s, (const struct sockaddr *)&r->addr, &status);
         int v6 = strchr(u->addr, ':') != NULL;
-        answer(s, status, status == 508 ? "Loop Detected" : "Forbidden",
+        shunt_proxy__answer(s, status, status == 508 ? "Loop Detected" : "Forbidden",
                "shunt: not forwarded to %s:%d (%s%s%s:%d): it %s", u->host, u->port,
                v6 ? "[" : "", u->addr, v6 ? "]" : "", u->remote_port, why ? why : "is refused");
         break;
     }
     case SHUNT_CONNECT_TIMEOUT: /* not asked for: the session's own timer bounds it */
     case SHUNT_CONNECT_CONNECT:
-        answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)", u->host, u->port,
+        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)", u->host, u->port,
                uv_strerror(r->status), uv_err_name(r->status));
         break;
     }
@@ -891,7 +739,7 @@ static int skip_empty_lines(struct session *s)
     if (s->empty_lines * 2 > cfg->limits.max_head) {
         s->empty_lines = 0;
         begin_exchange(s, NULL);
-        answer(s, 400, "Bad Request",
+        shunt_proxy__answer(s, 400, "Bad Request",
                "shunt: bad request: more than %zu bytes of empty lines before the request line "
                "(RFC 9112 2.2)",
                cfg->limits.max_head);
@@ -932,7 +780,7 @@ static void start_request(struct session *s)
             shunt_proxy__emit(s, &ev);
         }
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-        answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
+        shunt_proxy__answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
         return;
     }
@@ -957,13 +805,13 @@ static void start_request(struct session *s)
         v.respond_status = 0;
     }
     struct route rt;
-    if (route_request(s, &h, &rt) != 0)
+    if (shunt_proxy__route_request(s, &h, &rt) != 0)
         return;
     shunt_http_body_init(&s->ex.req_body, h.framing, h.content_length, &cfg->limits);
     s->ex.req_body.hold_trailers = 1; /* see frame_body() */
     if (prescan_body(s, &s->ex.req_body, s->conn.in.base + s->conn.in.off + h.head_len, avail - h.head_len, &e)) {
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-        answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
+        shunt_proxy__answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
         return;
     }
@@ -1118,25 +966,6 @@ static long frame_body(struct session *s, struct shunt_http_body *body, const ch
     return k + tl;
 }
 
-/* The Host a request must carry to its origin, or an empty slice to keep its own: an
- * absolute-form target decides it (RFC 9112 3.2.2); --reverse-host too. */
-struct shunt_slice shunt_proxy__wanted_host(const struct session *s, const struct route *rt)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    if (rt->absolute)
-        return rt->authority;
-    if (cfg->reverse && cfg->reverse_host_header)
-        return shunt_slice_make(s->w->reverse_authority, strlen(s->w->reverse_authority));
-    return (struct shunt_slice){NULL, 0};
-}
-
-/* Who changes the Host of a request routed by <rt>: the target, as every forward proxy
- * does (RFC 9112 3.2.2), or the user's --reverse-host. */
-const char *shunt_proxy__host_by(const struct route *rt)
-{
-    return rt->absolute ? "proxy" : "--reverse-host";
-}
-
 /* ------------------------------------------------------------------------ heads */
 
 /*
@@ -1172,7 +1001,7 @@ static void send_request(struct session *s)
     assert(r > 0);
     (void)r;
     memset(&rt, 0, sizeof(rt));
-    shunt_proxy__split_absolute(target_of(s, &h), &rt); /* start_request() checked the rest */
+    shunt_proxy__split_absolute(shunt_proxy__target_of(s, &h), &rt); /* start_request() checked the rest */
     if (s->ex.live_edit == NULL) /* else its lines are in <heads> */
         shunt_arena_reset(&s->heads);
     const char *p = s->conn.in.base + s->conn.in.off;
@@ -1213,7 +1042,7 @@ static void send_request(struct session *s)
     arm(s, T_RESPONSE, cfg->response_timeout_ms);
     if (wr != 0) {
         upstream_close(u, 1);
-        answer(s, 502, "Bad Gateway", "shunt: cannot send the request to %s:%d: %s", u->host,
+        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot send the request to %s:%d: %s", u->host,
                u->port, uv_strerror(wr));
         return;
     }
@@ -1240,7 +1069,7 @@ static int forward_request_body(struct session *s)
         /* the head went out already: the origin gets a reset, the client a 400 */
         upstream_close(u, 1);
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-        answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s)",
+        shunt_proxy__answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s)",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason));
         return 0;
     }
@@ -1252,7 +1081,7 @@ static int forward_request_body(struct session *s)
             arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
         if (wr != 0) {
             upstream_close(u, 1);
-            answer(s, 502, "Bad Gateway", "shunt: the upstream went away while receiving the body");
+            shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: the upstream went away while receiving the body");
             return 0;
         }
     }
@@ -1495,7 +1324,7 @@ static void upstream_tls_done(struct shunt_conn *c, int ok)
     snprintf(why, sizeof(why), "%s", err);
     upstream_close(u, 0);
     if (s->ex.rq == RQ_CONNECTING && !s->ex.resp_started)
-        answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);
+        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);
 }
 
 /* <u> is connected and must speak TLS: the client's SNI (or the origin's name), the
@@ -1508,7 +1337,7 @@ static void upstream_start_tls(struct session *s, struct upstream *u)
                                                     : NULL;
     if (t == NULL) {
         upstream_close(u, 0);
-        answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: cannot start it for %s",
+        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: cannot start it for %s",
                u->host);
         return;
     }
@@ -1520,7 +1349,7 @@ static void upstream_start_tls(struct session *s, struct upstream *u)
         if (r == SHUNT_TLS_ERROR)
             shunt_proxy__emit_tls(s, u, &u->conn, NULL);
         upstream_close(u, 0);
-        answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);
+        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);
     }
 }
 
@@ -1543,7 +1372,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
     if (r < 0) {
         upstream_close(u, 0);
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-        answer(s, 502, "Bad Gateway",
+        shunt_proxy__answer(s, 502, "Bad Gateway",
                "shunt: the response from %s:%d cannot be parsed: %s (%s) at byte %zu", u->host,
                u->port, shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason),
                e.offset);
@@ -1553,7 +1382,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
     size_t n = 0;
     if (h.status == 101 && !s->ex.req_upgrade) {
         upstream_close(u, 0);
-        answer(s, 502, "Bad Gateway",
+        shunt_proxy__answer(s, 502, "Bad Gateway",
                "shunt: %s:%d switched protocols (101) without an Upgrade request", u->host,
                u->port);
         return 0;
@@ -1567,7 +1396,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
         if (prescan_body(s, &b, p + h.head_len, avail - (size_t)r, &e) != 0) {
             upstream_close(u, 0);
             shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-            answer(s, 502, "Bad Gateway", "shunt: the response body from %s:%d is malformed: %s",
+            shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: the response body from %s:%d is malformed: %s",
                    u->host, u->port, shunt_http_reason_str(e.reason));
             return 0;
         }
@@ -2019,7 +1848,7 @@ static int answer_cut_request(struct session *s, struct upstream *u)
     int port = u->port;
     snprintf(host, sizeof(host), "%s", u->host);
     upstream_close(u, 0);
-    answer(s, 400, "Bad Request",
+    shunt_proxy__answer(s, 400, "Bad Request",
            "shunt: bad request: the client closed after %" PRIu64 " bytes of the request body, "
            "before its end; %s:%d got them and the close, and no response",
            s->ex.req_body.payload, host, port);
@@ -2048,7 +1877,7 @@ static void on_upstream_error(struct upstream *u, int err)
             return;
         }
         upstream_close(u, 0);
-        answer(s, 502, "Bad Gateway", "shunt: %s:%d reset the connection before responding (%s)",
+        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: %s:%d reset the connection before responding (%s)",
                u->host, u->port, uv_err_name(err));
         return;
     }
@@ -2111,7 +1940,7 @@ static void on_upstream_eof(struct upstream *u)
             return;
         }
         upstream_close(u, 0);
-        answer(s, 502, "Bad Gateway", "shunt: %s:%d closed the connection %s", u->host, u->port,
+        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: %s:%d closed the connection %s", u->host, u->port,
                partial ? "in the middle of the response head" : "without responding");
         return;
     }
@@ -2248,14 +2077,14 @@ static void expire(struct session *s, enum timer_kind k)
     case T_HEADER:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
         begin_exchange(s, NULL);
-        answer(s, 408, "Request Timeout", "shunt: the request head did not arrive within %.0f s",
+        shunt_proxy__answer(s, 408, "Request Timeout", "shunt: the request head did not arrive within %.0f s",
                (double)cfg->header_timeout_ms / 1000.0);
         break;
     case T_CONNECT:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
         if (s->cur != NULL)
             upstream_close(s->cur, 0);
-        answer(s, 504, "Gateway Timeout", "shunt: connecting to %s:%d timed out after %.0f s",
+        shunt_proxy__answer(s, 504, "Gateway Timeout", "shunt: connecting to %s:%d timed out after %.0f s",
                s->ex.route_host, s->ex.route_port, (double)cfg->connect_timeout_ms / 1000.0);
         break;
     case T_RESPONSE:
@@ -2263,7 +2092,7 @@ static void expire(struct session *s, enum timer_kind k)
         if (!s->ex.resp_started) {
             if (s->cur != NULL)
                 upstream_close(s->cur, 0);
-            answer(s, 504, "Gateway Timeout", "shunt: %s:%d did not respond within %.0f s",
+            shunt_proxy__answer(s, 504, "Gateway Timeout", "shunt: %s:%d did not respond within %.0f s",
                    s->ex.route_host, s->ex.route_port, (double)cfg->response_timeout_ms / 1000.0);
         } else {
             s->ex.error = "response timed out";
@@ -2290,7 +2119,7 @@ static void expire(struct session *s, enum timer_kind k)
             shunt_proxy__emit_tls_timeout(s, s->cur);
             upstream_close(s->cur, 0);
         }
-        answer(s, 504, "Gateway Timeout",
+        shunt_proxy__answer(s, 504, "Gateway Timeout",
                "shunt: TLS with the upstream: handshake timed out after %.0f s",
                (double)cfg->tls_handshake_timeout_ms / 1000.0);
         break;

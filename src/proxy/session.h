@@ -197,6 +197,16 @@ void shunt_proxy__request_fields(struct session *s, const struct shunt_http_head
 void shunt_proxy__response_fields(struct session *s, const struct shunt_http_head *h,
                             struct shunt_head_edit *e, struct shunt_hook_out *out);
 
+/* session.c */
+void shunt_proxy__answer(struct session *s, int status, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* route.c */
+struct shunt_slice shunt_proxy__target_of(const struct session *s, const struct shunt_http_head *h);
+int shunt_proxy__route_request(struct session *s, const struct shunt_http_head *h, struct route *rt);
+const char *shunt_proxy__forbidden_upstream(const struct session *s, const struct sockaddr *sa,
+                                      int *status);
+
 /* ------------------------------------------------------------------------ static inlines */
 
 static inline uint64_t now_us(void)
