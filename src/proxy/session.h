@@ -207,6 +207,17 @@ int shunt_proxy__route_request(struct session *s, const struct shunt_http_head *
 const char *shunt_proxy__forbidden_upstream(const struct session *s, const struct sockaddr *sa,
                                       int *status);
 
+/* framing.c */
+int shunt_proxy__parse_head(struct worker *w, parse_fn fn, struct partial **pp, const char *p,
+                      size_t avail, struct shunt_http_head *h, struct shunt_http_error *e);
+int shunt_proxy__prescan_body(struct session *s, struct shunt_http_body *b, const char *p, size_t n,
+                        struct shunt_http_error *e);
+char *shunt_proxy__scratch(char **p, size_t *cap, size_t need);
+struct shunt_http_header *shunt_proxy__trailer_fields(struct session *s);
+long shunt_proxy__frame_body(struct session *s, struct shunt_http_body *body, const char *p,
+                       size_t avail, int from_client, uv_buf_t *iov, size_t *n,
+                       struct shunt_http_error *e);
+
 /* ------------------------------------------------------------------------ static inlines */
 
 static inline uint64_t now_us(void)
