@@ -39,13 +39,7 @@ _Static_assert(SHUNT_CONN_TLS_NOTIFY_IN == SHUNT_TLS_CLOSE_NOTIFY_IN &&
                    SHUNT_CONN_TLS_USED == SHUNT_TLS_USED,
                "net/conn.h and proxy/events.h disagree on how a TLS connection ended");
 
-static void process_client(struct session *s);
-static void process_upstream(struct upstream *u);
 static void update_reading(struct session *s);
-static void session_close(struct session *s, int reset_client, int reset_upstreams);
-static void upstream_close(struct upstream *u, int reset);
-static void finish(struct session *s);
-static void check_finished(struct session *s);
 static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client);
 
 _Atomic uint64_t shunt_proxy__stat_open, shunt_proxy__stat_exchanges;
@@ -84,7 +78,7 @@ static enum timer_purpose purpose_of(enum timer_kind k)
     }
 }
 
-static void disarm(struct session *s, enum timer_purpose p)
+void shunt_proxy__disarm(struct session *s, enum timer_purpose p)
 {
     s->tm[p].kind = T_NONE;
 }
@@ -102,19 +96,19 @@ static void disarm(struct session *s, enum timer_purpose p)
  * earliest deadline left. Keep-alive traffic moves a deadline twice per exchange, and this
  * keeps that off the timer heap.
  */
-static void arm(struct session *s, enum timer_kind k, uint64_t ms)
+void shunt_proxy__arm(struct session *s, enum timer_kind k, uint64_t ms)
 {
     enum timer_purpose p = purpose_of(k);
     if (p == TM_UPSTREAM && k == T_RESPONSE && s->ex.held == HOLD_RESPONSE)
         return; /* the hold's timer runs; the response timeout resumes at its release */
     if (p == TM_CLIENT) {
-        disarm(s, TM_UPSTREAM);
-        disarm(s, TM_HOLD);
+        shunt_proxy__disarm(s, TM_UPSTREAM);
+        shunt_proxy__disarm(s, TM_HOLD);
     } else if (p == TM_UPSTREAM) {
-        disarm(s, TM_CLIENT);
+        shunt_proxy__disarm(s, TM_CLIENT);
     } else {
-        disarm(s, TM_CLIENT);
-        disarm(s, TM_UPSTREAM);
+        shunt_proxy__disarm(s, TM_CLIENT);
+        shunt_proxy__disarm(s, TM_UPSTREAM);
     }
     uint64_t now = uv_now(&s->w->loop);
     s->tm[p].kind = k;
@@ -154,7 +148,7 @@ static void session_timer_closed(uv_handle_t *h)
 
 /* Before an ordinary close of a connection that carries TLS: close_notify (the FIN follows
  * with the close), unless the other side ended without one and that is mirrored. */
-static void tls_goodbye(struct shunt_conn *c, int mirror_truncation)
+void shunt_proxy__tls_goodbye(struct shunt_conn *c, int mirror_truncation)
 {
     if (shunt_conn_tls(c) == NULL || !c->tls_done || c->wr_shut)
         return;
@@ -164,34 +158,8 @@ static void tls_goodbye(struct shunt_conn *c, int mirror_truncation)
         shunt_conn_shutdown(c);
 }
 
-/* Closes <u>, with a reset when <reset>, and detaches it from its session; a connect in
- * progress is cancelled. The memory goes once the handle is closed (upstream_closed()). */
-static void upstream_close(struct upstream *u, int reset)
-{
-    if (u->conn.closing)
-        return;
-    struct session *s = u->s;
-    shunt_conn_set_closer(&u->conn, SHUNT_CLOSER_PROXY,
-                          reset ? SHUNT_CONN_HOW_RST : SHUNT_CONN_HOW_FIN);
-    if (!reset) /* before the event: it reports the close_notify sent */
-        tls_goodbye(&u->conn, s != NULL && (s->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED));
-    if (s != NULL) {
-        shunt_proxy__emit_upstream_close(s, u);
-        for (int i = 0; i < s->n_ups; i++) {
-            if (s->ups[i] == u) {
-                s->ups[i] = s->ups[--s->n_ups];
-                break;
-            }
-        }
-        if (s->cur == u)
-            s->cur = NULL;
-        u->s = NULL;
-    }
-    shunt_conn_close(&u->conn, reset);
-}
-
 /* Closes the client connection and every upstream one, at once. */
-static void session_close(struct session *s, int reset_client, int reset_upstreams)
+void shunt_proxy__session_close(struct session *s, int reset_client, int reset_upstreams)
 {
     if (s->closing)
         return;
@@ -199,11 +167,11 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
         s->ex.error = "connection closed during the exchange";
     shunt_proxy__emit_exchange_done(s);
     while (s->n_ups > 0)
-        upstream_close(s->ups[0], reset_upstreams);
+        shunt_proxy__upstream_close(s->ups[0], reset_upstreams);
     s->closing = 1;
     set_closer(s, SHUNT_CLOSER_PROXY, reset_client ? SHUNT_CLOSE_RST : SHUNT_CLOSE_FIN);
     if (!reset_client) /* before the event: it reports the close_notify sent */
-        tls_goodbye(&s->conn, s->up_truncated);
+        shunt_proxy__tls_goodbye(&s->conn, s->up_truncated);
     struct worker *w = s->w;
     if (shunt_proxy__wants(w->cfg, SHUNT_EV_CONN_CLOSE)) {
         struct shunt_event ev;
@@ -238,7 +206,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
 }
 
 /* Our FIN to the client: once what is queued went out (client_on_shut() follows). */
-static void shutdown_client(struct session *s)
+void shunt_proxy__shutdown_client(struct session *s)
 {
     if (s->up_truncated) /* the server's TLS ended with a bare TCP close: mirrored */
         shunt_conn_shutdown_truncated(&s->conn);
@@ -246,32 +214,24 @@ static void shutdown_client(struct session *s)
         shunt_conn_shutdown(&s->conn);
 }
 
-static void shutdown_upstream(struct upstream *u)
-{
-    if (u->s != NULL && (u->s->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED))
-        shunt_conn_shutdown_truncated(&u->conn); /* the client's truncation, mirrored */
-    else
-        shunt_conn_shutdown(&u->conn);
-}
-
 /* Closes what has finished both ways: upstreams that sent and got FIN, then the client once
  * it sent FIN, got ours and no upstream remains. The client gets its FIN when the last
  * upstream is gone, which mirrors the server's FIN. */
-static void check_finished(struct session *s)
+void shunt_proxy__check_finished(struct session *s)
 {
     if (s->closing || !(s->finishing || s->tunnel))
         return;
     for (int i = s->n_ups - 1; i >= 0; i--) {
         struct upstream *u = s->ups[i];
         if (u->conn.rd_eof && (u->conn.shut_done || !u->conn.connected))
-            upstream_close(u, 0);
+            shunt_proxy__upstream_close(u, 0);
         else if (!u->conn.connected && !shunt_conn_connecting(&u->conn))
-            upstream_close(u, 0);
+            shunt_proxy__upstream_close(u, 0);
     }
     if (s->n_ups == 0 && !s->conn.wr_shut && (s->finishing || s->tunnel))
-        shutdown_client(s);
+        shunt_proxy__shutdown_client(s);
     if (s->conn.rd_eof && s->conn.shut_done && s->n_ups == 0)
-        session_close(s, 0, 0);
+        shunt_proxy__session_close(s, 0, 0);
 }
 
 /*
@@ -279,7 +239,7 @@ static void check_finished(struct session *s)
  * get FIN and the client gets its own once they answer with theirs; otherwise (the server
  * said close, or the proxy decided) both sides get FIN now. A linger timer bounds the wait.
  */
-static void finish(struct session *s)
+void shunt_proxy__finish(struct session *s)
 {
     if (s->closing)
         return;
@@ -290,27 +250,27 @@ static void finish(struct session *s)
         if (s->conn.rd_eof) {
             for (int i = s->n_ups - 1; i >= 0; i--) {
                 if (s->ups[i]->conn.connected)
-                    shutdown_upstream(s->ups[i]);
+                    shunt_proxy__shutdown_upstream(s->ups[i]);
                 else
-                    upstream_close(s->ups[i], 0);
+                    shunt_proxy__upstream_close(s->ups[i], 0);
             }
         } else {
             while (s->n_ups > 0)
-                upstream_close(s->ups[0], 0);
+                shunt_proxy__upstream_close(s->ups[0], 0);
             if (queued(&s->conn) == 0 && !unread && s->idx > 0 && !s->ex.active) {
                 /* Everything went out and nothing unread is waiting: close() sends the
                  * FIN at once, without a shutdown and a wait for the client's own. (With
                  * unread bytes close() would send a RST, hence the lingering path; so too
                  * before any exchange, when a request may be on its way.) */
-                session_close(s, 0, 0);
+                shunt_proxy__session_close(s, 0, 0);
                 return;
             }
-            shutdown_client(s);
+            shunt_proxy__shutdown_client(s);
         }
         /* a slow reader still getting the response is not lingering */
-        arm(s, T_LINGER, queued(&s->conn) > 0 ? s->w->cfg->idle_timeout_ms : 5000);
+        shunt_proxy__arm(s, T_LINGER, queued(&s->conn) > 0 ? s->w->cfg->idle_timeout_ms : 5000);
     }
-    check_finished(s);
+    shunt_proxy__check_finished(s);
     update_reading(s);
 }
 
@@ -326,7 +286,7 @@ static void mirror_client_fin(struct session *s)
     if (!s->conn.rd_eof || s->cur == NULL || has_input(s))
         return;
     if (s->tunnel || s->ex.rq == RQ_DONE)
-        shutdown_upstream(s->cur);
+        shunt_proxy__shutdown_upstream(s->cur);
 }
 
 /* Ends the exchange in flight and decides what the connection does next. */
@@ -345,18 +305,18 @@ void shunt_proxy__maybe_done(struct session *s)
          * NTLM challenge early, say): the body still goes to the server, which decides
          * whether the connection lives on. A client that stops sending meets the idle
          * timeout. */
-        arm(s, T_IDLE, s->w->cfg->idle_timeout_ms);
+        shunt_proxy__arm(s, T_IDLE, s->w->cfg->idle_timeout_ms);
         return;
     }
     if (s->ex.rq != RQ_DONE || s->ex.rs != RS_DONE)
         return;
     exchange_done(s);
     if (s->ending || s->w->draining || (s->conn.rd_eof && !has_input(s))) {
-        finish(s);
+        shunt_proxy__finish(s);
         return;
     }
-    arm(s, T_IDLE, s->w->cfg->idle_timeout_ms);
-    process_client(s); /* a pipelined request may be waiting */
+    shunt_proxy__arm(s, T_IDLE, s->w->cfg->idle_timeout_ms);
+    shunt_proxy__process_client(s); /* a pipelined request may be waiting */
 }
 
 
@@ -420,7 +380,7 @@ void shunt_proxy__answer(struct session *s, int status, const char *reason, cons
     if (s->ex.active)
         shunt_proxy__maybe_done(s);
     else
-        finish(s);
+        shunt_proxy__finish(s);
 }
 
 /* Starts an exchange: its index, start time and a printable method and URL for the log. */
@@ -437,197 +397,13 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
 
 /* ------------------------------------------------------------------------ upstreams */
 
-static const struct shunt_conn_ops upstream_ops;
-static void send_request(struct session *s);
 
-static uint64_t next_upstream_id(void)
-{
-    static _Atomic uint64_t n;
-    return ++n;
-}
-
-static struct upstream *find_upstream(struct session *s, const char *host, int port)
-{
-    for (int i = 0; i < s->n_ups; i++) {
-        struct upstream *u = s->ups[i];
-        if (u->port == port && !u->conn.rd_eof && !u->conn.wr_shut && strcmp(u->host, host) == 0)
-            return u;
-    }
-    return NULL;
-}
-
-/* Before each address of a connect: where it goes, for the capture, and whether it may. */
-static int upstream_check(struct shunt_conn *c, const struct sockaddr *sa, void *ud)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    u->remote_port = shunt_addr_format(sa, u->addr, sizeof(u->addr));
-    int status = 0;
-    return shunt_proxy__forbidden_upstream(u->s, sa, &status) != NULL ? status : 0;
-}
-
-static void establish_tunnel(struct session *s);
-static void upstream_start_tls(struct session *s, struct upstream *u);
-static void upstream_ready(struct session *s, struct upstream *u);
-
-/* <u> is connected: reads begin, and the request in flight (if it still waits) goes. */
-static void upstream_connected(struct session *s, struct upstream *u)
-{
-    s->ex.t_connected = now_us();
-    char local[64] = "";
-    if (s->w->cfg->n_subs > 0) {
-        struct sockaddr_storage ss;
-        int len = sizeof(ss);
-        if (uv_tcp_getsockname(&u->conn.tcp, (struct sockaddr *)&ss, &len) == 0)
-            u->local_port = shunt_addr_format((struct sockaddr *)&ss, local, sizeof(local));
-    }
-    if (shunt_proxy__wants(s->w->cfg, SHUNT_EV_UPSTREAM_OPEN)) {
-        struct shunt_event ev;
-        shunt_proxy__fill_conn_event(s, &ev, SHUNT_EV_UPSTREAM_OPEN);
-        ev.upstream_id = u->id;
-        ev.peer_addr = u->addr;
-        ev.peer_port = u->remote_port;
-        ev.local_addr = local;
-        ev.local_port = u->local_port;
-        ev.origin_host = u->host;
-        ev.origin_port = u->port;
-        shunt_proxy__emit(s, &ev);
-    }
-    shunt_conn_read_start(&u->conn);
-    disarm(s, TM_UPSTREAM);
-    if (u->tls) {
-        upstream_start_tls(s, u); /* the request waits for the handshake */
-        return;
-    }
-    if (s->icpt_plain) { /* not TLS into an intercepted tunnel: the bytes go through */
-        s->icpt_plain = 0;
-        s->ex.rq = RQ_DONE;
-        s->ex.rs = RS_DONE;
-        arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
-        process_client(s);
-        return;
-    }
-    upstream_ready(s, u);
-}
-
-/* <u> is ready for the request in flight (connected, its TLS done if any). */
-static void upstream_ready(struct session *s, struct upstream *u)
-{
-    if (s->ex.rq != RQ_CONNECTING || s->cur != u)
-        return;
-    if (s->ex.req_is_connect)
-        establish_tunnel(s);
-    else
-        send_request(s);
-    process_client(s);
-}
-
-/* The connect of <u> ended as <r> says (<sync>: it could not start). */
-static void upstream_connect_done(struct upstream *u, const struct shunt_connect_result *r,
-                                  int sync)
-{
-    struct session *s = u->s;
-    if (r->t_resolved_us != 0)
-        s->ex.t_resolved = r->t_resolved_us;
-    if (r->status == 0) {
-        upstream_connected(s, u);
-        return;
-    }
-    /* <u> stays readable until its handle is closed: the answers below name it */
-    upstream_close(u, 0);
-    switch (r->stage) {
-    case SHUNT_CONNECT_RESOLVE:
-        if (sync)
-            shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s", u->host,
-                   uv_strerror(r->status));
-        else
-            shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s (%s)", u->host,
-                   uv_strerror(r->status), uv_err_name(r->status));
-        break;
-    case SHUNT_CONNECT_CHECK: {
-        int status = 0;
-        const char *why = shunt_proxy__forbidden_upstream(s, (const struct sockaddr *)&r->addr, &status);
-        int v6 = strchr(u->addr, ':') != NULL;
-        shunt_proxy__answer(s, status, status == 508 ? "Loop Detected" : "Forbidden",
-               "shunt: not forwarded to %s:%d (%s%s%s:%d): it %s", u->host, u->port,
-               v6 ? "[" : "", u->addr, v6 ? "]" : "", u->remote_port, why ? why : "is refused");
-        break;
-    }
-    case SHUNT_CONNECT_TIMEOUT: /* not asked for: the session's own timer bounds it */
-    case SHUNT_CONNECT_CONNECT:
-        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)", u->host, u->port,
-               uv_strerror(r->status), uv_err_name(r->status));
-        break;
-    }
-}
-
-static void upstream_connect_cb(struct shunt_conn *c, const struct shunt_connect_result *r,
-                                void *ud)
-{
-    upstream_connect_done(SHUNT_CONTAINER_OF(c, struct upstream, conn), r, 0);
-}
-
-/* Returns a new upstream of <s> for <host>:<port>, made its current one; not connected.
- * The client connection keeps it for its life (pairing). */
-static struct upstream *upstream_new(struct session *s, const char *host, int port)
-{
-    if (s->n_ups == MAX_UPSTREAMS) {
-        /* The table is full (a browser names many origins over one proxy connection): an
-         * origin that is not in use gives way. Only the exchange in flight uses one. */
-        for (int i = 0; i < s->n_ups; i++) {
-            if (s->ups[i] != s->cur) {
-                upstream_close(s->ups[i], 0);
-                break;
-            }
-        }
-    }
-    SHUNT_BUG_ON(s->n_ups >= MAX_UPSTREAMS);
-    struct upstream *u = shunt_xcalloc(sizeof(*u));
-    if (shunt_conn_init(&u->conn, &s->w->loop, &upstream_ops, &s->w->pool, SHUNT_CLOSER_SERVER,
-                        SHUNT_CLOSER_PROXY) != 0)
-        abort(); /* uv_tcp_init fails only on bad flags */
-    u->conn.in_max = buf_max(s->w);
-    u->s = s;
-    u->id = next_upstream_id();
-    snprintf(u->host, sizeof(u->host), "%s", host);
-    u->port = port;
-    s->ups[s->n_ups++] = u;
-    s->cur = u;
-    return u;
-}
-
-/* Opens a new upstream connection for the exchange in flight: the --reverse origin's
- * address, an IP literal, or a name to resolve; the addresses in turn (net/connect.h). */
-static void open_upstream(struct session *s, const struct route *rt)
-{
-    struct worker *w = s->w;
-    struct upstream *u = upstream_new(s, rt->host, rt->port);
-    /* TLS to the origin inside an intercepted tunnel (unless a rule mapped the request to
-     * an http:// URL) and to a --reverse https:// origin */
-    u->tls = s->ex.mapped.len == 0 && !s->ex.req_is_connect &&
-             (s->icpt == ICPT_ON || (w->cfg->reverse && w->cfg->reverse_tls));
-    s->ex.rq = RQ_CONNECTING;
-    s->ex.t_connect_start = now_us();
-    arm(s, T_CONNECT, w->cfg->connect_timeout_ms);
-    struct shunt_connect_opts o = {
-        .host = u->host,
-        .port = u->port,
-        .addrs = w->cfg->reverse && s->ex.mapped.len == 0 ? &w->reverse_addr : NULL,
-        .n_addrs = 1,
-        .timeout_ms = 0, /* T_CONNECT: the session's timer answers 504 */
-        .check = upstream_check,
-        .cb = upstream_connect_cb,
-    };
-    struct shunt_connect_result r;
-    if (shunt_connect_start(&u->conn, &o, &r) != 0)
-        upstream_connect_done(u, &r, 1);
-}
 
 /* ------------------------------------------------------------------------ requests */
 
 /* A dry run of the body bytes already here, so that a malformed chunked body is refused
  * before anything reaches the other side. Returns 0 or -1 with <e> set. */
 
-static void send_request(struct session *s);
 
 /* Sends the request in flight to its origin: on <u>, the upstream already open to it (at
  * once when connected, else once it is), or on a new one when <u> is NULL. Its route is in
@@ -640,16 +416,16 @@ static void route_on(struct session *s, struct upstream *u)
         struct route rt = {0};
         snprintf(rt.host, sizeof(rt.host), "%s", s->ex.route_host);
         rt.port = s->ex.route_port;
-        open_upstream(s, &rt);
+        shunt_proxy__open_upstream(s, &rt);
         return;
     }
     s->cur = u;
     s->ex.rq = RQ_CONNECTING;
     if (u->conn.connected) {
         if (s->ex.req_is_connect)
-            establish_tunnel(s);
+            shunt_proxy__establish_tunnel(s);
         else
-            send_request(s);
+            shunt_proxy__send_request(s);
     }
 }
 
@@ -697,14 +473,14 @@ static void start_request(struct session *s)
     int skip = skip_empty_lines(s);
     if (skip != 0) {
         if (skip > 0 && (client_wait(s) == T_IDLE || client_wait(s) == T_FIRST))
-            arm(s, T_HEADER, cfg->header_timeout_ms);
+            shunt_proxy__arm(s, T_HEADER, cfg->header_timeout_ms);
         return;
     }
     int r = shunt_proxy__parse_request(s, &h, &e);
     size_t avail = s->conn.in.len - s->conn.in.off;
     if (r == 0) {
         if (client_wait(s) == T_IDLE || client_wait(s) == T_FIRST)
-            arm(s, T_HEADER, cfg->header_timeout_ms);
+            shunt_proxy__arm(s, T_HEADER, cfg->header_timeout_ms);
         return;
     }
     if (r < 0) {
@@ -767,7 +543,7 @@ static void start_request(struct session *s)
         return;
     }
     if (cfg->head_hook == NULL || s->ex.req_is_connect) {
-        route_on(s, find_upstream(s, rt.host, rt.port));
+        route_on(s, shunt_proxy__find_upstream(s, rt.host, rt.port));
         return;
     }
     /* The rules see the request now, before it goes anywhere: they may answer it or hold
@@ -783,7 +559,7 @@ static void start_request(struct session *s)
                     out.respond_body, out.respond_body_len, out.by);
         return;
     }
-    struct upstream *u = find_upstream(s, rt.host, rt.port);
+    struct upstream *u = shunt_proxy__find_upstream(s, rt.host, rt.port);
     if (out.delay_ms == 0 && u != NULL && u->conn.connected) {
         s->ex.live_edit = &edit;
         route_on(s, u);
@@ -801,7 +577,7 @@ static void start_request(struct session *s)
         shunt_proxy__emit_unsent_head(s); /* visible while it is held */
         s->ex.held = HOLD_REQUEST;
         s->ex.rq = RQ_CONNECTING;
-        arm(s, T_DELAY, out.delay_ms);
+        shunt_proxy__arm(s, T_DELAY, out.delay_ms);
         return;
     }
     route_on(s, u);
@@ -831,7 +607,7 @@ static size_t add_edit(struct session *s, uv_buf_t *iov, size_t n, const struct 
 /* Sends the head of the request at the start of the client buffer to s->cur, as the
  * origin must see it: origin-form in forward mode, Host set to the target's, the headers
  * addressed to the proxy removed, everything else byte for byte. */
-static void send_request(struct session *s)
+void shunt_proxy__send_request(struct session *s)
 {
     struct worker *w = s->w;
     const struct shunt_proxy_config *cfg = w->cfg;
@@ -881,9 +657,9 @@ static void send_request(struct session *s)
     int wr = send_upstream(u, iov, (unsigned)n); /* copies what it cannot send at once */
     shunt_conn_consume(&s->conn, h.head_len + nb);
     s->ex.rs = RS_WAIT;
-    arm(s, T_RESPONSE, cfg->response_timeout_ms);
+    shunt_proxy__arm(s, T_RESPONSE, cfg->response_timeout_ms);
     if (wr != 0) {
-        upstream_close(u, 1);
+        shunt_proxy__upstream_close(u, 1);
         shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot send the request to %s:%d: %s", u->host,
                u->port, uv_strerror(wr));
         return;
@@ -909,7 +685,7 @@ static int forward_request_body(struct session *s)
     long n = shunt_proxy__frame_body(s, &s->ex.req_body, p, avail, 1, iov, &ni, &e);
     if (n < 0) {
         /* the head went out already: the origin gets a reset, the client a 400 */
-        upstream_close(u, 1);
+        shunt_proxy__upstream_close(u, 1);
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         shunt_proxy__answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s)",
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason));
@@ -920,9 +696,9 @@ static int forward_request_body(struct session *s)
         int wr = send_upstream(u, iov, (unsigned)ni);
         shunt_conn_consume(&s->conn, (size_t)n);
         if (s->ex.rs == RS_WAIT) /* a slow upload is progress, not a silent server */
-            arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
+            shunt_proxy__arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
         if (wr != 0) {
-            upstream_close(u, 1);
+            shunt_proxy__upstream_close(u, 1);
             shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: the upstream went away while receiving the body");
             return 0;
         }
@@ -945,11 +721,11 @@ static void keep_only_cur(struct session *s)
 {
     for (int i = s->n_ups - 1; i >= 0; i--)
         if (s->ups[i] != s->cur)
-            upstream_close(s->ups[i], 0);
+            shunt_proxy__upstream_close(s->ups[i], 0);
 }
 
 /* The CONNECT target is reached: tell the client, then pass bytes both ways. */
-static void establish_tunnel(struct session *s)
+void shunt_proxy__establish_tunnel(struct session *s)
 {
     static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
     struct shunt_http_head h;
@@ -969,7 +745,7 @@ static void establish_tunnel(struct session *s)
     shunt_proxy__emit_own_response(s, 200, &b, 1, NULL, 0);
     if (send_client(s, &b, 1) != 0) {
         set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        session_close(s, 0, 1);
+        shunt_proxy__session_close(s, 0, 1);
         return;
     }
     s->ex.rq = RQ_DONE;
@@ -977,7 +753,7 @@ static void establish_tunnel(struct session *s)
     s->tunnel = 1;
     keep_only_cur(s);
     shunt_proxy__emit_exchange_done(s);
-    arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
+    shunt_proxy__arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
     if (!pump(s, &s->conn, &s->cur->conn, 1))
         mirror_client_fin(s);
 }
@@ -995,10 +771,10 @@ static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *t
     shunt_conn_consume(from, n);
     if (r != 0) {
         set_closer(s, from_client ? SHUNT_CLOSER_SERVER : SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        session_close(s, !from_client, from_client);
+        shunt_proxy__session_close(s, !from_client, from_client);
         return 0;
     }
-    arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
+    shunt_proxy__arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
     if (from_client)
         mirror_client_fin(s);
     return 1;
@@ -1039,7 +815,7 @@ static void client_tls_failed(struct session *s, const char *why)
     s->ex.error = err;
     s->icpt = ICPT_NONE;
     set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
-    session_close(s, 0, 0);
+    shunt_proxy__session_close(s, 0, 0);
 }
 
 static void client_tls_done(struct shunt_conn *c, int ok)
@@ -1059,7 +835,7 @@ static void client_tls_done(struct shunt_conn *c, int ok)
     snprintf(s->icpt_sni, sizeof(s->icpt_sni), "%s", f.sni);
     s->icpt = ICPT_ON;
     /* now as a new connection: a request head is due */
-    arm(s, T_FIRST, s->w->cfg->header_timeout_ms);
+    shunt_proxy__arm(s, T_FIRST, s->w->cfg->header_timeout_ms);
 }
 
 static void client_tls_timed_out(struct session *s)
@@ -1087,7 +863,7 @@ static void intercept_connect(struct session *s, const struct shunt_http_head *h
     shunt_proxy__emit_own_response(s, 200, &b, 1, NULL, 0);
     if (send_client(s, &b, 1) != 0) {
         set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        session_close(s, 0, 1);
+        shunt_proxy__session_close(s, 0, 1);
         return;
     }
     /* the client connection carries this tunnel from now on: other origins' idle
@@ -1100,7 +876,7 @@ static void intercept_connect(struct session *s, const struct shunt_http_head *h
     s->tunnel = 1; /* the CONNECT exchange is a tunnel's (flag U) */
     exchange_done(s);
     s->tunnel = 0;
-    arm(s, T_TLS, s->w->cfg->tls_handshake_timeout_ms);
+    shunt_proxy__arm(s, T_TLS, s->w->cfg->tls_handshake_timeout_ms);
 }
 
 /* The first bytes of an intercepted tunnel are in: a ClientHello starts TLS with the client;
@@ -1126,7 +902,7 @@ static void intercept_peek(struct session *s)
             client_tls_failed(s, shunt_tls_error(t));
         } else if (r != 0) {
             set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-            session_close(s, 0, 1);
+            shunt_proxy__session_close(s, 0, 1);
         }
         return;
     }
@@ -1144,55 +920,7 @@ static void intercept_peek(struct session *s)
     memset(&rt, 0, sizeof(rt));
     snprintf(rt.host, sizeof(rt.host), "%s", s->icpt_host);
     rt.port = s->icpt_port;
-    open_upstream(s, &rt); /* then upstream_connected(): the bytes go through */
-}
-
-static void upstream_tls_done(struct shunt_conn *c, int ok)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    struct session *s = u->s;
-    const char *err = shunt_tls_error(shunt_conn_tls(c));
-    if (!ok && err[0] == '\0') /* no alert, no error: the server went away */
-        err = c->how == SHUNT_CONN_HOW_RST ? "the server reset the connection during the handshake"
-                                           : "the server closed the connection during the handshake";
-    shunt_proxy__emit_tls(s, u, c, ok ? NULL : err);
-    if (ok) {
-        s->ex.t_tls_done = now_us();
-        disarm(s, TM_UPSTREAM);
-        upstream_ready(s, u);
-        return;
-    }
-    char why[1000];
-    snprintf(why, sizeof(why), "%s", err);
-    upstream_close(u, 0);
-    if (s->ex.rq == RQ_CONNECTING && !s->ex.resp_started)
-        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);
-}
-
-/* <u> is connected and must speak TLS: the client's SNI (or the origin's name), the
- * origin's certificate checked against its name (net/tls.h); the request waits. */
-static void upstream_start_tls(struct session *s, struct upstream *u)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    const char *sni = s->icpt == ICPT_ON && s->icpt_sni[0] != '\0' ? s->icpt_sni : NULL;
-    struct shunt_tls *t = cfg->tls_upstream != NULL ? shunt_tls_new_client(cfg->tls_upstream, u->host, sni)
-                                                    : NULL;
-    if (t == NULL) {
-        upstream_close(u, 0);
-        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: cannot start it for %s",
-               u->host);
-        return;
-    }
-    arm(s, T_TLS_UP, cfg->tls_handshake_timeout_ms);
-    int r = shunt_conn_start_tls(&u->conn, t, upstream_tls_done);
-    if (r != 0) {
-        char why[1000];
-        snprintf(why, sizeof(why), "%s", r == SHUNT_TLS_ERROR ? shunt_tls_error(t) : uv_strerror(r));
-        if (r == SHUNT_TLS_ERROR)
-            shunt_proxy__emit_tls(s, u, &u->conn, NULL);
-        upstream_close(u, 0);
-        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);
-    }
+    shunt_proxy__open_upstream(s, &rt); /* then upstream_connected(): the bytes go through */
 }
 
 /* ------------------------------------------------------------------------ responses */
@@ -1212,7 +940,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
     if (r == 0)
         return 0;
     if (r < 0) {
-        upstream_close(u, 0);
+        shunt_proxy__upstream_close(u, 0);
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         shunt_proxy__answer(s, 502, "Bad Gateway",
                "shunt: the response from %s:%d cannot be parsed: %s (%s) at byte %zu", u->host,
@@ -1223,7 +951,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
     uv_buf_t *iov = w->iov;
     size_t n = 0;
     if (h.status == 101 && !s->ex.req_upgrade) {
-        upstream_close(u, 0);
+        shunt_proxy__upstream_close(u, 0);
         shunt_proxy__answer(s, 502, "Bad Gateway",
                "shunt: %s:%d switched protocols (101) without an Upgrade request", u->host,
                u->port);
@@ -1236,7 +964,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
         shunt_http_body_init(&b, fr, 0, &cfg->limits);
         b.hold_trailers = 1;
         if (shunt_proxy__prescan_body(s, &b, p + h.head_len, avail - (size_t)r, &e) != 0) {
-            upstream_close(u, 0);
+            shunt_proxy__upstream_close(u, 0);
             shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
             shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: the response body from %s:%d is malformed: %s",
                    u->host, u->port, shunt_http_reason_str(e.reason));
@@ -1273,7 +1001,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
             snprintf(what, sizeof(what), "hold the response %" PRIu64 " ms", out.delay_ms);
             shunt_proxy__emit_change_by(s, 0, what, out.by ? out.by : "rule");
             s->ex.held = HOLD_RESPONSE;
-            arm(s, T_DELAY, out.delay_ms);
+            shunt_proxy__arm(s, T_DELAY, out.delay_ms);
             return 0;
         }
         iov[n++] = uv_buf_init((char *)sl.base, (unsigned)sl.len);
@@ -1305,7 +1033,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
         s->ex.status = h.status;
     if (wr != 0) {
         set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        session_close(s, 0, 1);
+        shunt_proxy__session_close(s, 0, 1);
         return 0;
     }
     if (!final) {
@@ -1318,7 +1046,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
         s->tunnel = 1;
         keep_only_cur(s);
         shunt_proxy__emit_exchange_done(s);
-        arm(s, T_TUNNEL, cfg->idle_timeout_ms);
+        shunt_proxy__arm(s, T_TUNNEL, cfg->idle_timeout_ms);
         if (!pump(s, &s->conn, &u->conn, 1))
             mirror_client_fin(s);
         return 1;
@@ -1356,7 +1084,7 @@ static int forward_response_body(struct session *s, struct upstream *u)
         s->ex.error = "malformed response body";
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
-        session_close(s, 1, 1);
+        shunt_proxy__session_close(s, 1, 1);
         return 0;
     }
     /* Bytes after the end of the body in the same read are no next response (the next
@@ -1372,7 +1100,7 @@ static int forward_response_body(struct session *s, struct upstream *u)
         shunt_conn_consume(&u->conn, out);
         if (wr != 0) {
             set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-            session_close(s, 0, 1);
+            shunt_proxy__session_close(s, 0, 1);
             return 0;
         }
     }
@@ -1384,7 +1112,7 @@ static int forward_response_body(struct session *s, struct upstream *u)
     return n > 0;
 }
 
-static void process_upstream(struct upstream *u)
+void shunt_proxy__process_upstream(struct upstream *u)
 {
     struct session *s = u->s;
     if (s == NULL || s->closing)
@@ -1413,7 +1141,7 @@ static void process_upstream(struct upstream *u)
             shunt_conn_consume(&u->conn, n);
             if (r != 0) {
                 set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-                session_close(s, 0, 1);
+                shunt_proxy__session_close(s, 0, 1);
                 return;
             }
             break;
@@ -1467,7 +1195,7 @@ static void client_body_cut(struct session *s)
 static void process_client_once(struct session *s);
 static void intercept_peek(struct session *s);
 
-static void process_client(struct session *s)
+void shunt_proxy__process_client(struct session *s)
 {
     if (s->in_process) {
         s->process_again = 1;
@@ -1518,7 +1246,7 @@ static void process_client_once(struct session *s)
             start_request(s);
             if (s->ex.rq == before && s->idx == idx) {
                 if (s->conn.rd_eof) /* an unfinished head, and nothing more will come */
-                    finish(s);
+                    shunt_proxy__finish(s);
                 break; /* more bytes needed */
             }
             continue;
@@ -1546,7 +1274,7 @@ static void update_reading(struct session *s)
     int want = !s->conn.rd_eof && !shunt_conn_in_full(&s->conn);
     if (!s->finishing) {
         /* While connecting the head stays at the front of the buffer; reading on is
-         * harmless since send_request() parses it again from wherever it is then. */
+         * harmless since shunt_proxy__send_request() parses it again from wherever it is then. */
         if ((s->ex.rq == RQ_BODY || s->tunnel) && (s->cur == NULL || queued(&s->cur->conn) > 0))
             want = 0;
     }
@@ -1572,14 +1300,14 @@ static void on_client_eof(struct session *s)
 {
     if (s->tunnel) {
         if (s->cur != NULL)
-            shutdown_upstream(s->cur); /* half-close, mirrored */
+            shunt_proxy__shutdown_upstream(s->cur); /* half-close, mirrored */
         if (s->cur == NULL || s->cur->conn.rd_eof)
             s->finishing = 1;
-        check_finished(s);
+        shunt_proxy__check_finished(s);
         return;
     }
     if (s->finishing) {
-        check_finished(s);
+        shunt_proxy__check_finished(s);
         return;
     }
     switch (s->ex.rq) {
@@ -1588,7 +1316,7 @@ static void on_client_eof(struct session *s)
             /* an unfinished head: nothing was forwarded, nothing will be */
             shunt_conn_release_input(&s->conn);
         }
-        finish(s);
+        shunt_proxy__finish(s);
         break;
     case RQ_CONNECTING:
         break; /* the request goes out once connected, then the FIN */
@@ -1605,7 +1333,7 @@ static void on_client_eof(struct session *s)
 
 static void client_on_data(struct shunt_conn *c)
 {
-    process_client(SHUNT_CONTAINER_OF(c, struct session, conn));
+    shunt_proxy__process_client(SHUNT_CONTAINER_OF(c, struct session, conn));
 }
 
 static void client_on_eof(struct shunt_conn *c, enum shunt_conn_how how, int err)
@@ -1617,12 +1345,12 @@ static void client_on_eof(struct shunt_conn *c, enum shunt_conn_how how, int err
     }
     if (s->ex.active && s->ex.error == NULL)
         s->ex.error = "client reset the connection";
-    session_close(s, 0, 1); /* RST for RST */
+    shunt_proxy__session_close(s, 0, 1); /* RST for RST */
 }
 
 static void client_on_write_error(struct shunt_conn *c, int err)
 {
-    session_close(SHUNT_CONTAINER_OF(c, struct session, conn), 0, 1);
+    shunt_proxy__session_close(SHUNT_CONTAINER_OF(c, struct session, conn), 0, 1);
 }
 
 /* Everything queued for the client went out: the response can go on, and pipelined
@@ -1631,16 +1359,16 @@ static void client_on_drained(struct shunt_conn *c)
 {
     struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);
     if (s->cur != NULL)
-        process_upstream(s->cur);
+        shunt_proxy__process_upstream(s->cur);
     if (!s->closing && s->ex.rq == RQ_IDLE && has_input(s))
-        process_client(s);
+        shunt_proxy__process_client(s);
     else if (!s->closing)
         update_reading(s);
 }
 
 static void client_on_shut(struct shunt_conn *c)
 {
-    check_finished(SHUNT_CONTAINER_OF(c, struct session, conn));
+    shunt_proxy__check_finished(SHUNT_CONTAINER_OF(c, struct session, conn));
 }
 
 static void client_on_moved(struct shunt_conn *c)
@@ -1667,192 +1395,7 @@ static const struct shunt_conn_ops client_ops = {
 
 /* ------------------------------------------------------------------------ upstream ends */
 
-/* Did the server of a reused connection close it (FIN or RST) on the request in flight
- * without a byte of response? That is the idle-timeout race: the server's keep-alive timer
- * fired as the request went out. A client talking to the server sees the close and retries
- * an idempotent request on a new connection (RFC 9112 9.3.1); a 502 of ours would stop it,
- * so the proxy mirrors the close instead. On a new connection the same close is a failure,
- * answered with a 502 naming it. */
-static int raced_idle_close(const struct session *s, const struct upstream *u)
-{
-    /* not a byte for this exchange: a 100 Continue forwarded already is an answer */
-    return s->ex.reused && s->ex.t_first_byte == 0 && !(u->conn.in.base != NULL && u->conn.in.off < u->conn.in.len);
-}
-
-/* A server that ends its connection without a response to a request whose body the client
- * cut short is not at fault: the request was incomplete (RFC 9112 8), so the client gets a
- * 400, not a 502. Returns 1 when it answered so. */
-static int answer_cut_request(struct session *s, struct upstream *u)
-{
-    if (!s->ex.req_cut)
-        return 0;
-    char host[256];
-    int port = u->port;
-    snprintf(host, sizeof(host), "%s", u->host);
-    upstream_close(u, 0);
-    shunt_proxy__answer(s, 400, "Bad Request",
-           "shunt: bad request: the client closed after %" PRIu64 " bytes of the request body, "
-           "before its end; %s:%d got them and the close, and no response",
-           s->ex.req_body.payload, host, port);
-    return 1;
-}
-
-/* A reset from the server, or a read or write on <u> that failed with <err> (net/conn.h
- * recorded the server as the closer, RST, unless someone closed before). */
-static void on_upstream_error(struct upstream *u, int err)
-{
-    struct session *s = u->s;
-    if (s == NULL) {
-        upstream_close(u, 0);
-        return;
-    }
-    if (u->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED)
-        s->up_truncated = 1;
-    if (u == s->cur && s->ex.active && !s->ex.resp_started && !s->tunnel) {
-        if (answer_cut_request(s, u))
-            return;
-        if (raced_idle_close(s, u)) {
-            set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_RST);
-            s->ex.error = "server reset the reused connection without responding";
-            upstream_close(u, 0);
-            session_close(s, 1, 1); /* RST for RST: the client retries as it would direct */
-            return;
-        }
-        upstream_close(u, 0);
-        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: %s:%d reset the connection before responding (%s)",
-               u->host, u->port, uv_err_name(err));
-        return;
-    }
-    if (u != s->cur && !s->tunnel && s->n_ups > 1) {
-        upstream_close(u, 0);
-        return;
-    }
-    set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_RST);
-    if (s->ex.active && s->ex.error == NULL)
-        s->ex.error = "server reset the connection";
-    upstream_close(u, 0);
-    session_close(s, 1, 1); /* RST for RST */
-}
-
-/* The server's FIN (recorded by net/conn.h, as on_upstream_error()). */
-static void on_upstream_eof(struct upstream *u)
-{
-    struct session *s = u->s;
-    if (s == NULL) {
-        upstream_close(u, 0);
-        return;
-    }
-    if (u->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED)
-        s->up_truncated = 1;
-    if (s->tunnel) {
-        shutdown_client(s); /* half-close, mirrored */
-        if (s->conn.rd_eof)
-            s->finishing = 1;
-        check_finished(s);
-        return;
-    }
-    if (s->finishing) {
-        check_finished(s);
-        return;
-    }
-    if (u != s->cur && s->n_ups > 1) {
-        upstream_close(u, 0); /* another origin's idle connection: nothing to mirror */
-        return;
-    }
-    if (s->ex.held == HOLD_RESPONSE)
-        return; /* the response is all here: its end is handled when it is released */
-    if (!s->ex.active || s->ex.rs == RS_NONE) {
-        /* the server closed an idle connection: the client sees the same */
-        set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
-        if (s->ex.active)
-            s->ex.error = "server closed the connection before the request was sent";
-        finish(s);
-        return;
-    }
-    if (s->ex.rs == RS_WAIT) {
-        int partial = u->conn.in.base != NULL && u->conn.in.off < u->conn.in.len;
-        set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
-        if (answer_cut_request(s, u))
-            return;
-        if (raced_idle_close(s, u)) {
-            s->ex.error = "server closed the reused connection without responding";
-            upstream_close(u, 0);
-            shunt_proxy__emit_exchange_done(s); /* ended now, not when the client gets round to closing */
-            finish(s);             /* FIN for FIN: the client retries as it would direct */
-            return;
-        }
-        upstream_close(u, 0);
-        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: %s:%d closed the connection %s", u->host, u->port,
-               partial ? "in the middle of the response head" : "without responding");
-        return;
-    }
-    set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
-    if (s->ex.rs == RS_BODY && !shunt_http_body_eof(&s->ex.resp_body))
-        s->ex.error = "server closed the connection before the end of the response body";
-    s->ex.rs = RS_DONE;
-    s->ending = 1;
-    shunt_proxy__maybe_done(s);
-}
-
 /* ------------------------------------------------------------------------ upstream I/O */
-
-static void upstream_on_data(struct shunt_conn *c)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    struct session *s = u->s;
-    if (u == s->cur && (s->ex.rs == RS_WAIT || s->ex.rs == RS_BODY)) {
-        if (s->ex.t_first_byte == 0)
-            s->ex.t_first_byte = now_us();
-        arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
-    }
-    process_upstream(u);
-}
-
-static void upstream_on_eof(struct shunt_conn *c, enum shunt_conn_how how, int err)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    if (how == SHUNT_CONN_HOW_FIN)
-        on_upstream_eof(u);
-    else
-        on_upstream_error(u, err);
-}
-
-/* What was queued for the server went out: more of the request body can follow. */
-static void upstream_on_drained(struct shunt_conn *c)
-{
-    process_client(SHUNT_CONTAINER_OF(c, struct upstream, conn)->s);
-}
-
-static void upstream_on_shut(struct shunt_conn *c)
-{
-    check_finished(SHUNT_CONTAINER_OF(c, struct upstream, conn)->s);
-}
-
-static void upstream_on_moved(struct shunt_conn *c)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    free(u->partial);
-    u->partial = NULL;
-}
-
-static void upstream_on_closed(struct shunt_conn *c)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    free(u->partial);
-    free(u);
-}
-
-/* Callbacks come only while the upstream is open, hence while u->s is set: upstream_close()
- * detaches it and closes the connection together. */
-static const struct shunt_conn_ops upstream_ops = {
-    .on_data = upstream_on_data,
-    .on_eof = upstream_on_eof,
-    .on_drained = upstream_on_drained,
-    .on_shut = upstream_on_shut,
-    .on_write_error = NULL, /* on_eof, RST: on_upstream_error() */
-    .on_moved = upstream_on_moved,
-    .on_closed = upstream_on_closed,
-};
 
 /* ------------------------------------------------------------------------ timers */
 
@@ -1863,17 +1406,17 @@ static void release(struct session *s)
     const struct shunt_proxy_config *cfg = s->w->cfg;
     if (s->ex.held == HOLD_REQUEST) {
         s->ex.held = HOLD_NONE;
-        route_on(s, find_upstream(s, s->ex.route_host, s->ex.route_port));
+        route_on(s, shunt_proxy__find_upstream(s, s->ex.route_host, s->ex.route_port));
         return;
     }
     if (s->ex.held != HOLD_RESPONSE || s->cur == NULL)
         return;
     struct upstream *u = s->cur;
     s->ex.held = HOLD_RELEASED;
-    arm(s, T_RESPONSE, cfg->response_timeout_ms);
-    process_upstream(u);
+    shunt_proxy__arm(s, T_RESPONSE, cfg->response_timeout_ms);
+    shunt_proxy__process_upstream(u);
     if (!s->closing && u->s == s && u->conn.rd_eof && (u->conn.in.base == NULL || u->conn.in.off == u->conn.in.len))
-        on_upstream_eof(u); /* the server's FIN came while it was held */
+        shunt_proxy__on_upstream_eof(u); /* the server's FIN came while it was held */
 }
 
 static void expire(struct session *s, enum timer_kind k);
@@ -1914,7 +1457,7 @@ static void expire(struct session *s, enum timer_kind k)
     case T_FIRST:
     case T_IDLE:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        finish(s);
+        shunt_proxy__finish(s);
         break;
     case T_HEADER:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
@@ -1925,7 +1468,7 @@ static void expire(struct session *s, enum timer_kind k)
     case T_CONNECT:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
         if (s->cur != NULL)
-            upstream_close(s->cur, 0);
+            shunt_proxy__upstream_close(s->cur, 0);
         shunt_proxy__answer(s, 504, "Gateway Timeout", "shunt: connecting to %s:%d timed out after %.0f s",
                s->ex.route_host, s->ex.route_port, (double)cfg->connect_timeout_ms / 1000.0);
         break;
@@ -1933,20 +1476,20 @@ static void expire(struct session *s, enum timer_kind k)
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
         if (!s->ex.resp_started) {
             if (s->cur != NULL)
-                upstream_close(s->cur, 0);
+                shunt_proxy__upstream_close(s->cur, 0);
             shunt_proxy__answer(s, 504, "Gateway Timeout", "shunt: %s:%d did not respond within %.0f s",
                    s->ex.route_host, s->ex.route_port, (double)cfg->response_timeout_ms / 1000.0);
         } else {
             s->ex.error = "response timed out";
-            session_close(s, 0, 0);
+            shunt_proxy__session_close(s, 0, 0);
         }
         break;
     case T_TUNNEL:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        session_close(s, 0, 0);
+        shunt_proxy__session_close(s, 0, 0);
         break;
     case T_LINGER:
-        session_close(s, 0, 0);
+        shunt_proxy__session_close(s, 0, 0);
         break;
     case T_DELAY:
         release(s);
@@ -1959,7 +1502,7 @@ static void expire(struct session *s, enum timer_kind k)
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
         if (s->cur != NULL) {
             shunt_proxy__emit_tls_timeout(s, s->cur);
-            upstream_close(s->cur, 0);
+            shunt_proxy__upstream_close(s->cur, 0);
         }
         shunt_proxy__answer(s, 504, "Gateway Timeout",
                "shunt: TLS with the upstream: handshake timed out after %.0f s",
@@ -1982,7 +1525,7 @@ static void refuse(struct session *s)
               s->peer_addr, s->peer_port);
     (void)send_client(s, &b, 1);
     set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
-    finish(s);
+    shunt_proxy__finish(s);
 }
 
 void shunt_proxy__accept(struct worker *w)
@@ -2045,7 +1588,7 @@ void shunt_proxy__accept(struct worker *w)
         refuse(s);
         return;
     }
-    arm(s, T_FIRST, cfg->header_timeout_ms);
+    shunt_proxy__arm(s, T_FIRST, cfg->header_timeout_ms);
 }
 
 void shunt_proxy__drain(struct worker *w)
@@ -2055,7 +1598,7 @@ void shunt_proxy__drain(struct worker *w)
         next = s->next;
         if (!s->ex.active && !s->tunnel) {
             set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
-            finish(s);
+            shunt_proxy__finish(s);
         } else {
             s->ending = 1;
         }
@@ -2071,7 +1614,7 @@ void shunt_proxy__close_all(struct worker *w)
                                      "period (--grace) ran out"
                                    : "proxy stopping";
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
-        session_close(s, 0, 0);
+        shunt_proxy__session_close(s, 0, 0);
     }
     if (!uv_is_closing((uv_handle_t *)&w->grace_timer))
         uv_close((uv_handle_t *)&w->grace_timer, NULL);

@@ -19,7 +19,7 @@
 
 /* ------------------------------------------------------------------------ types */
 
-/* What a session waits for, each with its own deadline (see arm()). */
+/* What a session waits for, each with its own deadline (see shunt_proxy__arm()). */
 enum timer_kind {
     T_NONE,
     /* the client side (TM_CLIENT) */
@@ -92,12 +92,12 @@ struct session {
     int n_ups;
     struct upstream *cur; /* upstream of the exchange in flight, or of the last one */
 
-    unsigned closing : 1;  /* session_close() called */
+    unsigned closing : 1;  /* shunt_proxy__session_close() called */
     unsigned tunnel : 1;   /* bytes flow both ways unparsed */
     unsigned ending : 1;   /* the connection ends after the exchange in flight */
     unsigned finishing : 1; /* no more exchanges; waiting for both sides to close */
     int refs_handles;          /* client connection and timer handles still open; freed at 0 */
-    unsigned in_process : 1;    /* process_client() is running (it is not re-entered) */
+    unsigned in_process : 1;    /* shunt_proxy__process_client() is running (it is not re-entered) */
     unsigned process_again : 1; /* ... and must go round again: an exchange completed */
 
     /* HTTPS interception (issue 12): the CONNECT's target, the client's SNI */
@@ -217,6 +217,28 @@ struct shunt_http_header *shunt_proxy__trailer_fields(struct session *s);
 long shunt_proxy__frame_body(struct session *s, struct shunt_http_body *body, const char *p,
                        size_t avail, int from_client, uv_buf_t *iov, size_t *n,
                        struct shunt_http_error *e);
+
+/* session.c */
+void shunt_proxy__process_client(struct session *s);
+void shunt_proxy__process_upstream(struct upstream *u);
+void shunt_proxy__session_close(struct session *s, int reset_client, int reset_upstreams);
+void shunt_proxy__finish(struct session *s);
+void shunt_proxy__check_finished(struct session *s);
+void shunt_proxy__disarm(struct session *s, enum timer_purpose p);
+void shunt_proxy__arm(struct session *s, enum timer_kind k, uint64_t ms);
+void shunt_proxy__tls_goodbye(struct shunt_conn *c, int mirror_truncation);
+void shunt_proxy__shutdown_client(struct session *s);
+void shunt_proxy__send_request(struct session *s);
+void shunt_proxy__establish_tunnel(struct session *s);
+
+/* upstream.c */
+void shunt_proxy__upstream_close(struct upstream *u, int reset);
+void shunt_proxy__shutdown_upstream(struct upstream *u);
+struct upstream *shunt_proxy__find_upstream(struct session *s, const char *host, int port);
+void shunt_proxy__upstream_ready(struct session *s, struct upstream *u);
+void shunt_proxy__open_upstream(struct session *s, const struct route *rt);
+void shunt_proxy__upstream_start_tls(struct session *s, struct upstream *u);
+void shunt_proxy__on_upstream_eof(struct upstream *u);
 
 /* ------------------------------------------------------------------------ static inlines */
 
