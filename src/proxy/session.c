@@ -40,7 +40,6 @@ _Static_assert(SHUNT_CONN_TLS_NOTIFY_IN == SHUNT_TLS_CLOSE_NOTIFY_IN &&
                "net/conn.h and proxy/events.h disagree on how a TLS connection ended");
 
 static void update_reading(struct session *s);
-static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client);
 
 _Atomic uint64_t shunt_proxy__stat_open, shunt_proxy__stat_exchanges;
 
@@ -281,7 +280,7 @@ static int has_input(const struct session *s)
 
 /* Passes the client's FIN on to the server, once everything the client sent before it has
  * been forwarded: pipelined requests still in the buffer go first. */
-static void mirror_client_fin(struct session *s)
+void shunt_proxy__mirror_client_fin(struct session *s)
 {
     if (!s->conn.rd_eof || s->cur == NULL || has_input(s))
         return;
@@ -290,7 +289,7 @@ static void mirror_client_fin(struct session *s)
 }
 
 /* Ends the exchange in flight and decides what the connection does next. */
-static void exchange_done(struct session *s)
+void shunt_proxy__exchange_done(struct session *s)
 {
     shunt_proxy__emit_exchange_done(s);
     shunt_exchange_end(&s->ex);
@@ -310,7 +309,7 @@ void shunt_proxy__maybe_done(struct session *s)
     }
     if (s->ex.rq != RQ_DONE || s->ex.rs != RS_DONE)
         return;
-    exchange_done(s);
+    shunt_proxy__exchange_done(s);
     if (s->ending || s->w->draining || (s->conn.rd_eof && !has_input(s))) {
         shunt_proxy__finish(s);
         return;
@@ -384,7 +383,7 @@ void shunt_proxy__answer(struct session *s, int status, const char *reason, cons
 }
 
 /* Starts an exchange: its index, start time and a printable method and URL for the log. */
-static void begin_exchange(struct session *s, const struct shunt_http_head *h)
+void shunt_proxy__begin_exchange(struct session *s, const struct shunt_http_head *h)
 {
     s->idx++;
     struct shunt_slice none = {NULL, 0};
@@ -452,7 +451,7 @@ static int skip_empty_lines(struct session *s)
     }
     if (s->empty_lines * 2 > cfg->limits.max_head) {
         s->empty_lines = 0;
-        begin_exchange(s, NULL);
+        shunt_proxy__begin_exchange(s, NULL);
         shunt_proxy__answer(s, 400, "Bad Request",
                "shunt: bad request: more than %zu bytes of empty lines before the request line "
                "(RFC 9112 2.2)",
@@ -462,8 +461,6 @@ static int skip_empty_lines(struct session *s)
     return k == avail || cr_pending ? 1 : 0;
 }
 
-static void intercept_connect(struct session *s, const struct shunt_http_head *h,
-                              const struct route *rt);
 
 static void start_request(struct session *s)
 {
@@ -485,7 +482,7 @@ static void start_request(struct session *s)
     }
     if (r < 0) {
         s->empty_lines = 0;
-        begin_exchange(s, NULL);
+        shunt_proxy__begin_exchange(s, NULL);
         s->ex.req_bytes = avail;
         if (shunt_proxy__wants(cfg, SHUNT_EV_REQUEST_HEAD)) { /* the evidence */
             struct shunt_event ev;
@@ -498,7 +495,7 @@ static void start_request(struct session *s)
                shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
         return;
     }
-    begin_exchange(s, &h);
+    shunt_proxy__begin_exchange(s, &h);
     if (s->empty_lines > 0) {
         char what[96];
         snprintf(what, sizeof(what), "skip %zu empty line%s before the request line (RFC 9112 2.2)",
@@ -539,7 +536,7 @@ static void start_request(struct session *s)
     if (s->ex.req_is_connect && cfg->tls_server != NULL && shunt_conn_tls(&s->conn) == NULL &&
         (cfg->intercept_hook == NULL || /* (a CONNECT inside TLS stays a tunnel in it) */
          cfg->intercept_hook(cfg->intercept_hook_ud, rt.host, rt.port))) {
-        intercept_connect(s, &h, &rt);
+        shunt_proxy__intercept_connect(s, &h, &rt);
         return;
     }
     if (cfg->head_hook == NULL || s->ex.req_is_connect) {
@@ -667,7 +664,7 @@ void shunt_proxy__send_request(struct session *s)
     if (s->ex.req_body.done) {
         s->ex.rq = RQ_DONE;
         s->ex.t_sent = now_us();
-        mirror_client_fin(s);
+        shunt_proxy__mirror_client_fin(s);
     } else {
         s->ex.rq = RQ_BODY;
     }
@@ -706,7 +703,7 @@ static int forward_request_body(struct session *s)
     if (s->ex.req_body.done) {
         s->ex.rq = RQ_DONE;
         s->ex.t_sent = now_us();
-        mirror_client_fin(s);
+        shunt_proxy__mirror_client_fin(s);
         shunt_proxy__maybe_done(s);
         return 0;
     }
@@ -715,213 +712,8 @@ static int forward_request_body(struct session *s)
 
 /* ------------------------------------------------------------------------ tunnels */
 
-/* A tunnel uses one upstream; other origins' idle connections end here, since the client
- * connection can carry nothing else from now on. */
-static void keep_only_cur(struct session *s)
-{
-    for (int i = s->n_ups - 1; i >= 0; i--)
-        if (s->ups[i] != s->cur)
-            shunt_proxy__upstream_close(s->ups[i], 0);
-}
-
-/* The CONNECT target is reached: tell the client, then pass bytes both ways. */
-void shunt_proxy__establish_tunnel(struct session *s)
-{
-    static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
-    struct shunt_http_head h;
-    struct shunt_http_error e;
-    int r = shunt_proxy__parse_request(s, &h, &e);
-    assert(r > 0);
-    (void)r;
-    s->ex.req_bytes += h.head_len;
-    shunt_proxy__emit_unsent_head(s);
-    s->cur->n_exchanges++;
-    s->ex.upstream_port = s->cur->local_port;
-    shunt_conn_consume(&s->conn, h.head_len);
-    uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
-    s->ex.status = 200;
-    s->ex.resp_bytes += b.len;
-    s->ex.resp_started = 1;
-    shunt_proxy__emit_own_response(s, 200, &b, 1, NULL, 0);
-    if (send_client(s, &b, 1) != 0) {
-        set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        shunt_proxy__session_close(s, 0, 1);
-        return;
-    }
-    s->ex.rq = RQ_DONE;
-    s->ex.rs = RS_DONE;
-    s->tunnel = 1;
-    keep_only_cur(s);
-    shunt_proxy__emit_exchange_done(s);
-    shunt_proxy__arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
-    if (!pump(s, &s->conn, &s->cur->conn, 1))
-        mirror_client_fin(s);
-}
-
-/* Moves the input of <from> to <to>; returns 1 when something moved. */
-static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client)
-{
-    if (!shunt_conn_has_input(from) || queued(to) > 0)
-        return 0;
-    const char *p = shunt_conn_data(from);
-    size_t n = shunt_conn_avail(from);
-    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-    shunt_proxy__emit_body(s, from_client, p, n);
-    int r = shunt_conn_send(to, &b, 1);
-    shunt_conn_consume(from, n);
-    if (r != 0) {
-        set_closer(s, from_client ? SHUNT_CLOSER_SERVER : SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        shunt_proxy__session_close(s, !from_client, from_client);
-        return 0;
-    }
-    shunt_proxy__arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
-    if (from_client)
-        mirror_client_fin(s);
-    return 1;
-}
-
 /* ------------------------------------------------------------------------ interception */
 
-/*
- * HTTPS interception (issue 12, decisions 4 and 5). A CONNECT that cfg->tls_server and the
- * intercept hook take is answered 200 at once (the CONNECT exchange, a tunnel answered by
- * shunt) and no upstream is opened yet. The client's first bytes decide: a TLS ClientHello
- * is terminated with a leaf for its SNI (net/conn.h's TLS layer on the client connection),
- * after which the connection is parsed as a plain one, each request an "https" exchange
- * routed to the CONNECT's host:port over an upstream opened lazily with TLS (the client's
- * SNI) and paired as always; anything else makes it the byte tunnel it would have been.
- * A handshake that fails is an exchange with the reason, and every handshake's end is a
- * SHUNT_EV_TLS event.
- */
-
-/* The TLS with the client failed (<why>, the engine's words, or a timeout): an exchange of
- * its own, method "-" and the URL https://HOST[:PORT]/ of the CONNECT, with no status, and
- * the connection ends (the alert, if any, went out). */
-static void client_tls_failed(struct session *s, const char *why)
-{
-    begin_exchange(s, NULL);
-    s->ex.https = 1;
-    int v6 = strchr(s->icpt_host, ':') != NULL;
-    char port[16] = "";
-    if (s->icpt_port != 443)
-        snprintf(port, sizeof(port), ":%d", s->icpt_port);
-    size_t need = 8 + strlen(s->icpt_host) + 2 + strlen(port) + 2;
-    char *url = shunt_exchange_alloc(&s->ex, need);
-    snprintf(url, need, "https://%s%s%s%s/", v6 ? "[" : "", s->icpt_host, v6 ? "]" : "", port);
-    s->ex.url = url;
-    need = strlen(why) + 32;
-    char *err = shunt_exchange_alloc(&s->ex, need);
-    snprintf(err, need, "TLS with the client: %s", why);
-    s->ex.error = err;
-    s->icpt = ICPT_NONE;
-    set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
-    shunt_proxy__session_close(s, 0, 0);
-}
-
-static void client_tls_done(struct shunt_conn *c, int ok)
-{
-    struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);
-    const char *why = shunt_tls_error(shunt_conn_tls(c));
-    if (!ok && why[0] == '\0') /* no alert, no error: the client went away */
-        why = c->how == SHUNT_CONN_HOW_RST ? "the client reset the connection during the handshake"
-                                           : "the client closed the connection during the handshake";
-    shunt_proxy__emit_tls(s, NULL, c, ok ? NULL : why);
-    if (!ok) {
-        client_tls_failed(s, why);
-        return;
-    }
-    struct shunt_tls_facts f;
-    shunt_tls_facts(shunt_conn_tls(c), &f);
-    snprintf(s->icpt_sni, sizeof(s->icpt_sni), "%s", f.sni);
-    s->icpt = ICPT_ON;
-    /* now as a new connection: a request head is due */
-    shunt_proxy__arm(s, T_FIRST, s->w->cfg->header_timeout_ms);
-}
-
-static void client_tls_timed_out(struct session *s)
-{
-    char why[64];
-    snprintf(why, sizeof(why), "handshake timed out after %.0f s",
-             (double)s->w->cfg->tls_handshake_timeout_ms / 1000.0);
-    shunt_proxy__emit_tls(s, NULL, &s->conn, why);
-    client_tls_failed(s, why);
-}
-
-/* The CONNECT <h> to <rt> is intercepted: answered 200 now, as a tunnel shunt answered; its
- * bytes will tell whether TLS follows (intercept_peek()). */
-static void intercept_connect(struct session *s, const struct shunt_http_head *h,
-                              const struct route *rt)
-{
-    static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
-    s->ex.req_bytes += h->head_len;
-    shunt_proxy__emit_unsent_head(s);
-    shunt_conn_consume(&s->conn, h->head_len);
-    uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
-    s->ex.status = 200;
-    s->ex.resp_bytes += b.len;
-    s->ex.resp_started = 1;
-    shunt_proxy__emit_own_response(s, 200, &b, 1, NULL, 0);
-    if (send_client(s, &b, 1) != 0) {
-        set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        shunt_proxy__session_close(s, 0, 1);
-        return;
-    }
-    /* the client connection carries this tunnel from now on: other origins' idle
-     * connections end, as for a tunnel */
-    s->cur = NULL;
-    keep_only_cur(s);
-    snprintf(s->icpt_host, sizeof(s->icpt_host), "%s", rt->host);
-    s->icpt_port = rt->port;
-    s->icpt = ICPT_PEEK;
-    s->tunnel = 1; /* the CONNECT exchange is a tunnel's (flag U) */
-    exchange_done(s);
-    s->tunnel = 0;
-    shunt_proxy__arm(s, T_TLS, s->w->cfg->tls_handshake_timeout_ms);
-}
-
-/* The first bytes of an intercepted tunnel are in: a ClientHello starts TLS with the client;
- * anything else makes a byte tunnel to the CONNECT's target (and the fact is reported). */
-static void intercept_peek(struct session *s)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    const char *p = shunt_conn_data(&s->conn);
-    size_t n = shunt_conn_avail(&s->conn);
-    int hello = shunt_tls_looks_like_hello(p, n);
-    if (hello < 0)
-        return; /* fewer than 3 bytes: not known yet */
-    if (hello) {
-        struct shunt_tls *t = shunt_tls_new_server(cfg->tls_server, s->icpt_host);
-        if (t == NULL) {
-            client_tls_failed(s, "out of memory");
-            return;
-        }
-        s->icpt = ICPT_HANDSHAKE;
-        int r = shunt_conn_start_tls(&s->conn, t, client_tls_done);
-        if (r == SHUNT_TLS_ERROR) {
-            shunt_proxy__emit_tls(s, NULL, &s->conn, NULL);
-            client_tls_failed(s, shunt_tls_error(t));
-        } else if (r != 0) {
-            set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-            shunt_proxy__session_close(s, 0, 1);
-        }
-        return;
-    }
-    size_t i = 0;
-    while (i < n && i < 16 && p[i] >= 'A' && p[i] <= 'Z')
-        i++;
-    shunt_proxy__emit_tls(s, NULL, &s->conn,
-             i > 0 && i < n && p[i] == ' '
-                 ? "not TLS: the client sent plain HTTP into the tunnel"
-                 : "not TLS: the client's first bytes are not a TLS handshake");
-    s->icpt = ICPT_NONE;
-    s->tunnel = 1;
-    s->icpt_plain = 1;
-    struct route rt;
-    memset(&rt, 0, sizeof(rt));
-    snprintf(rt.host, sizeof(rt.host), "%s", s->icpt_host);
-    rt.port = s->icpt_port;
-    shunt_proxy__open_upstream(s, &rt); /* then upstream_connected(): the bytes go through */
-}
 
 /* ------------------------------------------------------------------------ responses */
 
@@ -1044,11 +836,11 @@ static int handle_response_head(struct session *s, struct upstream *u)
         s->ex.rs = RS_DONE;
         s->ex.rq = RQ_DONE;
         s->tunnel = 1;
-        keep_only_cur(s);
+        shunt_proxy__keep_only_cur(s);
         shunt_proxy__emit_exchange_done(s);
         shunt_proxy__arm(s, T_TUNNEL, cfg->idle_timeout_ms);
-        if (!pump(s, &s->conn, &u->conn, 1))
-            mirror_client_fin(s);
+        if (!shunt_proxy__pump(s, &s->conn, &u->conn, 1))
+            shunt_proxy__mirror_client_fin(s);
         return 1;
     }
     if (!shunt_http_keeps_alive(&h) || fr == SHUNT_HTTP_BODY_CLOSE) {
@@ -1123,7 +915,7 @@ void shunt_proxy__process_upstream(struct upstream *u)
         if (u->conn.in.base == NULL || u->conn.in.off == u->conn.in.len)
             break;
         if (s->tunnel) {
-            pump(s, &u->conn, &s->conn, 0);
+            shunt_proxy__pump(s, &u->conn, &s->conn, 0);
             break;
         }
         if (u == s->cur && (s->ex.rs == RS_NONE || s->ex.rs == RS_DONE) && !s->finishing &&
@@ -1181,7 +973,7 @@ static void client_body_cut(struct session *s)
     s->ex.error = "client closed before the end of the request body";
     s->ex.req_cut = 1;
     s->ex.rq = RQ_DONE;
-    mirror_client_fin(s);
+    shunt_proxy__mirror_client_fin(s);
     shunt_proxy__maybe_done(s);
 }
 
@@ -1193,7 +985,6 @@ static void client_body_cut(struct session *s)
  * answered by a rule are a loop, not ten thousand nested calls that overflow the stack.
  */
 static void process_client_once(struct session *s);
-static void intercept_peek(struct session *s);
 
 void shunt_proxy__process_client(struct session *s)
 {
@@ -1221,7 +1012,7 @@ static void process_client_once(struct session *s)
         if (s->conn.in.base == NULL || s->conn.in.off == s->conn.in.len)
             break;
         if (s->icpt == ICPT_PEEK) {
-            intercept_peek(s);
+            shunt_proxy__intercept_peek(s);
             if (s->icpt == ICPT_ON || s->icpt == ICPT_PEEK)
                 break; /* more bytes needed */
             continue;
@@ -1230,7 +1021,7 @@ static void process_client_once(struct session *s)
             break;
         if (s->tunnel) {
             if (s->cur != NULL && s->cur->conn.connected)
-                pump(s, &s->conn, &s->cur->conn, 1);
+                shunt_proxy__pump(s, &s->conn, &s->cur->conn, 1);
             break;
         }
         if (s->ex.rq == RQ_IDLE) {
@@ -1324,7 +1115,7 @@ static void on_client_eof(struct session *s)
         client_body_cut(s); /* unless bytes of the body still wait to go out */
         break;
     case RQ_DONE:
-        mirror_client_fin(s); /* unless pipelined requests wait in the buffer */
+        shunt_proxy__mirror_client_fin(s); /* unless pipelined requests wait in the buffer */
         break;
     }
 }
@@ -1421,7 +1212,6 @@ static void release(struct session *s)
 
 static void expire(struct session *s, enum timer_kind k);
 
-static void client_tls_timed_out(struct session *s);
 
 static void timer_cb(uv_timer_t *t)
 {
@@ -1461,7 +1251,7 @@ static void expire(struct session *s, enum timer_kind k)
         break;
     case T_HEADER:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        begin_exchange(s, NULL);
+        shunt_proxy__begin_exchange(s, NULL);
         shunt_proxy__answer(s, 408, "Request Timeout", "shunt: the request head did not arrive within %.0f s",
                (double)cfg->header_timeout_ms / 1000.0);
         break;
@@ -1496,7 +1286,7 @@ static void expire(struct session *s, enum timer_kind k)
         break;
     case T_TLS:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        client_tls_timed_out(s);
+        shunt_proxy__client_tls_timed_out(s);
         break;
     case T_TLS_UP:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);

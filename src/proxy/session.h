@@ -240,6 +240,19 @@ void shunt_proxy__open_upstream(struct session *s, const struct route *rt);
 void shunt_proxy__upstream_start_tls(struct session *s, struct upstream *u);
 void shunt_proxy__on_upstream_eof(struct upstream *u);
 
+/* session.c */
+void shunt_proxy__mirror_client_fin(struct session *s);
+void shunt_proxy__exchange_done(struct session *s);
+void shunt_proxy__begin_exchange(struct session *s, const struct shunt_http_head *h);
+
+/* tunnel.c */
+void shunt_proxy__keep_only_cur(struct session *s);
+int shunt_proxy__pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client);
+void shunt_proxy__client_tls_timed_out(struct session *s);
+void shunt_proxy__intercept_connect(struct session *s, const struct shunt_http_head *h,
+                              const struct route *rt);
+void shunt_proxy__intercept_peek(struct session *s);
+
 /* ------------------------------------------------------------------------ static inlines */
 
 static inline uint64_t now_us(void)
