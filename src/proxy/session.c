@@ -64,65 +64,6 @@ static uint64_t next_conn_id(void)
 
 /* ------------------------------------------------------------------------ timers */
 
-static void timer_cb(uv_timer_t *t);
-
-static enum timer_purpose purpose_of(enum timer_kind k)
-{
-    switch (k) {
-    case T_CONNECT:
-    case T_RESPONSE:
-    case T_TLS_UP: return TM_UPSTREAM;
-    case T_DELAY: return TM_HOLD;
-    default: return TM_CLIENT;
-    }
-}
-
-void shunt_proxy__disarm(struct session *s, enum timer_purpose p)
-{
-    s->tm[p].kind = T_NONE;
-}
-
-/*
- * Sets the deadline of <k>'s purpose; the other purposes keep theirs, except where one
- * wait replaces another by design: the client-side waits (idle, header, linger, tunnel)
- * and the exchange's wait for its upstream never run together (a request that begins
- * ends the idle wait, an exchange that ends its upstream wait), and a rule's hold stands
- * in for the response timeout while it lasts (the server has answered; the wait is the
- * rule's), so the response timeout is not armed during a held response.
- *
- * The deadlines share one libuv timer, which is lazy: it is restarted only when the new
- * deadline is earlier than the pending one; when it fires early it re-arms itself for the
- * earliest deadline left. Keep-alive traffic moves a deadline twice per exchange, and this
- * keeps that off the timer heap.
- */
-void shunt_proxy__arm(struct session *s, enum timer_kind k, uint64_t ms)
-{
-    enum timer_purpose p = purpose_of(k);
-    if (p == TM_UPSTREAM && k == T_RESPONSE && s->ex.held == HOLD_RESPONSE)
-        return; /* the hold's timer runs; the response timeout resumes at its release */
-    if (p == TM_CLIENT) {
-        shunt_proxy__disarm(s, TM_UPSTREAM);
-        shunt_proxy__disarm(s, TM_HOLD);
-    } else if (p == TM_UPSTREAM) {
-        shunt_proxy__disarm(s, TM_CLIENT);
-    } else {
-        shunt_proxy__disarm(s, TM_CLIENT);
-        shunt_proxy__disarm(s, TM_UPSTREAM);
-    }
-    uint64_t now = uv_now(&s->w->loop);
-    s->tm[p].kind = k;
-    s->tm[p].at = now + ms;
-    if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->tm[p].at) {
-        s->timer_due = s->tm[p].at;
-        uv_timer_start(&s->timer, timer_cb, ms, 0);
-    }
-}
-
-/* The kind armed on the client side, or T_NONE. */
-static enum timer_kind client_wait(const struct session *s)
-{
-    return s->tm[TM_CLIENT].kind;
-}
 
 /* ------------------------------------------------------------------------ closing */
 
@@ -407,7 +348,7 @@ void shunt_proxy__begin_exchange(struct session *s, const struct shunt_http_head
 /* Sends the request in flight to its origin: on <u>, the upstream already open to it (at
  * once when connected, else once it is), or on a new one when <u> is NULL. Its route is in
  * s->ex.route_host and s->ex.route_port. */
-static void route_on(struct session *s, struct upstream *u)
+void shunt_proxy__route_on(struct session *s, struct upstream *u)
 {
     if (u == NULL || !u->conn.connected)
         shunt_proxy__emit_unsent_head(s); /* it waits for the connection: visible while it does */
@@ -540,7 +481,7 @@ static void start_request(struct session *s)
         return;
     }
     if (cfg->head_hook == NULL || s->ex.req_is_connect) {
-        route_on(s, shunt_proxy__find_upstream(s, rt.host, rt.port));
+        shunt_proxy__route_on(s, shunt_proxy__find_upstream(s, rt.host, rt.port));
         return;
     }
     /* The rules see the request now, before it goes anywhere: they may answer it or hold
@@ -559,7 +500,7 @@ static void start_request(struct session *s)
     struct upstream *u = shunt_proxy__find_upstream(s, rt.host, rt.port);
     if (out.delay_ms == 0 && u != NULL && u->conn.connected) {
         s->ex.live_edit = &edit;
-        route_on(s, u);
+        shunt_proxy__route_on(s, u);
         s->ex.live_edit = NULL;
         shunt_edit_dispose(&edit);
         return;
@@ -577,7 +518,7 @@ static void start_request(struct session *s)
         shunt_proxy__arm(s, T_DELAY, out.delay_ms);
         return;
     }
-    route_on(s, u);
+    shunt_proxy__route_on(s, u);
 }
 
 
@@ -1190,118 +1131,7 @@ static const struct shunt_conn_ops client_ops = {
 
 /* ------------------------------------------------------------------------ timers */
 
-/* A rule's hold is over: the request goes on to its origin, or the response to the
- * client. */
-static void release(struct session *s)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    if (s->ex.held == HOLD_REQUEST) {
-        s->ex.held = HOLD_NONE;
-        route_on(s, shunt_proxy__find_upstream(s, s->ex.route_host, s->ex.route_port));
-        return;
-    }
-    if (s->ex.held != HOLD_RESPONSE || s->cur == NULL)
-        return;
-    struct upstream *u = s->cur;
-    s->ex.held = HOLD_RELEASED;
-    shunt_proxy__arm(s, T_RESPONSE, cfg->response_timeout_ms);
-    shunt_proxy__process_upstream(u);
-    if (!s->closing && u->s == s && u->conn.rd_eof && (u->conn.in.base == NULL || u->conn.in.off == u->conn.in.len))
-        shunt_proxy__on_upstream_eof(u); /* the server's FIN came while it was held */
-}
 
-static void expire(struct session *s, enum timer_kind k);
-
-
-static void timer_cb(uv_timer_t *t)
-{
-    struct session *s = SHUNT_CONTAINER_OF(t, struct session, timer);
-    uint64_t now = uv_now(&s->w->loop);
-    /* every deadline that is due fires, each once; a firing may close the session or arm
-     * others, hence the checks between them */
-    for (int p = 0; p < TM_N && !s->closing; p++) {
-        enum timer_kind k = s->tm[p].kind;
-        if (k != T_NONE && s->tm[p].at <= now) {
-            s->tm[p].kind = T_NONE;
-            expire(s, k);
-        }
-    }
-    if (s->closing)
-        return;
-    uint64_t next = UINT64_MAX;
-    for (int p = 0; p < TM_N; p++)
-        if (s->tm[p].kind != T_NONE && s->tm[p].at < next)
-            next = s->tm[p].at;
-    if (next != UINT64_MAX &&
-        (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > next)) {
-        s->timer_due = next;
-        uv_timer_start(&s->timer, timer_cb, next > now ? next - now : 0, 0);
-    }
-}
-
-/* What happens when the wait <k> is over. */
-static void expire(struct session *s, enum timer_kind k)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    switch (k) {
-    case T_FIRST:
-    case T_IDLE:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        shunt_proxy__finish(s);
-        break;
-    case T_HEADER:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        shunt_proxy__begin_exchange(s, NULL);
-        shunt_proxy__answer(s, 408, "Request Timeout", "shunt: the request head did not arrive within %.0f s",
-               (double)cfg->header_timeout_ms / 1000.0);
-        break;
-    case T_CONNECT:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        if (s->cur != NULL)
-            shunt_proxy__upstream_close(s->cur, 0);
-        shunt_proxy__answer(s, 504, "Gateway Timeout", "shunt: connecting to %s:%d timed out after %.0f s",
-               s->ex.route_host, s->ex.route_port, (double)cfg->connect_timeout_ms / 1000.0);
-        break;
-    case T_RESPONSE:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        if (!s->ex.resp_started) {
-            if (s->cur != NULL)
-                shunt_proxy__upstream_close(s->cur, 0);
-            shunt_proxy__answer(s, 504, "Gateway Timeout", "shunt: %s:%d did not respond within %.0f s",
-                   s->ex.route_host, s->ex.route_port, (double)cfg->response_timeout_ms / 1000.0);
-        } else {
-            s->ex.error = "response timed out";
-            shunt_proxy__session_close(s, 0, 0);
-        }
-        break;
-    case T_TUNNEL:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        shunt_proxy__session_close(s, 0, 0);
-        break;
-    case T_LINGER:
-        shunt_proxy__session_close(s, 0, 0);
-        break;
-    case T_DELAY:
-        release(s);
-        break;
-    case T_TLS:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        shunt_proxy__client_tls_timed_out(s);
-        break;
-    case T_TLS_UP:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        if (s->cur != NULL) {
-            shunt_proxy__emit_tls_timeout(s, s->cur);
-            shunt_proxy__upstream_close(s->cur, 0);
-        }
-        shunt_proxy__answer(s, 504, "Gateway Timeout",
-               "shunt: TLS with the upstream: handshake timed out after %.0f s",
-               (double)cfg->tls_handshake_timeout_ms / 1000.0);
-        break;
-    case T_NONE:
-        break;
-    }
-}
 
 /* ------------------------------------------------------------------------ accept, drain */
 

@@ -224,8 +224,6 @@ void shunt_proxy__process_upstream(struct upstream *u);
 void shunt_proxy__session_close(struct session *s, int reset_client, int reset_upstreams);
 void shunt_proxy__finish(struct session *s);
 void shunt_proxy__check_finished(struct session *s);
-void shunt_proxy__disarm(struct session *s, enum timer_purpose p);
-void shunt_proxy__arm(struct session *s, enum timer_kind k, uint64_t ms);
 void shunt_proxy__tls_goodbye(struct shunt_conn *c, int mirror_truncation);
 void shunt_proxy__shutdown_client(struct session *s);
 void shunt_proxy__send_request(struct session *s);
@@ -252,6 +250,16 @@ void shunt_proxy__client_tls_timed_out(struct session *s);
 void shunt_proxy__intercept_connect(struct session *s, const struct shunt_http_head *h,
                               const struct route *rt);
 void shunt_proxy__intercept_peek(struct session *s);
+
+/* timers.c */
+/* Fires the deadlines that are due and restarts the timer for the next one. */
+void shunt_proxy__timer_cb(uv_timer_t *t);
+
+/* session.c */
+void shunt_proxy__route_on(struct session *s, struct upstream *u);
+
+/* timers.c */
+void shunt_proxy__expire(struct session *s, enum timer_kind k);
 
 /* ------------------------------------------------------------------------ static inlines */
 
@@ -299,6 +307,64 @@ static inline size_t iov_add(uv_buf_t *iov, size_t n, const char *base, size_t l
     else
         iov[n++] = uv_buf_init((char *)base, (unsigned)len);
     return n;
+}
+
+static inline enum timer_purpose purpose_of(enum timer_kind k)
+{
+    switch (k) {
+    case T_CONNECT:
+    case T_RESPONSE:
+    case T_TLS_UP: return TM_UPSTREAM;
+    case T_DELAY: return TM_HOLD;
+    default: return TM_CLIENT;
+    }
+}
+
+static inline void shunt_proxy__disarm(struct session *s, enum timer_purpose p)
+{
+    s->tm[p].kind = T_NONE;
+}
+
+/*
+ * Sets the deadline of <k>'s purpose; the other purposes keep theirs, except where one
+ * wait replaces another by design: the client-side waits (idle, header, linger, tunnel)
+ * and the exchange's wait for its upstream never run together (a request that begins
+ * ends the idle wait, an exchange that ends its upstream wait), and a rule's hold stands
+ * in for the response timeout while it lasts (the server has answered; the wait is the
+ * rule's), so the response timeout is not armed during a held response.
+ *
+ * The deadlines share one libuv timer, which is lazy: it is restarted only when the new
+ * deadline is earlier than the pending one; when it fires early it re-arms itself for the
+ * earliest deadline left. Keep-alive traffic moves a deadline twice per exchange, and this
+ * keeps that off the timer heap.
+ */
+static inline void shunt_proxy__arm(struct session *s, enum timer_kind k, uint64_t ms)
+{
+    enum timer_purpose p = purpose_of(k);
+    if (p == TM_UPSTREAM && k == T_RESPONSE && s->ex.held == HOLD_RESPONSE)
+        return; /* the hold's timer runs; the response timeout resumes at its release */
+    if (p == TM_CLIENT) {
+        shunt_proxy__disarm(s, TM_UPSTREAM);
+        shunt_proxy__disarm(s, TM_HOLD);
+    } else if (p == TM_UPSTREAM) {
+        shunt_proxy__disarm(s, TM_CLIENT);
+    } else {
+        shunt_proxy__disarm(s, TM_CLIENT);
+        shunt_proxy__disarm(s, TM_UPSTREAM);
+    }
+    uint64_t now = uv_now(&s->w->loop);
+    s->tm[p].kind = k;
+    s->tm[p].at = now + ms;
+    if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->tm[p].at) {
+        s->timer_due = s->tm[p].at;
+        uv_timer_start(&s->timer, shunt_proxy__timer_cb, ms, 0);
+    }
+}
+
+/* The kind armed on the client side, or T_NONE. */
+static inline enum timer_kind client_wait(const struct session *s)
+{
+    return s->tm[TM_CLIENT].kind;
 }
 
 #endif
