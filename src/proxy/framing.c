@@ -23,6 +23,8 @@
 #include "proxy/internal.h"
 #include "proxy/session.h"
 
+static struct shunt_http_header *trailer_fields(struct session *s);
+
 /*
  * Parses the head at <p> (<avail> bytes) into <h>, whose fields point into the worker's
  * header array. A head complete in one read (the usual case) costs one parse and nothing
@@ -30,7 +32,7 @@
  * Returns what the parser returns.
  */
 int shunt_proxy__parse_head(struct worker *w, parse_fn fn, struct partial **pp, const char *p,
-                      size_t avail, struct shunt_http_head *h, struct shunt_http_error *e)
+                            size_t avail, struct shunt_http_head *h, struct shunt_http_error *e)
 {
     const struct shunt_proxy_config *cfg = w->cfg;
     size_t max = cfg->limits.max_headers;
@@ -59,14 +61,18 @@ int shunt_proxy__parse_head(struct worker *w, parse_fn fn, struct partial **pp, 
     return r;
 }
 
-int shunt_proxy__parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e)
+int shunt_proxy__parse_request(struct session *s, struct shunt_http_head *h,
+                               struct shunt_http_error *e)
 {
-    return shunt_proxy__parse_head(s->w, shunt_http_parse_request, &s->partial, s->conn.in.base + s->conn.in.off,
-                      s->conn.in.len - s->conn.in.off, h, e);
+    return shunt_proxy__parse_head(s->w, shunt_http_parse_request, &s->partial,
+                                   s->conn.in.base + s->conn.in.off,
+                                   s->conn.in.len - s->conn.in.off, h, e);
 }
 
+/* A dry run of the body bytes already here, so that a malformed chunked body is refused
+ * before anything reaches the other side. Returns 0 or -1 with <e> set. */
 int shunt_proxy__prescan_body(struct session *s, struct shunt_http_body *b, const char *p, size_t n,
-                        struct shunt_http_error *e)
+                              struct shunt_http_error *e)
 {
     struct shunt_http_body copy = *b;
     long k = shunt_http_body_scan(&copy, p, n, NULL, NULL, e);
@@ -74,7 +80,7 @@ int shunt_proxy__prescan_body(struct session *s, struct shunt_http_body *b, cons
         return -1;
     if (copy.at_trailers) { /* a trailer section already here is checked too */
         size_t nf;
-        if (shunt_http_body_trailers(&copy, p + k, n - (size_t)k, shunt_proxy__trailer_fields(s),
+        if (shunt_http_body_trailers(&copy, p + k, n - (size_t)k, trailer_fields(s),
                                      s->w->cfg->limits.max_headers, &nf, e) < 0) {
             e->offset += (size_t)k;
             return -1;
@@ -84,7 +90,7 @@ int shunt_proxy__prescan_body(struct session *s, struct shunt_http_body *b, cons
 }
 
 /* Returns a buffer of at least <need> bytes in *<p> (capacity *<cap>), grown as needed. */
-char *shunt_proxy__scratch(char **p, size_t *cap, size_t need)
+static char *scratch(char **p, size_t *cap, size_t need)
 {
     if (need > *cap) {
         free(*p);
@@ -117,7 +123,7 @@ static long scan_body(struct session *s, struct shunt_http_body *body, const cha
 }
 
 /* The array trailer fields are read into: max_headers entries, made on first use. */
-struct shunt_http_header *shunt_proxy__trailer_fields(struct session *s)
+static struct shunt_http_header *trailer_fields(struct session *s)
 {
     if (s->tr == NULL)
         s->tr = shunt_xcalloc(s->w->cfg->limits.max_headers * sizeof(s->tr[0]));
@@ -133,8 +139,8 @@ struct shunt_http_header *shunt_proxy__trailer_fields(struct session *s)
  * invalid.
  */
 long shunt_proxy__frame_body(struct session *s, struct shunt_http_body *body, const char *p,
-                       size_t avail, int from_client, uv_buf_t *iov, size_t *n,
-                       struct shunt_http_error *e)
+                             size_t avail, int from_client, uv_buf_t *iov, size_t *n,
+                             struct shunt_http_error *e)
 {
     long k = scan_body(s, body, p, avail, from_client, e);
     if (k < 0)
@@ -144,7 +150,7 @@ long shunt_proxy__frame_body(struct session *s, struct shunt_http_body *body, co
         return k;
     const char *t = p + k;
     size_t nf;
-    struct shunt_http_header *f = shunt_proxy__trailer_fields(s);
+    struct shunt_http_header *f = trailer_fields(s);
     long tl = shunt_http_body_trailers(body, t, avail - (size_t)k, f,
                                        s->w->cfg->limits.max_headers, &nf, e);
     if (tl < 0) {
@@ -161,7 +167,7 @@ long shunt_proxy__frame_body(struct session *s, struct shunt_http_body *body, co
         return k + tl;
     }
     /* rewritten into a buffer of its own: one iov entry whatever the fields */
-    shunt_proxy__scratch(&s->trbuf, &s->trbuf_cap, (size_t)tl);
+    scratch(&s->trbuf, &s->trbuf_cap, (size_t)tl);
     size_t out = 0;
     for (size_t i = 0; i < nf; i++) {
         if (shunt_head_trailer_forbidden(f[i].name)) {

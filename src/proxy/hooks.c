@@ -57,7 +57,7 @@ static const char *auth_name(enum auth_state a)
 /* Asks the request hook about <h>, before it is routed; a mapped URL takes effect at once
  * (routing and the request line follow it). */
 void shunt_proxy__ask_request_hook(struct session *s, const struct shunt_http_head *h,
-                             struct shunt_request_verdict *v)
+                                   struct shunt_request_verdict *v)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     struct shunt_slice host = h->host, lower;
@@ -93,8 +93,8 @@ void shunt_proxy__ask_request_hook(struct session *s, const struct shunt_http_he
  * connection lives on, as with a server's answer; a body that would have to be skipped
  * ends it. */
 void shunt_proxy__respond_now(struct session *s, const struct shunt_http_head *h, int status,
-                        const char *fields, size_t fields_len, const char *body, size_t body_len,
-                        const char *by)
+                              const char *fields, size_t fields_len, const char *body,
+                              size_t body_len, const char *by)
 {
     shunt_proxy__emit_unsent_head(s);
     char what[64];
@@ -127,14 +127,15 @@ void shunt_proxy__respond_now(struct session *s, const struct shunt_http_head *h
 }
 
 void shunt_proxy__respond_verdict(struct session *s, const struct shunt_http_head *h,
-                            const struct shunt_request_verdict *v)
+                                  const struct shunt_request_verdict *v)
 {
     char ct[200];
     int cl = 0;
     if (v->respond_type != NULL)
         cl = snprintf(ct, sizeof(ct), "Content-Type: %s\r\n", v->respond_type);
-    shunt_proxy__respond_now(s, h, v->respond_status, ct, cl > 0 && (size_t)cl < sizeof(ct) ? (size_t)cl : 0,
-                v->respond_body, v->respond_body_len, v->by);
+    shunt_proxy__respond_now(s, h, v->respond_status, ct,
+                             cl > 0 && (size_t)cl < sizeof(ct) ? (size_t)cl : 0, v->respond_body,
+                             v->respond_body_len, v->by);
 }
 
 /* The scheme of an Authorization or WWW-Authenticate value ("NTLM TlRMTVNT..." gives
@@ -219,8 +220,8 @@ static size_t edit_cap(const struct session *s)
 /* The request's fields as they go upstream, in <e> (the caller disposes of it): the
  * builder's, then, when <out> is not NULL, the rules' edit of them. */
 void shunt_proxy__request_fields(struct session *s, const struct shunt_http_head *h,
-                           const struct route *rt, struct shunt_head_edit *e,
-                           struct shunt_hook_out *out)
+                                 const struct route *rt, struct shunt_head_edit *e,
+                                 struct shunt_hook_out *out)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     struct shunt_head_plan plan = shunt_proxy__request_plan(s, rt);
@@ -247,7 +248,7 @@ void shunt_proxy__request_fields(struct session *s, const struct shunt_http_head
 /* The response's fields as they go to the client, in <e> (the caller disposes of it): the
  * builder's, then, when <out> is not NULL, the rules' edit of them. */
 void shunt_proxy__response_fields(struct session *s, const struct shunt_http_head *h,
-                            struct shunt_head_edit *e, struct shunt_hook_out *out)
+                                  struct shunt_head_edit *e, struct shunt_hook_out *out)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     struct shunt_head_plan plan = response_plan(s, h);

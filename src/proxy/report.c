@@ -46,7 +46,8 @@ void shunt_proxy__fill_conn_event(struct session *s, struct shunt_event *ev, enu
     ev->scheme = s->ex.https ? "https" : "http";
 }
 
-void shunt_proxy__emit_change_by(struct session *s, int in_request, const char *what, const char *by)
+void shunt_proxy__emit_change_by(struct session *s, int in_request, const char *what,
+                                 const char *by)
 {
     if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_CHANGE))
         return;
@@ -65,8 +66,9 @@ void shunt_proxy__emit_fix(struct session *s, int in_request, const char *what)
     shunt_proxy__emit_change_by(s, in_request, what, "shunt");
 }
 
-void shunt_proxy__emit_head(struct session *s, enum shunt_ev_type t, const struct shunt_http_head *h,
-                      const char *raw, const uv_buf_t *iov, size_t n_iov)
+void shunt_proxy__emit_head(struct session *s, enum shunt_ev_type t,
+                            const struct shunt_http_head *h, const char *raw, const uv_buf_t *iov,
+                            size_t n_iov)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     if (!shunt_proxy__wants(cfg, t))
@@ -102,7 +104,7 @@ void shunt_proxy__emit_body(struct session *s, int from_client, const char *p, s
 /* Reports shunt's own answer as the client gets it: the head in <n> pieces, then the body.
  * No server sent it: the event's raw head is empty (events.h). */
 void shunt_proxy__emit_own_response(struct session *s, int status, const uv_buf_t *head, size_t n,
-                              const char *body, size_t body_len)
+                                    const char *body, size_t body_len)
 {
     if (shunt_proxy__wants(s->w->cfg, SHUNT_EV_RESPONSE_HEAD)) {
         struct shunt_slice parts[4];
@@ -176,7 +178,7 @@ void shunt_proxy__emit_unsent_head(struct session *s)
 /* Reports the end of a TLS handshake on <c> (the client's when <u> is NULL, else <u>'s),
  * the handshake time measured on the loop's clock; <error> replaces the engine's. */
 void shunt_proxy__emit_tls(struct session *s, struct upstream *u, struct shunt_conn *c,
-                     const char *error)
+                           const char *error)
 {
     if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_TLS))
         return;

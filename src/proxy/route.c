@@ -64,16 +64,17 @@ int shunt_proxy__route_request(struct session *s, const struct shunt_http_head *
     memset(rt, 0, sizeof(*rt));
     if (SHUNT_SLICE_IEQ_LIT(h->method, "CONNECT")) {
         if (cfg->reverse) {
-            shunt_proxy__answer(s, 405, "Method Not Allowed",
-                   "shunt: CONNECT needs a forward proxy; this one is a reverse proxy for %s:%d",
-                   cfg->reverse_host, cfg->reverse_port);
+            shunt_proxy__answer(
+                s, 405, "Method Not Allowed",
+                "shunt: CONNECT needs a forward proxy; this one is a reverse proxy for %s:%d",
+                cfg->reverse_host, cfg->reverse_port);
             return -1;
         }
         rt->authority = t;
         if (parse_authority(t, 0, rt) != 0) {
             shunt_proxy__answer(s, 400, "Bad Request",
-                   "shunt: CONNECT needs a target of the form host:port, got \"%.*s\"",
-                   (int)t.len, t.base);
+                                "shunt: CONNECT needs a target of the form host:port, got \"%.*s\"",
+                                (int)t.len, t.base);
             return -1;
         }
         return 0;
@@ -81,28 +82,32 @@ int shunt_proxy__route_request(struct session *s, const struct shunt_http_head *
     if (shunt_proxy__split_absolute(t, rt)) {
         if (memchr(rt->authority.base, '@', rt->authority.len) != NULL ||
             parse_authority(rt->authority, 80, rt) != 0) {
-            shunt_proxy__answer(s, 400, "Bad Request",
-                   "shunt: cannot read the host and port in \"%.*s\" (user info is not allowed)",
-                   (int)t.len, t.base);
+            shunt_proxy__answer(
+                s, 400, "Bad Request",
+                "shunt: cannot read the host and port in \"%.*s\" (user info is not allowed)",
+                (int)t.len, t.base);
             return -1;
         }
     } else if (t.len >= 8 && shunt_slice_ieq(shunt_slice_make(t.base, 8), "https://", 8)) {
-        shunt_proxy__answer(s, 501, "Not Implemented",
-               "shunt: https:// in a request line is not supported; clients send CONNECT for "
-               "https (curl -x does)");
+        shunt_proxy__answer(
+            s, 501, "Not Implemented",
+            "shunt: https:// in a request line is not supported; clients send CONNECT for "
+            "https (curl -x does)");
         return -1;
     } else if (t.base[0] == '/' || shunt_slice_eq(t, "*", 1)) {
         if (!cfg->reverse && s->icpt != ICPT_ON) {
-            shunt_proxy__answer(s, 400, "Bad Request",
-                   "shunt: this is a forward proxy: requests must use absolute-form "
-                   "(GET http://host:port/path HTTP/1.1, as curl -x sends them), or CONNECT; "
-                   "to serve origin-form requests start shunt with --reverse http://HOST:PORT");
+            shunt_proxy__answer(
+                s, 400, "Bad Request",
+                "shunt: this is a forward proxy: requests must use absolute-form "
+                "(GET http://host:port/path HTTP/1.1, as curl -x sends them), or CONNECT; "
+                "to serve origin-form requests start shunt with --reverse http://HOST:PORT");
             return -1;
         }
         rt->path = t;
     } else {
-        shunt_proxy__answer(s, 400, "Bad Request", "shunt: the request target \"%.*s\" is not a URL or path",
-               (int)t.len, t.base);
+        shunt_proxy__answer(s, 400, "Bad Request",
+                            "shunt: the request target \"%.*s\" is not a URL or path", (int)t.len,
+                            t.base);
         return -1;
     }
     if (s->icpt == ICPT_ON && !rt->absolute && s->ex.mapped.len == 0) {
@@ -151,7 +156,7 @@ static int reaches(const struct sockaddr *sa, const struct sockaddr *listener)
  * hand them this machine's loopback services, unless --allow-loopback-upstream.
  */
 const char *shunt_proxy__forbidden_upstream(const struct session *s, const struct sockaddr *sa,
-                                      int *status)
+                                            int *status)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     if (cfg->reverse && s->ex.mapped.len == 0)

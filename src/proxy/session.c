@@ -55,16 +55,6 @@ static uint64_t next_conn_id(void)
     return ++n;
 }
 
-/* ------------------------------------------------------------------------ buffers */
-
-/* ------------------------------------------------------------------------ writes */
-
-/* ------------------------------------------------------------------------ events */
-
-
-/* ------------------------------------------------------------------------ timers */
-
-
 /* ------------------------------------------------------------------------ closing */
 
 /* One of the session's two handles (its client connection, its timer) is closed; the
@@ -259,7 +249,6 @@ void shunt_proxy__maybe_done(struct session *s)
     shunt_proxy__process_client(s); /* a pipelined request may be waiting */
 }
 
-
 /* Counts the head of a request shunt answers before sending it anywhere (a refused or
  * unreachable upstream, a forbidden target): its bytes came from the client all the same,
  * and the capture's req_bytes must agree with the connection's bytes_in. */
@@ -333,17 +322,7 @@ void shunt_proxy__begin_exchange(struct session *s, const struct shunt_http_head
     s->ex.https = s->icpt == ICPT_ON || (s->w->cfg->reverse && s->w->cfg->reverse_tls);
 }
 
-/* ------------------------------------------------------------------------ routing */
-
-/* ------------------------------------------------------------------------ upstreams */
-
-
-
 /* ------------------------------------------------------------------------ requests */
-
-/* A dry run of the body bytes already here, so that a malformed chunked body is refused
- * before anything reaches the other side. Returns 0 or -1 with <e> set. */
-
 
 /* Sends the request in flight to its origin: on <u>, the upstream already open to it (at
  * once when connected, else once it is), or on a new one when <u> is NULL. Its route is in
@@ -393,15 +372,15 @@ static int skip_empty_lines(struct session *s)
     if (s->empty_lines * 2 > cfg->limits.max_head) {
         s->empty_lines = 0;
         shunt_proxy__begin_exchange(s, NULL);
-        shunt_proxy__answer(s, 400, "Bad Request",
-               "shunt: bad request: more than %zu bytes of empty lines before the request line "
-               "(RFC 9112 2.2)",
-               cfg->limits.max_head);
+        shunt_proxy__answer(
+            s, 400, "Bad Request",
+            "shunt: bad request: more than %zu bytes of empty lines before the request line "
+            "(RFC 9112 2.2)",
+            cfg->limits.max_head);
         return -1;
     }
     return k == avail || cr_pending ? 1 : 0;
 }
-
 
 static void start_request(struct session *s)
 {
@@ -433,7 +412,8 @@ static void start_request(struct session *s)
         }
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         shunt_proxy__answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
-               shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
+                            shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason),
+                            e.offset);
         return;
     }
     shunt_proxy__begin_exchange(s, &h);
@@ -461,10 +441,12 @@ static void start_request(struct session *s)
         return;
     shunt_http_body_init(&s->ex.req_body, h.framing, h.content_length, &cfg->limits);
     s->ex.req_body.hold_trailers = 1; /* see shunt_proxy__frame_body() */
-    if (shunt_proxy__prescan_body(s, &s->ex.req_body, s->conn.in.base + s->conn.in.off + h.head_len, avail - h.head_len, &e)) {
+    if (shunt_proxy__prescan_body(s, &s->ex.req_body, s->conn.in.base + s->conn.in.off + h.head_len,
+                                  avail - h.head_len, &e)) {
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-        shunt_proxy__answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
-               shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
+        shunt_proxy__answer(
+            s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
+            shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
         return;
     }
     snprintf(s->ex.route_host, sizeof(s->ex.route_host), "%s", rt.host);
@@ -493,8 +475,9 @@ static void start_request(struct session *s)
     shunt_proxy__request_fields(s, &h, &rt, &edit, &out);
     if (out.respond_status >= 100 && out.respond_status <= 999) {
         shunt_edit_dispose(&edit);
-        shunt_proxy__respond_now(s, &h, out.respond_status, out.respond_fields, out.respond_fields_len,
-                    out.respond_body, out.respond_body_len, out.by);
+        shunt_proxy__respond_now(s, &h, out.respond_status, out.respond_fields,
+                                 out.respond_fields_len, out.respond_body, out.respond_body_len,
+                                 out.by);
         return;
     }
     struct upstream *u = shunt_proxy__find_upstream(s, rt.host, rt.port);
@@ -520,7 +503,6 @@ static void start_request(struct session *s)
     }
     shunt_proxy__route_on(s, u);
 }
-
 
 /* ------------------------------------------------------------------------ heads */
 
@@ -557,7 +539,8 @@ void shunt_proxy__send_request(struct session *s)
     assert(r > 0);
     (void)r;
     memset(&rt, 0, sizeof(rt));
-    shunt_proxy__split_absolute(shunt_proxy__target_of(s, &h), &rt); /* start_request() checked the rest */
+    shunt_proxy__split_absolute(shunt_proxy__target_of(s, &h),
+                                &rt); /* start_request() checked the rest */
     if (s->ex.live_edit == NULL) /* else its lines are in <heads> */
         shunt_arena_reset(&s->heads);
     const char *p = s->conn.in.base + s->conn.in.off;
@@ -565,7 +548,8 @@ void shunt_proxy__send_request(struct session *s)
     size_t n = 0;
     struct hook_changes hc = {s, 1};
     struct shunt_head_plan plan = shunt_proxy__request_plan(s, &rt);
-    struct shunt_slice line = shunt_head_request_line(&h, p, &plan, &s->heads, shunt_proxy__head_notes(s), &hc);
+    struct shunt_slice line =
+        shunt_head_request_line(&h, p, &plan, &s->heads, shunt_proxy__head_notes(s), &hc);
     iov[n++] = uv_buf_init((char *)line.base, (unsigned)line.len);
     if (s->ex.live_edit != NULL) { /* the rules' edit, made in start_request() */
         n = add_edit(s, iov, n, s->ex.live_edit);
@@ -583,8 +567,8 @@ void shunt_proxy__send_request(struct session *s)
     s->ex.head_emitted = 1;
     /* the body bytes that came with the head go in the same writev: one system call for a
      * small message; the body was prescanned, so this cannot fail */
-    long fb = shunt_proxy__frame_body(s, &s->ex.req_body, p + h.head_len, s->conn.in.len - s->conn.in.off - h.head_len, 1,
-                         iov, &n, &e);
+    long fb = shunt_proxy__frame_body(s, &s->ex.req_body, p + h.head_len,
+                                      s->conn.in.len - s->conn.in.off - h.head_len, 1, iov, &n, &e);
     size_t nb = fb > 0 ? (size_t)fb : 0;
 
     s->ex.req_bytes += h.head_len + nb;
@@ -598,8 +582,8 @@ void shunt_proxy__send_request(struct session *s)
     shunt_proxy__arm(s, T_RESPONSE, cfg->response_timeout_ms);
     if (wr != 0) {
         shunt_proxy__upstream_close(u, 1);
-        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot send the request to %s:%d: %s", u->host,
-               u->port, uv_strerror(wr));
+        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot send the request to %s:%d: %s",
+                            u->host, u->port, uv_strerror(wr));
         return;
     }
     if (s->ex.req_body.done) {
@@ -626,7 +610,7 @@ static int forward_request_body(struct session *s)
         shunt_proxy__upstream_close(u, 1);
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         shunt_proxy__answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s)",
-               shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason));
+                            shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason));
         return 0;
     }
     if (n > 0) {
@@ -637,7 +621,8 @@ static int forward_request_body(struct session *s)
             shunt_proxy__arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
         if (wr != 0) {
             shunt_proxy__upstream_close(u, 1);
-            shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: the upstream went away while receiving the body");
+            shunt_proxy__answer(s, 502, "Bad Gateway",
+                                "shunt: the upstream went away while receiving the body");
             return 0;
         }
     }
@@ -650,11 +635,6 @@ static int forward_request_body(struct session *s)
     }
     return n > 0;
 }
-
-/* ------------------------------------------------------------------------ tunnels */
-
-/* ------------------------------------------------------------------------ interception */
-
 
 /* ------------------------------------------------------------------------ responses */
 
@@ -676,9 +656,9 @@ static int handle_response_head(struct session *s, struct upstream *u)
         shunt_proxy__upstream_close(u, 0);
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         shunt_proxy__answer(s, 502, "Bad Gateway",
-               "shunt: the response from %s:%d cannot be parsed: %s (%s) at byte %zu", u->host,
-               u->port, shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason),
-               e.offset);
+                            "shunt: the response from %s:%d cannot be parsed: %s (%s) at byte %zu",
+                            u->host, u->port, shunt_http_reason_str(e.reason),
+                            shunt_http_reason_name(e.reason), e.offset);
         return 0;
     }
     uv_buf_t *iov = w->iov;
@@ -686,8 +666,8 @@ static int handle_response_head(struct session *s, struct upstream *u)
     if (h.status == 101 && !s->ex.req_upgrade) {
         shunt_proxy__upstream_close(u, 0);
         shunt_proxy__answer(s, 502, "Bad Gateway",
-               "shunt: %s:%d switched protocols (101) without an Upgrade request", u->host,
-               u->port);
+                            "shunt: %s:%d switched protocols (101) without an Upgrade request",
+                            u->host, u->port);
         return 0;
     }
     int final = h.status >= 200 || h.status == 101;
@@ -699,8 +679,9 @@ static int handle_response_head(struct session *s, struct upstream *u)
         if (shunt_proxy__prescan_body(s, &b, p + h.head_len, avail - (size_t)r, &e) != 0) {
             shunt_proxy__upstream_close(u, 0);
             shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-            shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: the response body from %s:%d is malformed: %s",
-                   u->host, u->port, shunt_http_reason_str(e.reason));
+            shunt_proxy__answer(s, 502, "Bad Gateway",
+                                "shunt: the response body from %s:%d is malformed: %s", u->host,
+                                u->port, shunt_http_reason_str(e.reason));
             return 0;
         }
     }
@@ -720,7 +701,8 @@ static int handle_response_head(struct session *s, struct upstream *u)
         struct shunt_hook_out out = {0};
         if (hooked)
             shunt_proxy__auth_on_response(s, &h);
-        struct shunt_slice sl = shunt_head_status_line(&h, p, &s->heads, shunt_proxy__head_notes(s), &hc);
+        struct shunt_slice sl =
+            shunt_head_status_line(&h, p, &s->heads, shunt_proxy__head_notes(s), &hc);
         shunt_proxy__response_fields(s, &h, &edit, hooked ? &out : NULL);
         edited = 1;
         /* a rule that tells the client the connection ends makes it end, here */
@@ -747,7 +729,8 @@ static int handle_response_head(struct session *s, struct upstream *u)
         shunt_http_body_init(&s->ex.resp_body, fr, h.content_length, &cfg->limits);
         s->ex.resp_body.hold_trailers = 1;
         /* prescanned: cannot fail */
-        long fb = shunt_proxy__frame_body(s, &s->ex.resp_body, p + h.head_len, avail - h.head_len, 0, iov, &n, &e);
+        long fb = shunt_proxy__frame_body(s, &s->ex.resp_body, p + h.head_len, avail - h.head_len,
+                                          0, iov, &n, &e);
         nb = fb > 0 ? (size_t)fb : 0;
     }
     /* bytes past a whole message's end go with it, as forward_response_body() says why */
@@ -1124,14 +1107,6 @@ static const struct shunt_conn_ops client_ops = {
     .on_moved = client_on_moved,
     .on_closed = client_on_closed,
 };
-
-/* ------------------------------------------------------------------------ upstream ends */
-
-/* ------------------------------------------------------------------------ upstream I/O */
-
-/* ------------------------------------------------------------------------ timers */
-
-
 
 /* ------------------------------------------------------------------------ accept, drain */
 

@@ -97,7 +97,7 @@ struct session {
     unsigned ending : 1;   /* the connection ends after the exchange in flight */
     unsigned finishing : 1; /* no more exchanges; waiting for both sides to close */
     int refs_handles;          /* client connection and timer handles still open; freed at 0 */
-    unsigned in_process : 1;    /* shunt_proxy__process_client() is running (it is not re-entered) */
+    unsigned in_process : 1;   /* shunt_proxy__process_client() is running (it is not re-entered) */
     unsigned process_again : 1; /* ... and must go round again: an exchange completed */
 
     /* HTTPS interception (issue 12): the CONNECT's target, the client's SNI */
@@ -152,114 +152,101 @@ typedef int (*parse_fn)(const char *, size_t, size_t, struct shunt_http_head *,
 /* Connections open and exchanges ended, over every worker (shunt_proxy_stats()). */
 extern _Atomic uint64_t shunt_proxy__stat_open, shunt_proxy__stat_exchanges;
 
-/* session.c */
-int shunt_proxy__parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e);
+/* session.c: the exchange state machine, closing */
+void shunt_proxy__tls_goodbye(struct shunt_conn *c, int mirror_truncation);
+void shunt_proxy__session_close(struct session *s, int reset_client, int reset_upstreams);
+void shunt_proxy__shutdown_client(struct session *s);
+void shunt_proxy__check_finished(struct session *s);
+void shunt_proxy__finish(struct session *s);
+void shunt_proxy__mirror_client_fin(struct session *s);
+void shunt_proxy__exchange_done(struct session *s);
+void shunt_proxy__maybe_done(struct session *s);
+void shunt_proxy__answer(struct session *s, int status, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void shunt_proxy__begin_exchange(struct session *s, const struct shunt_http_head *h);
+void shunt_proxy__route_on(struct session *s, struct upstream *u);
+void shunt_proxy__send_request(struct session *s);
+void shunt_proxy__process_upstream(struct upstream *u);
+void shunt_proxy__process_client(struct session *s);
 
-/* report.c */
+/* report.c: events to the subscribers */
 void shunt_proxy__emit(struct session *s, struct shunt_event *ev);
 void shunt_proxy__fill_conn_event(struct session *s, struct shunt_event *ev, enum shunt_ev_type t);
-void shunt_proxy__emit_change_by(struct session *s, int in_request, const char *what, const char *by);
+void shunt_proxy__emit_change_by(struct session *s, int in_request, const char *what,
+                                 const char *by);
 void shunt_proxy__emit_fix(struct session *s, int in_request, const char *what);
-void shunt_proxy__emit_head(struct session *s, enum shunt_ev_type t, const struct shunt_http_head *h,
-                      const char *raw, const uv_buf_t *iov, size_t n_iov);
+void shunt_proxy__emit_head(struct session *s, enum shunt_ev_type t,
+                            const struct shunt_http_head *h, const char *raw, const uv_buf_t *iov,
+                            size_t n_iov);
 void shunt_proxy__emit_body(struct session *s, int from_client, const char *p, size_t n);
 void shunt_proxy__emit_own_response(struct session *s, int status, const uv_buf_t *head, size_t n,
-                              const char *body, size_t body_len);
+                                    const char *body, size_t body_len);
 void shunt_proxy__emit_upstream_close(struct session *s, struct upstream *u);
 void shunt_proxy__emit_exchange_done(struct session *s);
 void shunt_proxy__emit_unsent_head(struct session *s);
 void shunt_proxy__emit_tls(struct session *s, struct upstream *u, struct shunt_conn *c,
-                     const char *error);
+                           const char *error);
 void shunt_proxy__emit_tls_timeout(struct session *s, struct upstream *u);
 
-/* session.c */
-void shunt_proxy__maybe_done(struct session *s);
-int shunt_proxy__split_absolute(struct shunt_slice t, struct route *rt);
-struct shunt_slice shunt_proxy__wanted_host(const struct session *s, const struct route *rt);
-const char *shunt_proxy__host_by(const struct route *rt);
-
-/* hooks.c */
+/* hooks.c: the rules glue */
 void shunt_proxy__tell_conn_hook(struct session *s, int opening);
 void shunt_proxy__ask_request_hook(struct session *s, const struct shunt_http_head *h,
-                             struct shunt_request_verdict *v);
+                                   struct shunt_request_verdict *v);
 void shunt_proxy__respond_now(struct session *s, const struct shunt_http_head *h, int status,
-                        const char *fields, size_t fields_len, const char *body, size_t body_len,
-                        const char *by);
+                              const char *fields, size_t fields_len, const char *body,
+                              size_t body_len, const char *by);
 void shunt_proxy__respond_verdict(struct session *s, const struct shunt_http_head *h,
-                            const struct shunt_request_verdict *v);
+                                  const struct shunt_request_verdict *v);
 void shunt_proxy__auth_on_request(struct session *s, const struct shunt_http_head *h);
 void shunt_proxy__auth_on_response(struct session *s, const struct shunt_http_head *h);
 shunt_head_note_cb shunt_proxy__head_notes(const struct session *s);
 struct shunt_head_plan shunt_proxy__request_plan(const struct session *s, const struct route *rt);
 void shunt_proxy__request_fields(struct session *s, const struct shunt_http_head *h,
-                           const struct route *rt, struct shunt_head_edit *e,
-                           struct shunt_hook_out *out);
+                                 const struct route *rt, struct shunt_head_edit *e,
+                                 struct shunt_hook_out *out);
 void shunt_proxy__response_fields(struct session *s, const struct shunt_http_head *h,
-                            struct shunt_head_edit *e, struct shunt_hook_out *out);
+                                  struct shunt_head_edit *e, struct shunt_hook_out *out);
 
-/* session.c */
-void shunt_proxy__answer(struct session *s, int status, const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* route.c */
+/* route.c: routing */
+int shunt_proxy__split_absolute(struct shunt_slice t, struct route *rt);
 struct shunt_slice shunt_proxy__target_of(const struct session *s, const struct shunt_http_head *h);
-int shunt_proxy__route_request(struct session *s, const struct shunt_http_head *h, struct route *rt);
+int shunt_proxy__route_request(struct session *s, const struct shunt_http_head *h,
+                               struct route *rt);
 const char *shunt_proxy__forbidden_upstream(const struct session *s, const struct sockaddr *sa,
-                                      int *status);
+                                            int *status);
+struct shunt_slice shunt_proxy__wanted_host(const struct session *s, const struct route *rt);
+const char *shunt_proxy__host_by(const struct route *rt);
 
-/* framing.c */
+/* framing.c: heads in pieces, body framing */
 int shunt_proxy__parse_head(struct worker *w, parse_fn fn, struct partial **pp, const char *p,
-                      size_t avail, struct shunt_http_head *h, struct shunt_http_error *e);
+                            size_t avail, struct shunt_http_head *h, struct shunt_http_error *e);
+int shunt_proxy__parse_request(struct session *s, struct shunt_http_head *h,
+                               struct shunt_http_error *e);
 int shunt_proxy__prescan_body(struct session *s, struct shunt_http_body *b, const char *p, size_t n,
-                        struct shunt_http_error *e);
-char *shunt_proxy__scratch(char **p, size_t *cap, size_t need);
-struct shunt_http_header *shunt_proxy__trailer_fields(struct session *s);
+                              struct shunt_http_error *e);
 long shunt_proxy__frame_body(struct session *s, struct shunt_http_body *body, const char *p,
-                       size_t avail, int from_client, uv_buf_t *iov, size_t *n,
-                       struct shunt_http_error *e);
+                             size_t avail, int from_client, uv_buf_t *iov, size_t *n,
+                             struct shunt_http_error *e);
 
-/* session.c */
-void shunt_proxy__process_client(struct session *s);
-void shunt_proxy__process_upstream(struct upstream *u);
-void shunt_proxy__session_close(struct session *s, int reset_client, int reset_upstreams);
-void shunt_proxy__finish(struct session *s);
-void shunt_proxy__check_finished(struct session *s);
-void shunt_proxy__tls_goodbye(struct shunt_conn *c, int mirror_truncation);
-void shunt_proxy__shutdown_client(struct session *s);
-void shunt_proxy__send_request(struct session *s);
-void shunt_proxy__establish_tunnel(struct session *s);
-
-/* upstream.c */
+/* upstream.c: the upstream side */
 void shunt_proxy__upstream_close(struct upstream *u, int reset);
 void shunt_proxy__shutdown_upstream(struct upstream *u);
 struct upstream *shunt_proxy__find_upstream(struct session *s, const char *host, int port);
-void shunt_proxy__upstream_ready(struct session *s, struct upstream *u);
 void shunt_proxy__open_upstream(struct session *s, const struct route *rt);
-void shunt_proxy__upstream_start_tls(struct session *s, struct upstream *u);
 void shunt_proxy__on_upstream_eof(struct upstream *u);
 
-/* session.c */
-void shunt_proxy__mirror_client_fin(struct session *s);
-void shunt_proxy__exchange_done(struct session *s);
-void shunt_proxy__begin_exchange(struct session *s, const struct shunt_http_head *h);
-
-/* tunnel.c */
+/* tunnel.c: tunnels and interception */
 void shunt_proxy__keep_only_cur(struct session *s);
-int shunt_proxy__pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client);
+void shunt_proxy__establish_tunnel(struct session *s);
+int shunt_proxy__pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to,
+                      int from_client);
 void shunt_proxy__client_tls_timed_out(struct session *s);
 void shunt_proxy__intercept_connect(struct session *s, const struct shunt_http_head *h,
-                              const struct route *rt);
+                                    const struct route *rt);
 void shunt_proxy__intercept_peek(struct session *s);
 
-/* timers.c */
-/* Fires the deadlines that are due and restarts the timer for the next one. */
+/* timers.c: deadlines */
 void shunt_proxy__timer_cb(uv_timer_t *t);
-
-/* session.c */
-void shunt_proxy__route_on(struct session *s, struct upstream *u);
-
-/* timers.c */
-void shunt_proxy__expire(struct session *s, enum timer_kind k);
 
 /* ------------------------------------------------------------------------ static inlines */
 

@@ -23,6 +23,8 @@
 #include "proxy/internal.h"
 #include "proxy/session.h"
 
+static void expire(struct session *s, enum timer_kind k);
+
 /* A rule's hold is over: the request goes on to its origin, or the response to the
  * client. */
 static void release(struct session *s)
@@ -53,7 +55,7 @@ void shunt_proxy__timer_cb(uv_timer_t *t)
         enum timer_kind k = s->tm[p].kind;
         if (k != T_NONE && s->tm[p].at <= now) {
             s->tm[p].kind = T_NONE;
-            shunt_proxy__expire(s, k);
+            expire(s, k);
         }
     }
     if (s->closing)
@@ -70,7 +72,7 @@ void shunt_proxy__timer_cb(uv_timer_t *t)
 }
 
 /* What happens when the wait <k> is over. */
-void shunt_proxy__expire(struct session *s, enum timer_kind k)
+static void expire(struct session *s, enum timer_kind k)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     switch (k) {
@@ -82,23 +84,26 @@ void shunt_proxy__expire(struct session *s, enum timer_kind k)
     case T_HEADER:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
         shunt_proxy__begin_exchange(s, NULL);
-        shunt_proxy__answer(s, 408, "Request Timeout", "shunt: the request head did not arrive within %.0f s",
-               (double)cfg->header_timeout_ms / 1000.0);
+        shunt_proxy__answer(s, 408, "Request Timeout",
+                            "shunt: the request head did not arrive within %.0f s",
+                            (double)cfg->header_timeout_ms / 1000.0);
         break;
     case T_CONNECT:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
         if (s->cur != NULL)
             shunt_proxy__upstream_close(s->cur, 0);
-        shunt_proxy__answer(s, 504, "Gateway Timeout", "shunt: connecting to %s:%d timed out after %.0f s",
-               s->ex.route_host, s->ex.route_port, (double)cfg->connect_timeout_ms / 1000.0);
+        shunt_proxy__answer(s, 504, "Gateway Timeout",
+                            "shunt: connecting to %s:%d timed out after %.0f s", s->ex.route_host,
+                            s->ex.route_port, (double)cfg->connect_timeout_ms / 1000.0);
         break;
     case T_RESPONSE:
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
         if (!s->ex.resp_started) {
             if (s->cur != NULL)
                 shunt_proxy__upstream_close(s->cur, 0);
-            shunt_proxy__answer(s, 504, "Gateway Timeout", "shunt: %s:%d did not respond within %.0f s",
-                   s->ex.route_host, s->ex.route_port, (double)cfg->response_timeout_ms / 1000.0);
+            shunt_proxy__answer(s, 504, "Gateway Timeout",
+                                "shunt: %s:%d did not respond within %.0f s", s->ex.route_host,
+                                s->ex.route_port, (double)cfg->response_timeout_ms / 1000.0);
         } else {
             s->ex.error = "response timed out";
             shunt_proxy__session_close(s, 0, 0);
@@ -125,8 +130,8 @@ void shunt_proxy__expire(struct session *s, enum timer_kind k)
             shunt_proxy__upstream_close(s->cur, 0);
         }
         shunt_proxy__answer(s, 504, "Gateway Timeout",
-               "shunt: TLS with the upstream: handshake timed out after %.0f s",
-               (double)cfg->tls_handshake_timeout_ms / 1000.0);
+                            "shunt: TLS with the upstream: handshake timed out after %.0f s",
+                            (double)cfg->tls_handshake_timeout_ms / 1000.0);
         break;
     case T_NONE:
         break;

@@ -67,7 +67,8 @@ void shunt_proxy__establish_tunnel(struct session *s)
 }
 
 /* Moves the input of <from> to <to>; returns 1 when something moved. */
-int shunt_proxy__pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client)
+int shunt_proxy__pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to,
+                      int from_client)
 {
     if (!shunt_conn_has_input(from) || queued(to) > 0)
         return 0;
@@ -156,7 +157,7 @@ void shunt_proxy__client_tls_timed_out(struct session *s)
 /* The CONNECT <h> to <rt> is intercepted: answered 200 now, as a tunnel shunt answered; its
  * bytes will tell whether TLS follows (shunt_proxy__intercept_peek()). */
 void shunt_proxy__intercept_connect(struct session *s, const struct shunt_http_head *h,
-                              const struct route *rt)
+                                    const struct route *rt)
 {
     static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
     s->ex.req_bytes += h->head_len;
@@ -216,7 +217,7 @@ void shunt_proxy__intercept_peek(struct session *s)
     while (i < n && i < 16 && p[i] >= 'A' && p[i] <= 'Z')
         i++;
     shunt_proxy__emit_tls(s, NULL, &s->conn,
-             i > 0 && i < n && p[i] == ' '
+                          i > 0 && i < n && p[i] == ' '
                  ? "not TLS: the client sent plain HTTP into the tunnel"
                  : "not TLS: the client's first bytes are not a TLS handshake");
     s->icpt = ICPT_NONE;

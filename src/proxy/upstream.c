@@ -23,6 +23,9 @@
 #include "proxy/internal.h"
 #include "proxy/session.h"
 
+static void upstream_ready(struct session *s, struct upstream *u);
+static void upstream_start_tls(struct session *s, struct upstream *u);
+
 static const struct shunt_conn_ops upstream_ops;
 
 /* Closes <u>, with a reset when <reset>, and detaches it from its session; a connect in
@@ -35,7 +38,8 @@ void shunt_proxy__upstream_close(struct upstream *u, int reset)
     shunt_conn_set_closer(&u->conn, SHUNT_CLOSER_PROXY,
                           reset ? SHUNT_CONN_HOW_RST : SHUNT_CONN_HOW_FIN);
     if (!reset) /* before the event: it reports the close_notify sent */
-        shunt_proxy__tls_goodbye(&u->conn, s != NULL && (s->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED));
+        shunt_proxy__tls_goodbye(&u->conn,
+                                 s != NULL && (s->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED));
     if (s != NULL) {
         shunt_proxy__emit_upstream_close(s, u);
         for (int i = 0; i < s->n_ups; i++) {
@@ -110,7 +114,7 @@ static void upstream_connected(struct session *s, struct upstream *u)
     shunt_conn_read_start(&u->conn);
     shunt_proxy__disarm(s, TM_UPSTREAM);
     if (u->tls) {
-        shunt_proxy__upstream_start_tls(s, u); /* the request waits for the handshake */
+        upstream_start_tls(s, u); /* the request waits for the handshake */
         return;
     }
     if (s->icpt_plain) { /* not TLS into an intercepted tunnel: the bytes go through */
@@ -121,11 +125,11 @@ static void upstream_connected(struct session *s, struct upstream *u)
         shunt_proxy__process_client(s);
         return;
     }
-    shunt_proxy__upstream_ready(s, u);
+    upstream_ready(s, u);
 }
 
 /* <u> is ready for the request in flight (connected, its TLS done if any). */
-void shunt_proxy__upstream_ready(struct session *s, struct upstream *u)
+static void upstream_ready(struct session *s, struct upstream *u)
 {
     if (s->ex.rq != RQ_CONNECTING || s->cur != u)
         return;
@@ -153,24 +157,26 @@ static void upstream_connect_done(struct upstream *u, const struct shunt_connect
     case SHUNT_CONNECT_RESOLVE:
         if (sync)
             shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s", u->host,
-                   uv_strerror(r->status));
+                                uv_strerror(r->status));
         else
             shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s (%s)", u->host,
-                   uv_strerror(r->status), uv_err_name(r->status));
+                                uv_strerror(r->status), uv_err_name(r->status));
         break;
     case SHUNT_CONNECT_CHECK: {
         int status = 0;
-        const char *why = shunt_proxy__forbidden_upstream(s, (const struct sockaddr *)&r->addr, &status);
+        const char *why =
+            shunt_proxy__forbidden_upstream(s, (const struct sockaddr *)&r->addr, &status);
         int v6 = strchr(u->addr, ':') != NULL;
         shunt_proxy__answer(s, status, status == 508 ? "Loop Detected" : "Forbidden",
-               "shunt: not forwarded to %s:%d (%s%s%s:%d): it %s", u->host, u->port,
-               v6 ? "[" : "", u->addr, v6 ? "]" : "", u->remote_port, why ? why : "is refused");
+                            "shunt: not forwarded to %s:%d (%s%s%s:%d): it %s", u->host, u->port,
+                            v6 ? "[" : "", u->addr, v6 ? "]" : "", u->remote_port,
+                            why ? why : "is refused");
         break;
     }
     case SHUNT_CONNECT_TIMEOUT: /* not asked for: the session's own timer bounds it */
     case SHUNT_CONNECT_CONNECT:
-        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)", u->host, u->port,
-               uv_strerror(r->status), uv_err_name(r->status));
+        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)",
+                            u->host, u->port, uv_strerror(r->status), uv_err_name(r->status));
         break;
     }
 }
@@ -249,7 +255,7 @@ static void upstream_tls_done(struct shunt_conn *c, int ok)
     if (ok) {
         s->ex.t_tls_done = now_us();
         shunt_proxy__disarm(s, TM_UPSTREAM);
-        shunt_proxy__upstream_ready(s, u);
+        upstream_ready(s, u);
         return;
     }
     char why[1000];
@@ -261,7 +267,7 @@ static void upstream_tls_done(struct shunt_conn *c, int ok)
 
 /* <u> is connected and must speak TLS: the client's SNI (or the origin's name), the
  * origin's certificate checked against its name (net/tls.h); the request waits. */
-void shunt_proxy__upstream_start_tls(struct session *s, struct upstream *u)
+static void upstream_start_tls(struct session *s, struct upstream *u)
 {
     const struct shunt_proxy_config *cfg = s->w->cfg;
     const char *sni = s->icpt == ICPT_ON && s->icpt_sni[0] != '\0' ? s->icpt_sni : NULL;
@@ -269,8 +275,8 @@ void shunt_proxy__upstream_start_tls(struct session *s, struct upstream *u)
                                                     : NULL;
     if (t == NULL) {
         shunt_proxy__upstream_close(u, 0);
-        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: cannot start it for %s",
-               u->host);
+        shunt_proxy__answer(s, 502, "Bad Gateway",
+                            "shunt: TLS with the upstream: cannot start it for %s", u->host);
         return;
     }
     shunt_proxy__arm(s, T_TLS_UP, cfg->tls_handshake_timeout_ms);
@@ -309,9 +315,10 @@ static int answer_cut_request(struct session *s, struct upstream *u)
     snprintf(host, sizeof(host), "%s", u->host);
     shunt_proxy__upstream_close(u, 0);
     shunt_proxy__answer(s, 400, "Bad Request",
-           "shunt: bad request: the client closed after %" PRIu64 " bytes of the request body, "
-           "before its end; %s:%d got them and the close, and no response",
-           s->ex.req_body.payload, host, port);
+                        "shunt: bad request: the client closed after %" PRIu64
+                        " bytes of the request body, "
+                        "before its end; %s:%d got them and the close, and no response",
+                        s->ex.req_body.payload, host, port);
     return 1;
 }
 
@@ -333,12 +340,14 @@ static void on_upstream_error(struct upstream *u, int err)
             set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_RST);
             s->ex.error = "server reset the reused connection without responding";
             shunt_proxy__upstream_close(u, 0);
-            shunt_proxy__session_close(s, 1, 1); /* RST for RST: the client retries as it would direct */
+            shunt_proxy__session_close(s, 1,
+                                       1); /* RST for RST: the client retries as it would direct */
             return;
         }
         shunt_proxy__upstream_close(u, 0);
-        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: %s:%d reset the connection before responding (%s)",
-               u->host, u->port, uv_err_name(err));
+        shunt_proxy__answer(s, 502, "Bad Gateway",
+                            "shunt: %s:%d reset the connection before responding (%s)", u->host,
+                            u->port, uv_err_name(err));
         return;
     }
     if (u != s->cur && !s->tunnel && s->n_ups > 1) {
@@ -395,13 +404,15 @@ void shunt_proxy__on_upstream_eof(struct upstream *u)
         if (raced_idle_close(s, u)) {
             s->ex.error = "server closed the reused connection without responding";
             shunt_proxy__upstream_close(u, 0);
-            shunt_proxy__emit_exchange_done(s); /* ended now, not when the client gets round to closing */
-            shunt_proxy__finish(s);             /* FIN for FIN: the client retries as it would direct */
+            shunt_proxy__emit_exchange_done(
+                s);                 /* ended now, not when the client gets round to closing */
+            shunt_proxy__finish(s); /* FIN for FIN: the client retries as it would direct */
             return;
         }
         shunt_proxy__upstream_close(u, 0);
-        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: %s:%d closed the connection %s", u->host, u->port,
-               partial ? "in the middle of the response head" : "without responding");
+        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: %s:%d closed the connection %s", u->host,
+                            u->port,
+                            partial ? "in the middle of the response head" : "without responding");
         return;
     }
     set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
