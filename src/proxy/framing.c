@@ -1,26 +1,10 @@
 /* src/proxy/framing.c - reading heads that may come in pieces, and framing bodies: where a body
  * ends, its bytes to the BODY subscribers, its trailer section as the rules leave it. */
-#include <assert.h>
-#include <stdalign.h>
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "core/mem.h"
-#include "http/auth.h"
-#include "http/status.h"
-#include "http/target.h"
-#include "net/conn.h"
-#include "net/connect.h"
-#include "net/tls.h"
-#include "proxy/exchange.h"
-#include "proxy/head.h"
-#include "proxy/internal.h"
 #include "proxy/session.h"
 
 static struct shunt_http_header *trailer_fields(struct session *s);

@@ -1,26 +1,10 @@
 /* src/proxy/hooks.c - the glue to the rules: the request hook and its verdicts, the connection
  * hook, the connection's authentication as the rules see it, and the heads the rules edit. */
-#include <assert.h>
-#include <stdalign.h>
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
-#include "core/mem.h"
 #include "http/auth.h"
 #include "http/status.h"
-#include "http/target.h"
-#include "net/conn.h"
-#include "net/connect.h"
-#include "net/tls.h"
-#include "proxy/exchange.h"
-#include "proxy/head.h"
-#include "proxy/internal.h"
 #include "proxy/session.h"
 
 static void hook_change(void *cctx, const char *what, const char *by)

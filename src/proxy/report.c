@@ -1,26 +1,10 @@
 /* src/proxy/report.c - what the proxy reports: the events of a connection, of an exchange (heads,
  * bodies, changes, its end) and of a TLS handshake, handed to the subscribers. */
-#include <assert.h>
-#include <stdalign.h>
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "core/mem.h"
-#include "http/auth.h"
-#include "http/status.h"
-#include "http/target.h"
-#include "net/conn.h"
-#include "net/connect.h"
 #include "net/tls.h"
-#include "proxy/exchange.h"
-#include "proxy/head.h"
-#include "proxy/internal.h"
 #include "proxy/session.h"
 
 /* Hands <ev> to the subscribers that want its type, each with its own slot of <s>. */

@@ -1,26 +1,9 @@
 /* src/proxy/route.c - where a request goes: its target and authority, the forward and reverse
  * routes, the Host it is sent with, and the upstreams a proxy must not reach (itself). */
-#include <assert.h>
-#include <stdalign.h>
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
-#include "core/mem.h"
-#include "http/auth.h"
-#include "http/status.h"
 #include "http/target.h"
-#include "net/conn.h"
-#include "net/connect.h"
-#include "net/tls.h"
-#include "proxy/exchange.h"
-#include "proxy/head.h"
-#include "proxy/internal.h"
 #include "proxy/session.h"
 
 /* Reads the authority <a> (host[:port], no user info) into <rt>: the host in lower case

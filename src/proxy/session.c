@@ -1,11 +1,9 @@
 /* src/proxy/session.c - one client connection and the upstream connections paired with it:
- * the exchange state machine, forward and reverse modes, CONNECT and Upgrade tunnels, and
- * close mirroring (FIN for FIN, RST for RST). */
+ * the exchange state machine (a request read, routed, sent and its response forwarded, one
+ * at a time) and the end of exchanges and connections, with close mirroring (FIN for FIN, RST
+ * for RST). The rest of a session's work is in the files session.h lists. */
 #include <assert.h>
-#include <stdalign.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,15 +11,6 @@
 
 #include "core/log.h"
 #include "core/mem.h"
-#include "http/auth.h"
-#include "http/status.h"
-#include "http/target.h"
-#include "net/conn.h"
-#include "net/connect.h"
-#include "net/tls.h"
-#include "proxy/exchange.h"
-#include "proxy/head.h"
-#include "proxy/internal.h"
 #include "proxy/session.h"
 
 /* ------------------------------------------------------------------------ types */

@@ -10,7 +10,6 @@
 #include "core/arena.h"
 #include "http/parser.h"
 #include "net/conn.h"
-#include "net/connect.h"
 #include "proxy/exchange.h"
 #include "proxy/head.h"
 #include "proxy/internal.h"

@@ -1,26 +1,7 @@
 /* src/proxy/timers.c - what happens when a session's deadline passes: the libuv timer's callback
  * and each kind's expiry (timeouts answered 408 or 504, a rule's hold released). */
-#include <assert.h>
-#include <stdalign.h>
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "core/log.h"
 #include "core/mem.h"
-#include "http/auth.h"
-#include "http/status.h"
-#include "http/target.h"
-#include "net/conn.h"
-#include "net/connect.h"
-#include "net/tls.h"
-#include "proxy/exchange.h"
-#include "proxy/head.h"
-#include "proxy/internal.h"
 #include "proxy/session.h"
 
 static void expire(struct session *s, enum timer_kind k);

@@ -1,26 +1,11 @@
 /* src/proxy/tunnel.c - CONNECT and Upgrade tunnels (bytes both ways, unparsed) and HTTPS
  * interception: the ClientHello peek, the TLS with the client, its failures as exchanges. */
 #include <assert.h>
-#include <stdalign.h>
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "core/mem.h"
-#include "http/auth.h"
-#include "http/status.h"
-#include "http/target.h"
-#include "net/conn.h"
-#include "net/connect.h"
 #include "net/tls.h"
-#include "proxy/exchange.h"
-#include "proxy/head.h"
-#include "proxy/internal.h"
 #include "proxy/session.h"
 
 /* A tunnel uses one upstream; other origins' idle connections end here, since the client

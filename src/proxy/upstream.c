@@ -1,26 +1,13 @@
 /* src/proxy/upstream.c - the upstream side of a session: finding or opening the connection to an
  * origin (with its TLS), its I/O callbacks, and what its errors and ends do to the exchange. */
-#include <assert.h>
-#include <stdalign.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "core/mem.h"
-#include "http/auth.h"
-#include "http/status.h"
-#include "http/target.h"
-#include "net/conn.h"
 #include "net/connect.h"
 #include "net/tls.h"
-#include "proxy/exchange.h"
-#include "proxy/head.h"
-#include "proxy/internal.h"
 #include "proxy/session.h"
 
 static void upstream_ready(struct session *s, struct upstream *u);
