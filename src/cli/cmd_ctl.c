@@ -431,6 +431,16 @@ static int cmd_status(const struct ctl *o)
     const char *rules = json_string_value(json_object_get(j, "rules"));
     printf("%-17s %s\n", "capture", cap ? cap : "none");
     printf("%-17s %s\n", "rules", rules ? rules : "none");
+    json_t *tls = json_object_get(j, "tls");
+    if (json_is_object(tls)) { /* interception: the leaf cache's account */
+        json_int_t hits = json_integer_value(json_object_get(tls, "leaf_hits"));
+        json_int_t misses = json_integer_value(json_object_get(tls, "leaf_misses"));
+        printf("%-17s %" JSON_INTEGER_FORMAT " made (%.2f ms each on average, %.2f ms at most), "
+               "%" JSON_INTEGER_FORMAT " from the cache (%.1f%% hits)\n",
+               "https leaves", misses, json_number_value(json_object_get(tls, "leaf_miss_avg_ms")),
+               json_number_value(json_object_get(tls, "leaf_miss_max_ms")), hits,
+               hits + misses > 0 ? 100.0 * (double)hits / (double)(hits + misses) : 0.0);
+    }
 done:
     json_decref(ans.json);
     return rc;

@@ -134,6 +134,7 @@ struct status_ctx {
     struct shunt_recorder *recorder;
     const char *capture;
     const char *rules;
+    struct shunt_ca *ca; /* interception's CA, or NULL */
 };
 
 /* Quick rules first, then Lua: one hook calling both. */
@@ -183,6 +184,16 @@ static void admin_status(void *ud, struct shunt_admin_status *out)
     out->events_dropped = c->recorder ? shunt_recorder_dropped(c->recorder) : 0;
     out->capture = c->capture;
     out->rules = c->rules;
+    if (c->ca != NULL) {
+        struct shunt_ca_stats cs;
+        shunt_ca_stats(c->ca, &cs);
+        out->intercept = 1;
+        out->tls_leaf_hits = cs.hits;
+        out->tls_leaf_misses = cs.misses;
+        out->tls_leaf_cached = cs.cached;
+        out->tls_leaf_miss_avg_ms = cs.misses ? (double)cs.miss_ns_total / cs.misses / 1e6 : 0;
+        out->tls_leaf_miss_max_ms = (double)cs.miss_ns_max / 1e6;
+    }
 }
 
 /* Sets admin->token from --admin-token or --admin-token-file (<opt>, with <val>), else from
@@ -762,6 +773,7 @@ int shunt_cmd_proxy(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &status.started);
         status.recorder = recorder;
         status.capture = rec.path;
+        status.ca = cfg.tls_server != NULL ? ca : NULL;
         admin.status = admin_status;
         admin.status_ud = &status;
         if (shunt_admin_start(&admin, &adm, &port, err, sizeof(err)) != 0) {

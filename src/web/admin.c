@@ -456,13 +456,21 @@ static void get_status(struct shunt_admin *a, struct reply *rp)
     struct shunt_admin_status st = {0};
     if (a->status != NULL)
         a->status(a->status_ud, &st);
+    json_t *tls = json_null();
+    if (st.intercept) /* the leaf cache's account: its hit rate, what a miss costs */
+        tls = json_pack("{s:b,s:I,s:I,s:I,s:f,s:f}", "intercept", 1, "leaf_hits",
+                        (json_int_t)st.tls_leaf_hits, "leaf_misses",
+                        (json_int_t)st.tls_leaf_misses, "leaf_cached",
+                        (json_int_t)st.tls_leaf_cached, "leaf_miss_avg_ms",
+                        st.tls_leaf_miss_avg_ms, "leaf_miss_max_ms", st.tls_leaf_miss_max_ms);
     reply_json(rp, 200,
-               json_pack("{s:f,s:I,s:I,s:I,s:o,s:o,s:s}", "uptime_s", ms_round(st.uptime_s),
+               json_pack("{s:f,s:I,s:I,s:I,s:o,s:o,s:s,s:o}", "uptime_s", ms_round(st.uptime_s),
                          "connections_open", (json_int_t)st.connections_open, "exchanges",
                          (json_int_t)st.exchanges, "events_dropped",
                          (json_int_t)st.events_dropped, "capture",
                          st.capture ? jstr(st.capture) : json_null(), "rules",
-                         st.rules ? jstr(st.rules) : json_null(), "version", SHUNT_VERSION));
+                         st.rules ? jstr(st.rules) : json_null(), "version", SHUNT_VERSION,
+                         "tls", tls));
 }
 
 static void get_options(struct reply *rp)

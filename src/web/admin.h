@@ -20,6 +20,13 @@ struct shunt_admin_status {
     uint64_t events_dropped;
     const char *capture; /* capture file, or NULL */
     const char *rules;   /* rules file, or NULL */
+    int intercept;       /* 1: HTTPS interception is on (the leaf counters below mean
+                            something) */
+    uint64_t tls_leaf_hits;      /* leaf certificates found in the cache */
+    uint64_t tls_leaf_misses;    /* leaves made (signed) */
+    uint64_t tls_leaf_cached;    /* leaves in the cache now */
+    double tls_leaf_miss_avg_ms; /* what a miss cost, on average and at worst */
+    double tls_leaf_miss_max_ms;
 };
 
 struct shunt_admin_config {

@@ -91,7 +91,8 @@ def test_status_lines_and_json(shunt):
     assert rc == 0
     st = json.loads(out)
     assert set(st) == {"uptime_s", "connections_open", "exchanges", "events_dropped", "capture",
-                       "rules", "version"}
+                       "rules", "version", "tls"}
+    assert st["tls"] is None  # no interception
     assert st["uptime_s"] >= 0 and st["exchanges"] == 0 and st["connections_open"] == 0
 
 
@@ -106,6 +107,26 @@ def test_status_numbers_move_with_traffic(shunt, origin):
         assert st["connections_open"] == 1
     wait_for(lambda: api(port, "GET", "/api/status")[1]["connections_open"] == 0,
              what="the connection to be counted closed")
+
+
+def test_status_counts_the_leaf_certificates_of_interception(shunt, tmp_path):
+    # two CONNECTs to one host: the first makes its leaf, the second finds it in the cache
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    px = shunt("--admin", "127.0.0.1:0", "--intercept", env=env)
+    ca = tmp_path / "shunt" / "ca.pem"
+    wait_for(ca.exists, what="the CA made on first use")
+    dead = peers.free_port()  # nothing listens: the request inside ends in shunt's 502
+    for _ in range(2):
+        p = peers.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(ca),
+                       "-x", px.proxy_url, f"https://localhost:{dead}/")
+        assert p.stdout == b"502", (p.stdout, p.stderr)  # the client trusted the leaf
+    st = api(admin_port(px), "GET", "/api/status")[1]
+    assert st["tls"]["intercept"] is True
+    assert (st["tls"]["leaf_misses"], st["tls"]["leaf_hits"], st["tls"]["leaf_cached"]) == (1, 1, 1)
+    assert 0 < st["tls"]["leaf_miss_avg_ms"] <= st["tls"]["leaf_miss_max_ms"]
+    rc, out, err = ctl("--admin", admin_of(px), "status")
+    assert rc == 0 and re.search(r"^https leaves +1 made \(.* ms at most\), 1 from the cache "
+                                 r"\(50\.0% hits\)$", out, re.M), out
 
 
 def test_status_names_the_capture(shunt, tmp_path):
