@@ -1,11 +1,9 @@
 /* src/proxy/session.c - one client connection and the upstream connections paired with it:
- * the exchange state machine, forward and reverse modes, CONNECT and Upgrade tunnels, and
- * close mirroring (FIN for FIN, RST for RST). */
+ * the exchange state machine (a request read, routed, sent and its response forwarded, one
+ * at a time) and the end of exchanges and connections, with close mirroring (FIN for FIN, RST
+ * for RST). The rest of a session's work is in the files session.h lists. */
 #include <assert.h>
-#include <stdalign.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,17 +11,7 @@
 
 #include "core/log.h"
 #include "core/mem.h"
-#include "http/auth.h"
-#include "http/status.h"
-#include "http/target.h"
-#include "net/conn.h"
-#include "net/connect.h"
-#include "net/tls.h"
-#include "proxy/exchange.h"
-#include "proxy/head.h"
-#include "proxy/internal.h"
-
-#define MAX_UPSTREAMS 8 /* origins kept per client connection; the oldest idle one goes */
+#include "proxy/session.h"
 
 /* ------------------------------------------------------------------------ types */
 
@@ -40,351 +28,20 @@ _Static_assert(SHUNT_CONN_TLS_NOTIFY_IN == SHUNT_TLS_CLOSE_NOTIFY_IN &&
                    SHUNT_CONN_TLS_USED == SHUNT_TLS_USED,
                "net/conn.h and proxy/events.h disagree on how a TLS connection ended");
 
-/* What a session waits for, each with its own deadline (see arm()). */
-enum timer_kind {
-    T_NONE,
-    /* the client side (TM_CLIENT) */
-    T_FIRST, T_IDLE, T_HEADER, T_LINGER, T_TUNNEL,
-    /* the upstream side of the exchange in flight (TM_UPSTREAM) */
-    T_CONNECT, T_RESPONSE,
-    /* a rule holds the exchange: s:delay (TM_HOLD) */
-    T_DELAY,
-    /* TLS (issue 12): an intercepted tunnel's first bytes and client handshake
-     * (TM_CLIENT); the upstream's handshake (TM_UPSTREAM) */
-    T_TLS, T_TLS_UP,
-};
-
-/* Where an intercepted CONNECT is (decision 4 of issue 12). */
-enum icpt {
-    ICPT_NONE,      /* plain HTTP (or a byte tunnel) */
-    ICPT_PEEK,      /* answered 200; waiting for the client's first bytes */
-    ICPT_HANDSHAKE, /* a ClientHello came: TLS with the client under way */
-    ICPT_ON,        /* inside TLS: requests are parsed as on a plain connection */
-};
-
-/* The purposes: one deadline each, so that arming one never overwrites another. */
-enum timer_purpose { TM_CLIENT, TM_UPSTREAM, TM_HOLD, TM_N };
-
-struct deadline {
-    enum timer_kind kind; /* T_NONE: not armed */
-    uint64_t at;          /* loop ms when it expires */
-};
-
-/* The connection's authentication, as the rules see it (s.conn.auth). */
-enum auth_state { AUTH_NONE, AUTH_CHALLENGED, AUTH_HANDSHAKE, AUTH_DONE };
-
-/* A head that arrived in pieces, with a header array of its own so that the parser can resume
- * where it stopped (the worker's array is shared by every connection of the loop). Made on
- * the first incomplete parse, freed once the head is complete or the connection goes. */
-struct partial {
-    size_t last_len; /* bytes seen by the last parse */
-    struct shunt_http_head head;
-    struct shunt_http_header hdrs[];
-};
-
-struct upstream {
-    struct shunt_conn conn; /* closer: SHUNT_CLOSER_SERVER or _PROXY; freed from on_closed */
-    struct session *s; /* NULL once the session let go of it */
-    uint64_t id;
-    char host[256]; /* origin, as named in the request (lower case) */
-    int port;
-    struct partial *partial; /* a response head that arrived in pieces, or NULL */
-    uint64_t n_exchanges;   /* requests sent on it */
-    char addr[64]; /* remote address as text (the one being tried while connecting) */
-    int remote_port;
-    int local_port;
-    unsigned tls : 1; /* TLS to the origin (intercepted CONNECT, --reverse https://) */
-};
-
-struct session {
-    struct shunt_conn conn; /* the client's; closer: SHUNT_CLOSER_* of the capture */
-    struct worker *w;
-    struct session *prev, *next;
-    uint64_t id;
-    uv_timer_t timer;   /* one libuv timer for the earliest of <tm> */
-    struct deadline tm[TM_N];
-    uint64_t timer_due; /* loop ms when the libuv timer fires (<= every deadline) */
-    char peer_addr[64];
-    int peer_port;
-    char local_addr[64];
-    int local_port;
-
-    struct upstream *ups[MAX_UPSTREAMS];
-    int n_ups;
-    struct upstream *cur; /* upstream of the exchange in flight, or of the last one */
-
-    unsigned closing : 1;  /* session_close() called */
-    unsigned tunnel : 1;   /* bytes flow both ways unparsed */
-    unsigned ending : 1;   /* the connection ends after the exchange in flight */
-    unsigned finishing : 1; /* no more exchanges; waiting for both sides to close */
-    int refs_handles;          /* client connection and timer handles still open; freed at 0 */
-    unsigned in_process : 1;    /* process_client() is running (it is not re-entered) */
-    unsigned process_again : 1; /* ... and must go round again: an exchange completed */
-
-    /* HTTPS interception (issue 12): the CONNECT's target, the client's SNI */
-    enum icpt icpt;
-    char icpt_host[256]; /* lower case, no brackets */
-    int icpt_port;
-    char icpt_sni[256];  /* "" when the client sent none */
-    unsigned icpt_plain : 1;   /* not TLS: a byte tunnel once the upstream connects */
-    unsigned up_truncated : 1; /* the upstream's TLS ended without close_notify: so does
-                                  the client's (mirrored) */
-
-    /* the exchange in flight (one at a time), with its arena */
-    struct shunt_exchange ex;
-    /* the heads being built: lines written for a head that goes out at once (a kept head
-     * is copied into the exchange's arena); reset before each head */
-    struct shunt_arena heads;
-    alignas(max_align_t) char heads_mem[256]; /* where <heads> starts: a request line fits */
-    uint64_t idx; /* exchanges begun on this connection */
-    size_t empty_lines;        /* CRLFs skipped before the request line being read (2.2) */
-    struct partial *partial; /* a request head that arrived in pieces, or NULL */
-    struct shunt_http_header *tr; /* a trailer section's fields (max_headers), on first use */
-    char *trbuf;                  /* a trailer section rewritten, on first use */
-    size_t trbuf_cap;
-    enum auth_state auth;
-    char auth_scheme[16];
-
-    void *slots[SHUNT_PROXY_MAX_SUBS];  /* the subscribers' per-connection pointers */
-};
-
-static void process_client(struct session *s);
-static void process_upstream(struct upstream *u);
 static void update_reading(struct session *s);
-static void session_close(struct session *s, int reset_client, int reset_upstreams);
-static void upstream_close(struct upstream *u, int reset);
-static void finish(struct session *s);
-static void maybe_done(struct session *s);
-static void check_finished(struct session *s);
-static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client);
-static char *scratch(char **p, size_t *cap, size_t need);
 
-static _Atomic uint64_t stat_open, stat_exchanges;
+_Atomic uint64_t shunt_proxy__stat_open, shunt_proxy__stat_exchanges;
 
 void shunt_proxy_stats(struct shunt_proxy_stats *out)
 {
-    out->connections_open = stat_open;
-    out->exchanges = stat_exchanges;
+    out->connections_open = shunt_proxy__stat_open;
+    out->exchanges = shunt_proxy__stat_exchanges;
 }
 
 static uint64_t next_conn_id(void)
 {
     static _Atomic uint64_t n;
     return ++n;
-}
-
-static uint64_t now_us(void)
-{
-    return uv_hrtime() / 1000;
-}
-
-static void set_closer(struct session *s, enum shunt_closer who, enum shunt_close_how how)
-{
-    shunt_conn_set_closer(&s->conn, (int)who, (enum shunt_conn_how)how);
-}
-
-/* ------------------------------------------------------------------------ buffers */
-
-/* The most a connection's input grows to: a head at its limits, with room to spare. */
-static size_t buf_max(const struct worker *w)
-{
-    const struct shunt_http_limits *l = &w->cfg->limits;
-    size_t m = l->max_head + l->max_line + 4096;
-    return m < SHUNT_PROXY_BUF ? SHUNT_PROXY_BUF : m;
-}
-
-/* ------------------------------------------------------------------------ writes */
-
-/* Sends on the client's or an upstream's connection: tried at once, the rest copied and
- * queued (net/conn.h), so the caller's bytes are free on return. 0, or a libuv error. */
-static int send_client(struct session *s, const uv_buf_t *bufs, unsigned n)
-{
-    return shunt_conn_send(&s->conn, bufs, n);
-}
-
-static int send_upstream(struct upstream *u, const uv_buf_t *bufs, unsigned n)
-{
-    return shunt_conn_send(&u->conn, bufs, n);
-}
-
-static size_t queued(const struct shunt_conn *c)
-{
-    return shunt_conn_queued(c);
-}
-
-/* ------------------------------------------------------------------------ events */
-
-/* Hands <ev> to the subscribers that want its type, each with its own slot of <s>. */
-static void emit(struct session *s, struct shunt_event *ev)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    for (size_t i = 0; i < cfg->n_subs; i++) {
-        if (cfg->subs[i].mask & (1u << ev->type)) {
-            ev->slot = &s->slots[i];
-            cfg->subs[i].cb(ev, cfg->subs[i].ud);
-        }
-    }
-}
-
-static void fill_conn_event(struct session *s, struct shunt_event *ev, enum shunt_ev_type t)
-{
-    memset(ev, 0, sizeof(*ev));
-    ev->type = t;
-    ev->conn_id = s->id;
-    ev->time_us = now_us();
-    ev->exchange = s->idx;
-    ev->upstream_id = s->cur ? s->cur->id : 0;
-    ev->scheme = s->ex.https ? "https" : "http";
-}
-
-static void emit_change_by(struct session *s, int in_request, const char *what, const char *by)
-{
-    if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_CHANGE))
-        return;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, SHUNT_EV_CHANGE);
-    ev.what = what;
-    ev.by = by;
-    ev.in_request = in_request;
-    emit(s, &ev);
-}
-
-
-/* A change shunt makes so that no one downstream can read a message otherwise than shunt
- * did (docs/framing.md): recorded as made by "shunt". */
-static void emit_fix(struct session *s, int in_request, const char *what)
-{
-    emit_change_by(s, in_request, what, "shunt");
-}
-
-/* A hook's change, reported as an event. */
-struct hook_changes {
-    struct session *s;
-    int in_request;
-};
-
-static void hook_change(void *cctx, const char *what, const char *by)
-{
-    struct hook_changes *hc = cctx;
-    emit_change_by(hc->s, hc->in_request, what, by);
-}
-
-static void emit_head(struct session *s, enum shunt_ev_type t, const struct shunt_http_head *h,
-                      const char *raw, const uv_buf_t *iov, size_t n_iov)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    if (!shunt_proxy__wants(cfg, t))
-        return;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, t);
-    ev.raw = shunt_slice_make(raw, h->head_len);
-    ev.head = h;
-    ev.again = t == SHUNT_EV_REQUEST_HEAD && s->ex.head_emitted; /* announced early, now sent */
-    struct shunt_slice *parts = s->w->iov_slices;
-    for (size_t i = 0; i < n_iov; i++)
-        parts[i] = shunt_slice_make(iov[i].base, iov[i].len);
-    ev.sent.parts = parts;
-    ev.sent.n_parts = n_iov;
-    emit(s, &ev);
-}
-
-static void emit_body(struct session *s, int from_client, const char *p, size_t n)
-{
-    if (n == 0 || !shunt_proxy__wants(s->w->cfg, SHUNT_EV_BODY))
-        return;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, SHUNT_EV_BODY);
-    ev.from_client = from_client;
-    ev.tunnel = s->tunnel;
-    ev.data = shunt_slice_make(p, n);
-    uint64_t *seen = from_client ? &s->ex.req_payload : &s->ex.resp_payload;
-    ev.body_offset = *seen;
-    *seen += n;
-    emit(s, &ev);
-}
-
-/* Reports shunt's own answer as the client gets it: the head in <n> pieces, then the body.
- * No server sent it: the event's raw head is empty (events.h). */
-static void emit_own_response(struct session *s, int status, const uv_buf_t *head, size_t n,
-                              const char *body, size_t body_len)
-{
-    if (shunt_proxy__wants(s->w->cfg, SHUNT_EV_RESPONSE_HEAD)) {
-        struct shunt_slice parts[4];
-        SHUNT_BUG_ON(n > 4);
-        struct shunt_event ev;
-        fill_conn_event(s, &ev, SHUNT_EV_RESPONSE_HEAD);
-        ev.raw = shunt_slice_make("", 0);
-        ev.own = 1;
-        ev.status = status;
-        for (size_t i = 0; i < n; i++)
-            parts[i] = shunt_slice_make(head[i].base, head[i].len);
-        ev.sent.parts = parts;
-        ev.sent.n_parts = n;
-        emit(s, &ev);
-    }
-    emit_body(s, 0, body, body_len);
-}
-
-/* ------------------------------------------------------------------------ timers */
-
-static void timer_cb(uv_timer_t *t);
-
-static enum timer_purpose purpose_of(enum timer_kind k)
-{
-    switch (k) {
-    case T_CONNECT:
-    case T_RESPONSE:
-    case T_TLS_UP: return TM_UPSTREAM;
-    case T_DELAY: return TM_HOLD;
-    default: return TM_CLIENT;
-    }
-}
-
-static void disarm(struct session *s, enum timer_purpose p)
-{
-    s->tm[p].kind = T_NONE;
-}
-
-/*
- * Sets the deadline of <k>'s purpose; the other purposes keep theirs, except where one
- * wait replaces another by design: the client-side waits (idle, header, linger, tunnel)
- * and the exchange's wait for its upstream never run together (a request that begins
- * ends the idle wait, an exchange that ends its upstream wait), and a rule's hold stands
- * in for the response timeout while it lasts (the server has answered; the wait is the
- * rule's), so the response timeout is not armed during a held response.
- *
- * The deadlines share one libuv timer, which is lazy: it is restarted only when the new
- * deadline is earlier than the pending one; when it fires early it re-arms itself for the
- * earliest deadline left. Keep-alive traffic moves a deadline twice per exchange, and this
- * keeps that off the timer heap.
- */
-static void arm(struct session *s, enum timer_kind k, uint64_t ms)
-{
-    enum timer_purpose p = purpose_of(k);
-    if (p == TM_UPSTREAM && k == T_RESPONSE && s->ex.held == HOLD_RESPONSE)
-        return; /* the hold's timer runs; the response timeout resumes at its release */
-    if (p == TM_CLIENT) {
-        disarm(s, TM_UPSTREAM);
-        disarm(s, TM_HOLD);
-    } else if (p == TM_UPSTREAM) {
-        disarm(s, TM_CLIENT);
-    } else {
-        disarm(s, TM_CLIENT);
-        disarm(s, TM_UPSTREAM);
-    }
-    uint64_t now = uv_now(&s->w->loop);
-    s->tm[p].kind = k;
-    s->tm[p].at = now + ms;
-    if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->tm[p].at) {
-        s->timer_due = s->tm[p].at;
-        uv_timer_start(&s->timer, timer_cb, ms, 0);
-    }
-}
-
-/* The kind armed on the client side, or T_NONE. */
-static enum timer_kind client_wait(const struct session *s)
-{
-    return s->tm[TM_CLIENT].kind;
 }
 
 /* ------------------------------------------------------------------------ closing */
@@ -408,27 +65,9 @@ static void session_timer_closed(uv_handle_t *h)
     session_unref(h->data);
 }
 
-static void emit_upstream_close(struct session *s, struct upstream *u)
-{
-    if (!u->conn.connected || !shunt_proxy__wants(s->w->cfg, SHUNT_EV_UPSTREAM_CLOSE))
-        return;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, SHUNT_EV_UPSTREAM_CLOSE);
-    ev.upstream_id = u->id;
-    ev.peer_addr = u->addr;
-    ev.peer_port = u->remote_port;
-    ev.local_port = u->local_port;
-    ev.closer = (enum shunt_closer)u->conn.closer;
-    ev.how = (enum shunt_close_how)u->conn.how;
-    ev.bytes_in = u->conn.bytes_in;
-    ev.bytes_out = u->conn.bytes_out;
-    ev.tls_close = u->conn.tls_close;
-    emit(s, &ev);
-}
-
 /* Before an ordinary close of a connection that carries TLS: close_notify (the FIN follows
  * with the close), unless the other side ended without one and that is mirrored. */
-static void tls_goodbye(struct shunt_conn *c, int mirror_truncation)
+void shunt_proxy__tls_goodbye(struct shunt_conn *c, int mirror_truncation)
 {
     if (shunt_conn_tls(c) == NULL || !c->tls_done || c->wr_shut)
         return;
@@ -438,81 +77,24 @@ static void tls_goodbye(struct shunt_conn *c, int mirror_truncation)
         shunt_conn_shutdown(c);
 }
 
-/* Closes <u>, with a reset when <reset>, and detaches it from its session; a connect in
- * progress is cancelled. The memory goes once the handle is closed (upstream_closed()). */
-static void upstream_close(struct upstream *u, int reset)
-{
-    if (u->conn.closing)
-        return;
-    struct session *s = u->s;
-    shunt_conn_set_closer(&u->conn, SHUNT_CLOSER_PROXY,
-                          reset ? SHUNT_CONN_HOW_RST : SHUNT_CONN_HOW_FIN);
-    if (!reset) /* before the event: it reports the close_notify sent */
-        tls_goodbye(&u->conn, s != NULL && (s->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED));
-    if (s != NULL) {
-        emit_upstream_close(s, u);
-        for (int i = 0; i < s->n_ups; i++) {
-            if (s->ups[i] == u) {
-                s->ups[i] = s->ups[--s->n_ups];
-                break;
-            }
-        }
-        if (s->cur == u)
-            s->cur = NULL;
-        u->s = NULL;
-    }
-    shunt_conn_close(&u->conn, reset);
-}
-
-static void emit_exchange_done(struct session *s)
-{
-    if (!s->ex.active)
-        return;
-    s->ex.active = 0;
-    stat_exchanges++;
-    if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_EXCHANGE_DONE))
-        return;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, SHUNT_EV_EXCHANGE_DONE);
-    shunt_exchange_fill_done(&s->ex, &ev);
-    ev.peer_port = s->peer_port;
-    ev.tunnel = s->tunnel;
-    emit(s, &ev);
-}
-
-/* Tells the connection hook (rules' on_connect, on_close) about <s>. */
-static void tell_conn_hook(struct session *s, int opening)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_conn_info ci = {opening,
-                                 s->id,
-                                 s->w->index,
-                                 s->peer_addr,
-                                 s->peer_port,
-                                 s->idx,
-                                 shunt_closer_name((enum shunt_closer)s->conn.closer),
-                                 shunt_close_how_name((enum shunt_close_how)s->conn.how)};
-    cfg->conn_hook(cfg->conn_hook_ud, &ci);
-}
-
 /* Closes the client connection and every upstream one, at once. */
-static void session_close(struct session *s, int reset_client, int reset_upstreams)
+void shunt_proxy__session_close(struct session *s, int reset_client, int reset_upstreams)
 {
     if (s->closing)
         return;
     if (s->ex.active && s->ex.error == NULL)
         s->ex.error = "connection closed during the exchange";
-    emit_exchange_done(s);
+    shunt_proxy__emit_exchange_done(s);
     while (s->n_ups > 0)
-        upstream_close(s->ups[0], reset_upstreams);
+        shunt_proxy__upstream_close(s->ups[0], reset_upstreams);
     s->closing = 1;
     set_closer(s, SHUNT_CLOSER_PROXY, reset_client ? SHUNT_CLOSE_RST : SHUNT_CLOSE_FIN);
     if (!reset_client) /* before the event: it reports the close_notify sent */
-        tls_goodbye(&s->conn, s->up_truncated);
+        shunt_proxy__tls_goodbye(&s->conn, s->up_truncated);
     struct worker *w = s->w;
     if (shunt_proxy__wants(w->cfg, SHUNT_EV_CONN_CLOSE)) {
         struct shunt_event ev;
-        fill_conn_event(s, &ev, SHUNT_EV_CONN_CLOSE);
+        shunt_proxy__fill_conn_event(s, &ev, SHUNT_EV_CONN_CLOSE);
         ev.peer_addr = s->peer_addr;
         ev.peer_port = s->peer_port;
         ev.local_addr = s->local_addr;
@@ -523,10 +105,10 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
         ev.bytes_out = s->conn.bytes_out;
         ev.tunnel = s->tunnel;
         ev.tls_close = s->conn.tls_close;
-        emit(s, &ev);
+        shunt_proxy__emit(s, &ev);
     }
     if (w->cfg->conn_hook != NULL)
-        tell_conn_hook(s, 0);
+        shunt_proxy__tell_conn_hook(s, 0);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -534,7 +116,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
     if (s->next != NULL)
         s->next->prev = s->prev;
     w->n_sessions--;
-    stat_open--;
+    shunt_proxy__stat_open--;
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, session_timer_closed);
     shunt_conn_close(&s->conn, reset_client);
@@ -543,7 +125,7 @@ static void session_close(struct session *s, int reset_client, int reset_upstrea
 }
 
 /* Our FIN to the client: once what is queued went out (client_on_shut() follows). */
-static void shutdown_client(struct session *s)
+void shunt_proxy__shutdown_client(struct session *s)
 {
     if (s->up_truncated) /* the server's TLS ended with a bare TCP close: mirrored */
         shunt_conn_shutdown_truncated(&s->conn);
@@ -551,32 +133,24 @@ static void shutdown_client(struct session *s)
         shunt_conn_shutdown(&s->conn);
 }
 
-static void shutdown_upstream(struct upstream *u)
-{
-    if (u->s != NULL && (u->s->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED))
-        shunt_conn_shutdown_truncated(&u->conn); /* the client's truncation, mirrored */
-    else
-        shunt_conn_shutdown(&u->conn);
-}
-
 /* Closes what has finished both ways: upstreams that sent and got FIN, then the client once
  * it sent FIN, got ours and no upstream remains. The client gets its FIN when the last
  * upstream is gone, which mirrors the server's FIN. */
-static void check_finished(struct session *s)
+void shunt_proxy__check_finished(struct session *s)
 {
     if (s->closing || !(s->finishing || s->tunnel))
         return;
     for (int i = s->n_ups - 1; i >= 0; i--) {
         struct upstream *u = s->ups[i];
         if (u->conn.rd_eof && (u->conn.shut_done || !u->conn.connected))
-            upstream_close(u, 0);
+            shunt_proxy__upstream_close(u, 0);
         else if (!u->conn.connected && !shunt_conn_connecting(&u->conn))
-            upstream_close(u, 0);
+            shunt_proxy__upstream_close(u, 0);
     }
     if (s->n_ups == 0 && !s->conn.wr_shut && (s->finishing || s->tunnel))
-        shutdown_client(s);
+        shunt_proxy__shutdown_client(s);
     if (s->conn.rd_eof && s->conn.shut_done && s->n_ups == 0)
-        session_close(s, 0, 0);
+        shunt_proxy__session_close(s, 0, 0);
 }
 
 /*
@@ -584,7 +158,7 @@ static void check_finished(struct session *s)
  * get FIN and the client gets its own once they answer with theirs; otherwise (the server
  * said close, or the proxy decided) both sides get FIN now. A linger timer bounds the wait.
  */
-static void finish(struct session *s)
+void shunt_proxy__finish(struct session *s)
 {
     if (s->closing)
         return;
@@ -595,27 +169,27 @@ static void finish(struct session *s)
         if (s->conn.rd_eof) {
             for (int i = s->n_ups - 1; i >= 0; i--) {
                 if (s->ups[i]->conn.connected)
-                    shutdown_upstream(s->ups[i]);
+                    shunt_proxy__shutdown_upstream(s->ups[i]);
                 else
-                    upstream_close(s->ups[i], 0);
+                    shunt_proxy__upstream_close(s->ups[i], 0);
             }
         } else {
             while (s->n_ups > 0)
-                upstream_close(s->ups[0], 0);
+                shunt_proxy__upstream_close(s->ups[0], 0);
             if (queued(&s->conn) == 0 && !unread && s->idx > 0 && !s->ex.active) {
                 /* Everything went out and nothing unread is waiting: close() sends the
                  * FIN at once, without a shutdown and a wait for the client's own. (With
                  * unread bytes close() would send a RST, hence the lingering path; so too
                  * before any exchange, when a request may be on its way.) */
-                session_close(s, 0, 0);
+                shunt_proxy__session_close(s, 0, 0);
                 return;
             }
-            shutdown_client(s);
+            shunt_proxy__shutdown_client(s);
         }
         /* a slow reader still getting the response is not lingering */
-        arm(s, T_LINGER, queued(&s->conn) > 0 ? s->w->cfg->idle_timeout_ms : 5000);
+        shunt_proxy__arm(s, T_LINGER, queued(&s->conn) > 0 ? s->w->cfg->idle_timeout_ms : 5000);
     }
-    check_finished(s);
+    shunt_proxy__check_finished(s);
     update_reading(s);
 }
 
@@ -626,22 +200,22 @@ static int has_input(const struct session *s)
 
 /* Passes the client's FIN on to the server, once everything the client sent before it has
  * been forwarded: pipelined requests still in the buffer go first. */
-static void mirror_client_fin(struct session *s)
+void shunt_proxy__mirror_client_fin(struct session *s)
 {
     if (!s->conn.rd_eof || s->cur == NULL || has_input(s))
         return;
     if (s->tunnel || s->ex.rq == RQ_DONE)
-        shutdown_upstream(s->cur);
+        shunt_proxy__shutdown_upstream(s->cur);
 }
 
 /* Ends the exchange in flight and decides what the connection does next. */
-static void exchange_done(struct session *s)
+void shunt_proxy__exchange_done(struct session *s)
 {
-    emit_exchange_done(s);
+    shunt_proxy__emit_exchange_done(s);
     shunt_exchange_end(&s->ex);
 }
 
-static void maybe_done(struct session *s)
+void shunt_proxy__maybe_done(struct session *s)
 {
     if (s->closing || s->tunnel)
         return;
@@ -650,38 +224,18 @@ static void maybe_done(struct session *s)
          * NTLM challenge early, say): the body still goes to the server, which decides
          * whether the connection lives on. A client that stops sending meets the idle
          * timeout. */
-        arm(s, T_IDLE, s->w->cfg->idle_timeout_ms);
+        shunt_proxy__arm(s, T_IDLE, s->w->cfg->idle_timeout_ms);
         return;
     }
     if (s->ex.rq != RQ_DONE || s->ex.rs != RS_DONE)
         return;
-    exchange_done(s);
+    shunt_proxy__exchange_done(s);
     if (s->ending || s->w->draining || (s->conn.rd_eof && !has_input(s))) {
-        finish(s);
+        shunt_proxy__finish(s);
         return;
     }
-    arm(s, T_IDLE, s->w->cfg->idle_timeout_ms);
-    process_client(s); /* a pipelined request may be waiting */
-}
-
-static int parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e);
-
-/* Reports the head of a request that has not gone upstream with nothing as sent: one that
- * never will (a CONNECT, which shunt answers, a request that failed before it was sent, one
- * a rule answers), or one that waits (for its upstream to connect, for a rule's hold), so
- * that the capture shows it while it waits. The head is still at the front of the client
- * buffer. */
-static void emit_unsent_head(struct session *s)
-{
-    if (s->ex.head_emitted || !s->ex.active || s->conn.in.base == NULL ||
-        !shunt_proxy__wants(s->w->cfg, SHUNT_EV_REQUEST_HEAD))
-        return;
-    struct shunt_http_head h;
-    struct shunt_http_error e;
-    if (parse_request(s, &h, &e) <= 0)
-        return;
-    emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, s->conn.in.base + s->conn.in.off, NULL, 0);
-    s->ex.head_emitted = 1;
+    shunt_proxy__arm(s, T_IDLE, s->w->cfg->idle_timeout_ms);
+    shunt_proxy__process_client(s); /* a pipelined request may be waiting */
 }
 
 /* Counts the head of a request shunt answers before sending it anywhere (a refused or
@@ -693,7 +247,7 @@ static void count_unsent_head(struct session *s)
         return;
     struct shunt_http_head h;
     struct shunt_http_error e;
-    if (parse_request(s, &h, &e) > 0)
+    if (shunt_proxy__parse_request(s, &h, &e) > 0)
         s->ex.req_bytes = h.head_len;
 }
 
@@ -701,10 +255,7 @@ static void count_unsent_head(struct session *s)
 
 /* Sends a short text response of the proxy's own and ends the connection after it. Used for
  * 400, 403, 408, 501, 502 and 504; the body says why, starting with "shunt:". */
-static void answer(struct session *s, int status, const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void answer(struct session *s, int status, const char *reason, const char *fmt, ...)
+void shunt_proxy__answer(struct session *s, int status, const char *reason, const char *fmt, ...)
 {
     /* the body, whole (it names hosts and targets): "shunt: why" and a newline */
     va_list ap, ap2;
@@ -726,7 +277,7 @@ static void answer(struct session *s, int status, const char *reason, const char
                       "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                       status, reason, bl);
-    emit_unsent_head(s);
+    shunt_proxy__emit_unsent_head(s);
     count_unsent_head(s);
     if (!s->ex.resp_started && !s->conn.wr_shut && !s->closing) {
         uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl), uv_buf_init(msg, (unsigned)bl)};
@@ -734,7 +285,7 @@ static void answer(struct session *s, int status, const char *reason, const char
         s->ex.resp_bytes += (uint64_t)hl + bl;
         s->ex.resp_body.payload = bl;
         (void)send_client(s, bufs, 2); /* a client gone already changes nothing */
-        emit_own_response(s, status, bufs, 1, msg, bl);
+        shunt_proxy__emit_own_response(s, status, bufs, 1, msg, bl);
     }
     s->ex.resp_started = 1;
     msg[ml] = '\0';
@@ -745,13 +296,13 @@ static void answer(struct session *s, int status, const char *reason, const char
     s->ex.rq = RQ_DONE;
     s->ex.rs = RS_DONE;
     if (s->ex.active)
-        maybe_done(s);
+        shunt_proxy__maybe_done(s);
     else
-        finish(s);
+        shunt_proxy__finish(s);
 }
 
 /* Starts an exchange: its index, start time and a printable method and URL for the log. */
-static void begin_exchange(struct session *s, const struct shunt_http_head *h)
+void shunt_proxy__begin_exchange(struct session *s, const struct shunt_http_head *h)
 {
     s->idx++;
     struct shunt_slice none = {NULL, 0};
@@ -760,581 +311,29 @@ static void begin_exchange(struct session *s, const struct shunt_http_head *h)
     s->ex.https = s->icpt == ICPT_ON || (s->w->cfg->reverse && s->w->cfg->reverse_tls);
 }
 
-/* ------------------------------------------------------------------------ routing */
-
-/* Where a request goes, and how its start line and Host must change to get there. */
-struct route {
-    char host[256];          /* lower case, no brackets */
-    int port;
-    struct shunt_slice authority; /* as written in an absolute-form target */
-    struct shunt_slice path;      /* origin-form to send ("/" when the target had none) */
-    int absolute;                 /* the target was absolute-form */
-    int path_needs_slash;         /* "http://h?q": the path is "/" + <path> */
-};
-
-/* Reads the authority <a> (host[:port], no user info) into <rt>: the host in lower case
- * without brackets, the port or <default_port>; 0 requires a port (CONNECT). Returns 0 or -1. */
-static int parse_authority(struct shunt_slice a, int default_port, struct route *rt)
-{
-    struct shunt_authority au;
-    if (shunt_http_split_authority(a, default_port,
-                                   default_port == 0 ? SHUNT_AUTHORITY_NEED_PORT : 0, &au) != NULL ||
-        shunt_http_host_lower(au.host, rt->host, sizeof(rt->host)) < 0)
-        return -1;
-    rt->port = au.port;
-    return 0;
-}
-
-/* When <t> is an absolute-form http URL, fills the authority and path of <rt> and returns 1. */
-static int split_absolute(struct shunt_slice t, struct route *rt)
-{
-    struct shunt_target st;
-    if (shunt_http_split_target(t, 0, &st) != SHUNT_TARGET_ABSOLUTE ||
-        !SHUNT_SLICE_IEQ_LIT(st.scheme, "http"))
-        return 0;
-    rt->absolute = 1;
-    rt->authority = st.authority;
-    rt->path = st.path.len == 0 ? SHUNT_SLICE_LIT("/") : st.path;
-    rt->path_needs_slash = st.path.len > 0 && st.path.base[0] != '/';
-    return 1;
-}
-
-/* The request target the exchange goes to: the one a rule mapped it to, or its own. */
-static struct shunt_slice target_of(const struct session *s, const struct shunt_http_head *h)
-{
-    return s->ex.mapped.len ? s->ex.mapped : h->target;
-}
-
-/* Decides where <h> goes. Returns 0, or answers the client itself and returns -1. */
-static int route_request(struct session *s, const struct shunt_http_head *h, struct route *rt)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_slice t = target_of(s, h);
-    memset(rt, 0, sizeof(*rt));
-    if (SHUNT_SLICE_IEQ_LIT(h->method, "CONNECT")) {
-        if (cfg->reverse) {
-            answer(s, 405, "Method Not Allowed",
-                   "shunt: CONNECT needs a forward proxy; this one is a reverse proxy for %s:%d",
-                   cfg->reverse_host, cfg->reverse_port);
-            return -1;
-        }
-        rt->authority = t;
-        if (parse_authority(t, 0, rt) != 0) {
-            answer(s, 400, "Bad Request",
-                   "shunt: CONNECT needs a target of the form host:port, got \"%.*s\"",
-                   (int)t.len, t.base);
-            return -1;
-        }
-        return 0;
-    }
-    if (split_absolute(t, rt)) {
-        if (memchr(rt->authority.base, '@', rt->authority.len) != NULL ||
-            parse_authority(rt->authority, 80, rt) != 0) {
-            answer(s, 400, "Bad Request",
-                   "shunt: cannot read the host and port in \"%.*s\" (user info is not allowed)",
-                   (int)t.len, t.base);
-            return -1;
-        }
-    } else if (t.len >= 8 && shunt_slice_ieq(shunt_slice_make(t.base, 8), "https://", 8)) {
-        answer(s, 501, "Not Implemented",
-               "shunt: https:// in a request line is not supported; clients send CONNECT for "
-               "https (curl -x does)");
-        return -1;
-    } else if (t.base[0] == '/' || shunt_slice_eq(t, "*", 1)) {
-        if (!cfg->reverse && s->icpt != ICPT_ON) {
-            answer(s, 400, "Bad Request",
-                   "shunt: this is a forward proxy: requests must use absolute-form "
-                   "(GET http://host:port/path HTTP/1.1, as curl -x sends them), or CONNECT; "
-                   "to serve origin-form requests start shunt with --reverse http://HOST:PORT");
-            return -1;
-        }
-        rt->path = t;
-    } else {
-        answer(s, 400, "Bad Request", "shunt: the request target \"%.*s\" is not a URL or path",
-               (int)t.len, t.base);
-        return -1;
-    }
-    if (s->icpt == ICPT_ON && !rt->absolute && s->ex.mapped.len == 0) {
-        /* inside an intercepted tunnel: the CONNECT named the origin (pairing: the tunnel's
-         * requests go there, whatever their Host says, as they did through the tunnel) */
-        snprintf(rt->host, sizeof(rt->host), "%s", s->icpt_host);
-        rt->port = s->icpt_port;
-    } else if (cfg->reverse && s->ex.mapped.len == 0) {
-        snprintf(rt->host, sizeof(rt->host), "%s", cfg->reverse_host);
-        rt->port = cfg->reverse_port;
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ upstreams */
-
-static const struct shunt_conn_ops upstream_ops;
-static void send_request(struct session *s);
-
-static uint64_t next_upstream_id(void)
-{
-    static _Atomic uint64_t n;
-    return ++n;
-}
-
-static struct upstream *find_upstream(struct session *s, const char *host, int port)
-{
-    for (int i = 0; i < s->n_ups; i++) {
-        struct upstream *u = s->ups[i];
-        if (u->port == port && !u->conn.rd_eof && !u->conn.wr_shut && strcmp(u->host, host) == 0)
-            return u;
-    }
-    return NULL;
-}
-
-/* Returns 1 when <a> and <b> name the same address (ports aside), v4-mapped or not. */
-static int same_address(const struct sockaddr *a, const struct sockaddr *b)
-{
-    char ta[64], tb[64];
-    if (shunt_addr_format(a, ta, sizeof(ta)) < 0 || shunt_addr_format(b, tb, sizeof(tb)) < 0)
-        return 0;
-    const char *pa = strncmp(ta, "::ffff:", 7) == 0 ? ta + 7 : ta;
-    const char *pb = strncmp(tb, "::ffff:", 7) == 0 ? tb + 7 : tb;
-    return strcmp(pa, pb) == 0;
-}
-
-/* Returns 1 when a connection to <sa> reaches the listener bound to <listener>: the same port,
- * and the same address, or either of them this machine's loopback or wildcard. */
-static int reaches(const struct sockaddr *sa, const struct sockaddr *listener)
-{
-    char t[64];
-    int lport = shunt_addr_format(listener, t, sizeof(t));
-    int port = shunt_addr_format(sa, t, sizeof(t));
-    return lport > 0 && port == lport &&
-           (shunt_addr_is_local(listener) || shunt_addr_is_local(sa) || same_address(listener, sa));
-}
-
-/*
- * Says why the proxy must not connect to <sa> for the exchange in flight, with the status to
- * answer in *<status>, or returns NULL. Only destinations a client chose are checked (a
- * forward request's target, a --map-remote result); the --reverse origin is the user's own.
- * Three rules: the proxy never connects to itself (a request would come back to it as one
- * from itself, a CONNECT would tunnel into itself, one connection pair per hop: 508, RFC 5842
- * 7.2); the admin API is never an
- * upstream (a client would switch rules through it, without its token when it listens on
- * loopback); and a proxy that serves other machines (a listener beyond loopback) does not
- * hand them this machine's loopback services, unless --allow-loopback-upstream.
- */
-static const char *forbidden_upstream(const struct session *s, const struct sockaddr *sa,
-                                      int *status)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    if (cfg->reverse && s->ex.mapped.len == 0)
-        return NULL;
-    *status = 508;
-    struct sockaddr_storage own;
-    int len = sizeof(own);
-    if (uv_tcp_getsockname(&s->w->listener, (struct sockaddr *)&own, &len) == 0 &&
-        reaches(sa, (const struct sockaddr *)&own))
-        return "is this proxy itself: the request would loop";
-    *status = 403;
-    const struct sockaddr *adm = (const struct sockaddr *)&cfg->admin_addr;
-    if (adm->sa_family != 0 && reaches(sa, adm))
-        return "is shunt's own admin API";
-    if (cfg->refuse_local_upstreams && shunt_addr_is_local(sa))
-        return "is on this machine (a loopback address), and this proxy serves other machines: "
-               "start it with --allow-loopback-upstream to let them reach it";
-    return NULL;
-}
-
-/* Before each address of a connect: where it goes, for the capture, and whether it may. */
-static int upstream_check(struct shunt_conn *c, const struct sockaddr *sa, void *ud)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    u->remote_port = shunt_addr_format(sa, u->addr, sizeof(u->addr));
-    int status = 0;
-    return forbidden_upstream(u->s, sa, &status) != NULL ? status : 0;
-}
-
-static void establish_tunnel(struct session *s);
-static void upstream_start_tls(struct session *s, struct upstream *u);
-static void upstream_ready(struct session *s, struct upstream *u);
-
-/* <u> is connected: reads begin, and the request in flight (if it still waits) goes. */
-static void upstream_connected(struct session *s, struct upstream *u)
-{
-    s->ex.t_connected = now_us();
-    char local[64] = "";
-    if (s->w->cfg->n_subs > 0) {
-        struct sockaddr_storage ss;
-        int len = sizeof(ss);
-        if (uv_tcp_getsockname(&u->conn.tcp, (struct sockaddr *)&ss, &len) == 0)
-            u->local_port = shunt_addr_format((struct sockaddr *)&ss, local, sizeof(local));
-    }
-    if (shunt_proxy__wants(s->w->cfg, SHUNT_EV_UPSTREAM_OPEN)) {
-        struct shunt_event ev;
-        fill_conn_event(s, &ev, SHUNT_EV_UPSTREAM_OPEN);
-        ev.upstream_id = u->id;
-        ev.peer_addr = u->addr;
-        ev.peer_port = u->remote_port;
-        ev.local_addr = local;
-        ev.local_port = u->local_port;
-        ev.origin_host = u->host;
-        ev.origin_port = u->port;
-        emit(s, &ev);
-    }
-    shunt_conn_read_start(&u->conn);
-    disarm(s, TM_UPSTREAM);
-    if (u->tls) {
-        upstream_start_tls(s, u); /* the request waits for the handshake */
-        return;
-    }
-    if (s->icpt_plain) { /* not TLS into an intercepted tunnel: the bytes go through */
-        s->icpt_plain = 0;
-        s->ex.rq = RQ_DONE;
-        s->ex.rs = RS_DONE;
-        arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
-        process_client(s);
-        return;
-    }
-    upstream_ready(s, u);
-}
-
-/* <u> is ready for the request in flight (connected, its TLS done if any). */
-static void upstream_ready(struct session *s, struct upstream *u)
-{
-    if (s->ex.rq != RQ_CONNECTING || s->cur != u)
-        return;
-    if (s->ex.req_is_connect)
-        establish_tunnel(s);
-    else
-        send_request(s);
-    process_client(s);
-}
-
-/* The connect of <u> ended as <r> says (<sync>: it could not start). */
-static void upstream_connect_done(struct upstream *u, const struct shunt_connect_result *r,
-                                  int sync)
-{
-    struct session *s = u->s;
-    if (r->t_resolved_us != 0)
-        s->ex.t_resolved = r->t_resolved_us;
-    if (r->status == 0) {
-        upstream_connected(s, u);
-        return;
-    }
-    /* <u> stays readable until its handle is closed: the answers below name it */
-    upstream_close(u, 0);
-    switch (r->stage) {
-    case SHUNT_CONNECT_RESOLVE:
-        if (sync)
-            answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s", u->host,
-                   uv_strerror(r->status));
-        else
-            answer(s, 502, "Bad Gateway", "shunt: cannot resolve %s: %s (%s)", u->host,
-                   uv_strerror(r->status), uv_err_name(r->status));
-        break;
-    case SHUNT_CONNECT_CHECK: {
-        int status = 0;
-        const char *why = forbidden_upstream(s, (const struct sockaddr *)&r->addr, &status);
-        int v6 = strchr(u->addr, ':') != NULL;
-        answer(s, status, status == 508 ? "Loop Detected" : "Forbidden",
-               "shunt: not forwarded to %s:%d (%s%s%s:%d): it %s", u->host, u->port,
-               v6 ? "[" : "", u->addr, v6 ? "]" : "", u->remote_port, why ? why : "is refused");
-        break;
-    }
-    case SHUNT_CONNECT_TIMEOUT: /* not asked for: the session's own timer bounds it */
-    case SHUNT_CONNECT_CONNECT:
-        answer(s, 502, "Bad Gateway", "shunt: cannot connect to %s:%d: %s (%s)", u->host, u->port,
-               uv_strerror(r->status), uv_err_name(r->status));
-        break;
-    }
-}
-
-static void upstream_connect_cb(struct shunt_conn *c, const struct shunt_connect_result *r,
-                                void *ud)
-{
-    upstream_connect_done(SHUNT_CONTAINER_OF(c, struct upstream, conn), r, 0);
-}
-
-/* Returns a new upstream of <s> for <host>:<port>, made its current one; not connected.
- * The client connection keeps it for its life (pairing). */
-static struct upstream *upstream_new(struct session *s, const char *host, int port)
-{
-    if (s->n_ups == MAX_UPSTREAMS) {
-        /* The table is full (a browser names many origins over one proxy connection): an
-         * origin that is not in use gives way. Only the exchange in flight uses one. */
-        for (int i = 0; i < s->n_ups; i++) {
-            if (s->ups[i] != s->cur) {
-                upstream_close(s->ups[i], 0);
-                break;
-            }
-        }
-    }
-    SHUNT_BUG_ON(s->n_ups >= MAX_UPSTREAMS);
-    struct upstream *u = shunt_xcalloc(sizeof(*u));
-    if (shunt_conn_init(&u->conn, &s->w->loop, &upstream_ops, &s->w->pool, SHUNT_CLOSER_SERVER,
-                        SHUNT_CLOSER_PROXY) != 0)
-        abort(); /* uv_tcp_init fails only on bad flags */
-    u->conn.in_max = buf_max(s->w);
-    u->s = s;
-    u->id = next_upstream_id();
-    snprintf(u->host, sizeof(u->host), "%s", host);
-    u->port = port;
-    s->ups[s->n_ups++] = u;
-    s->cur = u;
-    return u;
-}
-
-/* Opens a new upstream connection for the exchange in flight: the --reverse origin's
- * address, an IP literal, or a name to resolve; the addresses in turn (net/connect.h). */
-static void open_upstream(struct session *s, const struct route *rt)
-{
-    struct worker *w = s->w;
-    struct upstream *u = upstream_new(s, rt->host, rt->port);
-    /* TLS to the origin inside an intercepted tunnel (unless a rule mapped the request to
-     * an http:// URL) and to a --reverse https:// origin */
-    u->tls = s->ex.mapped.len == 0 && !s->ex.req_is_connect &&
-             (s->icpt == ICPT_ON || (w->cfg->reverse && w->cfg->reverse_tls));
-    s->ex.rq = RQ_CONNECTING;
-    s->ex.t_connect_start = now_us();
-    arm(s, T_CONNECT, w->cfg->connect_timeout_ms);
-    struct shunt_connect_opts o = {
-        .host = u->host,
-        .port = u->port,
-        .addrs = w->cfg->reverse && s->ex.mapped.len == 0 ? &w->reverse_addr : NULL,
-        .n_addrs = 1,
-        .timeout_ms = 0, /* T_CONNECT: the session's timer answers 504 */
-        .check = upstream_check,
-        .cb = upstream_connect_cb,
-    };
-    struct shunt_connect_result r;
-    if (shunt_connect_start(&u->conn, &o, &r) != 0)
-        upstream_connect_done(u, &r, 1);
-}
-
 /* ------------------------------------------------------------------------ requests */
-
-typedef int (*parse_fn)(const char *, size_t, size_t, struct shunt_http_head *,
-                        struct shunt_http_header *, size_t, const struct shunt_http_limits *,
-                        struct shunt_http_error *);
-
-/*
- * Parses the head at <p> (<avail> bytes) into <h>, whose fields point into the worker's
- * header array. A head complete in one read (the usual case) costs one parse and nothing
- * else; an incomplete one gets a struct partial (*<pp>) so that later calls resume.
- * Returns what the parser returns.
- */
-static int parse_head(struct worker *w, parse_fn fn, struct partial **pp, const char *p,
-                      size_t avail, struct shunt_http_head *h, struct shunt_http_error *e)
-{
-    const struct shunt_proxy_config *cfg = w->cfg;
-    size_t max = cfg->limits.max_headers;
-    struct partial *pt = *pp;
-    int r;
-    if (pt == NULL) {
-        r = fn(p, avail, 0, h, w->hdrs, max, &cfg->limits, e);
-        if (r != 0)
-            return r;
-        pt = shunt_xcalloc(sizeof(*pt) + max * sizeof(pt->hdrs[0]));
-        *pp = pt;
-        r = fn(p, avail, 0, &pt->head, pt->hdrs, max, &cfg->limits, e);
-    } else {
-        r = fn(p, avail, pt->last_len, &pt->head, pt->hdrs, max, &cfg->limits, e);
-        if (r > 0) {
-            *h = pt->head;
-            memcpy(w->hdrs, pt->hdrs, h->n_headers * sizeof(w->hdrs[0]));
-            h->headers = w->hdrs;
-        }
-    }
-    pt->last_len = avail;
-    if (r != 0) {
-        free(pt);
-        *pp = NULL;
-    }
-    return r;
-}
-
-static int parse_request(struct session *s, struct shunt_http_head *h, struct shunt_http_error *e)
-{
-    return parse_head(s->w, shunt_http_parse_request, &s->partial, s->conn.in.base + s->conn.in.off,
-                      s->conn.in.len - s->conn.in.off, h, e);
-}
-
-/* A dry run of the body bytes already here, so that a malformed chunked body is refused
- * before anything reaches the other side. Returns 0 or -1 with <e> set. */
-static struct shunt_http_header *trailer_fields(struct session *s);
-
-static int prescan_body(struct session *s, struct shunt_http_body *b, const char *p, size_t n,
-                        struct shunt_http_error *e)
-{
-    struct shunt_http_body copy = *b;
-    long k = shunt_http_body_scan(&copy, p, n, NULL, NULL, e);
-    if (k < 0)
-        return -1;
-    if (copy.at_trailers) { /* a trailer section already here is checked too */
-        size_t nf;
-        if (shunt_http_body_trailers(&copy, p + k, n - (size_t)k, trailer_fields(s),
-                                     s->w->cfg->limits.max_headers, &nf, e) < 0) {
-            e->offset += (size_t)k;
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static const char *auth_name(enum auth_state a)
-{
-    switch (a) {
-    case AUTH_CHALLENGED: return "challenged";
-    case AUTH_HANDSHAKE: return "handshake";
-    case AUTH_DONE: return "authenticated";
-    default: return "none";
-    }
-}
-
-/* Asks the request hook about <h>, before it is routed; a mapped URL takes effect at once
- * (routing and the request line follow it). */
-static void ask_request_hook(struct session *s, const struct shunt_http_head *h,
-                             struct shunt_request_verdict *v)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_slice host = h->host, lower;
-    struct route tmp;
-    int absolute = 1; /* the target is the URL: absolute-form, or a CONNECT's authority (as
-                         mitmproxy shows a CONNECT's URL) */
-    if (s->ex.req_is_connect)
-        host = h->target;
-    else if (split_absolute(h->target, &tmp))
-        host = tmp.authority;
-    else
-        absolute = 0;
-    /* with the host without its port, as the filters' ~d sees it */
-    struct shunt_slice u = shunt_exchange_hook_url(&s->ex, h->host, h->target, absolute, host, &lower);
-    struct shunt_head_ctx ctx = {1,    h->method,  u, lower,
-                                 0,    h->headers, h->n_headers, NULL, 0, s->id, s->w->index,
-                                 s->idx, h->minor_version, {"", 0}, s->peer_port,
-                                 auth_name(s->auth), s->auth_scheme, NULL};
-    cfg->request_hook(cfg->request_hook_ud, &ctx, v);
-    shunt_exchange_adopt_verdict(&s->ex, v);
-    if (v->map_url != NULL && v->map_url_len > 0 && v->respond_status == 0 &&
-        !s->ex.req_is_connect) { /* a tunnel has no URL to map */
-        s->ex.mapped = shunt_slice_make(v->map_url, v->map_url_len);
-        char what[700];
-        snprintf(what, sizeof(what), "map %.*s to %.*s", (int)(u.len > 300 ? 300 : u.len),
-                 u.base, (int)(v->map_url_len > 300 ? 300 : v->map_url_len), v->map_url);
-        emit_change_by(s, 1, what, v->by ? v->by : "rule");
-    }
-}
-
-/* Answers the request with a rule's response: <status>, the header lines <fields> (may be
- * empty), and <body>. The request never reaches a server. Without a request body the
- * connection lives on, as with a server's answer; a body that would have to be skipped
- * ends it. */
-static void respond_now(struct session *s, const struct shunt_http_head *h, int status,
-                        const char *fields, size_t fields_len, const char *body, size_t body_len,
-                        const char *by)
-{
-    emit_unsent_head(s);
-    char what[64];
-    snprintf(what, sizeof(what), "respond %d without the server", status);
-    emit_change_by(s, 1, what, by ? by : "rule");
-    int keep = s->ex.req_body.done && !s->ex.req_close;
-    char line[64], tail[80];
-    int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status,
-                      shunt_http_reason_phrase(status));
-    int tl = snprintf(tail, sizeof(tail), "Content-Length: %zu\r\n%s\r\n", body_len,
-                      keep ? "" : "Connection: close\r\n");
-    uv_buf_t bufs[4] = {uv_buf_init(line, (unsigned)ll),
-                        uv_buf_init((char *)fields, (unsigned)fields_len),
-                        uv_buf_init(tail, (unsigned)tl),
-                        uv_buf_init((char *)body, (unsigned)body_len)};
-    s->ex.status = status;
-    s->ex.resp_started = 1;
-    s->ex.resp_bytes += (uint64_t)ll + fields_len + (uint64_t)tl + body_len;
-    s->ex.resp_body.payload = body_len;
-    s->ex.req_bytes += h->head_len;
-    (void)send_client(s, bufs, 4); /* copies what it cannot send at once */
-    emit_own_response(s, status, bufs, 3, body, body_len);
-    if (keep)
-        shunt_conn_consume(&s->conn, h->head_len);
-    else
-        s->ending = 1;
-    s->ex.rq = RQ_DONE;
-    s->ex.rs = RS_DONE;
-    maybe_done(s);
-}
-
-static void respond_verdict(struct session *s, const struct shunt_http_head *h,
-                            const struct shunt_request_verdict *v)
-{
-    char ct[200];
-    int cl = 0;
-    if (v->respond_type != NULL)
-        cl = snprintf(ct, sizeof(ct), "Content-Type: %s\r\n", v->respond_type);
-    respond_now(s, h, v->respond_status, ct, cl > 0 && (size_t)cl < sizeof(ct) ? (size_t)cl : 0,
-                v->respond_body, v->respond_body_len, v->by);
-}
-
-/* The scheme of an Authorization or WWW-Authenticate value ("NTLM TlRMTVNT..." gives
- * "NTLM"): http/auth.h's, which the recorder shares. */
-static void scheme_of(struct shunt_slice v, char *out, size_t cap)
-{
-    shunt_http_auth_scheme_copy(v, out, cap);
-}
-
-/* Follows the connection's authentication on a request: an Authorization starts (or
- * continues) a handshake. */
-static void auth_on_request(struct session *s, const struct shunt_http_head *h)
-{
-    for (size_t i = 0; i < h->n_headers; i++) {
-        if (!shunt_slice_ieq(h->headers[i].name, "Authorization", 13))
-            continue;
-        if (s->auth_scheme[0] == '\0')
-            scheme_of(h->headers[i].value, s->auth_scheme, sizeof(s->auth_scheme));
-        s->auth = AUTH_HANDSHAKE;
-        return;
-    }
-}
-
-/* ... and on a final response: a 401 with a challenge, or the end of a handshake. */
-static void auth_on_response(struct session *s, const struct shunt_http_head *h)
-{
-    if (h->status == 401) {
-        for (size_t i = 0; i < h->n_headers; i++) {
-            if (!shunt_slice_ieq(h->headers[i].name, "WWW-Authenticate", 16))
-                continue;
-            if (s->auth_scheme[0] == '\0')
-                scheme_of(h->headers[i].value, s->auth_scheme, sizeof(s->auth_scheme));
-            s->auth = AUTH_CHALLENGED;
-            return;
-        }
-    } else if (s->auth == AUTH_HANDSHAKE) {
-        s->auth = AUTH_DONE;
-    }
-}
-
-static void send_request(struct session *s);
-static void request_fields(struct session *s, const struct shunt_http_head *h,
-                           const struct route *rt, struct shunt_head_edit *e,
-                           struct shunt_hook_out *out);
 
 /* Sends the request in flight to its origin: on <u>, the upstream already open to it (at
  * once when connected, else once it is), or on a new one when <u> is NULL. Its route is in
  * s->ex.route_host and s->ex.route_port. */
-static void route_on(struct session *s, struct upstream *u)
+void shunt_proxy__route_on(struct session *s, struct upstream *u)
 {
     if (u == NULL || !u->conn.connected)
-        emit_unsent_head(s); /* it waits for the connection: visible while it does */
+        shunt_proxy__emit_unsent_head(s); /* it waits for the connection: visible while it does */
     if (u == NULL) {
         struct route rt = {0};
         snprintf(rt.host, sizeof(rt.host), "%s", s->ex.route_host);
         rt.port = s->ex.route_port;
-        open_upstream(s, &rt);
+        shunt_proxy__open_upstream(s, &rt);
         return;
     }
     s->cur = u;
     s->ex.rq = RQ_CONNECTING;
     if (u->conn.connected) {
         if (s->ex.req_is_connect)
-            establish_tunnel(s);
+            shunt_proxy__establish_tunnel(s);
         else
-            send_request(s);
+            shunt_proxy__send_request(s);
     }
 }
 
@@ -1361,18 +360,16 @@ static int skip_empty_lines(struct session *s)
     }
     if (s->empty_lines * 2 > cfg->limits.max_head) {
         s->empty_lines = 0;
-        begin_exchange(s, NULL);
-        answer(s, 400, "Bad Request",
-               "shunt: bad request: more than %zu bytes of empty lines before the request line "
-               "(RFC 9112 2.2)",
-               cfg->limits.max_head);
+        shunt_proxy__begin_exchange(s, NULL);
+        shunt_proxy__answer(
+            s, 400, "Bad Request",
+            "shunt: bad request: more than %zu bytes of empty lines before the request line "
+            "(RFC 9112 2.2)",
+            cfg->limits.max_head);
         return -1;
     }
     return k == avail || cr_pending ? 1 : 0;
 }
-
-static void intercept_connect(struct session *s, const struct shunt_http_head *h,
-                              const struct route *rt);
 
 static void start_request(struct session *s)
 {
@@ -1382,37 +379,38 @@ static void start_request(struct session *s)
     int skip = skip_empty_lines(s);
     if (skip != 0) {
         if (skip > 0 && (client_wait(s) == T_IDLE || client_wait(s) == T_FIRST))
-            arm(s, T_HEADER, cfg->header_timeout_ms);
+            shunt_proxy__arm(s, T_HEADER, cfg->header_timeout_ms);
         return;
     }
-    int r = parse_request(s, &h, &e);
+    int r = shunt_proxy__parse_request(s, &h, &e);
     size_t avail = s->conn.in.len - s->conn.in.off;
     if (r == 0) {
         if (client_wait(s) == T_IDLE || client_wait(s) == T_FIRST)
-            arm(s, T_HEADER, cfg->header_timeout_ms);
+            shunt_proxy__arm(s, T_HEADER, cfg->header_timeout_ms);
         return;
     }
     if (r < 0) {
         s->empty_lines = 0;
-        begin_exchange(s, NULL);
+        shunt_proxy__begin_exchange(s, NULL);
         s->ex.req_bytes = avail;
         if (shunt_proxy__wants(cfg, SHUNT_EV_REQUEST_HEAD)) { /* the evidence */
             struct shunt_event ev;
-            fill_conn_event(s, &ev, SHUNT_EV_REQUEST_HEAD);
+            shunt_proxy__fill_conn_event(s, &ev, SHUNT_EV_REQUEST_HEAD);
             ev.raw = shunt_slice_make(s->conn.in.base + s->conn.in.off, avail);
-            emit(s, &ev);
+            shunt_proxy__emit(s, &ev);
         }
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-        answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
-               shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
+        shunt_proxy__answer(s, 400, "Bad Request", "shunt: bad request: %s (%s) at byte %zu",
+                            shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason),
+                            e.offset);
         return;
     }
-    begin_exchange(s, &h);
+    shunt_proxy__begin_exchange(s, &h);
     if (s->empty_lines > 0) {
         char what[96];
         snprintf(what, sizeof(what), "skip %zu empty line%s before the request line (RFC 9112 2.2)",
                  s->empty_lines, s->empty_lines == 1 ? "" : "s");
-        emit_fix(s, 1, what);
+        shunt_proxy__emit_fix(s, 1, what);
         s->empty_lines = 0;
     }
     s->ex.req_is_head = SHUNT_SLICE_IEQ_LIT(h.method, "HEAD");
@@ -1421,57 +419,60 @@ static void start_request(struct session *s)
     s->ex.req_close = !shunt_http_keeps_alive(&h);
     struct shunt_request_verdict v = {0};
     if (cfg->request_hook != NULL)
-        ask_request_hook(s, &h, &v);
+        shunt_proxy__ask_request_hook(s, &h, &v);
     if (s->ex.req_is_connect && v.respond_status < 300) {
         /* A CONNECT can be refused by a rule (mitmproxy's block_list does the same), not
          * answered with a 2xx: the client would take it for an open tunnel. */
         v.respond_status = 0;
     }
     struct route rt;
-    if (route_request(s, &h, &rt) != 0)
+    if (shunt_proxy__route_request(s, &h, &rt) != 0)
         return;
     shunt_http_body_init(&s->ex.req_body, h.framing, h.content_length, &cfg->limits);
-    s->ex.req_body.hold_trailers = 1; /* see frame_body() */
-    if (prescan_body(s, &s->ex.req_body, s->conn.in.base + s->conn.in.off + h.head_len, avail - h.head_len, &e)) {
+    s->ex.req_body.hold_trailers = 1; /* see shunt_proxy__frame_body() */
+    if (shunt_proxy__prescan_body(s, &s->ex.req_body, s->conn.in.base + s->conn.in.off + h.head_len,
+                                  avail - h.head_len, &e)) {
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-        answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
-               shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
+        shunt_proxy__answer(
+            s, 400, "Bad Request", "shunt: bad request body: %s (%s) at body byte %zu",
+            shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason), e.offset);
         return;
     }
     snprintf(s->ex.route_host, sizeof(s->ex.route_host), "%s", rt.host);
     s->ex.route_port = rt.port;
     if (v.respond_status >= 100 && v.respond_status <= 999) {
-        respond_verdict(s, &h, &v);
+        shunt_proxy__respond_verdict(s, &h, &v);
         return;
     }
     s->ex.req_kept = 0;
     if (s->ex.req_is_connect && cfg->tls_server != NULL && shunt_conn_tls(&s->conn) == NULL &&
         (cfg->intercept_hook == NULL || /* (a CONNECT inside TLS stays a tunnel in it) */
          cfg->intercept_hook(cfg->intercept_hook_ud, rt.host, rt.port))) {
-        intercept_connect(s, &h, &rt);
+        shunt_proxy__intercept_connect(s, &h, &rt);
         return;
     }
     if (cfg->head_hook == NULL || s->ex.req_is_connect) {
-        route_on(s, find_upstream(s, rt.host, rt.port));
+        shunt_proxy__route_on(s, shunt_proxy__find_upstream(s, rt.host, rt.port));
         return;
     }
     /* The rules see the request now, before it goes anywhere: they may answer it or hold
      * it. Their edit is sent at once when the upstream is connected, else kept. */
-    auth_on_request(s, &h);
+    shunt_proxy__auth_on_request(s, &h);
     struct shunt_hook_out out = {0};
     struct shunt_head_edit edit;
     shunt_arena_reset(&s->heads);
-    request_fields(s, &h, &rt, &edit, &out);
+    shunt_proxy__request_fields(s, &h, &rt, &edit, &out);
     if (out.respond_status >= 100 && out.respond_status <= 999) {
         shunt_edit_dispose(&edit);
-        respond_now(s, &h, out.respond_status, out.respond_fields, out.respond_fields_len,
-                    out.respond_body, out.respond_body_len, out.by);
+        shunt_proxy__respond_now(s, &h, out.respond_status, out.respond_fields,
+                                 out.respond_fields_len, out.respond_body, out.respond_body_len,
+                                 out.by);
         return;
     }
-    struct upstream *u = find_upstream(s, rt.host, rt.port);
+    struct upstream *u = shunt_proxy__find_upstream(s, rt.host, rt.port);
     if (out.delay_ms == 0 && u != NULL && u->conn.connected) {
         s->ex.live_edit = &edit;
-        route_on(s, u);
+        shunt_proxy__route_on(s, u);
         s->ex.live_edit = NULL;
         shunt_edit_dispose(&edit);
         return;
@@ -1482,141 +483,14 @@ static void start_request(struct session *s)
     if (out.delay_ms > 0) {
         char what[64];
         snprintf(what, sizeof(what), "hold the request %" PRIu64 " ms", out.delay_ms);
-        emit_change_by(s, 1, what, out.by ? out.by : "rule");
-        emit_unsent_head(s); /* visible while it is held */
+        shunt_proxy__emit_change_by(s, 1, what, out.by ? out.by : "rule");
+        shunt_proxy__emit_unsent_head(s); /* visible while it is held */
         s->ex.held = HOLD_REQUEST;
         s->ex.rq = RQ_CONNECTING;
-        arm(s, T_DELAY, out.delay_ms);
+        shunt_proxy__arm(s, T_DELAY, out.delay_ms);
         return;
     }
-    route_on(s, u);
-}
-
-/* Returns a buffer of at least <need> bytes in *<p> (capacity *<cap>), grown as needed. */
-static char *scratch(char **p, size_t *cap, size_t need)
-{
-    if (need > *cap) {
-        free(*p);
-        *p = shunt_xcalloc(need);
-        *cap = need;
-    }
-    return *p;
-}
-
-static size_t iov_add(uv_buf_t *iov, size_t n, const char *base, size_t len)
-{
-    if (len == 0)
-        return n;
-    if (n > 0 && iov[n - 1].base + iov[n - 1].len == base)
-        iov[n - 1].len += len;
-    else
-        iov[n++] = uv_buf_init((char *)base, (unsigned)len);
-    return n;
-}
-
-
-/* Passes decoded body bytes (chunk framing removed) to the BODY subscribers. */
-struct body_ctx {
-    struct session *s;
-    int from_client;
-};
-
-static void on_body_data(void *ud, const char *p, size_t n)
-{
-    struct body_ctx *c = ud;
-    emit_body(c->s, c->from_client, p, n);
-}
-
-/* Scans body bytes, reporting the payload when someone listens. */
-static long scan_body(struct session *s, struct shunt_http_body *body, const char *p, size_t n,
-                      int from_client, struct shunt_http_error *e)
-{
-    if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_BODY))
-        return shunt_http_body_scan(body, p, n, NULL, NULL, e);
-    struct body_ctx c = {s, from_client};
-    return shunt_http_body_scan(body, p, n, on_body_data, &c, e);
-}
-
-/* The array trailer fields are read into: max_headers entries, made on first use. */
-static struct shunt_http_header *trailer_fields(struct session *s)
-{
-    if (s->tr == NULL)
-        s->tr = shunt_xcalloc(s->w->cfg->limits.max_headers * sizeof(s->tr[0]));
-    return s->tr;
-}
-
-/*
- * Frames the body bytes at <p> (<avail>) of <body> and appends what goes out to <iov> from
- * *<n> (at most two entries): the bytes that belong to the message, as they came, except a
- * trailer section, which waits in the buffer until it is whole and then goes out without
- * the fields shunt_head_trailer_forbidden() names, each drop recorded. Returns how many bytes of <p>
- * were framed (consume them), or -1 with <e> (offset relative to <p>) when the framing is
- * invalid.
- */
-static long frame_body(struct session *s, struct shunt_http_body *body, const char *p,
-                       size_t avail, int from_client, uv_buf_t *iov, size_t *n,
-                       struct shunt_http_error *e)
-{
-    long k = scan_body(s, body, p, avail, from_client, e);
-    if (k < 0)
-        return -1;
-    *n = iov_add(iov, *n, p, (size_t)k);
-    if (!body->at_trailers)
-        return k;
-    const char *t = p + k;
-    size_t nf;
-    struct shunt_http_header *f = trailer_fields(s);
-    long tl = shunt_http_body_trailers(body, t, avail - (size_t)k, f,
-                                       s->w->cfg->limits.max_headers, &nf, e);
-    if (tl < 0) {
-        e->offset += (size_t)k;
-        return -1;
-    }
-    if (tl == 0)
-        return k; /* the rest of the section is still to come */
-    size_t drop = 0;
-    for (size_t i = 0; i < nf; i++)
-        drop += shunt_head_trailer_forbidden(f[i].name);
-    if (drop == 0) {
-        *n = iov_add(iov, *n, t, (size_t)tl);
-        return k + tl;
-    }
-    /* rewritten into a buffer of its own: one iov entry whatever the fields */
-    scratch(&s->trbuf, &s->trbuf_cap, (size_t)tl);
-    size_t out = 0;
-    for (size_t i = 0; i < nf; i++) {
-        if (shunt_head_trailer_forbidden(f[i].name)) {
-            char what[160];
-            snprintf(what, sizeof(what), "drop trailer field %.*s (RFC 9110 6.5.1)",
-                     (int)(f[i].name.len > 64 ? 64 : f[i].name.len), f[i].name.base);
-            emit_fix(s, from_client, what);
-            continue;
-        }
-        memcpy(s->trbuf + out, f[i].line.base, f[i].line.len);
-        out += f[i].line.len;
-    }
-    memcpy(s->trbuf + out, "\r\n", 2);
-    iov[(*n)++] = uv_buf_init(s->trbuf, (unsigned)(out + 2));
-    return k + tl;
-}
-
-/* The Host a request must carry to its origin, or an empty slice to keep its own: an
- * absolute-form target decides it (RFC 9112 3.2.2); --reverse-host too. */
-static struct shunt_slice wanted_host(const struct session *s, const struct route *rt)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    if (rt->absolute)
-        return rt->authority;
-    if (cfg->reverse && cfg->reverse_host_header)
-        return shunt_slice_make(s->w->reverse_authority, strlen(s->w->reverse_authority));
-    return (struct shunt_slice){NULL, 0};
-}
-
-/* Who changes the Host of a request routed by <rt>: the target, as every forward proxy
- * does (RFC 9112 3.2.2), or the user's --reverse-host. */
-static const char *host_by(const struct route *rt)
-{
-    return rt->absolute ? "proxy" : "--reverse-host";
+    shunt_proxy__route_on(s, u);
 }
 
 /* ------------------------------------------------------------------------ heads */
@@ -1629,47 +503,6 @@ static const char *host_by(const struct route *rt)
  * recorded.
  */
 
-/* The builder's notes go out as change events, when someone listens. */
-static shunt_head_note_cb head_notes(const struct session *s)
-{
-    return shunt_proxy__wants(s->w->cfg, SHUNT_EV_CHANGE) ? hook_change : NULL;
-}
-
-/* What the proxy adds or rewrites on the request routed by <rt>. */
-static struct shunt_head_plan request_plan(const struct session *s, const struct route *rt)
-{
-    struct shunt_head_plan plan = {0};
-    plan.host = wanted_host(s, rt);
-    plan.host_by = host_by(rt);
-    plan.via = s->w->cfg->via;
-    if (rt->absolute) {
-        plan.path = rt->path;
-        plan.path_needs_slash = rt->path_needs_slash;
-    }
-    return plan;
-}
-
-/* ... and on the response <h> to the client. */
-static struct shunt_head_plan response_plan(const struct session *s,
-                                            const struct shunt_http_head *h)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    int final = h->status >= 200 || h->status == 101;
-    struct shunt_head_plan plan = {0};
-    /* Proxy-Support is routine (by "proxy", not flag C): on by default in forward mode, it
-     * is what a proxy that pairs connections owes the client; --no-proxy-support turns it
-     * off. */
-    plan.proxy_support = h->status == 401 && !cfg->reverse && cfg->proxy_support &&
-                         shunt_head_has_session_auth_challenge(h);
-    plan.via = cfg->via && final;
-    return plan;
-}
-
-static size_t edit_cap(const struct session *s)
-{
-    return s->w->cfg->limits.max_headers + SHUNT_PROXY_EDIT_EXTRA;
-}
-
 /* Appends the lines of <e> to <iov> from <n>. */
 static size_t add_edit(struct session *s, uv_buf_t *iov, size_t n, const struct shunt_head_edit *e)
 {
@@ -1680,38 +513,10 @@ static size_t add_edit(struct session *s, uv_buf_t *iov, size_t n, const struct 
     return n;
 }
 
-/* The request's fields as they go upstream, in <e> (the caller disposes of it): the
- * builder's, then, when <out> is not NULL, the rules' edit of them. */
-static void request_fields(struct session *s, const struct shunt_http_head *h,
-                           const struct route *rt, struct shunt_head_edit *e,
-                           struct shunt_hook_out *out)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_head_plan plan = request_plan(s, rt);
-    struct hook_changes hc = {s, 1};
-    shunt_head_request_fields(h, &plan, &s->heads, e, s->w->edit_fields, edit_cap(s),
-                              head_notes(s), &hc);
-    if (out == NULL)
-        return;
-    /* the URL the rules see is absolute, as the capture stores it */
-    int found;
-    struct shunt_slice host = shunt_edit_get(e, "Host", 4, &found);
-    struct shunt_slice u = shunt_exchange_hook_url(&s->ex, host, h->target, rt->absolute, host, NULL);
-    struct shunt_head_ctx ctx = {1,          h->method,   u,
-                                 shunt_slice_make(s->ex.route_host, strlen(s->ex.route_host)),
-                                 0,          h->headers,  h->n_headers,
-                                 NULL,       0,           s->id,
-                                 s->w->index, s->idx,     h->minor_version,
-                                 {"", 0},    s->peer_port, auth_name(s->auth),
-                                 s->auth_scheme, out};
-    cfg->head_hook(cfg->head_hook_ud, e, &ctx, head_notes(s), &hc);
-    shunt_exchange_adopt_hook_out(&s->ex, out);
-}
-
 /* Sends the head of the request at the start of the client buffer to s->cur, as the
  * origin must see it: origin-form in forward mode, Host set to the target's, the headers
  * addressed to the proxy removed, everything else byte for byte. */
-static void send_request(struct session *s)
+void shunt_proxy__send_request(struct session *s)
 {
     struct worker *w = s->w;
     const struct shunt_proxy_config *cfg = w->cfg;
@@ -1719,19 +524,21 @@ static void send_request(struct session *s)
     struct shunt_http_head h;
     struct shunt_http_error e;
     struct route rt;
-    int r = parse_request(s, &h, &e); /* the same bytes as before: the same head */
+    int r = shunt_proxy__parse_request(s, &h, &e); /* the same bytes as before: the same head */
     assert(r > 0);
     (void)r;
     memset(&rt, 0, sizeof(rt));
-    split_absolute(target_of(s, &h), &rt); /* start_request() checked the rest */
+    shunt_proxy__split_absolute(shunt_proxy__target_of(s, &h),
+                                &rt); /* start_request() checked the rest */
     if (s->ex.live_edit == NULL) /* else its lines are in <heads> */
         shunt_arena_reset(&s->heads);
     const char *p = s->conn.in.base + s->conn.in.off;
     uv_buf_t *iov = w->iov;
     size_t n = 0;
     struct hook_changes hc = {s, 1};
-    struct shunt_head_plan plan = request_plan(s, &rt);
-    struct shunt_slice line = shunt_head_request_line(&h, p, &plan, &s->heads, head_notes(s), &hc);
+    struct shunt_head_plan plan = shunt_proxy__request_plan(s, &rt);
+    struct shunt_slice line =
+        shunt_head_request_line(&h, p, &plan, &s->heads, shunt_proxy__head_notes(s), &hc);
     iov[n++] = uv_buf_init((char *)line.base, (unsigned)line.len);
     if (s->ex.live_edit != NULL) { /* the rules' edit, made in start_request() */
         n = add_edit(s, iov, n, s->ex.live_edit);
@@ -1740,17 +547,17 @@ static void send_request(struct session *s)
         n = iov_add(iov, n, s->ex.kept.base, s->ex.kept.len);
     } else {
         struct shunt_head_edit fields;
-        request_fields(s, &h, &rt, &fields, NULL);
+        shunt_proxy__request_fields(s, &h, &rt, &fields, NULL);
         n = add_edit(s, iov, n, &fields);
         shunt_edit_dispose(&fields);
     }
     n = iov_add(iov, n, p + h.head_len - 2, 2);
-    emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, p, iov, n);
+    shunt_proxy__emit_head(s, SHUNT_EV_REQUEST_HEAD, &h, p, iov, n);
     s->ex.head_emitted = 1;
     /* the body bytes that came with the head go in the same writev: one system call for a
      * small message; the body was prescanned, so this cannot fail */
-    long fb = frame_body(s, &s->ex.req_body, p + h.head_len, s->conn.in.len - s->conn.in.off - h.head_len, 1,
-                         iov, &n, &e);
+    long fb = shunt_proxy__frame_body(s, &s->ex.req_body, p + h.head_len,
+                                      s->conn.in.len - s->conn.in.off - h.head_len, 1, iov, &n, &e);
     size_t nb = fb > 0 ? (size_t)fb : 0;
 
     s->ex.req_bytes += h.head_len + nb;
@@ -1761,17 +568,17 @@ static void send_request(struct session *s)
     int wr = send_upstream(u, iov, (unsigned)n); /* copies what it cannot send at once */
     shunt_conn_consume(&s->conn, h.head_len + nb);
     s->ex.rs = RS_WAIT;
-    arm(s, T_RESPONSE, cfg->response_timeout_ms);
+    shunt_proxy__arm(s, T_RESPONSE, cfg->response_timeout_ms);
     if (wr != 0) {
-        upstream_close(u, 1);
-        answer(s, 502, "Bad Gateway", "shunt: cannot send the request to %s:%d: %s", u->host,
-               u->port, uv_strerror(wr));
+        shunt_proxy__upstream_close(u, 1);
+        shunt_proxy__answer(s, 502, "Bad Gateway", "shunt: cannot send the request to %s:%d: %s",
+                            u->host, u->port, uv_strerror(wr));
         return;
     }
     if (s->ex.req_body.done) {
         s->ex.rq = RQ_DONE;
         s->ex.t_sent = now_us();
-        mirror_client_fin(s);
+        shunt_proxy__mirror_client_fin(s);
     } else {
         s->ex.rq = RQ_BODY;
     }
@@ -1786,13 +593,13 @@ static int forward_request_body(struct session *s)
     struct shunt_http_error e = {0};
     uv_buf_t iov[2];
     size_t ni = 0;
-    long n = frame_body(s, &s->ex.req_body, p, avail, 1, iov, &ni, &e);
+    long n = shunt_proxy__frame_body(s, &s->ex.req_body, p, avail, 1, iov, &ni, &e);
     if (n < 0) {
         /* the head went out already: the origin gets a reset, the client a 400 */
-        upstream_close(u, 1);
+        shunt_proxy__upstream_close(u, 1);
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-        answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s)",
-               shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason));
+        shunt_proxy__answer(s, 400, "Bad Request", "shunt: bad request body: %s (%s)",
+                            shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason));
         return 0;
     }
     if (n > 0) {
@@ -1800,350 +607,25 @@ static int forward_request_body(struct session *s)
         int wr = send_upstream(u, iov, (unsigned)ni);
         shunt_conn_consume(&s->conn, (size_t)n);
         if (s->ex.rs == RS_WAIT) /* a slow upload is progress, not a silent server */
-            arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
+            shunt_proxy__arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
         if (wr != 0) {
-            upstream_close(u, 1);
-            answer(s, 502, "Bad Gateway", "shunt: the upstream went away while receiving the body");
+            shunt_proxy__upstream_close(u, 1);
+            shunt_proxy__answer(s, 502, "Bad Gateway",
+                                "shunt: the upstream went away while receiving the body");
             return 0;
         }
     }
     if (s->ex.req_body.done) {
         s->ex.rq = RQ_DONE;
         s->ex.t_sent = now_us();
-        mirror_client_fin(s);
-        maybe_done(s);
+        shunt_proxy__mirror_client_fin(s);
+        shunt_proxy__maybe_done(s);
         return 0;
     }
     return n > 0;
 }
 
-/* ------------------------------------------------------------------------ tunnels */
-
-/* A tunnel uses one upstream; other origins' idle connections end here, since the client
- * connection can carry nothing else from now on. */
-static void keep_only_cur(struct session *s)
-{
-    for (int i = s->n_ups - 1; i >= 0; i--)
-        if (s->ups[i] != s->cur)
-            upstream_close(s->ups[i], 0);
-}
-
-/* The CONNECT target is reached: tell the client, then pass bytes both ways. */
-static void establish_tunnel(struct session *s)
-{
-    static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
-    struct shunt_http_head h;
-    struct shunt_http_error e;
-    int r = parse_request(s, &h, &e);
-    assert(r > 0);
-    (void)r;
-    s->ex.req_bytes += h.head_len;
-    emit_unsent_head(s);
-    s->cur->n_exchanges++;
-    s->ex.upstream_port = s->cur->local_port;
-    shunt_conn_consume(&s->conn, h.head_len);
-    uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
-    s->ex.status = 200;
-    s->ex.resp_bytes += b.len;
-    s->ex.resp_started = 1;
-    emit_own_response(s, 200, &b, 1, NULL, 0);
-    if (send_client(s, &b, 1) != 0) {
-        set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        session_close(s, 0, 1);
-        return;
-    }
-    s->ex.rq = RQ_DONE;
-    s->ex.rs = RS_DONE;
-    s->tunnel = 1;
-    keep_only_cur(s);
-    emit_exchange_done(s);
-    arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
-    if (!pump(s, &s->conn, &s->cur->conn, 1))
-        mirror_client_fin(s);
-}
-
-/* Moves the input of <from> to <to>; returns 1 when something moved. */
-static int pump(struct session *s, struct shunt_conn *from, struct shunt_conn *to, int from_client)
-{
-    if (!shunt_conn_has_input(from) || queued(to) > 0)
-        return 0;
-    const char *p = shunt_conn_data(from);
-    size_t n = shunt_conn_avail(from);
-    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-    emit_body(s, from_client, p, n);
-    int r = shunt_conn_send(to, &b, 1);
-    shunt_conn_consume(from, n);
-    if (r != 0) {
-        set_closer(s, from_client ? SHUNT_CLOSER_SERVER : SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        session_close(s, !from_client, from_client);
-        return 0;
-    }
-    arm(s, T_TUNNEL, s->w->cfg->idle_timeout_ms);
-    if (from_client)
-        mirror_client_fin(s);
-    return 1;
-}
-
-/* ------------------------------------------------------------------------ interception */
-
-/*
- * HTTPS interception (issue 12, decisions 4 and 5). A CONNECT that cfg->tls_server and the
- * intercept hook take is answered 200 at once (the CONNECT exchange, a tunnel answered by
- * shunt) and no upstream is opened yet. The client's first bytes decide: a TLS ClientHello
- * is terminated with a leaf for its SNI (net/conn.h's TLS layer on the client connection),
- * after which the connection is parsed as a plain one, each request an "https" exchange
- * routed to the CONNECT's host:port over an upstream opened lazily with TLS (the client's
- * SNI) and paired as always; anything else makes it the byte tunnel it would have been.
- * A handshake that fails is an exchange with the reason, and every handshake's end is a
- * SHUNT_EV_TLS event.
- */
-
-/* Reports the end of a TLS handshake on <c> (the client's when <u> is NULL, else <u>'s),
- * the handshake time measured on the loop's clock; <error> replaces the engine's. */
-static void emit_tls(struct session *s, struct upstream *u, struct shunt_conn *c,
-                     const char *error)
-{
-    if (!shunt_proxy__wants(s->w->cfg, SHUNT_EV_TLS))
-        return;
-    struct shunt_tls_facts f;
-    if (shunt_conn_tls(c) != NULL) {
-        shunt_tls_facts(shunt_conn_tls(c), &f);
-        f.handshake_us = c->tls_handshake_us;
-    } else {
-        memset(&f, 0, sizeof(f));
-        f.sni = f.alpn = f.version = f.cipher = "";
-        f.cert_subject = f.cert_issuer = f.cert_san = f.cert_sha256 = "";
-        f.side = u != NULL;
-    }
-    if (error != NULL)
-        f.error = error;
-    struct shunt_event ev;
-    fill_conn_event(s, &ev, SHUNT_EV_TLS);
-    ev.upstream_id = u != NULL ? u->id : 0;
-    ev.tls = &f;
-    emit(s, &ev);
-}
-
-/* The TLS with the client failed (<why>, the engine's words, or a timeout): an exchange of
- * its own, method "-" and the URL https://HOST[:PORT]/ of the CONNECT, with no status, and
- * the connection ends (the alert, if any, went out). */
-static void client_tls_failed(struct session *s, const char *why)
-{
-    begin_exchange(s, NULL);
-    s->ex.https = 1;
-    int v6 = strchr(s->icpt_host, ':') != NULL;
-    char port[16] = "";
-    if (s->icpt_port != 443)
-        snprintf(port, sizeof(port), ":%d", s->icpt_port);
-    size_t need = 8 + strlen(s->icpt_host) + 2 + strlen(port) + 2;
-    char *url = shunt_exchange_alloc(&s->ex, need);
-    snprintf(url, need, "https://%s%s%s%s/", v6 ? "[" : "", s->icpt_host, v6 ? "]" : "", port);
-    s->ex.url = url;
-    need = strlen(why) + 32;
-    char *err = shunt_exchange_alloc(&s->ex, need);
-    snprintf(err, need, "TLS with the client: %s", why);
-    s->ex.error = err;
-    s->icpt = ICPT_NONE;
-    set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
-    session_close(s, 0, 0);
-}
-
-static void client_tls_done(struct shunt_conn *c, int ok)
-{
-    struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);
-    const char *why = shunt_tls_error(shunt_conn_tls(c));
-    if (!ok && why[0] == '\0') /* no alert, no error: the client went away */
-        why = c->how == SHUNT_CONN_HOW_RST ? "the client reset the connection during the handshake"
-                                           : "the client closed the connection during the handshake";
-    emit_tls(s, NULL, c, ok ? NULL : why);
-    if (!ok) {
-        client_tls_failed(s, why);
-        return;
-    }
-    struct shunt_tls_facts f;
-    shunt_tls_facts(shunt_conn_tls(c), &f);
-    snprintf(s->icpt_sni, sizeof(s->icpt_sni), "%s", f.sni);
-    s->icpt = ICPT_ON;
-    /* now as a new connection: a request head is due */
-    arm(s, T_FIRST, s->w->cfg->header_timeout_ms);
-}
-
-static void client_tls_timed_out(struct session *s)
-{
-    char why[64];
-    snprintf(why, sizeof(why), "handshake timed out after %.0f s",
-             (double)s->w->cfg->tls_handshake_timeout_ms / 1000.0);
-    emit_tls(s, NULL, &s->conn, why);
-    client_tls_failed(s, why);
-}
-
-static void emit_tls_timeout(struct session *s, struct upstream *u)
-{
-    char why[64];
-    snprintf(why, sizeof(why), "handshake timed out after %.0f s",
-             (double)s->w->cfg->tls_handshake_timeout_ms / 1000.0);
-    emit_tls(s, u, &u->conn, why);
-}
-
-/* The CONNECT <h> to <rt> is intercepted: answered 200 now, as a tunnel shunt answered; its
- * bytes will tell whether TLS follows (intercept_peek()). */
-static void intercept_connect(struct session *s, const struct shunt_http_head *h,
-                              const struct route *rt)
-{
-    static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
-    s->ex.req_bytes += h->head_len;
-    emit_unsent_head(s);
-    shunt_conn_consume(&s->conn, h->head_len);
-    uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
-    s->ex.status = 200;
-    s->ex.resp_bytes += b.len;
-    s->ex.resp_started = 1;
-    emit_own_response(s, 200, &b, 1, NULL, 0);
-    if (send_client(s, &b, 1) != 0) {
-        set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        session_close(s, 0, 1);
-        return;
-    }
-    /* the client connection carries this tunnel from now on: other origins' idle
-     * connections end, as for a tunnel */
-    s->cur = NULL;
-    keep_only_cur(s);
-    snprintf(s->icpt_host, sizeof(s->icpt_host), "%s", rt->host);
-    s->icpt_port = rt->port;
-    s->icpt = ICPT_PEEK;
-    s->tunnel = 1; /* the CONNECT exchange is a tunnel's (flag U) */
-    exchange_done(s);
-    s->tunnel = 0;
-    arm(s, T_TLS, s->w->cfg->tls_handshake_timeout_ms);
-}
-
-/* The first bytes of an intercepted tunnel are in: a ClientHello starts TLS with the client;
- * anything else makes a byte tunnel to the CONNECT's target (and the fact is reported). */
-static void intercept_peek(struct session *s)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    const char *p = shunt_conn_data(&s->conn);
-    size_t n = shunt_conn_avail(&s->conn);
-    int hello = shunt_tls_looks_like_hello(p, n);
-    if (hello < 0)
-        return; /* fewer than 3 bytes: not known yet */
-    if (hello) {
-        struct shunt_tls *t = shunt_tls_new_server(cfg->tls_server, s->icpt_host);
-        if (t == NULL) {
-            client_tls_failed(s, "out of memory");
-            return;
-        }
-        s->icpt = ICPT_HANDSHAKE;
-        int r = shunt_conn_start_tls(&s->conn, t, client_tls_done);
-        if (r == SHUNT_TLS_ERROR) {
-            emit_tls(s, NULL, &s->conn, NULL);
-            client_tls_failed(s, shunt_tls_error(t));
-        } else if (r != 0) {
-            set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-            session_close(s, 0, 1);
-        }
-        return;
-    }
-    size_t i = 0;
-    while (i < n && i < 16 && p[i] >= 'A' && p[i] <= 'Z')
-        i++;
-    emit_tls(s, NULL, &s->conn,
-             i > 0 && i < n && p[i] == ' '
-                 ? "not TLS: the client sent plain HTTP into the tunnel"
-                 : "not TLS: the client's first bytes are not a TLS handshake");
-    s->icpt = ICPT_NONE;
-    s->tunnel = 1;
-    s->icpt_plain = 1;
-    struct route rt;
-    memset(&rt, 0, sizeof(rt));
-    snprintf(rt.host, sizeof(rt.host), "%s", s->icpt_host);
-    rt.port = s->icpt_port;
-    open_upstream(s, &rt); /* then upstream_connected(): the bytes go through */
-}
-
-static void upstream_tls_done(struct shunt_conn *c, int ok)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    struct session *s = u->s;
-    const char *err = shunt_tls_error(shunt_conn_tls(c));
-    if (!ok && err[0] == '\0') /* no alert, no error: the server went away */
-        err = c->how == SHUNT_CONN_HOW_RST ? "the server reset the connection during the handshake"
-                                           : "the server closed the connection during the handshake";
-    emit_tls(s, u, c, ok ? NULL : err);
-    if (ok) {
-        s->ex.t_tls_done = now_us();
-        disarm(s, TM_UPSTREAM);
-        upstream_ready(s, u);
-        return;
-    }
-    char why[1000];
-    snprintf(why, sizeof(why), "%s", err);
-    upstream_close(u, 0);
-    if (s->ex.rq == RQ_CONNECTING && !s->ex.resp_started)
-        answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);
-}
-
-/* <u> is connected and must speak TLS: the client's SNI (or the origin's name), the
- * origin's certificate checked against its name (net/tls.h); the request waits. */
-static void upstream_start_tls(struct session *s, struct upstream *u)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    const char *sni = s->icpt == ICPT_ON && s->icpt_sni[0] != '\0' ? s->icpt_sni : NULL;
-    struct shunt_tls *t = cfg->tls_upstream != NULL ? shunt_tls_new_client(cfg->tls_upstream, u->host, sni)
-                                                    : NULL;
-    if (t == NULL) {
-        upstream_close(u, 0);
-        answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: cannot start it for %s",
-               u->host);
-        return;
-    }
-    arm(s, T_TLS_UP, cfg->tls_handshake_timeout_ms);
-    int r = shunt_conn_start_tls(&u->conn, t, upstream_tls_done);
-    if (r != 0) {
-        char why[1000];
-        snprintf(why, sizeof(why), "%s", r == SHUNT_TLS_ERROR ? shunt_tls_error(t) : uv_strerror(r));
-        if (r == SHUNT_TLS_ERROR)
-            emit_tls(s, u, &u->conn, NULL);
-        upstream_close(u, 0);
-        answer(s, 502, "Bad Gateway", "shunt: TLS with the upstream: %s", why);
-    }
-}
-
 /* ------------------------------------------------------------------------ responses */
-
-/* The response's fields as they go to the client, in <e> (the caller disposes of it): the
- * builder's, then, when <out> is not NULL, the rules' edit of them. */
-static void response_fields(struct session *s, const struct shunt_http_head *h,
-                            struct shunt_head_edit *e, struct shunt_hook_out *out)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    struct shunt_head_plan plan = response_plan(s, h);
-    struct hook_changes hc = {s, 0};
-    shunt_head_response_fields(h, &plan, &s->heads, e, s->w->edit_fields, edit_cap(s),
-                               head_notes(s), &hc);
-    if (out == NULL)
-        return;
-    struct shunt_head_ctx ctx = {0,
-                                 shunt_slice_make(s->ex.method, strlen(s->ex.method)),
-                                 s->ex.hook_url,
-                                 shunt_slice_make(s->ex.route_host, strlen(s->ex.route_host)),
-                                 h->status,
-                                 NULL,
-                                 0,
-                                 h->headers,
-                                 h->n_headers,
-                                 s->id,
-                                 s->w->index,
-                                 s->idx,
-                                 h->minor_version,
-                                 h->reason,
-                                 s->peer_port,
-                                 auth_name(s->auth),
-                                 s->auth_scheme,
-                                 out};
-    cfg->head_hook(cfg->head_hook_ud, e, &ctx, head_notes(s), &hc);
-    shunt_exchange_adopt_hook_out(&s->ex, out);
-}
 
 /* Handles a response head at the start of <u>'s buffer. Returns 1 when it was consumed. */
 static int handle_response_head(struct session *s, struct upstream *u)
@@ -2156,25 +638,25 @@ static int handle_response_head(struct session *s, struct upstream *u)
     struct shunt_http_error e = {0};
     if (s->ex.held == HOLD_RESPONSE)
         return 0; /* a rule holds it */
-    int r = parse_head(w, shunt_http_parse_response, &u->partial, p, avail, &h, &e);
+    int r = shunt_proxy__parse_head(w, shunt_http_parse_response, &u->partial, p, avail, &h, &e);
     if (r == 0)
         return 0;
     if (r < 0) {
-        upstream_close(u, 0);
+        shunt_proxy__upstream_close(u, 0);
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-        answer(s, 502, "Bad Gateway",
-               "shunt: the response from %s:%d cannot be parsed: %s (%s) at byte %zu", u->host,
-               u->port, shunt_http_reason_str(e.reason), shunt_http_reason_name(e.reason),
-               e.offset);
+        shunt_proxy__answer(s, 502, "Bad Gateway",
+                            "shunt: the response from %s:%d cannot be parsed: %s (%s) at byte %zu",
+                            u->host, u->port, shunt_http_reason_str(e.reason),
+                            shunt_http_reason_name(e.reason), e.offset);
         return 0;
     }
     uv_buf_t *iov = w->iov;
     size_t n = 0;
     if (h.status == 101 && !s->ex.req_upgrade) {
-        upstream_close(u, 0);
-        answer(s, 502, "Bad Gateway",
-               "shunt: %s:%d switched protocols (101) without an Upgrade request", u->host,
-               u->port);
+        shunt_proxy__upstream_close(u, 0);
+        shunt_proxy__answer(s, 502, "Bad Gateway",
+                            "shunt: %s:%d switched protocols (101) without an Upgrade request",
+                            u->host, u->port);
         return 0;
     }
     int final = h.status >= 200 || h.status == 101;
@@ -2183,11 +665,12 @@ static int handle_response_head(struct session *s, struct upstream *u)
         struct shunt_http_body b;
         shunt_http_body_init(&b, fr, 0, &cfg->limits);
         b.hold_trailers = 1;
-        if (prescan_body(s, &b, p + h.head_len, avail - (size_t)r, &e) != 0) {
-            upstream_close(u, 0);
+        if (shunt_proxy__prescan_body(s, &b, p + h.head_len, avail - (size_t)r, &e) != 0) {
+            shunt_proxy__upstream_close(u, 0);
             shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
-            answer(s, 502, "Bad Gateway", "shunt: the response body from %s:%d is malformed: %s",
-                   u->host, u->port, shunt_http_reason_str(e.reason));
+            shunt_proxy__answer(s, 502, "Bad Gateway",
+                                "shunt: the response body from %s:%d is malformed: %s", u->host,
+                                u->port, shunt_http_reason_str(e.reason));
             return 0;
         }
     }
@@ -2206,9 +689,10 @@ static int handle_response_head(struct session *s, struct upstream *u)
         int hooked = final && cfg->head_hook != NULL;
         struct shunt_hook_out out = {0};
         if (hooked)
-            auth_on_response(s, &h);
-        struct shunt_slice sl = shunt_head_status_line(&h, p, &s->heads, head_notes(s), &hc);
-        response_fields(s, &h, &edit, hooked ? &out : NULL);
+            shunt_proxy__auth_on_response(s, &h);
+        struct shunt_slice sl =
+            shunt_head_status_line(&h, p, &s->heads, shunt_proxy__head_notes(s), &hc);
+        shunt_proxy__response_fields(s, &h, &edit, hooked ? &out : NULL);
         edited = 1;
         /* a rule that tells the client the connection ends makes it end, here */
         if (hooked)
@@ -2219,22 +703,23 @@ static int handle_response_head(struct session *s, struct upstream *u)
             shunt_edit_dispose(&edit);
             char what[64];
             snprintf(what, sizeof(what), "hold the response %" PRIu64 " ms", out.delay_ms);
-            emit_change_by(s, 0, what, out.by ? out.by : "rule");
+            shunt_proxy__emit_change_by(s, 0, what, out.by ? out.by : "rule");
             s->ex.held = HOLD_RESPONSE;
-            arm(s, T_DELAY, out.delay_ms);
+            shunt_proxy__arm(s, T_DELAY, out.delay_ms);
             return 0;
         }
         iov[n++] = uv_buf_init((char *)sl.base, (unsigned)sl.len);
         n = add_edit(s, iov, n, &edit);
     }
     n = iov_add(iov, n, p + h.head_len - 2, 2);
-    emit_head(s, SHUNT_EV_RESPONSE_HEAD, &h, p, iov, n);
+    shunt_proxy__emit_head(s, SHUNT_EV_RESPONSE_HEAD, &h, p, iov, n);
     size_t nb = 0;
     if (final && h.status != 101) {
         shunt_http_body_init(&s->ex.resp_body, fr, h.content_length, &cfg->limits);
         s->ex.resp_body.hold_trailers = 1;
         /* prescanned: cannot fail */
-        long fb = frame_body(s, &s->ex.resp_body, p + h.head_len, avail - h.head_len, 0, iov, &n, &e);
+        long fb = shunt_proxy__frame_body(s, &s->ex.resp_body, p + h.head_len, avail - h.head_len,
+                                          0, iov, &n, &e);
         nb = fb > 0 ? (size_t)fb : 0;
     }
     /* bytes past a whole message's end go with it, as forward_response_body() says why */
@@ -2253,7 +738,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
         s->ex.status = h.status;
     if (wr != 0) {
         set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-        session_close(s, 0, 1);
+        shunt_proxy__session_close(s, 0, 1);
         return 0;
     }
     if (!final) {
@@ -2264,11 +749,11 @@ static int handle_response_head(struct session *s, struct upstream *u)
         s->ex.rs = RS_DONE;
         s->ex.rq = RQ_DONE;
         s->tunnel = 1;
-        keep_only_cur(s);
-        emit_exchange_done(s);
-        arm(s, T_TUNNEL, cfg->idle_timeout_ms);
-        if (!pump(s, &s->conn, &u->conn, 1))
-            mirror_client_fin(s);
+        shunt_proxy__keep_only_cur(s);
+        shunt_proxy__emit_exchange_done(s);
+        shunt_proxy__arm(s, T_TUNNEL, cfg->idle_timeout_ms);
+        if (!shunt_proxy__pump(s, &s->conn, &u->conn, 1))
+            shunt_proxy__mirror_client_fin(s);
         return 1;
     }
     if (!shunt_http_keeps_alive(&h) || fr == SHUNT_HTTP_BODY_CLOSE) {
@@ -2285,7 +770,7 @@ static int handle_response_head(struct session *s, struct upstream *u)
     }
     s->ex.rs = s->ex.resp_body.done ? RS_DONE : RS_BODY;
     if (s->ex.rs == RS_DONE)
-        maybe_done(s);
+        shunt_proxy__maybe_done(s);
     return 1;
 }
 
@@ -2297,14 +782,14 @@ static int forward_response_body(struct session *s, struct upstream *u)
     struct shunt_http_error e = {0};
     uv_buf_t iov[3];
     size_t ni = 0;
-    long n = frame_body(s, &s->ex.resp_body, p, avail, 0, iov, &ni, &e);
+    long n = shunt_proxy__frame_body(s, &s->ex.resp_body, p, avail, 0, iov, &ni, &e);
     if (n < 0) {
         /* the head went out already: mirror as a reset, which is what the client would
          * have needed to see to know the message is broken */
         s->ex.error = "malformed response body";
         shunt_exchange_fail_at(&s->ex, (int)e.reason, e.offset);
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_ERROR);
-        session_close(s, 1, 1);
+        shunt_proxy__session_close(s, 1, 1);
         return 0;
     }
     /* Bytes after the end of the body in the same read are no next response (the next
@@ -2320,19 +805,19 @@ static int forward_response_body(struct session *s, struct upstream *u)
         shunt_conn_consume(&u->conn, out);
         if (wr != 0) {
             set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-            session_close(s, 0, 1);
+            shunt_proxy__session_close(s, 0, 1);
             return 0;
         }
     }
     if (s->ex.resp_body.done) {
         s->ex.rs = RS_DONE;
-        maybe_done(s);
+        shunt_proxy__maybe_done(s);
         return 0;
     }
     return n > 0;
 }
 
-static void process_upstream(struct upstream *u)
+void shunt_proxy__process_upstream(struct upstream *u)
 {
     struct session *s = u->s;
     if (s == NULL || s->closing)
@@ -2343,7 +828,7 @@ static void process_upstream(struct upstream *u)
         if (u->conn.in.base == NULL || u->conn.in.off == u->conn.in.len)
             break;
         if (s->tunnel) {
-            pump(s, &u->conn, &s->conn, 0);
+            shunt_proxy__pump(s, &u->conn, &s->conn, 0);
             break;
         }
         if (u == s->cur && (s->ex.rs == RS_NONE || s->ex.rs == RS_DONE) && !s->finishing &&
@@ -2361,7 +846,7 @@ static void process_upstream(struct upstream *u)
             shunt_conn_consume(&u->conn, n);
             if (r != 0) {
                 set_closer(s, SHUNT_CLOSER_CLIENT, SHUNT_CLOSE_RST);
-                session_close(s, 0, 1);
+                shunt_proxy__session_close(s, 0, 1);
                 return;
             }
             break;
@@ -2401,21 +886,20 @@ static void client_body_cut(struct session *s)
     s->ex.error = "client closed before the end of the request body";
     s->ex.req_cut = 1;
     s->ex.rq = RQ_DONE;
-    mirror_client_fin(s);
-    maybe_done(s);
+    shunt_proxy__mirror_client_fin(s);
+    shunt_proxy__maybe_done(s);
 }
 
 /*
  * Works through what the client sent: request heads, bodies, tunnel bytes. Completing an
- * exchange calls back here (maybe_done() looks for a pipelined request), and an exchange the
+ * exchange calls back here (shunt_proxy__maybe_done() looks for a pipelined request), and an exchange the
  * proxy answers itself completes inside the call that started it; so a call made while one
  * is running only asks the running one to go round again. Ten thousand pipelined requests
  * answered by a rule are a loop, not ten thousand nested calls that overflow the stack.
  */
 static void process_client_once(struct session *s);
-static void intercept_peek(struct session *s);
 
-static void process_client(struct session *s)
+void shunt_proxy__process_client(struct session *s)
 {
     if (s->in_process) {
         s->process_again = 1;
@@ -2441,7 +925,7 @@ static void process_client_once(struct session *s)
         if (s->conn.in.base == NULL || s->conn.in.off == s->conn.in.len)
             break;
         if (s->icpt == ICPT_PEEK) {
-            intercept_peek(s);
+            shunt_proxy__intercept_peek(s);
             if (s->icpt == ICPT_ON || s->icpt == ICPT_PEEK)
                 break; /* more bytes needed */
             continue;
@@ -2450,7 +934,7 @@ static void process_client_once(struct session *s)
             break;
         if (s->tunnel) {
             if (s->cur != NULL && s->cur->conn.connected)
-                pump(s, &s->conn, &s->cur->conn, 1);
+                shunt_proxy__pump(s, &s->conn, &s->cur->conn, 1);
             break;
         }
         if (s->ex.rq == RQ_IDLE) {
@@ -2466,7 +950,7 @@ static void process_client_once(struct session *s)
             start_request(s);
             if (s->ex.rq == before && s->idx == idx) {
                 if (s->conn.rd_eof) /* an unfinished head, and nothing more will come */
-                    finish(s);
+                    shunt_proxy__finish(s);
                 break; /* more bytes needed */
             }
             continue;
@@ -2494,7 +978,7 @@ static void update_reading(struct session *s)
     int want = !s->conn.rd_eof && !shunt_conn_in_full(&s->conn);
     if (!s->finishing) {
         /* While connecting the head stays at the front of the buffer; reading on is
-         * harmless since send_request() parses it again from wherever it is then. */
+         * harmless since shunt_proxy__send_request() parses it again from wherever it is then. */
         if ((s->ex.rq == RQ_BODY || s->tunnel) && (s->cur == NULL || queued(&s->cur->conn) > 0))
             want = 0;
     }
@@ -2520,14 +1004,14 @@ static void on_client_eof(struct session *s)
 {
     if (s->tunnel) {
         if (s->cur != NULL)
-            shutdown_upstream(s->cur); /* half-close, mirrored */
+            shunt_proxy__shutdown_upstream(s->cur); /* half-close, mirrored */
         if (s->cur == NULL || s->cur->conn.rd_eof)
             s->finishing = 1;
-        check_finished(s);
+        shunt_proxy__check_finished(s);
         return;
     }
     if (s->finishing) {
-        check_finished(s);
+        shunt_proxy__check_finished(s);
         return;
     }
     switch (s->ex.rq) {
@@ -2536,7 +1020,7 @@ static void on_client_eof(struct session *s)
             /* an unfinished head: nothing was forwarded, nothing will be */
             shunt_conn_release_input(&s->conn);
         }
-        finish(s);
+        shunt_proxy__finish(s);
         break;
     case RQ_CONNECTING:
         break; /* the request goes out once connected, then the FIN */
@@ -2544,7 +1028,7 @@ static void on_client_eof(struct session *s)
         client_body_cut(s); /* unless bytes of the body still wait to go out */
         break;
     case RQ_DONE:
-        mirror_client_fin(s); /* unless pipelined requests wait in the buffer */
+        shunt_proxy__mirror_client_fin(s); /* unless pipelined requests wait in the buffer */
         break;
     }
 }
@@ -2553,7 +1037,7 @@ static void on_client_eof(struct session *s)
 
 static void client_on_data(struct shunt_conn *c)
 {
-    process_client(SHUNT_CONTAINER_OF(c, struct session, conn));
+    shunt_proxy__process_client(SHUNT_CONTAINER_OF(c, struct session, conn));
 }
 
 static void client_on_eof(struct shunt_conn *c, enum shunt_conn_how how, int err)
@@ -2565,12 +1049,12 @@ static void client_on_eof(struct shunt_conn *c, enum shunt_conn_how how, int err
     }
     if (s->ex.active && s->ex.error == NULL)
         s->ex.error = "client reset the connection";
-    session_close(s, 0, 1); /* RST for RST */
+    shunt_proxy__session_close(s, 0, 1); /* RST for RST */
 }
 
 static void client_on_write_error(struct shunt_conn *c, int err)
 {
-    session_close(SHUNT_CONTAINER_OF(c, struct session, conn), 0, 1);
+    shunt_proxy__session_close(SHUNT_CONTAINER_OF(c, struct session, conn), 0, 1);
 }
 
 /* Everything queued for the client went out: the response can go on, and pipelined
@@ -2579,16 +1063,16 @@ static void client_on_drained(struct shunt_conn *c)
 {
     struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);
     if (s->cur != NULL)
-        process_upstream(s->cur);
+        shunt_proxy__process_upstream(s->cur);
     if (!s->closing && s->ex.rq == RQ_IDLE && has_input(s))
-        process_client(s);
+        shunt_proxy__process_client(s);
     else if (!s->closing)
         update_reading(s);
 }
 
 static void client_on_shut(struct shunt_conn *c)
 {
-    check_finished(SHUNT_CONTAINER_OF(c, struct session, conn));
+    shunt_proxy__check_finished(SHUNT_CONTAINER_OF(c, struct session, conn));
 }
 
 static void client_on_moved(struct shunt_conn *c)
@@ -2613,312 +1097,6 @@ static const struct shunt_conn_ops client_ops = {
     .on_closed = client_on_closed,
 };
 
-/* ------------------------------------------------------------------------ upstream ends */
-
-/* Did the server of a reused connection close it (FIN or RST) on the request in flight
- * without a byte of response? That is the idle-timeout race: the server's keep-alive timer
- * fired as the request went out. A client talking to the server sees the close and retries
- * an idempotent request on a new connection (RFC 9112 9.3.1); a 502 of ours would stop it,
- * so the proxy mirrors the close instead. On a new connection the same close is a failure,
- * answered with a 502 naming it. */
-static int raced_idle_close(const struct session *s, const struct upstream *u)
-{
-    /* not a byte for this exchange: a 100 Continue forwarded already is an answer */
-    return s->ex.reused && s->ex.t_first_byte == 0 && !(u->conn.in.base != NULL && u->conn.in.off < u->conn.in.len);
-}
-
-/* A server that ends its connection without a response to a request whose body the client
- * cut short is not at fault: the request was incomplete (RFC 9112 8), so the client gets a
- * 400, not a 502. Returns 1 when it answered so. */
-static int answer_cut_request(struct session *s, struct upstream *u)
-{
-    if (!s->ex.req_cut)
-        return 0;
-    char host[256];
-    int port = u->port;
-    snprintf(host, sizeof(host), "%s", u->host);
-    upstream_close(u, 0);
-    answer(s, 400, "Bad Request",
-           "shunt: bad request: the client closed after %" PRIu64 " bytes of the request body, "
-           "before its end; %s:%d got them and the close, and no response",
-           s->ex.req_body.payload, host, port);
-    return 1;
-}
-
-/* A reset from the server, or a read or write on <u> that failed with <err> (net/conn.h
- * recorded the server as the closer, RST, unless someone closed before). */
-static void on_upstream_error(struct upstream *u, int err)
-{
-    struct session *s = u->s;
-    if (s == NULL) {
-        upstream_close(u, 0);
-        return;
-    }
-    if (u->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED)
-        s->up_truncated = 1;
-    if (u == s->cur && s->ex.active && !s->ex.resp_started && !s->tunnel) {
-        if (answer_cut_request(s, u))
-            return;
-        if (raced_idle_close(s, u)) {
-            set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_RST);
-            s->ex.error = "server reset the reused connection without responding";
-            upstream_close(u, 0);
-            session_close(s, 1, 1); /* RST for RST: the client retries as it would direct */
-            return;
-        }
-        upstream_close(u, 0);
-        answer(s, 502, "Bad Gateway", "shunt: %s:%d reset the connection before responding (%s)",
-               u->host, u->port, uv_err_name(err));
-        return;
-    }
-    if (u != s->cur && !s->tunnel && s->n_ups > 1) {
-        upstream_close(u, 0);
-        return;
-    }
-    set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_RST);
-    if (s->ex.active && s->ex.error == NULL)
-        s->ex.error = "server reset the connection";
-    upstream_close(u, 0);
-    session_close(s, 1, 1); /* RST for RST */
-}
-
-/* The server's FIN (recorded by net/conn.h, as on_upstream_error()). */
-static void on_upstream_eof(struct upstream *u)
-{
-    struct session *s = u->s;
-    if (s == NULL) {
-        upstream_close(u, 0);
-        return;
-    }
-    if (u->conn.tls_close & SHUNT_CONN_TLS_TRUNCATED)
-        s->up_truncated = 1;
-    if (s->tunnel) {
-        shutdown_client(s); /* half-close, mirrored */
-        if (s->conn.rd_eof)
-            s->finishing = 1;
-        check_finished(s);
-        return;
-    }
-    if (s->finishing) {
-        check_finished(s);
-        return;
-    }
-    if (u != s->cur && s->n_ups > 1) {
-        upstream_close(u, 0); /* another origin's idle connection: nothing to mirror */
-        return;
-    }
-    if (s->ex.held == HOLD_RESPONSE)
-        return; /* the response is all here: its end is handled when it is released */
-    if (!s->ex.active || s->ex.rs == RS_NONE) {
-        /* the server closed an idle connection: the client sees the same */
-        set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
-        if (s->ex.active)
-            s->ex.error = "server closed the connection before the request was sent";
-        finish(s);
-        return;
-    }
-    if (s->ex.rs == RS_WAIT) {
-        int partial = u->conn.in.base != NULL && u->conn.in.off < u->conn.in.len;
-        set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
-        if (answer_cut_request(s, u))
-            return;
-        if (raced_idle_close(s, u)) {
-            s->ex.error = "server closed the reused connection without responding";
-            upstream_close(u, 0);
-            emit_exchange_done(s); /* ended now, not when the client gets round to closing */
-            finish(s);             /* FIN for FIN: the client retries as it would direct */
-            return;
-        }
-        upstream_close(u, 0);
-        answer(s, 502, "Bad Gateway", "shunt: %s:%d closed the connection %s", u->host, u->port,
-               partial ? "in the middle of the response head" : "without responding");
-        return;
-    }
-    set_closer(s, SHUNT_CLOSER_SERVER, SHUNT_CLOSE_FIN);
-    if (s->ex.rs == RS_BODY && !shunt_http_body_eof(&s->ex.resp_body))
-        s->ex.error = "server closed the connection before the end of the response body";
-    s->ex.rs = RS_DONE;
-    s->ending = 1;
-    maybe_done(s);
-}
-
-/* ------------------------------------------------------------------------ upstream I/O */
-
-static void upstream_on_data(struct shunt_conn *c)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    struct session *s = u->s;
-    if (u == s->cur && (s->ex.rs == RS_WAIT || s->ex.rs == RS_BODY)) {
-        if (s->ex.t_first_byte == 0)
-            s->ex.t_first_byte = now_us();
-        arm(s, T_RESPONSE, s->w->cfg->response_timeout_ms);
-    }
-    process_upstream(u);
-}
-
-static void upstream_on_eof(struct shunt_conn *c, enum shunt_conn_how how, int err)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    if (how == SHUNT_CONN_HOW_FIN)
-        on_upstream_eof(u);
-    else
-        on_upstream_error(u, err);
-}
-
-/* What was queued for the server went out: more of the request body can follow. */
-static void upstream_on_drained(struct shunt_conn *c)
-{
-    process_client(SHUNT_CONTAINER_OF(c, struct upstream, conn)->s);
-}
-
-static void upstream_on_shut(struct shunt_conn *c)
-{
-    check_finished(SHUNT_CONTAINER_OF(c, struct upstream, conn)->s);
-}
-
-static void upstream_on_moved(struct shunt_conn *c)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    free(u->partial);
-    u->partial = NULL;
-}
-
-static void upstream_on_closed(struct shunt_conn *c)
-{
-    struct upstream *u = SHUNT_CONTAINER_OF(c, struct upstream, conn);
-    free(u->partial);
-    free(u);
-}
-
-/* Callbacks come only while the upstream is open, hence while u->s is set: upstream_close()
- * detaches it and closes the connection together. */
-static const struct shunt_conn_ops upstream_ops = {
-    .on_data = upstream_on_data,
-    .on_eof = upstream_on_eof,
-    .on_drained = upstream_on_drained,
-    .on_shut = upstream_on_shut,
-    .on_write_error = NULL, /* on_eof, RST: on_upstream_error() */
-    .on_moved = upstream_on_moved,
-    .on_closed = upstream_on_closed,
-};
-
-/* ------------------------------------------------------------------------ timers */
-
-/* A rule's hold is over: the request goes on to its origin, or the response to the
- * client. */
-static void release(struct session *s)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    if (s->ex.held == HOLD_REQUEST) {
-        s->ex.held = HOLD_NONE;
-        route_on(s, find_upstream(s, s->ex.route_host, s->ex.route_port));
-        return;
-    }
-    if (s->ex.held != HOLD_RESPONSE || s->cur == NULL)
-        return;
-    struct upstream *u = s->cur;
-    s->ex.held = HOLD_RELEASED;
-    arm(s, T_RESPONSE, cfg->response_timeout_ms);
-    process_upstream(u);
-    if (!s->closing && u->s == s && u->conn.rd_eof && (u->conn.in.base == NULL || u->conn.in.off == u->conn.in.len))
-        on_upstream_eof(u); /* the server's FIN came while it was held */
-}
-
-static void expire(struct session *s, enum timer_kind k);
-
-static void client_tls_timed_out(struct session *s);
-static void emit_tls_timeout(struct session *s, struct upstream *u);
-
-static void timer_cb(uv_timer_t *t)
-{
-    struct session *s = SHUNT_CONTAINER_OF(t, struct session, timer);
-    uint64_t now = uv_now(&s->w->loop);
-    /* every deadline that is due fires, each once; a firing may close the session or arm
-     * others, hence the checks between them */
-    for (int p = 0; p < TM_N && !s->closing; p++) {
-        enum timer_kind k = s->tm[p].kind;
-        if (k != T_NONE && s->tm[p].at <= now) {
-            s->tm[p].kind = T_NONE;
-            expire(s, k);
-        }
-    }
-    if (s->closing)
-        return;
-    uint64_t next = UINT64_MAX;
-    for (int p = 0; p < TM_N; p++)
-        if (s->tm[p].kind != T_NONE && s->tm[p].at < next)
-            next = s->tm[p].at;
-    if (next != UINT64_MAX &&
-        (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > next)) {
-        s->timer_due = next;
-        uv_timer_start(&s->timer, timer_cb, next > now ? next - now : 0, 0);
-    }
-}
-
-/* What happens when the wait <k> is over. */
-static void expire(struct session *s, enum timer_kind k)
-{
-    const struct shunt_proxy_config *cfg = s->w->cfg;
-    switch (k) {
-    case T_FIRST:
-    case T_IDLE:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        finish(s);
-        break;
-    case T_HEADER:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        begin_exchange(s, NULL);
-        answer(s, 408, "Request Timeout", "shunt: the request head did not arrive within %.0f s",
-               (double)cfg->header_timeout_ms / 1000.0);
-        break;
-    case T_CONNECT:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        if (s->cur != NULL)
-            upstream_close(s->cur, 0);
-        answer(s, 504, "Gateway Timeout", "shunt: connecting to %s:%d timed out after %.0f s",
-               s->ex.route_host, s->ex.route_port, (double)cfg->connect_timeout_ms / 1000.0);
-        break;
-    case T_RESPONSE:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        if (!s->ex.resp_started) {
-            if (s->cur != NULL)
-                upstream_close(s->cur, 0);
-            answer(s, 504, "Gateway Timeout", "shunt: %s:%d did not respond within %.0f s",
-                   s->ex.route_host, s->ex.route_port, (double)cfg->response_timeout_ms / 1000.0);
-        } else {
-            s->ex.error = "response timed out";
-            session_close(s, 0, 0);
-        }
-        break;
-    case T_TUNNEL:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        session_close(s, 0, 0);
-        break;
-    case T_LINGER:
-        session_close(s, 0, 0);
-        break;
-    case T_DELAY:
-        release(s);
-        break;
-    case T_TLS:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        client_tls_timed_out(s);
-        break;
-    case T_TLS_UP:
-        set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
-        if (s->cur != NULL) {
-            emit_tls_timeout(s, s->cur);
-            upstream_close(s->cur, 0);
-        }
-        answer(s, 504, "Gateway Timeout",
-               "shunt: TLS with the upstream: handshake timed out after %.0f s",
-               (double)cfg->tls_handshake_timeout_ms / 1000.0);
-        break;
-    case T_NONE:
-        break;
-    }
-}
-
 /* ------------------------------------------------------------------------ accept, drain */
 
 static void refuse(struct session *s)
@@ -2931,7 +1109,7 @@ static void refuse(struct session *s)
               s->peer_addr, s->peer_port);
     (void)send_client(s, &b, 1);
     set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
-    finish(s);
+    shunt_proxy__finish(s);
 }
 
 void shunt_proxy__accept(struct worker *w)
@@ -2962,7 +1140,7 @@ void shunt_proxy__accept(struct worker *w)
         w->sessions->prev = s;
     w->sessions = s;
     w->n_sessions++;
-    stat_open++;
+    shunt_proxy__stat_open++;
     /* The addresses cost two system calls a connection: only when someone reads them. */
     int allowed = cfg->n_allow == 0;
     if (cfg->n_allow > 0 || cfg->n_subs > 0 || cfg->head_hook != NULL || cfg->conn_hook != NULL) {
@@ -2980,21 +1158,21 @@ void shunt_proxy__accept(struct worker *w)
     }
     if (shunt_proxy__wants(cfg, SHUNT_EV_CONN_OPEN)) {
         struct shunt_event ev;
-        fill_conn_event(s, &ev, SHUNT_EV_CONN_OPEN);
+        shunt_proxy__fill_conn_event(s, &ev, SHUNT_EV_CONN_OPEN);
         ev.peer_addr = s->peer_addr;
         ev.peer_port = s->peer_port;
         ev.local_addr = s->local_addr;
         ev.local_port = s->local_port;
-        emit(s, &ev);
+        shunt_proxy__emit(s, &ev);
     }
     if (cfg->conn_hook != NULL)
-        tell_conn_hook(s, 1);
+        shunt_proxy__tell_conn_hook(s, 1);
     shunt_conn_read_start(&s->conn);
     if (!allowed) {
         refuse(s);
         return;
     }
-    arm(s, T_FIRST, cfg->header_timeout_ms);
+    shunt_proxy__arm(s, T_FIRST, cfg->header_timeout_ms);
 }
 
 void shunt_proxy__drain(struct worker *w)
@@ -3004,7 +1182,7 @@ void shunt_proxy__drain(struct worker *w)
         next = s->next;
         if (!s->ex.active && !s->tunnel) {
             set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
-            finish(s);
+            shunt_proxy__finish(s);
         } else {
             s->ending = 1;
         }
@@ -3020,7 +1198,7 @@ void shunt_proxy__close_all(struct worker *w)
                                      "period (--grace) ran out"
                                    : "proxy stopping";
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_FIN);
-        session_close(s, 0, 0);
+        shunt_proxy__session_close(s, 0, 0);
     }
     if (!uv_is_closing((uv_handle_t *)&w->grace_timer))
         uv_close((uv_handle_t *)&w->grace_timer, NULL);
