@@ -231,6 +231,7 @@ long shunt_proxy__frame_body(struct session *s, struct shunt_http_body *body, co
 void shunt_proxy__upstream_close(struct upstream *u, int reset);
 void shunt_proxy__shutdown_upstream(struct upstream *u);
 struct upstream *shunt_proxy__find_upstream(struct session *s, const char *host, int port);
+int shunt_proxy__wants_tls(const struct session *s);
 void shunt_proxy__open_upstream(struct session *s, const struct route *rt);
 void shunt_proxy__on_upstream_eof(struct upstream *u);
 

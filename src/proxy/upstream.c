@@ -56,11 +56,25 @@ static uint64_t next_upstream_id(void)
     return ++n;
 }
 
+/* Whether the exchange in flight wants TLS to its upstream: inside an intercepted tunnel
+ * (unless a rule mapped the request to an http:// URL, or it is a CONNECT: a byte tunnel)
+ * and to a --reverse https:// origin. */
+int shunt_proxy__wants_tls(const struct session *s)
+{
+    const struct shunt_proxy_config *cfg = s->w->cfg;
+    return s->ex.mapped.len == 0 && !s->ex.req_is_connect &&
+           (s->icpt == ICPT_ON || (cfg->reverse && cfg->reverse_tls));
+}
+
+/* An open upstream to host:port of the kind the exchange in flight wants: a TLS upstream
+ * must not carry a CONNECT's tunnel or an http:// request, nor a plain one an https one. */
 struct upstream *shunt_proxy__find_upstream(struct session *s, const char *host, int port)
 {
+    int want_tls = shunt_proxy__wants_tls(s);
     for (int i = 0; i < s->n_ups; i++) {
         struct upstream *u = s->ups[i];
-        if (u->port == port && !u->conn.rd_eof && !u->conn.wr_shut && strcmp(u->host, host) == 0)
+        if (u->port == port && !!u->tls == want_tls && !u->conn.rd_eof && !u->conn.wr_shut &&
+            strcmp(u->host, host) == 0)
             return u;
     }
     return NULL;
@@ -209,10 +223,7 @@ void shunt_proxy__open_upstream(struct session *s, const struct route *rt)
 {
     struct worker *w = s->w;
     struct upstream *u = upstream_new(s, rt->host, rt->port);
-    /* TLS to the origin inside an intercepted tunnel (unless a rule mapped the request to
-     * an http:// URL) and to a --reverse https:// origin */
-    u->tls = s->ex.mapped.len == 0 && !s->ex.req_is_connect &&
-             (s->icpt == ICPT_ON || (w->cfg->reverse && w->cfg->reverse_tls));
+    u->tls = shunt_proxy__wants_tls(s);
     s->ex.rq = RQ_CONNECTING;
     s->ex.t_connect_start = now_us();
     shunt_proxy__arm(s, T_CONNECT, w->cfg->connect_timeout_ms);

@@ -398,6 +398,40 @@ def test_a_connect_inside_an_intercepted_tunnel_is_a_byte_tunnel_in_it(
     assert [e["method"] for e in sessions(cap)] == ["CONNECT", "CONNECT"]
 
 
+def test_a_connect_inside_tls_to_the_same_origin_does_not_reuse_its_tls_upstream(
+        shunt, shunt_ca, pki, tls_origins, tmp_path):
+    """GET /first opens shunt's TLS connection to the origin; a CONNECT inside the same
+    intercepted connection to that same host:port must get a new byte tunnel (the client's
+    own TLS reaches the origin), not ride on shunt's TLS upstream as plaintext."""
+    import ssl
+
+    o = tls_origins()
+    px, cap = intercepting(shunt, shunt_ca, pki, tmp_path)
+    with TLSClient(px.port, "localhost", o.port, shunt_ca.cert) as c:
+        c.send(b"GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert c.response().status == 200
+        target = f"localhost:{o.port}".encode()
+        c.send(b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n")
+        assert c.response(method="CONNECT").status == 200
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = tlspeers.client_context(pki.ca).wrap_bio(inc, out, server_hostname="localhost")
+        pending = bytes(c.r.buf)
+        c.r.buf.clear()
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                c.send(out.read())
+                d = pending or c.tls.recv(65536)
+                pending = b""
+                assert d, "the tunnel ended during the inner handshake"
+                inc.write(d)
+        c.send(out.read())
+        assert wait_for(lambda: o.handshakes == 2)  # the inner handshake reached the origin
+    stop(px)
+
+
 def test_a_client_that_leaves_during_the_handshake_is_a_failed_exchange(
         shunt, shunt_ca, pki, tmp_path):
     """A client that reads shunt's certificate and closes without a word (what a client that
