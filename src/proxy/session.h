@@ -244,6 +244,10 @@ void shunt_proxy__client_tls_timed_out(struct session *s);
 void shunt_proxy__intercept_connect(struct session *s, const struct shunt_http_head *h,
                                     const struct route *rt);
 void shunt_proxy__intercept_peek(struct session *s);
+void shunt_proxy__intercept_peek_expired(struct session *s);
+/* How long an intercepted tunnel waits for the client's first bytes before it takes the
+ * silence for a server-first protocol and becomes a byte tunnel. */
+#define SHUNT_PEEK_WINDOW_MS 1000
 
 /* timers.c: deadlines */
 void shunt_proxy__timer_cb(uv_timer_t *t);

@@ -101,6 +101,10 @@ static void expire(struct session *s, enum timer_kind k)
         release(s);
         break;
     case T_TLS:
+        if (s->icpt == ICPT_PEEK) {
+            shunt_proxy__intercept_peek_expired(s);
+            break;
+        }
         set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_TIMEOUT);
         shunt_proxy__client_tls_timed_out(s);
         break;

@@ -168,7 +168,26 @@ void shunt_proxy__intercept_connect(struct session *s, const struct shunt_http_h
     s->tunnel = 1; /* the CONNECT exchange is a tunnel's (flag U) */
     shunt_proxy__exchange_done(s);
     s->tunnel = 0;
-    shunt_proxy__arm(s, T_TLS, s->w->cfg->tls_handshake_timeout_ms);
+    /* a short wait for the client's first bytes (a client-first protocol sends them at
+     * once); the handshake has its own timeout from the ClientHello on */
+    uint64_t peek_ms = s->w->cfg->tls_handshake_timeout_ms;
+    if (peek_ms == 0 || peek_ms > SHUNT_PEEK_WINDOW_MS)
+        peek_ms = SHUNT_PEEK_WINDOW_MS;
+    shunt_proxy__arm(s, T_TLS, peek_ms);
+}
+
+/* An intercepted tunnel that carries no TLS: the byte tunnel it would have been, to the
+ * CONNECT's target. */
+static void become_byte_tunnel(struct session *s)
+{
+    s->icpt = ICPT_NONE;
+    s->tunnel = 1;
+    s->icpt_plain = 1;
+    struct route rt;
+    memset(&rt, 0, sizeof(rt));
+    snprintf(rt.host, sizeof(rt.host), "%s", s->icpt_host);
+    rt.port = s->icpt_port;
+    shunt_proxy__open_upstream(s, &rt); /* then upstream_connected(): the bytes go through */
 }
 
 /* The first bytes of an intercepted tunnel are in: a ClientHello starts TLS with the client;
@@ -188,6 +207,7 @@ void shunt_proxy__intercept_peek(struct session *s)
             return;
         }
         s->icpt = ICPT_HANDSHAKE;
+        shunt_proxy__arm(s, T_TLS, cfg->tls_handshake_timeout_ms);
         int r = shunt_conn_start_tls(&s->conn, t, client_tls_done);
         if (r == SHUNT_TLS_ERROR) {
             shunt_proxy__emit_tls(s, NULL, &s->conn, NULL);
@@ -198,19 +218,19 @@ void shunt_proxy__intercept_peek(struct session *s)
         }
         return;
     }
-    size_t i = 0;
-    while (i < n && i < 16 && p[i] >= 'A' && p[i] <= 'Z')
-        i++;
     shunt_proxy__emit_tls(s, NULL, &s->conn,
-                          i > 0 && i < n && p[i] == ' '
-                 ? "not TLS: the client sent plain HTTP into the tunnel"
-                 : "not TLS: the client's first bytes are not a TLS handshake");
-    s->icpt = ICPT_NONE;
-    s->tunnel = 1;
-    s->icpt_plain = 1;
-    struct route rt;
-    memset(&rt, 0, sizeof(rt));
-    snprintf(rt.host, sizeof(rt.host), "%s", s->icpt_host);
-    rt.port = s->icpt_port;
-    shunt_proxy__open_upstream(s, &rt); /* then upstream_connected(): the bytes go through */
+                          shunt_tls_looks_like_http(p, n)
+                              ? "not TLS: the client sent plain HTTP into the tunnel"
+                              : "not TLS: the client's first bytes are not a TLS handshake");
+    become_byte_tunnel(s);
+}
+
+/* The peek window is over and the client has said nothing: a protocol whose server speaks
+ * first (SMTP, IMAP, FTP, MySQL...) waits for a banner that only the origin can send, so
+ * the tunnel becomes a byte tunnel now (recorded as such, not a TLS failure). */
+void shunt_proxy__intercept_peek_expired(struct session *s)
+{
+    shunt_proxy__emit_tls(s, NULL, &s->conn,
+                          "not TLS: the client sent nothing first (a server-first protocol?)");
+    become_byte_tunnel(s);
 }

@@ -572,6 +572,46 @@ def test_a_tunnel_whose_first_bytes_are_not_tls_stays_a_tunnel(
     assert fact["error"] == "not TLS: the client sent plain HTTP into the tunnel"
 
 
+def test_a_server_first_protocol_gets_its_banner_through_an_intercepted_tunnel(
+        shunt, shunt_ca, pki, origin, tmp_path):
+    """SMTP, IMAP, FTP, MySQL: the server speaks first. The client sends nothing after the
+    CONNECT's 200, so after a short wait the tunnel becomes a byte tunnel and the banner
+    comes through: not a TLS handshake that times out."""
+    def banner(conn):
+        conn.send(b"220 hello\r\n")
+        peers.echo_handler(conn)
+
+    origin.handler = banner
+    px, cap = intercepting(shunt, shunt_ca, pki, tmp_path, "--tls-handshake-timeout", "20")
+    with px.client() as c:
+        c.send(f"CONNECT {origin.host} HTTP/1.1\r\nHost: {origin.host}\r\n\r\n".encode())
+        assert c.response(method="CONNECT").status == 200
+        t0 = time.monotonic()
+        assert c.r.read_exact(11) == b"220 hello\r\n"
+        assert time.monotonic() - t0 < 5
+        c.send(b"EHLO x\r\n")
+        assert c.r.read_exact(8) == b"EHLO x\r\n"
+    stop(px)
+    (e,) = sessions(cap)
+    assert e["method"] == "CONNECT" and not e["error"], e
+    (conn,) = connections(cap)
+    assert conn["tunnel"] is True and conn["tls"] is False
+
+
+def test_a_tunnel_whose_first_bytes_are_smtp_is_not_called_plain_http(
+        shunt, shunt_ca, pki, origin, tmp_path):
+    origin.handler = peers.echo_handler
+    px, cap = intercepting(shunt, shunt_ca, pki, tmp_path)
+    with px.client() as c:
+        c.send(f"CONNECT {origin.host} HTTP/1.1\r\nHost: {origin.host}\r\n\r\n".encode())
+        assert c.response(method="CONNECT").status == 200
+        c.send(b"EHLO x\r\n")
+        assert c.r.read_exact(8) == b"EHLO x\r\n"
+    stop(px)
+    (fact,) = tls_rows(cap, side=0)
+    assert fact["error"] == "not TLS: the client's first bytes are not a TLS handshake"
+
+
 # ----------------------------------------------------------------------------- closes, pairing
 
 
