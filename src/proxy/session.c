@@ -259,6 +259,19 @@ void shunt_proxy__answer(struct session *s, int status, const char *reason, cons
 {
     /* the body, whole (it names hosts and targets): "shunt: why" and a newline */
     va_list ap, ap2;
+    if (s->icpt_plain) {
+        /* an intercepted tunnel that stayed plain: the client has had its 200 and speaks
+         * its own protocol, so no HTTP answer goes in its bytes; the failure is an exchange
+         * and the client connection is reset, as for a tunnel whose upstream failed */
+        char why[512];
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof(why), fmt, ap);
+        va_end(ap);
+        (void)status;
+        (void)reason;
+        shunt_proxy__plain_tunnel_failed(s, strncmp(why, "shunt: ", 7) == 0 ? why + 7 : why);
+        return;
+    }
     va_start(ap, fmt);
     va_copy(ap2, ap);
     int ml = vsnprintf(NULL, 0, fmt, ap);

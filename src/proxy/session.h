@@ -245,6 +245,7 @@ void shunt_proxy__intercept_connect(struct session *s, const struct shunt_http_h
                                     const struct route *rt);
 void shunt_proxy__intercept_peek(struct session *s);
 void shunt_proxy__intercept_peek_expired(struct session *s);
+void shunt_proxy__plain_tunnel_failed(struct session *s, const char *why);
 /* How long an intercepted tunnel waits for the client's first bytes before it takes the
  * silence for a server-first protocol and becomes a byte tunnel. */
 #define SHUNT_PEEK_WINDOW_MS 1000

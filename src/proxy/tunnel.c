@@ -110,6 +110,26 @@ static void client_tls_failed(struct session *s, const char *why)
     shunt_proxy__session_close(s, 0, 0);
 }
 
+/* The upstream of an intercepted tunnel that stayed plain could not be reached (<why>):
+ * an exchange of its own, method "-" and the CONNECT's authority, with the error, and the
+ * client connection is reset (its 200 went out long ago: nothing else can tell it). */
+void shunt_proxy__plain_tunnel_failed(struct session *s, const char *why)
+{
+    s->icpt_plain = 0;
+    shunt_proxy__begin_exchange(s, NULL);
+    int v6 = strchr(s->icpt_host, ':') != NULL;
+    size_t need = strlen(s->icpt_host) + 2 + 16;
+    char *url = shunt_exchange_alloc(&s->ex, need);
+    snprintf(url, need, "%s%s%s:%d", v6 ? "[" : "", s->icpt_host, v6 ? "]" : "", s->icpt_port);
+    s->ex.url = url;
+    need = strlen(why) + 1;
+    char *err = shunt_exchange_alloc(&s->ex, need);
+    memcpy(err, why, need);
+    s->ex.error = err;
+    set_closer(s, SHUNT_CLOSER_PROXY, SHUNT_CLOSE_RST);
+    shunt_proxy__session_close(s, 1, 0);
+}
+
 static void client_tls_done(struct shunt_conn *c, int ok)
 {
     struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);

@@ -612,6 +612,26 @@ def test_a_tunnel_whose_first_bytes_are_smtp_is_not_called_plain_http(
     assert fact["error"] == "not TLS: the client's first bytes are not a TLS handshake"
 
 
+def test_a_plain_tunnel_whose_upstream_fails_is_reset_not_answered_in_http(
+        shunt, shunt_ca, pki, tmp_path):
+    """Not TLS into an intercepted CONNECT whose target refuses: the client had its 200 and
+    speaks its own protocol, so no HTTP 502 goes into its bytes; it is reset, and the
+    capture has the failure as an exchange."""
+    px, cap = intercepting(shunt, shunt_ca, pki, tmp_path)
+    port = peers.free_port()
+    with px.client() as c:
+        c.send(f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
+        assert c.response(method="CONNECT").status == 200
+        c.send(b"\x00\x01binary")
+        rest, how = c.wait_eof()
+        assert b"HTTP/1.1" not in rest, rest
+        assert how == "RST"
+    stop(px)
+    failed = [e for e in sessions(cap) if e["method"] != "CONNECT"]
+    assert len(failed) == 1 and "cannot connect to localhost" in failed[0]["error"], failed
+    assert "E" in failed[0]["flags"], failed
+
+
 # ----------------------------------------------------------------------------- closes, pairing
 
 
