@@ -103,7 +103,7 @@ struct session {
     enum icpt icpt;
     char icpt_host[256]; /* lower case, no brackets */
     int icpt_port;
-    char icpt_sni[256];  /* "" when the client sent none */
+    char icpt_sni[254];  /* the client's SNI when a valid host name (<= 253), else "" */
     unsigned icpt_plain : 1;   /* not TLS: a byte tunnel once the upstream connects */
     unsigned up_truncated : 1; /* the upstream's TLS ended without close_notify: so does
                                   the client's (mirrored) */

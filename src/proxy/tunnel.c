@@ -130,6 +130,30 @@ void shunt_proxy__plain_tunnel_failed(struct session *s, const char *why)
     shunt_proxy__session_close(s, 1, 0);
 }
 
+/* Whether <n> is a DNS host name: 1 to 253 bytes of labels of 1 to 63 letters, digits,
+ * hyphens (and underscores, seen in the wild), separated by dots. */
+static int valid_host_name(const char *n)
+{
+    if (n == NULL || n[0] == '\0' || strlen(n) > 253)
+        return 0;
+    size_t label = 0;
+    for (const char *p = n; *p != '\0'; p++) {
+        char c = *p;
+        if (c == '.') {
+            if (label == 0)
+                return 0;
+            label = 0;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return 0;
+        if (++label > 63)
+            return 0;
+    }
+    return 1;
+}
+
 static void client_tls_done(struct shunt_conn *c, int ok)
 {
     struct session *s = SHUNT_CONTAINER_OF(c, struct session, conn);
@@ -144,7 +168,11 @@ static void client_tls_done(struct shunt_conn *c, int ok)
     }
     struct shunt_tls_facts f;
     shunt_tls_facts(shunt_conn_tls(c), &f);
-    snprintf(s->icpt_sni, sizeof(s->icpt_sni), "%s", f.sni);
+    /* the engine escapes odd bytes (\xNN) for the record: such a name never goes upstream
+     * (the CONNECT host does) */
+    s->icpt_sni[0] = '\0';
+    if (valid_host_name(f.sni))
+        snprintf(s->icpt_sni, sizeof(s->icpt_sni), "%s", f.sni);
     s->icpt = ICPT_ON;
     /* now as a new connection: a request head is due */
     shunt_proxy__arm(s, T_FIRST, s->w->cfg->header_timeout_ms);

@@ -632,6 +632,33 @@ def test_a_plain_tunnel_whose_upstream_fails_is_reset_not_answered_in_http(
     assert "E" in failed[0]["flags"], failed
 
 
+def test_a_client_sni_that_is_not_a_host_name_is_not_sent_upstream(
+        shunt, shunt_ca, pki, tls_origins, tmp_path):
+    """The SNI a client sends is untrusted: one that is not a host name (here with a space
+    and a '!'; the engine records odd bytes escaped) never goes to the origin: the CONNECT
+    host does."""
+    import ssl
+
+    o = tls_origins()
+    px, cap = intercepting(shunt, shunt_ca, pki, tmp_path)
+    with px.client() as c:
+        target = f"localhost:{o.port}".encode()
+        c.send(b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n")
+        assert c.response(method="CONNECT").status == 200
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ss = ctx.wrap_socket(c.sock, server_hostname=b"bad name!")
+        ss.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            d = ss.recv(65536)
+            assert d, got
+            got += d
+        assert got.startswith(b"HTTP/1.1 200"), got
+    stop(px)
+    assert o.sni == ["localhost"], o.sni
+
+
 # ----------------------------------------------------------------------------- closes, pairing
 
 
