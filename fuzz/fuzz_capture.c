@@ -72,9 +72,13 @@ static const struct table tables[] = {
                        "req_head_sent", "resp_head", "resp_head_sent", "resp_interim",
                        "req_body_size", "resp_body_size", "req_bytes", "resp_bytes",
                        "t_blocked", "t_dns", "t_connect", "t_send", "t_wait", "t_receive",
-                       "duration_us", "error", "flags")},
+                       "duration_us", "error", "flags", "t_ssl")},
     {"bodies", COLS("exchange_id", "direction", "truncated", "data")},
     {"changes", COLS("id", "exchange_id", "in_request", "what", "by")},
+    {"tls", COLS("id", "conn_id", "upstream_id", "side", "time_us", "sni", "alpn", "version",
+                 "cipher", "cert_subject", "cert_issuer", "cert_san", "cert_sha256",
+                 "cert_not_before", "cert_not_after", "handshake_us", "error", "verify_result",
+                 "insecure", "close_bits")},
 };
 #define N_TABLES (sizeof(tables) / sizeof(tables[0]))
 
@@ -220,7 +224,7 @@ static void build(struct in *in)
             snprintf(sql + o, sizeof(sql) - o, ")");
             CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
         }
-        CHECK(sqlite3_exec(db, "PRAGMA application_id = 1936223860; PRAGMA user_version = 1;",
+        CHECK(sqlite3_exec(db, "PRAGMA application_id = 1936223860; PRAGMA user_version = 2;",
                            NULL, NULL, NULL) == SQLITE_OK);
     } else {
         CHECK(sqlite3_exec(db, shunt_capture_schema_sql, NULL, NULL, NULL) == SQLITE_OK);
